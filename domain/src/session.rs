@@ -1,0 +1,236 @@
+//! The session: one conversation of one user, with its name, model, status, handoff
+//! state and counters.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use crate::answer::Usage;
+use crate::handoff::HandoffState;
+use crate::ids::{ModelId, SessionId, UserId};
+use crate::message::Seq;
+use crate::naming;
+use crate::Timestamp;
+
+/// How many answer durations a session keeps for its average and maximum.
+pub const RESPONSE_TIME_WINDOW: usize = 100;
+
+/// Whether a session still takes messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionStatus {
+    /// Takes messages.
+    Active,
+    /// Ended at the given time; takes no new messages.
+    Ended {
+        /// When it ended.
+        at: Timestamp,
+    },
+}
+
+/// A conversation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Session {
+    /// Its id.
+    pub id: SessionId,
+    /// The user it belongs to.
+    pub owner: UserId,
+    /// Derived from the first user message; `None` until then.
+    pub name: Option<String>,
+    /// The model that answers it.
+    pub model_id: ModelId,
+    /// Active or ended.
+    pub status: SessionStatus,
+    /// Who answers.
+    pub handoff: HandoffState,
+    /// When it was created.
+    pub created_at: Timestamp,
+    /// When it last stored a message or changed.
+    pub last_activity: Timestamp,
+    /// Stored messages.
+    pub message_count: u64,
+    /// The sequence number of the last stored message.
+    pub last_seq: Seq,
+    /// Tokens of all answers.
+    pub total_tokens: u64,
+    /// The durations of the most recent answers (at most [`RESPONSE_TIME_WINDOW`]).
+    pub response_times: ResponseTimes,
+}
+
+impl Session {
+    /// A fresh, unnamed, active session.
+    #[must_use]
+    pub fn new(id: SessionId, owner: UserId, model_id: ModelId, now: Timestamp) -> Self {
+        Self {
+            id,
+            owner,
+            name: None,
+            model_id,
+            status: SessionStatus::Active,
+            handoff: HandoffState::Ai,
+            created_at: now,
+            last_activity: now,
+            message_count: 0,
+            last_seq: Seq::default(),
+            total_tokens: 0,
+            response_times: ResponseTimes::default(),
+        }
+    }
+
+    /// True while it takes messages.
+    #[must_use]
+    pub const fn is_active(&self) -> bool {
+        matches!(self.status, SessionStatus::Active)
+    }
+
+    /// When it ended, if it did.
+    #[must_use]
+    pub const fn ended_at(&self) -> Option<Timestamp> {
+        match self.status {
+            SessionStatus::Active => None,
+            SessionStatus::Ended { at } => Some(at),
+        }
+    }
+
+    /// True if `user` owns it.
+    #[must_use]
+    pub fn is_owned_by(&self, user: &UserId) -> bool {
+        &self.owner == user
+    }
+
+    /// The display name ("New Chat" until the first user message).
+    #[must_use]
+    pub fn display_name(&self) -> &str {
+        self.name.as_deref().unwrap_or(naming::DEFAULT_NAME)
+    }
+
+    /// Accounts for one more stored message and returns its sequence number. The first
+    /// user message names the session.
+    pub fn record_message(&mut self, now: Timestamp, user_text: Option<&str>) -> Seq {
+        if self.name.is_none() {
+            if let Some(text) = user_text {
+                self.name = Some(naming::session_name(text));
+            }
+        }
+        self.last_seq = self.last_seq.next();
+        self.message_count += 1;
+        self.last_activity = now;
+        self.last_seq
+    }
+
+    /// Accounts for a finished answer's cost and duration.
+    pub fn record_answer(&mut self, usage: Usage, duration: Duration) {
+        self.total_tokens += usage.total_tokens();
+        self.response_times.push(duration);
+    }
+
+    /// Ends the session. Ending an ended session keeps its first end time.
+    pub fn end(&mut self, now: Timestamp) {
+        if self.is_active() {
+            self.status = SessionStatus::Ended { at: now };
+            self.last_activity = now;
+        }
+    }
+}
+
+/// A bounded window of answer durations.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ResponseTimes {
+    recent: VecDeque<Duration>,
+}
+
+impl ResponseTimes {
+    /// Adds one, forgetting the oldest beyond [`RESPONSE_TIME_WINDOW`].
+    pub fn push(&mut self, duration: Duration) {
+        if self.recent.len() == RESPONSE_TIME_WINDOW {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(duration);
+    }
+
+    /// The kept durations, oldest first.
+    pub fn iter(&self) -> impl Iterator<Item = Duration> + '_ {
+        self.recent.iter().copied()
+    }
+
+    /// How many are kept.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.recent.len()
+    }
+
+    /// True when none is kept.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.recent.is_empty()
+    }
+
+    /// The mean of the kept durations.
+    #[must_use]
+    pub fn average(&self) -> Option<Duration> {
+        let count = u32::try_from(self.recent.len()).ok().filter(|&n| n > 0)?;
+        Some(self.recent.iter().sum::<Duration>() / count)
+    }
+
+    /// The longest kept duration.
+    #[must_use]
+    pub fn max(&self) -> Option<Duration> {
+        self.recent.iter().max().copied()
+    }
+}
+
+impl FromIterator<Duration> for ResponseTimes {
+    fn from_iter<I: IntoIterator<Item = Duration>>(iter: I) -> Self {
+        let mut times = Self::default();
+        for duration in iter {
+            times.push(duration);
+        }
+        times
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session() -> Session {
+        let now = chrono::DateTime::from_timestamp(1_700_000_000, 0).expect("valid");
+        Session::new(
+            SessionId::parse("s1").expect("id"),
+            UserId::parse("u1").expect("id"),
+            ModelId::parse("demo").expect("id"),
+            now,
+        )
+    }
+
+    #[test]
+    fn first_user_message_names_the_session_and_seq_increases() {
+        let mut s = session();
+        let now = s.created_at;
+        assert_eq!(s.display_name(), "New Chat");
+        assert_eq!(s.record_message(now, Some("Hello world")), Seq(1));
+        assert_eq!(s.record_message(now, None), Seq(2));
+        assert_eq!(s.record_message(now, Some("Another")), Seq(3));
+        assert_eq!(s.name.as_deref(), Some("Hello world"));
+        assert_eq!(s.message_count, 3);
+    }
+
+    #[test]
+    fn ending_twice_keeps_the_first_end_time() {
+        let mut s = session();
+        let first = s.created_at + chrono::Duration::seconds(5);
+        s.end(first);
+        s.end(first + chrono::Duration::seconds(5));
+        assert_eq!(s.ended_at(), Some(first));
+        assert!(!s.is_active());
+    }
+
+    #[test]
+    fn response_time_window_is_bounded() {
+        let mut s = session();
+        for ms in 1..=250u64 {
+            s.record_answer(Usage::default(), Duration::from_millis(ms));
+        }
+        assert_eq!(s.response_times.len(), RESPONSE_TIME_WINDOW);
+        assert_eq!(s.response_times.max(), Some(Duration::from_millis(250)));
+        assert_eq!(s.response_times.iter().next(), Some(Duration::from_millis(151)));
+    }
+}
