@@ -49,6 +49,12 @@ pub struct LimiterState {
 }
 
 impl LimiterState {
+    /// The state of a key never seen, at `now`.
+    #[must_use]
+    pub const fn fresh(now: Duration) -> Self {
+        Self { tat: now }
+    }
+
     /// True when the key has fully recovered at `now` and may be forgotten.
     #[must_use]
     pub fn is_idle(&self, now: Duration) -> bool {

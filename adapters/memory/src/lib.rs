@@ -1,1 +1,189 @@
+//! # In-memory session storage
+//!
+//! A [`SessionRepository`] kept in process memory, for `--dev` and tests. It keeps at
+//! most `max_sessions` sessions (`MEMORY_STORE_MAX_SESSIONS`), dropping the least
+//! recently active beyond that, so a long-running development server cannot grow
+//! without bound. Everything is lost when the process exits.
+//!
+//! One mutex guards the maps; it is never held across an `.await` (no method awaits).
+
 #![forbid(unsafe_code)]
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use async_trait::async_trait;
+use chatbox_application::ports::{RepositoryError, SessionRepository};
+use chatbox_domain::{ClientMessageId, Seq, Session, SessionId, StoredMessage, UserId};
+
+#[derive(Debug)]
+struct Stored {
+    session: Session,
+    messages: Vec<StoredMessage>,
+}
+
+/// Sessions and messages in memory.
+#[derive(Debug)]
+pub struct MemorySessionRepository {
+    max_sessions: usize,
+    sessions: Mutex<HashMap<SessionId, Stored>>,
+}
+
+impl MemorySessionRepository {
+    /// An empty store keeping at most `max_sessions` sessions.
+    #[must_use]
+    pub fn new(max_sessions: usize) -> Self {
+        Self { max_sessions: max_sessions.max(1), sessions: Mutex::new(HashMap::new()) }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<SessionId, Stored>> {
+        self.sessions.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Sessions stored now.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// True when none is stored.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.lock().is_empty()
+    }
+}
+
+fn evict_least_recent(sessions: &mut HashMap<SessionId, Stored>) {
+    let oldest = sessions
+        .values()
+        .min_by_key(|stored| stored.session.last_activity)
+        .map(|stored| stored.session.id.clone());
+    if let Some(id) = oldest {
+        sessions.remove(&id);
+    }
+}
+
+#[async_trait]
+impl SessionRepository for MemorySessionRepository {
+    async fn create(&self, session: &Session) -> Result<(), RepositoryError> {
+        let mut sessions = self.lock();
+        if sessions.contains_key(&session.id) {
+            return Err(RepositoryError::AlreadyExists);
+        }
+        while sessions.len() >= self.max_sessions {
+            evict_least_recent(&mut sessions);
+        }
+        sessions.insert(session.id.clone(), Stored { session: session.clone(), messages: Vec::new() });
+        Ok(())
+    }
+
+    async fn load(&self, id: &SessionId) -> Result<Option<Session>, RepositoryError> {
+        Ok(self.lock().get(id).map(|stored| stored.session.clone()))
+    }
+
+    async fn update(&self, session: &Session) -> Result<(), RepositoryError> {
+        let mut sessions = self.lock();
+        let stored = sessions.get_mut(&session.id).ok_or(RepositoryError::NotFound)?;
+        stored.session = session.clone();
+        Ok(())
+    }
+
+    async fn append_message(&self, session: &Session, message: &StoredMessage) -> Result<(), RepositoryError> {
+        let mut sessions = self.lock();
+        let stored = sessions.get_mut(&session.id).ok_or(RepositoryError::NotFound)?;
+        // Only the fields a message changes: a concurrent model or status change made
+        // through `update` must not be overwritten by an older snapshot.
+        stored.session.name.clone_from(&session.name);
+        stored.session.message_count = session.message_count;
+        stored.session.last_seq = session.last_seq;
+        stored.session.last_activity = session.last_activity;
+        stored.session.total_tokens = session.total_tokens;
+        stored.session.response_times = session.response_times.clone();
+        stored.messages.push(message.clone());
+        Ok(())
+    }
+
+    async fn messages_after(&self, id: &SessionId, after: Seq, limit: usize) -> Result<Vec<StoredMessage>, RepositoryError> {
+        let sessions = self.lock();
+        let Some(stored) = sessions.get(id) else { return Ok(Vec::new()) };
+        let start = stored.messages.partition_point(|m| m.seq <= after);
+        Ok(stored.messages[start..].iter().take(limit).cloned().collect())
+    }
+
+    async fn recent_messages(&self, id: &SessionId, limit: usize) -> Result<Vec<StoredMessage>, RepositoryError> {
+        let sessions = self.lock();
+        let Some(stored) = sessions.get(id) else { return Ok(Vec::new()) };
+        let start = stored.messages.len().saturating_sub(limit);
+        Ok(stored.messages[start..].to_vec())
+    }
+
+    async fn has_client_message(&self, id: &SessionId, client_message_id: &ClientMessageId) -> Result<bool, RepositoryError> {
+        let sessions = self.lock();
+        Ok(sessions.get(id).is_some_and(|stored| {
+            stored.messages.iter().any(|m| m.client_message_id.as_ref() == Some(client_message_id))
+        }))
+    }
+
+    async fn list_for_user(&self, user: &UserId, limit: usize, offset: usize) -> Result<Vec<Session>, RepositoryError> {
+        let sessions = self.lock();
+        let mut mine: Vec<Session> =
+            sessions.values().filter(|s| s.session.is_owned_by(user)).map(|s| s.session.clone()).collect();
+        mine.sort_by(|a, b| b.last_activity.cmp(&a.last_activity));
+        Ok(mine.into_iter().skip(offset).take(limit).collect())
+    }
+
+    async fn ping(&self) -> Result<(), RepositoryError> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chatbox_domain::{MessageId, ModelId, Sender};
+
+    fn session(id: &str, owner: &str, at: i64) -> Session {
+        Session::new(
+            SessionId::parse(id).expect("id"),
+            UserId::parse(owner).expect("id"),
+            ModelId::parse("demo").expect("id"),
+            chrono::DateTime::from_timestamp(at, 0).expect("time"),
+        )
+    }
+
+    #[tokio::test]
+    async fn keeps_at_most_max_sessions_dropping_the_least_recent() {
+        let repo = MemorySessionRepository::new(2);
+        repo.create(&session("a", "u", 10)).await.expect("a");
+        repo.create(&session("b", "u", 30)).await.expect("b");
+        repo.create(&session("c", "u", 20)).await.expect("c");
+        assert_eq!(repo.len(), 2);
+        assert!(repo.load(&SessionId::parse("a").expect("id")).await.expect("load").is_none());
+        assert!(matches!(repo.create(&session("b", "u", 40)).await, Err(RepositoryError::AlreadyExists)));
+    }
+
+    #[tokio::test]
+    async fn messages_page_by_sequence_number() {
+        let repo = MemorySessionRepository::new(10);
+        let mut s = session("s", "u", 10);
+        repo.create(&s).await.expect("create");
+        for i in 1..=5u64 {
+            let seq = s.record_message(s.created_at, Some("hi"));
+            let message = StoredMessage::text(
+                MessageId::parse(&format!("m{i}")).expect("id"),
+                seq,
+                Sender::User,
+                format!("text {i}"),
+                s.created_at,
+            );
+            repo.append_message(&s, &message).await.expect("append");
+        }
+        let after = repo.messages_after(&s.id, Seq(2), 2).await.expect("page");
+        assert_eq!(after.iter().map(|m| m.seq.0).collect::<Vec<_>>(), vec![3, 4]);
+        let recent = repo.recent_messages(&s.id, 2).await.expect("recent");
+        assert_eq!(recent.iter().map(|m| m.seq.0).collect::<Vec<_>>(), vec![4, 5]);
+        let stored = repo.load(&s.id).await.expect("load").expect("exists");
+        assert_eq!(stored.last_seq, Seq(5));
+        assert_eq!(stored.name.as_deref(), Some("hi"));
+    }
+}

@@ -1,0 +1,77 @@
+//! What a client asks for, already parsed and validated by the inbound adapter.
+
+use chatbox_domain::validation::{MessageContent, Metadata};
+use chatbox_domain::{ClientMessageId, MessageKind, ModelId, Seq, SessionId};
+
+use crate::events::AnswerStyle;
+
+/// A user's chat message.
+#[derive(Debug, Clone)]
+pub struct SendMessage {
+    /// The target session; `None` means the connection's session.
+    pub session_id: Option<SessionId>,
+    /// The text.
+    pub content: MessageContent,
+    /// A model to switch the session to first.
+    pub model_id: Option<ModelId>,
+    /// Idempotency key.
+    pub client_message_id: Option<ClientMessageId>,
+    /// Client metadata.
+    pub metadata: Metadata,
+    /// How the answer's frames are labelled.
+    pub style: AnswerStyle,
+}
+
+/// An attachment the client uploaded elsewhere and announces.
+#[derive(Debug, Clone)]
+pub struct Attachment {
+    /// File or voice.
+    pub kind: MessageKind,
+    /// The target session; `None` means the connection's session.
+    pub session_id: Option<SessionId>,
+    /// Its id.
+    pub file_id: String,
+    /// Its (public https) URL.
+    pub file_url: String,
+    /// Optional caption.
+    pub content: String,
+    /// Client metadata.
+    pub metadata: Metadata,
+    /// Idempotency key.
+    pub client_message_id: Option<ClientMessageId>,
+}
+
+/// A client command.
+#[derive(Debug, Clone)]
+pub enum ClientCommand {
+    /// `user_message` / `user`.
+    SendMessage(SendMessage),
+    /// `file_upload` / `voice_message`.
+    Attachment(Attachment),
+    /// `model_select`.
+    SelectModel {
+        /// The target session.
+        session_id: Option<SessionId>,
+        /// The model.
+        model_id: ModelId,
+    },
+    /// `stop`.
+    Stop {
+        /// The target session.
+        session_id: Option<SessionId>,
+    },
+    /// `typing_indicator`.
+    Typing {
+        /// The target session.
+        session_id: Option<SessionId>,
+        /// Typing or not.
+        typing: bool,
+    },
+    /// `resume`.
+    Resume {
+        /// The session to resume.
+        session_id: SessionId,
+        /// Replay stored messages after this one.
+        last_seq: Seq,
+    },
+}

@@ -1,0 +1,76 @@
+//! The errors a use-case reports to the socket or request that caused it.
+
+use std::time::Duration;
+
+use chatbox_domain::ErrorCode;
+use chatbox_domain::validation::InvalidValue;
+use thiserror::Error;
+
+use crate::ports::RepositoryError;
+
+/// A use-case failure. Its `Display` text is safe to show to the client: internal
+/// details (driver errors, provider bodies) are logged where they happen, never here.
+#[derive(Debug, Error)]
+pub enum ChatError {
+    /// An inbound value broke a rule.
+    #[error("{0}")]
+    Invalid(#[from] InvalidValue),
+    /// A required field is missing.
+    #[error("Required field missing: {0}")]
+    MissingField(&'static str),
+    /// The model id is not configured.
+    #[error("Unknown model")]
+    UnknownModel,
+    /// Too many messages; retry after the given time.
+    #[error("Too many requests, please slow down")]
+    RateLimited {
+        /// When the next message will be accepted.
+        retry_after: Duration,
+    },
+    /// The session's answer queue is full.
+    #[error("Busy: too many messages waiting for an answer, please retry")]
+    Busy,
+    /// The session has ended.
+    #[error("Session has ended")]
+    SessionEnded,
+    /// The session is not the caller's, or does not exist.
+    #[error("Session not found")]
+    NotFound,
+    /// Storage failed.
+    #[error("Storage is temporarily unavailable")]
+    Storage(#[source] RepositoryError),
+    /// The server is shutting down.
+    #[error("Server is shutting down")]
+    ShuttingDown,
+}
+
+impl ChatError {
+    /// The wire error code.
+    #[must_use]
+    pub const fn code(&self) -> ErrorCode {
+        match self {
+            Self::Invalid(_) | Self::UnknownModel => ErrorCode::InvalidFormat,
+            Self::MissingField(_) => ErrorCode::MissingField,
+            Self::RateLimited { .. } => ErrorCode::TooManyRequests,
+            Self::Busy | Self::ShuttingDown => ErrorCode::ServiceError,
+            Self::SessionEnded => ErrorCode::SessionEnded,
+            Self::NotFound => ErrorCode::NotFound,
+            Self::Storage(_) => ErrorCode::DatabaseError,
+        }
+    }
+
+    /// `retry_after` for the error frame.
+    #[must_use]
+    pub const fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::RateLimited { retry_after } => Some(*retry_after),
+            _ => None,
+        }
+    }
+}
+
+impl From<RepositoryError> for ChatError {
+    fn from(error: RepositoryError) -> Self {
+        Self::Storage(error)
+    }
+}

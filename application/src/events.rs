@@ -1,0 +1,145 @@
+//! What the server tells clients. A [`Frame`] is built once and shared by every socket
+//! it goes to; the inbound adapter serialises it on first use and caches the bytes, so a
+//! frame fanned out to ten sockets is serialised once.
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use chatbox_domain::{ErrorCode, FinishReason, MessageId, ModelId, Seq, SessionId, StoredMessage, Timestamp, Usage, UserId};
+
+use crate::settings::ModelInfo;
+
+/// How the answer to a message is labelled: `ai_response`, or `assistant` for a question
+/// sent with the short type `user` (the earlier service's operations guide used it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AnswerStyle {
+    /// `ai_response` frames.
+    AiResponse,
+    /// `assistant` frames.
+    Assistant,
+}
+
+/// A server-to-client event.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ServerEvent {
+    /// The connection's state: on connect, on session change, as an ack.
+    ConnectionStatus {
+        /// The socket's user.
+        user_id: UserId,
+        /// The session the socket is bound to (or the id issued for a new one).
+        session_id: SessionId,
+        /// Configured models, in order.
+        models: Arc<[ModelInfo]>,
+        /// The session's model.
+        model_id: ModelId,
+        /// `connected`, `model_changed`, `ended`, …
+        state: &'static str,
+        /// Optional human-readable text.
+        content: Option<String>,
+    },
+    /// An answer starts; it will have this message id.
+    Loading {
+        /// Its session.
+        session_id: SessionId,
+        /// The answer's message id.
+        message_id: MessageId,
+        /// Frame naming.
+        style: AnswerStyle,
+    },
+    /// A piece of a streaming answer (or, on resume, everything streamed so far).
+    AnswerChunk {
+        /// Its session.
+        session_id: SessionId,
+        /// The answer's message id.
+        message_id: MessageId,
+        /// The model answering.
+        model_id: ModelId,
+        /// The new text.
+        delta: Arc<str>,
+        /// Frame naming.
+        style: AnswerStyle,
+    },
+    /// The answer ended.
+    AnswerDone {
+        /// Its session.
+        session_id: SessionId,
+        /// The answer's message id.
+        message_id: MessageId,
+        /// The model answering.
+        model_id: ModelId,
+        /// The stored answer's sequence number (none if nothing was stored).
+        seq: Option<Seq>,
+        /// Why it ended.
+        finish_reason: FinishReason,
+        /// Its cost, when known.
+        usage: Option<Usage>,
+        /// Frame naming.
+        style: AnswerStyle,
+    },
+    /// A stored message: an echo to the session's other sockets, or a replay on resume.
+    Stored {
+        /// Its session.
+        session_id: SessionId,
+        /// The message.
+        message: Arc<StoredMessage>,
+    },
+    /// Someone in the session is typing (or stopped).
+    Typing {
+        /// Its session.
+        session_id: SessionId,
+        /// Who.
+        user_id: UserId,
+        /// Typing or not.
+        typing: bool,
+    },
+    /// An error concerning the socket or session that receives it.
+    Error {
+        /// The session it concerns, if any.
+        session_id: Option<SessionId>,
+        /// The code.
+        code: ErrorCode,
+        /// Client-safe text.
+        message: String,
+        /// When to retry, for rate limits.
+        retry_after: Option<Duration>,
+    },
+    /// Informational text.
+    Notification {
+        /// The text.
+        content: String,
+    },
+    /// Reply to an application-level `ping`.
+    Pong,
+}
+
+/// An event stamped with the server time, plus its serialised form once computed.
+#[derive(Debug)]
+pub struct Frame {
+    /// What happened.
+    pub event: ServerEvent,
+    /// Server time of the event.
+    pub timestamp: Timestamp,
+    encoded: OnceLock<Arc<str>>,
+}
+
+impl Frame {
+    /// A shareable frame.
+    #[must_use]
+    pub fn new(event: ServerEvent, timestamp: Timestamp) -> Arc<Self> {
+        Arc::new(Self { event, timestamp, encoded: OnceLock::new() })
+    }
+
+    /// The serialised text, computed by `encode` on first use only.
+    pub fn encoded(&self, encode: impl FnOnce(&Self) -> String) -> Arc<str> {
+        Arc::clone(self.encoded.get_or_init(|| Arc::from(encode(self))))
+    }
+}
+
+/// One item of a socket's outbound queue. A batch (a resume's replay) takes one slot.
+#[derive(Debug, Clone)]
+pub enum Outbound {
+    /// One frame.
+    Frame(Arc<Frame>),
+    /// Several frames, in order.
+    Batch(Vec<Arc<Frame>>),
+}

@@ -1,0 +1,231 @@
+//! Per-user message limiting and the socket caps.
+//!
+//! Both are sharded maps touched without awaiting. Limiter state is bounded: a key whose
+//! bucket has fully recovered carries no information and is dropped by
+//! [`MessageLimiter::cleanup`]; no key is ever refused because the map is large, so a
+//! flood of new keys cannot lock other users out.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chatbox_domain::UserId;
+use chatbox_domain::rate_limit::{self, Decision, LimiterState, Quota};
+use dashmap::DashMap;
+use dashmap::mapref::entry::Entry;
+use thiserror::Error;
+
+/// A GCRA limiter keyed by user.
+#[derive(Debug)]
+pub struct MessageLimiter {
+    quota: Quota,
+    keys: DashMap<UserId, LimiterState>,
+}
+
+impl MessageLimiter {
+    /// A limiter with the given quota per key.
+    #[must_use]
+    pub fn new(quota: Quota) -> Self {
+        Self { quota, keys: DashMap::new() }
+    }
+
+    /// Counts one request of `user` at monotonic time `now`.
+    ///
+    /// # Errors
+    /// The time to wait when the user is over the quota.
+    pub fn check(&self, user: &UserId, now: Duration) -> Result<(), Duration> {
+        let mut entry = self.keys.entry(user.clone()).or_insert_with(|| LimiterState::fresh(now));
+        match rate_limit::check(self.quota, Some(*entry), now) {
+            Decision::Allowed(next) => {
+                *entry = next;
+                Ok(())
+            }
+            Decision::Limited { retry_after } => Err(retry_after),
+        }
+    }
+
+    /// Forgets fully recovered keys; returns (before, after).
+    pub fn cleanup(&self, now: Duration) -> (usize, usize) {
+        let before = self.keys.len();
+        self.keys.retain(|_, state| !state.is_idle(now));
+        (before, self.keys.len())
+    }
+
+    /// Keys currently tracked.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// True when no key is tracked.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+}
+
+/// Why a socket was refused before the upgrade.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+pub enum GateError {
+    /// The user holds `MAX_CONNECTIONS_PER_USER` sockets.
+    #[error("too many connections for this user")]
+    PerUser,
+    /// The process holds `MAX_CONNECTIONS` sockets.
+    #[error("too many connections")]
+    Global,
+    /// The server is draining for shutdown.
+    #[error("server is shutting down")]
+    Draining,
+}
+
+/// Counts sockets per user and in total. A slot is taken before the upgrade and held by
+/// a [`ConnectionPermit`]; dropping the permit (socket closed, or upgrade failed) gives it
+/// back, so a failed upgrade never leaks a slot.
+#[derive(Debug)]
+pub struct ConnectionGate {
+    max_total: usize,
+    max_per_user: usize,
+    total: AtomicUsize,
+    per_user: DashMap<UserId, usize>,
+    draining: AtomicBool,
+}
+
+impl ConnectionGate {
+    /// A gate with the two caps.
+    #[must_use]
+    pub fn new(max_total: usize, max_per_user: usize) -> Arc<Self> {
+        Arc::new(Self {
+            max_total,
+            max_per_user,
+            total: AtomicUsize::new(0),
+            per_user: DashMap::new(),
+            draining: AtomicBool::new(false),
+        })
+    }
+
+    /// Takes a slot for `user`.
+    ///
+    /// # Errors
+    /// [`GateError`] when a cap is reached or the server drains.
+    pub fn try_acquire(self: &Arc<Self>, user: &UserId) -> Result<ConnectionPermit, GateError> {
+        if self.is_draining() {
+            return Err(GateError::Draining);
+        }
+        // Reserve the global slot first; give it back if the per-user cap refuses.
+        let reserved = self.total.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+            (n < self.max_total).then_some(n + 1)
+        });
+        if reserved.is_err() {
+            return Err(GateError::Global);
+        }
+        match self.per_user.entry(user.clone()) {
+            Entry::Occupied(held) if *held.get() >= self.max_per_user => {
+                drop(held);
+                self.total.fetch_sub(1, Ordering::AcqRel);
+                Err(GateError::PerUser)
+            }
+            Entry::Occupied(mut held) => {
+                *held.get_mut() += 1;
+                Ok(ConnectionPermit { gate: Arc::clone(self), user: user.clone() })
+            }
+            Entry::Vacant(vacant) => {
+                vacant.insert(1);
+                Ok(ConnectionPermit { gate: Arc::clone(self), user: user.clone() })
+            }
+        }
+    }
+
+    fn release(&self, user: &UserId) {
+        if let Entry::Occupied(mut held) = self.per_user.entry(user.clone()) {
+            if *held.get() <= 1 {
+                held.remove();
+            } else {
+                *held.get_mut() -= 1;
+            }
+        }
+        self.total.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// Sockets open now.
+    #[must_use]
+    pub fn total(&self) -> usize {
+        self.total.load(Ordering::Acquire)
+    }
+
+    /// Sockets `user` holds now.
+    #[must_use]
+    pub fn held_by(&self, user: &UserId) -> usize {
+        self.per_user.get(user).map_or(0, |n| *n)
+    }
+
+    /// Refuse new sockets from now on (shutdown).
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::Release);
+    }
+
+    /// True once draining started.
+    #[must_use]
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+}
+
+/// One held socket slot; dropping it gives the slot back.
+#[derive(Debug)]
+pub struct ConnectionPermit {
+    gate: Arc<ConnectionGate>,
+    user: UserId,
+}
+
+impl Drop for ConnectionPermit {
+    fn drop(&mut self) {
+        self.gate.release(&self.user);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(id: &str) -> UserId {
+        UserId::parse(id).expect("valid")
+    }
+
+    #[test]
+    fn per_user_and_global_caps_and_release_on_drop() {
+        let gate = ConnectionGate::new(3, 2);
+        let a1 = gate.try_acquire(&user("a")).expect("first");
+        let _a2 = gate.try_acquire(&user("a")).expect("second");
+        assert_eq!(gate.try_acquire(&user("a")).err(), Some(GateError::PerUser));
+        let _b1 = gate.try_acquire(&user("b")).expect("b");
+        assert_eq!(gate.try_acquire(&user("c")).err(), Some(GateError::Global));
+        drop(a1);
+        assert_eq!(gate.held_by(&user("a")), 1);
+        assert!(gate.try_acquire(&user("c")).is_ok());
+        assert_eq!(gate.total(), 2, "the permit of c was dropped at the end of the statement");
+    }
+
+    #[test]
+    fn refused_attempts_do_not_leak_slots() {
+        let gate = ConnectionGate::new(10, 1);
+        let _held = gate.try_acquire(&user("a")).expect("first");
+        for _ in 0..100 {
+            assert!(gate.try_acquire(&user("a")).is_err());
+        }
+        assert_eq!(gate.total(), 1);
+        gate.start_draining();
+        assert_eq!(gate.try_acquire(&user("b")).err(), Some(GateError::Draining));
+    }
+
+    #[test]
+    fn limiter_refuses_over_quota_and_forgets_recovered_keys() {
+        let quota = Quota::new(2, Duration::from_secs(10)).expect("quota");
+        let limiter = MessageLimiter::new(quota);
+        let now = Duration::from_secs(100);
+        assert!(limiter.check(&user("a"), now).is_ok());
+        assert!(limiter.check(&user("a"), now).is_ok());
+        assert_eq!(limiter.check(&user("a"), now), Err(Duration::from_secs(5)));
+        assert!(limiter.check(&user("b"), now).is_ok(), "other users are unaffected");
+        assert_eq!(limiter.cleanup(now + Duration::from_secs(20)), (2, 0));
+    }
+}

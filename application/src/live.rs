@@ -1,0 +1,277 @@
+//! Live sessions: the in-memory state of the sessions in use, and their fan-out.
+//!
+//! A [`LiveSession`] holds the authoritative copy of a session while it is in use, the
+//! sockets bound to it, and the answer being streamed. Its state sits behind a plain
+//! mutex that is only ever held for short, non-awaiting sections, one per session, so
+//! there is no process-wide lock on the message path.
+//!
+//! Ordering invariant (what makes resume exact): a stored message is broadcast in the
+//! same critical section that advances `stored_seq`, and every answer chunk is appended
+//! to the partial answer in the same critical section that broadcasts it. A socket that
+//! attaches under the lock therefore sees each message either in its replay or live,
+//! never both and never neither.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use chatbox_domain::{ClientMessageId, MessageId, ModelId, Seq, Session, SessionId};
+use dashmap::DashMap;
+use dashmap::mapref::entry::Entry;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::answer::Turn;
+use crate::events::{AnswerStyle, Frame};
+use crate::socket::{SocketHandle, SocketId};
+
+/// How many recent client idempotency keys a live session remembers.
+pub const REMEMBERED_CLIENT_IDS: usize = 128;
+
+/// The answer being streamed.
+#[derive(Debug)]
+pub struct StreamingAnswer {
+    /// Its message id.
+    pub message_id: MessageId,
+    /// The model answering.
+    pub model_id: ModelId,
+    /// Frame naming.
+    pub style: AnswerStyle,
+    /// Everything streamed so far.
+    pub text: String,
+    /// Cancels it (stop, shutdown).
+    pub cancel: CancellationToken,
+}
+
+/// The mutable part of a live session.
+#[derive(Debug)]
+pub struct LiveState {
+    /// The authoritative session.
+    pub session: Session,
+    /// The sequence number of the last message known to be in storage.
+    pub stored_seq: Seq,
+    /// The answer being streamed.
+    pub streaming: Option<StreamingAnswer>,
+    /// Turns accepted and not yet processed (stored, or answered).
+    pub queued_turns: usize,
+    /// Last time anything happened (for eviction).
+    pub last_activity: Instant,
+    /// Since when no socket is bound (for `RECONNECT_TIMEOUT`).
+    pub unattended_since: Option<Instant>,
+    subscribers: Vec<Arc<SocketHandle>>,
+    recent_client_ids: VecDeque<ClientMessageId>,
+    evicted: bool,
+}
+
+impl LiveState {
+    /// Sends a frame to every bound socket except `except`. Sockets that are closing or
+    /// overflow are unbound.
+    pub fn broadcast(&mut self, frame: &Arc<Frame>, except: Option<SocketId>) {
+        let before = self.subscribers.len();
+        self.subscribers
+            .retain(|socket| Some(socket.id()) == except || socket.send(Arc::clone(frame)));
+        if before > 0 && self.subscribers.is_empty() {
+            self.unattended_since = Some(Instant::now());
+        }
+    }
+
+    /// Binds a socket.
+    pub fn attach(&mut self, socket: Arc<SocketHandle>) {
+        if !self.subscribers.iter().any(|s| s.id() == socket.id()) {
+            self.subscribers.push(socket);
+        }
+        self.unattended_since = None;
+        self.last_activity = Instant::now();
+    }
+
+    /// Unbinds a socket.
+    pub fn detach(&mut self, socket: SocketId) {
+        let before = self.subscribers.len();
+        self.subscribers.retain(|s| s.id() != socket);
+        if before > 0 && self.subscribers.is_empty() {
+            self.unattended_since = Some(Instant::now());
+        }
+        self.last_activity = Instant::now();
+    }
+
+    /// Sockets bound now.
+    #[must_use]
+    pub fn subscriber_count(&self) -> usize {
+        self.subscribers.len()
+    }
+
+    /// True once the cleanup task dropped this session from memory.
+    #[must_use]
+    pub const fn is_evicted(&self) -> bool {
+        self.evicted
+    }
+
+    /// Remembers a client idempotency key; false if it was already known.
+    pub fn remember_client_id(&mut self, id: &ClientMessageId) -> bool {
+        if self.recent_client_ids.contains(id) {
+            return false;
+        }
+        if self.recent_client_ids.len() == REMEMBERED_CLIENT_IDS {
+            self.recent_client_ids.pop_front();
+        }
+        self.recent_client_ids.push_back(id.clone());
+        true
+    }
+
+    /// Forgets a key whose message could not be stored, so a retry is accepted.
+    pub fn forget_client_id(&mut self, id: &ClientMessageId) {
+        self.recent_client_ids.retain(|known| known != id);
+    }
+}
+
+/// A session in use.
+#[derive(Debug)]
+pub struct LiveSession {
+    id: SessionId,
+    state: Mutex<LiveState>,
+    turns: mpsc::Sender<Turn>,
+    retired: CancellationToken,
+}
+
+impl LiveSession {
+    /// Its id.
+    #[must_use]
+    pub const fn id(&self) -> &SessionId {
+        &self.id
+    }
+
+    /// Runs `f` on the state under the session's lock. `f` must not block.
+    pub fn with_state<R>(&self, f: impl FnOnce(&mut LiveState) -> R) -> R {
+        f(&mut self.lock())
+    }
+
+    fn lock(&self) -> MutexGuard<'_, LiveState> {
+        // A panic while holding the lock leaves plain data behind, still consistent
+        // enough to keep serving; poisoning would take the whole session down instead.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Hands a turn to the session's actor without waiting.
+    ///
+    /// # Errors
+    /// Gives the turn back when the actor's queue is full or the actor is gone.
+    pub fn submit(&self, turn: Turn) -> Result<(), Box<Turn>> {
+        self.turns.try_send(turn).map_err(|error| Box::new(error.into_inner()))
+    }
+
+    /// Completes when the session was evicted or the service shuts down its actors.
+    pub async fn retired(&self) {
+        self.retired.cancelled().await;
+    }
+}
+
+/// The registry of live sessions.
+#[derive(Debug, Default)]
+pub struct LiveSessions {
+    sessions: DashMap<SessionId, Arc<LiveSession>>,
+}
+
+impl LiveSessions {
+    /// The live session with this id, if it is in memory and not evicted.
+    #[must_use]
+    pub fn get(&self, id: &SessionId) -> Option<Arc<LiveSession>> {
+        self.sessions.get(id).map(|live| Arc::clone(&live)).filter(|live| !live.with_state(|s| s.is_evicted()))
+    }
+
+    /// Makes `session` live unless it already is, in which case the existing one wins.
+    /// Returns the live session and, when it was created here, the receiver its actor
+    /// must consume.
+    pub fn activate(
+        &self,
+        session: Session,
+        client_ids: Vec<ClientMessageId>,
+        queue_capacity: usize,
+    ) -> (Arc<LiveSession>, Option<mpsc::Receiver<Turn>>) {
+        match self.sessions.entry(session.id.clone()) {
+            Entry::Occupied(existing) if !existing.get().with_state(|s| s.is_evicted()) => {
+                (Arc::clone(existing.get()), None)
+            }
+            entry => {
+                let (turns, receiver) = mpsc::channel(queue_capacity.max(1));
+                let stored_seq = session.last_seq;
+                let mut recent_client_ids = VecDeque::with_capacity(client_ids.len());
+                recent_client_ids.extend(client_ids.into_iter().rev().take(REMEMBERED_CLIENT_IDS).rev());
+                let live = Arc::new(LiveSession {
+                    id: session.id.clone(),
+                    state: Mutex::new(LiveState {
+                        session,
+                        stored_seq,
+                        streaming: None,
+                        queued_turns: 0,
+                        last_activity: Instant::now(),
+                        unattended_since: Some(Instant::now()),
+                        subscribers: Vec::new(),
+                        recent_client_ids,
+                        evicted: false,
+                    }),
+                    turns,
+                    retired: CancellationToken::new(),
+                });
+                match entry {
+                    Entry::Occupied(mut stale) => {
+                        stale.insert(Arc::clone(&live));
+                    }
+                    Entry::Vacant(vacant) => {
+                        vacant.insert(Arc::clone(&live));
+                    }
+                }
+                (live, Some(receiver))
+            }
+        }
+    }
+
+    /// Evicts sessions with no socket, no work, and no activity for `ttl`. Returns how
+    /// many were evicted. Their stored data is untouched.
+    pub fn evict_idle(&self, ttl: std::time::Duration) -> usize {
+        let now = Instant::now();
+        let mut evicted = 0;
+        self.sessions.retain(|_, live| {
+            let evict = live.with_state(|s| {
+                let idle = s.subscribers.is_empty()
+                    && s.streaming.is_none()
+                    && s.queued_turns == 0
+                    && now.saturating_duration_since(s.last_activity) >= ttl;
+                if idle {
+                    s.evicted = true;
+                }
+                idle
+            });
+            if evict {
+                live.retired.cancel();
+                evicted += 1;
+            }
+            !evict
+        });
+        evicted
+    }
+
+    /// Retires every live session's actor (shutdown, after answers had their time).
+    pub fn retire_all(&self) {
+        for live in &self.sessions {
+            live.retired.cancel();
+        }
+    }
+
+    /// Every live session.
+    #[must_use]
+    pub fn all(&self) -> Vec<Arc<LiveSession>> {
+        self.sessions.iter().map(|live| Arc::clone(&live)).collect()
+    }
+
+    /// How many sessions are live.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// True when none is.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.sessions.is_empty()
+    }
+}

@@ -1,0 +1,238 @@
+//! The ports: what the use-cases need from the outside world, as traits. Adapters
+//! implement them; `infrastructure` picks the implementations.
+
+use std::fmt;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chatbox_domain::{
+    ClientMessageId, FinishReason, ModelId, Seq, Session, SessionId, StoredMessage, Timestamp, Usage,
+    UserId,
+};
+use futures::stream::BoxStream;
+use thiserror::Error;
+
+/// A storage failure. The text is for logs only; clients get `DATABASE_ERROR`.
+#[derive(Debug, Error)]
+pub enum RepositoryError {
+    /// The store could not be reached or timed out; worth retrying later.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+    /// A session with this id already exists.
+    #[error("session already exists")]
+    AlreadyExists,
+    /// The session does not exist.
+    #[error("session not found")]
+    NotFound,
+    /// Anything else the store reported.
+    #[error("storage error: {0}")]
+    Other(String),
+}
+
+/// Where sessions and their messages live.
+///
+/// Messages of one session are appended by a single writer in sequence order, so an
+/// implementation may assume `message.seq` grows by one per call.
+#[async_trait]
+pub trait SessionRepository: Send + Sync + 'static {
+    /// Stores a new session.
+    ///
+    /// # Errors
+    /// [`RepositoryError::AlreadyExists`] if the id is taken, or a store failure.
+    async fn create(&self, session: &Session) -> Result<(), RepositoryError>;
+
+    /// Loads a session without its messages.
+    ///
+    /// # Errors
+    /// A store failure.
+    async fn load(&self, id: &SessionId) -> Result<Option<Session>, RepositoryError>;
+
+    /// Replaces the session's own fields (name, model, status, handoff, counters).
+    ///
+    /// # Errors
+    /// [`RepositoryError::NotFound`] or a store failure.
+    async fn update(&self, session: &Session) -> Result<(), RepositoryError>;
+
+    /// Appends one message and updates the session's fields in the same write.
+    ///
+    /// # Errors
+    /// [`RepositoryError::NotFound`] or a store failure.
+    async fn append_message(
+        &self,
+        session: &Session,
+        message: &StoredMessage,
+    ) -> Result<(), RepositoryError>;
+
+    /// The messages with `seq > after`, oldest first, at most `limit`.
+    ///
+    /// # Errors
+    /// A store failure.
+    async fn messages_after(
+        &self,
+        id: &SessionId,
+        after: Seq,
+        limit: usize,
+    ) -> Result<Vec<StoredMessage>, RepositoryError>;
+
+    /// The last `limit` messages, oldest first.
+    ///
+    /// # Errors
+    /// A store failure.
+    async fn recent_messages(
+        &self,
+        id: &SessionId,
+        limit: usize,
+    ) -> Result<Vec<StoredMessage>, RepositoryError>;
+
+    /// Whether a message with this client idempotency key is stored in the session.
+    ///
+    /// # Errors
+    /// A store failure.
+    async fn has_client_message(
+        &self,
+        id: &SessionId,
+        client_message_id: &ClientMessageId,
+    ) -> Result<bool, RepositoryError>;
+
+    /// The user's sessions, most recently active first.
+    ///
+    /// # Errors
+    /// A store failure.
+    async fn list_for_user(
+        &self,
+        user: &UserId,
+        limit: usize,
+        offset: usize,
+    ) -> Result<Vec<Session>, RepositoryError>;
+
+    /// Answers when the store is usable (readiness).
+    ///
+    /// # Errors
+    /// A store failure.
+    async fn ping(&self) -> Result<(), RepositoryError>;
+}
+
+/// Who said a turn of the conversation, as the model sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// The user (or an assisting admin).
+    User,
+    /// The model.
+    Assistant,
+}
+
+/// One turn of the history sent to the model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatTurn {
+    /// Who said it.
+    pub role: Role,
+    /// What was said.
+    pub content: String,
+}
+
+/// Everything a provider needs for one answer.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ChatRequest {
+    /// The configured model (provider) id.
+    pub model_id: ModelId,
+    /// `LLM_SYSTEM_PROMPT`, if set.
+    pub system_prompt: Option<String>,
+    /// The conversation, oldest first; the last turn is the question.
+    pub history: Vec<ChatTurn>,
+    /// The user the answer is for (some providers bill or key state by it).
+    pub user_id: UserId,
+    /// The session the answer belongs to.
+    pub session_id: SessionId,
+}
+
+impl fmt::Debug for ChatRequest {
+    // The history is user content; keep it out of debug logs.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ChatRequest")
+            .field("model_id", &self.model_id)
+            .field("turns", &self.history.len())
+            .field("session_id", &self.session_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One event of an answer stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StreamEvent {
+    /// More answer text.
+    Delta(String),
+    /// Token counts reported by the provider.
+    Usage(Usage),
+    /// The provider says the answer is complete, and why.
+    Finished(FinishReason),
+}
+
+/// A provider failure, classified by kind so retry policy never matches error text.
+#[derive(Debug, Error)]
+pub enum ProviderError {
+    /// The connection could not be made or broke.
+    #[error("connection failed: {0}")]
+    Connect(String),
+    /// 429: too many requests.
+    #[error("rate limited by provider")]
+    RateLimited {
+        /// The provider's `Retry-After`, if it sent one.
+        retry_after: Option<Duration>,
+    },
+    /// The provider said it is overloaded.
+    #[error("provider overloaded")]
+    Overloaded,
+    /// A 5xx answer.
+    #[error("provider server error (status {status})")]
+    Server {
+        /// The HTTP status.
+        status: u16,
+    },
+    /// A 4xx answer other than 429: our request or key is wrong; retrying will not help.
+    #[error("provider rejected the request (status {status})")]
+    Rejected {
+        /// The HTTP status.
+        status: u16,
+    },
+    /// The stream broke the provider's wire format, or reported an error event.
+    #[error("provider stream error: {0}")]
+    Stream(String),
+}
+
+impl ProviderError {
+    /// Whether trying the same request again may succeed.
+    #[must_use]
+    pub const fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            Self::Connect(_) | Self::RateLimited { .. } | Self::Overloaded | Self::Server { .. }
+        )
+    }
+}
+
+/// A stream of answer events. Dropping it must abort the request to the provider.
+pub type AnswerStream = BoxStream<'static, Result<StreamEvent, ProviderError>>;
+
+/// A model provider that streams answers.
+#[async_trait]
+pub trait LlmProvider: Send + Sync + 'static {
+    /// Starts an answer; returns once the provider accepted the request.
+    ///
+    /// # Errors
+    /// A [`ProviderError`] when the request could not be started.
+    async fn stream(&self, request: ChatRequest) -> Result<AnswerStream, ProviderError>;
+}
+
+/// Time, for the use-cases.
+pub trait Clock: Send + Sync + 'static {
+    /// Wall-clock time (stamped on stored things).
+    fn now(&self) -> Timestamp;
+    /// Monotonic time since an arbitrary fixed origin (limits, timeouts, idleness).
+    fn monotonic(&self) -> Duration;
+}
+
+/// Fresh ids.
+pub trait IdGenerator: Send + Sync + 'static {
+    /// A new unique, unguessable id (session ids double as capabilities for resume).
+    fn new_id(&self) -> String;
+}
