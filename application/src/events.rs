@@ -3,6 +3,8 @@
 //! frame fanned out to ten sockets is serialised once.
 
 use std::sync::{Arc, OnceLock};
+
+use bytes::Bytes;
 use std::time::Duration;
 
 use chatbox_domain::{ErrorCode, FinishReason, MessageId, ModelId, Seq, SessionId, StoredMessage, Timestamp, Usage, UserId};
@@ -119,7 +121,7 @@ pub struct Frame {
     pub event: ServerEvent,
     /// Server time of the event.
     pub timestamp: Timestamp,
-    encoded: OnceLock<Arc<str>>,
+    encoded: OnceLock<Bytes>,
 }
 
 impl Frame {
@@ -129,9 +131,10 @@ impl Frame {
         Arc::new(Self { event, timestamp, encoded: OnceLock::new() })
     }
 
-    /// The serialised text, computed by `encode` on first use only.
-    pub fn encoded(&self, encode: impl FnOnce(&Self) -> String) -> Arc<str> {
-        Arc::clone(self.encoded.get_or_init(|| Arc::from(encode(self))))
+    /// The serialised UTF-8 text, computed by `encode` on first use only; later calls
+    /// return the same bytes without copying.
+    pub fn encoded(&self, encode: impl FnOnce(&Self) -> String) -> Bytes {
+        self.encoded.get_or_init(|| Bytes::from(encode(self))).clone()
     }
 }
 

@@ -43,6 +43,8 @@ pub enum CloseReason {
     TokenExpired,
     /// The server is shutting down.
     ShuttingDown,
+    /// The connection ended for another reason (the client left, the network broke).
+    Disconnected,
 }
 
 /// The use-cases' handle on one socket.

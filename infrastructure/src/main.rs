@@ -1,1 +1,93 @@
-fn main() {}
+//! The `chatbox` binary: `chatbox [--dev]`.
+
+#![forbid(unsafe_code)]
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use chatbox::config::{self, Settings};
+use chatbox::{Application, telemetry};
+use tracing::{error, info, warn};
+
+const DEV_TOKEN_TTL: Duration = Duration::from_secs(24 * 3600);
+
+fn main() -> ExitCode {
+    let dev = std::env::args().skip(1).any(|arg| arg == "--dev");
+    let loaded = config::load_from_env(dev);
+    telemetry::init(&loaded.log_level, loaded.log_format);
+    let settings = match loaded.settings {
+        Ok(settings) => settings,
+        Err(problems) => {
+            for problem in &problems {
+                error!("{problem}");
+            }
+            error!("Configuration validation failed: {} problem(s)", problems.len());
+            return ExitCode::FAILURE;
+        }
+    };
+    for warning in &loaded.warnings {
+        warn!("{warning}");
+    }
+    info!("Configuration validated successfully");
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            error!(error = %e, "cannot start the async runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(settings)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            error!(error = format!("{e:#}"), "chatbox stopped with an error");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(settings: Settings) -> anyhow::Result<()> {
+    let dev = settings.dev;
+    let dev_secret = settings.jwt_secret.clone();
+    let algorithm = settings.jwt_algorithms[0];
+    let prefix = settings.chatbox_path_prefix.clone();
+    let app = Application::build(settings).await?;
+    if dev {
+        print_dev_urls(&app, dev_secret.expose(), algorithm, &prefix)?;
+    }
+    app.run_until(shutdown_signal()).await
+}
+
+/// `--dev` only: ready-to-use URLs with a user and an admin token (24 h), printed to
+/// standard output, not to the log.
+fn print_dev_urls(app: &Application, secret: &str, algorithm: jsonwebtoken::Algorithm, prefix: &str) -> anyhow::Result<()> {
+    let address = app.address();
+    let host = if address.ip().is_unspecified() { "127.0.0.1".to_owned() } else { address.ip().to_string() };
+    let base = format!("{host}:{}{prefix}", address.port());
+    let user = chatbox_http::auth::issue_token(secret.as_bytes(), algorithm, "dev-user", "Dev User", &["user"], DEV_TOKEN_TTL)?;
+    let admin = chatbox_http::auth::issue_token(secret.as_bytes(), algorithm, "dev-admin", "Dev Admin", &["admin"], DEV_TOKEN_TTL)?;
+    println!("Chatbox dev mode: user socket ws://{base}/ws?token={user} | admin socket ws://{base}/ws?token={admin} | health http://{base}/healthz (tokens valid 24h)");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = interrupt => info!("SIGINT received"),
+        () = terminate => info!("SIGTERM received"),
+    }
+}

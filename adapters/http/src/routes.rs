@@ -1,0 +1,190 @@
+//! The HTTP routes under the path prefix, and the JSON error replies of the error-code
+//! table (`{"error","code"}` with the code's HTTP status).
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chatbox_domain::{ErrorCode, SessionId};
+use http::{HeaderMap, HeaderValue, StatusCode, header};
+use hyper::upgrade::OnUpgrade;
+use serde_json::json;
+use warp::Filter;
+use warp::filters::BoxedFilter;
+
+use crate::auth::AuthenticatedUser;
+use crate::{HttpState, ws};
+
+/// The response type of every route.
+pub type HttpResponse = warp::reply::Response;
+
+/// How long readiness waits for storage.
+const READINESS_STORAGE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A JSON response.
+pub(crate) fn json_response(status: StatusCode, body: &serde_json::Value) -> HttpResponse {
+    let mut response = HttpResponse::new(body.to_string().into());
+    *response.status_mut() = status;
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+/// The error reply for `code`: `{"error": message, "code": CODE}` with the code's
+/// status, and `Retry-After` (whole seconds, at least 1) when given.
+pub(crate) fn error_response(code: ErrorCode, message: &str, retry_after: Option<Duration>) -> HttpResponse {
+    let status = StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut response = json_response(status, &json!({ "error": message, "code": code.as_str() }));
+    if let Some(wait) = retry_after {
+        let seconds = wait.as_millis().div_ceil(1000).max(1);
+        if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
+    }
+    response
+}
+
+/// The token of `Authorization: Bearer <token>`.
+pub(crate) fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+fn authenticate_http(state: &HttpState, headers: &HeaderMap) -> Result<AuthenticatedUser, HttpResponse> {
+    let Some(token) = bearer_token(headers) else {
+        return Err(error_response(ErrorCode::Unauthorized, "Authentication required", None));
+    };
+    state
+        .jwt
+        .verify(token)
+        .map_err(|_| error_response(ErrorCode::InvalidToken, "Invalid or expired authentication token", None))
+}
+
+/// The query string as key/value pairs. Parsed here rather than with warp's filter,
+/// which logs the raw query (and so the `token`) when it cannot decode it.
+fn query_pairs() -> impl Filter<Extract = (HashMap<String, String>,), Error = Infallible> + Clone {
+    warp::filters::query::raw()
+        .or(warp::any().map(String::new))
+        .unify()
+        .map(|raw: String| serde_urlencoded::from_str::<Vec<(String, String)>>(&raw).unwrap_or_default().into_iter().collect())
+}
+
+fn prefix(path: &str) -> BoxedFilter<()> {
+    path.split('/')
+        .filter(|segment| !segment.is_empty())
+        .fold(warp::any().boxed(), |filter, segment| filter.and(warp::path(segment.to_owned())).boxed())
+}
+
+/// Every route of the service.
+pub fn routes(state: Arc<HttpState>) -> BoxedFilter<(HttpResponse,)> {
+    let with_state = {
+        let state = Arc::clone(&state);
+        warp::any().map(move || Arc::clone(&state))
+    };
+    let base = prefix(&state.config.path_prefix);
+
+    let healthz = base
+        .clone()
+        .and(warp::path("healthz"))
+        .and(warp::path::end())
+        .and(warp::get())
+        .map(|| json_response(StatusCode::OK, &json!({ "status": "ok" })));
+
+    let readyz = base
+        .clone()
+        .and(warp::path("readyz"))
+        .and(warp::path::end())
+        .and(warp::get())
+        .and(with_state.clone())
+        .then(|state: Arc<HttpState>| async move { readiness(&state).await });
+
+    let socket = base
+        .clone()
+        .and(warp::path("ws"))
+        .and(warp::path::end())
+        .and(warp::get())
+        .and(with_state.clone())
+        .and(warp::header::headers_cloned())
+        .and(query_pairs())
+        .and(warp::ext::optional::<OnUpgrade>())
+        .map(|state: Arc<HttpState>, headers: HeaderMap, query: HashMap<String, String>, upgrade: Option<OnUpgrade>| {
+            ws::upgrade(&state, &headers, &query, upgrade)
+        });
+
+    let end_session = base
+        .and(warp::path("sessions"))
+        .and(warp::path::param::<String>())
+        .and(warp::path("end"))
+        .and(warp::path::end())
+        .and(warp::post())
+        .and(with_state)
+        .and(warp::header::headers_cloned())
+        .then(|id: String, state: Arc<HttpState>, headers: HeaderMap| async move {
+            end_session(&state, &headers, &id).await
+        });
+
+    healthz
+        .or(readyz)
+        .unify()
+        .or(socket)
+        .unify()
+        .or(end_session)
+        .unify()
+        .recover(|rejection: warp::Rejection| async move { Ok::<_, Infallible>(rejected(&rejection)) })
+        .unify()
+        .map(with_security_headers)
+        .boxed()
+}
+
+fn with_security_headers(mut response: HttpResponse) -> HttpResponse {
+    let headers = response.headers_mut();
+    headers.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    headers.insert("referrer-policy", HeaderValue::from_static("strict-origin-when-cross-origin"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+fn rejected(rejection: &warp::Rejection) -> HttpResponse {
+    if rejection.is_not_found() {
+        return error_response(ErrorCode::NotFound, "Not found", None);
+    }
+    if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
+        let mut response = error_response(ErrorCode::BadRequest, "Method not allowed", None);
+        *response.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+        return response;
+    }
+    error_response(ErrorCode::BadRequest, "Bad request", None)
+}
+
+async fn readiness(state: &HttpState) -> HttpResponse {
+    let draining = state.gate.is_draining();
+    let storage = tokio::time::timeout(READINESS_STORAGE_TIMEOUT, state.chat.storage_ready()).await;
+    let storage_ok = matches!(storage, Ok(Ok(())));
+    let models = state.chat.settings().models.len();
+    let ready = !draining && storage_ok && models > 0;
+    let body = json!({
+        "status": if ready { "ready" } else { "not ready" },
+        "checks": {
+            "storage": { "status": if storage_ok { "ready" } else { "not ready" } },
+            "llm": { "status": if models > 0 { "ready" } else { "not ready" }, "providers_count": models },
+            "shutdown": { "status": if draining { "draining" } else { "running" } },
+        }
+    });
+    json_response(if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, &body)
+}
+
+async fn end_session(state: &HttpState, headers: &HeaderMap, id: &str) -> HttpResponse {
+    let user = match authenticate_http(state, headers) {
+        Ok(user) => user,
+        Err(response) => return response,
+    };
+    let Ok(id) = SessionId::parse(id) else {
+        return error_response(ErrorCode::NotFound, "Session not found", None);
+    };
+    match state.chat.end_session(&user.id, &id).await {
+        Ok(()) => json_response(StatusCode::OK, &json!({ "status": "ended" })),
+        Err(error) => error_response(error.code(), &error.to_string(), None),
+    }
+}

@@ -1,0 +1,243 @@
+//! The application: adapters wired by configuration, the HTTP server, the background
+//! tasks, and the shutdown sequence.
+//!
+//! Shutdown, in order: readiness turns 503 and new sockets are refused (503); every
+//! socket gets close 1001 "Server shutting down"; answers still running get until the
+//! deadline (`SHUTDOWN_TIMEOUT` less a short grace) to finish, then are cancelled and
+//! stored; every tracked task (sockets, session actors, cleanup loops) is awaited; the
+//! listener closes last, so probes keep getting answers while the server drains.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use chatbox_application::chat::ChatPorts;
+use chatbox_application::limits::ConnectionGate;
+use chatbox_application::ports::{Clock, IdGenerator, LlmProvider, SessionRepository};
+use chatbox_application::settings::ModelInfo;
+use chatbox_application::{ChatService, ChatSettings};
+use chatbox_domain::rate_limit::Quota;
+use chatbox_domain::{ModelId, Timestamp};
+use chatbox_http::{HttpConfig, HttpState, JwtSettings, JwtVerifier};
+use chatbox_llm::DemoProvider;
+use chatbox_memory_store::MemorySessionRepository;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+use crate::config::{ProviderKind, Settings, StorageBackend};
+
+/// Wall-clock and monotonic time from the operating system.
+#[derive(Debug)]
+pub struct SystemClock {
+    origin: Instant,
+}
+
+impl Default for SystemClock {
+    fn default() -> Self {
+        Self { origin: Instant::now() }
+    }
+}
+
+impl Clock for SystemClock {
+    fn now(&self) -> Timestamp {
+        chrono::Utc::now()
+    }
+
+    fn monotonic(&self) -> Duration {
+        self.origin.elapsed()
+    }
+}
+
+/// Random 128-bit ids as 32 hex characters.
+#[derive(Debug, Default)]
+pub struct RandomIds;
+
+impl IdGenerator for RandomIds {
+    fn new_id(&self) -> String {
+        uuid::Uuid::new_v4().simple().to_string()
+    }
+}
+
+/// A built application: listening, not yet serving.
+#[derive(Debug)]
+pub struct Application {
+    settings: Settings,
+    listener: TcpListener,
+    address: SocketAddr,
+    chat: ChatService,
+    http: Arc<HttpState>,
+    tasks: TaskTracker,
+}
+
+impl Application {
+    /// Wires everything and binds the listener.
+    ///
+    /// # Errors
+    /// When the address cannot be bound.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let tasks = TaskTracker::new();
+        let repository: Arc<dyn SessionRepository> = match settings.storage_backend {
+            StorageBackend::Memory => Arc::new(MemorySessionRepository::new(settings.memory_store_max_sessions)),
+            StorageBackend::MongoDb => anyhow::bail!("mongodb storage is not available in this build"),
+        };
+        let mut providers: HashMap<ModelId, Arc<dyn LlmProvider>> = HashMap::new();
+        let mut models = Vec::with_capacity(settings.providers.len());
+        for provider in &settings.providers {
+            let adapter: Arc<dyn LlmProvider> = match provider.kind {
+                ProviderKind::Demo => Arc::new(DemoProvider::new(provider.delay)),
+                other => anyhow::bail!("provider type {other:?} is not available in this build"),
+            };
+            providers.insert(provider.id.clone(), adapter);
+            models.push(ModelInfo { id: provider.id.clone(), name: provider.name.clone() });
+        }
+        let quota = Quota::new(settings.rate_limit, settings.rate_window).context("RATE_LIMIT and RATE_WINDOW must be positive")?;
+        let chat_settings = ChatSettings {
+            models: Arc::from(models),
+            max_content_chars: settings.max_content_chars,
+            message_quota: quota,
+            answer_queue_limit: settings.answer_queue_limit,
+            stream_timeout: settings.llm_stream_timeout,
+            idle_timeout: settings.llm_idle_timeout,
+            context_messages: settings.llm_context_messages,
+            context_max_chars: settings.llm_context_max_chars,
+            system_prompt: settings.llm_system_prompt.clone(),
+            session_ttl: settings.session_ttl,
+            reconnect_timeout: settings.reconnect_timeout,
+            socket_queue_capacity: settings.ws_send_queue,
+            replay_limit: 1000,
+        };
+        let ports = ChatPorts {
+            repository,
+            providers,
+            clock: Arc::new(SystemClock::default()),
+            ids: Arc::new(RandomIds),
+        };
+        let chat = ChatService::new(ports, chat_settings, tasks.clone());
+        let jwt = JwtVerifier::new(&JwtSettings {
+            secret: settings.jwt_secret.expose().as_bytes().to_vec(),
+            algorithms: settings.jwt_algorithms.clone(),
+            require_exp: settings.jwt_require_exp,
+            issuer: settings.jwt_issuer.clone(),
+            audience: settings.jwt_audience.clone(),
+            leeway: settings.jwt_leeway,
+        });
+        let http = Arc::new(HttpState {
+            chat: chat.clone(),
+            gate: ConnectionGate::new(settings.max_connections, settings.max_connections_per_user),
+            jwt,
+            config: HttpConfig {
+                path_prefix: settings.chatbox_path_prefix.clone(),
+                allowed_origins: settings.allowed_origins.clone(),
+                max_message_size: settings.max_message_size,
+                ping_interval: settings.ws_ping_interval,
+                pong_timeout: settings.ws_pong_timeout,
+                write_timeout: settings.ws_write_timeout,
+                enforce_token_expiry: settings.jwt_enforce_expiry_on_open_sockets,
+                socket_queue_capacity: settings.ws_send_queue,
+            },
+            tasks: tasks.clone(),
+            shutdown: CancellationToken::new(),
+        });
+        let listener = TcpListener::bind(settings.bind_address())
+            .await
+            .with_context(|| format!("cannot listen on {}", settings.bind_address()))?;
+        let address = listener.local_addr()?;
+        Ok(Self { settings, listener, address, chat, http, tasks })
+    }
+
+    /// The bound address (with the real port when `SERVER_PORT=0`).
+    #[must_use]
+    pub const fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// Serves until `shutdown` completes, then drains and stops within
+    /// `SHUTDOWN_TIMEOUT`.
+    ///
+    /// # Errors
+    /// Never at present; the signature leaves room for start-up failures.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
+        let Self { settings, listener, address, chat, http, tasks } = self;
+        let stop_background = CancellationToken::new();
+        spawn_session_cleanup(&tasks, &chat, &settings, stop_background.clone());
+        spawn_rate_limiter_cleanup(&tasks, &chat, &settings, stop_background.clone());
+
+        let server_done = CancellationToken::new();
+        let routes = chatbox_http::routes(Arc::clone(&http));
+        let server = warp::serve(routes).incoming(listener).graceful(server_done.clone().cancelled_owned());
+        let server = tokio::spawn(server.run());
+        info!("Server listening on {address}");
+
+        shutdown.await;
+        let deadline = Instant::now() + settings.shutdown_timeout;
+        info!(timeout = %humantime::format_duration(settings.shutdown_timeout), "Shutdown started: draining");
+        http.gate.start_draining();
+        http.shutdown.cancel();
+        stop_background.cancel();
+        chat.begin_shutdown();
+        tasks.close();
+
+        // Leave a short grace after cancelling answers so they can still be stored.
+        let grace = (settings.shutdown_timeout / 10).clamp(Duration::from_millis(100), Duration::from_secs(3));
+        let answers_deadline = deadline.checked_sub(grace).unwrap_or(deadline);
+        if tokio::time::timeout_at(answers_deadline.into(), tasks.wait()).await.is_err() {
+            warn!("Shutdown deadline reached: cancelling the answers still running");
+            chat.cancel_running_answers();
+            if tokio::time::timeout_at(deadline.into(), tasks.wait()).await.is_err() {
+                warn!(remaining = tasks.len(), "Shutdown deadline passed with tasks still running");
+            }
+        }
+        server_done.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(1), server).await;
+        info!("Shutdown complete");
+        Ok(())
+    }
+}
+
+fn spawn_session_cleanup(tasks: &TaskTracker, chat: &ChatService, settings: &Settings, stop: CancellationToken) {
+    let interval = settings.session_cleanup_interval;
+    info!(
+        "Starting session cleanup task interval={} ttl={}",
+        humantime::format_duration(interval),
+        humantime::format_duration(settings.session_ttl)
+    );
+    let chat = chat.clone();
+    tasks.spawn(async move {
+        let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => break,
+                _ = ticks.tick() => {
+                    let count = chat.cleanup_sessions();
+                    info!("Cleaned up expired sessions count={count}");
+                }
+            }
+        }
+    });
+}
+
+fn spawn_rate_limiter_cleanup(tasks: &TaskTracker, chat: &ChatService, settings: &Settings, stop: CancellationToken) {
+    let interval = settings.rate_limit_cleanup_interval;
+    info!("Starting rate limiter cleanup task interval={}", humantime::format_duration(interval));
+    let chat = chat.clone();
+    tasks.spawn(async move {
+        let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => break,
+                _ = ticks.tick() => {
+                    let (before, after) = chat.cleanup_rate_limiter();
+                    info!(
+                        "Rate limiter cleanup completed before={before} after={after} removed={}",
+                        before.saturating_sub(after)
+                    );
+                }
+            }
+        }
+    });
+}

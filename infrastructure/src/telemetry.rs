@@ -1,0 +1,32 @@
+//! Logging set-up: JSON lines (production) or pretty lines (`--dev`), at `LOG_LEVEL`.
+//!
+//! HTTP libraries are held at `info` or quieter whatever the level: their debug output
+//! includes raw request lines, and a request line may carry a `?token=`.
+
+use tracing_subscriber::EnvFilter;
+
+use crate::config::LogFormat;
+
+const QUIET_LIBRARIES: &[&str] = &["warp=info", "hyper=info", "hyper_util=info", "tungstenite=info", "tokio_tungstenite=info"];
+
+/// The filter for `level`, with the libraries above held down.
+#[must_use]
+pub fn filter(level: &str) -> EnvFilter {
+    let mut filter = EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info"));
+    for directive in QUIET_LIBRARIES {
+        if let Ok(directive) = directive.parse() {
+            filter = filter.add_directive(directive);
+        }
+    }
+    filter
+}
+
+/// Installs the global subscriber (once; later calls are ignored, as in tests).
+pub fn init(level: &str, format: LogFormat) {
+    let colours = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter(level)).with_target(false).with_ansi(colours);
+    let _ = match format {
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).try_init(),
+        LogFormat::Pretty => builder.compact().try_init(),
+    };
+}
