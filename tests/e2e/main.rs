@@ -1,1 +1,10 @@
+//! End-to-end tests: the real server, started on port 0, spoken to over real sockets.
+//! One test binary (fast to link); one module per area.
 
+mod support;
+
+mod chat;
+mod connect;
+mod limits;
+mod lifecycle;
+mod resume;

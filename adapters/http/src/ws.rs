@@ -198,7 +198,7 @@ async fn serve(
     let (handle, queue) = SocketHandle::new(user.id.clone(), state.config.socket_queue_capacity);
     let started = std::time::Instant::now();
     info!(user_id = %user.id, socket_id = %handle.id(), "socket connected");
-    let (sink, stream) = socket.split();
+    let (sink, mut stream) = socket.split();
     let reader_done = CancellationToken::new();
     let writer_done = CancellationToken::new();
     let read_end = OnceLock::new();
@@ -220,7 +220,7 @@ async fn serve(
     let reader = async {
         let end = match connection {
             Some(mut connection) => {
-                let end = read_loop(&state, stream, &mut connection, &writer_done).await;
+                let end = read_loop(&state, &mut stream, &mut connection, &writer_done).await;
                 state.chat.disconnect(connection);
                 end
             }
@@ -236,6 +236,18 @@ async fn serve(
         closing
     };
     let (read_end, close) = tokio::join!(reader, writer);
+    if close.is_some() && matches!(read_end, ReadEnd::Stopped | ReadEnd::PingTimeout | ReadEnd::FrameTooBig | ReadEnd::Internal) {
+        // Complete the closing handshake: wait briefly for the client's close frame, so
+        // the TCP connection is not reset under frames the client has yet to read.
+        let _ = timeout(CLOSE_TIMEOUT, async {
+            while let Some(Ok(message)) = stream.next().await {
+                if message.is_close() {
+                    break;
+                }
+            }
+        })
+        .await;
+    }
     drop(permit);
     info!(
         user_id = %user.id,
@@ -249,7 +261,7 @@ async fn serve(
 
 async fn read_loop(
     state: &HttpState,
-    mut stream: SplitStream<Socket>,
+    stream: &mut SplitStream<Socket>,
     connection: &mut Connection,
     writer_done: &CancellationToken,
 ) -> ReadEnd {

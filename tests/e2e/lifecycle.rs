@@ -1,0 +1,196 @@
+//! Probes, start-up and shutdown, in-process and as the real binary.
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use serde_json::json;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+use crate::support::{SECRET, spawn_app, token};
+
+#[tokio::test]
+async fn healthz_and_readyz_answer_json() {
+    let app = spawn_app(&[]).await;
+    let (status, body) = app.http("GET", "/chat/healthz", None).await;
+    assert_eq!((status, body.as_str()), (200, r#"{"status":"ok"}"#));
+    let (status, body) = app.http("GET", "/chat/readyz", None).await;
+    assert_eq!(status, 200);
+    let ready: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(ready["status"], "ready");
+    assert_eq!(ready["checks"]["llm"]["providers_count"], 2);
+    let (status, body) = app.http("GET", "/chat/nowhere", None).await;
+    assert_eq!(status, 404);
+    assert!(body.contains(r#""code":"NOT_FOUND""#));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn ending_a_session_over_http_notifies_its_sockets_and_refuses_new_messages() {
+    let app = spawn_app(&[]).await;
+    let mut client = app.connect("alice", "").await;
+    client.ask("hello").await;
+    let session = client.session_id();
+    let (status, _) = app.http("POST", &format!("/chat/sessions/{session}/end"), Some(&token("mallory"))).await;
+    assert_eq!(status, 404, "not the owner");
+    let (status, _) = app.http("POST", &format!("/chat/sessions/{session}/end"), None).await;
+    assert_eq!(status, 401);
+    let (status, body) = app.http("POST", &format!("/chat/sessions/{session}/end"), Some(&token("alice"))).await;
+    assert_eq!((status, body.as_str()), (200, r#"{"status":"ended"}"#));
+    let ended = client.next_json().await;
+    assert_eq!(ended["metadata"]["state"], "ended");
+    client.send(json!({"type": "user_message", "content": "more?"})).await;
+    assert_eq!(client.next_json().await["error"]["code"], "SESSION_ENDED");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn shutdown_closes_sockets_with_1001_drains_and_stops_within_the_deadline() {
+    let app = spawn_app(&[("LLM_PROVIDER_1_DELAY", "100ms"), ("SHUTDOWN_TIMEOUT", "2s")]).await;
+    let mut talking = app.connect("alice", "").await;
+    let mut idle = app.connect("bob", "").await;
+    talking.send(json!({"type": "user_message", "content": "a long answer"})).await;
+    assert_eq!(talking.next_json().await["type"], "loading");
+
+    let started = Instant::now();
+    app.shutdown.cancel();
+    for client in [&mut talking, &mut idle] {
+        let (close, _) = client.until_closed().await;
+        let close = close.expect("close frame");
+        assert_eq!((close.code, close.reason.as_str()), (CloseCode::Away, "Server shutting down"));
+    }
+    let (status, body) = app.http("GET", "/chat/readyz", None).await;
+    assert_eq!(status, 503, "not ready while draining: {body}");
+    let (status, _) = app.http("GET", &format!("/chat/ws?token={}", token("carol")), None).await;
+    assert_eq!(status, 503, "no new sockets while draining");
+    tokio::time::timeout(Duration::from_secs(5), app.handle).await.expect("stops").expect("join").expect("clean");
+    assert!(started.elapsed() < Duration::from_millis(3000), "within SHUTDOWN_TIMEOUT: {:?}", started.elapsed());
+}
+
+fn binary() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_chatbox"));
+    command.env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
+    command.stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
+    command
+}
+
+/// Reads stdout lines until one contains `needle`; returns every line read.
+async fn lines_until(child: &mut Child, needle: &str) -> Vec<String> {
+    let stdout = child.stdout.as_mut().expect("stdout");
+    let mut reader = BufReader::new(stdout).lines();
+    let mut lines = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while let Ok(Ok(Some(line))) = tokio::time::timeout_at(deadline, reader.next_line()).await {
+        let found = line.contains(needle);
+        lines.push(line);
+        if found {
+            return lines;
+        }
+    }
+    panic!("{needle:?} never appeared in {lines:#?}");
+}
+
+fn listening_port(lines: &[String]) -> u16 {
+    let line = lines.iter().find(|l| l.contains("Server listening on")).expect("listening line");
+    let after = line.split("Server listening on ").nth(1).expect("address");
+    let address: String = after.chars().take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':').collect();
+    address.rsplit(':').next().and_then(|p| p.parse().ok()).expect("port")
+}
+
+fn sigterm(child: &Child) {
+    let pid = child.id().expect("pid").to_string();
+    let status = std::process::Command::new("kill").args(["-TERM", &pid]).status().expect("kill");
+    assert!(status.success());
+}
+
+#[tokio::test]
+async fn a_weak_jwt_secret_fails_validation_with_a_non_zero_exit_and_no_secret_in_the_output() {
+    let weak = "this-is-my-password-for-the-gateway-x";
+    let output = binary()
+        .env("JWT_SECRET", weak)
+        .env("LLM_PROVIDER_1_ID", "demo")
+        .env("LLM_PROVIDER_1_TYPE", "demo")
+        .output()
+        .await
+        .expect("run");
+    assert!(!output.status.success());
+    let text = String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr);
+    assert!(text.contains("JWT_SECRET"), "{text}");
+    assert!(text.contains("validation failed"), "{text}");
+    assert!(!text.contains(weak), "the secret is never printed");
+}
+
+#[tokio::test]
+async fn the_binary_logs_its_start_up_lines_in_order_and_exits_cleanly_on_sigterm_mid_answer() {
+    let mut child = binary()
+        .env("JWT_SECRET", SECRET)
+        .env("SERVER_HOST", "127.0.0.1")
+        .env("SERVER_PORT", "0")
+        .env("LLM_PROVIDER_1_ID", "demo")
+        .env("LLM_PROVIDER_1_TYPE", "demo")
+        .env("LLM_PROVIDER_1_DELAY", "100ms")
+        .env("SHUTDOWN_TIMEOUT", "3s")
+        .spawn()
+        .expect("spawn");
+    let lines = lines_until(&mut child, "Server listening on").await;
+    let order = [
+        "Configuration validated successfully",
+        "Starting session cleanup task interval=5m ttl=15m",
+        "Starting rate limiter cleanup task interval=5m",
+        "Server listening on",
+    ];
+    let positions: Vec<usize> = order
+        .iter()
+        .map(|needle| lines.iter().position(|l| l.contains(needle)).unwrap_or_else(|| panic!("{needle} missing from {lines:#?}")))
+        .collect();
+    assert!(positions.windows(2).all(|w| w[0] < w[1]), "{lines:#?}");
+    assert!(lines.iter().all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok()), "JSON logs by default");
+
+    let port = listening_port(&lines);
+    let url = format!("ws://127.0.0.1:{port}/chat/ws?token={}", token("alice"));
+    let (mut socket, _) = tokio_tungstenite::connect_async(url).await.expect("connect");
+    futures::SinkExt::send(&mut socket, Message::Text(json!({"type": "user_message", "content": "hi"}).to_string().into()))
+        .await
+        .expect("send");
+    let mut chunks = 0;
+    while chunks < 2 {
+        if let Some(Ok(Message::Text(text))) = socket.next().await {
+            if text.contains("\"done\":\"false\"") {
+                chunks += 1;
+            }
+        }
+    }
+    let started = Instant::now();
+    sigterm(&child);
+    let close = loop {
+        match tokio::time::timeout(Duration::from_secs(5), socket.next()).await.expect("closed in time") {
+            Some(Ok(Message::Close(frame))) => break frame,
+            Some(Ok(_)) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    let close = close.expect("close frame");
+    assert_eq!((close.code, close.reason.as_str()), (CloseCode::Away, "Server shutting down"));
+    let status = tokio::time::timeout(Duration::from_secs(6), child.wait()).await.expect("exits in time").expect("status");
+    assert!(status.success(), "exit 0, got {status}");
+    assert!(started.elapsed() < Duration::from_secs(4), "within SHUTDOWN_TIMEOUT");
+}
+
+#[tokio::test]
+async fn dev_mode_starts_with_nothing_configured_and_prints_a_working_token() {
+    let mut child = binary().env("SERVER_HOST", "127.0.0.1").env("SERVER_PORT", "0").arg("--dev").spawn().expect("spawn");
+    let lines = lines_until(&mut child, "Chatbox dev mode").await;
+    let line = lines.last().expect("dev line");
+    let url = line.split_whitespace().find(|w| w.starts_with("ws://") && w.contains("/chat/ws?token=")).expect("user url");
+    let (mut socket, _) = tokio_tungstenite::connect_async(url).await.expect("the printed URL connects");
+    let Some(Ok(Message::Text(text))) = socket.next().await else { panic!("a status frame") };
+    let status: serde_json::Value = serde_json::from_str(&text).expect("json");
+    assert_eq!(status["user_id"], "dev-user");
+    assert_eq!(status["model_id"], "demo");
+    sigterm(&child);
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait()).await.expect("exits").expect("status");
+    assert!(status.success());
+}

@@ -1,0 +1,185 @@
+//! Bad input and abuse: malformed and oversized frames, floods, slow consumers, expired
+//! tokens, silent sockets. Every one gets its documented answer and loses nothing else.
+
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use serde_json::json;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+use crate::support::{spawn_app, token_expiring};
+
+#[tokio::test]
+async fn malformed_frames_get_invalid_format_and_the_socket_stays_open() {
+    let app = spawn_app(&[("MAX_CONTENT_CHARS", "20")]).await;
+    let mut client = app.connect("alice", "").await;
+    let mut other_device = app.connect("alice", &format!("&session_id={}", client.session_id())).await;
+    let cases: [(&str, &str); 7] = [
+        ("{not json", "INVALID_FORMAT"),
+        (r#"{"content":"no type"}"#, "INVALID_FORMAT"),
+        (r#"{"type":"teleport"}"#, "INVALID_FORMAT"),
+        (r#"{"type":"user_message"}"#, "MISSING_FIELD"),
+        (r#"{"type":"user_message","content":"this text is longer than twenty characters"}"#, "INVALID_FORMAT"),
+        (r#"{"type":"user_message","content":"ok","metadata":{"nested":{"a":1}}}"#, "INVALID_FORMAT"),
+        (r#"{"type":"user_message","content":"ok","timestamp":"2999-01-01T00:00:00Z"}"#, "INVALID_FORMAT"),
+    ];
+    for (frame, code) in cases {
+        client.send_text(frame).await;
+        let error = client.next_json().await;
+        assert_eq!(error["type"], "error", "{frame}");
+        assert_eq!(error["error"]["code"], code, "{frame}");
+        assert_eq!(error["error"]["recoverable"], true);
+    }
+    client.socket.send(Message::Binary(vec![1, 2, 3].into())).await.expect("send");
+    assert_eq!(client.next_json().await["error"]["code"], "INVALID_FORMAT");
+    client.send(json!({"type": "ping"})).await;
+    assert_eq!(client.next_json().await["type"], "pong", "still open");
+    assert!(other_device.next_json_within(Duration::from_millis(300)).await.is_none(), "errors go only to the sender");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_oversized_frame_closes_the_socket_with_1009() {
+    let app = spawn_app(&[("MAX_MESSAGE_SIZE", "2048")]).await;
+    let mut client = app.connect("alice", "").await;
+    let huge = json!({"type": "user_message", "content": "x".repeat(4096)}).to_string();
+    client.send_text(&huge).await;
+    let (close, _) = client.until_closed().await;
+    assert_eq!(close.map(|c| c.code), Some(CloseCode::Size));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_message_flood_is_rate_limited_with_retry_after() {
+    let app = spawn_app(&[("RATE_LIMIT", "3"), ("RATE_WINDOW", "1m"), ("ANSWER_QUEUE_LIMIT", "10")]).await;
+    let mut client = app.connect("alice", "").await;
+    for n in 0..4 {
+        client.send(json!({"type": "user_message", "content": format!("flood {n}")})).await;
+    }
+    let mut limited = None;
+    for _ in 0..200 {
+        let frame = client.next_json().await;
+        if frame["type"] == "error" {
+            limited = Some(frame);
+            break;
+        }
+    }
+    let limited = limited.expect("the fourth message is limited");
+    assert_eq!(limited["error"]["code"], "TOO_MANY_REQUESTS");
+    let retry_after = limited["error"]["retry_after"].as_u64().expect("retry_after in ms");
+    assert!((1..=20_000).contains(&retry_after), "{retry_after}");
+    client.send(json!({"type": "ping"})).await;
+    let mut pong = false;
+    for _ in 0..200 {
+        if client.next_json().await["type"] == "pong" {
+            pong = true;
+            break;
+        }
+    }
+    assert!(pong, "pings are not rate limited");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_slow_consumer_is_disconnected_after_a_gapless_prefix_and_others_are_unaffected() {
+    let app = spawn_app(&[
+        ("WS_SEND_QUEUE", "16"),
+        ("RATE_LIMIT", "100000"),
+        ("ANSWER_QUEUE_LIMIT", "100"),
+        ("MAX_CONTENT_CHARS", "10000"),
+    ])
+    .await;
+    let mut writer = app.connect("alice", "").await;
+    writer.ask("start").await;
+    let session = writer.session_id();
+    let mut slow = app.connect("alice", &format!("&session_id={session}")).await;
+
+    // The slow device reads nothing while the other floods the session with large
+    // attachment captions; its queue overflows once the TCP buffers are full.
+    let caption = "c".repeat(9_000);
+    for n in 0..1500 {
+        let frame = json!({"type": "file_upload", "file_id": format!("f{n}"), "file_url": "https://cdn.example.com/f.png", "content": caption});
+        writer.send(frame).await;
+        if n % 100 == 0 {
+            tokio::task::yield_now().await;
+        }
+    }
+    let (close, frames) = slow.until_closed().await;
+    let close = close.expect("a close frame");
+    assert_eq!((close.code, close.reason.as_str()), (CloseCode::Policy, "Slow consumer"));
+    // What arrived before the close is a gapless prefix (possibly empty when a burst
+    // overflowed the queue before the first write); the rest is not silently skipped.
+    let seqs: Vec<u64> = frames.iter().filter_map(|f| f["seq"].as_u64()).collect();
+    assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "what arrived has no gap: {seqs:?}");
+    assert!(seqs.len() < 1500, "the slow socket did not receive the whole flood");
+
+    writer.send(json!({"type": "ping"})).await;
+    let mut pong = false;
+    while let Some(frame) = writer.next_json_within(Duration::from_secs(10)).await {
+        if frame["type"] == "pong" {
+            pong = true;
+            break;
+        }
+    }
+    assert!(pong, "the fast socket is unaffected");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_socket_whose_token_expires_gets_token_expired_then_close_1008() {
+    let app = spawn_app(&[("JWT_LEEWAY", "0s")]).await;
+    let url = app.ws_url(&format!("?token={}", token_expiring("alice", 2)));
+    let (mut socket, _) = tokio_tungstenite::connect_async(url).await.expect("connect");
+    let mut saw_expired = false;
+    let close = loop {
+        match tokio::time::timeout(Duration::from_secs(10), socket.next()).await.expect("in time") {
+            Some(Ok(Message::Text(text))) => {
+                let frame: serde_json::Value = serde_json::from_str(&text).expect("json");
+                if frame["error"]["code"] == "TOKEN_EXPIRED" {
+                    assert_eq!(frame["error"]["recoverable"], false);
+                    saw_expired = true;
+                }
+            }
+            Some(Ok(Message::Close(frame))) => break frame,
+            Some(Ok(_)) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    assert!(saw_expired);
+    assert_eq!(close.map(|c| c.code), Some(CloseCode::Policy));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn protocol_pings_keep_live_sockets_and_close_silent_ones() {
+    let app = spawn_app(&[("WS_PING_INTERVAL", "200ms"), ("WS_PONG_TIMEOUT", "1s")]).await;
+    let mut live = app.connect("alice", "").await;
+    let mut pings = 0;
+    let started = std::time::Instant::now();
+    while started.elapsed() < Duration::from_millis(1800) {
+        match tokio::time::timeout(Duration::from_millis(300), live.socket.next()).await {
+            Ok(Some(Ok(Message::Ping(_)))) => pings += 1,
+            Ok(Some(Ok(Message::Close(frame)))) => panic!("a live socket was closed: {frame:?}"),
+            _ => {}
+        }
+    }
+    assert!(pings >= 3, "pings arrive ({pings})");
+
+    // A client that stops reading answers no ping; the server closes it after the
+    // pong timeout (while the other socket, still read, stays open).
+    let mut silent = app.connect("bob", "").await;
+    let keep_reading = async {
+        let until = std::time::Instant::now() + Duration::from_millis(1600);
+        while std::time::Instant::now() < until {
+            let _ = tokio::time::timeout(Duration::from_millis(100), live.socket.next()).await;
+        }
+    };
+    keep_reading.await;
+    let (close, _) = silent.until_closed().await;
+    let close = close.expect("a close frame");
+    assert_eq!((close.code, close.reason.as_str()), (CloseCode::Policy, "Ping timeout"));
+    live.send(json!({"type": "ping"})).await;
+    assert_eq!(live.next_json().await["type"], "pong");
+    app.stop().await;
+}

@@ -1,0 +1,224 @@
+//! Test helpers: start the real server in-process on port 0 (`spawn_app`), mint tokens,
+//! and speak to it over real WebSockets and plain HTTP.
+
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use chatbox::Application;
+use chatbox::config;
+use futures::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_util::sync::CancellationToken;
+
+pub const SECRET: &str = "e2e-K8f3Lq9ZxW2mN7vB4tR6yU1pJ5hGcDaQ";
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// A running server.
+pub struct TestApp {
+    pub address: SocketAddr,
+    pub shutdown: CancellationToken,
+    pub handle: JoinHandle<anyhow::Result<()>>,
+}
+
+/// Starts the server with test defaults plus `overrides`.
+pub async fn spawn_app(overrides: &[(&str, &str)]) -> TestApp {
+    let mut vars: Vec<(&str, &str)> = vec![
+        ("SERVER_HOST", "127.0.0.1"),
+        ("SERVER_PORT", "0"),
+        ("JWT_SECRET", SECRET),
+        ("LLM_PROVIDER_1_ID", "demo"),
+        ("LLM_PROVIDER_1_NAME", "Demo"),
+        ("LLM_PROVIDER_1_TYPE", "demo"),
+        ("LLM_PROVIDER_1_DELAY", "2ms"),
+        ("LLM_PROVIDER_2_ID", "second"),
+        ("LLM_PROVIDER_2_NAME", "Second"),
+        ("LLM_PROVIDER_2_TYPE", "demo"),
+        ("LLM_PROVIDER_2_DELAY", "2ms"),
+        ("SHUTDOWN_TIMEOUT", "5s"),
+    ];
+    for (key, value) in overrides {
+        vars.retain(|(k, _)| k != key);
+        vars.push((key, value));
+    }
+    let settings = config::load_from(&vars, false).settings.expect("valid test configuration");
+    let app = Application::build(settings).await.expect("build");
+    let address = app.address();
+    let shutdown = CancellationToken::new();
+    let signal = shutdown.clone();
+    let handle = tokio::spawn(async move { app.run_until(signal.cancelled_owned()).await });
+    TestApp { address, shutdown, handle }
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).expect("time").as_secs()
+}
+
+/// A token with arbitrary claims, signed with `secret` and `algorithm`.
+pub fn token_with(claims: &Value, secret: &str, algorithm: jsonwebtoken::Algorithm) -> String {
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(algorithm),
+        claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .expect("sign")
+}
+
+/// A valid user token for an hour.
+pub fn token(user: &str) -> String {
+    token_with(&json!({"user_id": user, "name": user, "roles": ["user"], "exp": now_secs() + 3600}), SECRET, jsonwebtoken::Algorithm::HS256)
+}
+
+/// A token that expires `seconds` from now.
+pub fn token_expiring(user: &str, seconds: u64) -> String {
+    token_with(&json!({"user_id": user, "exp": now_secs() + seconds}), SECRET, jsonwebtoken::Algorithm::HS256)
+}
+
+pub type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// A connected client that has read its `connection_status`.
+pub struct Client {
+    pub socket: Socket,
+    pub status: Value,
+}
+
+impl TestApp {
+    pub fn ws_url(&self, query: &str) -> String {
+        format!("ws://{}/chat/ws{query}", self.address)
+    }
+
+    /// Opens a socket for `user`, with extra query parameters (`&session_id=…`).
+    pub async fn connect(&self, user: &str, extra_query: &str) -> Client {
+        let url = self.ws_url(&format!("?token={}{extra_query}", token(user)));
+        let (socket, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(url)).await.expect("in time").expect("connect");
+        let mut client = Client { socket, status: Value::Null };
+        let status = client.next_json().await;
+        assert_eq!(status["type"], "connection_status", "first frame: {status}");
+        client.status = status;
+        client
+    }
+
+    /// Tries to open a socket; returns the HTTP status and JSON body of a refusal.
+    pub async fn refused(&self, url: &str, headers: &[(&str, &str)]) -> (u16, Value, Option<String>) {
+        let mut request = url.into_client_request().expect("request");
+        for (name, value) in headers {
+            request.headers_mut().insert(
+                http::HeaderName::from_bytes(name.as_bytes()).expect("name"),
+                http::HeaderValue::from_str(value).expect("value"),
+            );
+        }
+        match tokio_tungstenite::connect_async(request).await {
+            Ok(_) => panic!("expected the upgrade to be refused"),
+            Err(tungstenite::Error::Http(response)) => {
+                let status = response.status().as_u16();
+                let retry_after = response.headers().get("retry-after").and_then(|v| v.to_str().ok()).map(str::to_owned);
+                let body = response.body().as_deref().map(|b| serde_json::from_slice(b).expect("json body")).unwrap_or(Value::Null);
+                (status, body, retry_after)
+            }
+            Err(other) => panic!("unexpected error {other}"),
+        }
+    }
+
+    /// A plain HTTP request; returns status and body.
+    pub async fn http(&self, method: &str, path: &str, bearer: Option<&str>) -> (u16, String) {
+        let mut stream = TcpStream::connect(self.address).await.expect("connect");
+        let auth = bearer.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+        let request = format!("{method} {path} HTTP/1.1\r\nHost: test\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.expect("write");
+        let mut response = Vec::new();
+        tokio::time::timeout(WAIT, stream.read_to_end(&mut response)).await.expect("in time").expect("read");
+        let text = String::from_utf8_lossy(&response).into_owned();
+        let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("status line");
+        let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+        (status, body)
+    }
+
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(15), self.handle).await.expect("stops in time").expect("join").expect("clean");
+    }
+}
+
+impl Client {
+    pub async fn send(&mut self, frame: Value) {
+        self.socket.send(Message::Text(frame.to_string().into())).await.expect("send");
+    }
+
+    pub async fn send_text(&mut self, text: &str) {
+        self.socket.send(Message::Text(text.to_owned().into())).await.expect("send");
+    }
+
+    /// The next JSON frame (protocol pings are answered and skipped).
+    pub async fn next_json(&mut self) -> Value {
+        self.next_json_within(WAIT).await.expect("a frame in time")
+    }
+
+    pub async fn next_json_within(&mut self, wait: Duration) -> Option<Value> {
+        loop {
+            let message = tokio::time::timeout(wait, self.socket.next()).await.ok()?;
+            match message {
+                Some(Ok(Message::Text(text))) => return Some(serde_json::from_str(&text).expect("json frame")),
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                Some(Ok(Message::Close(frame))) => panic!("closed unexpectedly: {frame:?}"),
+                other => panic!("unexpected: {other:?}"),
+            }
+        }
+    }
+
+    /// Frames up to and including the end of the next answer.
+    pub async fn until_done(&mut self) -> Vec<Value> {
+        let mut frames = Vec::new();
+        loop {
+            let frame = self.next_json().await;
+            let done = frame["metadata"]["done"] == "true" && frame["metadata"]["streaming"] == "true";
+            frames.push(frame);
+            if done {
+                return frames;
+            }
+        }
+    }
+
+    /// Reads until the server closes; returns the close frame (None if the connection
+    /// just ended) and the text frames read before it.
+    pub async fn until_closed(&mut self) -> (Option<CloseFrame>, Vec<Value>) {
+        let mut frames = Vec::new();
+        loop {
+            match tokio::time::timeout(WAIT, self.socket.next()).await.expect("closed in time") {
+                Some(Ok(Message::Text(text))) => frames.push(serde_json::from_str(&text).expect("json")),
+                Some(Ok(Message::Close(frame))) => return (frame, frames),
+                Some(Ok(_)) => {}
+                Some(Err(_)) | None => return (None, frames),
+            }
+        }
+    }
+
+    pub fn session_id(&self) -> String {
+        self.status["session_id"].as_str().expect("session id").to_owned()
+    }
+
+    /// Sends a message and reads its answer.
+    pub async fn ask(&mut self, text: &str) -> Vec<Value> {
+        self.send(json!({"type": "user_message", "content": text})).await;
+        self.until_done().await
+    }
+}
+
+/// The concatenated `content` of answer chunks.
+pub fn answer_text(frames: &[Value]) -> String {
+    frames
+        .iter()
+        .filter(|f| (f["type"] == "ai_response" || f["type"] == "assistant") && f["metadata"]["done"] == "false")
+        .map(|f| f["content"].as_str().unwrap_or_default())
+        .collect()
+}
+
+/// The `done` frame of an answer.
+pub fn done(frames: &[Value]) -> &Value {
+    frames.last().expect("frames")
+}
