@@ -5,8 +5,8 @@
 //! [`MessageLimiter::cleanup`]; no key is ever refused because the map is large, so a
 //! flood of new keys cannot lock other users out.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use chatbox_domain::UserId;
@@ -26,7 +26,10 @@ impl MessageLimiter {
     /// A limiter with the given quota per key.
     #[must_use]
     pub fn new(quota: Quota) -> Self {
-        Self { quota, keys: DashMap::new() }
+        Self {
+            quota,
+            keys: DashMap::new(),
+        }
     }
 
     /// Counts one request of `user` at monotonic time `now`.
@@ -34,7 +37,10 @@ impl MessageLimiter {
     /// # Errors
     /// The time to wait when the user is over the quota.
     pub fn check(&self, user: &UserId, now: Duration) -> Result<(), Duration> {
-        let mut entry = self.keys.entry(user.clone()).or_insert_with(|| LimiterState::fresh(now));
+        let mut entry = self
+            .keys
+            .entry(user.clone())
+            .or_insert_with(|| LimiterState::fresh(now));
         match rate_limit::check(self.quota, Some(*entry), now) {
             Decision::Allowed(next) => {
                 *entry = next;
@@ -112,9 +118,11 @@ impl ConnectionGate {
             return Err(GateError::Draining);
         }
         // Reserve the global slot first; give it back if the per-user cap refuses.
-        let reserved = self.total.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-            (n < self.max_total).then_some(n + 1)
-        });
+        let reserved = self
+            .total
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.max_total).then_some(n + 1)
+            });
         if reserved.is_err() {
             return Err(GateError::Global);
         }
@@ -126,11 +134,17 @@ impl ConnectionGate {
             }
             Entry::Occupied(mut held) => {
                 *held.get_mut() += 1;
-                Ok(ConnectionPermit { gate: Arc::clone(self), user: user.clone() })
+                Ok(ConnectionPermit {
+                    gate: Arc::clone(self),
+                    user: user.clone(),
+                })
             }
             Entry::Vacant(vacant) => {
                 vacant.insert(1);
-                Ok(ConnectionPermit { gate: Arc::clone(self), user: user.clone() })
+                Ok(ConnectionPermit {
+                    gate: Arc::clone(self),
+                    user: user.clone(),
+                })
             }
         }
     }
@@ -202,7 +216,11 @@ mod tests {
         drop(a1);
         assert_eq!(gate.held_by(&user("a")), 1);
         assert!(gate.try_acquire(&user("c")).is_ok());
-        assert_eq!(gate.total(), 2, "the permit of c was dropped at the end of the statement");
+        assert_eq!(
+            gate.total(),
+            2,
+            "the permit of c was dropped at the end of the statement"
+        );
     }
 
     #[test]
@@ -214,7 +232,10 @@ mod tests {
         }
         assert_eq!(gate.total(), 1);
         gate.start_draining();
-        assert_eq!(gate.try_acquire(&user("b")).err(), Some(GateError::Draining));
+        assert_eq!(
+            gate.try_acquire(&user("b")).err(),
+            Some(GateError::Draining)
+        );
     }
 
     #[test]
@@ -225,7 +246,10 @@ mod tests {
         assert!(limiter.check(&user("a"), now).is_ok());
         assert!(limiter.check(&user("a"), now).is_ok());
         assert_eq!(limiter.check(&user("a"), now), Err(Duration::from_secs(5)));
-        assert!(limiter.check(&user("b"), now).is_ok(), "other users are unaffected");
+        assert!(
+            limiter.check(&user("b"), now).is_ok(),
+            "other users are unaffected"
+        );
         assert_eq!(limiter.cleanup(now + Duration::from_secs(20)), (2, 0));
     }
 }

@@ -156,7 +156,9 @@ impl LiveSession {
     /// # Errors
     /// Gives the turn back when the actor's queue is full or the actor is gone.
     pub fn submit(&self, turn: Turn) -> Result<(), Box<Turn>> {
-        self.turns.try_send(turn).map_err(|error| Box::new(error.into_inner()))
+        self.turns
+            .try_send(turn)
+            .map_err(|error| Box::new(error.into_inner()))
     }
 
     /// Completes when the session was evicted or the service shuts down its actors.
@@ -175,7 +177,10 @@ impl LiveSessions {
     /// The live session with this id, if it is in memory and not evicted.
     #[must_use]
     pub fn get(&self, id: &SessionId) -> Option<Arc<LiveSession>> {
-        self.sessions.get(id).map(|live| Arc::clone(&live)).filter(|live| !live.with_state(|s| s.is_evicted()))
+        self.sessions
+            .get(id)
+            .map(|live| Arc::clone(&live))
+            .filter(|live| !live.with_state(|s| s.is_evicted()))
     }
 
     /// Makes `session` live unless it already is, in which case the existing one wins.
@@ -195,7 +200,13 @@ impl LiveSessions {
                 let (turns, receiver) = mpsc::channel(queue_capacity.max(1));
                 let stored_seq = session.last_seq;
                 let mut recent_client_ids = VecDeque::with_capacity(client_ids.len());
-                recent_client_ids.extend(client_ids.into_iter().rev().take(REMEMBERED_CLIENT_IDS).rev());
+                recent_client_ids.extend(
+                    client_ids
+                        .into_iter()
+                        .rev()
+                        .take(REMEMBERED_CLIENT_IDS)
+                        .rev(),
+                );
                 let live = Arc::new(LiveSession {
                     id: session.id.clone(),
                     state: Mutex::new(LiveState {

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chatbox_domain::{
-    ClientMessageId, FinishReason, ModelId, Seq, Session, SessionId, StoredMessage, Timestamp, Usage,
-    UserId,
+    ClientMessageId, FinishReason, ModelId, Seq, Session, SessionId, StoredMessage, Timestamp,
+    Usage, UserId,
 };
 use futures::stream::BoxStream;
 use thiserror::Error;

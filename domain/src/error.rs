@@ -92,7 +92,10 @@ mod tests {
         for code in ErrorCode::ALL {
             let name = code.as_str();
             assert!(seen.insert(name), "duplicate {name}");
-            assert!(name.chars().all(|c| c.is_ascii_uppercase() || c == '_'), "{name}");
+            assert!(
+                name.chars().all(|c| c.is_ascii_uppercase() || c == '_'),
+                "{name}"
+            );
         }
     }
 

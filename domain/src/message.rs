@@ -2,10 +2,10 @@
 
 use std::fmt;
 
+use crate::Timestamp;
 use crate::answer::{FinishReason, Usage};
 use crate::ids::{ClientMessageId, MessageId};
 use crate::validation::Metadata;
-use crate::Timestamp;
 
 /// Who wrote a message. The server decides it from the authenticated role; a client can
 /// never store a message as `ai` or `system`, and only an admin as `admin`.
@@ -73,7 +73,9 @@ impl MessageKind {
     /// Parses [`Self::as_str`].
     #[must_use]
     pub fn parse(value: &str) -> Option<Self> {
-        [Self::Text, Self::File, Self::Voice].into_iter().find(|kind| kind.as_str() == value)
+        [Self::Text, Self::File, Self::Voice]
+            .into_iter()
+            .find(|kind| kind.as_str() == value)
     }
 }
 
@@ -130,7 +132,13 @@ pub struct StoredMessage {
 impl StoredMessage {
     /// A text message with no attachment and no answer details.
     #[must_use]
-    pub fn text(id: MessageId, seq: Seq, sender: Sender, content: String, timestamp: Timestamp) -> Self {
+    pub fn text(
+        id: MessageId,
+        seq: Seq,
+        sender: Sender,
+        content: String,
+        timestamp: Timestamp,
+    ) -> Self {
         Self {
             id,
             seq,

@@ -4,12 +4,12 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
+use crate::Timestamp;
 use crate::answer::Usage;
 use crate::handoff::HandoffState;
 use crate::ids::{ModelId, SessionId, UserId};
 use crate::message::Seq;
 use crate::naming;
-use crate::Timestamp;
 
 /// How many answer durations a session keeps for its average and maximum.
 pub const RESPONSE_TIME_WINDOW: usize = 100;
@@ -231,6 +231,9 @@ mod tests {
         }
         assert_eq!(s.response_times.len(), RESPONSE_TIME_WINDOW);
         assert_eq!(s.response_times.max(), Some(Duration::from_millis(250)));
-        assert_eq!(s.response_times.iter().next(), Some(Duration::from_millis(151)));
+        assert_eq!(
+            s.response_times.iter().next(),
+            Some(Duration::from_millis(151))
+        );
     }
 }

@@ -39,7 +39,9 @@ pub struct SystemClock {
 
 impl Default for SystemClock {
     fn default() -> Self {
-        Self { origin: Instant::now() }
+        Self {
+            origin: Instant::now(),
+        }
     }
 }
 
@@ -82,8 +84,12 @@ impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let tasks = TaskTracker::new();
         let repository: Arc<dyn SessionRepository> = match settings.storage_backend {
-            StorageBackend::Memory => Arc::new(MemorySessionRepository::new(settings.memory_store_max_sessions)),
-            StorageBackend::MongoDb => anyhow::bail!("mongodb storage is not available in this build"),
+            StorageBackend::Memory => Arc::new(MemorySessionRepository::new(
+                settings.memory_store_max_sessions,
+            )),
+            StorageBackend::MongoDb => {
+                anyhow::bail!("mongodb storage is not available in this build")
+            }
         };
         let mut providers: HashMap<ModelId, Arc<dyn LlmProvider>> = HashMap::new();
         let mut models = Vec::with_capacity(settings.providers.len());
@@ -93,9 +99,13 @@ impl Application {
                 other => anyhow::bail!("provider type {other:?} is not available in this build"),
             };
             providers.insert(provider.id.clone(), adapter);
-            models.push(ModelInfo { id: provider.id.clone(), name: provider.name.clone() });
+            models.push(ModelInfo {
+                id: provider.id.clone(),
+                name: provider.name.clone(),
+            });
         }
-        let quota = Quota::new(settings.rate_limit, settings.rate_window).context("RATE_LIMIT and RATE_WINDOW must be positive")?;
+        let quota = Quota::new(settings.rate_limit, settings.rate_window)
+            .context("RATE_LIMIT and RATE_WINDOW must be positive")?;
         let chat_settings = ChatSettings {
             models: Arc::from(models),
             max_content_chars: settings.max_content_chars,
@@ -147,7 +157,14 @@ impl Application {
             .await
             .with_context(|| format!("cannot listen on {}", settings.bind_address()))?;
         let address = listener.local_addr()?;
-        Ok(Self { settings, listener, address, chat, http, tasks })
+        Ok(Self {
+            settings,
+            listener,
+            address,
+            chat,
+            http,
+            tasks,
+        })
     }
 
     /// The bound address (with the real port when `SERVER_PORT=0`).
@@ -162,14 +179,23 @@ impl Application {
     /// # Errors
     /// Never at present; the signature leaves room for start-up failures.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
-        let Self { settings, listener, address, chat, http, tasks } = self;
+        let Self {
+            settings,
+            listener,
+            address,
+            chat,
+            http,
+            tasks,
+        } = self;
         let stop_background = CancellationToken::new();
         spawn_session_cleanup(&tasks, &chat, &settings, stop_background.clone());
         spawn_rate_limiter_cleanup(&tasks, &chat, &settings, stop_background.clone());
 
         let server_done = CancellationToken::new();
         let routes = chatbox_http::routes(Arc::clone(&http));
-        let server = warp::serve(routes).incoming(listener).graceful(server_done.clone().cancelled_owned());
+        let server = warp::serve(routes)
+            .incoming(listener)
+            .graceful(server_done.clone().cancelled_owned());
         let server = tokio::spawn(server.run());
         info!("Server listening on {address}");
 
@@ -183,13 +209,23 @@ impl Application {
         tasks.close();
 
         // Leave a short grace after cancelling answers so they can still be stored.
-        let grace = (settings.shutdown_timeout / 10).clamp(Duration::from_millis(100), Duration::from_secs(3));
+        let grace = (settings.shutdown_timeout / 10)
+            .clamp(Duration::from_millis(100), Duration::from_secs(3));
         let answers_deadline = deadline.checked_sub(grace).unwrap_or(deadline);
-        if tokio::time::timeout_at(answers_deadline.into(), tasks.wait()).await.is_err() {
+        if tokio::time::timeout_at(answers_deadline.into(), tasks.wait())
+            .await
+            .is_err()
+        {
             warn!("Shutdown deadline reached: cancelling the answers still running");
             chat.cancel_running_answers();
-            if tokio::time::timeout_at(deadline.into(), tasks.wait()).await.is_err() {
-                warn!(remaining = tasks.len(), "Shutdown deadline passed with tasks still running");
+            if tokio::time::timeout_at(deadline.into(), tasks.wait())
+                .await
+                .is_err()
+            {
+                warn!(
+                    remaining = tasks.len(),
+                    "Shutdown deadline passed with tasks still running"
+                );
             }
         }
         server_done.cancel();
@@ -199,7 +235,12 @@ impl Application {
     }
 }
 
-fn spawn_session_cleanup(tasks: &TaskTracker, chat: &ChatService, settings: &Settings, stop: CancellationToken) {
+fn spawn_session_cleanup(
+    tasks: &TaskTracker,
+    chat: &ChatService,
+    settings: &Settings,
+    stop: CancellationToken,
+) {
     let interval = settings.session_cleanup_interval;
     info!(
         "Starting session cleanup task interval={} ttl={}",
@@ -221,9 +262,17 @@ fn spawn_session_cleanup(tasks: &TaskTracker, chat: &ChatService, settings: &Set
     });
 }
 
-fn spawn_rate_limiter_cleanup(tasks: &TaskTracker, chat: &ChatService, settings: &Settings, stop: CancellationToken) {
+fn spawn_rate_limiter_cleanup(
+    tasks: &TaskTracker,
+    chat: &ChatService,
+    settings: &Settings,
+    stop: CancellationToken,
+) {
     let interval = settings.rate_limit_cleanup_interval;
-    info!("Starting rate limiter cleanup task interval={}", humantime::format_duration(interval));
+    info!(
+        "Starting rate limiter cleanup task interval={}",
+        humantime::format_duration(interval)
+    );
     let chat = chat.clone();
     tasks.spawn(async move {
         let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);

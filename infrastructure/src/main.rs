@@ -21,7 +21,10 @@ fn main() -> ExitCode {
             for problem in &problems {
                 error!("{problem}");
             }
-            error!("Configuration validation failed: {} problem(s)", problems.len());
+            error!(
+                "Configuration validation failed: {} problem(s)",
+                problems.len()
+            );
             return ExitCode::FAILURE;
         }
     };
@@ -30,7 +33,10 @@ fn main() -> ExitCode {
     }
     info!("Configuration validated successfully");
 
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(e) => {
             error!(error = %e, "cannot start the async runtime");
@@ -60,13 +66,38 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
 
 /// `--dev` only: ready-to-use URLs with a user and an admin token (24 h), printed to
 /// standard output, not to the log.
-fn print_dev_urls(app: &Application, secret: &str, algorithm: jsonwebtoken::Algorithm, prefix: &str) -> anyhow::Result<()> {
+fn print_dev_urls(
+    app: &Application,
+    secret: &str,
+    algorithm: jsonwebtoken::Algorithm,
+    prefix: &str,
+) -> anyhow::Result<()> {
     let address = app.address();
-    let host = if address.ip().is_unspecified() { "127.0.0.1".to_owned() } else { address.ip().to_string() };
+    let host = if address.ip().is_unspecified() {
+        "127.0.0.1".to_owned()
+    } else {
+        address.ip().to_string()
+    };
     let base = format!("{host}:{}{prefix}", address.port());
-    let user = chatbox_http::auth::issue_token(secret.as_bytes(), algorithm, "dev-user", "Dev User", &["user"], DEV_TOKEN_TTL)?;
-    let admin = chatbox_http::auth::issue_token(secret.as_bytes(), algorithm, "dev-admin", "Dev Admin", &["admin"], DEV_TOKEN_TTL)?;
-    println!("Chatbox dev mode: user socket ws://{base}/ws?token={user} | admin socket ws://{base}/ws?token={admin} | health http://{base}/healthz (tokens valid 24h)");
+    let user = chatbox_http::auth::issue_token(
+        secret.as_bytes(),
+        algorithm,
+        "dev-user",
+        "Dev User",
+        &["user"],
+        DEV_TOKEN_TTL,
+    )?;
+    let admin = chatbox_http::auth::issue_token(
+        secret.as_bytes(),
+        algorithm,
+        "dev-admin",
+        "Dev Admin",
+        &["admin"],
+        DEV_TOKEN_TTL,
+    )?;
+    println!(
+        "Chatbox dev mode: user socket ws://{base}/ws?token={user} | admin socket ws://{base}/ws?token={admin} | health http://{base}/healthz (tokens valid 24h)"
+    );
     Ok(())
 }
 

@@ -5,6 +5,6 @@ mod support;
 
 mod chat;
 mod connect;
-mod limits;
 mod lifecycle;
+mod limits;
 mod resume;

@@ -47,17 +47,26 @@ pub async fn spawn_app(overrides: &[(&str, &str)]) -> TestApp {
         vars.retain(|(k, _)| k != key);
         vars.push((key, value));
     }
-    let settings = config::load_from(&vars, false).settings.expect("valid test configuration");
+    let settings = config::load_from(&vars, false)
+        .settings
+        .expect("valid test configuration");
     let app = Application::build(settings).await.expect("build");
     let address = app.address();
     let shutdown = CancellationToken::new();
     let signal = shutdown.clone();
     let handle = tokio::spawn(async move { app.run_until(signal.cancelled_owned()).await });
-    TestApp { address, shutdown, handle }
+    TestApp {
+        address,
+        shutdown,
+        handle,
+    }
 }
 
 fn now_secs() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).expect("time").as_secs()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("time")
+        .as_secs()
 }
 
 /// A token with arbitrary claims, signed with `secret` and `algorithm`.
@@ -72,12 +81,20 @@ pub fn token_with(claims: &Value, secret: &str, algorithm: jsonwebtoken::Algorit
 
 /// A valid user token for an hour.
 pub fn token(user: &str) -> String {
-    token_with(&json!({"user_id": user, "name": user, "roles": ["user"], "exp": now_secs() + 3600}), SECRET, jsonwebtoken::Algorithm::HS256)
+    token_with(
+        &json!({"user_id": user, "name": user, "roles": ["user"], "exp": now_secs() + 3600}),
+        SECRET,
+        jsonwebtoken::Algorithm::HS256,
+    )
 }
 
 /// A token that expires `seconds` from now.
 pub fn token_expiring(user: &str, seconds: u64) -> String {
-    token_with(&json!({"user_id": user, "exp": now_secs() + seconds}), SECRET, jsonwebtoken::Algorithm::HS256)
+    token_with(
+        &json!({"user_id": user, "exp": now_secs() + seconds}),
+        SECRET,
+        jsonwebtoken::Algorithm::HS256,
+    )
 }
 
 pub type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -96,8 +113,14 @@ impl TestApp {
     /// Opens a socket for `user`, with extra query parameters (`&session_id=…`).
     pub async fn connect(&self, user: &str, extra_query: &str) -> Client {
         let url = self.ws_url(&format!("?token={}{extra_query}", token(user)));
-        let (socket, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(url)).await.expect("in time").expect("connect");
-        let mut client = Client { socket, status: Value::Null };
+        let (socket, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(url))
+            .await
+            .expect("in time")
+            .expect("connect");
+        let mut client = Client {
+            socket,
+            status: Value::Null,
+        };
         let status = client.next_json().await;
         assert_eq!(status["type"], "connection_status", "first frame: {status}");
         client.status = status;
@@ -105,7 +128,11 @@ impl TestApp {
     }
 
     /// Tries to open a socket; returns the HTTP status and JSON body of a refusal.
-    pub async fn refused(&self, url: &str, headers: &[(&str, &str)]) -> (u16, Value, Option<String>) {
+    pub async fn refused(
+        &self,
+        url: &str,
+        headers: &[(&str, &str)],
+    ) -> (u16, Value, Option<String>) {
         let mut request = url.into_client_request().expect("request");
         for (name, value) in headers {
             request.headers_mut().insert(
@@ -117,8 +144,16 @@ impl TestApp {
             Ok(_) => panic!("expected the upgrade to be refused"),
             Err(tungstenite::Error::Http(response)) => {
                 let status = response.status().as_u16();
-                let retry_after = response.headers().get("retry-after").and_then(|v| v.to_str().ok()).map(str::to_owned);
-                let body = response.body().as_deref().map(|b| serde_json::from_slice(b).expect("json body")).unwrap_or(Value::Null);
+                let retry_after = response
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned);
+                let body = response
+                    .body()
+                    .as_deref()
+                    .map(|b| serde_json::from_slice(b).expect("json body"))
+                    .unwrap_or(Value::Null);
                 (status, body, retry_after)
             }
             Err(other) => panic!("unexpected error {other}"),
@@ -128,30 +163,54 @@ impl TestApp {
     /// A plain HTTP request; returns status and body.
     pub async fn http(&self, method: &str, path: &str, bearer: Option<&str>) -> (u16, String) {
         let mut stream = TcpStream::connect(self.address).await.expect("connect");
-        let auth = bearer.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
-        let request = format!("{method} {path} HTTP/1.1\r\nHost: test\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n");
+        let auth = bearer
+            .map(|t| format!("Authorization: Bearer {t}\r\n"))
+            .unwrap_or_default();
+        let request = format!(
+            "{method} {path} HTTP/1.1\r\nHost: test\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"
+        );
         stream.write_all(request.as_bytes()).await.expect("write");
         let mut response = Vec::new();
-        tokio::time::timeout(WAIT, stream.read_to_end(&mut response)).await.expect("in time").expect("read");
+        tokio::time::timeout(WAIT, stream.read_to_end(&mut response))
+            .await
+            .expect("in time")
+            .expect("read");
         let text = String::from_utf8_lossy(&response).into_owned();
-        let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("status line");
-        let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+        let status = text
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .expect("status line");
+        let body = text
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_owned())
+            .unwrap_or_default();
         (status, body)
     }
 
     pub async fn stop(self) {
         self.shutdown.cancel();
-        tokio::time::timeout(Duration::from_secs(15), self.handle).await.expect("stops in time").expect("join").expect("clean");
+        tokio::time::timeout(Duration::from_secs(15), self.handle)
+            .await
+            .expect("stops in time")
+            .expect("join")
+            .expect("clean");
     }
 }
 
 impl Client {
     pub async fn send(&mut self, frame: Value) {
-        self.socket.send(Message::Text(frame.to_string().into())).await.expect("send");
+        self.socket
+            .send(Message::Text(frame.to_string().into()))
+            .await
+            .expect("send");
     }
 
     pub async fn send_text(&mut self, text: &str) {
-        self.socket.send(Message::Text(text.to_owned().into())).await.expect("send");
+        self.socket
+            .send(Message::Text(text.to_owned().into()))
+            .await
+            .expect("send");
     }
 
     /// The next JSON frame (protocol pings are answered and skipped).
@@ -163,7 +222,9 @@ impl Client {
         loop {
             let message = tokio::time::timeout(wait, self.socket.next()).await.ok()?;
             match message {
-                Some(Ok(Message::Text(text))) => return Some(serde_json::from_str(&text).expect("json frame")),
+                Some(Ok(Message::Text(text))) => {
+                    return Some(serde_json::from_str(&text).expect("json frame"));
+                }
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
                 Some(Ok(Message::Close(frame))) => panic!("closed unexpectedly: {frame:?}"),
                 other => panic!("unexpected: {other:?}"),
@@ -176,7 +237,8 @@ impl Client {
         let mut frames = Vec::new();
         loop {
             let frame = self.next_json().await;
-            let done = frame["metadata"]["done"] == "true" && frame["metadata"]["streaming"] == "true";
+            let done =
+                frame["metadata"]["done"] == "true" && frame["metadata"]["streaming"] == "true";
             frames.push(frame);
             if done {
                 return frames;
@@ -189,8 +251,13 @@ impl Client {
     pub async fn until_closed(&mut self) -> (Option<CloseFrame>, Vec<Value>) {
         let mut frames = Vec::new();
         loop {
-            match tokio::time::timeout(WAIT, self.socket.next()).await.expect("closed in time") {
-                Some(Ok(Message::Text(text))) => frames.push(serde_json::from_str(&text).expect("json")),
+            match tokio::time::timeout(WAIT, self.socket.next())
+                .await
+                .expect("closed in time")
+            {
+                Some(Ok(Message::Text(text))) => {
+                    frames.push(serde_json::from_str(&text).expect("json"))
+                }
                 Some(Ok(Message::Close(frame))) => return (frame, frames),
                 Some(Ok(_)) => {}
                 Some(Err(_)) | None => return (None, frames),
@@ -199,12 +266,16 @@ impl Client {
     }
 
     pub fn session_id(&self) -> String {
-        self.status["session_id"].as_str().expect("session id").to_owned()
+        self.status["session_id"]
+            .as_str()
+            .expect("session id")
+            .to_owned()
     }
 
     /// Sends a message and reads its answer.
     pub async fn ask(&mut self, text: &str) -> Vec<Value> {
-        self.send(json!({"type": "user_message", "content": text})).await;
+        self.send(json!({"type": "user_message", "content": text}))
+            .await;
         self.until_done().await
     }
 }
@@ -213,7 +284,10 @@ impl Client {
 pub fn answer_text(frames: &[Value]) -> String {
     frames
         .iter()
-        .filter(|f| (f["type"] == "ai_response" || f["type"] == "assistant") && f["metadata"]["done"] == "false")
+        .filter(|f| {
+            (f["type"] == "ai_response" || f["type"] == "assistant")
+                && f["metadata"]["done"] == "false"
+        })
         .map(|f| f["content"].as_str().unwrap_or_default())
         .collect()
 }

@@ -33,7 +33,10 @@ impl MemorySessionRepository {
     /// An empty store keeping at most `max_sessions` sessions.
     #[must_use]
     pub fn new(max_sessions: usize) -> Self {
-        Self { max_sessions: max_sessions.max(1), sessions: Mutex::new(HashMap::new()) }
+        Self {
+            max_sessions: max_sessions.max(1),
+            sessions: Mutex::new(HashMap::new()),
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<SessionId, Stored>> {
@@ -73,7 +76,13 @@ impl SessionRepository for MemorySessionRepository {
         while sessions.len() >= self.max_sessions {
             evict_least_recent(&mut sessions);
         }
-        sessions.insert(session.id.clone(), Stored { session: session.clone(), messages: Vec::new() });
+        sessions.insert(
+            session.id.clone(),
+            Stored {
+                session: session.clone(),
+                messages: Vec::new(),
+            },
+        );
         Ok(())
     }
 
@@ -83,14 +92,22 @@ impl SessionRepository for MemorySessionRepository {
 
     async fn update(&self, session: &Session) -> Result<(), RepositoryError> {
         let mut sessions = self.lock();
-        let stored = sessions.get_mut(&session.id).ok_or(RepositoryError::NotFound)?;
+        let stored = sessions
+            .get_mut(&session.id)
+            .ok_or(RepositoryError::NotFound)?;
         stored.session = session.clone();
         Ok(())
     }
 
-    async fn append_message(&self, session: &Session, message: &StoredMessage) -> Result<(), RepositoryError> {
+    async fn append_message(
+        &self,
+        session: &Session,
+        message: &StoredMessage,
+    ) -> Result<(), RepositoryError> {
         let mut sessions = self.lock();
-        let stored = sessions.get_mut(&session.id).ok_or(RepositoryError::NotFound)?;
+        let stored = sessions
+            .get_mut(&session.id)
+            .ok_or(RepositoryError::NotFound)?;
         // Only the fields a message changes: a concurrent model or status change made
         // through `update` must not be overwritten by an older snapshot.
         stored.session.name.clone_from(&session.name);
@@ -103,32 +120,64 @@ impl SessionRepository for MemorySessionRepository {
         Ok(())
     }
 
-    async fn messages_after(&self, id: &SessionId, after: Seq, limit: usize) -> Result<Vec<StoredMessage>, RepositoryError> {
+    async fn messages_after(
+        &self,
+        id: &SessionId,
+        after: Seq,
+        limit: usize,
+    ) -> Result<Vec<StoredMessage>, RepositoryError> {
         let sessions = self.lock();
-        let Some(stored) = sessions.get(id) else { return Ok(Vec::new()) };
+        let Some(stored) = sessions.get(id) else {
+            return Ok(Vec::new());
+        };
         let start = stored.messages.partition_point(|m| m.seq <= after);
-        Ok(stored.messages[start..].iter().take(limit).cloned().collect())
+        Ok(stored.messages[start..]
+            .iter()
+            .take(limit)
+            .cloned()
+            .collect())
     }
 
-    async fn recent_messages(&self, id: &SessionId, limit: usize) -> Result<Vec<StoredMessage>, RepositoryError> {
+    async fn recent_messages(
+        &self,
+        id: &SessionId,
+        limit: usize,
+    ) -> Result<Vec<StoredMessage>, RepositoryError> {
         let sessions = self.lock();
-        let Some(stored) = sessions.get(id) else { return Ok(Vec::new()) };
+        let Some(stored) = sessions.get(id) else {
+            return Ok(Vec::new());
+        };
         let start = stored.messages.len().saturating_sub(limit);
         Ok(stored.messages[start..].to_vec())
     }
 
-    async fn has_client_message(&self, id: &SessionId, client_message_id: &ClientMessageId) -> Result<bool, RepositoryError> {
+    async fn has_client_message(
+        &self,
+        id: &SessionId,
+        client_message_id: &ClientMessageId,
+    ) -> Result<bool, RepositoryError> {
         let sessions = self.lock();
         Ok(sessions.get(id).is_some_and(|stored| {
-            stored.messages.iter().any(|m| m.client_message_id.as_ref() == Some(client_message_id))
+            stored
+                .messages
+                .iter()
+                .any(|m| m.client_message_id.as_ref() == Some(client_message_id))
         }))
     }
 
-    async fn list_for_user(&self, user: &UserId, limit: usize, offset: usize) -> Result<Vec<Session>, RepositoryError> {
+    async fn list_for_user(
+        &self,
+        user: &UserId,
+        limit: usize,
+        offset: usize,
+    ) -> Result<Vec<Session>, RepositoryError> {
         let sessions = self.lock();
-        let mut mine: Vec<Session> =
-            sessions.values().filter(|s| s.session.is_owned_by(user)).map(|s| s.session.clone()).collect();
-        mine.sort_by(|a, b| b.last_activity.cmp(&a.last_activity));
+        let mut mine: Vec<Session> = sessions
+            .values()
+            .filter(|s| s.session.is_owned_by(user))
+            .map(|s| s.session.clone())
+            .collect();
+        mine.sort_by_key(|s| std::cmp::Reverse(s.last_activity));
         Ok(mine.into_iter().skip(offset).take(limit).collect())
     }
 
@@ -158,8 +207,16 @@ mod tests {
         repo.create(&session("b", "u", 30)).await.expect("b");
         repo.create(&session("c", "u", 20)).await.expect("c");
         assert_eq!(repo.len(), 2);
-        assert!(repo.load(&SessionId::parse("a").expect("id")).await.expect("load").is_none());
-        assert!(matches!(repo.create(&session("b", "u", 40)).await, Err(RepositoryError::AlreadyExists)));
+        assert!(
+            repo.load(&SessionId::parse("a").expect("id"))
+                .await
+                .expect("load")
+                .is_none()
+        );
+        assert!(matches!(
+            repo.create(&session("b", "u", 40)).await,
+            Err(RepositoryError::AlreadyExists)
+        ));
     }
 
     #[tokio::test]
@@ -179,9 +236,15 @@ mod tests {
             repo.append_message(&s, &message).await.expect("append");
         }
         let after = repo.messages_after(&s.id, Seq(2), 2).await.expect("page");
-        assert_eq!(after.iter().map(|m| m.seq.0).collect::<Vec<_>>(), vec![3, 4]);
+        assert_eq!(
+            after.iter().map(|m| m.seq.0).collect::<Vec<_>>(),
+            vec![3, 4]
+        );
         let recent = repo.recent_messages(&s.id, 2).await.expect("recent");
-        assert_eq!(recent.iter().map(|m| m.seq.0).collect::<Vec<_>>(), vec![4, 5]);
+        assert_eq!(
+            recent.iter().map(|m| m.seq.0).collect::<Vec<_>>(),
+            vec![4, 5]
+        );
         let stored = repo.load(&s.id).await.expect("load").expect("exists");
         assert_eq!(stored.last_seq, Seq(5));
         assert_eq!(stored.name.as_deref(), Some("hi"));

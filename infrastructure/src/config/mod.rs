@@ -17,7 +17,7 @@ use ipnet::IpNet;
 use jsonwebtoken::Algorithm;
 use validator::Validate;
 
-pub use rules::{weak_secret_reason, SecretProblem};
+pub use rules::{SecretProblem, weak_secret_reason};
 use source::Source;
 
 /// A secret value: shown as `***`.
@@ -142,7 +142,11 @@ pub struct Settings {
     #[validate(range(min = 1, message = "must be at least 1"))]
     pub max_connections_per_user: usize,
     /// `MAX_MESSAGE_SIZE`.
-    #[validate(range(min = 1024, max = 16_777_216, message = "must be between 1 KiB (1024) and 16 MiB (16777216) bytes"))]
+    #[validate(range(
+        min = 1024,
+        max = 16_777_216,
+        message = "must be between 1 KiB (1024) and 16 MiB (16777216) bytes"
+    ))]
     pub max_message_size: usize,
     /// `MAX_CONTENT_CHARS`.
     #[validate(range(min = 1, message = "must be at least 1"))]
@@ -242,14 +246,22 @@ pub struct Loaded {
 #[must_use]
 pub fn load_from_env(dev_flag: bool) -> Loaded {
     let env: Vec<(String, String)> = std::env::vars().collect();
-    let file = env.iter().find(|(k, _)| k == "CHATBOX_CONFIG").map(|(_, v)| PathBuf::from(v.trim())).filter(|p| !p.as_os_str().is_empty());
+    let file = env
+        .iter()
+        .find(|(k, _)| k == "CHATBOX_CONFIG")
+        .map(|(_, v)| PathBuf::from(v.trim()))
+        .filter(|p| !p.as_os_str().is_empty());
     match Source::new(env, file.as_deref()) {
         Ok(source) => rules::load(&source, dev_flag, file),
         Err(problem) => Loaded {
             settings: Err(vec![problem]),
             warnings: Vec::new(),
             log_level: "info".into(),
-            log_format: if dev_flag { LogFormat::Pretty } else { LogFormat::Json },
+            log_format: if dev_flag {
+                LogFormat::Pretty
+            } else {
+                LogFormat::Json
+            },
         },
     }
 }
@@ -257,7 +269,10 @@ pub fn load_from_env(dev_flag: bool) -> Loaded {
 /// Reads the configuration from explicit values (tests).
 #[must_use]
 pub fn load_from(vars: &[(&str, &str)], dev: bool) -> Loaded {
-    let source = Source::new(vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())), None)
-        .unwrap_or_default();
+    let source = Source::new(
+        vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        None,
+    )
+    .unwrap_or_default();
     rules::load(&source, dev, None)
 }
