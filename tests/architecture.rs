@@ -6,15 +6,11 @@
 use std::path::{Path, PathBuf};
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("workspace root")
-        .to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
 }
 
 fn dependencies(crate_dir: &str) -> Vec<String> {
-    let text =
-        std::fs::read_to_string(root().join(crate_dir).join("Cargo.toml")).expect("manifest");
+    let text = std::fs::read_to_string(root().join(crate_dir).join("Cargo.toml")).expect("manifest");
     let manifest: toml::Table = toml::from_str(&text).expect("valid manifest");
     manifest
         .get("dependencies")
@@ -30,10 +26,7 @@ fn rust_sources(dir: &Path) -> Vec<(PathBuf, String)> {
         if path.is_dir() {
             files.extend(rust_sources(&path));
         } else if path.extension().is_some_and(|e| e == "rs") {
-            files.push((
-                path.clone(),
-                std::fs::read_to_string(&path).expect("source"),
-            ));
+            files.push((path.clone(), std::fs::read_to_string(&path).expect("source")));
         }
     }
     files
@@ -43,10 +36,7 @@ fn rust_sources(dir: &Path) -> Vec<(PathBuf, String)> {
 fn domain_depends_only_on_pure_crates_and_does_no_io() {
     let allowed = ["chrono", "thiserror"];
     for dependency in dependencies("domain") {
-        assert!(
-            allowed.contains(&dependency.as_str()),
-            "domain must stay pure, but depends on {dependency}"
-        );
+        assert!(allowed.contains(&dependency.as_str()), "domain must stay pure, but depends on {dependency}");
     }
     let forbidden = [
         "tokio",
@@ -90,16 +80,9 @@ fn application_knows_ports_not_concrete_adapters() {
         "tracing-subscriber",
     ];
     for dependency in dependencies("application") {
-        assert!(
-            !forbidden.contains(&dependency.as_str()),
-            "application must not depend on {dependency}"
-        );
+        assert!(!forbidden.contains(&dependency.as_str()), "application must not depend on {dependency}");
     }
-    assert!(
-        dependencies("application")
-            .iter()
-            .any(|d| d == "chatbox-domain")
-    );
+    assert!(dependencies("application").iter().any(|d| d == "chatbox-domain"));
 }
 
 #[test]
@@ -107,10 +90,7 @@ fn adapters_do_not_reach_outward_or_sideways() {
     for adapter in ["adapters/http", "adapters/memory", "adapters/llm"] {
         let deps = dependencies(adapter);
         for dependency in &deps {
-            assert!(
-                dependency != "chatbox",
-                "{adapter} must not depend on infrastructure"
-            );
+            assert!(dependency != "chatbox", "{adapter} must not depend on infrastructure");
             let sideways = ["chatbox-http", "chatbox-memory-store", "chatbox-llm"];
             assert!(
                 !sideways.contains(&dependency.as_str()),

@@ -15,8 +15,7 @@ use std::sync::Arc;
 
 use chatbox_domain::validation::Metadata;
 use chatbox_domain::{
-    ClientMessageId, ErrorCode, FinishReason, MessageId, MessageKind, ModelId, Sender,
-    StoredMessage, Usage,
+    ClientMessageId, ErrorCode, FinishReason, MessageId, MessageKind, ModelId, Sender, StoredMessage, Usage,
 };
 use futures::StreamExt;
 use tokio::sync::mpsc;
@@ -63,21 +62,11 @@ struct Outcome {
 
 impl Outcome {
     fn ended(finish_reason: FinishReason) -> Self {
-        Self {
-            finish_reason,
-            failure: None,
-            usage: None,
-            prompt_chars: 0,
-        }
+        Self { finish_reason, failure: None, usage: None, prompt_chars: 0 }
     }
 
     fn failed(finish_reason: FinishReason, code: ErrorCode, message: &'static str) -> Self {
-        Self {
-            finish_reason,
-            failure: Some((code, message)),
-            usage: None,
-            prompt_chars: 0,
-        }
+        Self { finish_reason, failure: Some((code, message)), usage: None, prompt_chars: 0 }
     }
 }
 
@@ -121,8 +110,8 @@ impl Actor {
     /// Stores one turn and fans it out; returns how to answer it if the model should.
     async fn store_turn(&mut self, turn: Turn) -> Option<AnswerStyle> {
         let now = self.deps.clock.now();
-        let user_text = (turn.sender == Sender::User && turn.kind == MessageKind::Text)
-            .then_some(turn.content.as_str());
+        let user_text =
+            (turn.sender == Sender::User && turn.kind == MessageKind::Text).then_some(turn.content.as_str());
         let Ok(message_id) = MessageId::parse(&self.deps.ids.new_id()) else {
             warn!("id generator produced an invalid message id");
             return None;
@@ -150,10 +139,8 @@ impl Actor {
         let stored = self.deps.repo.append_message(&snapshot, &message).await;
         let session_id = self.live.id().clone();
         let message = Arc::new(message);
-        let echo = self.frame(ServerEvent::Stored {
-            session_id: session_id.clone(),
-            message: Arc::clone(&message),
-        });
+        let echo =
+            self.frame(ServerEvent::Stored { session_id: session_id.clone(), message: Arc::clone(&message) });
         let ai_answers = self.live.with_state(|state| {
             state.queued_turns = state.queued_turns.saturating_sub(1);
             match &stored {
@@ -212,16 +199,13 @@ impl Actor {
 
         let outcome = match self.request(&model_id, user_id).await {
             Ok((request, prompt_chars)) => {
-                let mut outcome = self
-                    .stream(request, &model_id, &message_id, style, &cancel, started)
-                    .await;
+                let mut outcome = self.stream(request, &model_id, &message_id, style, &cancel, started).await;
                 outcome.prompt_chars = prompt_chars;
                 outcome
             }
             Err(outcome) => outcome,
         };
-        self.finish(outcome, &model_id, &message_id, style, started)
-            .await;
+        self.finish(outcome, &model_id, &message_id, style, started).await;
     }
 
     /// Builds the provider request from the stored history.
@@ -231,28 +215,16 @@ impl Actor {
         user_id: chatbox_domain::UserId,
     ) -> Result<(ChatRequest, usize), Outcome> {
         let settings = &self.deps.settings;
-        let recent = self
-            .deps
-            .repo
-            .recent_messages(self.live.id(), settings.context_messages)
-            .await
-            .map_err(|error| {
-                warn!(session_id = %self.live.id(), %error, "loading the history failed");
-                Outcome::failed(
-                    FinishReason::Error,
-                    ErrorCode::DatabaseError,
-                    STORAGE_UNAVAILABLE,
-                )
-            })?;
+        let recent =
+            self.deps.repo.recent_messages(self.live.id(), settings.context_messages).await.map_err(
+                |error| {
+                    warn!(session_id = %self.live.id(), %error, "loading the history failed");
+                    Outcome::failed(FinishReason::Error, ErrorCode::DatabaseError, STORAGE_UNAVAILABLE)
+                },
+            )?;
         let history = context_window(&recent, settings.context_max_chars);
-        let prompt_chars = history
-            .iter()
-            .map(|t| t.content.chars().count())
-            .sum::<usize>()
-            + settings
-                .system_prompt
-                .as_ref()
-                .map_or(0, |p| p.chars().count());
+        let prompt_chars = history.iter().map(|t| t.content.chars().count()).sum::<usize>()
+            + settings.system_prompt.as_ref().map_or(0, |p| p.chars().count());
         let request = ChatRequest {
             model_id: model_id.clone(),
             system_prompt: settings.system_prompt.clone(),
@@ -279,11 +251,7 @@ impl Actor {
         let total_deadline = started + settings.stream_timeout;
         let Some(provider) = self.deps.providers.get(model_id).cloned() else {
             warn!(%model_id, "no provider is configured for the session's model");
-            return Outcome::failed(
-                FinishReason::Error,
-                ErrorCode::LlmUnavailable,
-                PROVIDER_UNAVAILABLE,
-            );
+            return Outcome::failed(FinishReason::Error, ErrorCode::LlmUnavailable, PROVIDER_UNAVAILABLE);
         };
         let idle_deadline = (started + settings.idle_timeout).min(total_deadline);
         let mut stream: AnswerStream = tokio::select! {
@@ -387,8 +355,7 @@ impl Actor {
                 let mut next = state.session.clone();
                 let seq = next.record_message(now, None);
                 next.record_answer(usage.unwrap_or_default(), duration);
-                let mut message =
-                    StoredMessage::text(message_id.clone(), seq, Sender::Ai, text.clone(), now);
+                let mut message = StoredMessage::text(message_id.clone(), seq, Sender::Ai, text.clone(), now);
                 message.finish_reason = Some(outcome.finish_reason);
                 message.usage = usage;
                 message.model_id = Some(model_id.to_string());
@@ -432,9 +399,7 @@ impl Actor {
         self.live.with_state(|state| {
             if let Some(seq) = stored_seq {
                 state.session.record_message(now, None);
-                state
-                    .session
-                    .record_answer(usage.unwrap_or_default(), duration);
+                state.session.record_answer(usage.unwrap_or_default(), duration);
                 state.stored_seq = seq;
             }
             state.streaming = None;
@@ -502,20 +467,8 @@ mod tests {
         ];
         let turns = context_window(&recent, 6);
         assert_eq!(turns.len(), 2);
-        assert_eq!(
-            turns[0],
-            ChatTurn {
-                role: Role::Assistant,
-                content: "bbbb".into()
-            }
-        );
-        assert_eq!(
-            turns[1],
-            ChatTurn {
-                role: Role::User,
-                content: "cc".into()
-            }
-        );
+        assert_eq!(turns[0], ChatTurn { role: Role::Assistant, content: "bbbb".into() });
+        assert_eq!(turns[1], ChatTurn { role: Role::User, content: "cc".into() });
         let only_question = context_window(&[message(1, Sender::User, &"x".repeat(50))], 10);
         assert_eq!(only_question.len(), 1);
     }

@@ -54,9 +54,7 @@ pub struct ChatPorts {
 
 impl std::fmt::Debug for ChatPorts {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ChatPorts")
-            .field("models", &self.providers.len())
-            .finish_non_exhaustive()
+        f.debug_struct("ChatPorts").field("models", &self.providers.len()).finish_non_exhaustive()
     }
 }
 
@@ -68,9 +66,7 @@ pub struct ChatService {
 
 impl std::fmt::Debug for ChatService {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ChatService")
-            .field("live_sessions", &self.deps.live.len())
-            .finish_non_exhaustive()
+        f.debug_struct("ChatService").field("live_sessions", &self.deps.live.len()).finish_non_exhaustive()
     }
 }
 
@@ -179,26 +175,15 @@ impl ChatService {
         requested: Option<SessionId>,
         last_seq: Option<Seq>,
     ) -> Result<Connection, ChatError> {
-        let mut connection = Connection {
-            socket,
-            bound: None,
-            issued: self.new_session_id()?,
-            selected_model: None,
-        };
+        let mut connection =
+            Connection { socket, bound: None, issued: self.new_session_id()?, selected_model: None };
         let resumed = match requested {
             Some(id) => self.owned_live(connection.socket.user(), &id).await?,
             None => None,
         };
         match resumed {
-            Some(live) => {
-                self.bind(&mut connection, live, last_seq, "connected")
-                    .await?
-            }
-            None => self.send_status(
-                &connection,
-                self.deps.settings.default_model().clone(),
-                "connected",
-            ),
+            Some(live) => self.bind(&mut connection, live, last_seq, "connected").await?,
+            None => self.send_status(&connection, self.deps.settings.default_model().clone(), "connected"),
         }
         Ok(connection)
     }
@@ -207,31 +192,20 @@ impl ChatService {
     ///
     /// # Errors
     /// A [`ChatError`] for the socket that sent the command.
-    pub async fn handle(
-        &self,
-        connection: &mut Connection,
-        command: ClientCommand,
-    ) -> Result<(), ChatError> {
+    pub async fn handle(&self, connection: &mut Connection, command: ClientCommand) -> Result<(), ChatError> {
         match command {
             ClientCommand::SendMessage(message) => self.send_message(connection, message).await,
             ClientCommand::Attachment(attachment) => self.attach_file(connection, attachment).await,
-            ClientCommand::SelectModel {
-                session_id,
-                model_id,
-            } => self.select_model(connection, session_id, model_id).await,
+            ClientCommand::SelectModel { session_id, model_id } => {
+                self.select_model(connection, session_id, model_id).await
+            }
             ClientCommand::Stop { session_id } => self.stop(connection, session_id).await,
             ClientCommand::Typing { session_id, typing } => {
                 self.typing(connection, session_id.as_ref(), typing);
                 Ok(())
             }
-            ClientCommand::Resume {
-                session_id,
-                last_seq,
-            } => {
-                match self
-                    .owned_live(connection.socket.user(), &session_id)
-                    .await?
-                {
+            ClientCommand::Resume { session_id, last_seq } => {
+                match self.owned_live(connection.socket.user(), &session_id).await? {
                     Some(live) => self.bind(connection, live, Some(last_seq), "resumed").await,
                     // Unknown or foreign: as if no id was given, and nothing says which.
                     None => {
@@ -251,28 +225,16 @@ impl ChatService {
         }
     }
 
-    async fn send_message(
-        &self,
-        connection: &mut Connection,
-        message: SendMessage,
-    ) -> Result<(), ChatError> {
+    async fn send_message(&self, connection: &mut Connection, message: SendMessage) -> Result<(), ChatError> {
         self.check_rate(connection.socket.user())?;
         if let Some(model_id) = &message.model_id {
             if !self.deps.settings.knows_model(model_id) {
                 return Err(ChatError::UnknownModel);
             }
         }
-        let live = self
-            .target_session(
-                connection,
-                message.session_id.as_ref(),
-                message.model_id.clone(),
-            )
-            .await?;
-        if let Some(model_id) = message
-            .model_id
-            .filter(|m| live.with_state(|s| &s.session.model_id != m))
-        {
+        let live =
+            self.target_session(connection, message.session_id.as_ref(), message.model_id.clone()).await?;
+        if let Some(model_id) = message.model_id.filter(|m| live.with_state(|s| &s.session.model_id != m)) {
             self.change_model(&live, model_id).await?;
         }
         let turn = Turn {
@@ -295,9 +257,7 @@ impl ChatService {
         attachment: Attachment,
     ) -> Result<(), ChatError> {
         self.check_rate(connection.socket.user())?;
-        let live = self
-            .target_session(connection, attachment.session_id.as_ref(), None)
-            .await?;
+        let live = self.target_session(connection, attachment.session_id.as_ref(), None).await?;
         let turn = Turn {
             origin: Arc::clone(&connection.socket),
             sender: Sender::User,
@@ -384,11 +344,7 @@ impl ChatService {
         Ok(())
     }
 
-    async fn change_model(
-        &self,
-        live: &Arc<LiveSession>,
-        model_id: ModelId,
-    ) -> Result<(), ChatError> {
+    async fn change_model(&self, live: &Arc<LiveSession>, model_id: ModelId) -> Result<(), ChatError> {
         let snapshot = live.with_state(|state| {
             state.session.model_id = model_id;
             state.session.clone()
@@ -439,10 +395,7 @@ impl ChatService {
     /// # Errors
     /// [`ChatError::NotFound`] when the session is not the user's; storage failures.
     pub async fn end_session(&self, user: &UserId, id: &SessionId) -> Result<(), ChatError> {
-        let live = self
-            .owned_live(user, id)
-            .await?
-            .ok_or(ChatError::NotFound)?;
+        let live = self.owned_live(user, id).await?.ok_or(ChatError::NotFound)?;
         let now = self.deps.clock.now();
         let snapshot = live.with_state(|state| {
             state.session.end(now);
@@ -489,11 +442,7 @@ impl ChatService {
 
     /// The live session of `user` with this id, loading it from storage if needed.
     /// `None` for unknown ids and ids of other users alike.
-    async fn owned_live(
-        &self,
-        user: &UserId,
-        id: &SessionId,
-    ) -> Result<Option<Arc<LiveSession>>, ChatError> {
+    async fn owned_live(&self, user: &UserId, id: &SessionId) -> Result<Option<Arc<LiveSession>>, ChatError> {
         if let Some(live) = self.deps.live.get(id) {
             let owned = live.with_state(|state| state.session.is_owned_by(user));
             return Ok(owned.then_some(live));
@@ -504,15 +453,8 @@ impl ChatService {
         if !session.is_owned_by(user) {
             return Ok(None);
         }
-        let recent = self
-            .deps
-            .repo
-            .recent_messages(id, crate::live::REMEMBERED_CLIENT_IDS)
-            .await?;
-        let client_ids = recent
-            .into_iter()
-            .filter_map(|m| m.client_message_id)
-            .collect();
+        let recent = self.deps.repo.recent_messages(id, crate::live::REMEMBERED_CLIENT_IDS).await?;
+        let client_ids = recent.into_iter().filter_map(|m| m.client_message_id).collect();
         Ok(Some(self.activate(session, client_ids)))
     }
 
@@ -524,11 +466,7 @@ impl ChatService {
         let capacity = self.deps.settings.answer_queue_limit + 2;
         let (live, receiver) = self.deps.live.activate(session, client_ids, capacity);
         if let Some(receiver) = receiver {
-            self.deps.tasks.spawn(answer::run(
-                Arc::clone(&live),
-                receiver,
-                Arc::clone(&self.deps),
-            ));
+            self.deps.tasks.spawn(answer::run(Arc::clone(&live), receiver, Arc::clone(&self.deps)));
         }
         live
     }
@@ -570,17 +508,12 @@ impl ChatService {
                 let model = model
                     .or_else(|| connection.selected_model.clone())
                     .unwrap_or_else(|| self.deps.settings.default_model().clone());
-                let session = Session::new(
-                    id,
-                    connection.socket.user().clone(),
-                    model,
-                    self.deps.clock.now(),
-                );
+                let session =
+                    Session::new(id, connection.socket.user().clone(), model, self.deps.clock.now());
                 self.deps.repo.create(&session).await?;
                 info!(session_id = %session.id, user_id = %session.owner, "session created");
                 let live = self.activate(session, Vec::new());
-                let announced =
-                    requested.is_none_or(|id| id == live.id()) && connection.issued == *live.id();
+                let announced = requested.is_none_or(|id| id == live.id()) && connection.issued == *live.id();
                 self.attach_plain(connection, &live);
                 if !announced {
                     // The client used an id we did not honour: tell it the real one.
@@ -593,11 +526,7 @@ impl ChatService {
 
     /// Moves the socket to `live` (a session change) unless it is bound there already.
     fn rebind_if_needed(&self, connection: &mut Connection, live: &Arc<LiveSession>) {
-        if connection
-            .bound
-            .as_ref()
-            .is_some_and(|bound| Arc::ptr_eq(bound, live))
-        {
+        if connection.bound.as_ref().is_some_and(|bound| Arc::ptr_eq(bound, live)) {
             return;
         }
         self.attach_plain(connection, live);
@@ -652,20 +581,14 @@ impl ChatService {
             let batch = if remaining == 0 {
                 Vec::new()
             } else {
-                self.deps
-                    .repo
-                    .messages_after(live.id(), cursor, remaining)
-                    .await?
+                self.deps.repo.messages_after(live.id(), cursor, remaining).await?
             };
             let full = batch.len() == remaining;
             if let Some(last) = batch.last() {
                 cursor = last.seq;
             }
             replay.extend(batch.into_iter().map(|message| {
-                self.frame(ServerEvent::Stored {
-                    session_id: live.id().clone(),
-                    message: Arc::new(message),
-                })
+                self.frame(ServerEvent::Stored { session_id: live.id().clone(), message: Arc::new(message) })
             }));
             let attached = live.with_state(|state| {
                 // Past the replay limit the client pages the rest over HTTP; it still
@@ -686,11 +609,7 @@ impl ChatService {
     }
 
     /// `loading` plus everything streamed so far, for a socket joining mid-answer.
-    fn in_progress_frames(
-        &self,
-        session_id: &SessionId,
-        state: &crate::live::LiveState,
-    ) -> Vec<Arc<Frame>> {
+    fn in_progress_frames(&self, session_id: &SessionId, state: &crate::live::LiveState) -> Vec<Arc<Frame>> {
         let Some(answer) = &state.streaming else {
             return Vec::new();
         };
@@ -722,16 +641,14 @@ impl ChatService {
     }
 
     fn send_status(&self, connection: &Connection, model_id: ModelId, state: &'static str) {
-        connection
-            .socket
-            .send(self.frame(ServerEvent::ConnectionStatus {
-                user_id: connection.socket.user().clone(),
-                session_id: connection.session_id().clone(),
-                models: Arc::clone(&self.deps.settings.models),
-                model_id,
-                state,
-                content: None,
-            }));
+        connection.socket.send(self.frame(ServerEvent::ConnectionStatus {
+            user_id: connection.socket.user().clone(),
+            session_id: connection.session_id().clone(),
+            models: Arc::clone(&self.deps.settings.models),
+            model_id,
+            state,
+            content: None,
+        }));
     }
 
     fn new_session_id(&self) -> Result<SessionId, ChatError> {

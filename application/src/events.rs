@@ -8,8 +8,7 @@ use bytes::Bytes;
 use std::time::Duration;
 
 use chatbox_domain::{
-    ErrorCode, FinishReason, MessageId, ModelId, Seq, SessionId, StoredMessage, Timestamp, Usage,
-    UserId,
+    ErrorCode, FinishReason, MessageId, ModelId, Seq, SessionId, StoredMessage, Timestamp, Usage, UserId,
 };
 
 use crate::settings::ModelInfo;
@@ -131,19 +130,13 @@ impl Frame {
     /// A shareable frame.
     #[must_use]
     pub fn new(event: ServerEvent, timestamp: Timestamp) -> Arc<Self> {
-        Arc::new(Self {
-            event,
-            timestamp,
-            encoded: OnceLock::new(),
-        })
+        Arc::new(Self { event, timestamp, encoded: OnceLock::new() })
     }
 
     /// The serialised UTF-8 text, computed by `encode` on first use only; later calls
     /// return the same bytes without copying.
     pub fn encoded(&self, encode: impl FnOnce(&Self) -> String) -> Bytes {
-        self.encoded
-            .get_or_init(|| Bytes::from(encode(self)))
-            .clone()
+        self.encoded.get_or_init(|| Bytes::from(encode(self))).clone()
     }
 }
 

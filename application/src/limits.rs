@@ -26,10 +26,7 @@ impl MessageLimiter {
     /// A limiter with the given quota per key.
     #[must_use]
     pub fn new(quota: Quota) -> Self {
-        Self {
-            quota,
-            keys: DashMap::new(),
-        }
+        Self { quota, keys: DashMap::new() }
     }
 
     /// Counts one request of `user` at monotonic time `now`.
@@ -37,10 +34,7 @@ impl MessageLimiter {
     /// # Errors
     /// The time to wait when the user is over the quota.
     pub fn check(&self, user: &UserId, now: Duration) -> Result<(), Duration> {
-        let mut entry = self
-            .keys
-            .entry(user.clone())
-            .or_insert_with(|| LimiterState::fresh(now));
+        let mut entry = self.keys.entry(user.clone()).or_insert_with(|| LimiterState::fresh(now));
         match rate_limit::check(self.quota, Some(*entry), now) {
             Decision::Allowed(next) => {
                 *entry = next;
@@ -120,9 +114,7 @@ impl ConnectionGate {
         // Reserve the global slot first; give it back if the per-user cap refuses.
         let reserved = self
             .total
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < self.max_total).then_some(n + 1)
-            });
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < self.max_total).then_some(n + 1));
         if reserved.is_err() {
             return Err(GateError::Global);
         }
@@ -134,17 +126,11 @@ impl ConnectionGate {
             }
             Entry::Occupied(mut held) => {
                 *held.get_mut() += 1;
-                Ok(ConnectionPermit {
-                    gate: Arc::clone(self),
-                    user: user.clone(),
-                })
+                Ok(ConnectionPermit { gate: Arc::clone(self), user: user.clone() })
             }
             Entry::Vacant(vacant) => {
                 vacant.insert(1);
-                Ok(ConnectionPermit {
-                    gate: Arc::clone(self),
-                    user: user.clone(),
-                })
+                Ok(ConnectionPermit { gate: Arc::clone(self), user: user.clone() })
             }
         }
     }
@@ -216,11 +202,7 @@ mod tests {
         drop(a1);
         assert_eq!(gate.held_by(&user("a")), 1);
         assert!(gate.try_acquire(&user("c")).is_ok());
-        assert_eq!(
-            gate.total(),
-            2,
-            "the permit of c was dropped at the end of the statement"
-        );
+        assert_eq!(gate.total(), 2, "the permit of c was dropped at the end of the statement");
     }
 
     #[test]
@@ -232,10 +214,7 @@ mod tests {
         }
         assert_eq!(gate.total(), 1);
         gate.start_draining();
-        assert_eq!(
-            gate.try_acquire(&user("b")).err(),
-            Some(GateError::Draining)
-        );
+        assert_eq!(gate.try_acquire(&user("b")).err(), Some(GateError::Draining));
     }
 
     #[test]
@@ -246,10 +225,7 @@ mod tests {
         assert!(limiter.check(&user("a"), now).is_ok());
         assert!(limiter.check(&user("a"), now).is_ok());
         assert_eq!(limiter.check(&user("a"), now), Err(Duration::from_secs(5)));
-        assert!(
-            limiter.check(&user("b"), now).is_ok(),
-            "other users are unaffected"
-        );
+        assert!(limiter.check(&user("b"), now).is_ok(), "other users are unaffected");
         assert_eq!(limiter.cleanup(now + Duration::from_secs(20)), (2, 0));
     }
 }

@@ -68,8 +68,7 @@ impl LiveState {
     /// overflow are unbound.
     pub fn broadcast(&mut self, frame: &Arc<Frame>, except: Option<SocketId>) {
         let before = self.subscribers.len();
-        self.subscribers
-            .retain(|socket| Some(socket.id()) == except || socket.send(Arc::clone(frame)));
+        self.subscribers.retain(|socket| Some(socket.id()) == except || socket.send(Arc::clone(frame)));
         if before > 0 && self.subscribers.is_empty() {
             self.unattended_since = Some(Instant::now());
         }
@@ -156,9 +155,7 @@ impl LiveSession {
     /// # Errors
     /// Gives the turn back when the actor's queue is full or the actor is gone.
     pub fn submit(&self, turn: Turn) -> Result<(), Box<Turn>> {
-        self.turns
-            .try_send(turn)
-            .map_err(|error| Box::new(error.into_inner()))
+        self.turns.try_send(turn).map_err(|error| Box::new(error.into_inner()))
     }
 
     /// Completes when the session was evicted or the service shuts down its actors.
@@ -200,13 +197,7 @@ impl LiveSessions {
                 let (turns, receiver) = mpsc::channel(queue_capacity.max(1));
                 let stored_seq = session.last_seq;
                 let mut recent_client_ids = VecDeque::with_capacity(client_ids.len());
-                recent_client_ids.extend(
-                    client_ids
-                        .into_iter()
-                        .rev()
-                        .take(REMEMBERED_CLIENT_IDS)
-                        .rev(),
-                );
+                recent_client_ids.extend(client_ids.into_iter().rev().take(REMEMBERED_CLIENT_IDS).rev());
                 let live = Arc::new(LiveSession {
                     id: session.id.clone(),
                     state: Mutex::new(LiveState {

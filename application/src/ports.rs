@@ -6,8 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chatbox_domain::{
-    ClientMessageId, FinishReason, ModelId, Seq, Session, SessionId, StoredMessage, Timestamp,
-    Usage, UserId,
+    ClientMessageId, FinishReason, ModelId, Seq, Session, SessionId, StoredMessage, Timestamp, Usage, UserId,
 };
 use futures::stream::BoxStream;
 use thiserror::Error;
@@ -57,11 +56,8 @@ pub trait SessionRepository: Send + Sync + 'static {
     ///
     /// # Errors
     /// [`RepositoryError::NotFound`] or a store failure.
-    async fn append_message(
-        &self,
-        session: &Session,
-        message: &StoredMessage,
-    ) -> Result<(), RepositoryError>;
+    async fn append_message(&self, session: &Session, message: &StoredMessage)
+    -> Result<(), RepositoryError>;
 
     /// The messages with `seq > after`, oldest first, at most `limit`.
     ///
@@ -203,10 +199,7 @@ impl ProviderError {
     /// Whether trying the same request again may succeed.
     #[must_use]
     pub const fn is_retryable(&self) -> bool {
-        matches!(
-            self,
-            Self::Connect(_) | Self::RateLimited { .. } | Self::Overloaded | Self::Server { .. }
-        )
+        matches!(self, Self::Connect(_) | Self::RateLimited { .. } | Self::Overloaded | Self::Server { .. })
     }
 }
 

@@ -11,8 +11,8 @@ use chatbox_application::chat::{ChatPorts, Connection};
 use chatbox_application::commands::{ClientCommand, SendMessage};
 use chatbox_application::events::{AnswerStyle, Outbound, ServerEvent};
 use chatbox_application::ports::{
-    AnswerStream, ChatRequest, Clock, IdGenerator, LlmProvider, ProviderError, Role,
-    SessionRepository, StreamEvent,
+    AnswerStream, ChatRequest, Clock, IdGenerator, LlmProvider, ProviderError, Role, SessionRepository,
+    StreamEvent,
 };
 use chatbox_application::settings::ModelInfo;
 use chatbox_application::socket::{CloseReason, SocketHandle};
@@ -65,33 +65,26 @@ impl LlmProvider for ScriptedProvider {
         self.requests.lock().expect("lock").push(request);
         let script = {
             let mut scripts = self.scripts.lock().expect("lock");
-            if scripts.is_empty() {
-                vec![Step::Say("ok")]
-            } else {
-                scripts.remove(0)
-            }
+            if scripts.is_empty() { vec![Step::Say("ok")] } else { scripts.remove(0) }
         };
         let guard = DropCounter(Arc::clone(&self.dropped));
-        let stream = futures::stream::unfold(
-            (script.into_iter(), guard),
-            |(mut steps, guard)| async move {
-                loop {
-                    match steps.next()? {
-                        Step::Say(text) => {
-                            return Some((Ok(StreamEvent::Delta(text.to_owned())), (steps, guard)));
-                        }
-                        Step::Wait(pause) => tokio::time::sleep(pause).await,
-                        Step::Fail => {
-                            return Some((
-                                Err(ProviderError::Stream("boom: secret body".into())),
-                                (steps, guard),
-                            ));
-                        }
-                        Step::Stall => futures::future::pending::<()>().await,
+        let stream = futures::stream::unfold((script.into_iter(), guard), |(mut steps, guard)| async move {
+            loop {
+                match steps.next()? {
+                    Step::Say(text) => {
+                        return Some((Ok(StreamEvent::Delta(text.to_owned())), (steps, guard)));
                     }
+                    Step::Wait(pause) => tokio::time::sleep(pause).await,
+                    Step::Fail => {
+                        return Some((
+                            Err(ProviderError::Stream("boom: secret body".into())),
+                            (steps, guard),
+                        ));
+                    }
+                    Step::Stall => futures::future::pending::<()>().await,
                 }
-            },
-        );
+            }
+        });
         Ok(stream.boxed())
     }
 }
@@ -126,14 +119,8 @@ struct Harness {
 fn settings() -> ChatSettings {
     ChatSettings {
         models: Arc::from(vec![
-            ModelInfo {
-                id: ModelId::parse("scripted").expect("id"),
-                name: "Scripted".into(),
-            },
-            ModelInfo {
-                id: ModelId::parse("other").expect("id"),
-                name: "Other".into(),
-            },
+            ModelInfo { id: ModelId::parse("scripted").expect("id"), name: "Scripted".into() },
+            ModelInfo { id: ModelId::parse("other").expect("id"), name: "Other".into() },
         ]),
         max_content_chars: 100,
         message_quota: Quota::new(100, Duration::from_secs(60)).expect("quota"),
@@ -155,10 +142,7 @@ fn harness_with(settings: ChatSettings) -> Harness {
     let provider = Arc::new(ScriptedProvider::default());
     let mut providers: HashMap<ModelId, Arc<dyn LlmProvider>> = HashMap::new();
     for model in settings.models.iter() {
-        providers.insert(
-            model.id.clone(),
-            Arc::clone(&provider) as Arc<dyn LlmProvider>,
-        );
+        providers.insert(model.id.clone(), Arc::clone(&provider) as Arc<dyn LlmProvider>);
     }
     let ports = ChatPorts {
         repository: Arc::clone(&repo) as Arc<dyn SessionRepository>,
@@ -166,11 +150,7 @@ fn harness_with(settings: ChatSettings) -> Harness {
         clock: Arc::new(RealClock(Instant::now())),
         ids: Arc::new(CountingIds::default()),
     };
-    Harness {
-        service: ChatService::new(ports, settings, TaskTracker::new()),
-        repo,
-        provider,
-    }
+    Harness { service: ChatService::new(ports, settings, TaskTracker::new()), repo, provider }
 }
 
 fn harness() -> Harness {
@@ -189,19 +169,14 @@ struct Client {
 
 impl Client {
     async fn next(&mut self) -> ServerEvent {
-        self.next_within(Duration::from_secs(5))
-            .await
-            .expect("a frame in time")
+        self.next_within(Duration::from_secs(5)).await.expect("a frame in time")
     }
 
     async fn next_within(&mut self, wait: Duration) -> Option<ServerEvent> {
         if let Some(event) = self.buffered.pop_front() {
             return Some(event);
         }
-        match tokio::time::timeout(wait, self.frames.recv())
-            .await
-            .ok()??
-        {
+        match tokio::time::timeout(wait, self.frames.recv()).await.ok()?? {
             Outbound::Frame(frame) => Some(frame.event.clone()),
             Outbound::Batch(frames) => {
                 self.buffered.extend(frames.iter().map(|f| f.event.clone()));
@@ -229,14 +204,8 @@ impl Client {
 }
 
 impl Harness {
-    async fn connect(
-        &self,
-        user_id: &str,
-        session: Option<SessionId>,
-        last_seq: Option<Seq>,
-    ) -> Client {
-        self.connect_with_capacity(user_id, session, last_seq, 64)
-            .await
+    async fn connect(&self, user_id: &str, session: Option<SessionId>, last_seq: Option<Seq>) -> Client {
+        self.connect_with_capacity(user_id, session, last_seq, 64).await
     }
 
     async fn connect_with_capacity(
@@ -247,16 +216,8 @@ impl Harness {
         capacity: usize,
     ) -> Client {
         let (socket, frames) = SocketHandle::new(user(user_id), capacity);
-        let connection = self
-            .service
-            .connect(socket, session, last_seq)
-            .await
-            .expect("connect");
-        let mut client = Client {
-            connection,
-            frames,
-            buffered: Default::default(),
-        };
+        let connection = self.service.connect(socket, session, last_seq).await.expect("connect");
+        let mut client = Client { connection, frames, buffered: Default::default() };
         match client.next().await {
             ServerEvent::ConnectionStatus { state, .. } => {
                 assert!(state == "connected" || state == "resumed")
@@ -288,10 +249,7 @@ impl Harness {
     }
 
     async fn stored(&self, session: &SessionId) -> Vec<chatbox_domain::StoredMessage> {
-        self.repo
-            .messages_after(session, Seq(0), 1000)
-            .await
-            .expect("messages")
+        self.repo.messages_after(session, Seq(0), 1000).await.expect("messages")
     }
 }
 
@@ -307,9 +265,7 @@ fn answer_text(events: &[ServerEvent]) -> String {
 
 fn done_of(events: &[ServerEvent]) -> (Option<Seq>, FinishReason) {
     match events.last() {
-        Some(ServerEvent::AnswerDone {
-            seq, finish_reason, ..
-        }) => (*seq, *finish_reason),
+        Some(ServerEvent::AnswerDone { seq, finish_reason, .. }) => (*seq, *finish_reason),
         other => panic!("expected done, got {other:?}"),
     }
 }
@@ -317,15 +273,11 @@ fn done_of(events: &[ServerEvent]) -> (Option<Seq>, FinishReason) {
 #[tokio::test]
 async fn a_message_is_stored_answered_in_chunks_and_the_answer_stored_once() {
     let h = harness();
-    h.provider
-        .push(vec![Step::Say("Hello "), Step::Say("there.")]);
+    h.provider.push(vec![Step::Say("Hello "), Step::Say("there.")]);
     let mut client = h.connect("u1", None, None).await;
     h.say(&mut client, "Hi bot").await.expect("accepted");
     let events = client.until_done().await;
-    assert!(
-        matches!(events[0], ServerEvent::Loading { .. }),
-        "loading first: {events:?}"
-    );
+    assert!(matches!(events[0], ServerEvent::Loading { .. }), "loading first: {events:?}");
     let ids: Vec<_> = events
         .iter()
         .filter_map(|e| match e {
@@ -335,33 +287,16 @@ async fn a_message_is_stored_answered_in_chunks_and_the_answer_stored_once() {
             _ => None,
         })
         .collect();
-    assert!(
-        ids.windows(2).all(|w| w[0] == w[1]),
-        "one message id per answer"
-    );
+    assert!(ids.windows(2).all(|w| w[0] == w[1]), "one message id per answer");
     assert_eq!(answer_text(&events), "Hello there.");
     assert_eq!(done_of(&events), (Some(Seq(2)), FinishReason::Stop));
 
     let stored = h.stored(&client.session_id()).await;
     assert_eq!(stored.len(), 2);
-    assert_eq!(
-        (stored[0].sender, stored[0].content.as_str()),
-        (Sender::User, "Hi bot")
-    );
-    assert_eq!(
-        (stored[1].sender, stored[1].content.as_str()),
-        (Sender::Ai, "Hello there.")
-    );
-    assert!(
-        stored[1].usage.expect("usage").estimated,
-        "scripted provider reports none"
-    );
-    let session = h
-        .repo
-        .load(&client.session_id())
-        .await
-        .expect("load")
-        .expect("exists");
+    assert_eq!((stored[0].sender, stored[0].content.as_str()), (Sender::User, "Hi bot"));
+    assert_eq!((stored[1].sender, stored[1].content.as_str()), (Sender::Ai, "Hello there."));
+    assert!(stored[1].usage.expect("usage").estimated, "scripted provider reports none");
+    let session = h.repo.load(&client.session_id()).await.expect("load").expect("exists");
     assert_eq!(session.name.as_deref(), Some("Hi bot"));
     assert_eq!(session.response_times.len(), 1);
 }
@@ -370,28 +305,16 @@ async fn a_message_is_stored_answered_in_chunks_and_the_answer_stored_once() {
 async fn the_provider_sees_the_history_and_the_system_prompt() {
     let h = harness();
     let mut client = h.connect("u1", None, None).await;
-    h.say(&mut client, "first question")
-        .await
-        .expect("accepted");
+    h.say(&mut client, "first question").await.expect("accepted");
     client.until_done().await;
-    h.say(&mut client, "second question")
-        .await
-        .expect("accepted");
+    h.say(&mut client, "second question").await.expect("accepted");
     client.until_done().await;
     let requests = h.provider.requests.lock().expect("lock");
     let last = requests.last().expect("a request");
-    let turns: Vec<(Role, &str)> = last
-        .history
-        .iter()
-        .map(|t| (t.role, t.content.as_str()))
-        .collect();
+    let turns: Vec<(Role, &str)> = last.history.iter().map(|t| (t.role, t.content.as_str())).collect();
     assert_eq!(
         turns,
-        vec![
-            (Role::User, "first question"),
-            (Role::Assistant, "ok"),
-            (Role::User, "second question")
-        ]
+        vec![(Role::User, "first question"), (Role::Assistant, "ok"), (Role::User, "second question")]
     );
     assert_eq!(last.system_prompt.as_deref(), Some("Be brief."));
     assert_eq!(last.user_id, user("u1"));
@@ -410,12 +333,7 @@ async fn other_sockets_of_the_session_get_the_echo_and_the_stream_but_the_sender
         matches!(&laptop_events[0], ServerEvent::Stored { message, .. } if message.content == "from phone")
     );
     let phone_events = phone.until_done().await;
-    assert!(
-        phone_events
-            .iter()
-            .all(|e| !matches!(e, ServerEvent::Stored { .. })),
-        "no echo to the sender"
-    );
+    assert!(phone_events.iter().all(|e| !matches!(e, ServerEvent::Stored { .. })), "no echo to the sender");
     assert_eq!(answer_text(&phone_events), answer_text(&laptop_events));
 }
 
@@ -426,24 +344,11 @@ async fn stop_cancels_the_provider_request_stores_the_partial_and_ends_with_done
     let mut client = h.connect("u1", None, None).await;
     h.say(&mut client, "tell me").await.expect("accepted");
     assert!(matches!(client.next().await, ServerEvent::Loading { .. }));
-    assert!(matches!(
-        client.next().await,
-        ServerEvent::AnswerChunk { .. }
-    ));
-    h.service
-        .handle(
-            &mut client.connection,
-            ClientCommand::Stop { session_id: None },
-        )
-        .await
-        .expect("stop");
+    assert!(matches!(client.next().await, ServerEvent::AnswerChunk { .. }));
+    h.service.handle(&mut client.connection, ClientCommand::Stop { session_id: None }).await.expect("stop");
     let events = client.until_done().await;
     assert_eq!(done_of(&events).1, FinishReason::Cancelled);
-    assert_eq!(
-        h.provider.dropped.load(Ordering::SeqCst),
-        1,
-        "the provider stream was dropped"
-    );
+    assert_eq!(h.provider.dropped.load(Ordering::SeqCst), 1, "the provider stream was dropped");
     let stored = h.stored(&client.session_id()).await;
     assert_eq!(stored[1].content, "partial ");
     assert!(stored[1].is_partial());
@@ -463,10 +368,7 @@ async fn a_stalled_provider_times_out_with_an_error_then_done_and_the_partial_is
         _ => None,
     });
     assert_eq!(error.map(|e| e.0), Some(ErrorCode::LlmTimeout));
-    assert!(
-        matches!(events[events.len() - 2], ServerEvent::Error { .. }),
-        "error comes right before done"
-    );
+    assert!(matches!(events[events.len() - 2], ServerEvent::Error { .. }), "error comes right before done");
     assert_eq!(done_of(&events).1, FinishReason::Timeout);
     assert_eq!(h.stored(&client.session_id()).await[1].content, "so far");
 }
@@ -487,10 +389,7 @@ async fn the_whole_answer_deadline_applies_even_while_chunks_keep_coming() {
     let events = client.until_done().await;
     assert_eq!(done_of(&events).1, FinishReason::Timeout);
     let chunks = answer_text(&events).len();
-    assert!(
-        (3..60).contains(&chunks),
-        "stopped part-way: {chunks} chunks"
-    );
+    assert!((3..60).contains(&chunks), "stopped part-way: {chunks} chunks");
 }
 
 #[tokio::test]
@@ -500,17 +399,13 @@ async fn a_provider_failure_mid_stream_sends_an_error_without_internal_text_then
     let mut client = h.connect("u1", None, None).await;
     h.say(&mut client, "go").await.expect("accepted");
     let events = client.until_done().await;
-    let Some(ServerEvent::Error { code, message, .. }) = events
-        .iter()
-        .find(|e| matches!(e, ServerEvent::Error { .. }))
+    let Some(ServerEvent::Error { code, message, .. }) =
+        events.iter().find(|e| matches!(e, ServerEvent::Error { .. }))
     else {
         panic!("an error frame: {events:?}");
     };
     assert_eq!(*code, ErrorCode::LlmUnavailable);
-    assert!(
-        !message.contains("secret"),
-        "provider text never reaches the client"
-    );
+    assert!(!message.contains("secret"), "provider text never reaches the client");
     assert_eq!(done_of(&events), (Some(Seq(2)), FinishReason::Error));
     assert!(h.stored(&client.session_id()).await[1].is_partial());
 }
@@ -518,11 +413,7 @@ async fn a_provider_failure_mid_stream_sends_an_error_without_internal_text_then
 #[tokio::test]
 async fn answers_queue_in_order_up_to_the_limit_and_then_busy() {
     let h = harness();
-    h.provider.push(vec![
-        Step::Say("A1 "),
-        Step::Wait(Duration::from_millis(200)),
-        Step::Say("A2"),
-    ]);
+    h.provider.push(vec![Step::Say("A1 "), Step::Wait(Duration::from_millis(200)), Step::Say("A2")]);
     h.provider.push(vec![Step::Say("B")]);
     h.provider.push(vec![Step::Say("C")]);
     h.provider.push(vec![Step::Say("D")]);
@@ -532,40 +423,18 @@ async fn answers_queue_in_order_up_to_the_limit_and_then_busy() {
     for text in ["b", "c", "d"] {
         h.say(&mut client, text).await.expect("queued");
     }
-    assert!(matches!(
-        h.say(&mut client, "e").await,
-        Err(ChatError::Busy)
-    ));
+    assert!(matches!(h.say(&mut client, "e").await, Err(ChatError::Busy)));
     let mut answers = vec![answer_text(&client.until_done().await)];
     for _ in 0..3 {
         answers.push(answer_text(&client.until_done().await));
     }
-    assert_eq!(
-        answers,
-        vec!["A1 A2", "B", "C", "D"],
-        "never interleaved, in order"
-    );
-    let stored: Vec<String> = h
-        .stored(&client.session_id())
-        .await
-        .into_iter()
-        .map(|m| m.content)
-        .collect();
-    assert_eq!(
-        stored,
-        ["a", "A1 A2", "b", "B", "c", "C", "d", "D"],
-        "each answer follows its question"
-    );
+    assert_eq!(answers, vec!["A1 A2", "B", "C", "D"], "never interleaved, in order");
+    let stored: Vec<String> = h.stored(&client.session_id()).await.into_iter().map(|m| m.content).collect();
+    assert_eq!(stored, ["a", "A1 A2", "b", "B", "c", "C", "d", "D"], "each answer follows its question");
     let requests = h.provider.requests.lock().expect("lock");
-    let last_questions: Vec<&str> = requests
-        .iter()
-        .map(|r| r.history.last().expect("question").content.as_str())
-        .collect();
-    assert_eq!(
-        last_questions,
-        ["a", "b", "c", "d"],
-        "each answer sees the history up to its question"
-    );
+    let last_questions: Vec<&str> =
+        requests.iter().map(|r| r.history.last().expect("question").content.as_str()).collect();
+    assert_eq!(last_questions, ["a", "b", "c", "d"], "each answer sees the history up to its question");
 }
 
 #[tokio::test]
@@ -585,29 +454,17 @@ async fn the_message_rate_limit_answers_with_retry_after() {
         "{retry_after:?}"
     );
     let mut other = h.connect("u2", None, None).await;
-    h.say(&mut other, "unaffected")
-        .await
-        .expect("another user is not limited");
+    h.say(&mut other, "unaffected").await.expect("another user is not limited");
 }
 
 #[tokio::test]
 async fn the_same_client_message_id_is_stored_and_answered_once() {
     let h = harness();
     let mut client = h.connect("u1", None, None).await;
-    h.say_with(&mut client, "once", Some("c-1"))
-        .await
-        .expect("first");
+    h.say_with(&mut client, "once", Some("c-1")).await.expect("first");
     client.until_done().await;
-    h.say_with(&mut client, "once", Some("c-1"))
-        .await
-        .expect("duplicate is accepted silently");
-    assert!(
-        client
-            .next_within(Duration::from_millis(200))
-            .await
-            .is_none(),
-        "no second answer"
-    );
+    h.say_with(&mut client, "once", Some("c-1")).await.expect("duplicate is accepted silently");
+    assert!(client.next_within(Duration::from_millis(200)).await.is_none(), "no second answer");
     assert_eq!(h.stored(&client.session_id()).await.len(), 2);
     assert_eq!(h.provider.requests.lock().expect("lock").len(), 1);
 }
@@ -629,10 +486,7 @@ async fn resume_mid_answer_replays_stored_then_partial_then_live_without_loss_or
     h.say(&mut client, "q2").await.expect("q2");
     assert!(matches!(client.next().await, ServerEvent::Loading { .. }));
     for _ in 0..3 {
-        assert!(matches!(
-            client.next().await,
-            ServerEvent::AnswerChunk { .. }
-        ));
+        assert!(matches!(client.next().await, ServerEvent::AnswerChunk { .. }));
     }
     h.service.disconnect(client.connection);
 
@@ -645,11 +499,7 @@ async fn resume_mid_answer_replays_stored_then_partial_then_live_without_loss_or
     }
     assert!(matches!(events[1], ServerEvent::Loading { .. }));
     let streamed = answer_text(&events[2..]);
-    assert_eq!(
-        streamed,
-        "w ".repeat(10),
-        "partial + live = exactly the answer"
-    );
+    assert_eq!(streamed, "w ".repeat(10), "partial + live = exactly the answer");
     let (seq, reason) = done_of(&events);
     assert_eq!(reason, FinishReason::Stop);
     assert_eq!(h.stored(&session).await.last().map(|m| m.seq), seq);
@@ -658,11 +508,7 @@ async fn resume_mid_answer_replays_stored_then_partial_then_live_without_loss_or
 #[tokio::test]
 async fn a_disconnected_session_keeps_answering_and_stores_the_answer() {
     let h = harness();
-    h.provider.push(vec![
-        Step::Say("still "),
-        Step::Wait(Duration::from_millis(100)),
-        Step::Say("here"),
-    ]);
+    h.provider.push(vec![Step::Say("still "), Step::Wait(Duration::from_millis(100)), Step::Say("here")]);
     let mut client = h.connect("u1", None, None).await;
     let session = client.session_id();
     h.say(&mut client, "q").await.expect("q");
@@ -670,10 +516,7 @@ async fn a_disconnected_session_keeps_answering_and_stores_the_answer() {
     h.service.disconnect(client.connection);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let stored = h.stored(&session).await;
-    assert_eq!(
-        stored.last().map(|m| m.content.as_str()),
-        Some("still here")
-    );
+    assert_eq!(stored.last().map(|m| m.content.as_str()), Some("still here"));
     let mut back = h.connect("u1", Some(session), Some(Seq(1))).await;
     match back.next().await {
         ServerEvent::Stored { message, .. } => assert_eq!(message.content, "still here"),
@@ -689,14 +532,8 @@ async fn a_foreign_session_id_starts_a_new_session_and_reveals_nothing() {
     owner.until_done().await;
     let victim = owner.session_id();
 
-    let mut intruder = h
-        .connect("intruder", Some(victim.clone()), Some(Seq(0)))
-        .await;
-    assert_ne!(
-        intruder.session_id(),
-        victim,
-        "not bound to the foreign session"
-    );
+    let mut intruder = h.connect("intruder", Some(victim.clone()), Some(Seq(0))).await;
+    assert_ne!(intruder.session_id(), victim, "not bound to the foreign session");
     let command = ClientCommand::SendMessage(SendMessage {
         session_id: Some(victim.clone()),
         content: MessageContent::parse("hijack", 100).expect("content"),
@@ -705,35 +542,17 @@ async fn a_foreign_session_id_starts_a_new_session_and_reveals_nothing() {
         metadata: Metadata::new(),
         style: AnswerStyle::AiResponse,
     });
-    h.service
-        .handle(&mut intruder.connection, command)
-        .await
-        .expect("accepted into a new session");
+    h.service.handle(&mut intruder.connection, command).await.expect("accepted into a new session");
     let status = intruder.next().await;
     let ServerEvent::ConnectionStatus { session_id, .. } = status else {
         panic!("status with the new id: {status:?}")
     };
     assert_ne!(session_id, victim);
     intruder.until_done().await;
-    assert_eq!(
-        h.stored(&victim).await.len(),
-        2,
-        "the victim's session is untouched"
-    );
-    assert!(
-        owner
-            .next_within(Duration::from_millis(100))
-            .await
-            .is_none(),
-        "nothing reaches the owner"
-    );
+    assert_eq!(h.stored(&victim).await.len(), 2, "the victim's session is untouched");
+    assert!(owner.next_within(Duration::from_millis(100)).await.is_none(), "nothing reaches the owner");
     h.service
-        .handle(
-            &mut intruder.connection,
-            ClientCommand::Stop {
-                session_id: Some(victim),
-            },
-        )
+        .handle(&mut intruder.connection, ClientCommand::Stop { session_id: Some(victim) })
         .await
         .expect("stop is a no-op");
 }
@@ -745,26 +564,11 @@ async fn an_ended_session_refuses_messages_and_notifies_its_sockets() {
     h.say(&mut client, "hello").await.expect("hello");
     client.until_done().await;
     let session = client.session_id();
-    assert!(matches!(
-        h.service.end_session(&user("other"), &session).await,
-        Err(ChatError::NotFound)
-    ));
-    h.service
-        .end_session(&user("u1"), &session)
-        .await
-        .expect("end");
-    h.service
-        .end_session(&user("u1"), &session)
-        .await
-        .expect("idempotent");
-    assert!(matches!(
-        client.next().await,
-        ServerEvent::ConnectionStatus { state: "ended", .. }
-    ));
-    assert!(matches!(
-        h.say(&mut client, "more").await,
-        Err(ChatError::SessionEnded)
-    ));
+    assert!(matches!(h.service.end_session(&user("other"), &session).await, Err(ChatError::NotFound)));
+    h.service.end_session(&user("u1"), &session).await.expect("end");
+    h.service.end_session(&user("u1"), &session).await.expect("idempotent");
+    assert!(matches!(client.next().await, ServerEvent::ConnectionStatus { state: "ended", .. }));
+    assert!(matches!(h.say(&mut client, "more").await, Err(ChatError::SessionEnded)));
 }
 
 #[tokio::test]
@@ -775,11 +579,7 @@ async fn cleanup_evicts_idle_live_state_but_keeps_the_session_stored() {
     let mut client = h.connect("u1", None, None).await;
     h.say(&mut client, "hello").await.expect("hello");
     client.until_done().await;
-    assert_eq!(
-        h.service.cleanup_sessions(),
-        0,
-        "a bound socket keeps it live"
-    );
+    assert_eq!(h.service.cleanup_sessions(), 0, "a bound socket keeps it live");
     let session = client.session_id();
     h.service.disconnect(client.connection);
     tokio::time::sleep(Duration::from_millis(80)).await;
@@ -788,14 +588,8 @@ async fn cleanup_evicts_idle_live_state_but_keeps_the_session_stored() {
     let mut back = h.connect("u1", Some(session.clone()), Some(Seq(0))).await;
     assert_eq!(back.session_id(), session, "loaded again from storage");
     assert!(matches!(back.next().await, ServerEvent::Stored { .. }));
-    h.say(&mut back, "again")
-        .await
-        .expect("works after eviction");
-    assert_eq!(
-        done_of(&back.until_done().await).0,
-        Some(Seq(4)),
-        "sequence continues"
-    );
+    h.say(&mut back, "again").await.expect("works after eviction");
+    assert_eq!(done_of(&back.until_done().await).0, Some(Seq(4)), "sequence continues");
 }
 
 #[tokio::test]
@@ -813,16 +607,9 @@ async fn a_slow_consumer_is_closed_instead_of_losing_chunks_silently() {
     assert!(matches!(fast.next().await, ServerEvent::Loading { .. }));
     let slow = h.connect_with_capacity("u1", Some(session), None, 4).await;
     let events = fast.until_done().await;
-    assert_eq!(
-        done_of(&events).1,
-        FinishReason::Stop,
-        "the fast socket is unaffected"
-    );
+    assert_eq!(done_of(&events).1, FinishReason::Stop, "the fast socket is unaffected");
     assert!(slow.connection.socket().is_closing());
-    assert_eq!(
-        slow.connection.socket().close_reason(),
-        Some(CloseReason::SlowConsumer)
-    );
+    assert_eq!(slow.connection.socket().close_reason(), Some(CloseReason::SlowConsumer));
 }
 
 #[tokio::test]
@@ -830,29 +617,35 @@ async fn model_select_changes_the_model_that_answers() {
     let h = harness();
     let mut client = h.connect("u1", None, None).await;
     let other = ModelId::parse("other").expect("id");
-    let select = ClientCommand::SelectModel {
-        session_id: None,
-        model_id: other.clone(),
-    };
-    h.service
-        .handle(&mut client.connection, select)
-        .await
-        .expect("select");
+    let select = ClientCommand::SelectModel { session_id: None, model_id: other.clone() };
+    h.service.handle(&mut client.connection, select).await.expect("select");
     assert!(
         matches!(client.next().await, ServerEvent::ConnectionStatus { ref model_id, .. } if *model_id == other)
     );
-    let unknown = ClientCommand::SelectModel {
-        session_id: None,
-        model_id: ModelId::parse("nope").expect("id"),
-    };
-    assert!(matches!(
-        h.service.handle(&mut client.connection, unknown).await,
-        Err(ChatError::UnknownModel)
-    ));
+    let unknown =
+        ClientCommand::SelectModel { session_id: None, model_id: ModelId::parse("nope").expect("id") };
+    assert!(matches!(h.service.handle(&mut client.connection, unknown).await, Err(ChatError::UnknownModel)));
     h.say(&mut client, "hi").await.expect("hi");
     let events = client.until_done().await;
-    assert!(
-        matches!(events.last(), Some(ServerEvent::AnswerDone { model_id, .. }) if *model_id == other)
-    );
+    assert!(matches!(events.last(), Some(ServerEvent::AnswerDone { model_id, .. }) if *model_id == other));
     assert_eq!(h.provider.requests.lock().expect("lock")[0].model_id, other);
+}
+
+#[tokio::test]
+async fn at_the_shutdown_deadline_running_answers_are_cancelled_and_stored() {
+    let h = harness();
+    h.provider.push(vec![Step::Say("half an answer"), Step::Stall]);
+    let mut client = h.connect("u1", None, None).await;
+    h.say(&mut client, "q").await.expect("q");
+    assert!(matches!(client.next().await, ServerEvent::Loading { .. }));
+    assert!(matches!(client.next().await, ServerEvent::AnswerChunk { .. }));
+    h.service.begin_shutdown();
+    assert!(
+        client.next_within(Duration::from_millis(200)).await.is_none(),
+        "answers may finish before the deadline"
+    );
+    h.service.cancel_running_answers();
+    let events = client.until_done().await;
+    assert_eq!(done_of(&events), (Some(Seq(2)), FinishReason::Cancelled));
+    assert_eq!(h.stored(&client.session_id()).await[1].content, "half an answer");
 }

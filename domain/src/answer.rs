@@ -33,15 +33,9 @@ impl FinishReason {
     /// Parses the wire spelling back.
     #[must_use]
     pub fn parse(value: &str) -> Option<Self> {
-        [
-            Self::Stop,
-            Self::Length,
-            Self::Cancelled,
-            Self::Timeout,
-            Self::Error,
-        ]
-        .into_iter()
-        .find(|reason| reason.as_str() == value)
+        [Self::Stop, Self::Length, Self::Cancelled, Self::Timeout, Self::Error]
+            .into_iter()
+            .find(|reason| reason.as_str() == value)
     }
 }
 

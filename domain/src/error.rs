@@ -92,10 +92,7 @@ mod tests {
         for code in ErrorCode::ALL {
             let name = code.as_str();
             assert!(seen.insert(name), "duplicate {name}");
-            assert!(
-                name.chars().all(|c| c.is_ascii_uppercase() || c == '_'),
-                "{name}"
-            );
+            assert!(name.chars().all(|c| c.is_ascii_uppercase() || c == '_'), "{name}");
         }
     }
 

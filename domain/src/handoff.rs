@@ -60,13 +60,10 @@ impl HandoffState {
     /// [`HandoffError::AssistedByAnother`] when a different admin assists.
     pub fn take_over(self, admin_id: UserId, admin_name: String) -> Result<Self, HandoffError> {
         match self {
-            Self::AdminAssisting {
-                admin_id: current, ..
-            } if current != admin_id => Err(HandoffError::AssistedByAnother),
-            _ => Ok(Self::AdminAssisting {
-                admin_id,
-                admin_name,
-            }),
+            Self::AdminAssisting { admin_id: current, .. } if current != admin_id => {
+                Err(HandoffError::AssistedByAnother)
+            }
+            _ => Ok(Self::AdminAssisting { admin_id, admin_name }),
         }
     }
 
@@ -76,9 +73,7 @@ impl HandoffState {
     /// [`HandoffError::NotAssisting`] when this admin does not assist the session.
     pub fn release(self, admin_id: &UserId) -> Result<Self, HandoffError> {
         match self {
-            Self::AdminAssisting {
-                admin_id: current, ..
-            } if &current == admin_id => Ok(Self::Ai),
+            Self::AdminAssisting { admin_id: current, .. } if &current == admin_id => Ok(Self::Ai),
             _ => Err(HandoffError::NotAssisting),
         }
     }
@@ -96,9 +91,7 @@ mod tests {
     fn full_cycle_returns_to_the_model() {
         let state = HandoffState::Ai.request_help();
         assert_eq!(state, HandoffState::HelpRequested);
-        let state = state
-            .take_over(admin("a1"), "Ann".into())
-            .expect("takeover");
+        let state = state.take_over(admin("a1"), "Ann".into()).expect("takeover");
         assert!(!state.ai_answers());
         let state = state.release(&admin("a1")).expect("release");
         assert_eq!(state, HandoffState::Ai);
@@ -106,18 +99,10 @@ mod tests {
 
     #[test]
     fn a_second_admin_is_refused_and_only_the_assisting_admin_releases() {
-        let state = HandoffState::Ai
-            .take_over(admin("a1"), "Ann".into())
-            .expect("takeover");
-        assert_eq!(
-            state.clone().take_over(admin("a2"), "Bob".into()),
-            Err(HandoffError::AssistedByAnother)
-        );
+        let state = HandoffState::Ai.take_over(admin("a1"), "Ann".into()).expect("takeover");
+        assert_eq!(state.clone().take_over(admin("a2"), "Bob".into()), Err(HandoffError::AssistedByAnother));
         assert!(state.clone().take_over(admin("a1"), "Ann".into()).is_ok());
         assert_eq!(state.release(&admin("a2")), Err(HandoffError::NotAssisting));
-        assert_eq!(
-            HandoffState::Ai.release(&admin("a1")),
-            Err(HandoffError::NotAssisting)
-        );
+        assert_eq!(HandoffState::Ai.release(&admin("a1")), Err(HandoffError::NotAssisting));
     }
 }

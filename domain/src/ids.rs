@@ -90,9 +90,6 @@ mod tests {
         assert!(SessionId::parse(&"a".repeat(128)).is_ok());
         assert!(ClientMessageId::parse(&"x".repeat(65)).is_err());
         assert!(UserId::parse("bad\nid").is_err());
-        assert_eq!(
-            ModelId::parse("demo").map(|m| m.to_string()).as_deref(),
-            Ok("demo")
-        );
+        assert_eq!(ModelId::parse("demo").map(|m| m.to_string()).as_deref(), Ok("demo"));
     }
 }

@@ -36,9 +36,7 @@ impl Sender {
     /// Parses the wire spelling.
     #[must_use]
     pub fn parse(value: &str) -> Option<Self> {
-        [Self::User, Self::Ai, Self::Admin, Self::System]
-            .into_iter()
-            .find(|sender| sender.as_str() == value)
+        [Self::User, Self::Ai, Self::Admin, Self::System].into_iter().find(|sender| sender.as_str() == value)
     }
 }
 
@@ -73,9 +71,7 @@ impl MessageKind {
     /// Parses [`Self::as_str`].
     #[must_use]
     pub fn parse(value: &str) -> Option<Self> {
-        [Self::Text, Self::File, Self::Voice]
-            .into_iter()
-            .find(|kind| kind.as_str() == value)
+        [Self::Text, Self::File, Self::Voice].into_iter().find(|kind| kind.as_str() == value)
     }
 }
 
@@ -132,13 +128,7 @@ pub struct StoredMessage {
 impl StoredMessage {
     /// A text message with no attachment and no answer details.
     #[must_use]
-    pub fn text(
-        id: MessageId,
-        seq: Seq,
-        sender: Sender,
-        content: String,
-        timestamp: Timestamp,
-    ) -> Self {
+    pub fn text(id: MessageId, seq: Seq, sender: Sender, content: String, timestamp: Timestamp) -> Self {
         Self {
             id,
             seq,

@@ -14,11 +14,7 @@ const ELLIPSIS: &str = "...";
 /// Derives a session name from the text of its first user message.
 #[must_use]
 pub fn session_name(first_message: &str) -> String {
-    let first_line = first_message
-        .trim()
-        .split(['\n', '\r'])
-        .next()
-        .unwrap_or_default();
+    let first_line = first_message.trim().split(['\n', '\r']).next().unwrap_or_default();
     let sentence = match first_line.find(['.', '?', '!']) {
         // Keep the punctuation mark: "How do I reset my password?" reads better whole.
         Some(end) => &first_line[..=end],
@@ -32,10 +28,7 @@ pub fn session_name(first_message: &str) -> String {
         return sentence.to_owned();
     }
     let room = MAX_NAME_CHARS - ELLIPSIS.len();
-    let prefix_end = sentence
-        .char_indices()
-        .nth(room)
-        .map_or(sentence.len(), |(index, _)| index);
+    let prefix_end = sentence.char_indices().nth(room).map_or(sentence.len(), |(index, _)| index);
     let prefix = &sentence[..prefix_end];
     let ends_on_word_boundary = sentence[prefix_end..].starts_with(char::is_whitespace);
     // Cut at the last word boundary when there is one; a single over-long word is cut
@@ -63,9 +56,8 @@ mod tests {
 
     #[test]
     fn long_text_is_cut_at_a_word_boundary_with_an_ellipsis() {
-        let name = session_name(
-            "Please explain the difference between ownership and borrowing in great depth",
-        );
+        let name =
+            session_name("Please explain the difference between ownership and borrowing in great depth");
         assert_eq!(name, "Please explain the difference between ownership...");
         assert!(name.chars().count() <= MAX_NAME_CHARS);
     }

@@ -84,13 +84,9 @@ pub fn check(quota: Quota, state: Option<LimiterState>, now: Duration) -> Decisi
     let tat = state.map_or(now, |s| s.tat.max(now));
     let allow_at = tat.saturating_sub(tolerance);
     if now >= allow_at {
-        Decision::Allowed(LimiterState {
-            tat: tat + interval,
-        })
+        Decision::Allowed(LimiterState { tat: tat + interval })
     } else {
-        Decision::Limited {
-            retry_after: allow_at - now,
-        }
+        Decision::Limited { retry_after: allow_at - now }
     }
 }
 
@@ -130,14 +126,7 @@ mod tests {
         };
         assert_eq!(retry_after, Duration::from_secs(20));
         assert!(allowed(check(q, state, now + retry_after)).is_some());
-        assert!(
-            allowed(check(
-                q,
-                state,
-                now + retry_after - Duration::from_millis(1)
-            ))
-            .is_none()
-        );
+        assert!(allowed(check(q, state, now + retry_after - Duration::from_millis(1))).is_none());
     }
 
     proptest! {

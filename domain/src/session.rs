@@ -231,9 +231,6 @@ mod tests {
         }
         assert_eq!(s.response_times.len(), RESPONSE_TIME_WINDOW);
         assert_eq!(s.response_times.max(), Some(Duration::from_millis(250)));
-        assert_eq!(
-            s.response_times.iter().next(),
-            Some(Duration::from_millis(151))
-        );
+        assert_eq!(s.response_times.iter().next(), Some(Duration::from_millis(151)));
     }
 }

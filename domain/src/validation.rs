@@ -101,10 +101,7 @@ impl MessageContent {
             return Err(InvalidValue::Empty { field: "content" });
         }
         if cleaned.chars().count() > max_chars {
-            return Err(InvalidValue::TooManyCharacters {
-                field: "content",
-                max: max_chars,
-            });
+            return Err(InvalidValue::TooManyCharacters { field: "content", max: max_chars });
         }
         Ok(Self(cleaned))
     }
@@ -147,10 +144,7 @@ pub fn parse_file_id(value: &str) -> Result<String, InvalidValue> {
         return Err(InvalidValue::Empty { field: "file_id" });
     }
     if value.len() > limits::FILE_ID_MAX_BYTES {
-        return Err(InvalidValue::TooLong {
-            field: "file_id",
-            max: limits::FILE_ID_MAX_BYTES,
-        });
+        return Err(InvalidValue::TooLong { field: "file_id", max: limits::FILE_ID_MAX_BYTES });
     }
     Ok(value.to_owned())
 }
@@ -167,10 +161,7 @@ pub fn parse_file_url(value: &str) -> Result<String, InvalidValue> {
         return Err(InvalidValue::Empty { field: "file_url" });
     }
     if value.len() > limits::FILE_URL_MAX_BYTES {
-        return Err(InvalidValue::TooLong {
-            field: "file_url",
-            max: limits::FILE_URL_MAX_BYTES,
-        });
+        return Err(InvalidValue::TooLong { field: "file_url", max: limits::FILE_URL_MAX_BYTES });
     }
     let Some(rest) = strip_prefix_ignore_case(value, "https://") else {
         return Err(InvalidValue::NotHttps);
@@ -195,8 +186,7 @@ pub fn parse_file_url(value: &str) -> Result<String, InvalidValue> {
 
 fn strip_prefix_ignore_case<'a>(value: &'a str, prefix: &str) -> Option<&'a str> {
     let head = value.get(..prefix.len())?;
-    head.eq_ignore_ascii_case(prefix)
-        .then(|| &value[prefix.len()..])
+    head.eq_ignore_ascii_case(prefix).then(|| &value[prefix.len()..])
 }
 
 /// True for a host that names this machine or a private network.
@@ -239,10 +229,7 @@ fn ipv4_is_internal(ip: Ipv4Addr) -> bool {
 
 fn ipv6_is_internal(ip: Ipv6Addr) -> bool {
     let first = ip.segments()[0];
-    ip.is_loopback()
-        || ip.is_unspecified()
-        || (first & 0xfe00) == 0xfc00
-        || (first & 0xffc0) == 0xfe80
+    ip.is_loopback() || ip.is_unspecified() || (first & 0xfe00) == 0xfc00 || (first & 0xffc0) == 0xfe80
 }
 
 /// Frame metadata: string values only, ≤32 keys, keys ≤64 bytes, values ≤1000 bytes.
@@ -254,16 +241,11 @@ pub type Metadata = BTreeMap<String, String>;
 /// [`InvalidValue`] naming the broken limit.
 pub fn check_metadata(metadata: &Metadata) -> Result<(), InvalidValue> {
     if metadata.len() > limits::METADATA_MAX_KEYS {
-        return Err(InvalidValue::TooManyKeys {
-            max: limits::METADATA_MAX_KEYS,
-        });
+        return Err(InvalidValue::TooManyKeys { max: limits::METADATA_MAX_KEYS });
     }
     for (key, value) in metadata {
         if key.is_empty() || key.len() > limits::METADATA_KEY_MAX_BYTES {
-            return Err(InvalidValue::TooLong {
-                field: "metadata key",
-                max: limits::METADATA_KEY_MAX_BYTES,
-            });
+            return Err(InvalidValue::TooLong { field: "metadata key", max: limits::METADATA_KEY_MAX_BYTES });
         }
         if value.len() > limits::METADATA_VALUE_MAX_BYTES {
             return Err(InvalidValue::TooLong {
@@ -295,10 +277,7 @@ mod tests {
     #[test]
     fn file_urls_must_be_public_https() {
         assert!(parse_file_url("https://cdn.example.com/a.png?x=1").is_ok());
-        assert_eq!(
-            parse_file_url("http://cdn.example.com/a.png"),
-            Err(InvalidValue::NotHttps)
-        );
+        assert_eq!(parse_file_url("http://cdn.example.com/a.png"), Err(InvalidValue::NotHttps));
         for private in [
             "https://127.0.0.1/x",
             "https://10.1.2.3/x",
@@ -311,11 +290,7 @@ mod tests {
             "https://printer.local/x",
             "https://metadata/x",
         ] {
-            assert_eq!(
-                parse_file_url(private),
-                Err(InvalidValue::PrivateHost),
-                "{private}"
-            );
+            assert_eq!(parse_file_url(private), Err(InvalidValue::PrivateHost), "{private}");
         }
         assert!(parse_file_url("https://user@host.example.com/").is_err());
         assert!(parse_file_url(&format!("https://a.com/{}", "x".repeat(2048))).is_err());
@@ -329,10 +304,7 @@ mod tests {
         metadata.insert("k2".into(), "v".repeat(1001));
         assert!(check_metadata(&metadata).is_err());
         let many: Metadata = (0..33).map(|i| (format!("k{i}"), String::new())).collect();
-        assert_eq!(
-            check_metadata(&many),
-            Err(InvalidValue::TooManyKeys { max: 32 })
-        );
+        assert_eq!(check_metadata(&many), Err(InvalidValue::TooManyKeys { max: 32 }));
     }
 
     #[test]

@@ -39,9 +39,7 @@ pub struct SystemClock {
 
 impl Default for SystemClock {
     fn default() -> Self {
-        Self {
-            origin: Instant::now(),
-        }
+        Self { origin: Instant::now() }
     }
 }
 
@@ -84,9 +82,9 @@ impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let tasks = TaskTracker::new();
         let repository: Arc<dyn SessionRepository> = match settings.storage_backend {
-            StorageBackend::Memory => Arc::new(MemorySessionRepository::new(
-                settings.memory_store_max_sessions,
-            )),
+            StorageBackend::Memory => {
+                Arc::new(MemorySessionRepository::new(settings.memory_store_max_sessions))
+            }
             StorageBackend::MongoDb => {
                 anyhow::bail!("mongodb storage is not available in this build")
             }
@@ -99,10 +97,7 @@ impl Application {
                 other => anyhow::bail!("provider type {other:?} is not available in this build"),
             };
             providers.insert(provider.id.clone(), adapter);
-            models.push(ModelInfo {
-                id: provider.id.clone(),
-                name: provider.name.clone(),
-            });
+            models.push(ModelInfo { id: provider.id.clone(), name: provider.name.clone() });
         }
         let quota = Quota::new(settings.rate_limit, settings.rate_window)
             .context("RATE_LIMIT and RATE_WINDOW must be positive")?;
@@ -157,14 +152,7 @@ impl Application {
             .await
             .with_context(|| format!("cannot listen on {}", settings.bind_address()))?;
         let address = listener.local_addr()?;
-        Ok(Self {
-            settings,
-            listener,
-            address,
-            chat,
-            http,
-            tasks,
-        })
+        Ok(Self { settings, listener, address, chat, http, tasks })
     }
 
     /// The bound address (with the real port when `SERVER_PORT=0`).
@@ -179,23 +167,14 @@ impl Application {
     /// # Errors
     /// Never at present; the signature leaves room for start-up failures.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
-        let Self {
-            settings,
-            listener,
-            address,
-            chat,
-            http,
-            tasks,
-        } = self;
+        let Self { settings, listener, address, chat, http, tasks } = self;
         let stop_background = CancellationToken::new();
         spawn_session_cleanup(&tasks, &chat, &settings, stop_background.clone());
         spawn_rate_limiter_cleanup(&tasks, &chat, &settings, stop_background.clone());
 
         let server_done = CancellationToken::new();
         let routes = chatbox_http::routes(Arc::clone(&http));
-        let server = warp::serve(routes)
-            .incoming(listener)
-            .graceful(server_done.clone().cancelled_owned());
+        let server = warp::serve(routes).incoming(listener).graceful(server_done.clone().cancelled_owned());
         let server = tokio::spawn(server.run());
         info!("Server listening on {address}");
 
@@ -209,23 +188,14 @@ impl Application {
         tasks.close();
 
         // Leave a short grace after cancelling answers so they can still be stored.
-        let grace = (settings.shutdown_timeout / 10)
-            .clamp(Duration::from_millis(100), Duration::from_secs(3));
+        let grace =
+            (settings.shutdown_timeout / 10).clamp(Duration::from_millis(100), Duration::from_secs(3));
         let answers_deadline = deadline.checked_sub(grace).unwrap_or(deadline);
-        if tokio::time::timeout_at(answers_deadline.into(), tasks.wait())
-            .await
-            .is_err()
-        {
+        if tokio::time::timeout_at(answers_deadline.into(), tasks.wait()).await.is_err() {
             warn!("Shutdown deadline reached: cancelling the answers still running");
             chat.cancel_running_answers();
-            if tokio::time::timeout_at(deadline.into(), tasks.wait())
-                .await
-                .is_err()
-            {
-                warn!(
-                    remaining = tasks.len(),
-                    "Shutdown deadline passed with tasks still running"
-                );
+            if tokio::time::timeout_at(deadline.into(), tasks.wait()).await.is_err() {
+                warn!(remaining = tasks.len(), "Shutdown deadline passed with tasks still running");
             }
         }
         server_done.cancel();
@@ -269,10 +239,7 @@ fn spawn_rate_limiter_cleanup(
     stop: CancellationToken,
 ) {
     let interval = settings.rate_limit_cleanup_interval;
-    info!(
-        "Starting rate limiter cleanup task interval={}",
-        humantime::format_duration(interval)
-    );
+    info!("Starting rate limiter cleanup task interval={}", humantime::format_duration(interval));
     let chat = chat.clone();
     tasks.spawn(async move {
         let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);

@@ -21,10 +21,7 @@ fn main() -> ExitCode {
             for problem in &problems {
                 error!("{problem}");
             }
-            error!(
-                "Configuration validation failed: {} problem(s)",
-                problems.len()
-            );
+            error!("Configuration validation failed: {} problem(s)", problems.len());
             return ExitCode::FAILURE;
         }
     };
@@ -33,10 +30,7 @@ fn main() -> ExitCode {
     }
     info!("Configuration validated successfully");
 
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {
             error!(error = %e, "cannot start the async runtime");
@@ -73,11 +67,7 @@ fn print_dev_urls(
     prefix: &str,
 ) -> anyhow::Result<()> {
     let address = app.address();
-    let host = if address.ip().is_unspecified() {
-        "127.0.0.1".to_owned()
-    } else {
-        address.ip().to_string()
-    };
+    let host = if address.ip().is_unspecified() { "127.0.0.1".to_owned() } else { address.ip().to_string() };
     let base = format!("{host}:{}{prefix}", address.port());
     let user = chatbox_http::auth::issue_token(
         secret.as_bytes(),

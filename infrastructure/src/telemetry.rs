@@ -7,13 +7,8 @@ use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
 
-const QUIET_LIBRARIES: &[&str] = &[
-    "warp=info",
-    "hyper=info",
-    "hyper_util=info",
-    "tungstenite=info",
-    "tokio_tungstenite=info",
-];
+const QUIET_LIBRARIES: &[&str] =
+    &["warp=info", "hyper=info", "hyper_util=info", "tungstenite=info", "tokio_tungstenite=info"];
 
 /// The filter for `level`, with the libraries above held down.
 #[must_use]
@@ -30,16 +25,10 @@ pub fn filter(level: &str) -> EnvFilter {
 /// Installs the global subscriber (once; later calls are ignored, as in tests).
 pub fn init(level: &str, format: LogFormat) {
     let colours = std::io::IsTerminal::is_terminal(&std::io::stdout());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter(level))
-        .with_target(false)
-        .with_ansi(colours);
+    let builder =
+        tracing_subscriber::fmt().with_env_filter(filter(level)).with_target(false).with_ansi(colours);
     let _ = match format {
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).try_init(),
         LogFormat::Pretty => builder.compact().try_init(),
     };
 }

@@ -9,15 +9,10 @@ use crate::support::{answer_text, done, spawn_app};
 async fn a_message_streams_an_answer_in_chunks_with_one_message_id_and_a_done_frame() {
     let app = spawn_app(&[]).await;
     let mut client = app.connect("alice", "").await;
-    client
-        .send(json!({"type": "user_message", "content": "What is a WebSocket?"}))
-        .await;
+    client.send(json!({"type": "user_message", "content": "What is a WebSocket?"})).await;
     let frames = client.until_done().await;
     assert_eq!(frames[0]["type"], "loading");
-    let message_id = frames[0]["message_id"]
-        .as_str()
-        .expect("loading carries the message id")
-        .to_owned();
+    let message_id = frames[0]["message_id"].as_str().expect("loading carries the message id").to_owned();
     let chunks: Vec<_> = frames[1..frames.len() - 1].iter().collect();
     assert!(chunks.len() > 10, "streamed word by word");
     for chunk in &chunks {
@@ -27,20 +22,14 @@ async fn a_message_streams_an_answer_in_chunks_with_one_message_id_and_a_done_fr
         assert_eq!(chunk["session_id"], client.session_id().as_str());
     }
     let text = answer_text(&frames);
-    assert!(
-        text.contains("\"What is a WebSocket?\""),
-        "the demo quotes the question: {text}"
-    );
+    assert!(text.contains("\"What is a WebSocket?\""), "the demo quotes the question: {text}");
     let end = done(&frames);
     assert_eq!(end["content"], "");
     assert_eq!(end["message_id"], message_id.as_str());
     assert_eq!(end["metadata"]["finish_reason"], "stop");
     assert_eq!(end["seq"], 2, "question is seq 1, answer seq 2");
-    let completion: u64 = end["metadata"]["completion_tokens"]
-        .as_str()
-        .expect("usage")
-        .parse()
-        .expect("number");
+    let completion: u64 =
+        end["metadata"]["completion_tokens"].as_str().expect("usage").parse().expect("number");
     assert!(completion > 10);
     app.stop().await;
 }
@@ -49,14 +38,9 @@ async fn a_message_streams_an_answer_in_chunks_with_one_message_id_and_a_done_fr
 async fn the_short_user_type_of_the_operations_guide_gets_assistant_frames() {
     let app = spawn_app(&[]).await;
     let mut client = app.connect("alice", "").await;
-    client
-        .send(json!({"type": "user", "content": "Hello"}))
-        .await;
+    client.send(json!({"type": "user", "content": "Hello"})).await;
     let frames = client.until_done().await;
-    assert!(
-        frames[1..].iter().all(|f| f["type"] == "assistant"),
-        "{frames:?}"
-    );
+    assert!(frames[1..].iter().all(|f| f["type"] == "assistant"), "{frames:?}");
     assert!(answer_text(&frames).contains("\"Hello\""));
     app.stop().await;
 }
@@ -67,11 +51,7 @@ async fn the_answer_sees_the_conversation_history() {
     let mut client = app.connect("alice", "").await;
     client.ask("first").await;
     let second = client.ask("second").await;
-    assert!(
-        answer_text(&second).contains("read 2 earlier messages"),
-        "{}",
-        answer_text(&second)
-    );
+    assert!(answer_text(&second).contains("read 2 earlier messages"), "{}", answer_text(&second));
     app.stop().await;
 }
 
@@ -79,24 +59,15 @@ async fn the_answer_sees_the_conversation_history() {
 async fn stop_ends_the_answer_with_a_cancelled_done_frame() {
     let app = spawn_app(&[("LLM_PROVIDER_1_DELAY", "50ms")]).await;
     let mut client = app.connect("alice", "").await;
-    client
-        .send(json!({"type": "user_message", "content": "long answer please"}))
-        .await;
+    client.send(json!({"type": "user_message", "content": "long answer please"})).await;
     assert_eq!(client.next_json().await["type"], "loading");
     assert_eq!(client.next_json().await["metadata"]["done"], "false");
     client.send(json!({"type": "stop"})).await;
     let frames = client.until_done().await;
     assert_eq!(done(&frames)["metadata"]["finish_reason"], "cancelled");
-    assert!(
-        done(&frames)["seq"].as_u64().is_some(),
-        "the partial answer was stored"
-    );
+    assert!(done(&frames)["seq"].as_u64().is_some(), "the partial answer was stored");
     let next = client.ask("again").await;
-    assert_eq!(
-        done(&next)["metadata"]["finish_reason"],
-        "stop",
-        "the session keeps working"
-    );
+    assert_eq!(done(&next)["metadata"]["finish_reason"], "stop", "the session keeps working");
     app.stop().await;
 }
 
@@ -104,19 +75,12 @@ async fn stop_ends_the_answer_with_a_cancelled_done_frame() {
 async fn model_select_acks_with_the_model_and_refuses_unknown_ids() {
     let app = spawn_app(&[]).await;
     let mut client = app.connect("alice", "").await;
-    client
-        .send(json!({"type": "model_select", "model_id": "nope"}))
-        .await;
+    client.send(json!({"type": "model_select", "model_id": "nope"})).await;
     let error = client.next_json().await;
     assert_eq!(error["error"]["code"], "INVALID_FORMAT");
-    client
-        .send(json!({"type": "model_select", "model_id": "second"}))
-        .await;
+    client.send(json!({"type": "model_select", "model_id": "second"})).await;
     let ack = client.next_json().await;
-    assert_eq!(
-        (ack["type"].as_str(), ack["model_id"].as_str()),
-        (Some("connection_status"), Some("second"))
-    );
+    assert_eq!((ack["type"].as_str(), ack["model_id"].as_str()), (Some("connection_status"), Some("second")));
     let frames = client.ask("hi").await;
     assert_eq!(done(&frames)["model_id"], "second");
     app.stop().await;
@@ -137,22 +101,21 @@ async fn every_socket_of_a_session_gets_the_stream_and_only_the_others_the_echo_
     let mut phone = app.connect("alice", "").await;
     phone.ask("create the session").await;
     let session = phone.session_id();
-    let mut laptop = app
-        .connect("alice", &format!("&session_id={session}"))
-        .await;
+    let mut laptop = app.connect("alice", &format!("&session_id={session}")).await;
     assert_eq!(laptop.session_id(), session);
 
-    laptop.send(json!({"type": "typing_indicator", "session_id": session, "metadata": {"typing": true}})).await;
+    laptop
+        .send(json!({"type": "typing_indicator", "session_id": session, "metadata": {"typing": true}}))
+        .await;
     let typing = phone.next_json().await;
     assert_eq!(
-        (
-            typing["type"].as_str(),
-            typing["metadata"]["typing"].as_str()
-        ),
+        (typing["type"].as_str(), typing["metadata"]["typing"].as_str()),
         (Some("typing_indicator"), Some("true"))
     );
 
-    phone.send(json!({"type": "user_message", "content": "from the phone", "client_message_id": "p-1"})).await;
+    phone
+        .send(json!({"type": "user_message", "content": "from the phone", "client_message_id": "p-1"}))
+        .await;
     let laptop_frames = laptop.until_done().await;
     assert_eq!(laptop_frames[0]["type"], "user_message");
     assert_eq!(laptop_frames[0]["content"], "from the phone");
@@ -160,9 +123,7 @@ async fn every_socket_of_a_session_gets_the_stream_and_only_the_others_the_echo_
     assert_eq!(laptop_frames[0]["client_message_id"], "p-1");
     let phone_frames = phone.until_done().await;
     assert!(
-        phone_frames
-            .iter()
-            .all(|f| f["type"] != "user_message" && f["type"] != "typing_indicator"),
+        phone_frames.iter().all(|f| f["type"] != "user_message" && f["type"] != "typing_indicator"),
         "no echo to the sender"
     );
     assert_eq!(answer_text(&phone_frames), answer_text(&laptop_frames));
@@ -173,19 +134,11 @@ async fn every_socket_of_a_session_gets_the_stream_and_only_the_others_the_echo_
 async fn the_same_client_message_id_is_answered_once() {
     let app = spawn_app(&[]).await;
     let mut client = app.connect("alice", "").await;
-    client
-        .send(json!({"type": "user_message", "content": "once", "client_message_id": "k1"}))
-        .await;
+    client.send(json!({"type": "user_message", "content": "once", "client_message_id": "k1"})).await;
     client.until_done().await;
-    client
-        .send(json!({"type": "user_message", "content": "once", "client_message_id": "k1"}))
-        .await;
+    client.send(json!({"type": "user_message", "content": "once", "client_message_id": "k1"})).await;
     client.send(json!({"type": "ping"})).await;
-    assert_eq!(
-        client.next_json().await["type"],
-        "pong",
-        "nothing but the pong: the duplicate was dropped"
-    );
+    assert_eq!(client.next_json().await["type"], "pong", "nothing but the pong: the duplicate was dropped");
     app.stop().await;
 }
 
@@ -194,9 +147,7 @@ async fn messages_sent_while_answering_are_queued_in_order_never_interleaved_the
     let app = spawn_app(&[("LLM_PROVIDER_1_DELAY", "20ms")]).await;
     let mut client = app.connect("alice", "").await;
     for n in 1..=5 {
-        client
-            .send(json!({"type": "user_message", "content": format!("question {n}")}))
-            .await;
+        client.send(json!({"type": "user_message", "content": format!("question {n}")})).await;
     }
     let mut answers: Vec<String> = Vec::new();
     let mut open: Option<String> = None;
@@ -209,10 +160,7 @@ async fn messages_sent_while_answering_are_queued_in_order_never_interleaved_the
                 busy += 1;
             }
             Some("loading") => {
-                assert!(
-                    open.is_none(),
-                    "a new answer started before the previous one ended"
-                );
+                assert!(open.is_none(), "a new answer started before the previous one ended");
                 open = Some(String::new());
             }
             Some("ai_response") if frame["metadata"]["done"] == "false" => {
@@ -226,10 +174,7 @@ async fn messages_sent_while_answering_are_queued_in_order_never_interleaved_the
     }
     assert_eq!(busy, 1, "one message over the queue of three");
     for (n, answer) in (1..).zip(&answers) {
-        assert!(
-            answer.contains(&format!("\"question {n}\"")),
-            "answer {n} is to question {n}: {answer}"
-        );
+        assert!(answer.contains(&format!("\"question {n}\"")), "answer {n} is to question {n}: {answer}");
     }
     app.stop().await;
 }

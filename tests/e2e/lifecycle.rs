@@ -34,47 +34,27 @@ async fn ending_a_session_over_http_notifies_its_sockets_and_refuses_new_message
     let mut client = app.connect("alice", "").await;
     client.ask("hello").await;
     let session = client.session_id();
-    let (status, _) = app
-        .http(
-            "POST",
-            &format!("/chat/sessions/{session}/end"),
-            Some(&token("mallory")),
-        )
-        .await;
+    let (status, _) =
+        app.http("POST", &format!("/chat/sessions/{session}/end"), Some(&token("mallory"))).await;
     assert_eq!(status, 404, "not the owner");
-    let (status, _) = app
-        .http("POST", &format!("/chat/sessions/{session}/end"), None)
-        .await;
+    let (status, _) = app.http("POST", &format!("/chat/sessions/{session}/end"), None).await;
     assert_eq!(status, 401);
-    let (status, body) = app
-        .http(
-            "POST",
-            &format!("/chat/sessions/{session}/end"),
-            Some(&token("alice")),
-        )
-        .await;
+    let (status, body) =
+        app.http("POST", &format!("/chat/sessions/{session}/end"), Some(&token("alice"))).await;
     assert_eq!((status, body.as_str()), (200, r#"{"status":"ended"}"#));
     let ended = client.next_json().await;
     assert_eq!(ended["metadata"]["state"], "ended");
-    client
-        .send(json!({"type": "user_message", "content": "more?"}))
-        .await;
+    client.send(json!({"type": "user_message", "content": "more?"})).await;
     assert_eq!(client.next_json().await["error"]["code"], "SESSION_ENDED");
     app.stop().await;
 }
 
 #[tokio::test]
 async fn shutdown_closes_sockets_with_1001_drains_and_stops_within_the_deadline() {
-    let app = spawn_app(&[
-        ("LLM_PROVIDER_1_DELAY", "100ms"),
-        ("SHUTDOWN_TIMEOUT", "2s"),
-    ])
-    .await;
+    let app = spawn_app(&[("LLM_PROVIDER_1_DELAY", "100ms"), ("SHUTDOWN_TIMEOUT", "2s")]).await;
     let mut talking = app.connect("alice", "").await;
     let mut idle = app.connect("bob", "").await;
-    talking
-        .send(json!({"type": "user_message", "content": "a long answer"}))
-        .await;
+    talking.send(json!({"type": "user_message", "content": "a long answer"})).await;
     assert_eq!(talking.next_json().await["type"], "loading");
 
     let started = Instant::now();
@@ -82,16 +62,11 @@ async fn shutdown_closes_sockets_with_1001_drains_and_stops_within_the_deadline(
     for client in [&mut talking, &mut idle] {
         let (close, _) = client.until_closed().await;
         let close = close.expect("close frame");
-        assert_eq!(
-            (close.code, close.reason.as_str()),
-            (CloseCode::Away, "Server shutting down")
-        );
+        assert_eq!((close.code, close.reason.as_str()), (CloseCode::Away, "Server shutting down"));
     }
     let (status, body) = app.http("GET", "/chat/readyz", None).await;
     assert_eq!(status, 503, "not ready while draining: {body}");
-    let (status, _) = app
-        .http("GET", &format!("/chat/ws?token={}", token("carol")), None)
-        .await;
+    let (status, _) = app.http("GET", &format!("/chat/ws?token={}", token("carol")), None).await;
     assert_eq!(status, 503, "no new sockets while draining");
     tokio::time::timeout(Duration::from_secs(5), app.handle)
         .await
@@ -107,13 +82,8 @@ async fn shutdown_closes_sockets_with_1001_drains_and_stops_within_the_deadline(
 
 fn binary() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_chatbox"));
-    command
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default());
-    command
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
+    command.env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
+    command.stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
     command
 }
 
@@ -134,28 +104,16 @@ async fn lines_until(child: &mut Child, needle: &str) -> Vec<String> {
 }
 
 fn listening_port(lines: &[String]) -> u16 {
-    let line = lines
-        .iter()
-        .find(|l| l.contains("Server listening on"))
-        .expect("listening line");
+    let line = lines.iter().find(|l| l.contains("Server listening on")).expect("listening line");
     let after = line.split("Server listening on ").nth(1).expect("address");
-    let address: String = after
-        .chars()
-        .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
-        .collect();
-    address
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .expect("port")
+    let address: String =
+        after.chars().take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':').collect();
+    address.rsplit(':').next().and_then(|p| p.parse().ok()).expect("port")
 }
 
 fn sigterm(child: &Child) {
     let pid = child.id().expect("pid").to_string();
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .expect("kill");
+    let status = std::process::Command::new("kill").args(["-TERM", &pid]).status().expect("kill");
     assert!(status.success());
 }
 
@@ -170,8 +128,8 @@ async fn a_weak_jwt_secret_fails_validation_with_a_non_zero_exit_and_no_secret_i
         .await
         .expect("run");
     assert!(!output.status.success());
-    let text = String::from_utf8_lossy(&output.stdout).into_owned()
-        + &String::from_utf8_lossy(&output.stderr);
+    let text =
+        String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr);
     assert!(text.contains("JWT_SECRET"), "{text}");
     assert!(text.contains("validation failed"), "{text}");
     assert!(!text.contains(weak), "the secret is never printed");
@@ -187,6 +145,7 @@ async fn the_binary_logs_its_start_up_lines_in_order_and_exits_cleanly_on_sigter
         .env("LLM_PROVIDER_1_TYPE", "demo")
         .env("LLM_PROVIDER_1_DELAY", "100ms")
         .env("SHUTDOWN_TIMEOUT", "3s")
+        .env("LOG_LEVEL", "debug")
         .spawn()
         .expect("spawn");
     let lines = lines_until(&mut child, "Server listening on").await;
@@ -207,24 +166,17 @@ async fn the_binary_logs_its_start_up_lines_in_order_and_exits_cleanly_on_sigter
         .collect();
     assert!(positions.windows(2).all(|w| w[0] < w[1]), "{lines:#?}");
     assert!(
-        lines
-            .iter()
-            .all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok()),
+        lines.iter().all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok()),
         "JSON logs by default"
     );
 
     let port = listening_port(&lines);
-    let url = format!("ws://127.0.0.1:{port}/chat/ws?token={}", token("alice"));
-    let (mut socket, _) = tokio_tungstenite::connect_async(url)
-        .await
-        .expect("connect");
+    let token = token("alice");
+    let url = format!("ws://127.0.0.1:{port}/chat/ws?token={token}");
+    let (mut socket, _) = tokio_tungstenite::connect_async(url).await.expect("connect");
     futures::SinkExt::send(
         &mut socket,
-        Message::Text(
-            json!({"type": "user_message", "content": "hi"})
-                .to_string()
-                .into(),
-        ),
+        Message::Text(json!({"type": "user_message", "content": "hi"}).to_string().into()),
     )
     .await
     .expect("send");
@@ -239,58 +191,39 @@ async fn the_binary_logs_its_start_up_lines_in_order_and_exits_cleanly_on_sigter
     let started = Instant::now();
     sigterm(&child);
     let close = loop {
-        match tokio::time::timeout(Duration::from_secs(5), socket.next())
-            .await
-            .expect("closed in time")
-        {
+        match tokio::time::timeout(Duration::from_secs(5), socket.next()).await.expect("closed in time") {
             Some(Ok(Message::Close(frame))) => break frame,
             Some(Ok(_)) => {}
             other => panic!("unexpected {other:?}"),
         }
     };
     let close = close.expect("close frame");
-    assert_eq!(
-        (close.code, close.reason.as_str()),
-        (CloseCode::Away, "Server shutting down")
-    );
+    assert_eq!((close.code, close.reason.as_str()), (CloseCode::Away, "Server shutting down"));
     let status = tokio::time::timeout(Duration::from_secs(6), child.wait())
         .await
         .expect("exits in time")
         .expect("status");
     assert!(status.success(), "exit 0, got {status}");
-    assert!(
-        started.elapsed() < Duration::from_secs(4),
-        "within SHUTDOWN_TIMEOUT"
-    );
+    assert!(started.elapsed() < Duration::from_secs(4), "within SHUTDOWN_TIMEOUT");
 }
 
 #[tokio::test]
 async fn dev_mode_starts_with_nothing_configured_and_prints_a_working_token() {
-    let mut child = binary()
-        .env("SERVER_HOST", "127.0.0.1")
-        .env("SERVER_PORT", "0")
-        .arg("--dev")
-        .spawn()
-        .expect("spawn");
+    let mut child =
+        binary().env("SERVER_HOST", "127.0.0.1").env("SERVER_PORT", "0").arg("--dev").spawn().expect("spawn");
     let lines = lines_until(&mut child, "Chatbox dev mode").await;
     let line = lines.last().expect("dev line");
     let url = line
         .split_whitespace()
         .find(|w| w.starts_with("ws://") && w.contains("/chat/ws?token="))
         .expect("user url");
-    let (mut socket, _) = tokio_tungstenite::connect_async(url)
-        .await
-        .expect("the printed URL connects");
-    let Some(Ok(Message::Text(text))) = socket.next().await else {
-        panic!("a status frame")
-    };
+    let (mut socket, _) = tokio_tungstenite::connect_async(url).await.expect("the printed URL connects");
+    let Some(Ok(Message::Text(text))) = socket.next().await else { panic!("a status frame") };
     let status: serde_json::Value = serde_json::from_str(&text).expect("json");
     assert_eq!(status["user_id"], "dev-user");
     assert_eq!(status["model_id"], "demo");
     sigterm(&child);
-    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
-        .await
-        .expect("exits")
-        .expect("status");
+    let status =
+        tokio::time::timeout(Duration::from_secs(10), child.wait()).await.expect("exits").expect("status");
     assert!(status.success());
 }

@@ -14,9 +14,7 @@ use crate::support::{spawn_app, token_expiring};
 async fn malformed_frames_get_invalid_format_and_the_socket_stays_open() {
     let app = spawn_app(&[("MAX_CONTENT_CHARS", "20")]).await;
     let mut client = app.connect("alice", "").await;
-    let mut other_device = app
-        .connect("alice", &format!("&session_id={}", client.session_id()))
-        .await;
+    let mut other_device = app.connect("alice", &format!("&session_id={}", client.session_id())).await;
     let cases: [(&str, &str); 7] = [
         ("{not json", "INVALID_FORMAT"),
         (r#"{"content":"no type"}"#, "INVALID_FORMAT"),
@@ -26,14 +24,8 @@ async fn malformed_frames_get_invalid_format_and_the_socket_stays_open() {
             r#"{"type":"user_message","content":"this text is longer than twenty characters"}"#,
             "INVALID_FORMAT",
         ),
-        (
-            r#"{"type":"user_message","content":"ok","metadata":{"nested":{"a":1}}}"#,
-            "INVALID_FORMAT",
-        ),
-        (
-            r#"{"type":"user_message","content":"ok","timestamp":"2999-01-01T00:00:00Z"}"#,
-            "INVALID_FORMAT",
-        ),
+        (r#"{"type":"user_message","content":"ok","metadata":{"nested":{"a":1}}}"#, "INVALID_FORMAT"),
+        (r#"{"type":"user_message","content":"ok","timestamp":"2999-01-01T00:00:00Z"}"#, "INVALID_FORMAT"),
     ];
     for (frame, code) in cases {
         client.send_text(frame).await;
@@ -42,19 +34,12 @@ async fn malformed_frames_get_invalid_format_and_the_socket_stays_open() {
         assert_eq!(error["error"]["code"], code, "{frame}");
         assert_eq!(error["error"]["recoverable"], true);
     }
-    client
-        .socket
-        .send(Message::Binary(vec![1, 2, 3].into()))
-        .await
-        .expect("send");
+    client.socket.send(Message::Binary(vec![1, 2, 3].into())).await.expect("send");
     assert_eq!(client.next_json().await["error"]["code"], "INVALID_FORMAT");
     client.send(json!({"type": "ping"})).await;
     assert_eq!(client.next_json().await["type"], "pong", "still open");
     assert!(
-        other_device
-            .next_json_within(Duration::from_millis(300))
-            .await
-            .is_none(),
+        other_device.next_json_within(Duration::from_millis(300)).await.is_none(),
         "errors go only to the sender"
     );
     app.stop().await;
@@ -73,17 +58,10 @@ async fn an_oversized_frame_closes_the_socket_with_1009() {
 
 #[tokio::test]
 async fn a_message_flood_is_rate_limited_with_retry_after() {
-    let app = spawn_app(&[
-        ("RATE_LIMIT", "3"),
-        ("RATE_WINDOW", "1m"),
-        ("ANSWER_QUEUE_LIMIT", "10"),
-    ])
-    .await;
+    let app = spawn_app(&[("RATE_LIMIT", "3"), ("RATE_WINDOW", "1m"), ("ANSWER_QUEUE_LIMIT", "10")]).await;
     let mut client = app.connect("alice", "").await;
     for n in 0..4 {
-        client
-            .send(json!({"type": "user_message", "content": format!("flood {n}")}))
-            .await;
+        client.send(json!({"type": "user_message", "content": format!("flood {n}")})).await;
     }
     let mut limited = None;
     for _ in 0..200 {
@@ -95,9 +73,7 @@ async fn a_message_flood_is_rate_limited_with_retry_after() {
     }
     let limited = limited.expect("the fourth message is limited");
     assert_eq!(limited["error"]["code"], "TOO_MANY_REQUESTS");
-    let retry_after = limited["error"]["retry_after"]
-        .as_u64()
-        .expect("retry_after in ms");
+    let retry_after = limited["error"]["retry_after"].as_u64().expect("retry_after in ms");
     assert!((1..=20_000).contains(&retry_after), "{retry_after}");
     client.send(json!({"type": "ping"})).await;
     let mut pong = false;
@@ -123,9 +99,7 @@ async fn a_slow_consumer_is_disconnected_after_a_gapless_prefix_and_others_are_u
     let mut writer = app.connect("alice", "").await;
     writer.ask("start").await;
     let session = writer.session_id();
-    let mut slow = app
-        .connect("alice", &format!("&session_id={session}"))
-        .await;
+    let mut slow = app.connect("alice", &format!("&session_id={session}")).await;
 
     // The slow device reads nothing while the other floods the session with large
     // attachment captions; its queue overflows once the TCP buffers are full.
@@ -139,21 +113,12 @@ async fn a_slow_consumer_is_disconnected_after_a_gapless_prefix_and_others_are_u
     }
     let (close, frames) = slow.until_closed().await;
     let close = close.expect("a close frame");
-    assert_eq!(
-        (close.code, close.reason.as_str()),
-        (CloseCode::Policy, "Slow consumer")
-    );
+    assert_eq!((close.code, close.reason.as_str()), (CloseCode::Policy, "Slow consumer"));
     // What arrived before the close is a gapless prefix (possibly empty when a burst
     // overflowed the queue before the first write); the rest is not silently skipped.
     let seqs: Vec<u64> = frames.iter().filter_map(|f| f["seq"].as_u64()).collect();
-    assert!(
-        seqs.windows(2).all(|w| w[1] == w[0] + 1),
-        "what arrived has no gap: {seqs:?}"
-    );
-    assert!(
-        seqs.len() < 1500,
-        "the slow socket did not receive the whole flood"
-    );
+    assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "what arrived has no gap: {seqs:?}");
+    assert!(seqs.len() < 1500, "the slow socket did not receive the whole flood");
 
     writer.send(json!({"type": "ping"})).await;
     let mut pong = false;
@@ -171,15 +136,10 @@ async fn a_slow_consumer_is_disconnected_after_a_gapless_prefix_and_others_are_u
 async fn a_socket_whose_token_expires_gets_token_expired_then_close_1008() {
     let app = spawn_app(&[("JWT_LEEWAY", "0s")]).await;
     let url = app.ws_url(&format!("?token={}", token_expiring("alice", 2)));
-    let (mut socket, _) = tokio_tungstenite::connect_async(url)
-        .await
-        .expect("connect");
+    let (mut socket, _) = tokio_tungstenite::connect_async(url).await.expect("connect");
     let mut saw_expired = false;
     let close = loop {
-        match tokio::time::timeout(Duration::from_secs(10), socket.next())
-            .await
-            .expect("in time")
-        {
+        match tokio::time::timeout(Duration::from_secs(10), socket.next()).await.expect("in time") {
             Some(Ok(Message::Text(text))) => {
                 let frame: serde_json::Value = serde_json::from_str(&text).expect("json");
                 if frame["error"]["code"] == "TOKEN_EXPIRED" {
@@ -224,10 +184,7 @@ async fn protocol_pings_keep_live_sockets_and_close_silent_ones() {
     keep_reading.await;
     let (close, _) = silent.until_closed().await;
     let close = close.expect("a close frame");
-    assert_eq!(
-        (close.code, close.reason.as_str()),
-        (CloseCode::Policy, "Ping timeout")
-    );
+    assert_eq!((close.code, close.reason.as_str()), (CloseCode::Policy, "Ping timeout"));
     live.send(json!({"type": "ping"})).await;
     assert_eq!(live.next_json().await["type"], "pong");
     app.stop().await;

@@ -47,26 +47,17 @@ pub async fn spawn_app(overrides: &[(&str, &str)]) -> TestApp {
         vars.retain(|(k, _)| k != key);
         vars.push((key, value));
     }
-    let settings = config::load_from(&vars, false)
-        .settings
-        .expect("valid test configuration");
+    let settings = config::load_from(&vars, false).settings.expect("valid test configuration");
     let app = Application::build(settings).await.expect("build");
     let address = app.address();
     let shutdown = CancellationToken::new();
     let signal = shutdown.clone();
     let handle = tokio::spawn(async move { app.run_until(signal.cancelled_owned()).await });
-    TestApp {
-        address,
-        shutdown,
-        handle,
-    }
+    TestApp { address, shutdown, handle }
 }
 
 fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("time")
-        .as_secs()
+    SystemTime::now().duration_since(UNIX_EPOCH).expect("time").as_secs()
 }
 
 /// A token with arbitrary claims, signed with `secret` and `algorithm`.
@@ -90,11 +81,7 @@ pub fn token(user: &str) -> String {
 
 /// A token that expires `seconds` from now.
 pub fn token_expiring(user: &str, seconds: u64) -> String {
-    token_with(
-        &json!({"user_id": user, "exp": now_secs() + seconds}),
-        SECRET,
-        jsonwebtoken::Algorithm::HS256,
-    )
+    token_with(&json!({"user_id": user, "exp": now_secs() + seconds}), SECRET, jsonwebtoken::Algorithm::HS256)
 }
 
 pub type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -117,10 +104,7 @@ impl TestApp {
             .await
             .expect("in time")
             .expect("connect");
-        let mut client = Client {
-            socket,
-            status: Value::Null,
-        };
+        let mut client = Client { socket, status: Value::Null };
         let status = client.next_json().await;
         assert_eq!(status["type"], "connection_status", "first frame: {status}");
         client.status = status;
@@ -128,11 +112,7 @@ impl TestApp {
     }
 
     /// Tries to open a socket; returns the HTTP status and JSON body of a refusal.
-    pub async fn refused(
-        &self,
-        url: &str,
-        headers: &[(&str, &str)],
-    ) -> (u16, Value, Option<String>) {
+    pub async fn refused(&self, url: &str, headers: &[(&str, &str)]) -> (u16, Value, Option<String>) {
         let mut request = url.into_client_request().expect("request");
         for (name, value) in headers {
             request.headers_mut().insert(
@@ -144,11 +124,8 @@ impl TestApp {
             Ok(_) => panic!("expected the upgrade to be refused"),
             Err(tungstenite::Error::Http(response)) => {
                 let status = response.status().as_u16();
-                let retry_after = response
-                    .headers()
-                    .get("retry-after")
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_owned);
+                let retry_after =
+                    response.headers().get("retry-after").and_then(|v| v.to_str().ok()).map(str::to_owned);
                 let body = response
                     .body()
                     .as_deref()
@@ -163,28 +140,16 @@ impl TestApp {
     /// A plain HTTP request; returns status and body.
     pub async fn http(&self, method: &str, path: &str, bearer: Option<&str>) -> (u16, String) {
         let mut stream = TcpStream::connect(self.address).await.expect("connect");
-        let auth = bearer
-            .map(|t| format!("Authorization: Bearer {t}\r\n"))
-            .unwrap_or_default();
+        let auth = bearer.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
         let request = format!(
             "{method} {path} HTTP/1.1\r\nHost: test\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"
         );
         stream.write_all(request.as_bytes()).await.expect("write");
         let mut response = Vec::new();
-        tokio::time::timeout(WAIT, stream.read_to_end(&mut response))
-            .await
-            .expect("in time")
-            .expect("read");
+        tokio::time::timeout(WAIT, stream.read_to_end(&mut response)).await.expect("in time").expect("read");
         let text = String::from_utf8_lossy(&response).into_owned();
-        let status = text
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .expect("status line");
-        let body = text
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_owned())
-            .unwrap_or_default();
+        let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("status line");
+        let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
         (status, body)
     }
 
@@ -200,17 +165,11 @@ impl TestApp {
 
 impl Client {
     pub async fn send(&mut self, frame: Value) {
-        self.socket
-            .send(Message::Text(frame.to_string().into()))
-            .await
-            .expect("send");
+        self.socket.send(Message::Text(frame.to_string().into())).await.expect("send");
     }
 
     pub async fn send_text(&mut self, text: &str) {
-        self.socket
-            .send(Message::Text(text.to_owned().into()))
-            .await
-            .expect("send");
+        self.socket.send(Message::Text(text.to_owned().into())).await.expect("send");
     }
 
     /// The next JSON frame (protocol pings are answered and skipped).
@@ -237,8 +196,7 @@ impl Client {
         let mut frames = Vec::new();
         loop {
             let frame = self.next_json().await;
-            let done =
-                frame["metadata"]["done"] == "true" && frame["metadata"]["streaming"] == "true";
+            let done = frame["metadata"]["done"] == "true" && frame["metadata"]["streaming"] == "true";
             frames.push(frame);
             if done {
                 return frames;
@@ -251,13 +209,8 @@ impl Client {
     pub async fn until_closed(&mut self) -> (Option<CloseFrame>, Vec<Value>) {
         let mut frames = Vec::new();
         loop {
-            match tokio::time::timeout(WAIT, self.socket.next())
-                .await
-                .expect("closed in time")
-            {
-                Some(Ok(Message::Text(text))) => {
-                    frames.push(serde_json::from_str(&text).expect("json"))
-                }
+            match tokio::time::timeout(WAIT, self.socket.next()).await.expect("closed in time") {
+                Some(Ok(Message::Text(text))) => frames.push(serde_json::from_str(&text).expect("json")),
                 Some(Ok(Message::Close(frame))) => return (frame, frames),
                 Some(Ok(_)) => {}
                 Some(Err(_)) | None => return (None, frames),
@@ -266,16 +219,12 @@ impl Client {
     }
 
     pub fn session_id(&self) -> String {
-        self.status["session_id"]
-            .as_str()
-            .expect("session id")
-            .to_owned()
+        self.status["session_id"].as_str().expect("session id").to_owned()
     }
 
     /// Sends a message and reads its answer.
     pub async fn ask(&mut self, text: &str) -> Vec<Value> {
-        self.send(json!({"type": "user_message", "content": text}))
-            .await;
+        self.send(json!({"type": "user_message", "content": text})).await;
         self.until_done().await
     }
 }
@@ -285,8 +234,7 @@ pub fn answer_text(frames: &[Value]) -> String {
     frames
         .iter()
         .filter(|f| {
-            (f["type"] == "ai_response" || f["type"] == "assistant")
-                && f["metadata"]["done"] == "false"
+            (f["type"] == "ai_response" || f["type"] == "assistant") && f["metadata"]["done"] == "false"
         })
         .map(|f| f["content"].as_str().unwrap_or_default())
         .collect()

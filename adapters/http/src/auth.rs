@@ -29,9 +29,7 @@ impl AuthenticatedUser {
     /// True for `admin` or `chat_admin`.
     #[must_use]
     pub fn is_admin(&self) -> bool {
-        self.roles
-            .iter()
-            .any(|role| ADMIN_ROLES.contains(&role.as_str()))
+        self.roles.iter().any(|role| ADMIN_ROLES.contains(&role.as_str()))
     }
 }
 
@@ -101,9 +99,7 @@ pub struct JwtVerifier {
 
 impl fmt::Debug for JwtVerifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("JwtVerifier")
-            .field("algorithms", &self.validation.algorithms)
-            .finish_non_exhaustive()
+        f.debug_struct("JwtVerifier").field("algorithms", &self.validation.algorithms).finish_non_exhaustive()
     }
 }
 
@@ -111,11 +107,7 @@ impl JwtVerifier {
     /// A verifier for `settings`.
     #[must_use]
     pub fn new(settings: &JwtSettings) -> Self {
-        let first = settings
-            .algorithms
-            .first()
-            .copied()
-            .unwrap_or(Algorithm::HS256);
+        let first = settings.algorithms.first().copied().unwrap_or(Algorithm::HS256);
         let mut validation = Validation::new(first);
         validation.algorithms.clone_from(&settings.algorithms);
         validation.leeway = settings.leeway.as_secs();
@@ -131,11 +123,7 @@ impl JwtVerifier {
             Some(audience) => validation.set_audience(&[audience]),
             None => validation.validate_aud = false,
         }
-        Self {
-            key: DecodingKey::from_secret(&settings.secret),
-            validation,
-            leeway: settings.leeway,
-        }
+        Self { key: DecodingKey::from_secret(&settings.secret), validation, leeway: settings.leeway }
     }
 
     /// Checks a token and returns its user.
@@ -143,23 +131,14 @@ impl JwtVerifier {
     /// # Errors
     /// [`AuthError::Invalid`] for any defect; the cause is logged at debug level only.
     pub fn verify(&self, token: &str) -> Result<AuthenticatedUser, AuthError> {
-        let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation).map_err(
-            |error| {
-                tracing::debug!(kind = ?error.kind(), "token rejected");
-                AuthError::Invalid
-            },
-        )?;
+        let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation).map_err(|error| {
+            tracing::debug!(kind = ?error.kind(), "token rejected");
+            AuthError::Invalid
+        })?;
         let claims = data.claims;
-        let raw_id = claims
-            .user_id
-            .filter(|id| !id.is_empty())
-            .or(claims.sub)
-            .ok_or(AuthError::Invalid)?;
+        let raw_id = claims.user_id.filter(|id| !id.is_empty()).or(claims.sub).ok_or(AuthError::Invalid)?;
         let id = UserId::parse(&raw_id).map_err(|_| AuthError::Invalid)?;
-        let name = claims
-            .name
-            .filter(|n| !n.trim().is_empty())
-            .unwrap_or_else(|| raw_id.clone());
+        let name = claims.name.filter(|n| !n.trim().is_empty()).unwrap_or_else(|| raw_id.clone());
         Ok(AuthenticatedUser {
             id,
             name,
@@ -197,22 +176,9 @@ pub fn issue_token(
     roles: &[&str],
     ttl: Duration,
 ) -> Result<String, jsonwebtoken::errors::Error> {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs();
-    let claims = IssuedClaims {
-        user_id,
-        name,
-        roles,
-        iat: now,
-        exp: now + ttl.as_secs(),
-    };
-    jsonwebtoken::encode(
-        &Header::new(algorithm),
-        &claims,
-        &EncodingKey::from_secret(secret),
-    )
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+    let claims = IssuedClaims { user_id, name, roles, iat: now, exp: now + ttl.as_secs() };
+    jsonwebtoken::encode(&Header::new(algorithm), &claims, &EncodingKey::from_secret(secret))
 }
 
 #[cfg(test)]
@@ -233,86 +199,46 @@ mod tests {
     }
 
     fn sign(claims: &serde_json::Value, algorithm: Algorithm) -> String {
-        jsonwebtoken::encode(
-            &Header::new(algorithm),
-            claims,
-            &EncodingKey::from_secret(SECRET),
-        )
-        .expect("sign")
+        jsonwebtoken::encode(&Header::new(algorithm), claims, &EncodingKey::from_secret(SECRET))
+            .expect("sign")
     }
 
     fn in_an_hour() -> u64 {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .expect("time")
-            .as_secs()
-            + 3600
+        SystemTime::now().duration_since(UNIX_EPOCH).expect("time").as_secs() + 3600
     }
 
     #[test]
     fn valid_tokens_yield_the_user_and_roles() {
-        let token = issue_token(
-            SECRET,
-            Algorithm::HS256,
-            "u1",
-            "Ann",
-            &["admin"],
-            Duration::from_secs(60),
-        )
-        .expect("token");
+        let token = issue_token(SECRET, Algorithm::HS256, "u1", "Ann", &["admin"], Duration::from_secs(60))
+            .expect("token");
         let user = verifier(true).verify(&token).expect("valid");
         assert_eq!(user.id.as_str(), "u1");
         assert_eq!(user.name, "Ann");
         assert!(user.is_admin());
-        let by_sub = sign(
-            &serde_json::json!({"sub": "s1", "exp": in_an_hour()}),
-            Algorithm::HS256,
-        );
+        let by_sub = sign(&serde_json::json!({"sub": "s1", "exp": in_an_hour()}), Algorithm::HS256);
         let user = verifier(true).verify(&by_sub).expect("sub works");
-        assert_eq!(
-            (user.id.as_str(), user.name.as_str(), user.roles.len()),
-            ("s1", "s1", 0)
-        );
+        assert_eq!((user.id.as_str(), user.name.as_str(), user.roles.len()), ("s1", "s1", 0));
     }
 
     #[test]
     fn every_defect_is_invalid() {
         let v = verifier(true);
         let exp = in_an_hour();
-        let wrong_alg = sign(
-            &serde_json::json!({"user_id": "u", "exp": exp}),
-            Algorithm::HS512,
-        );
+        let wrong_alg = sign(&serde_json::json!({"user_id": "u", "exp": exp}), Algorithm::HS512);
         let no_exp = sign(&serde_json::json!({"user_id": "u"}), Algorithm::HS256);
         let no_user = sign(&serde_json::json!({"exp": exp}), Algorithm::HS256);
-        let expired = sign(
-            &serde_json::json!({"user_id": "u", "exp": 1_000}),
-            Algorithm::HS256,
-        );
-        let bad_roles = sign(
-            &serde_json::json!({"user_id": "u", "exp": exp, "roles": [1]}),
-            Algorithm::HS256,
-        );
+        let expired = sign(&serde_json::json!({"user_id": "u", "exp": 1_000}), Algorithm::HS256);
+        let bad_roles =
+            sign(&serde_json::json!({"user_id": "u", "exp": exp, "roles": [1]}), Algorithm::HS256);
         let other_key = jsonwebtoken::encode(
             &Header::new(Algorithm::HS256),
             &serde_json::json!({"user_id": "u", "exp": exp}),
             &EncodingKey::from_secret(b"another-secret-of-sufficient-length-0123"),
         )
         .expect("sign");
-        for token in [
-            wrong_alg,
-            no_exp.clone(),
-            no_user,
-            expired,
-            bad_roles,
-            other_key,
-            "garbage".into(),
-        ] {
+        for token in [wrong_alg, no_exp.clone(), no_user, expired, bad_roles, other_key, "garbage".into()] {
             assert_eq!(v.verify(&token), Err(AuthError::Invalid));
         }
-        assert!(
-            verifier(false).verify(&no_exp).is_ok(),
-            "exp optional when not required"
-        );
+        assert!(verifier(false).verify(&no_exp).is_ok(), "exp optional when not required");
     }
 }

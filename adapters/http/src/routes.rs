@@ -26,22 +26,14 @@ const READINESS_STORAGE_TIMEOUT: Duration = Duration::from_secs(2);
 pub(crate) fn json_response(status: StatusCode, body: &serde_json::Value) -> HttpResponse {
     let mut response = HttpResponse::new(body.to_string().into());
     *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response
 }
 
 /// The error reply for `code`: `{"error": message, "code": CODE}` with the code's
 /// status, and `Retry-After` (whole seconds, at least 1) when given.
-pub(crate) fn error_response(
-    code: ErrorCode,
-    message: &str,
-    retry_after: Option<Duration>,
-) -> HttpResponse {
-    let status =
-        StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+pub(crate) fn error_response(code: ErrorCode, message: &str, retry_after: Option<Duration>) -> HttpResponse {
+    let status = StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut response = json_response(status, &json!({ "error": message, "code": code.as_str() }));
     if let Some(wait) = retry_after {
         let seconds = wait.as_millis().div_ceil(1000).max(1);
@@ -61,49 +53,32 @@ pub(crate) fn bearer_token(headers: &HeaderMap) -> Option<&str> {
 }
 
 /// The caller of an HTTP route: `Authorization: Bearer` only (no query tokens here).
-fn authenticate_http(
-    state: &HttpState,
-    headers: &HeaderMap,
-) -> Result<AuthenticatedUser, AuthError> {
-    state
-        .jwt
-        .verify(bearer_token(headers).ok_or(AuthError::Missing)?)
+fn authenticate_http(state: &HttpState, headers: &HeaderMap) -> Result<AuthenticatedUser, AuthError> {
+    state.jwt.verify(bearer_token(headers).ok_or(AuthError::Missing)?)
 }
 
 /// The reply to a failed authentication.
 pub(crate) fn auth_error_response(error: AuthError) -> HttpResponse {
     match error {
-        AuthError::Missing => {
-            error_response(ErrorCode::Unauthorized, "Authentication required", None)
+        AuthError::Missing => error_response(ErrorCode::Unauthorized, "Authentication required", None),
+        AuthError::Invalid => {
+            error_response(ErrorCode::InvalidToken, "Invalid or expired authentication token", None)
         }
-        AuthError::Invalid => error_response(
-            ErrorCode::InvalidToken,
-            "Invalid or expired authentication token",
-            None,
-        ),
     }
 }
 
 /// The query string as key/value pairs. Parsed here rather than with warp's filter,
 /// which logs the raw query (and so the `token`) when it cannot decode it.
 fn query_pairs() -> impl Filter<Extract = (HashMap<String, String>,), Error = Infallible> + Clone {
-    warp::filters::query::raw()
-        .or(warp::any().map(String::new))
-        .unify()
-        .map(|raw: String| {
-            serde_urlencoded::from_str::<Vec<(String, String)>>(&raw)
-                .unwrap_or_default()
-                .into_iter()
-                .collect()
-        })
+    warp::filters::query::raw().or(warp::any().map(String::new)).unify().map(|raw: String| {
+        serde_urlencoded::from_str::<Vec<(String, String)>>(&raw).unwrap_or_default().into_iter().collect()
+    })
 }
 
 fn prefix(path: &str) -> BoxedFilter<()> {
     path.split('/')
         .filter(|segment| !segment.is_empty())
-        .fold(warp::any().boxed(), |filter, segment| {
-            filter.and(warp::path(segment.to_owned())).boxed()
-        })
+        .fold(warp::any().boxed(), |filter, segment| filter.and(warp::path(segment.to_owned())).boxed())
 }
 
 /// Every route of the service.
@@ -142,9 +117,7 @@ pub fn routes(state: Arc<HttpState>) -> BoxedFilter<(HttpResponse,)> {
             |state: Arc<HttpState>,
              headers: HeaderMap,
              query: HashMap<String, String>,
-             upgrade: Option<OnUpgrade>| {
-                ws::upgrade(&state, &headers, &query, upgrade)
-            },
+             upgrade: Option<OnUpgrade>| { ws::upgrade(&state, &headers, &query, upgrade) },
         );
 
     let end_session = base
@@ -155,11 +128,9 @@ pub fn routes(state: Arc<HttpState>) -> BoxedFilter<(HttpResponse,)> {
         .and(warp::post())
         .and(with_state)
         .and(warp::header::headers_cloned())
-        .then(
-            |id: String, state: Arc<HttpState>, headers: HeaderMap| async move {
-                end_session(&state, &headers, &id).await
-            },
-        );
+        .then(|id: String, state: Arc<HttpState>, headers: HeaderMap| async move {
+            end_session(&state, &headers, &id).await
+        });
 
     healthz
         .or(readyz)
@@ -168,9 +139,7 @@ pub fn routes(state: Arc<HttpState>) -> BoxedFilter<(HttpResponse,)> {
         .unify()
         .or(end_session)
         .unify()
-        .recover(
-            |rejection: warp::Rejection| async move { Ok::<_, Infallible>(rejected(&rejection)) },
-        )
+        .recover(|rejection: warp::Rejection| async move { Ok::<_, Infallible>(rejected(&rejection)) })
         .unify()
         .map(with_security_headers)
         .boxed()
@@ -178,14 +147,8 @@ pub fn routes(state: Arc<HttpState>) -> BoxedFilter<(HttpResponse,)> {
 
 fn with_security_headers(mut response: HttpResponse) -> HttpResponse {
     let headers = response.headers_mut();
-    headers.insert(
-        "x-content-type-options",
-        HeaderValue::from_static("nosniff"),
-    );
-    headers.insert(
-        "referrer-policy",
-        HeaderValue::from_static("strict-origin-when-cross-origin"),
-    );
+    headers.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    headers.insert("referrer-policy", HeaderValue::from_static("strict-origin-when-cross-origin"));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }
@@ -216,14 +179,7 @@ async fn readiness(state: &HttpState) -> HttpResponse {
             "shutdown": { "status": if draining { "draining" } else { "running" } },
         }
     });
-    json_response(
-        if ready {
-            StatusCode::OK
-        } else {
-            StatusCode::SERVICE_UNAVAILABLE
-        },
-        &body,
-    )
+    json_response(if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, &body)
 }
 
 async fn end_session(state: &HttpState, headers: &HeaderMap, id: &str) -> HttpResponse {

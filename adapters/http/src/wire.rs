@@ -78,18 +78,10 @@ pub enum Inbound {
 ///
 /// # Errors
 /// A [`WireError`] describing the first problem found.
-pub fn parse_frame(
-    text: &str,
-    max_content_chars: usize,
-    now: Timestamp,
-) -> Result<Inbound, WireError> {
+pub fn parse_frame(text: &str, max_content_chars: usize, now: Timestamp) -> Result<Inbound, WireError> {
     let frame: InboundFrame = serde_json::from_str(text).map_err(|_| WireError::Malformed)?;
-    let kind = frame
-        .kind
-        .as_deref()
-        .map(str::trim)
-        .filter(|k| !k.is_empty())
-        .ok_or(WireError::MissingType)?;
+    let kind =
+        frame.kind.as_deref().map(str::trim).filter(|k| !k.is_empty()).ok_or(WireError::MissingType)?;
     if let Some(timestamp) = &frame.timestamp {
         let parsed = chrono::DateTime::parse_from_rfc3339(timestamp)
             .map_err(|_| InvalidValue::Malformed { field: "timestamp" })?;
@@ -108,45 +100,25 @@ pub fn parse_frame(
                 model_id: optional(frame.model_id.as_deref(), ModelId::parse)?,
                 client_message_id,
                 metadata,
-                style: if kind == "user" {
-                    AnswerStyle::Assistant
-                } else {
-                    AnswerStyle::AiResponse
-                },
+                style: if kind == "user" { AnswerStyle::Assistant } else { AnswerStyle::AiResponse },
             })
         }
         "model_select" => ClientCommand::SelectModel {
             session_id,
-            model_id: ModelId::parse(
-                frame
-                    .model_id
-                    .as_deref()
-                    .ok_or(WireError::MissingField("model_id"))?,
-            )?,
+            model_id: ModelId::parse(frame.model_id.as_deref().ok_or(WireError::MissingField("model_id"))?)?,
         },
         "stop" => ClientCommand::Stop { session_id },
-        "typing_indicator" => ClientCommand::Typing {
-            session_id,
-            typing: metadata.get("typing").is_some_and(|v| v == "true"),
-        },
+        "typing_indicator" => {
+            ClientCommand::Typing { session_id, typing: metadata.get("typing").is_some_and(|v| v == "true") }
+        }
         "file_upload" | "voice_message" => ClientCommand::Attachment(Attachment {
-            kind: if kind == "file_upload" {
-                MessageKind::File
-            } else {
-                MessageKind::Voice
-            },
+            kind: if kind == "file_upload" { MessageKind::File } else { MessageKind::Voice },
             session_id,
             file_id: validation::parse_file_id(
-                frame
-                    .file_id
-                    .as_deref()
-                    .ok_or(WireError::MissingField("file_id"))?,
+                frame.file_id.as_deref().ok_or(WireError::MissingField("file_id"))?,
             )?,
             file_url: validation::parse_file_url(
-                frame
-                    .file_url
-                    .as_deref()
-                    .ok_or(WireError::MissingField("file_url"))?,
+                frame.file_url.as_deref().ok_or(WireError::MissingField("file_url"))?,
             )?,
             content: MessageContent::parse_optional(
                 frame.content.as_deref().unwrap_or_default(),
@@ -256,53 +228,25 @@ const fn answer_type(style: AnswerStyle) -> &'static str {
 /// Encodes a frame as its JSON text.
 #[must_use]
 pub fn encode(frame: &Frame) -> String {
-    let mut out = OutFrame {
-        timestamp: rfc3339(frame.timestamp),
-        ..OutFrame::default()
-    };
+    let mut out = OutFrame { timestamp: rfc3339(frame.timestamp), ..OutFrame::default() };
     match &frame.event {
-        ServerEvent::ConnectionStatus {
-            user_id,
-            session_id,
-            models,
-            model_id,
-            state,
-            content,
-        } => {
+        ServerEvent::ConnectionStatus { user_id, session_id, models, model_id, state, content } => {
             out.kind = "connection_status";
             out.sender = Some(Sender::System.as_str());
             out.user_id = Some(user_id.as_str());
             out.session_id = Some(session_id.as_str());
-            out.models = Some(
-                models
-                    .iter()
-                    .map(|m| ModelDto {
-                        id: m.id.as_str(),
-                        name: &m.name,
-                    })
-                    .collect(),
-            );
+            out.models = Some(models.iter().map(|m| ModelDto { id: m.id.as_str(), name: &m.name }).collect());
             out.model_id = Some(model_id.as_str());
             out.content = content.as_deref();
             out.metadata.insert("state", (*state).to_owned());
         }
-        ServerEvent::Loading {
-            session_id,
-            message_id,
-            ..
-        } => {
+        ServerEvent::Loading { session_id, message_id, .. } => {
             out.kind = "loading";
             out.sender = Some(Sender::Ai.as_str());
             out.session_id = Some(session_id.as_str());
             out.message_id = Some(message_id.as_str());
         }
-        ServerEvent::AnswerChunk {
-            session_id,
-            message_id,
-            model_id,
-            delta,
-            style,
-        } => {
+        ServerEvent::AnswerChunk { session_id, message_id, model_id, delta, style } => {
             out.kind = answer_type(*style);
             out.sender = Some(Sender::Ai.as_str());
             out.session_id = Some(session_id.as_str());
@@ -312,15 +256,7 @@ pub fn encode(frame: &Frame) -> String {
             out.metadata.insert("streaming", "true".into());
             out.metadata.insert("done", "false".into());
         }
-        ServerEvent::AnswerDone {
-            session_id,
-            message_id,
-            model_id,
-            seq,
-            finish_reason,
-            usage,
-            style,
-        } => {
+        ServerEvent::AnswerDone { session_id, message_id, model_id, seq, finish_reason, usage, style } => {
             out.kind = answer_type(*style);
             out.sender = Some(Sender::Ai.as_str());
             out.session_id = Some(session_id.as_str());
@@ -330,23 +266,15 @@ pub fn encode(frame: &Frame) -> String {
             out.seq = seq.map(|s| s.0);
             out.metadata.insert("streaming", "true".into());
             out.metadata.insert("done", "true".into());
-            out.metadata
-                .insert("finish_reason", finish_reason.as_str().into());
+            out.metadata.insert("finish_reason", finish_reason.as_str().into());
             if let Some(usage) = usage {
-                out.metadata
-                    .insert("prompt_tokens", usage.prompt_tokens.to_string());
-                out.metadata
-                    .insert("completion_tokens", usage.completion_tokens.to_string());
-                out.metadata
-                    .insert("total_tokens", usage.total_tokens().to_string());
-                out.metadata
-                    .insert("usage_estimated", usage.estimated.to_string());
+                out.metadata.insert("prompt_tokens", usage.prompt_tokens.to_string());
+                out.metadata.insert("completion_tokens", usage.completion_tokens.to_string());
+                out.metadata.insert("total_tokens", usage.total_tokens().to_string());
+                out.metadata.insert("usage_estimated", usage.estimated.to_string());
             }
         }
-        ServerEvent::Stored {
-            session_id,
-            message,
-        } => {
+        ServerEvent::Stored { session_id, message } => {
             out.kind = match (message.kind, message.sender) {
                 (MessageKind::File, _) => "file_upload",
                 (MessageKind::Voice, _) => "voice_message",
@@ -361,10 +289,7 @@ pub fn encode(frame: &Frame) -> String {
             out.file_url = message.file_url.as_deref();
             out.message_id = Some(message.id.as_str());
             out.seq = Some(message.seq.0);
-            out.client_message_id = message
-                .client_message_id
-                .as_ref()
-                .map(ClientMessageId::as_str);
+            out.client_message_id = message.client_message_id.as_ref().map(ClientMessageId::as_str);
             out.model_id = message.model_id.as_deref();
             for (key, value) in &message.metadata {
                 out.metadata.insert(key, value.clone());
@@ -375,23 +300,14 @@ pub fn encode(frame: &Frame) -> String {
                 out.metadata.insert("finish_reason", reason.as_str().into());
             }
         }
-        ServerEvent::Typing {
-            session_id,
-            user_id,
-            typing,
-        } => {
+        ServerEvent::Typing { session_id, user_id, typing } => {
             out.kind = "typing_indicator";
             out.sender = Some(Sender::User.as_str());
             out.session_id = Some(session_id.as_str());
             out.user_id = Some(user_id.as_str());
             out.metadata.insert("typing", typing.to_string());
         }
-        ServerEvent::Error {
-            session_id,
-            code,
-            message,
-            retry_after,
-        } => {
+        ServerEvent::Error { session_id, code, message, retry_after } => {
             out.kind = "error";
             out.sender = Some(Sender::System.as_str());
             out.session_id = session_id.as_ref().map(SessionId::as_str);
@@ -399,8 +315,7 @@ pub fn encode(frame: &Frame) -> String {
                 code: code.as_str(),
                 message,
                 recoverable: code.recoverable(),
-                retry_after: retry_after
-                    .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)),
+                retry_after: retry_after.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)),
             });
         }
         ServerEvent::Notification { content } => {
@@ -433,13 +348,10 @@ mod tests {
         else {
             panic!("parsed");
         };
-        assert_eq!(
-            (m.content.as_str(), m.style),
-            ("Hello", AnswerStyle::Assistant)
-        );
-        let Ok(Inbound::Command(ClientCommand::SendMessage(m))) = parse(
-            r#"{"type":"user_message","content":"Hi","metadata":{"size":12,"ok":true,"n":null}}"#,
-        ) else {
+        assert_eq!((m.content.as_str(), m.style), ("Hello", AnswerStyle::Assistant));
+        let Ok(Inbound::Command(ClientCommand::SendMessage(m))) =
+            parse(r#"{"type":"user_message","content":"Hi","metadata":{"size":12,"ok":true,"n":null}}"#)
+        else {
             panic!("parsed");
         };
         assert_eq!(m.style, AnswerStyle::AiResponse);
@@ -452,22 +364,10 @@ mod tests {
     fn bad_frames_get_specific_errors() {
         assert_eq!(parse("not json").err(), Some(WireError::Malformed));
         assert_eq!(parse("[1,2]").err(), Some(WireError::Malformed));
-        assert_eq!(
-            parse(r#"{"content":"x"}"#).err(),
-            Some(WireError::MissingType)
-        );
-        assert_eq!(
-            parse(r#"{"type":"nope"}"#).err(),
-            Some(WireError::UnknownType)
-        );
-        assert_eq!(
-            parse(r#"{"type":"user_message"}"#).err(),
-            Some(WireError::MissingField("content"))
-        );
-        assert_eq!(
-            parse(r#"{"type":"user_message","content":5}"#).err(),
-            Some(WireError::Malformed)
-        );
+        assert_eq!(parse(r#"{"content":"x"}"#).err(), Some(WireError::MissingType));
+        assert_eq!(parse(r#"{"type":"nope"}"#).err(), Some(WireError::UnknownType));
+        assert_eq!(parse(r#"{"type":"user_message"}"#).err(), Some(WireError::MissingField("content")));
+        assert_eq!(parse(r#"{"type":"user_message","content":5}"#).err(), Some(WireError::Malformed));
         assert!(matches!(
             parse(r#"{"type":"user_message","content":"12345678901"}"#),
             Err(WireError::Invalid(_))
@@ -476,12 +376,8 @@ mod tests {
             parse(r#"{"type":"user_message","content":"ok","metadata":{"a":{"b":1}}}"#),
             Err(WireError::Invalid(_))
         ));
-        let far_future =
-            r#"{"type":"user_message","content":"ok","timestamp":"2099-01-01T00:00:00Z"}"#;
-        assert!(matches!(
-            parse(far_future),
-            Err(WireError::Invalid(InvalidValue::InFuture))
-        ));
+        let far_future = r#"{"type":"user_message","content":"ok","timestamp":"2099-01-01T00:00:00Z"}"#;
+        assert!(matches!(parse(far_future), Err(WireError::Invalid(InvalidValue::InFuture))));
         let long_id = format!(r#"{{"type":"stop","session_id":"{}"}}"#, "s".repeat(129));
         assert!(matches!(parse(&long_id), Err(WireError::Invalid(_))));
         assert!(matches!(parse(r#"{"type":"ping"}"#), Ok(Inbound::Ping)));

@@ -50,11 +50,7 @@ pub(crate) fn upgrade(
     on_upgrade: Option<OnUpgrade>,
 ) -> HttpResponse {
     if state.gate.is_draining() {
-        return error_response(
-            ErrorCode::ServiceUnavailable,
-            "Server is shutting down",
-            None,
-        );
+        return error_response(ErrorCode::ServiceUnavailable, "Server is shutting down", None);
     }
     let user = match authenticate(state, headers, query) {
         Ok(user) => user,
@@ -69,28 +65,18 @@ pub(crate) fn upgrade(
     let Some(on_upgrade) = on_upgrade else {
         return error_response(ErrorCode::BadRequest, "WebSocket upgrade required", None);
     };
-    let requested = query
-        .get("session_id")
-        .and_then(|id| SessionId::parse(id.trim()).ok());
+    let requested = query.get("session_id").and_then(|id| SessionId::parse(id.trim()).ok());
     let last_seq = match query.get("last_seq").map(|s| s.trim().parse::<u64>()) {
         None => None,
         Some(Ok(seq)) => Some(Seq(seq)),
         Some(Err(_)) => {
-            return error_response(
-                ErrorCode::BadRequest,
-                "last_seq must be a non-negative integer",
-                None,
-            );
+            return error_response(ErrorCode::BadRequest, "last_seq must be a non-negative integer", None);
         }
     };
     let permit = match state.gate.try_acquire(&user.id) {
         Ok(permit) => permit,
         Err(GateError::Draining) => {
-            return error_response(
-                ErrorCode::ServiceUnavailable,
-                "Server is shutting down",
-                None,
-            );
+            return error_response(ErrorCode::ServiceUnavailable, "Server is shutting down", None);
         }
         Err(limit) => {
             debug!(user_id = %user.id, ?limit, "socket refused: connection limit");
@@ -111,20 +97,13 @@ pub(crate) fn upgrade(
                     .read_buffer_size(READ_BUFFER_BYTES)
                     .write_buffer_size(0)
                     .max_write_buffer_size(
-                        task_state
-                            .config
-                            .max_message_size
-                            .saturating_mul(2)
-                            .max(64 * 1024),
+                        task_state.config.max_message_size.saturating_mul(2).max(64 * 1024),
                     )
                     .max_message_size(Some(task_state.config.max_message_size))
                     .max_frame_size(Some(task_state.config.max_message_size));
-                let socket = WebSocketStream::from_raw_socket(
-                    TokioIo::new(upgraded),
-                    Role::Server,
-                    Some(config),
-                )
-                .await;
+                let socket =
+                    WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config))
+                        .await;
                 serve(task_state, socket, user, requested, last_seq, permit).await;
             }
             Err(error) => debug!(%error, "websocket upgrade failed"),
@@ -149,13 +128,7 @@ fn authenticate(
     query: &HashMap<String, String>,
 ) -> Result<AuthenticatedUser, AuthError> {
     let token = crate::routes::bearer_token(headers)
-        .or_else(|| {
-            query
-                .get("token")
-                .map(String::as_str)
-                .map(str::trim)
-                .filter(|t| !t.is_empty())
-        })
+        .or_else(|| query.get("token").map(String::as_str).map(str::trim).filter(|t| !t.is_empty()))
         .ok_or(AuthError::Missing)?;
     state.jwt.verify(token)
 }
@@ -180,18 +153,10 @@ fn handshake_accept_key(headers: &HeaderMap) -> Option<String> {
             .get_all(name)
             .iter()
             .filter_map(|v| v.to_str().ok())
-            .any(|v| {
-                v.split(',')
-                    .any(|part| part.trim().eq_ignore_ascii_case(token))
-            })
+            .any(|v| v.split(',').any(|part| part.trim().eq_ignore_ascii_case(token)))
     };
-    let version_ok = headers
-        .get(header::SEC_WEBSOCKET_VERSION)
-        .is_some_and(|v| v == "13");
-    if !has_token(header::CONNECTION, "upgrade")
-        || !has_token(header::UPGRADE, "websocket")
-        || !version_ok
-    {
+    let version_ok = headers.get(header::SEC_WEBSOCKET_VERSION).is_some_and(|v| v == "13");
+    if !has_token(header::CONNECTION, "upgrade") || !has_token(header::UPGRADE, "websocket") || !version_ok {
         return None;
     }
     let key = headers.get(header::SEC_WEBSOCKET_KEY)?;
@@ -225,10 +190,7 @@ impl ReadEnd {
             Self::Internal => (CloseCode::Error, "Internal error"),
             Self::ClientClosed | Self::Broken | Self::Stopped => return None,
         };
-        Some(CloseFrame {
-            code,
-            reason: Utf8Bytes::from_static(reason),
-        })
+        Some(CloseFrame { code, reason: Utf8Bytes::from_static(reason) })
     }
 }
 
@@ -248,11 +210,7 @@ async fn serve(
     let writer_done = CancellationToken::new();
     let read_end = OnceLock::new();
 
-    let connection = match state
-        .chat
-        .connect(Arc::clone(&handle), requested, last_seq)
-        .await
-    {
+    let connection = match state.chat.connect(Arc::clone(&handle), requested, last_seq).await {
         Ok(connection) => Some(connection),
         Err(error) => {
             warn!(user_id = %user.id, %error, "connecting the socket failed");
@@ -260,11 +218,7 @@ async fn serve(
             None
         }
     };
-    let deadline = state
-        .config
-        .enforce_token_expiry
-        .then(|| state.jwt.socket_deadline(&user))
-        .flatten();
+    let deadline = state.config.enforce_token_expiry.then(|| state.jwt.socket_deadline(&user)).flatten();
 
     let reader = async {
         let end = match connection {
@@ -280,16 +234,7 @@ async fn serve(
         end
     };
     let writer = async {
-        let closing = write_loop(
-            &state,
-            sink,
-            queue,
-            &handle,
-            deadline,
-            &reader_done,
-            &read_end,
-        )
-        .await;
+        let closing = write_loop(&state, sink, queue, &handle, deadline, &reader_done, &read_end).await;
         writer_done.cancel();
         closing
     };
@@ -373,14 +318,12 @@ async fn read_loop(
 
 fn reply_wire_error(state: &HttpState, connection: &Connection, error: &WireError) {
     debug!(%error, "frame refused");
-    connection
-        .socket()
-        .send(state.chat.frame(ServerEvent::Error {
-            session_id: None,
-            code: error.code(),
-            message: error.to_string(),
-            retry_after: None,
-        }));
+    connection.socket().send(state.chat.frame(ServerEvent::Error {
+        session_id: None,
+        code: error.code(),
+        message: error.to_string(),
+        retry_after: None,
+    }));
 }
 
 async fn write_loop(
@@ -396,10 +339,8 @@ async fn write_loop(
         let left = at.duration_since(SystemTime::now()).unwrap_or_default();
         Instant::now() + left
     });
-    let mut ping = tokio::time::interval_at(
-        Instant::now() + state.config.ping_interval,
-        state.config.ping_interval,
-    );
+    let mut ping =
+        tokio::time::interval_at(Instant::now() + state.config.ping_interval, state.config.ping_interval);
     let close = loop {
         tokio::select! {
             biased;
@@ -474,18 +415,15 @@ fn far_future() -> Instant {
 /// The close frame for a server-side reason.
 fn close_frame(reason: Option<CloseReason>) -> CloseFrame {
     match reason {
-        Some(CloseReason::ShuttingDown | CloseReason::Disconnected) | None => CloseFrame {
-            code: CloseCode::Away,
-            reason: Utf8Bytes::from_static("Server shutting down"),
-        },
-        Some(CloseReason::SlowConsumer) => CloseFrame {
-            code: CloseCode::Policy,
-            reason: Utf8Bytes::from_static("Slow consumer"),
-        },
-        Some(CloseReason::TokenExpired) => CloseFrame {
-            code: CloseCode::Policy,
-            reason: Utf8Bytes::from_static("Token expired"),
-        },
+        Some(CloseReason::ShuttingDown | CloseReason::Disconnected) | None => {
+            CloseFrame { code: CloseCode::Away, reason: Utf8Bytes::from_static("Server shutting down") }
+        }
+        Some(CloseReason::SlowConsumer) => {
+            CloseFrame { code: CloseCode::Policy, reason: Utf8Bytes::from_static("Slow consumer") }
+        }
+        Some(CloseReason::TokenExpired) => {
+            CloseFrame { code: CloseCode::Policy, reason: Utf8Bytes::from_static("Token expired") }
+        }
     }
 }
 
@@ -497,8 +435,7 @@ async fn write_frames(
     let result = timeout(state.config.write_timeout, async {
         for frame in frames {
             let bytes = frame.encoded(wire::encode);
-            let text =
-                Utf8Bytes::try_from(bytes).map_err(|_| tungstenite::Error::Utf8(String::new()))?;
+            let text = Utf8Bytes::try_from(bytes).map_err(|_| tungstenite::Error::Utf8(String::new()))?;
             sink.feed(Message::Text(text)).await?;
         }
         sink.flush().await

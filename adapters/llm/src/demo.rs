@@ -7,9 +7,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chatbox_application::ports::{
-    AnswerStream, ChatRequest, LlmProvider, ProviderError, Role, StreamEvent,
-};
+use chatbox_application::ports::{AnswerStream, ChatRequest, LlmProvider, ProviderError, Role, StreamEvent};
 use chatbox_domain::{FinishReason, Usage};
 use futures::StreamExt;
 use futures::stream;
@@ -57,15 +55,8 @@ impl DemoProvider {
 impl LlmProvider for DemoProvider {
     async fn stream(&self, request: ChatRequest) -> Result<AnswerStream, ProviderError> {
         let answer = Self::answer_text(&request);
-        let prompt_chars: usize = request
-            .history
-            .iter()
-            .map(|t| t.content.chars().count())
-            .sum::<usize>()
-            + request
-                .system_prompt
-                .as_ref()
-                .map_or(0, |p| p.chars().count());
+        let prompt_chars: usize = request.history.iter().map(|t| t.content.chars().count()).sum::<usize>()
+            + request.system_prompt.as_ref().map_or(0, |p| p.chars().count());
         // Words keep their trailing space so the deltas concatenate to the answer.
         let words: Vec<String> = answer.split_inclusive(' ').map(str::to_owned).collect();
         let usage = Usage {
@@ -78,10 +69,8 @@ impl LlmProvider for DemoProvider {
             tokio::time::sleep(delay).await;
             Ok(StreamEvent::Delta(word))
         });
-        let ending = stream::iter([
-            Ok(StreamEvent::Usage(usage)),
-            Ok(StreamEvent::Finished(FinishReason::Stop)),
-        ]);
+        let ending =
+            stream::iter([Ok(StreamEvent::Usage(usage)), Ok(StreamEvent::Finished(FinishReason::Stop))]);
         Ok(deltas.chain(ending).boxed())
     }
 }
@@ -97,18 +86,9 @@ mod tests {
             model_id: ModelId::parse("demo").expect("id"),
             system_prompt: None,
             history: vec![
-                ChatTurn {
-                    role: Role::User,
-                    content: "earlier".into(),
-                },
-                ChatTurn {
-                    role: Role::Assistant,
-                    content: "reply".into(),
-                },
-                ChatTurn {
-                    role: Role::User,
-                    content: question.into(),
-                },
+                ChatTurn { role: Role::User, content: "earlier".into() },
+                ChatTurn { role: Role::Assistant, content: "reply".into() },
+                ChatTurn { role: Role::User, content: question.into() },
             ],
             user_id: UserId::parse("u").expect("id"),
             session_id: SessionId::parse("s").expect("id"),
@@ -136,13 +116,8 @@ mod tests {
         assert!(text.contains("\"What is Rust?\""));
         assert!(text.contains("read 2 earlier messages"));
         assert!(events.len() > 10, "streamed in many pieces");
-        assert_eq!(
-            events.last(),
-            Some(&StreamEvent::Finished(FinishReason::Stop))
-        );
-        assert!(
-            matches!(events[events.len() - 2], StreamEvent::Usage(u) if u.completion_tokens > 10)
-        );
+        assert_eq!(events.last(), Some(&StreamEvent::Finished(FinishReason::Stop)));
+        assert!(matches!(events[events.len() - 2], StreamEvent::Usage(u) if u.completion_tokens > 10));
     }
 
     #[test]

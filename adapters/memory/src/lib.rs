@@ -33,10 +33,7 @@ impl MemorySessionRepository {
     /// An empty store keeping at most `max_sessions` sessions.
     #[must_use]
     pub fn new(max_sessions: usize) -> Self {
-        Self {
-            max_sessions: max_sessions.max(1),
-            sessions: Mutex::new(HashMap::new()),
-        }
+        Self { max_sessions: max_sessions.max(1), sessions: Mutex::new(HashMap::new()) }
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<SessionId, Stored>> {
@@ -76,13 +73,7 @@ impl SessionRepository for MemorySessionRepository {
         while sessions.len() >= self.max_sessions {
             evict_least_recent(&mut sessions);
         }
-        sessions.insert(
-            session.id.clone(),
-            Stored {
-                session: session.clone(),
-                messages: Vec::new(),
-            },
-        );
+        sessions.insert(session.id.clone(), Stored { session: session.clone(), messages: Vec::new() });
         Ok(())
     }
 
@@ -92,9 +83,7 @@ impl SessionRepository for MemorySessionRepository {
 
     async fn update(&self, session: &Session) -> Result<(), RepositoryError> {
         let mut sessions = self.lock();
-        let stored = sessions
-            .get_mut(&session.id)
-            .ok_or(RepositoryError::NotFound)?;
+        let stored = sessions.get_mut(&session.id).ok_or(RepositoryError::NotFound)?;
         stored.session = session.clone();
         Ok(())
     }
@@ -105,9 +94,7 @@ impl SessionRepository for MemorySessionRepository {
         message: &StoredMessage,
     ) -> Result<(), RepositoryError> {
         let mut sessions = self.lock();
-        let stored = sessions
-            .get_mut(&session.id)
-            .ok_or(RepositoryError::NotFound)?;
+        let stored = sessions.get_mut(&session.id).ok_or(RepositoryError::NotFound)?;
         // Only the fields a message changes: a concurrent model or status change made
         // through `update` must not be overwritten by an older snapshot.
         stored.session.name.clone_from(&session.name);
@@ -131,11 +118,7 @@ impl SessionRepository for MemorySessionRepository {
             return Ok(Vec::new());
         };
         let start = stored.messages.partition_point(|m| m.seq <= after);
-        Ok(stored.messages[start..]
-            .iter()
-            .take(limit)
-            .cloned()
-            .collect())
+        Ok(stored.messages[start..].iter().take(limit).cloned().collect())
     }
 
     async fn recent_messages(
@@ -158,10 +141,7 @@ impl SessionRepository for MemorySessionRepository {
     ) -> Result<bool, RepositoryError> {
         let sessions = self.lock();
         Ok(sessions.get(id).is_some_and(|stored| {
-            stored
-                .messages
-                .iter()
-                .any(|m| m.client_message_id.as_ref() == Some(client_message_id))
+            stored.messages.iter().any(|m| m.client_message_id.as_ref() == Some(client_message_id))
         }))
     }
 
@@ -172,11 +152,8 @@ impl SessionRepository for MemorySessionRepository {
         offset: usize,
     ) -> Result<Vec<Session>, RepositoryError> {
         let sessions = self.lock();
-        let mut mine: Vec<Session> = sessions
-            .values()
-            .filter(|s| s.session.is_owned_by(user))
-            .map(|s| s.session.clone())
-            .collect();
+        let mut mine: Vec<Session> =
+            sessions.values().filter(|s| s.session.is_owned_by(user)).map(|s| s.session.clone()).collect();
         mine.sort_by_key(|s| std::cmp::Reverse(s.last_activity));
         Ok(mine.into_iter().skip(offset).take(limit).collect())
     }
@@ -207,16 +184,8 @@ mod tests {
         repo.create(&session("b", "u", 30)).await.expect("b");
         repo.create(&session("c", "u", 20)).await.expect("c");
         assert_eq!(repo.len(), 2);
-        assert!(
-            repo.load(&SessionId::parse("a").expect("id"))
-                .await
-                .expect("load")
-                .is_none()
-        );
-        assert!(matches!(
-            repo.create(&session("b", "u", 40)).await,
-            Err(RepositoryError::AlreadyExists)
-        ));
+        assert!(repo.load(&SessionId::parse("a").expect("id")).await.expect("load").is_none());
+        assert!(matches!(repo.create(&session("b", "u", 40)).await, Err(RepositoryError::AlreadyExists)));
     }
 
     #[tokio::test]
@@ -236,15 +205,9 @@ mod tests {
             repo.append_message(&s, &message).await.expect("append");
         }
         let after = repo.messages_after(&s.id, Seq(2), 2).await.expect("page");
-        assert_eq!(
-            after.iter().map(|m| m.seq.0).collect::<Vec<_>>(),
-            vec![3, 4]
-        );
+        assert_eq!(after.iter().map(|m| m.seq.0).collect::<Vec<_>>(), vec![3, 4]);
         let recent = repo.recent_messages(&s.id, 2).await.expect("recent");
-        assert_eq!(
-            recent.iter().map(|m| m.seq.0).collect::<Vec<_>>(),
-            vec![4, 5]
-        );
+        assert_eq!(recent.iter().map(|m| m.seq.0).collect::<Vec<_>>(), vec![4, 5]);
         let stored = repo.load(&s.id).await.expect("load").expect("exists");
         assert_eq!(stored.last_seq, Seq(5));
         assert_eq!(stored.name.as_deref(), Some("hi"));

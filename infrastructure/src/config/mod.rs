@@ -257,11 +257,7 @@ pub fn load_from_env(dev_flag: bool) -> Loaded {
             settings: Err(vec![problem]),
             warnings: Vec::new(),
             log_level: "info".into(),
-            log_format: if dev_flag {
-                LogFormat::Pretty
-            } else {
-                LogFormat::Json
-            },
+            log_format: if dev_flag { LogFormat::Pretty } else { LogFormat::Json },
         },
     }
 }
@@ -269,10 +265,7 @@ pub fn load_from_env(dev_flag: bool) -> Loaded {
 /// Reads the configuration from explicit values (tests).
 #[must_use]
 pub fn load_from(vars: &[(&str, &str)], dev: bool) -> Loaded {
-    let source = Source::new(
-        vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
-        None,
-    )
-    .unwrap_or_default();
+    let source =
+        Source::new(vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())), None).unwrap_or_default();
     rules::load(&source, dev, None)
 }

@@ -16,8 +16,7 @@ use validator::Validate;
 use super::source::Source;
 use super::{Loaded, LogFormat, ProviderKind, ProviderSettings, Secret, Settings, StorageBackend};
 
-const DEFAULT_METRICS_NETWORKS: &str =
-    "127.0.0.0/8,::1/128,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16";
+const DEFAULT_METRICS_NETWORKS: &str = "127.0.0.0/8,::1/128,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16";
 const WEAK_PATTERNS: &[&str] = &[
     "secret",
     "password",
@@ -55,10 +54,7 @@ impl std::fmt::Display for SecretProblem {
             Self::TooShort => write!(f, "must be at least {MIN_SECRET_BYTES} bytes"),
             Self::WeakPattern(pattern) => write!(f, "contains the weak pattern \"{pattern}\""),
             Self::TooFewDistinctCharacters => {
-                write!(
-                    f,
-                    "must contain at least {MIN_SECRET_DISTINCT_CHARS} distinct characters"
-                )
+                write!(f, "must contain at least {MIN_SECRET_DISTINCT_CHARS} distinct characters")
             }
         }
     }
@@ -114,22 +110,14 @@ impl Reader<'_> {
                 Duration::from_secs(1)
             }
             Err(_) => {
-                self.fail(
-                    name,
-                    format!("must be a duration such as 100ms, 30s, 5m or 1h, got {raw:?}"),
-                );
+                self.fail(name, format!("must be a duration such as 100ms, 30s, 5m or 1h, got {raw:?}"));
                 Duration::from_secs(1)
             }
         }
     }
 
     fn boolean(&mut self, name: &str, default: bool) -> bool {
-        match self
-            .source
-            .get(name)
-            .map(str::to_ascii_lowercase)
-            .as_deref()
-        {
+        match self.source.get(name).map(str::to_ascii_lowercase).as_deref() {
             None => default,
             Some("true" | "1" | "yes" | "on") => true,
             Some("false" | "0" | "no" | "off") => false,
@@ -143,13 +131,7 @@ impl Reader<'_> {
     fn list(&self, name: &str) -> Vec<String> {
         self.source
             .get(name)
-            .map(|raw| {
-                raw.split(',')
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_owned)
-                    .collect()
-            })
+            .map(|raw| raw.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect())
             .unwrap_or_default()
     }
 
@@ -157,15 +139,9 @@ impl Reader<'_> {
         let raw = self.source.get_raw(name).unwrap_or(default).to_owned();
         let mut networks = Vec::new();
         for entry in raw.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-            match entry
-                .parse::<IpNet>()
-                .or_else(|_| entry.parse::<IpAddr>().map(IpNet::from))
-            {
+            match entry.parse::<IpNet>().or_else(|_| entry.parse::<IpAddr>().map(IpNet::from)) {
                 Ok(network) => networks.push(network),
-                Err(_) => self.fail(
-                    name,
-                    format!("{entry:?} is not a CIDR block such as 10.0.0.0/8"),
-                ),
+                Err(_) => self.fail(name, format!("{entry:?} is not a CIDR block such as 10.0.0.0/8")),
             }
         }
         networks
@@ -174,15 +150,9 @@ impl Reader<'_> {
     fn origins(&mut self, name: &str, list: Vec<String>) -> Vec<String> {
         for origin in &list {
             if origin == "*" {
-                self.fail(
-                    name,
-                    "\"*\" is not allowed; list the exact origins (scheme://host[:port])",
-                );
+                self.fail(name, "\"*\" is not allowed; list the exact origins (scheme://host[:port])");
             } else if !is_origin(origin) {
-                self.fail(
-                    name,
-                    format!("{origin:?} is not an origin (scheme://host[:port], no path)"),
-                );
+                self.fail(name, format!("{origin:?} is not an origin (scheme://host[:port], no path)"));
             }
         }
         list
@@ -193,9 +163,7 @@ fn is_origin(value: &str) -> bool {
     let Some((scheme, rest)) = value.split_once("://") else {
         return false;
     };
-    matches!(scheme, "http" | "https")
-        && !rest.is_empty()
-        && !rest.contains(['/', '?', '#', '@', ' '])
+    matches!(scheme, "http" | "https") && !rest.is_empty() && !rest.contains(['/', '?', '#', '@', ' '])
 }
 
 /// An endpoint: https anywhere, http only to internal hosts.
@@ -205,9 +173,7 @@ fn endpoint_problem(url: &str) -> Option<&'static str> {
     let host = if let Some(bracketed) = authority.strip_prefix('[') {
         bracketed.split(']').next().unwrap_or_default()
     } else {
-        authority
-            .rsplit_once(':')
-            .map_or(authority, |(host, _)| host)
+        authority.rsplit_once(':').map_or(authority, |(host, _)| host)
     };
     if host.is_empty() {
         return Some("has no host");
@@ -215,9 +181,9 @@ fn endpoint_problem(url: &str) -> Option<&'static str> {
     match scheme {
         "https" => None,
         "http" if host_is_internal(host) || host.ends_with(".svc") => None,
-        "http" => Some(
-            "must use https (http is only allowed for loopback, private or cluster-internal hosts)",
-        ),
+        "http" => {
+            Some("must use https (http is only allowed for loopback, private or cluster-internal hosts)")
+        }
         _ => Some("must be an http(s) URL"),
     }
 }
@@ -227,25 +193,17 @@ fn valid_prefix(prefix: &str) -> bool {
         && prefix.len() > 1
         && !prefix.ends_with('/')
         && !prefix.contains("//")
-        && prefix
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-._~/".contains(c))
+        && prefix.chars().all(|c| c.is_ascii_alphanumeric() || "-._~/".contains(c))
 }
 
 fn generated_secret() -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
     let mut rng = rand::rng();
-    (0..48)
-        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
-        .collect()
+    (0..48).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char).collect()
 }
 
 pub(super) fn load(source: &Source, dev_flag: bool, config_file: Option<PathBuf>) -> Loaded {
-    let mut r = Reader {
-        source,
-        errors: Vec::new(),
-        warnings: Vec::new(),
-    };
+    let mut r = Reader { source, errors: Vec::new(), warnings: Vec::new() };
     let dev = dev_flag || r.boolean("CHATBOX_DEV", false);
 
     let log_level = r.text("LOG_LEVEL").unwrap_or_else(|| "info".into());
@@ -255,11 +213,7 @@ pub(super) fn load(source: &Source, dev_flag: bool, config_file: Option<PathBuf>
             format!("{log_level:?} is not a level (error, warn, info, debug, trace) or filter"),
         );
     }
-    let log_format = match r
-        .text("LOG_FORMAT")
-        .map(|f| f.to_ascii_lowercase())
-        .as_deref()
-    {
+    let log_format = match r.text("LOG_FORMAT").map(|f| f.to_ascii_lowercase()).as_deref() {
         None => {
             if dev {
                 LogFormat::Pretty
@@ -270,31 +224,20 @@ pub(super) fn load(source: &Source, dev_flag: bool, config_file: Option<PathBuf>
         Some("json") => LogFormat::Json,
         Some("pretty" | "text") => LogFormat::Pretty,
         Some(other) => {
-            r.fail(
-                "LOG_FORMAT",
-                format!("must be json or pretty, got {other:?}"),
-            );
+            r.fail("LOG_FORMAT", format!("must be json or pretty, got {other:?}"));
             LogFormat::Json
         }
     };
 
     let server_host = r.text("SERVER_HOST").unwrap_or_else(|| "0.0.0.0".into());
     let server_host = server_host.parse::<IpAddr>().unwrap_or_else(|_| {
-        r.fail(
-            "SERVER_HOST",
-            format!("{server_host:?} is not an IP address"),
-        );
+        r.fail("SERVER_HOST", format!("{server_host:?} is not an IP address"));
         IpAddr::from([0, 0, 0, 0])
     });
     let server_port = r.number::<u16>("SERVER_PORT", 8080);
-    let prefix = r
-        .text("CHATBOX_PATH_PREFIX")
-        .unwrap_or_else(|| "/chat".into());
+    let prefix = r.text("CHATBOX_PATH_PREFIX").unwrap_or_else(|| "/chat".into());
     if !valid_prefix(&prefix) {
-        r.fail(
-            "CHATBOX_PATH_PREFIX",
-            "must start with /, not end with /, and use only URL-safe characters",
-        );
+        r.fail("CHATBOX_PATH_PREFIX", "must start with /, not end with /, and use only URL-safe characters");
     }
 
     let (jwt_secret, jwt_secret_generated) = match r.text("JWT_SECRET") {
@@ -306,10 +249,7 @@ pub(super) fn load(source: &Source, dev_flag: bool, config_file: Option<PathBuf>
         }
         None if dev => (Secret::new(generated_secret()), true),
         None => {
-            r.fail(
-                "JWT_SECRET",
-                "is required (at least 32 random bytes; try `openssl rand -base64 48`)",
-            );
+            r.fail("JWT_SECRET", "is required (at least 32 random bytes; try `openssl rand -base64 48`)");
             (Secret::new(String::new()), false)
         }
     };
@@ -319,10 +259,7 @@ pub(super) fn load(source: &Source, dev_flag: bool, config_file: Option<PathBuf>
             "HS256" => jwt_algorithms.push(Algorithm::HS256),
             "HS384" => jwt_algorithms.push(Algorithm::HS384),
             "HS512" => jwt_algorithms.push(Algorithm::HS512),
-            _ => r.fail(
-                "JWT_ALGORITHMS",
-                format!("{name:?} is not one of HS256, HS384, HS512"),
-            ),
+            _ => r.fail("JWT_ALGORITHMS", format!("{name:?} is not one of HS256, HS384, HS512")),
         }
     }
     if jwt_algorithms.is_empty() {
@@ -344,17 +281,12 @@ pub(super) fn load(source: &Source, dev_flag: bool, config_file: Option<PathBuf>
     let (origin_name, origins_raw) = source
         .get_any(&["ALLOWED_ORIGINS", "WS_ALLOWED_ORIGINS"])
         .unwrap_or(("ALLOWED_ORIGINS", String::new()));
-    let origins: Vec<String> = origins_raw
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
-        .collect();
+    let origins: Vec<String> =
+        origins_raw.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect();
     let allowed_origins = r.origins(origin_name, origins);
     if allowed_origins.is_empty() {
-        r.warnings.push(
-            "ALLOWED_ORIGINS is empty: WebSocket connections are accepted from any origin".into(),
-        );
+        r.warnings
+            .push("ALLOWED_ORIGINS is empty: WebSocket connections are accepted from any origin".into());
     }
     let cors = r.list("CORS_ALLOWED_ORIGINS");
     let cors_allowed_origins = r.origins("CORS_ALLOWED_ORIGINS", cors);
@@ -365,10 +297,7 @@ pub(super) fn load(source: &Source, dev_flag: bool, config_file: Option<PathBuf>
     let session_ttl = r.duration("SESSION_TTL", "15m");
     let session_cleanup_interval = r.duration("SESSION_CLEANUP_INTERVAL", "5m");
     if session_cleanup_interval > session_ttl {
-        r.fail(
-            "SESSION_CLEANUP_INTERVAL",
-            "must not be longer than SESSION_TTL",
-        );
+        r.fail("SESSION_CLEANUP_INTERVAL", "must not be longer than SESSION_TTL");
     }
 
     let providers = providers(&mut r, dev);
@@ -439,17 +368,15 @@ pub(super) fn load(source: &Source, dev_flag: bool, config_file: Option<PathBuf>
             }
         }
     }
-    let settings = if r.errors.is_empty() {
-        Ok(settings)
-    } else {
-        Err(r.errors)
-    };
-    Loaded {
-        settings,
-        warnings: r.warnings,
-        log_level,
-        log_format,
+    let unread = source.unread_file_keys();
+    if !unread.is_empty() {
+        r.warnings.push(format!(
+            "CHATBOX_CONFIG has keys no setting reads (misspelt, or placed under the wrong [table]?): {}",
+            unread.join(", ")
+        ));
     }
+    let settings = if r.errors.is_empty() { Ok(settings) } else { Err(r.errors) };
+    Loaded { settings, warnings: r.warnings, log_level, log_format }
 }
 
 fn providers(r: &mut Reader<'_>, dev: bool) -> Vec<ProviderSettings> {
@@ -461,10 +388,7 @@ fn providers(r: &mut Reader<'_>, dev: bool) -> Vec<ProviderSettings> {
                     Ok(n) if n >= 1 => {
                         numbers.insert(n);
                     }
-                    _ => r.fail(
-                        name,
-                        "providers are numbered LLM_PROVIDER_1_*, LLM_PROVIDER_2_*, …",
-                    ),
+                    _ => r.fail(name, "providers are numbered LLM_PROVIDER_1_*, LLM_PROVIDER_2_*, …"),
                 }
             }
         }
@@ -474,9 +398,7 @@ fn providers(r: &mut Reader<'_>, dev: bool) -> Vec<ProviderSettings> {
         if n != expected {
             r.fail(
                 &format!("LLM_PROVIDER_{n}_ID"),
-                format!(
-                    "providers must be numbered without gaps (LLM_PROVIDER_{expected}_* is missing)"
-                ),
+                format!("providers must be numbered without gaps (LLM_PROVIDER_{expected}_* is missing)"),
             );
             break;
         }
@@ -494,10 +416,7 @@ fn providers(r: &mut Reader<'_>, dev: bool) -> Vec<ProviderSettings> {
     for (n, provider) in (1..).zip(&providers) {
         if let Some(fallback) = &provider.fallback {
             if fallback == &provider.id {
-                r.fail(
-                    &format!("LLM_PROVIDER_{n}_FALLBACK"),
-                    "must name another provider",
-                );
+                r.fail(&format!("LLM_PROVIDER_{n}_FALLBACK"), "must name another provider");
             } else if !providers.iter().any(|p| &p.id == fallback) {
                 r.fail(
                     &format!("LLM_PROVIDER_{n}_FALLBACK"),
@@ -545,27 +464,17 @@ fn provider(r: &mut Reader<'_>, n: usize) -> Option<ProviderSettings> {
             }
         },
     };
-    let kind = match r
-        .text(&var("TYPE"))
-        .map(|t| t.to_ascii_lowercase())
-        .as_deref()
-    {
+    let kind = match r.text(&var("TYPE")).map(|t| t.to_ascii_lowercase()).as_deref() {
         Some("openai") => ProviderKind::OpenAi,
         Some("anthropic") => ProviderKind::Anthropic,
         Some("dify") => ProviderKind::Dify,
         Some("demo") => ProviderKind::Demo,
         Some(other) => {
-            r.fail(
-                &var("TYPE"),
-                format!("{other:?} is not one of openai, anthropic, dify, demo"),
-            );
+            r.fail(&var("TYPE"), format!("{other:?} is not one of openai, anthropic, dify, demo"));
             return None;
         }
         None => {
-            r.fail(
-                &var("TYPE"),
-                "is required (openai, anthropic, dify or demo)",
-            );
+            r.fail(&var("TYPE"), "is required (openai, anthropic, dify or demo)");
             return None;
         }
     };
@@ -618,9 +527,7 @@ fn provider(r: &mut Reader<'_>, n: usize) -> Option<ProviderSettings> {
     };
     let fallback = match r.text(&var("FALLBACK")) {
         None => None,
-        Some(raw) => ModelId::parse(&raw)
-            .map_err(|p| r.fail(&var("FALLBACK"), p))
-            .ok(),
+        Some(raw) => ModelId::parse(&raw).map_err(|p| r.fail(&var("FALLBACK"), p)).ok(),
     };
     if kind != ProviderKind::Demo && r.source.is_set(&var("DELAY")) {
         r.fail(&var("DELAY"), "only applies to providers of type demo");
@@ -628,10 +535,7 @@ fn provider(r: &mut Reader<'_>, n: usize) -> Option<ProviderSettings> {
     let delay = match r.source.get(&var("DELAY")) {
         None => Duration::from_millis(30),
         Some(raw) => humantime::parse_duration(raw).unwrap_or_else(|_| {
-            r.fail(
-                &var("DELAY"),
-                format!("must be a duration such as 30ms, got {raw:?}"),
-            );
+            r.fail(&var("DELAY"), format!("must be a duration such as 30ms, got {raw:?}"));
             Duration::from_millis(30)
         }),
     };
@@ -657,11 +561,7 @@ fn storage(r: &mut Reader<'_>, dev: bool) -> StorageBackend {
             r.fail("MONGO_URI", "must start with mongodb:// or mongodb+srv://");
         }
     }
-    let requested = match r
-        .text("STORAGE_BACKEND")
-        .map(|b| b.to_ascii_lowercase())
-        .as_deref()
-    {
+    let requested = match r.text("STORAGE_BACKEND").map(|b| b.to_ascii_lowercase()).as_deref() {
         None => {
             if mongo_uri.is_some() {
                 StorageBackend::MongoDb
@@ -672,18 +572,11 @@ fn storage(r: &mut Reader<'_>, dev: bool) -> StorageBackend {
         Some("memory") => StorageBackend::Memory,
         Some("mongodb") => StorageBackend::MongoDb,
         Some(other) => {
-            r.fail(
-                "STORAGE_BACKEND",
-                format!("must be memory or mongodb, got {other:?}"),
-            );
+            r.fail("STORAGE_BACKEND", format!("must be memory or mongodb, got {other:?}"));
             StorageBackend::Memory
         }
     };
-    for name in [
-        "MONGO_CONNECT_TIMEOUT",
-        "MONGO_RETRY_DELAY",
-        "MONGO_RETRY_MAX_DELAY",
-    ] {
+    for name in ["MONGO_CONNECT_TIMEOUT", "MONGO_RETRY_DELAY", "MONGO_RETRY_MAX_DELAY"] {
         if r.source.is_set(name) {
             let _ = r.duration(name, "1s");
         }
@@ -691,17 +584,12 @@ fn storage(r: &mut Reader<'_>, dev: bool) -> StorageBackend {
     let _: u32 = r.number("MONGO_RETRY_ATTEMPTS", 3);
     if dev {
         if requested == StorageBackend::MongoDb {
-            r.warnings.push(
-                "--dev uses memory storage; MONGO_URI and STORAGE_BACKEND are ignored".into(),
-            );
+            r.warnings.push("--dev uses memory storage; MONGO_URI and STORAGE_BACKEND are ignored".into());
         }
         return StorageBackend::Memory;
     }
     if requested == StorageBackend::MongoDb {
-        r.fail(
-            "STORAGE_BACKEND",
-            "mongodb storage is not available in this build yet; use memory",
-        );
+        r.fail("STORAGE_BACKEND", "mongodb storage is not available in this build yet; use memory");
     }
     requested
 }
@@ -714,10 +602,7 @@ fn check_not_yet_used(r: &mut Reader<'_>) {
         let raw = key.len() == 32;
         let base64 = key.len() == 44 && key.ends_with('=');
         if !(hex || raw || base64) {
-            r.fail(
-                "ENCRYPTION_KEY",
-                "must be 32 bytes: 64 hex characters, base64, or exactly 32 characters",
-            );
+            r.fail("ENCRYPTION_KEY", "must be 32 bytes: 64 hex characters, base64, or exactly 32 characters");
         }
     }
     if let Some(tls) = r.text("SMTP_TLS") {
@@ -737,10 +622,7 @@ fn check_not_yet_used(r: &mut Reader<'_>) {
     for phone in r.list("ADMIN_PHONES") {
         let digits = phone.strip_prefix('+').unwrap_or(&phone);
         if digits.len() < 6 || !digits.chars().all(|c| c.is_ascii_digit()) {
-            r.fail(
-                "ADMIN_PHONES",
-                format!("{phone:?} is not a phone number in E.164 form (+15551234567)"),
-            );
+            r.fail("ADMIN_PHONES", format!("{phone:?} is not a phone number in E.164 form (+15551234567)"));
         }
     }
     if let Some(provider) = r.text("SMS_PROVIDER") {
@@ -749,8 +631,8 @@ fn check_not_yet_used(r: &mut Reader<'_>) {
         }
     }
     if let Some(url) = r.text("SMS_ENDPOINT") {
-        if let Some(problem) = endpoint_problem(&url)
-            .or_else(|| (!url.contains("://")).then_some("must be an http(s) URL"))
+        if let Some(problem) =
+            endpoint_problem(&url).or_else(|| (!url.contains("://")).then_some("must be an http(s) URL"))
         {
             r.fail("SMS_ENDPOINT", problem);
         }
@@ -784,11 +666,7 @@ fn check_not_yet_used(r: &mut Reader<'_>) {
         "MAX_ACTIVE_SESSIONS_PER_USER",
         "LLM_MAX_RETRIES",
     ];
-    let unused: Vec<&str> = later
-        .iter()
-        .copied()
-        .filter(|name| r.source.is_set(name))
-        .collect();
+    let unused: Vec<&str> = later.iter().copied().filter(|name| r.source.is_set(name)).collect();
     if !unused.is_empty() {
         r.warnings.push(format!(
             "set but not used by this version yet (the features arrive in later releases): {}",
@@ -809,11 +687,7 @@ mod tests {
     }
 
     fn demo() -> Vec<(&'static str, &'static str)> {
-        vec![
-            ("JWT_SECRET", GOOD_SECRET),
-            ("LLM_PROVIDER_1_ID", "demo"),
-            ("LLM_PROVIDER_1_TYPE", "demo"),
-        ]
+        vec![("JWT_SECRET", GOOD_SECRET), ("LLM_PROVIDER_1_ID", "demo"), ("LLM_PROVIDER_1_TYPE", "demo")]
     }
 
     #[test]
@@ -845,17 +719,10 @@ mod tests {
                 ("LLM_PROVIDER_1_TYPE", "demo"),
             ]);
             assert_eq!(problems.len(), 1, "{problems:?}");
-            assert!(
-                problems[0].starts_with("JWT_SECRET: ") && problems[0].contains(reason),
-                "{problems:?}"
-            );
+            assert!(problems[0].starts_with("JWT_SECRET: ") && problems[0].contains(reason), "{problems:?}");
             assert!(!problems[0].contains(secret), "the secret is never echoed");
         }
-        assert!(
-            errors(&[])
-                .iter()
-                .any(|p| p.starts_with("JWT_SECRET: is required"))
-        );
+        assert!(errors(&[]).iter().any(|p| p.starts_with("JWT_SECRET: is required")));
     }
 
     #[test]
@@ -888,9 +755,7 @@ mod tests {
             "MAX_CONNECTIONS",
         ] {
             assert!(
-                problems
-                    .iter()
-                    .any(|p| p.starts_with(&format!("{variable}: "))),
+                problems.iter().any(|p| p.starts_with(&format!("{variable}: "))),
                 "{variable} missing from {problems:?}"
             );
         }
@@ -914,38 +779,18 @@ mod tests {
             ("LLM_PROVIDER_2_ID", "a"),
             ("LLM_PROVIDER_2_TYPE", "demo"),
         ]);
-        assert!(
-            duplicate.iter().any(|p| p.starts_with("LLM_PROVIDER_2_ID")),
-            "{duplicate:?}"
-        );
-        let bad_type = errors(&[
-            base[0],
-            ("LLM_PROVIDER_1_ID", "a"),
-            ("LLM_PROVIDER_1_TYPE", "gpt"),
-        ]);
-        assert!(
-            bad_type
-                .iter()
-                .any(|p| p.starts_with("LLM_PROVIDER_1_TYPE")),
-            "{bad_type:?}"
-        );
+        assert!(duplicate.iter().any(|p| p.starts_with("LLM_PROVIDER_2_ID")), "{duplicate:?}");
+        let bad_type = errors(&[base[0], ("LLM_PROVIDER_1_ID", "a"), ("LLM_PROVIDER_1_TYPE", "gpt")]);
+        assert!(bad_type.iter().any(|p| p.starts_with("LLM_PROVIDER_1_TYPE")), "{bad_type:?}");
         let fallback = errors(&[
             base[0],
             ("LLM_PROVIDER_1_ID", "a"),
             ("LLM_PROVIDER_1_TYPE", "demo"),
             ("LLM_PROVIDER_1_FALLBACK", "zzz"),
         ]);
-        assert!(
-            fallback
-                .iter()
-                .any(|p| p.starts_with("LLM_PROVIDER_1_FALLBACK")),
-            "{fallback:?}"
-        );
+        assert!(fallback.iter().any(|p| p.starts_with("LLM_PROVIDER_1_FALLBACK")), "{fallback:?}");
         let none = errors(&base);
-        assert!(
-            none.iter().any(|p| p.contains("at least one provider")),
-            "{none:?}"
-        );
+        assert!(none.iter().any(|p| p.contains("at least one provider")), "{none:?}");
         let delay = load_from(
             &[
                 base[0],
@@ -955,10 +800,7 @@ mod tests {
             ],
             false,
         );
-        assert_eq!(
-            delay.settings.expect("valid").providers[0].delay,
-            Duration::from_millis(5)
-        );
+        assert_eq!(delay.settings.expect("valid").providers[0].delay, Duration::from_millis(5));
     }
 
     #[test]
@@ -966,11 +808,40 @@ mod tests {
         assert_eq!(endpoint_problem("https://api.openai.com/v1"), None);
         assert_eq!(endpoint_problem("http://127.0.0.1:11434/v1"), None);
         assert_eq!(endpoint_problem("http://ollama:11434"), None);
-        assert_eq!(
-            endpoint_problem("http://vllm.ml.svc.cluster.local/v1"),
-            None
-        );
+        assert_eq!(endpoint_problem("http://vllm.ml.svc.cluster.local/v1"), None);
         assert!(endpoint_problem("http://api.example.com/v1").is_some());
+    }
+
+    #[test]
+    fn the_example_file_loads_every_key_and_validates() {
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deployments/chatbox.example.toml");
+        let source =
+            Source::new([("JWT_SECRET".to_owned(), GOOD_SECRET.to_owned())], Some(&path)).expect("readable");
+        let loaded = load(&source, false, Some(path));
+        assert!(loaded.warnings.iter().all(|w| !w.contains("CHATBOX_CONFIG")), "{:?}", loaded.warnings);
+        let settings = loaded.settings.expect("valid");
+        assert_eq!(settings.allowed_origins, ["https://app.example.com"]);
+        assert_eq!(settings.providers[0].delay, Duration::from_millis(30));
+        assert_eq!(settings.session_cleanup_interval, Duration::from_secs(300));
+    }
+
+    #[test]
+    fn misplaced_file_keys_are_reported() {
+        let dir = std::env::temp_dir().join(format!("chatbox-rules-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("c.toml");
+        std::fs::write(&path, "[jwt]\nsecret_typo = 1\nallowed_origins = \"https://a.example.com\"\n")
+            .expect("write");
+        let source = Source::new(demo().iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())), Some(&path))
+            .expect("source");
+        let loaded = load(&source, false, Some(path));
+        let warning = loaded
+            .warnings
+            .iter()
+            .find(|w| w.contains("CHATBOX_CONFIG"))
+            .unwrap_or_else(|| panic!("no warning in {:?}", loaded.warnings));
+        assert!(warning.contains("JWT_ALLOWED_ORIGINS") && warning.contains("JWT_SECRET_TYPO"), "{warning}");
     }
 
     #[test]

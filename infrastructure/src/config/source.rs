@@ -3,14 +3,17 @@
 //! case, either flat (`server_port = 8080`) or grouped one level deep
 //! (`[server] port = 8080` is `SERVER_PORT`).
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
+use std::sync::{Mutex, PoisonError};
 
-/// Raw values by upper-case variable name.
-#[derive(Debug, Default, Clone)]
+/// Raw values by upper-case variable name. Remembers which names were asked for, so
+/// keys of the file that nothing reads (typos, misplaced keys) can be reported.
+#[derive(Debug, Default)]
 pub struct Source {
     env: HashMap<String, String>,
     file: HashMap<String, String>,
+    asked: Mutex<BTreeSet<String>>,
 }
 
 impl Source {
@@ -18,53 +21,52 @@ impl Source {
     ///
     /// # Errors
     /// The reason the file could not be read or parsed.
-    pub fn new(
-        env: impl IntoIterator<Item = (String, String)>,
-        file: Option<&Path>,
-    ) -> Result<Self, String> {
-        let env = env
-            .into_iter()
-            .map(|(k, v)| (k.to_ascii_uppercase(), v))
-            .collect();
+    pub fn new(env: impl IntoIterator<Item = (String, String)>, file: Option<&Path>) -> Result<Self, String> {
+        let env = env.into_iter().map(|(k, v)| (k.to_ascii_uppercase(), v)).collect();
         let file = match file {
             None => HashMap::new(),
             Some(path) => {
                 let text = std::fs::read_to_string(path)
                     .map_err(|e| format!("CHATBOX_CONFIG: cannot read {}: {e}", path.display()))?;
-                let table: toml::Table = toml::from_str(&text).map_err(|e| {
-                    format!("CHATBOX_CONFIG: {} is not valid TOML: {e}", path.display())
-                })?;
+                let table: toml::Table = toml::from_str(&text)
+                    .map_err(|e| format!("CHATBOX_CONFIG: {} is not valid TOML: {e}", path.display()))?;
                 flatten(&table)?
             }
         };
-        Ok(Self { env, file })
+        Ok(Self { env, file, asked: Mutex::default() })
+    }
+
+    fn ask(&self, name: &str) {
+        self.asked.lock().unwrap_or_else(PoisonError::into_inner).insert(name.to_owned());
+    }
+
+    /// Keys of the file that no rule asked for, sorted.
+    #[must_use]
+    pub fn unread_file_keys(&self) -> Vec<String> {
+        let asked = self.asked.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut unread: Vec<String> = self.file.keys().filter(|k| !asked.contains(*k)).cloned().collect();
+        unread.sort();
+        unread
     }
 
     /// The value of `name`, environment first; empty strings count as unset.
     #[must_use]
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.env
-            .get(name)
-            .or_else(|| self.file.get(name))
-            .map(|v| v.trim())
-            .filter(|v| !v.is_empty())
+        self.ask(name);
+        self.env.get(name).or_else(|| self.file.get(name)).map(|v| v.trim()).filter(|v| !v.is_empty())
     }
 
     /// The first of several names that is set (aliases).
     #[must_use]
     pub fn get_any(&self, names: &[&'static str]) -> Option<(&'static str, String)> {
-        names
-            .iter()
-            .find_map(|name| self.get(name).map(|v| (*name, v.to_owned())))
+        names.iter().find_map(|name| self.get(name).map(|v| (*name, v.to_owned())))
     }
 
     /// The value of `name` even when set to the empty string (where empty has a meaning).
     #[must_use]
     pub fn get_raw(&self, name: &str) -> Option<&str> {
-        self.env
-            .get(name)
-            .or_else(|| self.file.get(name))
-            .map(|v| v.trim())
+        self.ask(name);
+        self.env.get(name).or_else(|| self.file.get(name)).map(|v| v.trim())
     }
 
     /// Every variable name that is set, in either place.
@@ -104,16 +106,12 @@ fn scalar(name: &str, value: &toml::Value) -> Result<String, String> {
         toml::Value::Integer(i) => i.to_string(),
         toml::Value::Float(f) => f.to_string(),
         toml::Value::Boolean(b) => b.to_string(),
-        toml::Value::Array(items) => items
-            .iter()
-            .map(|i| scalar(name, i))
-            .collect::<Result<Vec<_>, _>>()?
-            .join(","),
+        toml::Value::Array(items) => {
+            items.iter().map(|i| scalar(name, i)).collect::<Result<Vec<_>, _>>()?.join(",")
+        }
         toml::Value::Datetime(d) => d.to_string(),
         toml::Value::Table(_) => {
-            return Err(format!(
-                "CHATBOX_CONFIG: {name} nests too deep (one level of groups at most)"
-            ));
+            return Err(format!("CHATBOX_CONFIG: {name} nests too deep (one level of groups at most)"));
         }
     })
 }
@@ -127,13 +125,10 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("chatbox-source-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("dir");
         let path = dir.join("c.toml");
-        std::fs::write(
-            &path,
-            "server_port = 9000\n[server]\nhost = \"127.0.0.1\"\n[rate]\nlimit = 5\n",
-        )
-        .expect("write");
-        let source = Source::new([("SERVER_PORT".to_owned(), "9100".to_owned())], Some(&path))
-            .expect("source");
+        std::fs::write(&path, "server_port = 9000\n[server]\nhost = \"127.0.0.1\"\n[rate]\nlimit = 5\n")
+            .expect("write");
+        let source =
+            Source::new([("SERVER_PORT".to_owned(), "9100".to_owned())], Some(&path)).expect("source");
         assert_eq!(source.get("SERVER_PORT"), Some("9100"));
         assert_eq!(source.get("SERVER_HOST"), Some("127.0.0.1"));
         assert_eq!(source.get("RATE_LIMIT"), Some("5"));
