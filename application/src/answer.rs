@@ -15,18 +15,19 @@ use std::sync::Arc;
 
 use chatbox_domain::validation::Metadata;
 use chatbox_domain::{
-    ClientMessageId, ErrorCode, FinishReason, MessageId, MessageKind, ModelId, Sender, StoredMessage, Usage,
+    AnswerTiming, ClientMessageId, ErrorCode, FinishReason, MessageId, MessageKind, ModelId, ProviderConversation,
+    Sender, StoredMessage, Usage,
 };
 use futures::StreamExt;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use crate::chat::Deps;
 use crate::events::{AnswerStyle, Frame, ServerEvent};
 use crate::live::{LiveSession, StreamingAnswer};
-use crate::ports::{AnswerStream, ChatRequest, ChatTurn, Role, StreamEvent};
+use crate::ports::{AnswerStream, ChatRequest, ChatTurn, LlmProvider, ProviderError, Role, StreamEvent};
 use crate::socket::SocketHandle;
 
 /// A message accepted from a socket, on its way to storage.
@@ -54,19 +55,65 @@ pub struct Turn {
 
 /// How an answer ended, before it is stored.
 struct Outcome {
+    /// The model that answered (the fallback's, if it took over).
+    model_id: ModelId,
     finish_reason: FinishReason,
     failure: Option<(ErrorCode, &'static str)>,
     usage: Option<Usage>,
+    first_token: Option<std::time::Duration>,
     prompt_chars: usize,
 }
 
 impl Outcome {
-    fn ended(finish_reason: FinishReason) -> Self {
-        Self { finish_reason, failure: None, usage: None, prompt_chars: 0 }
+    fn ended_with(model_id: &ModelId, finish_reason: FinishReason) -> Self {
+        Self { model_id: model_id.clone(), finish_reason, failure: None, usage: None, first_token: None, prompt_chars: 0 }
     }
 
-    fn failed(finish_reason: FinishReason, code: ErrorCode, message: &'static str) -> Self {
-        Self { finish_reason, failure: Some((code, message)), usage: None, prompt_chars: 0 }
+    fn failed(model_id: &ModelId, finish_reason: FinishReason, code: ErrorCode, message: &'static str) -> Self {
+        Self { failure: Some((code, message)), ..Self::ended_with(model_id, finish_reason) }
+    }
+}
+
+/// The answer being produced: what every step needs to know about it.
+struct Answer {
+    message_id: MessageId,
+    style: AnswerStyle,
+    cancel: CancellationToken,
+    started: Instant,
+}
+
+/// A provider stream that produced its first token (or ended), and the events read so far.
+struct Started {
+    stream: AnswerStream,
+    model_id: ModelId,
+    first_events: Vec<StreamEvent>,
+}
+
+/// Why one attempt did not produce a first token.
+enum Attempt {
+    Cancelled,
+    TimedOut,
+    Failed(ProviderError),
+}
+
+/// What the stream has told us so far.
+struct Progress {
+    model_id: ModelId,
+    usage: Option<Usage>,
+    first_token: Option<std::time::Duration>,
+}
+
+impl Progress {
+    fn ended(self, finish_reason: FinishReason) -> Outcome {
+        Outcome {
+            usage: self.usage,
+            first_token: self.first_token,
+            ..Outcome::ended_with(&self.model_id, finish_reason)
+        }
+    }
+
+    fn failed(self, finish_reason: FinishReason, code: ErrorCode, message: &'static str) -> Outcome {
+        Outcome { failure: Some((code, message)), ..self.ended(finish_reason) }
     }
 }
 
@@ -133,6 +180,7 @@ impl Actor {
                 finish_reason: None,
                 usage: None,
                 model_id: None,
+                timing: None,
             };
             (message, next)
         });
@@ -180,11 +228,8 @@ impl Actor {
         let session_id = self.live.id().clone();
         let cancel = self.deps.answers_cutoff.child_token();
         let started = Instant::now();
-        let loading = self.frame(ServerEvent::Loading {
-            session_id: session_id.clone(),
-            message_id: message_id.clone(),
-            style,
-        });
+        let loading =
+            self.frame(ServerEvent::Loading { session_id: session_id.clone(), message_id: message_id.clone(), style });
         let (model_id, user_id) = self.live.with_state(|state| {
             state.streaming = Some(StreamingAnswer {
                 message_id: message_id.clone(),
@@ -197,15 +242,16 @@ impl Actor {
             (state.session.model_id.clone(), state.session.owner.clone())
         });
 
+        let answer = Answer { message_id, style, cancel, started };
         let outcome = match self.request(&model_id, user_id).await {
             Ok((request, prompt_chars)) => {
-                let mut outcome = self.stream(request, &model_id, &message_id, style, &cancel, started).await;
+                let mut outcome = self.run(request, &answer).await;
                 outcome.prompt_chars = prompt_chars;
                 outcome
             }
             Err(outcome) => outcome,
         };
-        self.finish(outcome, &model_id, &message_id, style, started).await;
+        self.finish(outcome, &answer).await;
     }
 
     /// Builds the provider request from the stored history.
@@ -216,12 +262,10 @@ impl Actor {
     ) -> Result<(ChatRequest, usize), Outcome> {
         let settings = &self.deps.settings;
         let recent =
-            self.deps.repo.recent_messages(self.live.id(), settings.context_messages).await.map_err(
-                |error| {
-                    warn!(session_id = %self.live.id(), %error, "loading the history failed");
-                    Outcome::failed(FinishReason::Error, ErrorCode::DatabaseError, STORAGE_UNAVAILABLE)
-                },
-            )?;
+            self.deps.repo.recent_messages(self.live.id(), settings.context_messages).await.map_err(|error| {
+                warn!(session_id = %self.live.id(), %error, "loading the history failed");
+                Outcome::failed(model_id, FinishReason::Error, ErrorCode::DatabaseError, STORAGE_UNAVAILABLE)
+            })?;
         let history = context_window(&recent, settings.context_max_chars);
         let prompt_chars = history.iter().map(|t| t.content.chars().count()).sum::<usize>()
             + settings.system_prompt.as_ref().map_or(0, |p| p.chars().count());
@@ -231,45 +275,29 @@ impl Actor {
             history,
             user_id,
             session_id: self.live.id().clone(),
+            conversation_id: None,
         };
         Ok((request, prompt_chars))
     }
 
-    /// Forwards the provider's stream to the sockets until it ends, fails, stalls, is
-    /// cancelled, or runs out of time. Dropping the stream on return aborts the request.
-    async fn stream(
-        &mut self,
-        request: ChatRequest,
-        model_id: &ModelId,
-        message_id: &MessageId,
-        style: AnswerStyle,
-        cancel: &CancellationToken,
-        started: Instant,
-    ) -> Outcome {
+    /// Runs the answer: starts it (with retries and fallback), then forwards the stream
+    /// to the sockets until it ends, fails, stalls, is cancelled, or runs out of time.
+    /// Dropping the stream on return aborts the provider request.
+    async fn run(&mut self, request: ChatRequest, answer: &Answer) -> Outcome {
         let deps = Arc::clone(&self.deps);
         let settings = &deps.settings;
-        let total_deadline = started + settings.stream_timeout;
-        let Some(provider) = self.deps.providers.get(model_id).cloned() else {
-            warn!(%model_id, "no provider is configured for the session's model");
-            return Outcome::failed(FinishReason::Error, ErrorCode::LlmUnavailable, PROVIDER_UNAVAILABLE);
-        };
-        let idle_deadline = (started + settings.idle_timeout).min(total_deadline);
-        let mut stream: AnswerStream = tokio::select! {
-            biased;
-            () = cancel.cancelled() => return Outcome::ended(FinishReason::Cancelled),
-            () = sleep_until(idle_deadline) => {
-                return Outcome::failed(FinishReason::Timeout, ErrorCode::LlmTimeout, PROVIDER_TIMEOUT);
+        let total_deadline = answer.started + settings.stream_timeout;
+        let Started { mut stream, model_id, first_events } =
+            match self.start(request, &answer.cancel, total_deadline).await {
+                Ok(started) => started,
+                Err(outcome) => return outcome,
+            };
+        let mut progress = Progress { model_id, usage: None, first_token: None };
+        for event in first_events {
+            if let Some(reason) = self.apply(event, &mut progress, answer) {
+                return progress.ended(reason);
             }
-            started_stream = provider.stream(request) => match started_stream {
-                Ok(stream) => stream,
-                Err(error) => {
-                    warn!(session_id = %self.live.id(), %model_id, %error, "starting the answer failed");
-                    return Outcome::failed(FinishReason::Error, ErrorCode::LlmUnavailable, PROVIDER_UNAVAILABLE);
-                }
-            },
-        };
-
-        let mut usage = None;
+        }
         let mut last_event = Instant::now();
         loop {
             let idle_deadline = (last_event + settings.idle_timeout).min(total_deadline);
@@ -280,43 +308,27 @@ impl Actor {
             let deadline = unattended_deadline.map_or(idle_deadline, |d| d.min(idle_deadline));
             tokio::select! {
                 biased;
-                () = cancel.cancelled() => return Outcome { usage, ..Outcome::ended(FinishReason::Cancelled) },
+                () = answer.cancel.cancelled() => return progress.ended(FinishReason::Cancelled),
                 () = sleep_until(deadline) => {
                     if unattended_deadline.is_some_and(|d| d <= Instant::now()) {
                         debug!(session_id = %self.live.id(), "no socket came back in time; answer cancelled");
-                        return Outcome { usage, ..Outcome::ended(FinishReason::Cancelled) };
+                        return progress.ended(FinishReason::Cancelled);
                     }
-                    warn!(session_id = %self.live.id(), %model_id, "answer timed out");
-                    return Outcome { usage, ..Outcome::failed(FinishReason::Timeout, ErrorCode::LlmTimeout, PROVIDER_TIMEOUT) };
+                    warn!(session_id = %self.live.id(), model_id = %progress.model_id, "answer timed out");
+                    return progress.failed(FinishReason::Timeout, ErrorCode::LlmTimeout, PROVIDER_TIMEOUT);
                 }
                 event = stream.next() => {
                     last_event = Instant::now();
                     match event {
-                        Some(Ok(StreamEvent::Delta(text))) if !text.is_empty() => {
-                            let chunk = self.frame(ServerEvent::AnswerChunk {
-                                session_id: self.live.id().clone(),
-                                message_id: message_id.clone(),
-                                model_id: model_id.clone(),
-                                delta: Arc::from(text.as_str()),
-                                style,
-                            });
-                            self.live.with_state(|state| {
-                                if let Some(streaming) = state.streaming.as_mut() {
-                                    streaming.text.push_str(&text);
-                                }
-                                state.broadcast(&chunk, None);
-                            });
+                        Some(Ok(event)) => {
+                            if let Some(reason) = self.apply(event, &mut progress, answer) {
+                                return progress.ended(reason);
+                            }
                         }
-                        Some(Ok(StreamEvent::Delta(_))) => {}
-                        Some(Ok(StreamEvent::Usage(reported))) => usage = Some(reported),
-                        Some(Ok(StreamEvent::Finished(reason))) => return Outcome { usage, ..Outcome::ended(reason) },
-                        None => return Outcome { usage, ..Outcome::ended(FinishReason::Stop) },
+                        None => return progress.ended(FinishReason::Stop),
                         Some(Err(error)) => {
-                            warn!(session_id = %self.live.id(), %model_id, %error, "answer stream failed");
-                            return Outcome {
-                                usage,
-                                ..Outcome::failed(FinishReason::Error, ErrorCode::LlmUnavailable, PROVIDER_UNAVAILABLE)
-                            };
+                            warn!(session_id = %self.live.id(), model_id = %progress.model_id, %error, "answer stream failed");
+                            return progress.failed(FinishReason::Error, ErrorCode::LlmUnavailable, PROVIDER_UNAVAILABLE);
                         }
                     }
                 }
@@ -324,15 +336,146 @@ impl Actor {
         }
     }
 
+    /// Applies one stream event; returns the finish reason when the stream says it is done.
+    fn apply(&self, event: StreamEvent, progress: &mut Progress, answer: &Answer) -> Option<FinishReason> {
+        match event {
+            StreamEvent::Delta(text) if text.is_empty() => None,
+            StreamEvent::Delta(text) => {
+                progress.first_token.get_or_insert_with(|| answer.started.elapsed());
+                let chunk = self.frame(ServerEvent::AnswerChunk {
+                    session_id: self.live.id().clone(),
+                    message_id: answer.message_id.clone(),
+                    model_id: progress.model_id.clone(),
+                    delta: Arc::from(text.as_str()),
+                    style: answer.style,
+                });
+                self.live.with_state(|state| {
+                    if let Some(streaming) = state.streaming.as_mut() {
+                        streaming.text.push_str(&text);
+                    }
+                    state.broadcast(&chunk, None);
+                });
+                None
+            }
+            StreamEvent::Usage(usage) => {
+                progress.usage = Some(usage);
+                None
+            }
+            StreamEvent::Conversation(id) => {
+                let model_id = progress.model_id.clone();
+                self.live.with_state(|state| {
+                    state.session.provider_conversation = Some(ProviderConversation { model_id, id });
+                });
+                None
+            }
+            StreamEvent::Finished(reason) => Some(reason),
+        }
+    }
+
+    /// Starts the answer with the session's provider, retrying failures whose kind
+    /// allows it (with backoff, honouring `Retry-After`), then the provider's fallback.
+    /// Everything here happens before the first token: once one arrives, a failure
+    /// ends the answer instead.
+    async fn start(
+        &self,
+        request: ChatRequest,
+        cancel: &CancellationToken,
+        total_deadline: Instant,
+    ) -> Result<Started, Outcome> {
+        let settings = &self.deps.settings;
+        let policy = settings.retry;
+        let chain = settings.provider_chain(&request.model_id);
+        for (position, model_id) in chain.iter().enumerate() {
+            let Some(provider) = self.deps.providers.get(model_id).cloned() else {
+                warn!(%model_id, "no provider is configured for this model");
+                continue;
+            };
+            if position > 0 {
+                info!(session_id = %self.live.id(), from = %chain[position - 1], to = %model_id, "falling back to another provider");
+            }
+            let mut attempt_request = request.clone();
+            attempt_request.model_id = model_id.clone();
+            attempt_request.conversation_id =
+                self.live.with_state(|state| state.session.conversation_for(model_id).map(str::to_owned));
+            let mut retry = 0;
+            loop {
+                let failure = match self.attempt(&*provider, attempt_request.clone(), cancel, total_deadline).await {
+                    Ok((stream, first_events)) => {
+                        return Ok(Started { stream, model_id: model_id.clone(), first_events });
+                    }
+                    Err(Attempt::Cancelled) => return Err(Outcome::ended_with(model_id, FinishReason::Cancelled)),
+                    Err(Attempt::TimedOut) => {
+                        warn!(session_id = %self.live.id(), %model_id, "no answer from the provider in time");
+                        return Err(Outcome::failed(model_id, FinishReason::Timeout, ErrorCode::LlmTimeout, PROVIDER_TIMEOUT));
+                    }
+                    Err(Attempt::Failed(error)) => error,
+                };
+                warn!(session_id = %self.live.id(), %model_id, error = %failure, retryable = failure.is_retryable(), retry, "provider request failed");
+                if !failure.is_retryable() || retry >= policy.max_retries {
+                    break;
+                }
+                let wait = policy.delay(retry, failure.retry_after(), self.deps.random.unit());
+                if Instant::now() + wait >= total_deadline {
+                    break;
+                }
+                tokio::select! {
+                    biased;
+                    () = cancel.cancelled() => return Err(Outcome::ended_with(model_id, FinishReason::Cancelled)),
+                    () = tokio::time::sleep(wait) => {}
+                }
+                retry += 1;
+            }
+        }
+        Err(Outcome::failed(&request.model_id, FinishReason::Error, ErrorCode::LlmUnavailable, PROVIDER_UNAVAILABLE))
+    }
+
+    /// One request to one provider, read up to its first token (or its end).
+    async fn attempt(
+        &self,
+        provider: &dyn LlmProvider,
+        request: ChatRequest,
+        cancel: &CancellationToken,
+        total_deadline: Instant,
+    ) -> Result<(AnswerStream, Vec<StreamEvent>), Attempt> {
+        let idle = self.deps.settings.idle_timeout;
+        let deadline = (Instant::now() + idle).min(total_deadline);
+        let mut stream = tokio::select! {
+            biased;
+            () = cancel.cancelled() => return Err(Attempt::Cancelled),
+            () = sleep_until(deadline) => return Err(Attempt::TimedOut),
+            started = provider.stream(request) => started.map_err(Attempt::Failed)?,
+        };
+        let mut first_events = Vec::new();
+        loop {
+            let deadline = (Instant::now() + idle).min(total_deadline);
+            let event = tokio::select! {
+                biased;
+                () = cancel.cancelled() => return Err(Attempt::Cancelled),
+                () = sleep_until(deadline) => return Err(Attempt::TimedOut),
+                event = stream.next() => event,
+            };
+            match event {
+                Some(Ok(event)) => {
+                    let first_token = matches!(&event, StreamEvent::Delta(text) if !text.is_empty())
+                        || matches!(event, StreamEvent::Finished(_));
+                    first_events.push(event);
+                    if first_token {
+                        return Ok((stream, first_events));
+                    }
+                }
+                Some(Err(error)) => return Err(Attempt::Failed(error)),
+                None => {
+                    first_events.push(StreamEvent::Finished(FinishReason::Stop));
+                    return Ok((stream, first_events));
+                }
+            }
+        }
+    }
+
     /// Stores what was streamed and ends the answer with its `done` frame.
-    async fn finish(
-        &mut self,
-        outcome: Outcome,
-        model_id: &ModelId,
-        message_id: &MessageId,
-        style: AnswerStyle,
-        started: Instant,
-    ) {
+    async fn finish(&mut self, outcome: Outcome, answer: &Answer) {
+        let Answer { message_id, style, started, .. } = answer;
+        let (style, model_id) = (*style, &outcome.model_id);
         let now = self.deps.clock.now();
         let session_id = self.live.id().clone();
         let text = self
@@ -347,6 +490,7 @@ impl Actor {
             })
         });
         let duration = started.elapsed();
+        let timing = AnswerTiming { first_token: outcome.first_token, total: duration };
 
         let mut stored_seq = None;
         let mut storage_failed = false;
@@ -359,6 +503,7 @@ impl Actor {
                 message.finish_reason = Some(outcome.finish_reason);
                 message.usage = usage;
                 message.model_id = Some(model_id.to_string());
+                message.timing = Some(timing);
                 (message, next)
             });
             match self.deps.repo.append_message(&snapshot, &message).await {
@@ -394,6 +539,7 @@ impl Actor {
             seq: stored_seq,
             finish_reason: outcome.finish_reason,
             usage,
+            timing,
             style,
         }));
         self.live.with_state(|state| {

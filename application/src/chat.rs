@@ -22,7 +22,7 @@ use crate::error::ChatError;
 use crate::events::{Frame, ServerEvent};
 use crate::limits::MessageLimiter;
 use crate::live::{LiveSession, LiveSessions};
-use crate::ports::{Clock, IdGenerator, LlmProvider, SessionRepository};
+use crate::ports::{Clock, IdGenerator, LlmProvider, Randomness, SessionRepository};
 use crate::settings::ChatSettings;
 use crate::socket::SocketHandle;
 
@@ -32,6 +32,7 @@ pub(crate) struct Deps {
     pub providers: HashMap<ModelId, Arc<dyn LlmProvider>>,
     pub clock: Arc<dyn Clock>,
     pub ids: Arc<dyn IdGenerator>,
+    pub random: Arc<dyn Randomness>,
     pub settings: ChatSettings,
     pub live: LiveSessions,
     pub limiter: MessageLimiter,
@@ -50,6 +51,8 @@ pub struct ChatPorts {
     pub clock: Arc<dyn Clock>,
     /// Ids.
     pub ids: Arc<dyn IdGenerator>,
+    /// Randomness (retry jitter).
+    pub random: Arc<dyn Randomness>,
 }
 
 impl std::fmt::Debug for ChatPorts {
@@ -111,6 +114,7 @@ impl ChatService {
                 providers: ports.providers,
                 clock: ports.clock,
                 ids: ports.ids,
+                random: ports.random,
                 settings,
                 live: LiveSessions::default(),
                 limiter,

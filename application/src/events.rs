@@ -8,6 +8,7 @@ use bytes::Bytes;
 use std::time::Duration;
 
 use chatbox_domain::{
+    AnswerTiming,
     ErrorCode, FinishReason, MessageId, ModelId, Seq, SessionId, StoredMessage, Timestamp, Usage, UserId,
 };
 
@@ -77,6 +78,8 @@ pub enum ServerEvent {
         finish_reason: FinishReason,
         /// Its cost, when known.
         usage: Option<Usage>,
+        /// How long it took.
+        timing: AnswerTiming,
         /// Frame naming.
         style: AnswerStyle,
     },

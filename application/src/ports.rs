@@ -139,6 +139,8 @@ pub struct ChatRequest {
     pub user_id: UserId,
     /// The session the answer belongs to.
     pub session_id: SessionId,
+    /// The provider's own conversation id from an earlier answer (Dify), if any.
+    pub conversation_id: Option<String>,
 }
 
 impl fmt::Debug for ChatRequest {
@@ -161,6 +163,8 @@ pub enum StreamEvent {
     Usage(Usage),
     /// The provider says the answer is complete, and why.
     Finished(FinishReason),
+    /// The provider's id for this conversation, to send back with the next request.
+    Conversation(String),
 }
 
 /// A provider failure, classified by kind so retry policy never matches error text.
@@ -196,6 +200,15 @@ pub enum ProviderError {
 }
 
 impl ProviderError {
+    /// How long the provider asked us to wait, if it did.
+    #[must_use]
+    pub const fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::RateLimited { retry_after } => *retry_after,
+            _ => None,
+        }
+    }
+
     /// Whether trying the same request again may succeed.
     #[must_use]
     pub const fn is_retryable(&self) -> bool {
@@ -222,6 +235,12 @@ pub trait Clock: Send + Sync + 'static {
     fn now(&self) -> Timestamp;
     /// Monotonic time since an arbitrary fixed origin (limits, timeouts, idleness).
     fn monotonic(&self) -> Duration;
+}
+
+/// Randomness, for jitter.
+pub trait Randomness: Send + Sync + 'static {
+    /// A number drawn uniformly from [0, 1).
+    fn unit(&self) -> f64;
 }
 
 /// Fresh ids.

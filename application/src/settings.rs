@@ -1,5 +1,6 @@
 //! The knobs the use-cases obey, already validated by `infrastructure`.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,6 +14,30 @@ pub struct ModelInfo {
     pub id: ModelId,
     /// The display name.
     pub name: String,
+}
+
+/// How failed provider requests are retried: only before the first token, only for
+/// failures whose kind says a retry may help.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// `LLM_MAX_RETRIES`: attempts after the first, per provider.
+    pub max_retries: u32,
+    /// The first backoff; doubled per retry.
+    pub base_delay: Duration,
+    /// The longest backoff (a provider's `Retry-After` may ask for more).
+    pub max_delay: Duration,
+}
+
+impl RetryPolicy {
+    /// The wait before retry number `retry` (0-based): exponential, capped, with
+    /// "equal jitter" (half fixed, half random) so clients do not retry in lockstep. A
+    /// provider's `Retry-After` is honoured as the minimum.
+    #[must_use]
+    pub fn delay(&self, retry: u32, retry_after: Option<Duration>, unit_random: f64) -> Duration {
+        let exponential = self.base_delay.saturating_mul(2u32.saturating_pow(retry)).min(self.max_delay);
+        let jittered = exponential.mul_f64(0.5 + 0.5 * unit_random.clamp(0.0, 1.0));
+        retry_after.map_or(jittered, |asked| asked.max(jittered))
+    }
 }
 
 /// Settings of the chat use-cases.
@@ -44,6 +69,11 @@ pub struct ChatSettings {
     pub socket_queue_capacity: usize,
     /// The most stored messages one resume replays.
     pub replay_limit: usize,
+    /// Retries before the first token.
+    pub retry: RetryPolicy,
+    /// `LLM_PROVIDER_<N>_FALLBACK`: the provider to try when one fails before its first
+    /// token.
+    pub fallbacks: HashMap<ModelId, ModelId>,
 }
 
 impl ChatSettings {
@@ -53,9 +83,38 @@ impl ChatSettings {
         &self.models[0].id
     }
 
+    /// The providers to try for `model`: itself, then its fallback, then the fallback's
+    /// fallback, without repeats.
+    #[must_use]
+    pub fn provider_chain(&self, model: &ModelId) -> Vec<ModelId> {
+        let mut chain = vec![model.clone()];
+        let mut next = self.fallbacks.get(model);
+        while let Some(fallback) = next.filter(|f| !chain.contains(f)) {
+            chain.push(fallback.clone());
+            next = self.fallbacks.get(fallback);
+        }
+        chain
+    }
+
     /// True if `id` is a configured model.
     #[must_use]
     pub fn knows_model(&self, id: &ModelId) -> bool {
         self.models.iter().any(|m| &m.id == id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_is_capped_jittered_and_honours_retry_after() {
+        let policy =
+            RetryPolicy { max_retries: 3, base_delay: Duration::from_millis(100), max_delay: Duration::from_secs(1) };
+        assert_eq!(policy.delay(0, None, 1.0), Duration::from_millis(100));
+        assert_eq!(policy.delay(0, None, 0.0), Duration::from_millis(50));
+        assert_eq!(policy.delay(2, None, 1.0), Duration::from_millis(400));
+        assert_eq!(policy.delay(10, None, 1.0), Duration::from_secs(1));
+        assert_eq!(policy.delay(0, Some(Duration::from_secs(3)), 0.5), Duration::from_secs(3));
     }
 }

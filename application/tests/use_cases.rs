@@ -11,10 +11,10 @@ use chatbox_application::chat::{ChatPorts, Connection};
 use chatbox_application::commands::{ClientCommand, SendMessage};
 use chatbox_application::events::{AnswerStyle, Outbound, ServerEvent};
 use chatbox_application::ports::{
-    AnswerStream, ChatRequest, Clock, IdGenerator, LlmProvider, ProviderError, Role, SessionRepository,
-    StreamEvent,
+    AnswerStream, ChatRequest, Clock, IdGenerator, LlmProvider, ProviderError, Randomness, Role,
+    SessionRepository, StreamEvent,
 };
-use chatbox_application::settings::ModelInfo;
+use chatbox_application::settings::{ModelInfo, RetryPolicy};
 use chatbox_application::socket::{CloseReason, SocketHandle};
 use chatbox_application::{ChatError, ChatService, ChatSettings};
 use chatbox_domain::rate_limit::Quota;
@@ -110,6 +110,14 @@ impl IdGenerator for CountingIds {
     }
 }
 
+struct HalfRandom;
+
+impl Randomness for HalfRandom {
+    fn unit(&self) -> f64 {
+        0.5
+    }
+}
+
 struct Harness {
     service: ChatService,
     repo: Arc<MemorySessionRepository>,
@@ -134,6 +142,8 @@ fn settings() -> ChatSettings {
         reconnect_timeout: Duration::from_secs(60),
         socket_queue_capacity: 64,
         replay_limit: 1000,
+        retry: RetryPolicy { max_retries: 2, base_delay: Duration::from_millis(20), max_delay: Duration::from_millis(100) },
+        fallbacks: HashMap::new(),
     }
 }
 
@@ -149,6 +159,7 @@ fn harness_with(settings: ChatSettings) -> Harness {
         providers,
         clock: Arc::new(RealClock(Instant::now())),
         ids: Arc::new(CountingIds::default()),
+        random: Arc::new(HalfRandom),
     };
     Harness { service: ChatService::new(ports, settings, TaskTracker::new()), repo, provider }
 }

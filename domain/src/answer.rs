@@ -1,6 +1,7 @@
 //! How an answer ended and what it cost.
 
 use std::fmt;
+use std::time::Duration;
 
 /// Why an answer stream ended. Every answer that starts ends with exactly one of these.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -69,6 +70,15 @@ impl Usage {
     pub fn estimate_tokens(text: &str) -> u64 {
         (text.chars().count() as u64).div_ceil(4)
     }
+}
+
+/// How long an answer took.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct AnswerTiming {
+    /// From the request to the first token, if one came.
+    pub first_token: Option<Duration>,
+    /// From the request to the end of the answer.
+    pub total: Duration,
 }
 
 #[cfg(test)]

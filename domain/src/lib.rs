@@ -22,12 +22,12 @@ pub mod rate_limit;
 pub mod session;
 pub mod validation;
 
-pub use answer::{FinishReason, Usage};
+pub use answer::{AnswerTiming, FinishReason, Usage};
 pub use error::ErrorCode;
 pub use handoff::HandoffState;
 pub use ids::{ClientMessageId, MessageId, ModelId, SessionId, UserId};
 pub use message::{MessageKind, Sender, Seq, StoredMessage};
-pub use session::{Session, SessionStatus};
+pub use session::{ProviderConversation, Session, SessionStatus};
 
 /// Wall-clock time as the domain sees it: always UTC, always passed in.
 pub type Timestamp = chrono::DateTime<chrono::Utc>;

@@ -3,7 +3,7 @@
 use std::fmt;
 
 use crate::Timestamp;
-use crate::answer::{FinishReason, Usage};
+use crate::answer::{AnswerTiming, FinishReason, Usage};
 use crate::ids::{ClientMessageId, MessageId};
 use crate::validation::Metadata;
 
@@ -123,6 +123,8 @@ pub struct StoredMessage {
     pub usage: Option<Usage>,
     /// For an answer: the model that wrote it.
     pub model_id: Option<String>,
+    /// For an answer: how long it took.
+    pub timing: Option<AnswerTiming>,
 }
 
 impl StoredMessage {
@@ -143,6 +145,7 @@ impl StoredMessage {
             finish_reason: None,
             usage: None,
             model_id: None,
+            timing: None,
         }
     }
 

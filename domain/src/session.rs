@@ -26,6 +26,16 @@ pub enum SessionStatus {
     },
 }
 
+/// A provider's own id for this conversation (Dify keeps the history server-side and
+/// needs its `conversation_id` back on every request). It belongs to one model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderConversation {
+    /// The model (provider) that issued it.
+    pub model_id: ModelId,
+    /// The provider's conversation id.
+    pub id: String,
+}
+
 /// A conversation.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Session {
@@ -53,6 +63,8 @@ pub struct Session {
     pub total_tokens: u64,
     /// The durations of the most recent answers (at most [`RESPONSE_TIME_WINDOW`]).
     pub response_times: ResponseTimes,
+    /// The provider's conversation id, for providers that keep state.
+    pub provider_conversation: Option<ProviderConversation>,
 }
 
 impl Session {
@@ -72,7 +84,14 @@ impl Session {
             last_seq: Seq::default(),
             total_tokens: 0,
             response_times: ResponseTimes::default(),
+            provider_conversation: None,
         }
+    }
+
+    /// The provider conversation id to send to `model_id`, if it issued one.
+    #[must_use]
+    pub fn conversation_for(&self, model_id: &ModelId) -> Option<&str> {
+        self.provider_conversation.as_ref().filter(|c| &c.model_id == model_id).map(|c| c.id.as_str())
     }
 
     /// True while it takes messages.

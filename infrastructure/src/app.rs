@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use chatbox_application::chat::ChatPorts;
 use chatbox_application::limits::ConnectionGate;
-use chatbox_application::ports::{Clock, IdGenerator, LlmProvider, SessionRepository};
-use chatbox_application::settings::ModelInfo;
+use chatbox_application::ports::{Clock, IdGenerator, LlmProvider, Randomness, SessionRepository};
+use chatbox_application::settings::{ModelInfo, RetryPolicy};
 use chatbox_application::{ChatService, ChatSettings};
 use chatbox_domain::rate_limit::Quota;
 use chatbox_domain::{ModelId, Timestamp};
@@ -60,6 +60,16 @@ pub struct RandomIds;
 impl IdGenerator for RandomIds {
     fn new_id(&self) -> String {
         uuid::Uuid::new_v4().simple().to_string()
+    }
+}
+
+/// Randomness from the thread-local generator.
+#[derive(Debug, Default)]
+pub struct ThreadRandomness;
+
+impl Randomness for ThreadRandomness {
+    fn unit(&self) -> f64 {
+        rand::random::<f64>()
     }
 }
 
@@ -115,12 +125,23 @@ impl Application {
             reconnect_timeout: settings.reconnect_timeout,
             socket_queue_capacity: settings.ws_send_queue,
             replay_limit: 1000,
+            retry: RetryPolicy {
+                max_retries: settings.llm_max_retries,
+                base_delay: Duration::from_millis(250),
+                max_delay: Duration::from_secs(5),
+            },
+            fallbacks: settings
+                .providers
+                .iter()
+                .filter_map(|p| p.fallback.clone().map(|fallback| (p.id.clone(), fallback)))
+                .collect(),
         };
         let ports = ChatPorts {
             repository,
             providers,
             clock: Arc::new(SystemClock::default()),
             ids: Arc::new(RandomIds),
+            random: Arc::new(ThreadRandomness),
         };
         let chat = ChatService::new(ports, chat_settings, tasks.clone());
         let jwt = JwtVerifier::new(&JwtSettings {

@@ -256,7 +256,7 @@ pub fn encode(frame: &Frame) -> String {
             out.metadata.insert("streaming", "true".into());
             out.metadata.insert("done", "false".into());
         }
-        ServerEvent::AnswerDone { session_id, message_id, model_id, seq, finish_reason, usage, style } => {
+        ServerEvent::AnswerDone { session_id, message_id, model_id, seq, finish_reason, usage, timing, style } => {
             out.kind = answer_type(*style);
             out.sender = Some(Sender::Ai.as_str());
             out.session_id = Some(session_id.as_str());
@@ -273,6 +273,10 @@ pub fn encode(frame: &Frame) -> String {
                 out.metadata.insert("total_tokens", usage.total_tokens().to_string());
                 out.metadata.insert("usage_estimated", usage.estimated.to_string());
             }
+            if let Some(first_token) = timing.first_token {
+                out.metadata.insert("time_to_first_token_ms", first_token.as_millis().to_string());
+            }
+            out.metadata.insert("duration_ms", timing.total.as_millis().to_string());
         }
         ServerEvent::Stored { session_id, message } => {
             out.kind = match (message.kind, message.sender) {
@@ -401,6 +405,10 @@ mod tests {
                     completion_tokens: 4,
                     estimated: false,
                 }),
+                timing: chatbox_domain::AnswerTiming {
+                    first_token: Some(std::time::Duration::from_millis(120)),
+                    total: std::time::Duration::from_millis(900),
+                },
                 style: AnswerStyle::Assistant,
             },
             now(),
@@ -412,6 +420,8 @@ mod tests {
         assert_eq!(json["metadata"]["done"], "true");
         assert_eq!(json["metadata"]["finish_reason"], "stop");
         assert_eq!(json["metadata"]["total_tokens"], "7");
+        assert_eq!(json["metadata"]["time_to_first_token_ms"], "120");
+        assert_eq!(json["metadata"]["duration_ms"], "900");
         assert_eq!(json["timestamp"], "2027-01-15T08:00:00.000Z");
         let error = Frame::new(
             ServerEvent::Error {

@@ -92,6 +92,7 @@ mod tests {
             ],
             user_id: UserId::parse("u").expect("id"),
             session_id: SessionId::parse("s").expect("id"),
+            conversation_id: None,
         }
     }
 

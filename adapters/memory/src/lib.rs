@@ -103,6 +103,7 @@ impl SessionRepository for MemorySessionRepository {
         stored.session.last_activity = session.last_activity;
         stored.session.total_tokens = session.total_tokens;
         stored.session.response_times = session.response_times.clone();
+        stored.session.provider_conversation.clone_from(&session.provider_conversation);
         stored.messages.push(message.clone());
         Ok(())
     }

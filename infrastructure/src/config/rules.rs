@@ -664,7 +664,6 @@ fn check_not_yet_used(r: &mut Reader<'_>) {
         "PUBLIC_RATE_LIMIT",
         "SHARE_TTL",
         "MAX_ACTIVE_SESSIONS_PER_USER",
-        "LLM_MAX_RETRIES",
     ];
     let unused: Vec<&str> = later.iter().copied().filter(|name| r.source.is_set(name)).collect();
     if !unused.is_empty() {
