@@ -34,6 +34,30 @@ enum Step {
     Wait(Duration),
     Fail,
     Stall,
+    /// As the first step: the request itself is refused with this error.
+    Refuse(Refusal),
+    /// A stream error of this kind (before or after tokens).
+    Break(Refusal),
+    Conversation(&'static str),
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Refusal {
+    RateLimited(Duration),
+    Server,
+    Unauthorized,
+    Overloaded,
+}
+
+impl Refusal {
+    fn error(self) -> ProviderError {
+        match self {
+            Self::RateLimited(wait) => ProviderError::RateLimited { retry_after: Some(wait) },
+            Self::Server => ProviderError::Server { status: 503 },
+            Self::Unauthorized => ProviderError::Rejected { status: 401 },
+            Self::Overloaded => ProviderError::Overloaded,
+        }
+    }
 }
 
 /// A provider that plays a script per call and records every request and every dropped
@@ -42,6 +66,7 @@ enum Step {
 struct ScriptedProvider {
     scripts: Mutex<Vec<Vec<Step>>>,
     requests: Mutex<Vec<ChatRequest>>,
+    request_times: Mutex<Vec<Instant>>,
     dropped: Arc<AtomicUsize>,
 }
 
@@ -63,10 +88,14 @@ impl ScriptedProvider {
 impl LlmProvider for ScriptedProvider {
     async fn stream(&self, request: ChatRequest) -> Result<AnswerStream, ProviderError> {
         self.requests.lock().expect("lock").push(request);
+        self.request_times.lock().expect("lock").push(Instant::now());
         let script = {
             let mut scripts = self.scripts.lock().expect("lock");
             if scripts.is_empty() { vec![Step::Say("ok")] } else { scripts.remove(0) }
         };
+        if let Some(Step::Refuse(refusal)) = script.first() {
+            return Err(refusal.error());
+        }
         let guard = DropCounter(Arc::clone(&self.dropped));
         let stream = futures::stream::unfold((script.into_iter(), guard), |(mut steps, guard)| async move {
             loop {
@@ -75,6 +104,11 @@ impl LlmProvider for ScriptedProvider {
                         return Some((Ok(StreamEvent::Delta(text.to_owned())), (steps, guard)));
                     }
                     Step::Wait(pause) => tokio::time::sleep(pause).await,
+                    Step::Break(refusal) => return Some((Err(refusal.error()), (steps, guard))),
+                    Step::Conversation(id) => {
+                        return Some((Ok(StreamEvent::Conversation(id.to_owned())), (steps, guard)));
+                    }
+                    Step::Refuse(_) => {}
                     Step::Fail => {
                         return Some((
                             Err(ProviderError::Stream("boom: secret body".into())),
@@ -659,4 +693,107 @@ async fn at_the_shutdown_deadline_running_answers_are_cancelled_and_stored() {
     let events = client.until_done().await;
     assert_eq!(done_of(&events), (Some(Seq(2)), FinishReason::Cancelled));
     assert_eq!(h.stored(&client.session_id()).await[1].content, "half an answer");
+}
+
+
+fn error_code(events: &[ServerEvent]) -> Option<ErrorCode> {
+    events.iter().find_map(|e| match e {
+        ServerEvent::Error { code, .. } => Some(*code),
+        _ => None,
+    })
+}
+
+#[tokio::test]
+async fn a_rate_limited_start_is_retried_after_the_providers_retry_after() {
+    let h = harness();
+    h.provider.push(vec![Step::Refuse(Refusal::RateLimited(Duration::from_millis(300)))]);
+    h.provider.push(vec![Step::Say("finally")]);
+    let mut client = h.connect("u1", None, None).await;
+    h.say(&mut client, "q").await.expect("q");
+    let events = client.until_done().await;
+    assert_eq!(answer_text(&events), "finally");
+    assert_eq!(error_code(&events), None, "a retried failure is invisible to the client");
+    let times = h.provider.request_times.lock().expect("lock").clone();
+    assert_eq!(times.len(), 2);
+    assert!(times[1] - times[0] >= Duration::from_millis(300), "Retry-After honoured: {:?}", times[1] - times[0]);
+}
+
+#[tokio::test]
+async fn server_errors_are_retried_then_the_fallback_answers() {
+    let mut s = settings();
+    s.fallbacks.insert(ModelId::parse("scripted").expect("id"), ModelId::parse("other").expect("id"));
+    let h = harness_with(s);
+    for _ in 0..3 {
+        h.provider.push(vec![Step::Refuse(Refusal::Server)]);
+    }
+    h.provider.push(vec![Step::Say("from the fallback")]);
+    let mut client = h.connect("u1", None, None).await;
+    h.say(&mut client, "q").await.expect("q");
+    let events = client.until_done().await;
+    assert_eq!(answer_text(&events), "from the fallback");
+    let Some(ServerEvent::AnswerDone { model_id, finish_reason, .. }) = events.last() else { panic!("done") };
+    assert_eq!((model_id.as_str(), *finish_reason), ("other", FinishReason::Stop));
+    let models: Vec<String> =
+        h.provider.requests.lock().expect("lock").iter().map(|r| r.model_id.to_string()).collect();
+    assert_eq!(models, ["scripted", "scripted", "scripted", "other"], "1 try + LLM_MAX_RETRIES=2, then the fallback");
+}
+
+#[tokio::test]
+async fn a_rejected_request_is_not_retried_and_fails_with_llm_unavailable() {
+    let h = harness();
+    h.provider.push(vec![Step::Refuse(Refusal::Unauthorized)]);
+    let mut client = h.connect("u1", None, None).await;
+    h.say(&mut client, "q").await.expect("q");
+    let events = client.until_done().await;
+    assert_eq!(error_code(&events), Some(ErrorCode::LlmUnavailable));
+    assert_eq!(done_of(&events), (None, FinishReason::Error));
+    assert_eq!(h.provider.requests.lock().expect("lock").len(), 1);
+}
+
+#[tokio::test]
+async fn an_overloaded_error_before_the_first_token_is_retried_but_not_after_it() {
+    let h = harness();
+    h.provider.push(vec![Step::Break(Refusal::Overloaded)]);
+    h.provider.push(vec![Step::Say("second try")]);
+    let mut client = h.connect("u1", None, None).await;
+    h.say(&mut client, "q").await.expect("q");
+    assert_eq!(answer_text(&client.until_done().await), "second try");
+
+    h.provider.push(vec![Step::Say("started "), Step::Break(Refusal::Overloaded)]);
+    h.say(&mut client, "again").await.expect("again");
+    let events = client.until_done().await;
+    assert_eq!(error_code(&events), Some(ErrorCode::LlmUnavailable));
+    assert_eq!(done_of(&events).1, FinishReason::Error);
+    assert_eq!(h.provider.requests.lock().expect("lock").len(), 3, "no retry after the first token");
+    assert!(h.stored(&client.session_id()).await.last().expect("answer").is_partial());
+}
+
+#[tokio::test]
+async fn the_providers_conversation_id_is_kept_with_the_session_and_sent_back() {
+    let h = harness();
+    h.provider.push(vec![Step::Conversation("conv-7"), Step::Say("hello")]);
+    h.provider.push(vec![Step::Say("again")]);
+    let mut client = h.connect("u1", None, None).await;
+    h.say(&mut client, "one").await.expect("one");
+    client.until_done().await;
+    h.say(&mut client, "two").await.expect("two");
+    client.until_done().await;
+    let requests = h.provider.requests.lock().expect("lock");
+    assert_eq!(requests[0].conversation_id, None);
+    assert_eq!(requests[1].conversation_id.as_deref(), Some("conv-7"));
+    drop(requests);
+    let session = h.repo.load(&client.session_id()).await.expect("load").expect("exists");
+    assert_eq!(session.provider_conversation.map(|c| c.id).as_deref(), Some("conv-7"), "stored with the session");
+}
+
+#[tokio::test]
+async fn done_reports_time_to_first_token_and_duration() {
+    let h = harness();
+    h.provider.push(vec![Step::Wait(Duration::from_millis(100)), Step::Say("late"), Step::Wait(Duration::from_millis(100))]);
+    let mut client = h.connect("u1", None, None).await;
+    h.say(&mut client, "q").await.expect("q");
+    let events = client.until_done().await;
+    let Some(ServerEvent::AnswerDone { timing, .. }) = events.last() else { panic!("done") };
+    let first = timing.first_token.expect("a first token");
+    assert!(first >= Duration::from_millis(100) && timing.total >= first + Duration::from_millis(100), "{timing:?}");
 }
