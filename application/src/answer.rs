@@ -15,8 +15,8 @@ use std::sync::Arc;
 
 use chatbox_domain::validation::Metadata;
 use chatbox_domain::{
-    AnswerTiming, ClientMessageId, ErrorCode, FinishReason, MessageId, MessageKind, ModelId, ProviderConversation,
-    Sender, StoredMessage, Usage,
+    AnswerTiming, ClientMessageId, ErrorCode, FinishReason, MessageId, MessageKind, ModelId,
+    ProviderConversation, Sender, StoredMessage, Usage,
 };
 use futures::StreamExt;
 use tokio::sync::mpsc;
@@ -66,10 +66,22 @@ struct Outcome {
 
 impl Outcome {
     fn ended_with(model_id: &ModelId, finish_reason: FinishReason) -> Self {
-        Self { model_id: model_id.clone(), finish_reason, failure: None, usage: None, first_token: None, prompt_chars: 0 }
+        Self {
+            model_id: model_id.clone(),
+            finish_reason,
+            failure: None,
+            usage: None,
+            first_token: None,
+            prompt_chars: 0,
+        }
     }
 
-    fn failed(model_id: &ModelId, finish_reason: FinishReason, code: ErrorCode, message: &'static str) -> Self {
+    fn failed(
+        model_id: &ModelId,
+        finish_reason: FinishReason,
+        code: ErrorCode,
+        message: &'static str,
+    ) -> Self {
         Self { failure: Some((code, message)), ..Self::ended_with(model_id, finish_reason) }
     }
 }
@@ -228,8 +240,11 @@ impl Actor {
         let session_id = self.live.id().clone();
         let cancel = self.deps.answers_cutoff.child_token();
         let started = Instant::now();
-        let loading =
-            self.frame(ServerEvent::Loading { session_id: session_id.clone(), message_id: message_id.clone(), style });
+        let loading = self.frame(ServerEvent::Loading {
+            session_id: session_id.clone(),
+            message_id: message_id.clone(),
+            style,
+        });
         let (model_id, user_id) = self.live.with_state(|state| {
             state.streaming = Some(StreamingAnswer {
                 message_id: message_id.clone(),
@@ -261,8 +276,12 @@ impl Actor {
         user_id: chatbox_domain::UserId,
     ) -> Result<(ChatRequest, usize), Outcome> {
         let settings = &self.deps.settings;
-        let recent =
-            self.deps.repo.recent_messages(self.live.id(), settings.context_messages).await.map_err(|error| {
+        let recent = self
+            .deps
+            .repo
+            .recent_messages(self.live.id(), settings.context_messages)
+            .await
+            .map_err(|error| {
                 warn!(session_id = %self.live.id(), %error, "loading the history failed");
                 Outcome::failed(model_id, FinishReason::Error, ErrorCode::DatabaseError, STORAGE_UNAVAILABLE)
             })?;
@@ -399,14 +418,24 @@ impl Actor {
                 self.live.with_state(|state| state.session.conversation_for(model_id).map(str::to_owned));
             let mut retry = 0;
             loop {
-                let failure = match self.attempt(&*provider, attempt_request.clone(), cancel, total_deadline).await {
+                let failure = match self
+                    .attempt(&*provider, attempt_request.clone(), cancel, total_deadline)
+                    .await
+                {
                     Ok((stream, first_events)) => {
                         return Ok(Started { stream, model_id: model_id.clone(), first_events });
                     }
-                    Err(Attempt::Cancelled) => return Err(Outcome::ended_with(model_id, FinishReason::Cancelled)),
+                    Err(Attempt::Cancelled) => {
+                        return Err(Outcome::ended_with(model_id, FinishReason::Cancelled));
+                    }
                     Err(Attempt::TimedOut) => {
                         warn!(session_id = %self.live.id(), %model_id, "no answer from the provider in time");
-                        return Err(Outcome::failed(model_id, FinishReason::Timeout, ErrorCode::LlmTimeout, PROVIDER_TIMEOUT));
+                        return Err(Outcome::failed(
+                            model_id,
+                            FinishReason::Timeout,
+                            ErrorCode::LlmTimeout,
+                            PROVIDER_TIMEOUT,
+                        ));
                     }
                     Err(Attempt::Failed(error)) => error,
                 };
@@ -426,7 +455,12 @@ impl Actor {
                 retry += 1;
             }
         }
-        Err(Outcome::failed(&request.model_id, FinishReason::Error, ErrorCode::LlmUnavailable, PROVIDER_UNAVAILABLE))
+        Err(Outcome::failed(
+            &request.model_id,
+            FinishReason::Error,
+            ErrorCode::LlmUnavailable,
+            PROVIDER_UNAVAILABLE,
+        ))
     }
 
     /// One request to one provider, read up to its first token (or its end).

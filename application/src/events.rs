@@ -8,8 +8,8 @@ use bytes::Bytes;
 use std::time::Duration;
 
 use chatbox_domain::{
-    AnswerTiming,
-    ErrorCode, FinishReason, MessageId, ModelId, Seq, SessionId, StoredMessage, Timestamp, Usage, UserId,
+    AnswerTiming, ErrorCode, FinishReason, MessageId, ModelId, Seq, SessionId, StoredMessage, Timestamp,
+    Usage, UserId,
 };
 
 use crate::settings::ModelInfo;

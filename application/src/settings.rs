@@ -109,8 +109,11 @@ mod tests {
 
     #[test]
     fn backoff_doubles_is_capped_jittered_and_honours_retry_after() {
-        let policy =
-            RetryPolicy { max_retries: 3, base_delay: Duration::from_millis(100), max_delay: Duration::from_secs(1) };
+        let policy = RetryPolicy {
+            max_retries: 3,
+            base_delay: Duration::from_millis(100),
+            max_delay: Duration::from_secs(1),
+        };
         assert_eq!(policy.delay(0, None, 1.0), Duration::from_millis(100));
         assert_eq!(policy.delay(0, None, 0.0), Duration::from_millis(50));
         assert_eq!(policy.delay(2, None, 1.0), Duration::from_millis(400));

@@ -176,7 +176,11 @@ fn settings() -> ChatSettings {
         reconnect_timeout: Duration::from_secs(60),
         socket_queue_capacity: 64,
         replay_limit: 1000,
-        retry: RetryPolicy { max_retries: 2, base_delay: Duration::from_millis(20), max_delay: Duration::from_millis(100) },
+        retry: RetryPolicy {
+            max_retries: 2,
+            base_delay: Duration::from_millis(20),
+            max_delay: Duration::from_millis(100),
+        },
         fallbacks: HashMap::new(),
     }
 }
@@ -695,7 +699,6 @@ async fn at_the_shutdown_deadline_running_answers_are_cancelled_and_stored() {
     assert_eq!(h.stored(&client.session_id()).await[1].content, "half an answer");
 }
 
-
 fn error_code(events: &[ServerEvent]) -> Option<ErrorCode> {
     events.iter().find_map(|e| match e {
         ServerEvent::Error { code, .. } => Some(*code),
@@ -715,7 +718,11 @@ async fn a_rate_limited_start_is_retried_after_the_providers_retry_after() {
     assert_eq!(error_code(&events), None, "a retried failure is invisible to the client");
     let times = h.provider.request_times.lock().expect("lock").clone();
     assert_eq!(times.len(), 2);
-    assert!(times[1] - times[0] >= Duration::from_millis(300), "Retry-After honoured: {:?}", times[1] - times[0]);
+    assert!(
+        times[1] - times[0] >= Duration::from_millis(300),
+        "Retry-After honoured: {:?}",
+        times[1] - times[0]
+    );
 }
 
 #[tokio::test]
@@ -735,7 +742,11 @@ async fn server_errors_are_retried_then_the_fallback_answers() {
     assert_eq!((model_id.as_str(), *finish_reason), ("other", FinishReason::Stop));
     let models: Vec<String> =
         h.provider.requests.lock().expect("lock").iter().map(|r| r.model_id.to_string()).collect();
-    assert_eq!(models, ["scripted", "scripted", "scripted", "other"], "1 try + LLM_MAX_RETRIES=2, then the fallback");
+    assert_eq!(
+        models,
+        ["scripted", "scripted", "scripted", "other"],
+        "1 try + LLM_MAX_RETRIES=2, then the fallback"
+    );
 }
 
 #[tokio::test]
@@ -783,17 +794,28 @@ async fn the_providers_conversation_id_is_kept_with_the_session_and_sent_back() 
     assert_eq!(requests[1].conversation_id.as_deref(), Some("conv-7"));
     drop(requests);
     let session = h.repo.load(&client.session_id()).await.expect("load").expect("exists");
-    assert_eq!(session.provider_conversation.map(|c| c.id).as_deref(), Some("conv-7"), "stored with the session");
+    assert_eq!(
+        session.provider_conversation.map(|c| c.id).as_deref(),
+        Some("conv-7"),
+        "stored with the session"
+    );
 }
 
 #[tokio::test]
 async fn done_reports_time_to_first_token_and_duration() {
     let h = harness();
-    h.provider.push(vec![Step::Wait(Duration::from_millis(100)), Step::Say("late"), Step::Wait(Duration::from_millis(100))]);
+    h.provider.push(vec![
+        Step::Wait(Duration::from_millis(100)),
+        Step::Say("late"),
+        Step::Wait(Duration::from_millis(100)),
+    ]);
     let mut client = h.connect("u1", None, None).await;
     h.say(&mut client, "q").await.expect("q");
     let events = client.until_done().await;
     let Some(ServerEvent::AnswerDone { timing, .. }) = events.last() else { panic!("done") };
     let first = timing.first_token.expect("a first token");
-    assert!(first >= Duration::from_millis(100) && timing.total >= first + Duration::from_millis(100), "{timing:?}");
+    assert!(
+        first >= Duration::from_millis(100) && timing.total >= first + Duration::from_millis(100),
+        "{timing:?}"
+    );
 }

@@ -22,14 +22,14 @@ use chatbox_application::{ChatService, ChatSettings};
 use chatbox_domain::rate_limit::Quota;
 use chatbox_domain::{ModelId, Timestamp};
 use chatbox_http::{HttpConfig, HttpState, JwtSettings, JwtVerifier};
-use chatbox_llm::DemoProvider;
+use chatbox_llm::{AnthropicProvider, DemoProvider, DifyProvider, OpenAiProvider, ProviderConfig};
 use chatbox_memory_store::MemorySessionRepository;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
-use crate::config::{ProviderKind, Settings, StorageBackend};
+use crate::config::{ProviderKind, ProviderSettings, Settings, StorageBackend};
 
 /// Wall-clock and monotonic time from the operating system.
 #[derive(Debug)]
@@ -102,10 +102,8 @@ impl Application {
         let mut providers: HashMap<ModelId, Arc<dyn LlmProvider>> = HashMap::new();
         let mut models = Vec::with_capacity(settings.providers.len());
         for provider in &settings.providers {
-            let adapter: Arc<dyn LlmProvider> = match provider.kind {
-                ProviderKind::Demo => Arc::new(DemoProvider::new(provider.delay)),
-                other => anyhow::bail!("provider type {other:?} is not available in this build"),
-            };
+            let adapter = provider_adapter(provider)
+                .with_context(|| format!("cannot set up provider {}", provider.id))?;
             providers.insert(provider.id.clone(), adapter);
             models.push(ModelInfo { id: provider.id.clone(), name: provider.name.clone() });
         }
@@ -224,6 +222,23 @@ impl Application {
         info!("Shutdown complete");
         Ok(())
     }
+}
+
+/// The adapter for one configured provider.
+fn provider_adapter(provider: &ProviderSettings) -> anyhow::Result<Arc<dyn LlmProvider>> {
+    let config = || ProviderConfig {
+        endpoint: provider.endpoint.clone().unwrap_or_default(),
+        api_key: provider.api_key.as_ref().map(|key| key.expose().to_owned()),
+        model: provider.model.clone(),
+        max_tokens: provider.max_tokens,
+        temperature: provider.temperature,
+    };
+    Ok(match provider.kind {
+        ProviderKind::Demo => Arc::new(DemoProvider::new(provider.delay)),
+        ProviderKind::OpenAi => Arc::new(OpenAiProvider::new(config())?),
+        ProviderKind::Anthropic => Arc::new(AnthropicProvider::new(config())?),
+        ProviderKind::Dify => Arc::new(DifyProvider::new(config())?),
+    })
 }
 
 fn spawn_session_cleanup(

@@ -256,7 +256,16 @@ pub fn encode(frame: &Frame) -> String {
             out.metadata.insert("streaming", "true".into());
             out.metadata.insert("done", "false".into());
         }
-        ServerEvent::AnswerDone { session_id, message_id, model_id, seq, finish_reason, usage, timing, style } => {
+        ServerEvent::AnswerDone {
+            session_id,
+            message_id,
+            model_id,
+            seq,
+            finish_reason,
+            usage,
+            timing,
+            style,
+        } => {
             out.kind = answer_type(*style);
             out.sender = Some(Sender::Ai.as_str());
             out.session_id = Some(session_id.as_str());
