@@ -789,10 +789,9 @@ async fn the_providers_conversation_id_is_kept_with_the_session_and_sent_back() 
     client.until_done().await;
     h.say(&mut client, "two").await.expect("two");
     client.until_done().await;
-    let requests = h.provider.requests.lock().expect("lock");
-    assert_eq!(requests[0].conversation_id, None);
-    assert_eq!(requests[1].conversation_id.as_deref(), Some("conv-7"));
-    drop(requests);
+    let sent: Vec<Option<String>> =
+        h.provider.requests.lock().expect("lock").iter().map(|r| r.conversation_id.clone()).collect();
+    assert_eq!(sent, [None, Some("conv-7".to_owned())]);
     let session = h.repo.load(&client.session_id()).await.expect("load").expect("exists");
     assert_eq!(
         session.provider_conversation.map(|c| c.id).as_deref(),

@@ -227,3 +227,59 @@ async fn dev_mode_starts_with_nothing_configured_and_prints_a_working_token() {
         tokio::time::timeout(Duration::from_secs(10), child.wait()).await.expect("exits").expect("status");
     assert!(status.success());
 }
+
+#[tokio::test]
+async fn provider_failures_are_logged_without_keys_or_bodies_at_info_level() {
+    use crate::fake_provider::{FakeProvider, Script, Wire};
+    let provider = FakeProvider::start().await;
+    provider.push(Script::error(500, "SECRET-BODY upstream stack trace"));
+    provider.push(Script::error(
+        401,
+        r#"{"error":{"message":"SECRET-BODY Incorrect API key provided: sk-live-KEY"}}"#,
+    ));
+    let key = "sk-live-SECRET-KEY-fedcba9876543210";
+    let mut child = binary()
+        .env("JWT_SECRET", SECRET)
+        .env("SERVER_HOST", "127.0.0.1")
+        .env("SERVER_PORT", "0")
+        .env("LLM_PROVIDER_1_ID", "primary")
+        .env("LLM_PROVIDER_1_TYPE", Wire::OpenAi.kind())
+        .env("LLM_PROVIDER_1_ENDPOINT", provider.url("/v1"))
+        .env("LLM_PROVIDER_1_API_KEY", key)
+        .env("LLM_PROVIDER_1_MODEL", "gpt-test")
+        .env("LLM_MAX_RETRIES", "1")
+        .spawn()
+        .expect("spawn");
+    let lines = lines_until(&mut child, "Server listening on").await;
+    let port = listening_port(&lines);
+    let url = format!("ws://127.0.0.1:{port}/chat/ws?token={}", token("alice"));
+    let (mut socket, _) = tokio_tungstenite::connect_async(url).await.expect("connect");
+    futures::SinkExt::send(
+        &mut socket,
+        Message::Text(json!({"type": "user_message", "content": "hi"}).to_string().into()),
+    )
+    .await
+    .expect("send");
+    let mut frames = Vec::new();
+    loop {
+        let Some(Ok(Message::Text(text))) = socket.next().await else { continue };
+        let done = text.contains("\"done\":\"true\"");
+        frames.push(text.to_string());
+        if done {
+            break;
+        }
+    }
+    assert!(frames.iter().any(|f| f.contains("LLM_UNAVAILABLE")));
+    sigterm(&child);
+    let output = tokio::time::timeout(Duration::from_secs(10), child.wait_with_output())
+        .await
+        .expect("exits")
+        .expect("output");
+    let log = String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr);
+    let log: String = lines.join("\n") + "\n" + &log;
+    assert!(log.contains("provider request failed"), "the failure is logged: {log}");
+    for text in frames.iter().map(String::as_str).chain([log.as_str()]) {
+        assert!(!text.contains("SECRET"), "a key or provider body leaked: {text}");
+        assert!(!text.contains(key));
+    }
+}

@@ -1,10 +1,13 @@
 //! End-to-end tests: the real server, started on port 0, spoken to over real sockets.
 //! One test binary (fast to link); one module per area.
 
+#[path = "../support/fake_provider.rs"]
+mod fake_provider;
 mod support;
 
 mod chat;
 mod connect;
 mod lifecycle;
 mod limits;
+mod providers;
 mod resume;

@@ -98,7 +98,7 @@ async fn every_adapter_streams_text_usage_and_a_stop_whatever_the_byte_boundarie
                 1,
                 "{wire:?}"
             );
-            assert!(events.iter().any(|e| *e == StreamEvent::Finished(FinishReason::Stop)), "{wire:?}");
+            assert!(events.contains(&StreamEvent::Finished(FinishReason::Stop)), "{wire:?}");
         }
     }
 }

@@ -257,12 +257,6 @@ pub fn secret_header(value: &str) -> Result<HeaderValue, ProviderError> {
     Ok(value)
 }
 
-/// A byte stream from fixed chunks, for decoder tests.
-#[cfg(test)]
-pub(crate) fn fixed_body(chunks: Vec<&'static [u8]>) -> BoxStream<'static, reqwest::Result<Bytes>> {
-    futures::stream::iter(chunks.into_iter().map(|c| Ok(Bytes::from_static(c)))).boxed()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
