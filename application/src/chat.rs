@@ -656,10 +656,9 @@ impl ChatService {
     }
 
     fn new_session_id(&self) -> Result<SessionId, ChatError> {
-        SessionId::parse(&self.deps.ids.new_id()).map_err(|_| {
-            ChatError::Storage(crate::ports::RepositoryError::Other(
-                "id generator produced an invalid id".into(),
-            ))
+        SessionId::parse(&self.deps.ids.new_id()).map_err(|error| {
+            tracing::error!(%error, "the id generator produced an invalid session id");
+            ChatError::Internal
         })
     }
 }

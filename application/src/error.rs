@@ -42,6 +42,9 @@ pub enum ChatError {
     /// The server is shutting down.
     #[error("Server is shutting down")]
     ShuttingDown,
+    /// A fault of the server itself (details are logged where it happens).
+    #[error("An internal error occurred")]
+    Internal,
 }
 
 impl ChatError {
@@ -52,7 +55,7 @@ impl ChatError {
             Self::Invalid(_) | Self::UnknownModel => ErrorCode::InvalidFormat,
             Self::MissingField(_) => ErrorCode::MissingField,
             Self::RateLimited { .. } => ErrorCode::TooManyRequests,
-            Self::Busy | Self::ShuttingDown => ErrorCode::ServiceError,
+            Self::Busy | Self::ShuttingDown | Self::Internal => ErrorCode::ServiceError,
             Self::SessionEnded => ErrorCode::SessionEnded,
             Self::NotFound => ErrorCode::NotFound,
             Self::Storage(_) => ErrorCode::DatabaseError,

@@ -7,8 +7,14 @@ use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
 
-const QUIET_LIBRARIES: &[&str] =
-    &["warp=info", "hyper=info", "hyper_util=info", "tungstenite=info", "tokio_tungstenite=info"];
+const QUIET_LIBRARIES: &[&str] = &[
+    "warp=info",
+    "hyper=info",
+    "hyper_util=info",
+    "tungstenite=info",
+    "tokio_tungstenite=info",
+    "reqwest=info",
+];
 
 /// The filter for `level`, with the libraries above held down.
 #[must_use]

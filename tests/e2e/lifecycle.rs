@@ -87,20 +87,59 @@ fn binary() -> Command {
     command
 }
 
-/// Reads stdout lines until one contains `needle`; returns every line read.
-async fn lines_until(child: &mut Child, needle: &str) -> Vec<String> {
-    let stdout = child.stdout.as_mut().expect("stdout");
-    let mut reader = BufReader::new(stdout).lines();
-    let mut lines = Vec::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while let Ok(Ok(Some(line))) = tokio::time::timeout_at(deadline, reader.next_line()).await {
-        let found = line.contains(needle);
-        lines.push(line);
-        if found {
-            return lines;
-        }
+/// A running binary and one reader over its standard output (so no line is lost
+/// between reads).
+struct Running {
+    child: Child,
+    lines: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+    stderr: Option<tokio::process::ChildStderr>,
+}
+
+impl Running {
+    fn spawn(command: &mut Command) -> Self {
+        let mut child = command.spawn().expect("spawn");
+        let lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let stderr = child.stderr.take();
+        Self { child, lines, stderr }
     }
-    panic!("{needle:?} never appeared in {lines:#?}");
+
+    /// Reads lines until one contains `needle`; returns the lines read by this call.
+    async fn until(&mut self, needle: &str) -> Vec<String> {
+        let mut lines = Vec::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while let Ok(Ok(Some(line))) = tokio::time::timeout_at(deadline, self.lines.next_line()).await {
+            let found = line.contains(needle);
+            lines.push(line);
+            if found {
+                return lines;
+            }
+        }
+        panic!("{needle:?} never appeared in {lines:#?}");
+    }
+
+    fn sigterm(&self) {
+        let pid = self.child.id().expect("pid").to_string();
+        let status = std::process::Command::new("kill").args(["-TERM", &pid]).status().expect("kill");
+        assert!(status.success());
+    }
+
+    /// Waits for the exit (within `within`); returns the status and everything printed
+    /// since the last read.
+    async fn exit(mut self, within: Duration) -> (std::process::ExitStatus, String) {
+        let mut rest = String::new();
+        let collect = async {
+            while let Ok(Some(line)) = self.lines.next_line().await {
+                rest.push_str(&line);
+                rest.push('\n');
+            }
+            if let Some(mut stderr) = self.stderr.take() {
+                let _ = tokio::io::AsyncReadExt::read_to_string(&mut stderr, &mut rest).await;
+            }
+            self.child.wait().await.expect("status")
+        };
+        let status = tokio::time::timeout(within, collect).await.expect("exits in time");
+        (status, rest)
+    }
 }
 
 fn listening_port(lines: &[String]) -> u16 {
@@ -109,12 +148,6 @@ fn listening_port(lines: &[String]) -> u16 {
     let address: String =
         after.chars().take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':').collect();
     address.rsplit(':').next().and_then(|p| p.parse().ok()).expect("port")
-}
-
-fn sigterm(child: &Child) {
-    let pid = child.id().expect("pid").to_string();
-    let status = std::process::Command::new("kill").args(["-TERM", &pid]).status().expect("kill");
-    assert!(status.success());
 }
 
 #[tokio::test]
@@ -135,20 +168,37 @@ async fn a_weak_jwt_secret_fails_validation_with_a_non_zero_exit_and_no_secret_i
     assert!(!text.contains(weak), "the secret is never printed");
 }
 
+/// Sends one message over a fresh socket and waits for `chunks` answer chunks.
+async fn ask_over(port: u16, token: &str, chunks: usize) -> crate::support::Socket {
+    let url = format!("ws://127.0.0.1:{port}/chat/ws?token={token}");
+    let (mut socket, _) = tokio_tungstenite::connect_async(url).await.expect("connect");
+    let hi = json!({"type": "user_message", "content": "hi"}).to_string();
+    futures::SinkExt::send(&mut socket, Message::Text(hi.into())).await.expect("send");
+    let mut seen = 0;
+    while seen < chunks {
+        if let Some(Ok(Message::Text(text))) = socket.next().await {
+            if text.contains("\"done\":\"false\"") || text.contains("\"done\":\"true\"") {
+                seen += 1;
+            }
+        }
+    }
+    socket
+}
+
 #[tokio::test]
 async fn the_binary_logs_its_start_up_lines_in_order_and_exits_cleanly_on_sigterm_mid_answer() {
-    let mut child = binary()
-        .env("JWT_SECRET", SECRET)
-        .env("SERVER_HOST", "127.0.0.1")
-        .env("SERVER_PORT", "0")
-        .env("LLM_PROVIDER_1_ID", "demo")
-        .env("LLM_PROVIDER_1_TYPE", "demo")
-        .env("LLM_PROVIDER_1_DELAY", "100ms")
-        .env("SHUTDOWN_TIMEOUT", "3s")
-        .env("LOG_LEVEL", "debug")
-        .spawn()
-        .expect("spawn");
-    let lines = lines_until(&mut child, "Server listening on").await;
+    let mut run = Running::spawn(
+        binary()
+            .env("JWT_SECRET", SECRET)
+            .env("SERVER_HOST", "127.0.0.1")
+            .env("SERVER_PORT", "0")
+            .env("LLM_PROVIDER_1_ID", "demo")
+            .env("LLM_PROVIDER_1_TYPE", "demo")
+            .env("LLM_PROVIDER_1_DELAY", "100ms")
+            .env("SHUTDOWN_TIMEOUT", "3s")
+            .env("LOG_LEVEL", "debug"),
+    );
+    let lines = run.until("Server listening on").await;
     let order = [
         "Configuration validated successfully",
         "Starting session cleanup task interval=5m ttl=15m",
@@ -170,26 +220,10 @@ async fn the_binary_logs_its_start_up_lines_in_order_and_exits_cleanly_on_sigter
         "JSON logs by default"
     );
 
-    let port = listening_port(&lines);
     let token = token("alice");
-    let url = format!("ws://127.0.0.1:{port}/chat/ws?token={token}");
-    let (mut socket, _) = tokio_tungstenite::connect_async(url).await.expect("connect");
-    futures::SinkExt::send(
-        &mut socket,
-        Message::Text(json!({"type": "user_message", "content": "hi"}).to_string().into()),
-    )
-    .await
-    .expect("send");
-    let mut chunks = 0;
-    while chunks < 2 {
-        if let Some(Ok(Message::Text(text))) = socket.next().await {
-            if text.contains("\"done\":\"false\"") {
-                chunks += 1;
-            }
-        }
-    }
+    let mut socket = ask_over(listening_port(&lines), &token, 2).await;
     let started = Instant::now();
-    sigterm(&child);
+    run.sigterm();
     let close = loop {
         match tokio::time::timeout(Duration::from_secs(5), socket.next()).await.expect("closed in time") {
             Some(Ok(Message::Close(frame))) => break frame,
@@ -199,19 +233,21 @@ async fn the_binary_logs_its_start_up_lines_in_order_and_exits_cleanly_on_sigter
     };
     let close = close.expect("close frame");
     assert_eq!((close.code, close.reason.as_str()), (CloseCode::Away, "Server shutting down"));
-    let status = tokio::time::timeout(Duration::from_secs(6), child.wait())
-        .await
-        .expect("exits in time")
-        .expect("status");
+    let (status, rest) = run.exit(Duration::from_secs(6)).await;
     assert!(status.success(), "exit 0, got {status}");
     assert!(started.elapsed() < Duration::from_secs(4), "within SHUTDOWN_TIMEOUT");
+    assert!(rest.contains("Shutdown complete"), "{rest}");
+    for line in lines.iter().map(String::as_str).chain(rest.lines()) {
+        assert!(!line.contains(&token), "a token reached the log even at debug level: {line}");
+        assert!(!line.contains(SECRET), "the JWT secret reached the log: {line}");
+    }
 }
 
 #[tokio::test]
 async fn dev_mode_starts_with_nothing_configured_and_prints_a_working_token() {
-    let mut child =
-        binary().env("SERVER_HOST", "127.0.0.1").env("SERVER_PORT", "0").arg("--dev").spawn().expect("spawn");
-    let lines = lines_until(&mut child, "Chatbox dev mode").await;
+    let mut run =
+        Running::spawn(binary().env("SERVER_HOST", "127.0.0.1").env("SERVER_PORT", "0").arg("--dev"));
+    let lines = run.until("Chatbox dev mode").await;
     let line = lines.last().expect("dev line");
     let url = line
         .split_whitespace()
@@ -222,9 +258,8 @@ async fn dev_mode_starts_with_nothing_configured_and_prints_a_working_token() {
     let status: serde_json::Value = serde_json::from_str(&text).expect("json");
     assert_eq!(status["user_id"], "dev-user");
     assert_eq!(status["model_id"], "demo");
-    sigterm(&child);
-    let status =
-        tokio::time::timeout(Duration::from_secs(10), child.wait()).await.expect("exits").expect("status");
+    run.sigterm();
+    let (status, _) = run.exit(Duration::from_secs(10)).await;
     assert!(status.success());
 }
 
@@ -238,28 +273,23 @@ async fn provider_failures_are_logged_without_keys_or_bodies_at_info_level() {
         r#"{"error":{"message":"SECRET-BODY Incorrect API key provided: sk-live-KEY"}}"#,
     ));
     let key = "sk-live-SECRET-KEY-fedcba9876543210";
-    let mut child = binary()
-        .env("JWT_SECRET", SECRET)
-        .env("SERVER_HOST", "127.0.0.1")
-        .env("SERVER_PORT", "0")
-        .env("LLM_PROVIDER_1_ID", "primary")
-        .env("LLM_PROVIDER_1_TYPE", Wire::OpenAi.kind())
-        .env("LLM_PROVIDER_1_ENDPOINT", provider.url("/v1"))
-        .env("LLM_PROVIDER_1_API_KEY", key)
-        .env("LLM_PROVIDER_1_MODEL", "gpt-test")
-        .env("LLM_MAX_RETRIES", "1")
-        .spawn()
-        .expect("spawn");
-    let lines = lines_until(&mut child, "Server listening on").await;
-    let port = listening_port(&lines);
-    let url = format!("ws://127.0.0.1:{port}/chat/ws?token={}", token("alice"));
+    let mut run = Running::spawn(
+        binary()
+            .env("JWT_SECRET", SECRET)
+            .env("SERVER_HOST", "127.0.0.1")
+            .env("SERVER_PORT", "0")
+            .env("LLM_PROVIDER_1_ID", "primary")
+            .env("LLM_PROVIDER_1_TYPE", Wire::OpenAi.kind())
+            .env("LLM_PROVIDER_1_ENDPOINT", provider.url("/v1"))
+            .env("LLM_PROVIDER_1_API_KEY", key)
+            .env("LLM_PROVIDER_1_MODEL", "gpt-test")
+            .env("LLM_MAX_RETRIES", "1"),
+    );
+    let lines = run.until("Server listening on").await;
+    let url = format!("ws://127.0.0.1:{}/chat/ws?token={}", listening_port(&lines), token("alice"));
     let (mut socket, _) = tokio_tungstenite::connect_async(url).await.expect("connect");
-    futures::SinkExt::send(
-        &mut socket,
-        Message::Text(json!({"type": "user_message", "content": "hi"}).to_string().into()),
-    )
-    .await
-    .expect("send");
+    let hi = json!({"type": "user_message", "content": "hi"}).to_string();
+    futures::SinkExt::send(&mut socket, Message::Text(hi.into())).await.expect("send");
     let mut frames = Vec::new();
     loop {
         let Some(Ok(Message::Text(text))) = socket.next().await else { continue };
@@ -270,16 +300,47 @@ async fn provider_failures_are_logged_without_keys_or_bodies_at_info_level() {
         }
     }
     assert!(frames.iter().any(|f| f.contains("LLM_UNAVAILABLE")));
-    sigterm(&child);
-    let output = tokio::time::timeout(Duration::from_secs(10), child.wait_with_output())
-        .await
-        .expect("exits")
-        .expect("output");
-    let log = String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr);
-    let log: String = lines.join("\n") + "\n" + &log;
+    assert_eq!(provider.requests().len(), 2, "tried and retried once");
+    run.sigterm();
+    let (_, rest) = run.exit(Duration::from_secs(10)).await;
+    let log = lines.join("\n") + "\n" + &rest;
     assert!(log.contains("provider request failed"), "the failure is logged: {log}");
     for text in frames.iter().map(String::as_str).chain([log.as_str()]) {
         assert!(!text.contains("SECRET"), "a key or provider body leaked: {text}");
         assert!(!text.contains(key));
     }
+}
+
+#[tokio::test]
+async fn the_cleanup_tasks_log_each_run() {
+    let mut run = Running::spawn(
+        binary()
+            .env("JWT_SECRET", SECRET)
+            .env("SERVER_HOST", "127.0.0.1")
+            .env("SERVER_PORT", "0")
+            .env("LLM_PROVIDER_1_ID", "demo")
+            .env("LLM_PROVIDER_1_TYPE", "demo")
+            .env("LLM_PROVIDER_1_DELAY", "1ms")
+            .env("SESSION_TTL", "1s")
+            .env("SESSION_CLEANUP_INTERVAL", "300ms")
+            .env("RATE_LIMIT_CLEANUP_INTERVAL", "300ms"),
+    );
+    let lines = run.until("Server listening on").await;
+    assert!(
+        lines.iter().any(|l| l.contains("Starting session cleanup task interval=300ms ttl=1s")),
+        "{lines:#?}"
+    );
+    assert!(lines.iter().any(|l| l.contains("Starting rate limiter cleanup task interval=300ms")));
+    let socket = ask_over(listening_port(&lines), &token("alice"), 1).await;
+    drop(socket);
+    let evicted = run.until("Cleaned up expired sessions count=1").await;
+    assert!(
+        evicted.iter().any(|l| l.contains("Cleaned up expired sessions count=0")),
+        "runs before the TTL passed"
+    );
+    let limiter = run.until("Rate limiter cleanup completed before=").await;
+    assert!(limiter.last().is_some_and(|l| l.contains("after=") && l.contains("removed=")));
+    run.sigterm();
+    let (status, _) = run.exit(Duration::from_secs(10)).await;
+    assert!(status.success());
 }

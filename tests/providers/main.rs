@@ -328,3 +328,36 @@ async fn a_json_answer_instead_of_an_event_stream_is_refused() {
         );
     }
 }
+
+#[tokio::test]
+async fn anthropic_and_dify_accept_the_kind_from_the_event_line_alone() {
+    let anthropic = concat!(
+        "event: message_start\ndata: {\"message\":{\"usage\":{\"input_tokens\":3,\"output_tokens\":0}}}\n\n",
+        "event: content_block_delta\ndata: {\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"terse\"}}\n\n",
+        "event: message_delta\ndata: {\"delta\":{\"stop_reason\":\"max_tokens\"},\"usage\":{\"output_tokens\":1}}\n\n",
+        "event: message_stop\ndata: {}\n\n",
+    );
+    let dify = concat!(
+        "event: message\ndata: {\"answer\":\"terse\",\"conversation_id\":\"c\"}\n\n",
+        "event: message_end\ndata: {\"metadata\":{\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":1}}}\n\n",
+    );
+    for (wire, body, reason) in
+        [(Wire::Anthropic, anthropic, FinishReason::Length), (Wire::Dify, dify, FinishReason::Stop)]
+    {
+        let server = FakeProvider::start().await;
+        server.push(Script::events(vec![Part::Bytes(body.as_bytes().to_vec())]));
+        let (events, error) =
+            drain(adapter(wire, &server).stream(request(None)).await.expect("started")).await;
+        assert!(error.is_none(), "{wire:?}: {error:?}");
+        assert_eq!(text(&events), "terse", "{wire:?}");
+        assert!(events.contains(&StreamEvent::Finished(reason)), "{wire:?}: {events:?}");
+        assert!(
+            events.contains(&StreamEvent::Usage(Usage {
+                prompt_tokens: 3,
+                completion_tokens: 1,
+                estimated: false
+            })),
+            "{wire:?}"
+        );
+    }
+}

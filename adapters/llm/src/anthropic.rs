@@ -16,7 +16,7 @@ use tracing::debug;
 
 use crate::config::ProviderConfig;
 use crate::sse::SseEvent;
-use crate::transport::{EventDecoder, Transport, secret_header};
+use crate::transport::{EventDecoder, Transport, parse_typed, secret_header};
 
 /// The API version this adapter speaks.
 pub const ANTHROPIC_VERSION: &str = "2023-06-01";
@@ -179,12 +179,9 @@ impl EventDecoder for MessagesDecoder {
         if self.stopped {
             return Ok(());
         }
-        let parsed: Event = match serde_json::from_str(&event.data) {
-            Ok(parsed) => parsed,
-            Err(error) => {
-                debug!(%error, event = ?event.event, "skipping a malformed Anthropic event");
-                return Ok(());
-            }
+        let Some(parsed) = parse_typed::<Event>(&event, "type") else {
+            debug!(event = ?event.event, "skipping a malformed Anthropic event");
+            return Ok(());
         };
         match parsed {
             Event::MessageStart { message } => {

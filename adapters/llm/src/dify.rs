@@ -16,7 +16,7 @@ use tracing::debug;
 
 use crate::config::ProviderConfig;
 use crate::sse::SseEvent;
-use crate::transport::{EventDecoder, Transport, classify_status, secret_header};
+use crate::transport::{EventDecoder, Transport, classify_status, parse_typed, secret_header};
 
 /// The `dify` provider.
 #[derive(Debug, Clone)]
@@ -118,12 +118,9 @@ impl EventDecoder for ChatMessagesDecoder {
         if self.ended {
             return Ok(());
         }
-        let parsed: Event = match serde_json::from_str(&event.data) {
-            Ok(parsed) => parsed,
-            Err(error) => {
-                debug!(%error, "skipping a malformed Dify event");
-                return Ok(());
-            }
+        let Some(parsed) = parse_typed::<Event>(&event, "event") else {
+            debug!(event = ?event.event, "skipping a malformed Dify event");
+            return Ok(());
         };
         if let Some(id) = parsed.conversation_id.filter(|id| !id.is_empty()) {
             if self.known_conversation.as_deref() != Some(id.as_str()) {

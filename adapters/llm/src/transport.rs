@@ -247,6 +247,18 @@ pub fn events(
     .boxed()
 }
 
+/// Parses an event's JSON data whose kind lives in the field `kind_field`. When the
+/// data lacks that field, the SSE `event:` name stands in for it: providers send both,
+/// but some proxies and mocks keep only one.
+#[must_use]
+pub fn parse_typed<T: serde::de::DeserializeOwned>(event: &SseEvent, kind_field: &str) -> Option<T> {
+    let mut value: serde_json::Value = serde_json::from_str(&event.data).ok()?;
+    if let (Some(object), Some(name)) = (value.as_object_mut(), event.event.as_ref()) {
+        object.entry(kind_field).or_insert_with(|| serde_json::Value::String(name.clone()));
+    }
+    serde_json::from_value(value).ok()
+}
+
 /// A header value that `Debug` output never shows (API keys).
 ///
 /// # Errors
