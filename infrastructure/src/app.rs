@@ -254,17 +254,9 @@ fn spawn_session_cleanup(
         humantime::format_duration(settings.session_ttl)
     );
     let chat = chat.clone();
-    tasks.spawn(async move {
-        let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
-        loop {
-            tokio::select! {
-                () = stop.cancelled() => break,
-                _ = ticks.tick() => {
-                    let count = chat.cleanup_sessions();
-                    info!("Cleaned up expired sessions count={count}");
-                }
-            }
-        }
+    spawn_periodic(tasks, interval, stop, move || {
+        let count = chat.cleanup_sessions();
+        info!("Cleaned up expired sessions count={count}");
     });
 }
 
@@ -277,18 +269,30 @@ fn spawn_rate_limiter_cleanup(
     let interval = settings.rate_limit_cleanup_interval;
     info!("Starting rate limiter cleanup task interval={}", humantime::format_duration(interval));
     let chat = chat.clone();
+    spawn_periodic(tasks, interval, stop, move || {
+        let (before, after) = chat.cleanup_rate_limiter();
+        info!(
+            "Rate limiter cleanup completed before={before} after={after} removed={}",
+            before.saturating_sub(after)
+        );
+    });
+}
+
+/// Runs `job` every `interval` (first run after one interval) until `stop`, as a tracked
+/// task. `job` is quick and synchronous, so stopping never waits on it for long.
+fn spawn_periodic(
+    tasks: &TaskTracker,
+    interval: Duration,
+    stop: CancellationToken,
+    mut job: impl FnMut() + Send + 'static,
+) {
     tasks.spawn(async move {
         let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 () = stop.cancelled() => break,
-                _ = ticks.tick() => {
-                    let (before, after) = chat.cleanup_rate_limiter();
-                    info!(
-                        "Rate limiter cleanup completed before={before} after={after} removed={}",
-                        before.saturating_sub(after)
-                    );
-                }
+                _ = ticks.tick() => job(),
             }
         }
     });

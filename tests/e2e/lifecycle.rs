@@ -87,6 +87,22 @@ fn binary() -> Command {
     command
 }
 
+/// The binary configured as a test server: the test secret, loopback, a free port, one
+/// demo provider; `overrides` replace or add variables.
+fn server_binary(overrides: &[(&str, &str)]) -> Command {
+    let mut command = binary();
+    command
+        .env("JWT_SECRET", SECRET)
+        .env("SERVER_HOST", "127.0.0.1")
+        .env("SERVER_PORT", "0")
+        .env("LLM_PROVIDER_1_ID", "demo")
+        .env("LLM_PROVIDER_1_TYPE", "demo");
+    for (name, value) in overrides {
+        command.env(name, value);
+    }
+    command
+}
+
 /// A running binary and one reader over its standard output (so no line is lost
 /// between reads).
 struct Running {
@@ -187,17 +203,11 @@ async fn ask_over(port: u16, token: &str, chunks: usize) -> crate::support::Sock
 
 #[tokio::test]
 async fn the_binary_logs_its_start_up_lines_in_order_and_exits_cleanly_on_sigterm_mid_answer() {
-    let mut run = Running::spawn(
-        binary()
-            .env("JWT_SECRET", SECRET)
-            .env("SERVER_HOST", "127.0.0.1")
-            .env("SERVER_PORT", "0")
-            .env("LLM_PROVIDER_1_ID", "demo")
-            .env("LLM_PROVIDER_1_TYPE", "demo")
-            .env("LLM_PROVIDER_1_DELAY", "100ms")
-            .env("SHUTDOWN_TIMEOUT", "3s")
-            .env("LOG_LEVEL", "debug"),
-    );
+    let mut run = Running::spawn(&mut server_binary(&[
+        ("LLM_PROVIDER_1_DELAY", "100ms"),
+        ("SHUTDOWN_TIMEOUT", "3s"),
+        ("LOG_LEVEL", "debug"),
+    ]));
     let lines = run.until("Server listening on").await;
     let order = [
         "Configuration validated successfully",
@@ -273,18 +283,15 @@ async fn provider_failures_are_logged_without_keys_or_bodies_at_info_level() {
         r#"{"error":{"message":"SECRET-BODY Incorrect API key provided: sk-live-KEY"}}"#,
     ));
     let key = "sk-live-SECRET-KEY-fedcba9876543210";
-    let mut run = Running::spawn(
-        binary()
-            .env("JWT_SECRET", SECRET)
-            .env("SERVER_HOST", "127.0.0.1")
-            .env("SERVER_PORT", "0")
-            .env("LLM_PROVIDER_1_ID", "primary")
-            .env("LLM_PROVIDER_1_TYPE", Wire::OpenAi.kind())
-            .env("LLM_PROVIDER_1_ENDPOINT", provider.url("/v1"))
-            .env("LLM_PROVIDER_1_API_KEY", key)
-            .env("LLM_PROVIDER_1_MODEL", "gpt-test")
-            .env("LLM_MAX_RETRIES", "1"),
-    );
+    let endpoint = provider.url("/v1");
+    let mut run = Running::spawn(&mut server_binary(&[
+        ("LLM_PROVIDER_1_ID", "primary"),
+        ("LLM_PROVIDER_1_TYPE", Wire::OpenAi.kind()),
+        ("LLM_PROVIDER_1_ENDPOINT", &endpoint),
+        ("LLM_PROVIDER_1_API_KEY", key),
+        ("LLM_PROVIDER_1_MODEL", "gpt-test"),
+        ("LLM_MAX_RETRIES", "1"),
+    ]));
     let lines = run.until("Server listening on").await;
     let url = format!("ws://127.0.0.1:{}/chat/ws?token={}", listening_port(&lines), token("alice"));
     let (mut socket, _) = tokio_tungstenite::connect_async(url).await.expect("connect");
@@ -313,18 +320,12 @@ async fn provider_failures_are_logged_without_keys_or_bodies_at_info_level() {
 
 #[tokio::test]
 async fn the_cleanup_tasks_log_each_run() {
-    let mut run = Running::spawn(
-        binary()
-            .env("JWT_SECRET", SECRET)
-            .env("SERVER_HOST", "127.0.0.1")
-            .env("SERVER_PORT", "0")
-            .env("LLM_PROVIDER_1_ID", "demo")
-            .env("LLM_PROVIDER_1_TYPE", "demo")
-            .env("LLM_PROVIDER_1_DELAY", "1ms")
-            .env("SESSION_TTL", "1s")
-            .env("SESSION_CLEANUP_INTERVAL", "300ms")
-            .env("RATE_LIMIT_CLEANUP_INTERVAL", "300ms"),
-    );
+    let mut run = Running::spawn(&mut server_binary(&[
+        ("LLM_PROVIDER_1_DELAY", "1ms"),
+        ("SESSION_TTL", "1s"),
+        ("SESSION_CLEANUP_INTERVAL", "300ms"),
+        ("RATE_LIMIT_CLEANUP_INTERVAL", "300ms"),
+    ]));
     let lines = run.until("Server listening on").await;
     assert!(
         lines.iter().any(|l| l.contains("Starting session cleanup task interval=300ms ttl=1s")),

@@ -19,8 +19,12 @@ use futures::StreamExt;
 const KEY: &str = "sk-test-SECRET-KEY-0123456789";
 
 fn adapter(wire: Wire, server: &FakeProvider) -> Arc<dyn LlmProvider> {
+    adapter_at(wire, server.url("/v1"))
+}
+
+fn adapter_at(wire: Wire, endpoint: String) -> Arc<dyn LlmProvider> {
     let config = ProviderConfig {
-        endpoint: server.url("/v1"),
+        endpoint,
         api_key: Some(KEY.to_owned()),
         model: Some("model-x".to_owned()),
         max_tokens: Some(256),
@@ -254,26 +258,13 @@ async fn server_and_client_errors_are_classified_by_status() {
 
 #[tokio::test]
 async fn connection_refused_is_a_retryable_connect_failure() {
-    let server = FakeProvider::start().await;
     let unused = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("address");
     for wire in Wire::ALL {
-        let config = ProviderConfig {
-            endpoint: format!("http://{unused}/v1"),
-            api_key: Some(KEY.into()),
-            model: Some("m".into()),
-            max_tokens: None,
-            temperature: None,
-        };
-        let provider: Arc<dyn LlmProvider> = match wire {
-            Wire::OpenAi => Arc::new(OpenAiProvider::new(config).expect("client")),
-            Wire::Anthropic => Arc::new(AnthropicProvider::new(config).expect("client")),
-            Wire::Dify => Arc::new(DifyProvider::new(config).expect("client")),
-        };
+        let provider = adapter_at(wire, format!("http://{unused}/v1"));
         let error = provider.stream(request(None)).await.err().expect("refused");
         assert!(matches!(error, ProviderError::Connect(_)) && error.is_retryable(), "{wire:?}: {error:?}");
         assert!(!error.to_string().contains(KEY));
     }
-    drop(server);
 }
 
 #[tokio::test]
