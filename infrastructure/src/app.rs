@@ -24,7 +24,7 @@ use chatbox_domain::{ModelId, Timestamp};
 use chatbox_http::{HttpConfig, HttpState, JwtSettings, JwtVerifier};
 use chatbox_llm::{AnthropicProvider, DemoProvider, DifyProvider, OpenAiProvider, ProviderConfig};
 use chatbox_memory_store::MemorySessionRepository;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
@@ -167,8 +167,7 @@ impl Application {
             tasks: tasks.clone(),
             shutdown: CancellationToken::new(),
         });
-        let listener = TcpListener::bind(settings.bind_address())
-            .await
+        let listener = listen(settings.bind_address())
             .with_context(|| format!("cannot listen on {}", settings.bind_address()))?;
         let address = listener.local_addr()?;
         Ok(Self { settings, listener, address, chat, http, tasks })
@@ -222,6 +221,18 @@ impl Application {
         info!("Shutdown complete");
         Ok(())
     }
+}
+
+/// The listening socket. `TCP_NODELAY` is set on it so that every accepted connection
+/// inherits it (Linux and the BSDs copy it to accepted sockets): streamed chunks are small
+/// writes, and Nagle's algorithm would hold each one back until the previous was
+/// acknowledged, adding up to 40 ms (the peer's delayed ACK) per chunk.
+fn listen(address: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if address.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.set_nodelay(true)?;
+    socket.bind(address)?;
+    socket.listen(1024)
 }
 
 /// The adapter for one configured provider.
@@ -296,4 +307,19 @@ fn spawn_periodic(
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn accepted_connections_inherit_tcp_nodelay() {
+        let listener = listen(SocketAddr::from(([127, 0, 0, 1], 0))).expect("listen");
+        let address = listener.local_addr().expect("address");
+        let client = tokio::net::TcpStream::connect(address);
+        let (accepted, _client) = tokio::join!(listener.accept(), client);
+        let (stream, _) = accepted.expect("accept");
+        assert!(stream.nodelay().expect("nodelay"), "small streamed frames must not wait for Nagle");
+    }
 }

@@ -1,0 +1,139 @@
+//! Capacity benchmarks that print numbers, with one ratio check that CI can afford: the
+//! memory an idle WebSocket costs the server. The server runs as its own process (the
+//! compiled binary) so its resident memory can be read from `/proc`.
+//!
+//! Run the release numbers with:
+//! `cargo test --release -p chatbox --test capacity -- --nocapture`
+
+use std::process::Stdio;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use futures::{SinkExt, StreamExt};
+use serde_json::json;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio_tungstenite::tungstenite::Message;
+
+const SECRET: &str = "capacity-K8f3Lq9ZxW2mN7vB4tR6yU1pJ5hG";
+/// Idle sockets opened for the memory measurement.
+const IDLE_SOCKETS: usize = 2000;
+/// tungstenite's default read buffer alone is 128 KiB per socket; the gateway sizes its
+/// buffers by hand and must stay far below that.
+const MAX_KIB_PER_IDLE_SOCKET: f64 = 32.0;
+
+fn token(user: &str) -> String {
+    let exp = SystemTime::now().duration_since(UNIX_EPOCH).expect("time").as_secs() + 3600;
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &json!({"user_id": user, "exp": exp}),
+        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .expect("sign")
+}
+
+async fn start_server() -> (Child, u16) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_chatbox"))
+        .env_clear()
+        .env("JWT_SECRET", SECRET)
+        .env("SERVER_HOST", "127.0.0.1")
+        .env("SERVER_PORT", "0")
+        .env("LLM_PROVIDER_1_ID", "demo")
+        .env("LLM_PROVIDER_1_TYPE", "demo")
+        .env("LLM_PROVIDER_1_DELAY", "0ms")
+        .env("MAX_CONNECTIONS_PER_USER", "10000")
+        .env("RATE_LIMIT", "100000")
+        .env("LOG_LEVEL", "warn,chatbox=info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let port = loop {
+        let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+            .await
+            .expect("starts in time")
+            .expect("read")
+            .expect("a listening line");
+        if let Some(after) = line.split("Server listening on ").nth(1) {
+            let address: String =
+                after.chars().take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':').collect();
+            break address.rsplit(':').next().and_then(|p| p.parse().ok()).expect("port");
+        }
+    };
+    // Keep draining the log so the server never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, port)
+}
+
+fn rss_kib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).expect("VmRSS");
+    line.split_whitespace().nth(1).and_then(|v| v.parse().ok()).expect("kib")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_socket_costs_the_server_a_few_kib() {
+    let (child, port) = start_server().await;
+    let pid = child.id().expect("pid");
+    let url = format!("ws://127.0.0.1:{port}/chat/ws?token={}", token("idle"));
+    // Warm up allocator arenas and the runtime with a first batch, then measure.
+    let mut sockets = Vec::with_capacity(IDLE_SOCKETS + 100);
+    for _ in 0..100 {
+        let (mut socket, _) = tokio_tungstenite::connect_async(&url).await.expect("connect");
+        socket.next().await.expect("status").expect("ok");
+        sockets.push(socket);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = rss_kib(pid);
+    for _ in 0..IDLE_SOCKETS {
+        let (mut socket, _) = tokio_tungstenite::connect_async(&url).await.expect("connect");
+        socket.next().await.expect("status").expect("ok");
+        sockets.push(socket);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = rss_kib(pid);
+    let per_socket = (after - before) / IDLE_SOCKETS as f64;
+    println!(
+        "idle sockets: {IDLE_SOCKETS}, server RSS {before:.0} KiB -> {after:.0} KiB, {per_socket:.1} KiB per idle socket"
+    );
+    assert!(
+        per_socket < MAX_KIB_PER_IDLE_SOCKET,
+        "an idle socket costs {per_socket:.1} KiB (limit {MAX_KIB_PER_IDLE_SOCKET} KiB)"
+    );
+    drop(sockets);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn time_to_first_chunk_through_the_gateway() {
+    let (_child, port) = start_server().await;
+    let url = format!("ws://127.0.0.1:{port}/chat/ws?token={}", token("latency"));
+    let (mut socket, _) = tokio_tungstenite::connect_async(&url).await.expect("connect");
+    socket.next().await.expect("status").expect("ok");
+    let mut samples = Vec::new();
+    for n in 0..200 {
+        let started = Instant::now();
+        let frame = json!({"type": "user_message", "content": format!("question {n}")}).to_string();
+        socket.send(Message::Text(frame.into())).await.expect("send");
+        let mut first = None;
+        loop {
+            let Some(Ok(Message::Text(text))) = socket.next().await else { continue };
+            if first.is_none() && text.contains("\"done\":\"false\"") {
+                first = Some(started.elapsed());
+            }
+            if text.contains("\"done\":\"true\"") {
+                break;
+            }
+        }
+        samples.push(first.expect("a first chunk"));
+    }
+    samples.sort();
+    let pick = |q: f64| samples[((samples.len() - 1) as f64 * q) as usize];
+    println!(
+        "time to first chunk (store the question, read the history, start the model, fan out), 200 answers: p50 {:?}, p99 {:?}, max {:?}",
+        pick(0.5),
+        pick(0.99),
+        samples[samples.len() - 1]
+    );
+    assert_eq!(samples.len(), 200);
+}
