@@ -196,7 +196,7 @@ impl Actor {
             };
             (message, next)
         });
-        let stored = self.deps.repo.append_message(&snapshot, &message).await;
+        let stored = self.deps.storage(self.deps.repo.append_message(&snapshot, &message)).await;
         let session_id = self.live.id().clone();
         let message = Arc::new(message);
         let echo =
@@ -278,8 +278,7 @@ impl Actor {
         let settings = &self.deps.settings;
         let recent = self
             .deps
-            .repo
-            .recent_messages(self.live.id(), settings.context_messages)
+            .storage(self.deps.repo.recent_messages(self.live.id(), settings.context_messages))
             .await
             .map_err(|error| {
                 warn!(session_id = %self.live.id(), %error, "loading the history failed");
@@ -540,7 +539,7 @@ impl Actor {
                 message.timing = Some(timing);
                 (message, next)
             });
-            match self.deps.repo.append_message(&snapshot, &message).await {
+            match self.deps.storage(self.deps.repo.append_message(&snapshot, &message)).await {
                 Ok(()) => stored_seq = Some(message.seq),
                 Err(error) => {
                     warn!(%session_id, %error, "storing an answer failed");

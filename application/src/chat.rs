@@ -22,7 +22,7 @@ use crate::error::ChatError;
 use crate::events::{Frame, ServerEvent};
 use crate::limits::MessageLimiter;
 use crate::live::{LiveSession, LiveSessions};
-use crate::ports::{Clock, IdGenerator, LlmProvider, Randomness, SessionRepository};
+use crate::ports::{Clock, IdGenerator, LlmProvider, Randomness, RepositoryError, SessionRepository};
 use crate::settings::ChatSettings;
 use crate::socket::SocketHandle;
 
@@ -39,6 +39,19 @@ pub(crate) struct Deps {
     pub tasks: TaskTracker,
     /// Cancelled when answers still running at shutdown must stop.
     pub answers_cutoff: CancellationToken,
+}
+
+impl Deps {
+    /// Runs a storage call within `storage_timeout`: a store that stalls is a store that
+    /// failed, so one slow write cannot freeze a session.
+    pub async fn storage<T>(
+        &self,
+        call: impl std::future::Future<Output = Result<T, RepositoryError>>,
+    ) -> Result<T, RepositoryError> {
+        tokio::time::timeout(self.settings.storage_timeout, call)
+            .await
+            .unwrap_or_else(|_| Err(RepositoryError::Unavailable("the storage call timed out".into())))
+    }
 }
 
 /// The outside world the chat use-cases need.
@@ -147,7 +160,7 @@ impl ChatService {
     /// # Errors
     /// The storage failure.
     pub async fn storage_ready(&self) -> Result<(), ChatError> {
-        Ok(self.deps.repo.ping().await?)
+        Ok(self.deps.storage(self.deps.repo.ping()).await?)
     }
 
     /// A frame stamped now.
@@ -353,7 +366,7 @@ impl ChatService {
             state.session.model_id = model_id;
             state.session.clone()
         });
-        self.deps.repo.update(&snapshot).await?;
+        self.deps.storage(self.deps.repo.update(&snapshot)).await?;
         Ok(())
     }
 
@@ -408,7 +421,7 @@ impl ChatService {
             }
             state.session.clone()
         });
-        self.deps.repo.update(&snapshot).await?;
+        self.deps.storage(self.deps.repo.update(&snapshot)).await?;
         let frame = self.frame(ServerEvent::ConnectionStatus {
             user_id: snapshot.owner.clone(),
             session_id: snapshot.id.clone(),
@@ -451,13 +464,14 @@ impl ChatService {
             let owned = live.with_state(|state| state.session.is_owned_by(user));
             return Ok(owned.then_some(live));
         }
-        let Some(session) = self.deps.repo.load(id).await? else {
+        let Some(session) = self.deps.storage(self.deps.repo.load(id)).await? else {
             return Ok(None);
         };
         if !session.is_owned_by(user) {
             return Ok(None);
         }
-        let recent = self.deps.repo.recent_messages(id, crate::live::REMEMBERED_CLIENT_IDS).await?;
+        let recent =
+            self.deps.storage(self.deps.repo.recent_messages(id, crate::live::REMEMBERED_CLIENT_IDS)).await?;
         let client_ids = recent.into_iter().filter_map(|m| m.client_message_id).collect();
         Ok(Some(self.activate(session, client_ids)))
     }
@@ -514,7 +528,7 @@ impl ChatService {
                     .unwrap_or_else(|| self.deps.settings.default_model().clone());
                 let session =
                     Session::new(id, connection.socket.user().clone(), model, self.deps.clock.now());
-                self.deps.repo.create(&session).await?;
+                self.deps.storage(self.deps.repo.create(&session)).await?;
                 info!(session_id = %session.id, user_id = %session.owner, "session created");
                 let live = self.activate(session, Vec::new());
                 let announced = requested.is_none_or(|id| id == live.id()) && connection.issued == *live.id();
@@ -585,7 +599,7 @@ impl ChatService {
             let batch = if remaining == 0 {
                 Vec::new()
             } else {
-                self.deps.repo.messages_after(live.id(), cursor, remaining).await?
+                self.deps.storage(self.deps.repo.messages_after(live.id(), cursor, remaining)).await?
             };
             let full = batch.len() == remaining;
             if let Some(last) = batch.last() {

@@ -74,6 +74,8 @@ pub struct ChatSettings {
     /// `LLM_PROVIDER_<N>_FALLBACK`: the provider to try when one fails before its first
     /// token.
     pub fallbacks: HashMap<ModelId, ModelId>,
+    /// The longest one storage call may take before it counts as failed.
+    pub storage_timeout: Duration,
 }
 
 impl ChatSettings {

@@ -152,9 +152,98 @@ impl Randomness for HalfRandom {
     }
 }
 
+/// What the storage does with message writes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Storage {
+    Works,
+    Fails,
+    Stalls,
+}
+
+/// The memory store, with message writes that can be made to fail or stall.
+struct FlakyRepository {
+    inner: Arc<MemorySessionRepository>,
+    mode: Mutex<Storage>,
+}
+
+impl FlakyRepository {
+    async fn gate(&self) -> Result<(), chatbox_application::ports::RepositoryError> {
+        let mode = *self.mode.lock().expect("lock");
+        match mode {
+            Storage::Works => Ok(()),
+            Storage::Fails => Err(chatbox_application::ports::RepositoryError::Unavailable("down".into())),
+            Storage::Stalls => futures::future::pending().await,
+        }
+    }
+}
+
+#[async_trait]
+impl SessionRepository for FlakyRepository {
+    async fn create(
+        &self,
+        session: &chatbox_domain::Session,
+    ) -> Result<(), chatbox_application::ports::RepositoryError> {
+        self.inner.create(session).await
+    }
+    async fn load(
+        &self,
+        id: &SessionId,
+    ) -> Result<Option<chatbox_domain::Session>, chatbox_application::ports::RepositoryError> {
+        self.inner.load(id).await
+    }
+    async fn update(
+        &self,
+        session: &chatbox_domain::Session,
+    ) -> Result<(), chatbox_application::ports::RepositoryError> {
+        self.inner.update(session).await
+    }
+    async fn append_message(
+        &self,
+        session: &chatbox_domain::Session,
+        message: &chatbox_domain::StoredMessage,
+    ) -> Result<(), chatbox_application::ports::RepositoryError> {
+        self.gate().await?;
+        self.inner.append_message(session, message).await
+    }
+    async fn messages_after(
+        &self,
+        id: &SessionId,
+        after: Seq,
+        limit: usize,
+    ) -> Result<Vec<chatbox_domain::StoredMessage>, chatbox_application::ports::RepositoryError> {
+        self.inner.messages_after(id, after, limit).await
+    }
+    async fn recent_messages(
+        &self,
+        id: &SessionId,
+        limit: usize,
+    ) -> Result<Vec<chatbox_domain::StoredMessage>, chatbox_application::ports::RepositoryError> {
+        self.inner.recent_messages(id, limit).await
+    }
+    async fn has_client_message(
+        &self,
+        id: &SessionId,
+        key: &ClientMessageId,
+    ) -> Result<bool, chatbox_application::ports::RepositoryError> {
+        self.inner.has_client_message(id, key).await
+    }
+    async fn list_for_user(
+        &self,
+        user: &UserId,
+        limit: usize,
+        offset: usize,
+    ) -> Result<Vec<chatbox_domain::Session>, chatbox_application::ports::RepositoryError> {
+        self.inner.list_for_user(user, limit, offset).await
+    }
+    async fn ping(&self) -> Result<(), chatbox_application::ports::RepositoryError> {
+        self.inner.ping().await
+    }
+}
+
 struct Harness {
     service: ChatService,
     repo: Arc<MemorySessionRepository>,
+    storage: Arc<FlakyRepository>,
     provider: Arc<ScriptedProvider>,
 }
 
@@ -182,6 +271,7 @@ fn settings() -> ChatSettings {
             max_delay: Duration::from_millis(100),
         },
         fallbacks: HashMap::new(),
+        storage_timeout: Duration::from_secs(5),
     }
 }
 
@@ -192,14 +282,15 @@ fn harness_with(settings: ChatSettings) -> Harness {
     for model in settings.models.iter() {
         providers.insert(model.id.clone(), Arc::clone(&provider) as Arc<dyn LlmProvider>);
     }
+    let storage = Arc::new(FlakyRepository { inner: Arc::clone(&repo), mode: Mutex::new(Storage::Works) });
     let ports = ChatPorts {
-        repository: Arc::clone(&repo) as Arc<dyn SessionRepository>,
+        repository: Arc::clone(&storage) as Arc<dyn SessionRepository>,
         providers,
         clock: Arc::new(RealClock(Instant::now())),
         ids: Arc::new(CountingIds::default()),
         random: Arc::new(HalfRandom),
     };
-    Harness { service: ChatService::new(ports, settings, TaskTracker::new()), repo, provider }
+    Harness { service: ChatService::new(ports, settings, TaskTracker::new()), repo, storage, provider }
 }
 
 fn harness() -> Harness {
@@ -817,4 +908,79 @@ async fn done_reports_time_to_first_token_and_duration() {
         first >= Duration::from_millis(100) && timing.total >= first + Duration::from_millis(100),
         "{timing:?}"
     );
+}
+
+#[tokio::test]
+async fn a_failing_store_answers_database_error_to_the_sender_and_a_retry_loses_nothing() {
+    let h = harness();
+    let mut phone = h.connect("u1", None, None).await;
+    h.say(&mut phone, "first").await.expect("first");
+    phone.until_done().await;
+    let session = phone.session_id();
+    let mut laptop = h.connect("u1", Some(session.clone()), None).await;
+
+    *h.storage.mode.lock().expect("lock") = Storage::Fails;
+    h.say_with(&mut phone, "important", Some("k-9")).await.expect("accepted");
+    match phone.next().await {
+        ServerEvent::Error { code, message, .. } => {
+            assert_eq!(code, ErrorCode::DatabaseError);
+            assert!(!message.contains("down"), "driver text stays inside: {message}");
+        }
+        other => panic!("expected DATABASE_ERROR, got {other:?}"),
+    }
+    assert!(
+        laptop.next_within(Duration::from_millis(200)).await.is_none(),
+        "nothing was stored, nothing fanned out"
+    );
+    assert_eq!(h.provider.requests.lock().expect("lock").len(), 1, "no answer to an unstored message");
+
+    *h.storage.mode.lock().expect("lock") = Storage::Works;
+    h.say_with(&mut phone, "important", Some("k-9")).await.expect("the same key is accepted again");
+    let events = phone.until_done().await;
+    assert_eq!(done_of(&events).1, FinishReason::Stop);
+    let stored: Vec<String> = h.stored(&session).await.into_iter().map(|m| m.content).collect();
+    assert_eq!(stored, ["first", "ok", "important", "ok"]);
+}
+
+#[tokio::test]
+async fn a_stalled_store_times_out_and_the_session_keeps_working() {
+    let mut s = settings();
+    s.storage_timeout = Duration::from_millis(200);
+    let h = harness_with(s);
+    let mut client = h.connect("u1", None, None).await;
+    h.say(&mut client, "hello").await.expect("hello");
+    client.until_done().await;
+
+    *h.storage.mode.lock().expect("lock") = Storage::Stalls;
+    let started = Instant::now();
+    h.say(&mut client, "stuck").await.expect("accepted");
+    assert!(matches!(client.next().await, ServerEvent::Error { code: ErrorCode::DatabaseError, .. }));
+    assert!(started.elapsed() >= Duration::from_millis(200));
+
+    *h.storage.mode.lock().expect("lock") = Storage::Works;
+    h.say(&mut client, "unstuck").await.expect("accepted");
+    assert_eq!(done_of(&client.until_done().await).1, FinishReason::Stop);
+}
+
+#[tokio::test]
+async fn an_answer_nobody_comes_back_for_is_cancelled_after_the_reconnect_timeout_and_stored() {
+    let mut s = settings();
+    s.reconnect_timeout = Duration::from_millis(150);
+    let h = harness_with(s);
+    let mut script = vec![Step::Say("part ")];
+    for _ in 0..50 {
+        script.push(Step::Wait(Duration::from_millis(20)));
+        script.push(Step::Say("more "));
+    }
+    h.provider.push(script);
+    let mut client = h.connect("u1", None, None).await;
+    let session = client.session_id();
+    h.say(&mut client, "long").await.expect("long");
+    assert!(matches!(client.next().await, ServerEvent::Loading { .. }));
+    h.service.disconnect(client.connection);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(h.provider.dropped.load(Ordering::SeqCst), 1, "the provider request was abandoned");
+    let answer = h.stored(&session).await.pop().expect("the partial answer");
+    assert_eq!(answer.finish_reason, Some(FinishReason::Cancelled));
+    assert!(answer.content.starts_with("part ") && answer.content.len() < "part ".len() + 50 * 5);
 }

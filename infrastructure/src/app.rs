@@ -31,6 +31,9 @@ use tracing::{info, warn};
 
 use crate::config::{ProviderKind, ProviderSettings, Settings, StorageBackend};
 
+/// The longest one storage call may take before it counts as failed.
+const STORAGE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Wall-clock and monotonic time from the operating system.
 #[derive(Debug)]
 pub struct SystemClock {
@@ -133,6 +136,7 @@ impl Application {
                 .iter()
                 .filter_map(|p| p.fallback.clone().map(|fallback| (p.id.clone(), fallback)))
                 .collect(),
+            storage_timeout: STORAGE_TIMEOUT,
         };
         let ports = ChatPorts {
             repository,
