@@ -37,8 +37,10 @@ use crate::wire::{self, Inbound, WireError};
 
 type Socket = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
 
-/// The socket's read buffer: small, because idle sockets are the common case.
-const READ_BUFFER_BYTES: usize = 4 * 1024;
+/// The socket's read buffer: small, because idle sockets are the common case (chat
+/// frames are small; a large frame just takes a few more reads). With 1 KiB an idle
+/// socket costs the server about 8 KiB in all; see `docs/benchmarks.md`.
+const READ_BUFFER_BYTES: usize = 1024;
 /// How long closing a socket may take before it is dropped.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 

@@ -66,7 +66,10 @@ impl LlmProvider for DemoProvider {
         };
         let delay = self.delay;
         let deltas = stream::iter(words).then(move |word| async move {
-            tokio::time::sleep(delay).await;
+            // A zero delay must not cost a timer tick per word.
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
             Ok(StreamEvent::Delta(word))
         });
         let ending =
