@@ -109,6 +109,10 @@ impl Connection {
     }
 }
 
+/// How often a bind is retried when the session is evicted under it (a race with the
+/// cleanup task; one retry normally suffices).
+const EVICTION_RETRIES: usize = 3;
+
 /// What a client-supplied session id resolves to.
 enum Target {
     Live(Arc<LiveSession>),
@@ -347,7 +351,9 @@ impl ChatService {
         }
         match self.resolve(connection, session_id.as_ref()).await? {
             Target::Live(live) => {
-                self.rebind_if_needed(connection, &live);
+                if !self.rebind_if_needed(connection, &live) {
+                    return Err(ChatError::Internal);
+                }
                 self.change_model(&live, model_id.clone()).await?;
             }
             // No conversation yet: remember the choice for the session the next message
@@ -517,50 +523,69 @@ impl ChatService {
         requested: Option<&SessionId>,
         model: Option<ModelId>,
     ) -> Result<Arc<LiveSession>, ChatError> {
-        match self.resolve(connection, requested).await? {
-            Target::Live(live) => {
-                self.rebind_if_needed(connection, &live);
-                Ok(live)
-            }
-            Target::New(id) => {
-                let model = model
-                    .or_else(|| connection.selected_model.clone())
-                    .unwrap_or_else(|| self.deps.settings.default_model().clone());
-                let session =
-                    Session::new(id, connection.socket.user().clone(), model, self.deps.clock.now());
-                self.deps.storage(self.deps.repo.create(&session)).await?;
-                info!(session_id = %session.id, user_id = %session.owner, "session created");
-                let live = self.activate(session, Vec::new());
-                let announced = requested.is_none_or(|id| id == live.id()) && connection.issued == *live.id();
-                self.attach_plain(connection, &live);
-                if !announced {
-                    // The client used an id we did not honour: tell it the real one.
-                    self.send_status(connection, self.model_of(connection), "connected");
-                }
-                Ok(live)
+        for _ in 0..EVICTION_RETRIES {
+            match self.resolve(connection, requested).await? {
+                // Evicted between resolving and binding: resolve again (it reloads).
+                Target::Live(live) if !self.rebind_if_needed(connection, &live) => {}
+                Target::Live(live) => return Ok(live),
+                Target::New(id) => return self.create_session(connection, id, requested, model).await,
             }
         }
+        Err(ChatError::Internal)
+    }
+
+    /// Creates a session under `id`, makes it live and binds the socket to it.
+    async fn create_session(
+        &self,
+        connection: &mut Connection,
+        id: SessionId,
+        requested: Option<&SessionId>,
+        model: Option<ModelId>,
+    ) -> Result<Arc<LiveSession>, ChatError> {
+        let model = model
+            .or_else(|| connection.selected_model.clone())
+            .unwrap_or_else(|| self.deps.settings.default_model().clone());
+        let session = Session::new(id, connection.socket.user().clone(), model, self.deps.clock.now());
+        self.deps.storage(self.deps.repo.create(&session)).await?;
+        info!(session_id = %session.id, user_id = %session.owner, "session created");
+        let live = self.activate(session, Vec::new());
+        let announced = requested.is_none_or(|id| id == live.id()) && connection.issued == *live.id();
+        // A session created a moment ago cannot have been evicted yet.
+        let _ = self.attach_plain(connection, &live);
+        if !announced {
+            // The client used an id we did not honour: tell it the real one.
+            self.send_status(connection, self.model_of(connection), "connected");
+        }
+        Ok(live)
     }
 
     /// Moves the socket to `live` (a session change) unless it is bound there already.
-    fn rebind_if_needed(&self, connection: &mut Connection, live: &Arc<LiveSession>) {
+    /// False when `live` was evicted meanwhile.
+    #[must_use]
+    fn rebind_if_needed(&self, connection: &mut Connection, live: &Arc<LiveSession>) -> bool {
         if connection.bound.as_ref().is_some_and(|bound| Arc::ptr_eq(bound, live)) {
-            return;
+            return true;
         }
-        self.attach_plain(connection, live);
+        if !self.attach_plain(connection, live) {
+            return false;
+        }
         self.send_status(connection, self.model_of(connection), "connected");
+        true
     }
 
     /// Binds the socket to `live` with no replay (but with the answer in progress).
-    fn attach_plain(&self, connection: &mut Connection, live: &Arc<LiveSession>) {
+    /// False when `live` was evicted meanwhile; the socket is then unbound.
+    #[must_use]
+    fn attach_plain(&self, connection: &mut Connection, live: &Arc<LiveSession>) -> bool {
         self.detach_current(connection);
         let frames = live.with_state(|state| {
             let frames = self.in_progress_frames(live.id(), state);
-            state.attach(Arc::clone(&connection.socket));
-            frames
+            state.attach(Arc::clone(&connection.socket)).then_some(frames)
         });
+        let Some(frames) = frames else { return false };
         connection.socket.send_batch(frames);
         connection.bound = Some(Arc::clone(live));
+        true
     }
 
     fn detach_current(&self, connection: &mut Connection) {
@@ -578,19 +603,37 @@ impl ChatService {
     async fn bind(
         &self,
         connection: &mut Connection,
-        live: Arc<LiveSession>,
+        mut live: Arc<LiveSession>,
         last_seq: Option<Seq>,
         state_name: &'static str,
     ) -> Result<(), ChatError> {
+        for _ in 0..EVICTION_RETRIES {
+            if self.try_bind(connection, &live, last_seq, state_name).await? {
+                return Ok(());
+            }
+            // Evicted between loading and binding: load it again.
+            let user = connection.socket.user().clone();
+            live = self.owned_live(&user, live.id()).await?.ok_or(ChatError::NotFound)?;
+        }
+        Err(ChatError::Internal)
+    }
+
+    /// One attempt of [`Self::bind`]; false when `live` was evicted meanwhile.
+    async fn try_bind(
+        &self,
+        connection: &mut Connection,
+        live: &Arc<LiveSession>,
+        last_seq: Option<Seq>,
+        state_name: &'static str,
+    ) -> Result<bool, ChatError> {
         self.detach_current(connection);
         let model = live.with_state(|state| state.session.model_id.clone());
-        connection.bound = Some(Arc::clone(&live));
+        connection.bound = Some(Arc::clone(live));
         self.send_status(connection, model, state_name);
+        connection.bound = None;
 
         let Some(mut cursor) = last_seq else {
-            connection.bound = None;
-            self.attach_plain(connection, &live);
-            return Ok(());
+            return Ok(self.attach_plain(connection, live));
         };
         let limit = self.deps.settings.replay_limit;
         let mut replay = Vec::new();
@@ -609,6 +652,9 @@ impl ChatService {
                 self.frame(ServerEvent::Stored { session_id: live.id().clone(), message: Arc::new(message) })
             }));
             let attached = live.with_state(|state| {
+                if state.is_evicted() {
+                    return Some(None);
+                }
                 // Past the replay limit the client pages the rest over HTTP; it still
                 // gets everything from here on live.
                 if state.stored_seq > cursor && !full {
@@ -616,12 +662,16 @@ impl ChatService {
                 }
                 let mut frames = std::mem::take(&mut replay);
                 frames.extend(self.in_progress_frames(live.id(), state));
-                state.attach(Arc::clone(&connection.socket));
-                Some(frames)
+                Some(state.attach(Arc::clone(&connection.socket)).then_some(frames))
             });
-            if let Some(frames) = attached {
-                connection.socket.send_batch(frames);
-                return Ok(());
+            match attached {
+                None => {}
+                Some(None) => return Ok(false),
+                Some(Some(frames)) => {
+                    connection.socket.send_batch(frames);
+                    connection.bound = Some(Arc::clone(live));
+                    return Ok(true);
+                }
             }
         }
     }

@@ -13,6 +13,8 @@
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+#[cfg(test)]
+use std::time::Duration;
 
 use chatbox_domain::{ClientMessageId, MessageId, ModelId, Seq, Session, SessionId};
 use dashmap::DashMap;
@@ -74,13 +76,19 @@ impl LiveState {
         }
     }
 
-    /// Binds a socket.
-    pub fn attach(&mut self, socket: Arc<SocketHandle>) {
+    /// Binds a socket. Refused (false) once the session was evicted: its actor is gone,
+    /// and the caller must load the session again.
+    #[must_use]
+    pub fn attach(&mut self, socket: Arc<SocketHandle>) -> bool {
+        if self.evicted {
+            return false;
+        }
         if !self.subscribers.iter().any(|s| s.id() == socket.id()) {
             self.subscribers.push(socket);
         }
         self.unattended_since = None;
         self.last_activity = Instant::now();
+        true
     }
 
     /// Unbinds a socket.
@@ -91,12 +99,6 @@ impl LiveState {
             self.unattended_since = Some(Instant::now());
         }
         self.last_activity = Instant::now();
-    }
-
-    /// Sockets bound now.
-    #[must_use]
-    pub fn subscriber_count(&self) -> usize {
-        self.subscribers.len()
     }
 
     /// True once the cleanup task dropped this session from memory.
@@ -259,12 +261,6 @@ impl LiveSessions {
         }
     }
 
-    /// Every live session.
-    #[must_use]
-    pub fn all(&self) -> Vec<Arc<LiveSession>> {
-        self.sessions.iter().map(|live| Arc::clone(&live)).collect()
-    }
-
     /// How many sessions are live.
     #[must_use]
     pub fn len(&self) -> usize {
@@ -275,5 +271,58 @@ impl LiveSessions {
     #[must_use]
     pub fn is_empty(&self) -> bool {
         self.sessions.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chatbox_domain::{ModelId, UserId};
+
+    fn session(id: &str) -> Session {
+        let now = chrono::DateTime::from_timestamp(1_800_000_000, 0).expect("time");
+        Session::new(
+            SessionId::parse(id).expect("id"),
+            UserId::parse("u").expect("id"),
+            ModelId::parse("m").expect("id"),
+            now,
+        )
+    }
+
+    #[test]
+    fn an_evicted_session_refuses_sockets_and_is_replaced_on_the_next_activation() {
+        let sessions = LiveSessions::default();
+        let (live, receiver) = sessions.activate(session("s"), Vec::new(), 4);
+        assert!(receiver.is_some(), "a new live session gets an actor queue");
+        let (same, none) = sessions.activate(session("s"), Vec::new(), 4);
+        assert!(Arc::ptr_eq(&live, &same) && none.is_none(), "the live one wins");
+
+        assert_eq!(sessions.evict_idle(Duration::ZERO), 1);
+        // A socket that resolved the session just before the eviction must not attach
+        // to it: its actor is gone.
+        let (socket, _queue) = SocketHandle::new(UserId::parse("u").expect("id"), 4);
+        assert!(!live.with_state(|state| state.attach(Arc::clone(&socket))));
+        assert!(sessions.get(live.id()).is_none());
+        let (fresh, receiver) = sessions.activate(session("s"), Vec::new(), 4);
+        assert!(!Arc::ptr_eq(&live, &fresh) && receiver.is_some(), "loaded again with a new actor");
+        assert!(fresh.with_state(|state| state.attach(socket)));
+        assert_eq!(sessions.evict_idle(Duration::ZERO), 0, "a bound session is never evicted");
+    }
+
+    #[test]
+    fn client_ids_are_remembered_boundedly_and_can_be_forgotten() {
+        let sessions = LiveSessions::default();
+        let (live, _) = sessions.activate(session("s"), Vec::new(), 4);
+        live.with_state(|state| {
+            let first = ClientMessageId::parse("k0").expect("id");
+            assert!(state.remember_client_id(&first));
+            assert!(!state.remember_client_id(&first), "a repeat is recognised");
+            state.forget_client_id(&first);
+            assert!(state.remember_client_id(&first), "forgotten after a failed store");
+            for n in 1..=REMEMBERED_CLIENT_IDS {
+                assert!(state.remember_client_id(&ClientMessageId::parse(&format!("k{n}")).expect("id")));
+            }
+            assert!(state.remember_client_id(&first), "the oldest key fell out of the bounded window");
+        });
     }
 }
