@@ -24,7 +24,7 @@ use crate::limits::MessageLimiter;
 use crate::live::{LiveSession, LiveSessions};
 use crate::ports::{Clock, IdGenerator, LlmProvider, Randomness, RepositoryError, SessionRepository};
 use crate::settings::ChatSettings;
-use crate::socket::SocketHandle;
+use crate::socket::{SocketDirectory, SocketHandle};
 
 /// Everything the use-cases and the session actors share.
 pub(crate) struct Deps {
@@ -36,6 +36,7 @@ pub(crate) struct Deps {
     pub settings: ChatSettings,
     pub live: LiveSessions,
     pub limiter: MessageLimiter,
+    pub sockets: SocketDirectory,
     pub tasks: TaskTracker,
     /// Cancelled when answers still running at shutdown must stop.
     pub answers_cutoff: CancellationToken,
@@ -135,6 +136,7 @@ impl ChatService {
                 settings,
                 live: LiveSessions::default(),
                 limiter,
+                sockets: SocketDirectory::default(),
                 tasks,
                 answers_cutoff: CancellationToken::new(),
             }),
@@ -206,6 +208,7 @@ impl ChatService {
             Some(live) => self.bind(&mut connection, live, last_seq, "connected").await?,
             None => self.send_status(&connection, self.deps.settings.default_model().clone(), "connected"),
         }
+        self.deps.sockets.register(&connection.socket);
         Ok(connection)
     }
 
@@ -240,6 +243,7 @@ impl ChatService {
 
     /// The socket closed.
     pub fn disconnect(&self, connection: Connection) {
+        self.deps.sockets.unregister(&connection.socket);
         if let Some(live) = connection.bound {
             let socket = connection.socket.id();
             live.with_state(|state| state.detach(socket));
@@ -410,6 +414,16 @@ impl ChatService {
             typing,
         });
         live.with_state(|state| state.broadcast(&frame, Some(connection.socket.id())));
+    }
+
+    /// Tells every socket of `user` that a new connection was refused because the user
+    /// holds too many (the earlier service did the same, so users learn why).
+    pub fn notify_connection_refused(&self, user: &UserId) {
+        let frame = self.frame(ServerEvent::Notification {
+            content: "Connection limit reached: a new connection was refused. Close another tab or device to connect it."
+                .into(),
+        });
+        self.deps.sockets.send_to_user(user, &frame);
     }
 
     /// Ends a session of `user`. Idempotent. Its sockets get `connection_status` with

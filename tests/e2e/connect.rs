@@ -97,10 +97,13 @@ async fn socket_caps_refuse_with_429_and_failed_attempts_never_leak_slots() {
         assert_eq!(status, 400, "a plain GET is not an upgrade");
     }
     let first = app.connect("carol", "").await;
-    let _second = app.connect("carol", "").await;
+    let mut second = app.connect("carol", "").await;
     let (status, body, retry_after) =
         app.refused(&app.ws_url(&format!("?token={}", token("carol"))), &[]).await;
     assert_eq!((status, body["code"].as_str()), (429, Some("CONNECTION_LIMIT_EXCEEDED")));
+    let notice = second.next_json().await;
+    assert_eq!(notice["type"], "notification", "the user's open sockets learn why: {notice}");
+    assert!(notice["content"].as_str().is_some_and(|c| c.contains("Connection limit")));
     assert!(retry_after.is_some_and(|s| s.parse::<u64>().is_ok_and(|n| n >= 1)));
     let _other_user = app.connect("dave", "").await;
     let (status, _, _) = app.refused(&app.ws_url(&format!("?token={}", token("erin"))), &[]).await;

@@ -82,6 +82,9 @@ pub(crate) fn upgrade(
         }
         Err(limit) => {
             debug!(user_id = %user.id, ?limit, "socket refused: connection limit");
+            if limit == GateError::PerUser {
+                state.chat.notify_connection_refused(&user.id);
+            }
             return error_response(
                 ErrorCode::ConnectionLimitExceeded,
                 "Connection limit exceeded, please try again later",
