@@ -224,6 +224,7 @@ impl ChatService {
                 self.select_model(connection, session_id, model_id).await
             }
             ClientCommand::Stop { session_id } => self.stop(connection, session_id).await,
+            ClientCommand::HelpRequest { session_id } => self.request_help(connection, session_id).await,
             ClientCommand::Typing { session_id, typing } => {
                 self.typing(connection, session_id.as_ref(), typing);
                 Ok(())
@@ -414,6 +415,32 @@ impl ChatService {
             typing,
         });
         live.with_state(|state| state.broadcast(&frame, Some(connection.socket.id())));
+    }
+
+    /// The user asks for a human: the session is marked as waiting for one (stored), and
+    /// its sockets get `connection_status` with `state="help_requested"`. Repeating it is
+    /// harmless. (Alerting admins by email or SMS is not part of this release.)
+    async fn request_help(
+        &self,
+        connection: &mut Connection,
+        session_id: Option<SessionId>,
+    ) -> Result<(), ChatError> {
+        let live = self.target_session(connection, session_id.as_ref(), None).await?;
+        let snapshot = live.with_state(|state| {
+            state.session.handoff = std::mem::take(&mut state.session.handoff).request_help();
+            state.session.clone()
+        });
+        self.deps.storage(self.deps.repo.update(&snapshot)).await?;
+        let frame = self.frame(ServerEvent::ConnectionStatus {
+            user_id: snapshot.owner.clone(),
+            session_id: snapshot.id.clone(),
+            models: Arc::clone(&self.deps.settings.models),
+            model_id: snapshot.model_id.clone(),
+            state: "help_requested",
+            content: Some("Help request sent. An administrator will join your session shortly.".into()),
+        });
+        live.with_state(|state| state.broadcast(&frame, None));
+        Ok(())
     }
 
     /// Tells every socket of `user` that a new connection was refused because the user

@@ -67,6 +67,11 @@ pub enum ClientCommand {
         /// Typing or not.
         typing: bool,
     },
+    /// `help_request`: the user asks for a human.
+    HelpRequest {
+        /// The target session.
+        session_id: Option<SessionId>,
+    },
     /// `resume`.
     Resume {
         /// The session to resume.

@@ -161,6 +161,7 @@ impl Application {
             config: HttpConfig {
                 path_prefix: settings.chatbox_path_prefix.clone(),
                 allowed_origins: settings.allowed_origins.clone(),
+                cors_allowed_origins: settings.cors_allowed_origins.clone(),
                 max_message_size: settings.max_message_size,
                 ping_interval: settings.ws_ping_interval,
                 pong_timeout: settings.ws_pong_timeout,

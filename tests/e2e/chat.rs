@@ -178,3 +178,29 @@ async fn messages_sent_while_answering_are_queued_in_order_never_interleaved_the
     }
     app.stop().await;
 }
+
+#[tokio::test]
+async fn help_request_marks_the_session_and_acknowledges_to_its_sockets() {
+    let app = spawn_app(&[]).await;
+    let mut phone = app.connect("alice", "").await;
+    phone.ask("my order is late").await;
+    let session = phone.session_id();
+    let mut laptop = app.connect("alice", &format!("&session_id={session}")).await;
+    phone.send(json!({"type": "help_request", "session_id": session})).await;
+    for client in [&mut phone, &mut laptop] {
+        let ack = client.next_json().await;
+        assert_eq!(ack["type"], "connection_status");
+        assert_eq!(ack["metadata"]["state"], "help_requested");
+        assert_eq!(ack["session_id"], session.as_str());
+        assert!(ack["content"].as_str().is_some_and(|c| c.contains("Help request sent")));
+    }
+    phone.send(json!({"type": "help_request"})).await;
+    assert_eq!(phone.next_json().await["metadata"]["state"], "help_requested", "repeating is harmless");
+    let frames = phone.ask("still there?").await;
+    assert_eq!(
+        done(&frames)["metadata"]["finish_reason"],
+        "stop",
+        "the model answers until an admin takes over"
+    );
+    app.stop().await;
+}

@@ -29,6 +29,40 @@ async fn healthz_and_readyz_answer_json() {
 }
 
 #[tokio::test]
+async fn cors_answers_listed_origins_refuses_others_and_leaves_websockets_alone() {
+    let app = spawn_app(&[("CORS_ALLOWED_ORIGINS", "https://app.example.com")]).await;
+    let preflight = [
+        ("Origin", "https://app.example.com"),
+        ("Access-Control-Request-Method", "POST"),
+        ("Access-Control-Request-Headers", "authorization"),
+    ];
+    let (status, head, _) = app.http_raw("OPTIONS", "/chat/sessions/abc/end", &preflight).await;
+    assert_eq!(status, 200, "{head}");
+    assert!(head.contains("access-control-allow-origin: https://app.example.com"), "{head}");
+    assert!(head.contains("access-control-allow-credentials: true"), "{head}");
+    let (status, head, _) =
+        app.http_raw("GET", "/chat/healthz", &[("Origin", "https://app.example.com")]).await;
+    assert_eq!(status, 200);
+    assert!(head.contains("access-control-allow-origin: https://app.example.com"), "{head}");
+    let (status, _, body) =
+        app.http_raw("GET", "/chat/healthz", &[("Origin", "https://evil.example.com")]).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("FORBIDDEN"));
+    let (status, head, _) = app.http_raw("GET", "/chat/healthz", &[]).await;
+    assert_eq!(status, 200, "requests without Origin (probes, servers) are unaffected");
+    assert!(!head.contains("access-control-allow-origin"));
+    let url = app.ws_url(&format!("?token={}", token("alice")));
+    let mut request =
+        tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(url).expect("request");
+    request.headers_mut().insert("origin", "https://elsewhere.example.com".parse().expect("origin"));
+    assert!(
+        tokio_tungstenite::connect_async(request).await.is_ok(),
+        "WebSockets follow ALLOWED_ORIGINS, not CORS"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn ending_a_session_over_http_notifies_its_sockets_and_refuses_new_messages() {
     let app = spawn_app(&[]).await;
     let mut client = app.connect("alice", "").await;

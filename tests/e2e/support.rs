@@ -139,18 +139,32 @@ impl TestApp {
 
     /// A plain HTTP request; returns status and body.
     pub async fn http(&self, method: &str, path: &str, bearer: Option<&str>) -> (u16, String) {
+        let auth = bearer.map(|t| format!("Bearer {t}"));
+        let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("Authorization", a.as_str())).collect();
+        let (status, _, body) = self.http_raw(method, path, &headers).await;
+        (status, body)
+    }
+
+    /// A plain HTTP request with headers; returns status, the response head (lower
+    /// case) and the body.
+    pub async fn http_raw(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> (u16, String, String) {
         let mut stream = TcpStream::connect(self.address).await.expect("connect");
-        let auth = bearer.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+        let extra: String = headers.iter().map(|(n, v)| format!("{n}: {v}\r\n")).collect();
         let request = format!(
-            "{method} {path} HTTP/1.1\r\nHost: test\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"
+            "{method} {path} HTTP/1.1\r\nHost: test\r\n{extra}Content-Length: 0\r\nConnection: close\r\n\r\n"
         );
         stream.write_all(request.as_bytes()).await.expect("write");
         let mut response = Vec::new();
         tokio::time::timeout(WAIT, stream.read_to_end(&mut response)).await.expect("in time").expect("read");
         let text = String::from_utf8_lossy(&response).into_owned();
         let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("status line");
-        let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
-        (status, body)
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+        (status, head.to_ascii_lowercase(), body.to_owned())
     }
 
     pub async fn stop(self) {

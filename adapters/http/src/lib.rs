@@ -28,8 +28,11 @@ pub use routes::routes;
 pub struct HttpConfig {
     /// `CHATBOX_PATH_PREFIX`, e.g. `/chat`.
     pub path_prefix: String,
-    /// `ALLOWED_ORIGINS`: exact origins; empty allows any.
+    /// `ALLOWED_ORIGINS`: exact origins allowed to open a WebSocket; empty allows any.
     pub allowed_origins: Vec<String>,
+    /// `CORS_ALLOWED_ORIGINS`: exact origins allowed to call the HTTP routes from a
+    /// browser; empty sends no CORS headers.
+    pub cors_allowed_origins: Vec<String>,
     /// `MAX_MESSAGE_SIZE`: the largest frame, in bytes.
     pub max_message_size: usize,
     /// Protocol-level ping period.

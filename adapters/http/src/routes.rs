@@ -132,17 +132,36 @@ pub fn routes(state: Arc<HttpState>) -> BoxedFilter<(HttpResponse,)> {
             end_session(&state, &headers, &id).await
         });
 
-    healthz
-        .or(readyz)
-        .unify()
-        .or(socket)
-        .unify()
-        .or(end_session)
+    let http_routes = healthz.or(readyz).unify().or(end_session).unify().boxed();
+    // CORS wraps the plain HTTP routes only: warp's filter refuses any request whose
+    // Origin is not listed, and WebSocket upgrades have their own Origin rule.
+    let http_routes = match cors(&state.config.cors_allowed_origins) {
+        Some(cors) => http_routes.with(cors).map(warp::Reply::into_response).boxed(),
+        None => http_routes,
+    };
+    socket
+        .or(http_routes)
         .unify()
         .recover(|rejection: warp::Rejection| async move { Ok::<_, Infallible>(rejected(&rejection)) })
         .unify()
         .map(with_security_headers)
         .boxed()
+}
+
+/// The CORS policy for `origins` (exact origins, credentials allowed), if any.
+fn cors(origins: &[String]) -> Option<warp::cors::Builder> {
+    if origins.is_empty() {
+        return None;
+    }
+    Some(
+        warp::cors()
+            .allow_origins(origins.iter().map(String::as_str))
+            .allow_methods(["GET", "POST", "DELETE", "OPTIONS"])
+            .allow_headers(["authorization", "content-type", "accept", "origin"])
+            .expose_headers(["content-length", "retry-after"])
+            .allow_credentials(true)
+            .max_age(std::time::Duration::from_secs(12 * 3600)),
+    )
 }
 
 fn with_security_headers(mut response: HttpResponse) -> HttpResponse {
@@ -156,6 +175,9 @@ fn with_security_headers(mut response: HttpResponse) -> HttpResponse {
 fn rejected(rejection: &warp::Rejection) -> HttpResponse {
     if rejection.is_not_found() {
         return error_response(ErrorCode::NotFound, "Not found", None);
+    }
+    if rejection.find::<warp::filters::cors::CorsForbidden>().is_some() {
+        return error_response(ErrorCode::Forbidden, "Origin not allowed", None);
     }
     if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
         let mut response = error_response(ErrorCode::BadRequest, "Method not allowed", None);

@@ -108,6 +108,7 @@ pub fn parse_frame(text: &str, max_content_chars: usize, now: Timestamp) -> Resu
             model_id: ModelId::parse(frame.model_id.as_deref().ok_or(WireError::MissingField("model_id"))?)?,
         },
         "stop" => ClientCommand::Stop { session_id },
+        "help_request" => ClientCommand::HelpRequest { session_id },
         "typing_indicator" => {
             ClientCommand::Typing { session_id, typing: metadata.get("typing").is_some_and(|v| v == "true") }
         }

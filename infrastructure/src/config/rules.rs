@@ -627,7 +627,6 @@ fn check_not_yet_used(r: &mut Reader<'_>) {
         }
     }
     let later = [
-        "CORS_ALLOWED_ORIGINS",
         "TRUSTED_PROXIES",
         "ENCRYPTION_KEY",
         "ENCRYPTION_KEY_ID",
