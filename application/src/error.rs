@@ -39,9 +39,6 @@ pub enum ChatError {
     /// Storage failed.
     #[error("Storage is temporarily unavailable")]
     Storage(#[source] RepositoryError),
-    /// The server is shutting down.
-    #[error("Server is shutting down")]
-    ShuttingDown,
     /// A fault of the server itself (details are logged where it happens).
     #[error("An internal error occurred")]
     Internal,
@@ -55,7 +52,7 @@ impl ChatError {
             Self::Invalid(_) | Self::UnknownModel => ErrorCode::InvalidFormat,
             Self::MissingField(_) => ErrorCode::MissingField,
             Self::RateLimited { .. } => ErrorCode::TooManyRequests,
-            Self::Busy | Self::ShuttingDown | Self::Internal => ErrorCode::ServiceError,
+            Self::Busy | Self::Internal => ErrorCode::ServiceError,
             Self::SessionEnded => ErrorCode::SessionEnded,
             Self::NotFound => ErrorCode::NotFound,
             Self::Storage(_) => ErrorCode::DatabaseError,

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chatbox_domain::{
-    ClientMessageId, FinishReason, ModelId, Seq, Session, SessionId, StoredMessage, Timestamp, Usage, UserId,
+    FinishReason, ModelId, Seq, Session, SessionId, StoredMessage, Timestamp, Usage, UserId,
 };
 use futures::stream::BoxStream;
 use thiserror::Error;
@@ -79,27 +79,6 @@ pub trait SessionRepository: Send + Sync + 'static {
         id: &SessionId,
         limit: usize,
     ) -> Result<Vec<StoredMessage>, RepositoryError>;
-
-    /// Whether a message with this client idempotency key is stored in the session.
-    ///
-    /// # Errors
-    /// A store failure.
-    async fn has_client_message(
-        &self,
-        id: &SessionId,
-        client_message_id: &ClientMessageId,
-    ) -> Result<bool, RepositoryError>;
-
-    /// The user's sessions, most recently active first.
-    ///
-    /// # Errors
-    /// A store failure.
-    async fn list_for_user(
-        &self,
-        user: &UserId,
-        limit: usize,
-        offset: usize,
-    ) -> Result<Vec<Session>, RepositoryError>;
 
     /// Answers when the store is usable (readiness).
     ///

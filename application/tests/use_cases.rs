@@ -220,21 +220,6 @@ impl SessionRepository for FlakyRepository {
     ) -> Result<Vec<chatbox_domain::StoredMessage>, chatbox_application::ports::RepositoryError> {
         self.inner.recent_messages(id, limit).await
     }
-    async fn has_client_message(
-        &self,
-        id: &SessionId,
-        key: &ClientMessageId,
-    ) -> Result<bool, chatbox_application::ports::RepositoryError> {
-        self.inner.has_client_message(id, key).await
-    }
-    async fn list_for_user(
-        &self,
-        user: &UserId,
-        limit: usize,
-        offset: usize,
-    ) -> Result<Vec<chatbox_domain::Session>, chatbox_application::ports::RepositoryError> {
-        self.inner.list_for_user(user, limit, offset).await
-    }
     async fn ping(&self) -> Result<(), chatbox_application::ports::RepositoryError> {
         self.inner.ping().await
     }

@@ -14,7 +14,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use async_trait::async_trait;
 use chatbox_application::ports::{RepositoryError, SessionRepository};
-use chatbox_domain::{ClientMessageId, Seq, Session, SessionId, StoredMessage, UserId};
+use chatbox_domain::{Seq, Session, SessionId, StoredMessage};
 
 #[derive(Debug)]
 struct Stored {
@@ -135,30 +135,6 @@ impl SessionRepository for MemorySessionRepository {
         Ok(stored.messages[start..].to_vec())
     }
 
-    async fn has_client_message(
-        &self,
-        id: &SessionId,
-        client_message_id: &ClientMessageId,
-    ) -> Result<bool, RepositoryError> {
-        let sessions = self.lock();
-        Ok(sessions.get(id).is_some_and(|stored| {
-            stored.messages.iter().any(|m| m.client_message_id.as_ref() == Some(client_message_id))
-        }))
-    }
-
-    async fn list_for_user(
-        &self,
-        user: &UserId,
-        limit: usize,
-        offset: usize,
-    ) -> Result<Vec<Session>, RepositoryError> {
-        let sessions = self.lock();
-        let mut mine: Vec<Session> =
-            sessions.values().filter(|s| s.session.is_owned_by(user)).map(|s| s.session.clone()).collect();
-        mine.sort_by_key(|s| std::cmp::Reverse(s.last_activity));
-        Ok(mine.into_iter().skip(offset).take(limit).collect())
-    }
-
     async fn ping(&self) -> Result<(), RepositoryError> {
         Ok(())
     }
@@ -167,7 +143,7 @@ impl SessionRepository for MemorySessionRepository {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chatbox_domain::{MessageId, ModelId, Sender};
+    use chatbox_domain::{MessageId, ModelId, Sender, UserId};
 
     fn session(id: &str, owner: &str, at: i64) -> Session {
         Session::new(
