@@ -114,6 +114,16 @@ impl Connection {
 /// cleanup task; one retry normally suffices).
 const EVICTION_RETRIES: usize = 3;
 
+/// One step of a replay's last page (see [`ChatService::bind`]).
+enum Replay {
+    /// Messages were stored after the page: queue it and read the difference.
+    Behind(Vec<Arc<Frame>>),
+    /// The session was evicted: queue the page, then load the session again.
+    Evicted(Vec<Arc<Frame>>),
+    /// Attached: the page and the answer in progress, then live frames.
+    Attached(Vec<Arc<Frame>>),
+}
+
 /// What a client-supplied session id resolves to.
 enum Target {
     Live(Arc<LiveSession>),
@@ -637,10 +647,14 @@ impl ChatService {
     }
 
     /// Binds the socket to `live`: `connection_status`, then the stored messages after
-    /// `last_seq`, then the answer in progress, then live frames. The replay is read from
-    /// storage first and the attach happens under the session lock only if no message
-    /// was stored in between (else the difference is read and the check repeated), so
-    /// nothing is lost or doubled.
+    /// `last_seq`, then the answer in progress, then live frames.
+    ///
+    /// The replay is read from storage page by page, each page queued as one batch as
+    /// soon as it is read (so a long history never sits in memory at once). The last
+    /// page is queued under the session lock together with the attach, and only if no
+    /// message was stored after it (else the difference is read first), so nothing is
+    /// lost or doubled. If the session is evicted meanwhile it is loaded again and the
+    /// replay continues where it stopped.
     async fn bind(
         &self,
         connection: &mut Connection,
@@ -648,23 +662,24 @@ impl ChatService {
         last_seq: Option<Seq>,
         state_name: &'static str,
     ) -> Result<(), ChatError> {
+        let mut cursor = last_seq;
         for _ in 0..EVICTION_RETRIES {
-            if self.try_bind(connection, &live, last_seq, state_name).await? {
+            if self.try_bind(connection, &live, &mut cursor, state_name).await? {
                 return Ok(());
             }
-            // Evicted between loading and binding: load it again.
             let user = connection.socket.user().clone();
             live = self.owned_live(&user, live.id()).await?.ok_or(ChatError::NotFound)?;
         }
         Err(ChatError::Internal)
     }
 
-    /// One attempt of [`Self::bind`]; false when `live` was evicted meanwhile.
+    /// One attempt of [`Self::bind`]; false when `live` was evicted meanwhile. `cursor`
+    /// advances past every message already queued to the socket.
     async fn try_bind(
         &self,
         connection: &mut Connection,
         live: &Arc<LiveSession>,
-        last_seq: Option<Seq>,
+        cursor: &mut Option<Seq>,
         state_name: &'static str,
     ) -> Result<bool, ChatError> {
         self.detach_current(connection);
@@ -673,42 +688,56 @@ impl ChatService {
         self.send_status(connection, model, state_name);
         connection.bound = None;
 
-        let Some(mut cursor) = last_seq else {
+        let Some(after) = cursor.as_mut() else {
             return Ok(self.attach_plain(connection, live));
         };
-        let limit = self.deps.settings.replay_limit;
-        let mut replay = Vec::new();
+        let page_size = self.deps.settings.replay_page_size.max(1);
         loop {
-            let remaining = limit.saturating_sub(replay.len());
-            let batch = if remaining == 0 {
-                Vec::new()
-            } else {
-                self.deps.storage(self.deps.repo.messages_after(live.id(), cursor, remaining)).await?
-            };
-            let full = batch.len() == remaining;
-            if let Some(last) = batch.last() {
-                cursor = last.seq;
+            let page = self.deps.storage(self.deps.repo.messages_after(live.id(), *after, page_size)).await?;
+            let full = page.len() >= page_size;
+            if let Some(last) = page.last() {
+                *after = last.seq;
             }
-            replay.extend(batch.into_iter().map(|message| {
-                self.frame(ServerEvent::Stored { session_id: live.id().clone(), message: Arc::new(message) })
-            }));
-            let attached = live.with_state(|state| {
+            let frames: Vec<Arc<Frame>> = page
+                .into_iter()
+                .map(|message| {
+                    self.frame(ServerEvent::Stored {
+                        session_id: live.id().clone(),
+                        message: Arc::new(message),
+                    })
+                })
+                .collect();
+            if full {
+                // More may follow: deliver this page now and read on.
+                if !connection.socket.send_batch(frames) {
+                    return Ok(true);
+                }
+                continue;
+            }
+            let step = live.with_state(|state| {
                 if state.is_evicted() {
-                    return Some(None);
+                    return Replay::Evicted(frames);
                 }
-                // Past the replay limit the client pages the rest over HTTP; it still
-                // gets everything from here on live.
-                if state.stored_seq > cursor && !full {
-                    return None;
+                if state.stored_seq > *after {
+                    return Replay::Behind(frames);
                 }
-                let mut frames = std::mem::take(&mut replay);
+                let mut frames = frames;
                 frames.extend(self.in_progress_frames(live.id(), state));
-                Some(state.attach(Arc::clone(&connection.socket)).then_some(frames))
+                if state.attach(Arc::clone(&connection.socket)) {
+                    Replay::Attached(frames)
+                } else {
+                    Replay::Evicted(frames)
+                }
             });
-            match attached {
-                None => {}
-                Some(None) => return Ok(false),
-                Some(Some(frames)) => {
+            match step {
+                Replay::Behind(frames) => {
+                    connection.socket.send_batch(frames);
+                }
+                Replay::Evicted(frames) => {
+                    connection.socket.send_batch(frames);
+                    return Ok(false);
+                }
+                Replay::Attached(frames) => {
                     connection.socket.send_batch(frames);
                     connection.bound = Some(Arc::clone(live));
                     return Ok(true);

@@ -67,8 +67,8 @@ pub struct ChatSettings {
     pub reconnect_timeout: Duration,
     /// Frames a socket may have queued before it counts as a slow consumer.
     pub socket_queue_capacity: usize,
-    /// The most stored messages one resume replays.
-    pub replay_limit: usize,
+    /// Stored messages read (and queued to the socket as one batch) per page of a replay.
+    pub replay_page_size: usize,
     /// Retries before the first token.
     pub retry: RetryPolicy,
     /// `LLM_PROVIDER_<N>_FALLBACK`: the provider to try when one fails before its first

@@ -249,7 +249,7 @@ fn settings() -> ChatSettings {
         session_ttl: Duration::from_secs(60),
         reconnect_timeout: Duration::from_secs(60),
         socket_queue_capacity: 64,
-        replay_limit: 1000,
+        replay_page_size: 100,
         retry: RetryPolicy {
             max_retries: 2,
             base_delay: Duration::from_millis(20),
@@ -968,4 +968,25 @@ async fn an_answer_nobody_comes_back_for_is_cancelled_after_the_reconnect_timeou
     let answer = h.stored(&session).await.pop().expect("the partial answer");
     assert_eq!(answer.finish_reason, Some(FinishReason::Cancelled));
     assert!(answer.content.starts_with("part ") && answer.content.len() < "part ".len() + 50 * 5);
+}
+
+#[tokio::test]
+async fn a_long_history_is_replayed_page_by_page_without_loss_or_doubles() {
+    let mut s = settings();
+    s.replay_page_size = 3;
+    let h = harness_with(s);
+    let mut client = h.connect("u1", None, None).await;
+    for n in 0..5 {
+        h.say(&mut client, &format!("question {n}")).await.expect("accepted");
+        client.until_done().await;
+    }
+    let session = client.session_id();
+    let mut back = h.connect("u1", Some(session), Some(Seq(0))).await;
+    let mut seqs = Vec::new();
+    while let Some(event) = back.next_within(Duration::from_millis(200)).await {
+        if let ServerEvent::Stored { message, .. } = event {
+            seqs.push(message.seq.0);
+        }
+    }
+    assert_eq!(seqs, (1..=10).collect::<Vec<u64>>(), "every stored message once, in order, across 4 pages");
 }

@@ -125,7 +125,7 @@ impl Application {
             session_ttl: settings.session_ttl,
             reconnect_timeout: settings.reconnect_timeout,
             socket_queue_capacity: settings.ws_send_queue,
-            replay_limit: 1000,
+            replay_page_size: 200,
             retry: RetryPolicy {
                 max_retries: settings.llm_max_retries,
                 base_delay: Duration::from_millis(250),
