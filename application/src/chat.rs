@@ -436,21 +436,11 @@ impl ChatService {
         session_id: Option<SessionId>,
     ) -> Result<(), ChatError> {
         let live = self.target_session(connection, session_id.as_ref(), None).await?;
-        let snapshot = live.with_state(|state| {
-            state.session.handoff = std::mem::take(&mut state.session.handoff).request_help();
-            state.session.clone()
-        });
-        self.deps.storage(self.deps.repo.update(&snapshot)).await?;
-        let frame = self.frame(ServerEvent::ConnectionStatus {
-            user_id: snapshot.owner.clone(),
-            session_id: snapshot.id.clone(),
-            models: Arc::clone(&self.deps.settings.models),
-            model_id: snapshot.model_id.clone(),
-            state: "help_requested",
-            content: Some("Help request sent. An administrator will join your session shortly.".into()),
-        });
-        live.with_state(|state| state.broadcast(&frame, None));
-        Ok(())
+        let content = "Help request sent. An administrator will join your session shortly.";
+        self.change_and_announce(&live, "help_requested", Some(content.into()), |session| {
+            session.handoff = std::mem::take(&mut session.handoff).request_help();
+        })
+        .await
     }
 
     /// Tells every socket of `user` that a new connection was refused because the user
@@ -471,11 +461,25 @@ impl ChatService {
     pub async fn end_session(&self, user: &UserId, id: &SessionId) -> Result<(), ChatError> {
         let live = self.owned_live(user, id).await?.ok_or(ChatError::NotFound)?;
         let now = self.deps.clock.now();
-        let snapshot = live.with_state(|state| {
-            state.session.end(now);
+        live.with_state(|state| {
             if let Some(answer) = &state.streaming {
                 answer.cancel.cancel();
             }
+        });
+        self.change_and_announce(&live, "ended", None, |session| session.end(now)).await
+    }
+
+    /// Changes the session under its lock, stores it, then tells its sockets the new
+    /// state with `connection_status`.
+    async fn change_and_announce(
+        &self,
+        live: &Arc<LiveSession>,
+        state_name: &'static str,
+        content: Option<String>,
+        change: impl FnOnce(&mut Session),
+    ) -> Result<(), ChatError> {
+        let snapshot = live.with_state(|state| {
+            change(&mut state.session);
             state.session.clone()
         });
         self.deps.storage(self.deps.repo.update(&snapshot)).await?;
@@ -484,8 +488,8 @@ impl ChatService {
             session_id: snapshot.id.clone(),
             models: Arc::clone(&self.deps.settings.models),
             model_id: snapshot.model_id.clone(),
-            state: "ended",
-            content: None,
+            state: state_name,
+            content,
         });
         live.with_state(|state| state.broadcast(&frame, None));
         Ok(())
