@@ -124,10 +124,10 @@ impl Session {
     /// Accounts for one more stored message and returns its sequence number. The first
     /// user message names the session.
     pub fn record_message(&mut self, now: Timestamp, user_text: Option<&str>) -> Seq {
-        if self.name.is_none() {
-            if let Some(text) = user_text {
-                self.name = Some(naming::session_name(text));
-            }
+        if self.name.is_none()
+            && let Some(text) = user_text
+        {
+            self.name = Some(naming::session_name(text));
         }
         self.last_seq = self.last_seq.next();
         self.message_count += 1;

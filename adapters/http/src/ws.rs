@@ -215,24 +215,22 @@ async fn serve(
     let writer_done = CancellationToken::new();
     let read_end = OnceLock::new();
 
-    let connection = match state.chat.connect(Arc::clone(&handle), requested, last_seq).await {
-        Ok(connection) => Some(connection),
-        Err(error) => {
-            warn!(user_id = %user.id, %error, "connecting the socket failed");
-            handle.send(state.chat.error_frame(&error, None));
-            None
-        }
-    };
     let deadline = state.config.enforce_token_expiry.then(|| state.jwt.socket_deadline(&user)).flatten();
 
+    // Connecting (which replays history on a resume) runs alongside the writer, so a long
+    // replay is drained as it is queued rather than overflowing the socket's queue.
     let reader = async {
-        let end = match connection {
-            Some(mut connection) => {
+        let end = match state.chat.connect(Arc::clone(&handle), requested, last_seq).await {
+            Ok(mut connection) => {
                 let end = read_loop(&state, &mut stream, &mut connection, &writer_done).await;
                 state.chat.disconnect(connection);
                 end
             }
-            None => ReadEnd::Internal,
+            Err(error) => {
+                warn!(user_id = %user.id, %error, "connecting the socket failed");
+                handle.send(state.chat.error_frame(&error, None));
+                ReadEnd::Internal
+            }
         };
         let _ = read_end.set(end);
         reader_done.cancel();
