@@ -263,10 +263,10 @@ impl ChatService {
 
     async fn send_message(&self, connection: &mut Connection, message: SendMessage) -> Result<(), ChatError> {
         self.check_rate(connection.socket.user())?;
-        if let Some(model_id) = &message.model_id {
-            if !self.deps.settings.knows_model(model_id) {
-                return Err(ChatError::UnknownModel);
-            }
+        if let Some(model_id) = &message.model_id
+            && !self.deps.settings.knows_model(model_id)
+        {
+            return Err(ChatError::UnknownModel);
         }
         let live =
             self.target_session(connection, message.session_id.as_ref(), message.model_id.clone()).await?;
@@ -329,11 +329,11 @@ impl ChatService {
             if state.queued_turns >= limit {
                 return Err(ChatError::Busy);
             }
-            if let Some(id) = &turn.client_message_id {
-                if !state.remember_client_id(id) {
-                    debug!(session_id = %live.id(), "duplicate client_message_id ignored");
-                    return Ok(false);
-                }
+            if let Some(id) = &turn.client_message_id
+                && !state.remember_client_id(id)
+            {
+                debug!(session_id = %live.id(), "duplicate client_message_id ignored");
+                return Ok(false);
             }
             state.queued_turns += 1;
             state.last_activity = tokio::time::Instant::now();
@@ -557,10 +557,11 @@ impl ChatService {
         requested: Option<&SessionId>,
     ) -> Result<Target, ChatError> {
         let requested = requested.unwrap_or_else(|| connection.session_id());
-        if let Some(bound) = &connection.bound {
-            if bound.id() == requested && !bound.with_state(|s| s.is_evicted()) {
-                return Ok(Target::Live(Arc::clone(bound)));
-            }
+        if let Some(bound) = &connection.bound
+            && bound.id() == requested
+            && !bound.with_state(|s| s.is_evicted())
+        {
+            return Ok(Target::Live(Arc::clone(bound)));
         }
         if let Some(live) = self.owned_live(connection.socket.user(), requested).await? {
             return Ok(Target::Live(live));

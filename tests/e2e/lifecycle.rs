@@ -226,10 +226,10 @@ async fn ask_over(port: u16, token: &str, chunks: usize) -> crate::support::Sock
     futures::SinkExt::send(&mut socket, Message::Text(hi.into())).await.expect("send");
     let mut seen = 0;
     while seen < chunks {
-        if let Some(Ok(Message::Text(text))) = socket.next().await {
-            if text.contains("\"done\":\"false\"") || text.contains("\"done\":\"true\"") {
-                seen += 1;
-            }
+        if let Some(Ok(Message::Text(text))) = socket.next().await
+            && (text.contains("\"done\":\"false\"") || text.contains("\"done\":\"true\""))
+        {
+            seen += 1;
         }
     }
     socket

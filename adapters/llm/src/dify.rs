@@ -122,11 +122,11 @@ impl EventDecoder for ChatMessagesDecoder {
             debug!(event = ?event.event, "skipping a malformed Dify event");
             return Ok(());
         };
-        if let Some(id) = parsed.conversation_id.filter(|id| !id.is_empty()) {
-            if self.known_conversation.as_deref() != Some(id.as_str()) {
-                self.known_conversation = Some(id.clone());
-                out.push(StreamEvent::Conversation(id));
-            }
+        if let Some(id) = parsed.conversation_id.filter(|id| !id.is_empty())
+            && self.known_conversation.as_deref() != Some(id.as_str())
+        {
+            self.known_conversation = Some(id.clone());
+            out.push(StreamEvent::Conversation(id));
         }
         match parsed.event.as_str() {
             "message" | "agent_message" => {

@@ -382,14 +382,14 @@ pub(super) fn load(source: &Source, dev_flag: bool, config_file: Option<PathBuf>
 fn providers(r: &mut Reader<'_>, dev: bool) -> Vec<ProviderSettings> {
     let mut numbers: BTreeSet<usize> = BTreeSet::new();
     for name in r.source.names() {
-        if let Some(rest) = name.strip_prefix("LLM_PROVIDER_") {
-            if let Some((number, _)) = rest.split_once('_') {
-                match number.parse::<usize>() {
-                    Ok(n) if n >= 1 => {
-                        numbers.insert(n);
-                    }
-                    _ => r.fail(name, "providers are numbered LLM_PROVIDER_1_*, LLM_PROVIDER_2_*, …"),
+        if let Some(rest) = name.strip_prefix("LLM_PROVIDER_")
+            && let Some((number, _)) = rest.split_once('_')
+        {
+            match number.parse::<usize>() {
+                Ok(n) if n >= 1 => {
+                    numbers.insert(n);
                 }
+                _ => r.fail(name, "providers are numbered LLM_PROVIDER_1_*, LLM_PROVIDER_2_*, …"),
             }
         }
     }
@@ -545,10 +545,10 @@ fn provider(r: &mut Reader<'_>, n: usize) -> Option<ProviderSettings> {
 
 fn storage(r: &mut Reader<'_>, dev: bool) -> StorageBackend {
     let mongo_uri = r.text("MONGO_URI");
-    if let Some(uri) = &mongo_uri {
-        if !(uri.starts_with("mongodb://") || uri.starts_with("mongodb+srv://")) {
-            r.fail("MONGO_URI", "must start with mongodb:// or mongodb+srv://");
-        }
+    if let Some(uri) = &mongo_uri
+        && !(uri.starts_with("mongodb://") || uri.starts_with("mongodb+srv://"))
+    {
+        r.fail("MONGO_URI", "must start with mongodb:// or mongodb+srv://");
     }
     let requested = match r.text("STORAGE_BACKEND").map(|b| b.to_ascii_lowercase()).as_deref() {
         None => {
@@ -594,10 +594,10 @@ fn check_not_yet_used(r: &mut Reader<'_>) {
             r.fail("ENCRYPTION_KEY", "must be 32 bytes: 64 hex characters, base64, or exactly 32 characters");
         }
     }
-    if let Some(tls) = r.text("SMTP_TLS") {
-        if !matches!(tls.as_str(), "starttls" | "tls" | "none") {
-            r.fail("SMTP_TLS", "must be starttls, tls or none");
-        }
+    if let Some(tls) = r.text("SMTP_TLS")
+        && !matches!(tls.as_str(), "starttls" | "tls" | "none")
+    {
+        r.fail("SMTP_TLS", "must be starttls, tls or none");
     }
     let _: u16 = r.number("SMTP_PORT", 587);
     if r.source.is_set("SMTP_HOST") != r.source.is_set("EMAIL_FROM") {
@@ -614,17 +614,16 @@ fn check_not_yet_used(r: &mut Reader<'_>) {
             r.fail("ADMIN_PHONES", format!("{phone:?} is not a phone number in E.164 form (+15551234567)"));
         }
     }
-    if let Some(provider) = r.text("SMS_PROVIDER") {
-        if !provider.eq_ignore_ascii_case("twilio") {
-            r.fail("SMS_PROVIDER", "must be twilio");
-        }
+    if let Some(provider) = r.text("SMS_PROVIDER")
+        && !provider.eq_ignore_ascii_case("twilio")
+    {
+        r.fail("SMS_PROVIDER", "must be twilio");
     }
-    if let Some(url) = r.text("SMS_ENDPOINT") {
-        if let Some(problem) =
+    if let Some(url) = r.text("SMS_ENDPOINT")
+        && let Some(problem) =
             endpoint_problem(&url).or_else(|| (!url.contains("://")).then_some("must be an http(s) URL"))
-        {
-            r.fail("SMS_ENDPOINT", problem);
-        }
+    {
+        r.fail("SMS_ENDPOINT", problem);
     }
     let later = [
         "TRUSTED_PROXIES",
