@@ -15,6 +15,7 @@ fn main() -> ExitCode {
     let dev = std::env::args().skip(1).any(|arg| arg == "--dev");
     let loaded = config::load_from_env(dev);
     telemetry::init(&loaded.log_level, loaded.log_format);
+    telemetry::log_panics();
     let settings = match loaded.settings {
         Ok(settings) => settings,
         Err(problems) => {

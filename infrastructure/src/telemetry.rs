@@ -38,3 +38,20 @@ pub fn init(level: &str, format: LogFormat) {
         LogFormat::Pretty => builder.compact().try_init(),
     };
 }
+
+/// Logs every panic (a session actor's, a socket task's) as an error line with its
+/// location and a backtrace. Tokio catches panics in spawned tasks, so without this a
+/// failing task would vanish without a trace.
+pub fn log_panics() {
+    std::panic::set_hook(Box::new(|info| {
+        let location = info.location().map(|l| format!("{}:{}", l.file(), l.line())).unwrap_or_default();
+        let message = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|m| (*m).to_owned())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        let backtrace = std::backtrace::Backtrace::force_capture();
+        tracing::error!(%location, %backtrace, "panic: {message}");
+    }));
+}
