@@ -352,3 +352,21 @@ async fn anthropic_and_dify_accept_the_kind_from_the_event_line_alone() {
         );
     }
 }
+
+#[tokio::test]
+async fn nothing_after_the_end_of_an_answer_is_read() {
+    for wire in Wire::ALL {
+        let server = FakeProvider::start().await;
+        let mut body = wire.opening() + &wire.text("Done.") + &wire.closing();
+        body.push_str(&wire.error_event());
+        server.push(Script::events(vec![Part::Bytes(body.into_bytes())]));
+        let (events, error) =
+            drain(adapter(wire, &server).stream(request(None)).await.expect("started")).await;
+        assert!(error.is_none(), "{wire:?}: an event after the end is not part of the answer: {error:?}");
+        assert_eq!(text(&events), "Done.");
+        assert!(
+            matches!(events.last(), Some(StreamEvent::Finished(FinishReason::Stop))),
+            "{wire:?}: {events:?}"
+        );
+    }
+}

@@ -171,14 +171,10 @@ pub struct MessagesDecoder {
     input_tokens: u64,
     output_tokens: u64,
     stop_reason: Option<FinishReason>,
-    stopped: bool,
 }
 
 impl EventDecoder for MessagesDecoder {
     fn decode(&mut self, event: SseEvent, out: &mut Vec<StreamEvent>) -> Result<(), ProviderError> {
-        if self.stopped {
-            return Ok(());
-        }
         let Some(parsed) = parse_typed::<Event>(&event, "type") else {
             debug!(event = ?event.event, "skipping a malformed Anthropic event");
             return Ok(());
@@ -205,7 +201,6 @@ impl EventDecoder for MessagesDecoder {
                 }
             }
             Event::MessageStop => {
-                self.stopped = true;
                 out.push(StreamEvent::Usage(Usage {
                     prompt_tokens: self.input_tokens,
                     completion_tokens: self.output_tokens,
@@ -227,10 +222,6 @@ impl EventDecoder for MessagesDecoder {
     }
 
     fn end(&mut self, _out: &mut Vec<StreamEvent>) -> Result<(), ProviderError> {
-        if self.stopped {
-            Ok(())
-        } else {
-            Err(ProviderError::Stream("the stream ended before message_stop".into()))
-        }
+        Err(ProviderError::Stream("the stream ended before message_stop".into()))
     }
 }

@@ -71,8 +71,7 @@ impl LlmProvider for DifyProvider {
         if let Some(key) = &self.config.api_key {
             headers.insert(header::AUTHORIZATION, secret_header(&format!("Bearer {key}"))?);
         }
-        let decoder =
-            ChatMessagesDecoder { known_conversation: request.conversation_id, ..Default::default() };
+        let decoder = ChatMessagesDecoder { known_conversation: request.conversation_id };
         self.transport.stream(&self.config.url("chat-messages"), headers, body, decoder).await
     }
 }
@@ -110,14 +109,10 @@ struct UsageDto {
 #[derive(Debug, Default)]
 pub struct ChatMessagesDecoder {
     known_conversation: Option<String>,
-    ended: bool,
 }
 
 impl EventDecoder for ChatMessagesDecoder {
     fn decode(&mut self, event: SseEvent, out: &mut Vec<StreamEvent>) -> Result<(), ProviderError> {
-        if self.ended {
-            return Ok(());
-        }
         let Some(parsed) = parse_typed::<Event>(&event, "event") else {
             debug!(event = ?event.event, "skipping a malformed Dify event");
             return Ok(());
@@ -135,7 +130,6 @@ impl EventDecoder for ChatMessagesDecoder {
                 }
             }
             "message_end" => {
-                self.ended = true;
                 if let Some(usage) = parsed.metadata.and_then(|m| m.usage) {
                     out.push(StreamEvent::Usage(Usage {
                         prompt_tokens: usage.prompt_tokens,
@@ -157,10 +151,6 @@ impl EventDecoder for ChatMessagesDecoder {
     }
 
     fn end(&mut self, _out: &mut Vec<StreamEvent>) -> Result<(), ProviderError> {
-        if self.ended {
-            Ok(())
-        } else {
-            Err(ProviderError::Stream("the stream ended before message_end".into()))
-        }
+        Err(ProviderError::Stream("the stream ended before message_end".into()))
     }
 }

@@ -148,17 +148,12 @@ struct ErrorDto {
 #[derive(Debug, Default)]
 pub struct ChunkDecoder {
     finish: Option<FinishReason>,
-    done: bool,
 }
 
 impl EventDecoder for ChunkDecoder {
     fn decode(&mut self, event: SseEvent, out: &mut Vec<StreamEvent>) -> Result<(), ProviderError> {
-        if self.done {
-            return Ok(());
-        }
         let data = event.data.trim();
         if data == "[DONE]" {
-            self.done = true;
             out.push(StreamEvent::Finished(self.finish.unwrap_or(FinishReason::Stop)));
             return Ok(());
         }
@@ -205,9 +200,6 @@ impl EventDecoder for ChunkDecoder {
     }
 
     fn end(&mut self, out: &mut Vec<StreamEvent>) -> Result<(), ProviderError> {
-        if self.done {
-            return Ok(());
-        }
         // Some compatible servers close the stream without `[DONE]` after the last
         // chunk; a finish reason says the answer is complete all the same.
         match self.finish {

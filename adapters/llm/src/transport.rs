@@ -26,7 +26,8 @@ const ERROR_BODY_READ_BYTES: usize = 8 * 1024;
 const ERROR_BODY_LOG_CHARS: usize = 300;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Turns one provider's events into answer events.
+/// Turns one provider's events into answer events. The driver owns the end of the
+/// answer: once a decoder emits `Finished`, nothing more is read or decoded.
 pub trait EventDecoder: Send + 'static {
     /// Handles one event, appending what it means to `out`.
     ///
@@ -34,11 +35,14 @@ pub trait EventDecoder: Send + 'static {
     /// When the event reports a failure.
     fn decode(&mut self, event: SseEvent, out: &mut Vec<StreamEvent>) -> Result<(), ProviderError>;
 
-    /// The stream ended; appends what that means (e.g. `Finished`) to `out`.
+    /// The stream ended before any `Finished`: appends what that means to `out`, or
+    /// says why the answer is incomplete.
     ///
     /// # Errors
-    /// When the stream ended before the provider said the answer was complete.
-    fn end(&mut self, out: &mut Vec<StreamEvent>) -> Result<(), ProviderError>;
+    /// When the answer is incomplete (the default: providers always say when they end).
+    fn end(&mut self, _out: &mut Vec<StreamEvent>) -> Result<(), ProviderError> {
+        Err(ProviderError::Stream("the stream ended before the answer was complete".into()))
+    }
 }
 
 /// An HTTP client for one provider.
@@ -157,6 +161,8 @@ struct Driver<D> {
     scratch_out: Vec<StreamEvent>,
     /// A failure to report once the events decoded before it were delivered.
     failure: Option<ProviderError>,
+    /// The decoder emitted `Finished`: the answer is complete.
+    finished: bool,
     ended: bool,
     provider: &'static str,
 }
@@ -169,6 +175,12 @@ impl<D: EventDecoder> Driver<D> {
         for event in self.scratch_events.drain(..) {
             if let Err(error) = self.decoder.decode(event, &mut self.scratch_out) {
                 failure = Some(error);
+                break;
+            }
+            if self.scratch_out.iter().any(|e| matches!(e, StreamEvent::Finished(_))) {
+                // Whatever the provider sends after the end is not part of the answer.
+                self.finished = true;
+                self.ended = true;
                 break;
             }
         }
@@ -210,7 +222,7 @@ impl<D: EventDecoder> Driver<D> {
                     self.decode_pending();
                     if let Err(error) = finished {
                         self.fail(ProviderError::Stream(error.to_string()));
-                    } else if self.failure.is_none() {
+                    } else if self.failure.is_none() && !self.finished {
                         match self.decoder.end(&mut self.scratch_out) {
                             Ok(()) => self.pending.extend(self.scratch_out.drain(..)),
                             Err(error) => self.fail(error),
@@ -237,6 +249,7 @@ pub fn events(
         scratch_events: Vec::new(),
         scratch_out: Vec::new(),
         failure: None,
+        finished: false,
         ended: false,
         provider,
     };
