@@ -113,8 +113,16 @@ impl JwtVerifier {
         validation.leeway = settings.leeway.as_secs();
         validation.validate_exp = true;
         validation.validate_nbf = true;
-        let required: &[&str] = if settings.require_exp { &["exp"] } else { &[] };
-        validation.set_required_spec_claims(required);
+        // A configured issuer or audience must be present, not only right when present.
+        let required: Vec<&str> = [
+            settings.require_exp.then_some("exp"),
+            settings.issuer.as_ref().map(|_| "iss"),
+            settings.audience.as_ref().map(|_| "aud"),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        validation.set_required_spec_claims(&required);
         match &settings.issuer {
             Some(issuer) => validation.set_issuer(&[issuer]),
             None => validation.iss = None,
@@ -218,6 +226,32 @@ mod tests {
         let by_sub = sign(&serde_json::json!({"sub": "s1", "exp": in_an_hour()}), Algorithm::HS256);
         let user = verifier(true).verify(&by_sub).expect("sub works");
         assert_eq!((user.id.as_str(), user.name.as_str(), user.roles.len()), ("s1", "s1", 0));
+    }
+
+    #[test]
+    fn issuer_and_audience_are_checked_when_configured() {
+        let strict = JwtVerifier::new(&JwtSettings {
+            secret: SECRET.to_vec(),
+            algorithms: vec![Algorithm::HS256],
+            require_exp: true,
+            issuer: Some("https://auth.example.com".into()),
+            audience: Some("chatbox".into()),
+            leeway: Duration::from_secs(0),
+        });
+        let exp = in_an_hour();
+        let good = sign(
+            &serde_json::json!({"user_id": "u", "exp": exp, "iss": "https://auth.example.com", "aud": "chatbox"}),
+            Algorithm::HS256,
+        );
+        assert!(strict.verify(&good).is_ok());
+        for claims in [
+            serde_json::json!({"user_id": "u", "exp": exp, "iss": "https://evil.example.com", "aud": "chatbox"}),
+            serde_json::json!({"user_id": "u", "exp": exp, "iss": "https://auth.example.com", "aud": "other"}),
+            serde_json::json!({"user_id": "u", "exp": exp}),
+        ] {
+            assert_eq!(strict.verify(&sign(&claims, Algorithm::HS256)), Err(AuthError::Invalid), "{claims}");
+        }
+        assert!(verifier(true).verify(&good).is_ok(), "unchecked when not configured");
     }
 
     #[test]
