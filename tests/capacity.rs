@@ -116,15 +116,22 @@ async fn time_to_first_chunk_through_the_gateway() {
         let frame = json!({"type": "user_message", "content": format!("question {n}")}).to_string();
         socket.send(Message::Text(frame.into())).await.expect("send");
         let mut first = None;
+        let mut answer = String::new();
         loop {
             let Some(Ok(Message::Text(text))) = socket.next().await else { continue };
-            if first.is_none() && text.contains("\"done\":\"false\"") {
-                first = Some(started.elapsed());
+            let frame: serde_json::Value = serde_json::from_str(&text).expect("json");
+            if frame["metadata"]["done"] == "false" {
+                first.get_or_insert_with(|| started.elapsed());
+                answer.push_str(frame["content"].as_str().unwrap_or_default());
             }
-            if text.contains("\"done\":\"true\"") {
+            if frame["metadata"]["done"] == "true" {
                 break;
             }
         }
+        assert!(
+            answer.contains(&format!("\"question {n}\"")),
+            "answer {n} belongs to question {n}: {answer}"
+        );
         samples.push(first.expect("a first chunk"));
     }
     samples.sort();
@@ -135,5 +142,4 @@ async fn time_to_first_chunk_through_the_gateway() {
         pick(0.99),
         samples[samples.len() - 1]
     );
-    assert_eq!(samples.len(), 200);
 }

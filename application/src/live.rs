@@ -13,7 +13,6 @@
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-#[cfg(test)]
 use std::time::Duration;
 
 use chatbox_domain::{ClientMessageId, MessageId, ModelId, Seq, Session, SessionId};
@@ -231,7 +230,7 @@ impl LiveSessions {
 
     /// Evicts sessions with no socket, no work, and no activity for `ttl`. Returns how
     /// many were evicted. Their stored data is untouched.
-    pub fn evict_idle(&self, ttl: std::time::Duration) -> usize {
+    pub fn evict_idle(&self, ttl: Duration) -> usize {
         let now = Instant::now();
         let mut evicted = 0;
         self.sessions.retain(|_, live| {

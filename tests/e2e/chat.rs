@@ -204,3 +204,48 @@ async fn help_request_marks_the_session_and_acknowledges_to_its_sockets() {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_model_id_on_a_message_switches_the_sessions_model() {
+    let app = spawn_app(&[]).await;
+    let mut client = app.connect("alice", "").await;
+    client.send(json!({"type": "user_message", "content": "hi", "model_id": "nope"})).await;
+    assert_eq!(client.next_json().await["error"]["code"], "INVALID_FORMAT");
+    client.send(json!({"type": "user_message", "content": "hi", "model_id": "second"})).await;
+    assert_eq!(done(&client.until_done().await)["model_id"], "second");
+    let next = client.ask("and now?").await;
+    assert_eq!(done(&next)["model_id"], "second", "the session keeps the model it was switched to");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn attachments_are_stored_and_fanned_out_without_a_model_call() {
+    let app = spawn_app(&[]).await;
+    let mut phone = app.connect("alice", "").await;
+    phone.ask("hello").await;
+    let session = phone.session_id();
+    let mut laptop = app.connect("alice", &format!("&session_id={session}")).await;
+    for kind in ["file_upload", "voice_message"] {
+        phone
+            .send(json!({"type": kind, "file_id": "f-1", "file_url": "https://cdn.example.com/a.png",
+                         "content": "a caption", "metadata": {"size": 1234}}))
+            .await;
+        let echo = laptop.next_json().await;
+        assert_eq!(echo["type"], kind);
+        assert_eq!(echo["file_url"], "https://cdn.example.com/a.png");
+        assert_eq!(echo["content"], "a caption");
+        assert_eq!(echo["metadata"]["size"], "1234", "numbers in metadata become strings");
+        assert_eq!(echo["sender"], "user");
+        assert!(echo["seq"].as_u64().is_some(), "stored");
+    }
+    for bad_url in ["http://cdn.example.com/a.png", "https://10.0.0.5/a.png", "https://localhost/a.png"] {
+        phone.send(json!({"type": "file_upload", "file_id": "f-2", "file_url": bad_url})).await;
+        assert_eq!(phone.next_json().await["error"]["code"], "INVALID_FORMAT", "{bad_url}");
+    }
+    phone.send(json!({"type": "file_upload", "file_url": "https://cdn.example.com/a.png"})).await;
+    assert_eq!(phone.next_json().await["error"]["code"], "MISSING_FIELD");
+    phone.send(json!({"type": "ping"})).await;
+    assert_eq!(phone.next_json().await["type"], "pong", "no loading or answer came for the attachments");
+    assert!(laptop.next_json_within(std::time::Duration::from_millis(200)).await.is_none());
+    app.stop().await;
+}

@@ -77,6 +77,11 @@ fn text(events: &[StreamEvent]) -> String {
         .collect()
 }
 
+/// True when the stream carried the provider's own token counts.
+fn reported_usage(events: &[StreamEvent], prompt_tokens: u64, completion_tokens: u64) -> bool {
+    events.contains(&StreamEvent::Usage(Usage { prompt_tokens, completion_tokens, estimated: false }))
+}
+
 const WORDS: [&str; 4] = ["Hello", " there,", " friend", "."];
 
 #[tokio::test]
@@ -89,14 +94,7 @@ async fn every_adapter_streams_text_usage_and_a_stop_whatever_the_byte_boundarie
             let (events, error) = drain(stream).await;
             assert!(error.is_none(), "{wire:?}/{piece}: {error:?}");
             assert_eq!(text(&events), "Hello there, friend.", "{wire:?} split every {piece} bytes");
-            assert!(
-                events.contains(&StreamEvent::Usage(Usage {
-                    prompt_tokens: 11,
-                    completion_tokens: 7,
-                    estimated: false
-                })),
-                "{wire:?}: provider-reported usage in {events:?}"
-            );
+            assert!(reported_usage(&events, 11, 7), "{wire:?}: provider-reported usage in {events:?}");
             assert_eq!(
                 events.iter().filter(|e| matches!(e, StreamEvent::Finished(_))).count(),
                 1,
@@ -342,14 +340,7 @@ async fn anthropic_and_dify_accept_the_kind_from_the_event_line_alone() {
         assert!(error.is_none(), "{wire:?}: {error:?}");
         assert_eq!(text(&events), "terse", "{wire:?}");
         assert!(events.contains(&StreamEvent::Finished(reason)), "{wire:?}: {events:?}");
-        assert!(
-            events.contains(&StreamEvent::Usage(Usage {
-                prompt_tokens: 3,
-                completion_tokens: 1,
-                estimated: false
-            })),
-            "{wire:?}"
-        );
+        assert!(reported_usage(&events, 3, 1), "{wire:?}");
     }
 }
 

@@ -790,6 +790,17 @@ mod tests {
     }
 
     #[test]
+    fn ws_allowed_origins_is_an_alias_and_checked_under_its_own_name() {
+        let mut vars = demo();
+        vars.push(("WS_ALLOWED_ORIGINS", "https://a.example.com, https://b.example.com:8443"));
+        let settings = load_from(&vars, false).settings.expect("valid");
+        assert_eq!(settings.allowed_origins, ["https://a.example.com", "https://b.example.com:8443"]);
+        let mut bad = demo();
+        bad.push(("WS_ALLOWED_ORIGINS", "https://a.example.com/path"));
+        assert!(errors(&bad).iter().any(|p| p.starts_with("WS_ALLOWED_ORIGINS: ")));
+    }
+
+    #[test]
     fn endpoints_need_https_unless_internal() {
         assert_eq!(endpoint_problem("https://api.openai.com/v1"), None);
         assert_eq!(endpoint_problem("http://127.0.0.1:11434/v1"), None);
