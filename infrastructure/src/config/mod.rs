@@ -262,6 +262,30 @@ pub fn load_from_env(dev_flag: bool) -> Loaded {
     }
 }
 
+/// Every variable the configuration reads, sorted; a provider block's variables are
+/// written `LLM_PROVIDER_<N>_<FIELD>`. Tests compare it with the documentation and the
+/// deployment manifests, so none of the three can drift from the others.
+#[must_use]
+pub fn variables_read() -> Vec<String> {
+    const PROVIDER: &str = "LLM_PROVIDER_1_";
+    let vars = [("LLM_PROVIDER_1_ID", "demo"), ("LLM_PROVIDER_1_TYPE", "demo")];
+    let source = Source::new(vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())), None)
+        .unwrap_or_default();
+    let _ = rules::load(&source, false, None);
+    let mut names: Vec<String> = source
+        .asked_names()
+        .into_iter()
+        .map(|name| match name.strip_prefix(PROVIDER) {
+            Some(field) => format!("LLM_PROVIDER_<N>_{field}"),
+            None => name,
+        })
+        .chain(std::iter::once("CHATBOX_CONFIG".to_owned()))
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
 /// Reads the configuration from explicit values (tests).
 #[must_use]
 pub fn load_from(vars: &[(&str, &str)], dev: bool) -> Loaded {

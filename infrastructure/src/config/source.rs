@@ -40,6 +40,12 @@ impl Source {
         self.asked.lock().unwrap_or_else(PoisonError::into_inner).insert(name.to_owned());
     }
 
+    /// Every name a rule asked for, sorted.
+    #[must_use]
+    pub fn asked_names(&self) -> Vec<String> {
+        self.asked.lock().unwrap_or_else(PoisonError::into_inner).iter().cloned().collect()
+    }
+
     /// Keys of the file that no rule asked for, sorted.
     #[must_use]
     pub fn unread_file_keys(&self) -> Vec<String> {
