@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use chatbox_domain::validation::Metadata;
 use chatbox_domain::{
-    AnswerTiming, ClientMessageId, ErrorCode, FinishReason, MessageId, MessageKind, ModelId,
+    AnswerTiming, ClientMessageId, ErrorCode, FinishReason, MessageEffects, MessageId, MessageKind, ModelId,
     ProviderConversation, Sender, StoredMessage, Usage,
 };
 use futures::StreamExt;
@@ -62,6 +62,8 @@ struct Outcome {
     usage: Option<Usage>,
     first_token: Option<std::time::Duration>,
     prompt_chars: usize,
+    /// The provider's conversation id, when it issued one during this answer.
+    conversation: Option<ProviderConversation>,
 }
 
 impl Outcome {
@@ -73,6 +75,7 @@ impl Outcome {
             usage: None,
             first_token: None,
             prompt_chars: 0,
+            conversation: None,
         }
     }
 
@@ -113,6 +116,7 @@ struct Progress {
     model_id: ModelId,
     usage: Option<Usage>,
     first_token: Option<std::time::Duration>,
+    conversation: Option<ProviderConversation>,
 }
 
 impl Progress {
@@ -120,6 +124,7 @@ impl Progress {
         Outcome {
             usage: self.usage,
             first_token: self.first_token,
+            conversation: self.conversation,
             ..Outcome::ended_with(&self.model_id, finish_reason)
         }
     }
@@ -175,9 +180,9 @@ impl Actor {
             warn!("id generator produced an invalid message id");
             return None;
         };
-        let (message, snapshot) = self.live.with_state(|state| {
-            let mut next = state.session.clone();
-            let seq = next.record_message(now, user_text);
+        let (message, effects) = self.live.with_state(|state| {
+            let seq = state.session.next_seq();
+            let effects = state.session.user_message_effects(user_text);
             let message = StoredMessage {
                 id: message_id,
                 seq,
@@ -194,9 +199,10 @@ impl Actor {
                 model_id: None,
                 timing: None,
             };
-            (message, next)
+            (message, effects)
         });
-        let stored = self.deps.storage(self.deps.repo.append_message(&snapshot, &message)).await;
+        let stored =
+            self.deps.storage(self.deps.repo.append_message(self.live.id(), &message, &effects)).await;
         let session_id = self.live.id().clone();
         let message = Arc::new(message);
         let echo =
@@ -205,7 +211,7 @@ impl Actor {
             state.queued_turns = state.queued_turns.saturating_sub(1);
             match &stored {
                 Ok(()) => {
-                    state.session.record_message(now, user_text);
+                    state.session.record(message.seq, now, &effects);
                     state.stored_seq = message.seq;
                     state.last_activity = Instant::now();
                     state.broadcast(&echo, Some(turn.origin.id()));
@@ -310,7 +316,7 @@ impl Actor {
                 Ok(started) => started,
                 Err(outcome) => return outcome,
             };
-        let mut progress = Progress { model_id, usage: None, first_token: None };
+        let mut progress = Progress { model_id, usage: None, first_token: None, conversation: None };
         for event in first_events {
             if let Some(reason) = self.apply(event, &mut progress, answer) {
                 return progress.ended(reason);
@@ -380,10 +386,9 @@ impl Actor {
                 None
             }
             StreamEvent::Conversation(id) => {
-                let model_id = progress.model_id.clone();
-                self.live.with_state(|state| {
-                    state.session.provider_conversation = Some(ProviderConversation { model_id, id });
-                });
+                // Kept with the answer and stored with it, like every session change.
+                progress.conversation =
+                    Some(ProviderConversation { model_id: progress.model_id.clone(), id });
                 None
             }
             StreamEvent::Finished(reason) => Some(reason),
@@ -525,21 +530,21 @@ impl Actor {
         let duration = started.elapsed();
         let timing = AnswerTiming { first_token: outcome.first_token, total: duration };
 
+        let effects =
+            MessageEffects::answer(usage.unwrap_or_default(), duration, outcome.conversation.clone());
         let mut stored_seq = None;
         let mut storage_failed = false;
         if !text.is_empty() {
-            let (message, snapshot) = self.live.with_state(|state| {
-                let mut next = state.session.clone();
-                let seq = next.record_message(now, None);
-                next.record_answer(usage.unwrap_or_default(), duration);
+            let message = self.live.with_state(|state| {
+                let seq = state.session.next_seq();
                 let mut message = StoredMessage::text(message_id.clone(), seq, Sender::Ai, text.clone(), now);
                 message.finish_reason = Some(outcome.finish_reason);
                 message.usage = usage;
                 message.model_id = Some(model_id.to_string());
                 message.timing = Some(timing);
-                (message, next)
+                message
             });
-            match self.deps.storage(self.deps.repo.append_message(&snapshot, &message)).await {
+            match self.deps.storage(self.deps.repo.append_message(&session_id, &message, &effects)).await {
                 Ok(()) => stored_seq = Some(message.seq),
                 Err(error) => {
                     warn!(%session_id, %error, "storing an answer failed");
@@ -577,8 +582,7 @@ impl Actor {
         }));
         self.live.with_state(|state| {
             if let Some(seq) = stored_seq {
-                state.session.record_message(now, None);
-                state.session.record_answer(usage.unwrap_or_default(), duration);
+                state.session.record(seq, now, &effects);
                 state.stored_seq = seq;
             }
             state.streaming = None;

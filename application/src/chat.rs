@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use chatbox_domain::{MessageKind, ModelId, Sender, Seq, Session, SessionId, UserId};
+use chatbox_domain::{MessageKind, ModelId, Sender, Seq, Session, SessionId, Timestamp, UserId};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info};
@@ -383,11 +383,10 @@ impl ChatService {
     }
 
     async fn change_model(&self, live: &Arc<LiveSession>, model_id: ModelId) -> Result<(), ChatError> {
-        let snapshot = live.with_state(|state| {
-            state.session.model_id = model_id;
-            state.session.clone()
-        });
-        self.deps.storage(self.deps.repo.update(&snapshot)).await?;
+        let _turn = live.control().await;
+        let now = self.deps.clock.now();
+        self.deps.storage(self.deps.repo.set_model(live.id(), &model_id, now)).await?;
+        live.with_state(|state| state.session.model_id = model_id);
         Ok(())
     }
 
@@ -437,9 +436,17 @@ impl ChatService {
     ) -> Result<(), ChatError> {
         let live = self.target_session(connection, session_id.as_ref(), None).await?;
         let content = "Help request sent. An administrator will join your session shortly.";
-        self.change_and_announce(&live, "help_requested", Some(content.into()), |session| {
-            session.handoff = std::mem::take(&mut session.handoff).request_help();
-        })
+        let _turn = live.control().await;
+        let handoff = live.with_state(|state| state.session.handoff.clone().request_help());
+        let repo = &self.deps.repo;
+        let id = live.id().clone();
+        self.change_and_announce(
+            &live,
+            "help_requested",
+            Some(content.into()),
+            |session, _| session.handoff = handoff.clone(),
+            |now| repo.set_handoff(&id, &handoff, now),
+        )
         .await
     }
 
@@ -460,29 +467,44 @@ impl ChatService {
     /// [`ChatError::NotFound`] when the session is not the user's; storage failures.
     pub async fn end_session(&self, user: &UserId, id: &SessionId) -> Result<(), ChatError> {
         let live = self.owned_live(user, id).await?.ok_or(ChatError::NotFound)?;
-        let now = self.deps.clock.now();
         live.with_state(|state| {
             if let Some(answer) = &state.streaming {
                 answer.cancel.cancel();
             }
         });
-        self.change_and_announce(&live, "ended", None, |session| session.end(now)).await
+        let repo = &self.deps.repo;
+        let _turn = live.control().await;
+        self.change_and_announce(
+            &live,
+            "ended",
+            None,
+            |session, now| session.end(now),
+            |now| repo.end(id, now),
+        )
+        .await
     }
 
-    /// Changes the session under its lock, stores it, then tells its sockets the new
-    /// state with `connection_status`.
-    async fn change_and_announce(
+    /// Stores one field-level change of the session (`write`), then applies the same
+    /// change to memory (`change`) and tells its sockets the new state with
+    /// `connection_status`. Memory changes only after the store accepted the write. The
+    /// caller holds the session's control turn ([`LiveSession::control`]).
+    async fn change_and_announce<W>(
         &self,
         live: &Arc<LiveSession>,
         state_name: &'static str,
         content: Option<String>,
-        change: impl FnOnce(&mut Session),
-    ) -> Result<(), ChatError> {
+        change: impl FnOnce(&mut Session, Timestamp),
+        write: impl FnOnce(Timestamp) -> W,
+    ) -> Result<(), ChatError>
+    where
+        W: std::future::Future<Output = Result<(), RepositoryError>>,
+    {
+        let now = self.deps.clock.now();
+        self.deps.storage(write(now)).await?;
         let snapshot = live.with_state(|state| {
-            change(&mut state.session);
+            change(&mut state.session, now);
             state.session.clone()
         });
-        self.deps.storage(self.deps.repo.update(&snapshot)).await?;
         let frame = self.frame(ServerEvent::ConnectionStatus {
             user_id: snapshot.owner.clone(),
             session_id: snapshot.id.clone(),

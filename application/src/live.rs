@@ -129,6 +129,8 @@ impl LiveState {
 pub struct LiveSession {
     id: SessionId,
     state: Mutex<LiveState>,
+    /// Serialises the field-level writes of this session (model, handoff, end).
+    control: tokio::sync::Mutex<()>,
     turns: mpsc::Sender<Turn>,
     retired: CancellationToken,
 }
@@ -149,6 +151,14 @@ impl LiveSession {
         // A panic while holding the lock leaves plain data behind, still consistent
         // enough to keep serving; poisoning would take the whole session down instead.
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Waits for this session's turn to change one of its fields (model, handoff,
+    /// status). It is held across the store write on purpose, so that the stored order of
+    /// these rare changes and the in-memory order agree; the message path (the actor)
+    /// never takes it, so streaming never waits on it.
+    pub async fn control(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.control.lock().await
     }
 
     /// Hands a turn to the session's actor without waiting.
@@ -212,6 +222,7 @@ impl LiveSessions {
                         recent_client_ids,
                         evicted: false,
                     }),
+                    control: tokio::sync::Mutex::new(()),
                     turns,
                     retired: CancellationToken::new(),
                 });

@@ -269,8 +269,8 @@ pub fn load_from_env(dev_flag: bool) -> Loaded {
 pub fn variables_read() -> Vec<String> {
     const PROVIDER: &str = "LLM_PROVIDER_1_";
     let vars = [("LLM_PROVIDER_1_ID", "demo"), ("LLM_PROVIDER_1_TYPE", "demo")];
-    let source = Source::new(vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())), None)
-        .unwrap_or_default();
+    let source =
+        Source::new(vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())), None).unwrap_or_default();
     let _ = rules::load(&source, false, None);
     let mut names: Vec<String> = source
         .asked_names()
