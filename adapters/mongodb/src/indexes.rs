@@ -43,17 +43,18 @@ pub(crate) fn message_indexes() -> Vec<IndexModel> {
     vec![index("session_seq", doc! { field::SESSION_ID: 1, field::SEQ: 1 }, true)]
 }
 
+/// Creates the indexes one `createIndexes` command each: FerretDB 1.24 drops the
+/// connection when one command names two or more indexes that already exist.
 pub(crate) async fn ensure(repository: &MongoSessionRepository) -> Result<(), RepositoryError> {
     let policy = &repository.retry;
-    retrying(policy, "create_indexes", || {
-        repository.messages.create_indexes(message_indexes()).into_future()
-    })
-    .await
-    .map_err(|e| storage_error("create_indexes", &e))?;
-    retrying(policy, "create_indexes", || {
-        repository.sessions.create_indexes(session_indexes()).into_future()
-    })
-    .await
-    .map_err(|e| storage_error("create_indexes", &e))?;
+    let all = message_indexes()
+        .into_iter()
+        .map(|index| (&repository.messages, index))
+        .chain(session_indexes().into_iter().map(|index| (&repository.sessions, index)));
+    for (collection, index) in all {
+        retrying(policy, "create_index", || collection.create_index(index.clone()).into_future())
+            .await
+            .map_err(|e| storage_error("create_index", &e))?;
+    }
     Ok(())
 }

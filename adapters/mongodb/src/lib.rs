@@ -23,6 +23,7 @@ mod documents;
 mod error;
 mod indexes;
 mod legacy;
+mod locks;
 pub mod migrate;
 mod repository;
 pub mod retry;
@@ -82,6 +83,8 @@ pub struct MongoSessionRepository {
     messages: Collection<Document>,
     codec: Codec,
     retry: RetryPolicy,
+    /// Serialises this process's updates of one session document (see `locks.rs`).
+    locks: locks::SessionLocks,
     /// Whether documents of the earlier layout may exist: only then do reads of messages
     /// look at the session document first. Found at start-up; stays true until restart
     /// even if they are migrated meanwhile (costing one small read, never a wrong answer).
@@ -134,6 +137,7 @@ impl MongoSessionRepository {
             database,
             codec: Codec::new(config.keys.clone()),
             retry: config.retry,
+            locks: locks::SessionLocks::default(),
             legacy_present: AtomicBool::new(false),
         }
     }

@@ -177,11 +177,13 @@ pub async fn migrate_session(
                 old.get(name).cloned().unwrap_or_else(|| Bson::Document(doc! { "$exists": false })),
             );
         }
+        let serialised = repository.locks.lock(id).await;
         let replaced = retrying(&repository.retry, "convert_session", || {
             repository.sessions.replace_one(unchanged.clone(), current.clone()).into_future()
         })
         .await
         .map_err(|e| storage_error("convert_session", &e))?;
+        drop(serialised);
         if replaced.matched_count > 0 {
             return Ok(Outcome::Converted { messages: u64::try_from(messages.len()).unwrap_or(u64::MAX) });
         }

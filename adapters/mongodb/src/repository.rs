@@ -25,6 +25,7 @@ use chatbox_domain::{
 };
 use futures::TryStreamExt;
 use mongodb::bson::{Bson, Document, doc};
+use mongodb::results::UpdateResult;
 
 use crate::MongoSessionRepository;
 use crate::documents::{
@@ -157,6 +158,22 @@ impl MongoSessionRepository {
         Ok(update)
     }
 
+    /// One update of a session document, under the session's lock (see `locks.rs`).
+    async fn update_session(
+        &self,
+        operation: &'static str,
+        id: &SessionId,
+        filter: &Document,
+        update: &Document,
+    ) -> Result<UpdateResult, RepositoryError> {
+        let _serialised = self.locks.lock(id).await;
+        retrying(&self.retry, operation, || {
+            self.sessions.update_one(filter.clone(), update.clone()).into_future()
+        })
+        .await
+        .map_err(|e| storage_error(operation, &e))
+    }
+
     /// Applies a field-level update to a session of the current layout, converting a
     /// layout-1 session first. A filter that matches no existing session of the current
     /// layout is not an error (for `end`: the session had ended).
@@ -168,11 +185,7 @@ impl MongoSessionRepository {
         update: Document,
     ) -> Result<(), RepositoryError> {
         for _ in 0..2 {
-            let result = retrying(&self.retry, operation, || {
-                self.sessions.update_one(filter.clone(), update.clone()).into_future()
-            })
-            .await
-            .map_err(|e| storage_error(operation, &e))?;
+            let result = self.update_session(operation, id, &filter, &update).await?;
             if result.matched_count > 0 {
                 return Ok(());
             }
@@ -263,11 +276,7 @@ impl SessionRepository for MongoSessionRepository {
         let update = self.append_update(&state, message, effects)?;
         let mut filter = Self::current_layout(id);
         filter.insert(field::LAST_SEQ, bson_count_value(seq - 1));
-        let result = retrying(&self.retry, "count_message", || {
-            self.sessions.update_one(filter.clone(), update.clone()).into_future()
-        })
-        .await
-        .map_err(|e| storage_error("count_message", &e))?;
+        let result = self.update_session("count_message", id, &filter, &update).await?;
         if result.matched_count == 0 {
             // An earlier attempt applied it (its acknowledgement was lost), or the session
             // went away in between.
