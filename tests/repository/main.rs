@@ -15,6 +15,7 @@
 mod cases;
 mod encryption;
 mod fault;
+mod layout;
 mod legacy;
 mod server;
 mod support;

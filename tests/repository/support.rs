@@ -164,6 +164,10 @@ impl MongoStore {
         self.repository.clone()
     }
 
+    pub fn mongo(&self) -> &MongoSessionRepository {
+        &self.repository
+    }
+
     /// Drops the database (called when a test passed; a failed one keeps it to look at).
     pub async fn drop_database(&self) {
         self.repository.database().drop().await.expect("drop the test database");
