@@ -448,7 +448,7 @@ impl Actor {
                     break;
                 }
                 let wait = policy.delay(retry, failure.retry_after(), self.deps.random.unit());
-                if Instant::now() + wait >= total_deadline {
+                if Instant::now().checked_add(wait).is_none_or(|resume| resume >= total_deadline) {
                     break;
                 }
                 tokio::select! {
