@@ -24,7 +24,7 @@ use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::chat::Deps;
+use crate::deps::Deps;
 use crate::events::{AnswerStyle, Frame, ServerEvent};
 use crate::live::{LiveSession, StreamingAnswer};
 use crate::ports::{AnswerStream, ChatRequest, ChatTurn, LlmProvider, ProviderError, Role, StreamEvent};
