@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use chatbox_domain::ModelId;
 use tokio_util::sync::CancellationToken;
@@ -40,5 +41,15 @@ impl Deps {
         tokio::time::timeout(self.settings.storage_timeout, call)
             .await
             .unwrap_or_else(|_| Err(RepositoryError::Unavailable("the storage call timed out".into())))
+    }
+
+    /// Now, on the service's monotonic clock: every deadline and idleness check reads it.
+    pub fn monotonic(&self) -> Duration {
+        self.clock.monotonic()
+    }
+
+    /// Completes at `deadline` on the service's monotonic clock (at once if it passed).
+    pub async fn sleep_until(&self, deadline: Duration) {
+        tokio::time::sleep(deadline.saturating_sub(self.clock.monotonic())).await;
     }
 }

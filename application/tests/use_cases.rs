@@ -123,7 +123,8 @@ impl LlmProvider for ScriptedProvider {
     }
 }
 
-struct RealClock(Instant);
+/// The runtime's clock, as the service's own clock is: paused time moves both.
+struct RealClock(tokio::time::Instant);
 
 impl Clock for RealClock {
     fn now(&self) -> Timestamp {
@@ -292,7 +293,7 @@ fn harness_with(settings: ChatSettings) -> Harness {
     let ports = ChatPorts {
         repository: Arc::clone(&storage) as Arc<dyn SessionRepository>,
         providers,
-        clock: Arc::new(RealClock(Instant::now())),
+        clock: Arc::new(RealClock(tokio::time::Instant::now())),
         ids: Arc::new(CountingIds::default()),
         random: Arc::new(HalfRandom),
     };

@@ -3,7 +3,6 @@
 //! and the stored `seq`.
 
 use chatbox_domain::{AnswerTiming, ErrorCode, MessageEffects, Sender, StoredMessage, Usage};
-use tokio::time::Instant;
 use tracing::warn;
 
 use crate::events::ServerEvent;
@@ -28,7 +27,7 @@ impl Actor {
                 estimated: true,
             })
         });
-        let duration = started.elapsed();
+        let duration = self.deps.monotonic().saturating_sub(*started);
         let timing = AnswerTiming { first_token: outcome.first_token, total: duration };
 
         let effects =
@@ -87,7 +86,7 @@ impl Actor {
                 state.stored_seq = seq;
             }
             state.streaming = None;
-            state.last_activity = Instant::now();
+            state.touch();
             for frame in &frames {
                 state.broadcast(frame, None);
             }

@@ -17,6 +17,7 @@ mod start;
 mod stream;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use chatbox_domain::validation::Metadata;
 use chatbox_domain::{
@@ -24,7 +25,6 @@ use chatbox_domain::{
     StoredMessage, Usage,
 };
 use tokio::sync::mpsc;
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
@@ -99,7 +99,7 @@ pub(super) struct Answer {
     pub(super) message_id: MessageId,
     pub(super) style: AnswerStyle,
     pub(super) cancel: CancellationToken,
-    pub(super) started: Instant,
+    pub(super) started: Duration,
 }
 
 const PROVIDER_UNAVAILABLE: &str = "AI service is temporarily unavailable";
@@ -181,7 +181,7 @@ impl Actor {
                 Ok(()) => {
                     state.session.record(message.seq, now, &effects);
                     state.stored_seq = message.seq;
-                    state.last_activity = Instant::now();
+                    state.touch();
                     state.broadcast(&echo, Some(turn.origin.id()));
                 }
                 Err(_) => {
@@ -213,7 +213,7 @@ impl Actor {
         };
         let session_id = self.live.id().clone();
         let cancel = self.deps.answers_cutoff.child_token();
-        let started = Instant::now();
+        let started = self.deps.monotonic();
         let loading = self.frame(ServerEvent::Loading {
             session_id: session_id.clone(),
             message_id: message_id.clone(),

@@ -3,8 +3,9 @@
 //! first token; once a token arrives, a failure ends the answer instead.
 
 use chatbox_domain::{ErrorCode, FinishReason, ModelId};
+use std::time::Duration;
+
 use futures::StreamExt;
-use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -35,7 +36,7 @@ impl Actor {
         &self,
         request: ChatRequest,
         cancel: &CancellationToken,
-        total_deadline: Instant,
+        total_deadline: Duration,
     ) -> Result<Started, Outcome> {
         let settings = &self.deps.settings;
         let policy = settings.retry;
@@ -80,7 +81,7 @@ impl Actor {
                     break;
                 }
                 let wait = policy.delay(retry, failure.retry_after(), self.deps.random.unit());
-                if Instant::now().checked_add(wait).is_none_or(|resume| resume >= total_deadline) {
+                if self.deps.monotonic().saturating_add(wait) >= total_deadline {
                     break;
                 }
                 tokio::select! {
@@ -105,23 +106,23 @@ impl Actor {
         provider: &dyn LlmProvider,
         request: ChatRequest,
         cancel: &CancellationToken,
-        total_deadline: Instant,
+        total_deadline: Duration,
     ) -> Result<(AnswerStream, Vec<StreamEvent>), Attempt> {
         let idle = self.deps.settings.idle_timeout;
-        let deadline = (Instant::now() + idle).min(total_deadline);
+        let deadline = self.deps.monotonic().saturating_add(idle).min(total_deadline);
         let mut stream = tokio::select! {
             biased;
             () = cancel.cancelled() => return Err(Attempt::Cancelled),
-            () = sleep_until(deadline) => return Err(Attempt::TimedOut),
+            () = self.deps.sleep_until(deadline) => return Err(Attempt::TimedOut),
             started = provider.stream(request) => started.map_err(Attempt::Failed)?,
         };
         let mut first_events = Vec::new();
         loop {
-            let deadline = (Instant::now() + idle).min(total_deadline);
+            let deadline = self.deps.monotonic().saturating_add(idle).min(total_deadline);
             let event = tokio::select! {
                 biased;
                 () = cancel.cancelled() => return Err(Attempt::Cancelled),
-                () = sleep_until(deadline) => return Err(Attempt::TimedOut),
+                () = self.deps.sleep_until(deadline) => return Err(Attempt::TimedOut),
                 event = stream.next() => event,
             };
             match event {

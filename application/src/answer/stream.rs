@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use chatbox_domain::{ErrorCode, FinishReason, ModelId, ProviderConversation, Usage};
 use futures::StreamExt;
-use tokio::time::{Instant, sleep_until};
 use tracing::{debug, warn};
 
 use crate::events::ServerEvent;
@@ -45,7 +44,7 @@ impl Actor {
     pub(super) async fn run(&mut self, request: ChatRequest, answer: &Answer) -> Outcome {
         let deps = Arc::clone(&self.deps);
         let settings = &deps.settings;
-        let total_deadline = answer.started + settings.stream_timeout;
+        let total_deadline = answer.started.saturating_add(settings.stream_timeout);
         let Started { mut stream, model_id, first_events } =
             match self.start(request, &answer.cancel, total_deadline).await {
                 Ok(started) => started,
@@ -57,19 +56,19 @@ impl Actor {
                 return progress.ended(reason);
             }
         }
-        let mut last_event = Instant::now();
+        let mut last_event = self.deps.monotonic();
         loop {
-            let idle_deadline = (last_event + settings.idle_timeout).min(total_deadline);
+            let idle_deadline = last_event.saturating_add(settings.idle_timeout).min(total_deadline);
             let unattended_deadline = self
                 .live
                 .with_state(|state| state.unattended_since)
-                .map(|since| since + settings.reconnect_timeout);
+                .map(|since| since.saturating_add(settings.reconnect_timeout));
             let deadline = unattended_deadline.map_or(idle_deadline, |d| d.min(idle_deadline));
             tokio::select! {
                 biased;
                 () = answer.cancel.cancelled() => return progress.ended(FinishReason::Cancelled),
-                () = sleep_until(deadline) => {
-                    if unattended_deadline.is_some_and(|d| d <= Instant::now()) {
+                () = self.deps.sleep_until(deadline) => {
+                    if unattended_deadline.is_some_and(|d| d <= self.deps.monotonic()) {
                         debug!(session_id = %self.live.id(), "no socket came back in time; answer cancelled");
                         return progress.ended(FinishReason::Cancelled);
                     }
@@ -77,7 +76,7 @@ impl Actor {
                     return progress.failed(FinishReason::Timeout, ErrorCode::LlmTimeout, PROVIDER_TIMEOUT);
                 }
                 event = stream.next() => {
-                    last_event = Instant::now();
+                    last_event = self.deps.monotonic();
                     match event {
                         Some(Ok(event)) => {
                             if let Some(reason) = self.apply(event, &mut progress, answer) {
@@ -100,7 +99,9 @@ impl Actor {
         match event {
             StreamEvent::Delta(text) if text.is_empty() => None,
             StreamEvent::Delta(text) => {
-                progress.first_token.get_or_insert_with(|| answer.started.elapsed());
+                progress
+                    .first_token
+                    .get_or_insert_with(|| self.deps.monotonic().saturating_sub(answer.started));
                 let chunk = self.frame(ServerEvent::AnswerChunk {
                     session_id: self.live.id().clone(),
                     message_id: answer.message_id.clone(),

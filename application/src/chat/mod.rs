@@ -101,6 +101,7 @@ impl ChatService {
     #[must_use]
     pub fn new(ports: ChatPorts, settings: ChatSettings, tasks: TaskTracker) -> Self {
         let limiter = MessageLimiter::new(settings.message_quota);
+        let live = LiveSessions::new(Arc::clone(&ports.clock));
         Self {
             deps: Arc::new(Deps {
                 repo: ports.repository,
@@ -109,7 +110,7 @@ impl ChatService {
                 ids: ports.ids,
                 random: ports.random,
                 settings,
-                live: LiveSessions::default(),
+                live,
                 limiter,
                 sockets: SocketDirectory::default(),
                 tasks,

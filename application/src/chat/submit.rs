@@ -93,7 +93,7 @@ impl ChatService {
                 return Ok(false);
             }
             state.queued_turns += 1;
-            state.last_activity = tokio::time::Instant::now();
+            state.touch();
             Ok(true)
         })
         .and_then(|accepted| {
