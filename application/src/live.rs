@@ -38,10 +38,43 @@ pub struct StreamingAnswer {
     pub model_id: ModelId,
     /// Frame naming.
     pub style: AnswerStyle,
-    /// Everything streamed so far.
+    /// Everything streamed so far (at most `MAX_ANSWER_CHARS` characters).
     pub text: String,
     /// Cancels it (stop, shutdown).
     pub cancel: CancellationToken,
+    /// The frame with everything streamed so far, for sockets that join mid-answer: built
+    /// once per length and shared by every socket that joins meanwhile, so joining
+    /// copies nothing.
+    catch_up: Option<Arc<Frame>>,
+}
+
+impl StreamingAnswer {
+    /// A new answer with no text yet.
+    #[must_use]
+    pub fn new(
+        message_id: MessageId,
+        model_id: ModelId,
+        style: AnswerStyle,
+        cancel: CancellationToken,
+    ) -> Self {
+        Self { message_id, model_id, style, text: String::new(), cancel, catch_up: None }
+    }
+
+    /// Appends streamed text.
+    pub fn append(&mut self, delta: &str) {
+        self.text.push_str(delta);
+        self.catch_up = None;
+    }
+
+    /// The catch-up frame for the text so far (`build` makes it from the shared text when
+    /// there is none for this length yet); `None` before the first chunk.
+    pub fn catch_up(&mut self, build: impl FnOnce(Arc<str>) -> Arc<Frame>) -> Option<Arc<Frame>> {
+        if self.text.is_empty() {
+            return None;
+        }
+        let text = &self.text;
+        Some(Arc::clone(self.catch_up.get_or_insert_with(|| build(Arc::from(text.as_str())))))
+    }
 }
 
 /// The mutable part of a live session.
@@ -350,7 +383,8 @@ mod tests {
         assert_eq!(sessions.evict_idle(Duration::ZERO), 1);
         // A socket that resolved the session just before the eviction must not attach
         // to it: its actor is gone.
-        let (socket, _queue) = SocketHandle::new(UserId::parse("u").expect("id"), 4);
+        let budget = crate::socket::SocketBudget { max_bytes: 4096, encode: |_| String::new() };
+        let (socket, _queue) = SocketHandle::new(UserId::parse("u").expect("id"), budget);
         assert!(!live.with_state(|state| state.attach(Arc::clone(&socket))));
         assert!(sessions.get(live.id()).is_none());
         let (fresh, receiver) = sessions.activate(session("s"), Vec::new(), 4);

@@ -127,7 +127,7 @@ impl Application {
             system_prompt: settings.llm_system_prompt.clone(),
             session_ttl: settings.session_ttl,
             reconnect_timeout: settings.reconnect_timeout,
-            socket_queue_capacity: settings.ws_send_queue,
+            max_answer_chars: settings.max_answer_chars,
             replay_page_size: 200,
             retry: RetryPolicy {
                 max_retries: settings.llm_max_retries,
@@ -170,7 +170,7 @@ impl Application {
                 pong_timeout: settings.ws_pong_timeout,
                 write_timeout: settings.ws_write_timeout,
                 enforce_token_expiry: settings.jwt_enforce_expiry_on_open_sockets,
-                socket_queue_capacity: settings.ws_send_queue,
+                send_buffer_bytes: settings.ws_send_buffer,
             },
             tasks: tasks.clone(),
             shutdown: CancellationToken::new(),

@@ -13,9 +13,9 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use chatbox_application::chat::Connection;
-use chatbox_application::events::{Outbound, ServerEvent};
+use chatbox_application::events::ServerEvent;
 use chatbox_application::limits::{ConnectionPermit, GateError};
-use chatbox_application::socket::{CloseReason, SocketHandle};
+use chatbox_application::socket::{CloseReason, OutboundQueue, SocketBudget, SocketHandle};
 use chatbox_domain::{ErrorCode, Seq, SessionId};
 use futures::stream::{SplitSink, SplitStream};
 use futures::{SinkExt, StreamExt};
@@ -207,7 +207,8 @@ async fn serve(
     last_seq: Option<Seq>,
     permit: ConnectionPermit,
 ) {
-    let (handle, queue) = SocketHandle::new(user.id.clone(), state.config.socket_queue_capacity);
+    let budget = SocketBudget { max_bytes: state.config.send_buffer_bytes, encode: wire::encode };
+    let (handle, queue) = SocketHandle::new(user.id.clone(), budget);
     let started = std::time::Instant::now();
     info!(user_id = %user.id, socket_id = %handle.id(), "socket connected");
     let (sink, mut stream) = socket.split();
@@ -332,7 +333,7 @@ fn reply_wire_error(state: &HttpState, connection: &Connection, error: &WireErro
 async fn write_loop(
     state: &HttpState,
     mut sink: SplitSink<Socket, Message>,
-    mut queue: tokio::sync::mpsc::Receiver<Outbound>,
+    mut queue: OutboundQueue,
     handle: &SocketHandle,
     token_deadline: Option<SystemTime>,
     reader_done: &CancellationToken,
@@ -363,15 +364,12 @@ async fn write_loop(
                 break Some(Some(CloseReason::TokenExpired));
             }
             item = queue.recv() => {
-                let frames = match item {
-                    Some(Outbound::Frame(frame)) => vec![frame],
-                    Some(Outbound::Batch(frames)) => frames,
-                    None => break None,
-                };
+                // The item's bytes count against the socket's budget until it is written.
+                let Some(item) = item else { break None };
                 let written = tokio::select! {
                     biased;
                     () = handle.closed() => break Some(handle.close_reason()),
-                    written = write_frames(state, &mut sink, &frames) => written,
+                    written = write_frames(state, &mut sink, item.frames()) => written,
                 };
                 if !written {
                     break None;
@@ -390,12 +388,8 @@ async fn write_loop(
             let end = read_end.get().copied().unwrap_or(ReadEnd::Broken);
             if end == ReadEnd::Internal {
                 // The error frame explaining why is already queued: deliver it first.
-                let pending: Vec<_> = std::iter::from_fn(|| queue.try_recv().ok())
-                    .flat_map(|item| match item {
-                        Outbound::Frame(frame) => vec![frame],
-                        Outbound::Batch(frames) => frames,
-                    })
-                    .collect();
+                let pending: Vec<_> =
+                    std::iter::from_fn(|| queue.try_recv()).flat_map(|item| item.frames().to_vec()).collect();
                 let _ = write_frames(state, &mut sink, &pending).await;
             }
             end.close_frame()

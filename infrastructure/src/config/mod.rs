@@ -201,9 +201,16 @@ pub struct Settings {
     pub ws_pong_timeout: Duration,
     /// `WS_WRITE_TIMEOUT` (extension).
     pub ws_write_timeout: Duration,
-    /// `WS_SEND_QUEUE` (extension): frames a socket may have queued.
-    #[validate(range(min = 8, max = 65_536, message = "must be between 8 and 65536"))]
-    pub ws_send_queue: usize,
+    /// `WS_SEND_BUFFER` (extension): bytes a socket may have queued.
+    #[validate(range(
+        min = 16_384,
+        max = 67_108_864,
+        message = "must be between 16 KiB (16384) and 64 MiB (67108864) bytes"
+    ))]
+    pub ws_send_buffer: usize,
+    /// `MAX_ANSWER_CHARS` (extension): the longest answer, in characters.
+    #[validate(range(min = 100, max = 10_000_000, message = "must be between 100 and 10000000"))]
+    pub max_answer_chars: usize,
     /// `ANSWER_QUEUE_LIMIT` (extension): answers that may wait per session.
     #[validate(range(min = 1, max = 100, message = "must be between 1 and 100"))]
     pub answer_queue_limit: usize,
