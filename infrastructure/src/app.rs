@@ -21,6 +21,7 @@ use chatbox_application::settings::{ModelInfo, RetryPolicy};
 use chatbox_application::{ChatService, ChatSettings};
 use chatbox_domain::rate_limit::Quota;
 use chatbox_domain::{ModelId, Timestamp};
+use chatbox_http::server::ServerLimits;
 use chatbox_http::{HttpConfig, HttpState, JwtSettings, JwtVerifier};
 use chatbox_llm::{AnthropicProvider, DemoProvider, DifyProvider, OpenAiProvider, ProviderConfig};
 use chatbox_memory_store::MemorySessionRepository;
@@ -200,8 +201,12 @@ impl Application {
 
         let server_done = CancellationToken::new();
         let routes = chatbox_http::routes(Arc::clone(&http));
-        let server = warp::serve(routes).incoming(listener).graceful(server_done.clone().cancelled_owned());
-        let server = tokio::spawn(server.run());
+        let limits = ServerLimits {
+            header_read_timeout: settings.http_header_read_timeout,
+            keepalive_timeout: settings.http_keepalive_timeout,
+            max_pending: settings.http_max_pending_connections,
+        };
+        let server = tokio::spawn(chatbox_http::server::serve(listener, routes, limits, server_done.clone()));
         info!("Server listening on {address}");
 
         shutdown.await;

@@ -9,6 +9,7 @@
 
 pub mod auth;
 pub mod routes;
+pub mod server;
 pub mod wire;
 mod ws;
 

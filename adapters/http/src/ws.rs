@@ -12,10 +12,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
+use chatbox_application::ChatError;
 use chatbox_application::chat::Connection;
 use chatbox_application::events::ServerEvent;
 use chatbox_application::limits::{ConnectionPermit, GateError};
 use chatbox_application::socket::{CloseReason, OutboundQueue, SocketBudget, SocketHandle};
+use chatbox_domain::command_budget::CommandKind;
 use chatbox_domain::{ErrorCode, Seq, SessionId};
 use futures::stream::{SplitSink, SplitStream};
 use futures::{SinkExt, StreamExt};
@@ -181,6 +183,8 @@ enum ReadEnd {
     Broken,
     /// The connection could not be set up: close 1011 after the queued error.
     Internal,
+    /// The client kept sending far past its command budget: close 1008.
+    Flooding,
     /// The writer closed the socket first.
     Stopped,
 }
@@ -193,6 +197,7 @@ impl ReadEnd {
             Self::FrameTooBig => (CloseCode::Size, "Message too big"),
             Self::PingTimeout => (CloseCode::Policy, "Ping timeout"),
             Self::Internal => (CloseCode::Error, "Internal error"),
+            Self::Flooding => (CloseCode::Policy, "Too many requests"),
             Self::ClientClosed | Self::Broken | Self::Stopped => return None,
         };
         Some(CloseFrame { code, reason: Utf8Bytes::from_static(reason) })
@@ -246,7 +251,11 @@ async fn serve(
     if close.is_some()
         && matches!(
             read_end,
-            ReadEnd::Stopped | ReadEnd::PingTimeout | ReadEnd::FrameTooBig | ReadEnd::Internal
+            ReadEnd::Stopped
+                | ReadEnd::PingTimeout
+                | ReadEnd::FrameTooBig
+                | ReadEnd::Internal
+                | ReadEnd::Flooding
         )
     {
         // Complete the closing handshake: wait briefly for the client's close frame, so
@@ -300,7 +309,9 @@ async fn read_loop(
             Message::Close(_) => return ReadEnd::ClientClosed,
             Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => continue,
             Message::Binary(_) => {
-                reply_wire_error(state, connection, &WireError::Binary);
+                if let Some(end) = refuse_frame(state, connection, &WireError::Binary) {
+                    return end;
+                }
                 continue;
             }
         };
@@ -313,21 +324,42 @@ async fn read_loop(
                     debug!(code = %error.code(), "command refused");
                     let session = Some(connection.session_id().clone());
                     connection.socket().send(chat.error_frame(&error, session));
+                    if matches!(error, ChatError::Flooding) {
+                        return ReadEnd::Flooding;
+                    }
                 }
             }
-            Err(error) => reply_wire_error(state, connection, &error),
+            Err(error) => {
+                if let Some(end) = refuse_frame(state, connection, &error) {
+                    return end;
+                }
+            }
         }
     }
 }
 
-fn reply_wire_error(state: &HttpState, connection: &Connection, error: &WireError) {
+/// Answers a frame that could not be parsed with its error, after charging the
+/// connection's budget for it (a flood of garbage is a flood); `Some` when the
+/// connection must close.
+fn refuse_frame(state: &HttpState, connection: &mut Connection, error: &WireError) -> Option<ReadEnd> {
     debug!(%error, "frame refused");
-    connection.socket().send(state.chat.frame(ServerEvent::Error {
-        session_id: None,
-        code: error.code(),
-        message: error.to_string(),
-        retry_after: None,
-    }));
+    let (frame, end) = match state.chat.charge(connection, CommandKind::Malformed) {
+        Ok(()) => {
+            let frame = state.chat.frame(ServerEvent::Error {
+                session_id: None,
+                code: error.code(),
+                message: error.to_string(),
+                retry_after: None,
+            });
+            (frame, None)
+        }
+        Err(refusal) => {
+            let end = matches!(refusal, ChatError::Flooding).then_some(ReadEnd::Flooding);
+            (state.chat.error_frame(&refusal, None), end)
+        }
+    };
+    connection.socket().send(frame);
+    end
 }
 
 async fn write_loop(
@@ -386,7 +418,7 @@ async fn write_loop(
         Some(reason) => Some(close_frame(reason)),
         None => {
             let end = read_end.get().copied().unwrap_or(ReadEnd::Broken);
-            if end == ReadEnd::Internal {
+            if matches!(end, ReadEnd::Internal | ReadEnd::Flooding) {
                 // The error frame explaining why is already queued: deliver it first.
                 let pending: Vec<_> =
                     std::iter::from_fn(|| queue.try_recv()).flat_map(|item| item.frames().to_vec()).collect();

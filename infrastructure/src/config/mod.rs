@@ -208,6 +208,13 @@ pub struct Settings {
         message = "must be between 16 KiB (16384) and 64 MiB (67108864) bytes"
     ))]
     pub ws_send_buffer: usize,
+    /// `HTTP_HEADER_READ_TIMEOUT` (extension): time to receive a request's headers.
+    pub http_header_read_timeout: Duration,
+    /// `HTTP_KEEPALIVE_TIMEOUT` (extension): how long an idle keep-alive connection stays.
+    pub http_keepalive_timeout: Duration,
+    /// `HTTP_MAX_PENDING_CONNECTIONS` (extension): open connections not (yet) upgraded.
+    #[validate(range(min = 1, max = 1_000_000, message = "must be between 1 and 1000000"))]
+    pub http_max_pending_connections: usize,
     /// `MAX_ANSWER_CHARS` (extension): the longest answer, in characters.
     #[validate(range(min = 100, max = 10_000_000, message = "must be between 100 and 10000000"))]
     pub max_answer_chars: usize,
