@@ -65,8 +65,9 @@ pub struct ChatSettings {
     pub session_ttl: Duration,
     /// `RECONNECT_TIMEOUT`: how long an answer keeps running with no socket to see it.
     pub reconnect_timeout: Duration,
-    /// Frames a socket may have queued before it counts as a slow consumer.
-    pub socket_queue_capacity: usize,
+    /// `MAX_ANSWER_CHARS`: an answer is cut (finish reason `length`) when it reaches this
+    /// many characters, so one answer's memory is bounded.
+    pub max_answer_chars: usize,
     /// Stored messages read (and queued to the socket as one batch) per page of a replay.
     pub replay_page_size: usize,
     /// Retries before the first token.

@@ -21,6 +21,7 @@ use chatbox_application::settings::{ModelInfo, RetryPolicy};
 use chatbox_application::{ChatService, ChatSettings};
 use chatbox_domain::rate_limit::Quota;
 use chatbox_domain::{ModelId, Timestamp};
+use chatbox_http::server::ServerLimits;
 use chatbox_http::{HttpConfig, HttpState, JwtSettings, JwtVerifier};
 use chatbox_llm::{AnthropicProvider, DemoProvider, DifyProvider, OpenAiProvider, ProviderConfig};
 use chatbox_memory_store::MemorySessionRepository;
@@ -34,15 +35,18 @@ use crate::config::{ProviderKind, ProviderSettings, Settings, StorageBackend};
 /// The longest one storage call may take before it counts as failed.
 const STORAGE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Wall-clock and monotonic time from the operating system.
+/// Wall-clock time from the operating system, and monotonic time from the runtime's
+/// clock: the same clock the runtime's timers use, so deadlines computed from
+/// [`Clock::monotonic`] and the sleeps that wait for them always agree (also under a
+/// paused test clock).
 #[derive(Debug)]
 pub struct SystemClock {
-    origin: Instant,
+    origin: tokio::time::Instant,
 }
 
 impl Default for SystemClock {
     fn default() -> Self {
-        Self { origin: Instant::now() }
+        Self { origin: tokio::time::Instant::now() }
     }
 }
 
@@ -124,7 +128,7 @@ impl Application {
             system_prompt: settings.llm_system_prompt.clone(),
             session_ttl: settings.session_ttl,
             reconnect_timeout: settings.reconnect_timeout,
-            socket_queue_capacity: settings.ws_send_queue,
+            max_answer_chars: settings.max_answer_chars,
             replay_page_size: 200,
             retry: RetryPolicy {
                 max_retries: settings.llm_max_retries,
@@ -167,7 +171,7 @@ impl Application {
                 pong_timeout: settings.ws_pong_timeout,
                 write_timeout: settings.ws_write_timeout,
                 enforce_token_expiry: settings.jwt_enforce_expiry_on_open_sockets,
-                socket_queue_capacity: settings.ws_send_queue,
+                send_buffer_bytes: settings.ws_send_buffer,
             },
             tasks: tasks.clone(),
             shutdown: CancellationToken::new(),
@@ -197,8 +201,12 @@ impl Application {
 
         let server_done = CancellationToken::new();
         let routes = chatbox_http::routes(Arc::clone(&http));
-        let server = warp::serve(routes).incoming(listener).graceful(server_done.clone().cancelled_owned());
-        let server = tokio::spawn(server.run());
+        let limits = ServerLimits {
+            header_read_timeout: settings.http_header_read_timeout,
+            keepalive_timeout: settings.http_keepalive_timeout,
+            max_pending: settings.http_max_pending_connections,
+        };
+        let server = tokio::spawn(chatbox_http::server::serve(listener, routes, limits, server_done.clone()));
         info!("Server listening on {address}");
 
         shutdown.await;

@@ -5,8 +5,14 @@
 //! naming its variable, so an operator fixes everything in one round. Secrets never
 //! appear in a message or in `Debug` output.
 
+mod alerts;
+mod providers;
+mod reader;
 mod rules;
+mod secret;
 pub mod source;
+mod storage;
+mod syntax;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -17,32 +23,10 @@ use ipnet::IpNet;
 use jsonwebtoken::Algorithm;
 use validator::Validate;
 
-pub use rules::{SecretProblem, weak_secret_reason};
+pub use alerts::{AlertSettings, EmailSettings, SmsSettings, SmtpTls};
+pub use secret::{Secret, SecretProblem, weak_secret_reason};
 use source::Source;
-
-/// A secret value: shown as `***`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret.
-    #[must_use]
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    /// The secret itself; never log it.
-    #[must_use]
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("***")
-    }
-}
+pub use storage::{EncryptionKey, EncryptionSettings, MongoSettings};
 
 /// A provider type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -196,6 +180,12 @@ pub struct Settings {
     pub providers: Vec<ProviderSettings>,
     /// `STORAGE_BACKEND`.
     pub storage_backend: StorageBackend,
+    /// `MONGO_*`, when `MONGO_URI` is set.
+    pub mongo: Option<MongoSettings>,
+    /// `ENCRYPTION_*`, when `ENCRYPTION_KEY` is set.
+    pub encryption: Option<EncryptionSettings>,
+    /// Admin alerts (`ADMIN_EMAILS`, `SMTP_*`, `SMS_*`, …).
+    pub alerts: AlertSettings,
     /// `MEMORY_STORE_MAX_SESSIONS`.
     #[validate(range(min = 1, message = "must be at least 1"))]
     pub memory_store_max_sessions: usize,
@@ -211,9 +201,23 @@ pub struct Settings {
     pub ws_pong_timeout: Duration,
     /// `WS_WRITE_TIMEOUT` (extension).
     pub ws_write_timeout: Duration,
-    /// `WS_SEND_QUEUE` (extension): frames a socket may have queued.
-    #[validate(range(min = 8, max = 65_536, message = "must be between 8 and 65536"))]
-    pub ws_send_queue: usize,
+    /// `WS_SEND_BUFFER` (extension): bytes a socket may have queued.
+    #[validate(range(
+        min = 16_384,
+        max = 67_108_864,
+        message = "must be between 16 KiB (16384) and 64 MiB (67108864) bytes"
+    ))]
+    pub ws_send_buffer: usize,
+    /// `HTTP_HEADER_READ_TIMEOUT` (extension): time to receive a request's headers.
+    pub http_header_read_timeout: Duration,
+    /// `HTTP_KEEPALIVE_TIMEOUT` (extension): how long an idle keep-alive connection stays.
+    pub http_keepalive_timeout: Duration,
+    /// `HTTP_MAX_PENDING_CONNECTIONS` (extension): open connections not (yet) upgraded.
+    #[validate(range(min = 1, max = 1_000_000, message = "must be between 1 and 1000000"))]
+    pub http_max_pending_connections: usize,
+    /// `MAX_ANSWER_CHARS` (extension): the longest answer, in characters.
+    #[validate(range(min = 100, max = 10_000_000, message = "must be between 100 and 10000000"))]
+    pub max_answer_chars: usize,
     /// `ANSWER_QUEUE_LIMIT` (extension): answers that may wait per session.
     #[validate(range(min = 1, max = 100, message = "must be between 1 and 100"))]
     pub answer_queue_limit: usize,
