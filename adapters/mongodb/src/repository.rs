@@ -8,7 +8,10 @@
 //!   this one, `Conflict` when it is another; (3) update the session's counters filtered
 //!   on `last_seq == seq - 1`, so the update applies exactly once however often it is
 //!   sent. The message is stored before the counters move, so a reader never sees a
-//!   `last_seq` whose message is missing.
+//!   `last_seq` whose message is missing. The name (only while unset), the token total
+//!   (saturating) and the response-time window (set whole, bounded) are computed from
+//!   what step 1 read: exact, because only appends change them and the filter of step 3
+//!   fails if another append came between.
 //! - `set_model`, `set_handoff` and `end` are `$set`s of their own fields (plus `$max` of
 //!   `last_activity`); they never touch the counters, so they can run concurrently with
 //!   appends. `end` is filtered on the session being active: the first end time stays.
@@ -29,8 +32,8 @@ use mongodb::results::UpdateResult;
 
 use crate::MongoSessionRepository;
 use crate::documents::{
-    SCHEMA_VERSION, bson_count_value, bson_date, count, field, handoff_fields, message_document,
-    message_from_document, millis, session_document, session_from_document,
+    DocumentError, SCHEMA_VERSION, bson_count_value, bson_date, count, field, handoff_fields,
+    message_document, message_from_document, millis, session_document, session_from_document,
 };
 use crate::error::{storage_error, unreadable};
 use crate::retry::{is_duplicate_key, retrying};
@@ -41,6 +44,8 @@ struct AppendState {
     last_seq: u64,
     named: bool,
     total_tokens: u64,
+    /// The stored response-time window, as stored.
+    response_times: Vec<Bson>,
 }
 
 /// What a write found when its filter matched nothing.
@@ -79,8 +84,9 @@ impl MongoSessionRepository {
     }
 
     async fn append_state(&self, id: &SessionId) -> Result<AppendState, RepositoryError> {
-        let projection =
-            doc! { field::SCHEMA: 1, field::LAST_SEQ: 1, field::NAME: 1, field::TOTAL_TOKENS: 1 };
+        let projection = doc! {
+            field::SCHEMA: 1, field::LAST_SEQ: 1, field::NAME: 1, field::TOTAL_TOKENS: 1, field::RESPONSE_TIMES_MS: 1,
+        };
         let mut found = self.find_session(id, projection.clone()).await?;
         if matches!(found, Found::Legacy) {
             self.convert(id).await?;
@@ -95,6 +101,15 @@ impl MongoSessionRepository {
                 last_seq: count(&doc, field::LAST_SEQ).map_err(|e| unreadable("session", &e))?,
                 named: !matches!(doc.get(field::NAME), None | Some(Bson::Null)),
                 total_tokens: count(&doc, field::TOTAL_TOKENS).map_err(|e| unreadable("session", &e))?,
+                response_times: match doc.get(field::RESPONSE_TIMES_MS) {
+                    Some(Bson::Array(times)) => times.clone(),
+                    _ => {
+                        return Err(unreadable(
+                            "session",
+                            &DocumentError::WrongType(field::RESPONSE_TIMES_MS.into()),
+                        ));
+                    }
+                },
             }),
         }
     }
@@ -128,6 +143,16 @@ impl MongoSessionRepository {
         effects: &MessageEffects,
     ) -> Result<Document, RepositoryError> {
         let mut set = doc! { field::LAST_SEQ: bson_count_value(message.seq.0) };
+        if let Some(duration) = effects.response_time {
+            // The whole window is set, not pushed: FerretDB 1.24 ignores `$slice` in a
+            // `$push`, so the window would grow without bound. Exact, because only
+            // appends change it and this update is filtered on the `last_seq` read with it.
+            let mut window = state.response_times.clone();
+            window.push(Bson::Int64(millis(duration)));
+            let excess = window.len().saturating_sub(chatbox_domain::session::RESPONSE_TIME_WINDOW);
+            window.drain(..excess);
+            set.insert(field::RESPONSE_TIMES_MS, window);
+        }
         if !state.named
             && let Some(name) = &effects.name
         {
@@ -143,19 +168,11 @@ impl MongoSessionRepository {
         // exact, because the single writer of the counters read them just before.
         let room = u64::try_from(i64::MAX).unwrap_or(u64::MAX).saturating_sub(state.total_tokens);
         let tokens = effects.tokens.min(room);
-        let mut update = doc! {
+        Ok(doc! {
             "$set": set,
             "$inc": { field::MESSAGE_COUNT: 1_i64, field::TOTAL_TOKENS: bson_count_value(tokens) },
             "$max": { field::LAST_ACTIVITY: bson_date(message.timestamp) },
-        };
-        if let Some(duration) = effects.response_time {
-            let window = i32::try_from(chatbox_domain::session::RESPONSE_TIME_WINDOW).unwrap_or(i32::MAX);
-            update.insert(
-                "$push",
-                doc! { field::RESPONSE_TIMES_MS: { "$each": [millis(duration)], "$slice": -window } },
-            );
-        }
-        Ok(update)
+        })
     }
 
     /// One update of a session document, under the session's lock (see `locks.rs`).
