@@ -24,6 +24,9 @@ pub enum ConnectError {
         /// The class of the last failure.
         reason: String,
     },
+    /// A server answered but refused us (for example wrong credentials); not retried.
+    #[error("MongoDB refused the connection ({0})")]
+    Refused(String),
     /// The indexes could not be created (for example an index of the same name exists
     /// with other options).
     #[error("cannot create the MongoDB indexes ({0})")]

@@ -120,9 +120,16 @@ impl MongoSessionRepository {
         let repository = Self::with_client(&client, &config);
         retrying(&config.retry, "ping", || repository.database.run_command(doc! { "ping": 1 }).into_future())
             .await
-            .map_err(|e| ConnectError::Unreachable {
-                attempts: config.retry.attempts.max(1),
-                reason: retry::Signals::of(&e).describe(),
+            .map_err(|e| {
+                let signals = retry::Signals::of(&e);
+                if signals.is_transient() {
+                    ConnectError::Unreachable {
+                        attempts: config.retry.attempts.max(1),
+                        reason: signals.describe(),
+                    }
+                } else {
+                    ConnectError::Refused(signals.describe())
+                }
             })?;
         repository.ensure_indexes().await.map_err(|e| ConnectError::Indexes(e.to_string()))?;
         repository.detect_legacy().await.map_err(|e| ConnectError::Indexes(e.to_string()))?;

@@ -3,7 +3,8 @@
 //!
 //! Failures are classified from the driver's error kind, server error code and error
 //! labels, never from message text. Only transient failures are retried: the network,
-//! timeouts, server selection (no reachable server), a cleared connection pool, the
+//! timeouts, server selection (no reachable server), a cleared connection pool, a host
+//! name that did not resolve (DNS is often briefly unavailable), the
 //! `RetryableWriteError` label, and the server codes that mean "not primary now" or "shutting
 //! down". Every write of this adapter is idempotent, so a retry after a lost
 //! acknowledgement changes nothing more.
@@ -73,6 +74,10 @@ pub(crate) enum FailureClass {
     PoolCleared,
     /// The server answered with an error.
     Server,
+    /// The server refused the credentials.
+    Authentication,
+    /// A host name of the connection string did not resolve.
+    Dns,
     /// Anything else (bad arguments, unparsable replies, authentication…).
     Other,
 }
@@ -86,6 +91,8 @@ impl FailureClass {
             Self::ServerSelection => "no reachable server",
             Self::PoolCleared => "connection pool cleared",
             Self::Server => "server error",
+            Self::Authentication => "authentication failed",
+            Self::Dns => "host name did not resolve",
             Self::Other => "driver error",
         }
     }
@@ -124,6 +131,8 @@ impl Signals {
             ErrorKind::Io(_) => (FailureClass::Network, None),
             ErrorKind::ServerSelection { .. } => (FailureClass::ServerSelection, None),
             ErrorKind::ConnectionPoolCleared { .. } => (FailureClass::PoolCleared, None),
+            ErrorKind::Authentication { .. } => (FailureClass::Authentication, None),
+            ErrorKind::DnsResolve { .. } => (FailureClass::Dns, None),
             ErrorKind::Command(command) => (FailureClass::Server, Some(command.code)),
             ErrorKind::Write(WriteFailure::WriteError(write)) => (FailureClass::Server, Some(write.code)),
             ErrorKind::Write(WriteFailure::WriteConcernError(concern)) => {
@@ -153,6 +162,7 @@ impl Signals {
                 | FailureClass::Timeout
                 | FailureClass::ServerSelection
                 | FailureClass::PoolCleared
+                | FailureClass::Dns
         ) || self.code.is_some_and(|code| TRANSIENT_CODES.contains(&code))
             || self.labels.iter().any(|label| TRANSIENT_LABELS.contains(&label.as_str()))
     }
@@ -260,6 +270,11 @@ mod tests {
             assert!(!signals(FailureClass::Server, Some(code), &[]).is_transient(), "code {code}");
         }
         assert!(!signals(FailureClass::Other, None, &["SomethingElse"]).is_transient());
+        assert!(
+            !signals(FailureClass::Authentication, None, &[]).is_transient(),
+            "wrong credentials stay wrong"
+        );
+        assert!(signals(FailureClass::Dns, None, &[]).is_transient());
     }
 
     #[test]
