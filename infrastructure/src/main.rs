@@ -1,6 +1,8 @@
-//! The `chatbox` binary: `chatbox [--dev]`.
+//! The `chatbox` binary: `chatbox [--dev]`, and `chatbox migrate` (see `migrate.rs`).
 
 #![forbid(unsafe_code)]
+
+mod migrate;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -12,6 +14,9 @@ use tracing::{error, info, warn};
 const DEV_TOKEN_TTL: Duration = Duration::from_secs(24 * 3600);
 
 fn main() -> ExitCode {
+    if std::env::args().nth(1).as_deref() == Some("migrate") {
+        return migrate::main();
+    }
     let dev = std::env::args().skip(1).any(|arg| arg == "--dev");
     let loaded = config::load_from_env(dev);
     // Problems that stop the start are printed whatever LOG_LEVEL says (it may be the
