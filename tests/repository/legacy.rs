@@ -145,3 +145,52 @@ async fn the_first_write_to_a_go_session_converts_it() {
     assert_eq!(report, MigrationReport::default(), "nothing left to convert");
     repo.database().drop().await.expect("drop");
 }
+
+/// Runs `chatbox migrate` with the service's configuration; its exit status and output.
+fn run_migrate(uri: &str, database: &str) -> (bool, String) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_chatbox"))
+        .arg("migrate")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("JWT_SECRET", "repository-K8f3Lq9ZxW2mN7vB4tR6yU1pJ5h")
+        .env("LLM_PROVIDER_1_ID", "demo")
+        .env("LLM_PROVIDER_1_TYPE", "demo")
+        .env("MONGO_URI", uri)
+        .env("MONGO_DATABASE", database)
+        // The Go service's key, as that service took it (32 raw characters).
+        .env("ENCRYPTION_KEY", GO_KEY)
+        .env("ENCRYPTION_KEY_ID", "go")
+        .output()
+        .expect("run chatbox migrate");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    (output.status.success(), format!("{stdout}{}", String::from_utf8_lossy(&output.stderr)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_migrate_command_converts_then_finds_nothing_left() {
+    let Ok(uri) = mongo_uri().await else {
+        return;
+    };
+    let database = fresh_database("legacy-cli");
+    let repo = MongoSessionRepository::connect(config(&uri, &database, Some(keys()))).await.expect("connect");
+    for letter in ["d", "e", "f"] {
+        repo.sessions_collection().insert_one(go_session(&letter.repeat(32), "hi")).await.expect("insert");
+    }
+    let (ok, output) = tokio::task::spawn_blocking({
+        let (uri, database) = (uri.clone(), database.clone());
+        move || run_migrate(&uri, &database)
+    })
+    .await
+    .expect("task");
+    assert!(ok, "{output}");
+    assert!(
+        output.contains("done: 3 sessions found, 3 converted (9 messages), 0 skipped, 0 failed"),
+        "final count: {output}"
+    );
+    let (ok, output) = tokio::task::spawn_blocking(move || run_migrate(&uri, &database)).await.expect("task");
+    assert!(ok, "{output}");
+    assert!(output.contains("done: 0 sessions found, 0 converted (0 messages)"), "second run: {output}");
+    let converted = repo.messages_collection().count_documents(doc! {}).await.expect("count");
+    assert_eq!(converted, 9);
+    repo.database().drop().await.expect("drop");
+}

@@ -8,8 +8,9 @@
 //! failure. `scripts/ferretdb.sh start` gives a local server.
 //!
 //! MongoDB-only behaviour has its own modules: the earlier service's documents and
-//! `chatbox migrate` (`legacy.rs`), no plaintext in the database files (`encryption.rs`),
-//! and an outage in the middle of appends (`fault.rs`). The last two start a private
+//! `chatbox migrate` (`legacy.rs`), the stored layout and indexes (`layout.rs`), no
+//! plaintext in the database files (`encryption.rs`), an outage in the middle of appends
+//! (`fault.rs`), and the binary starting on MongoDB or refusing to (`startup.rs`). The last two start a private
 //! FerretDB through the script, with a data directory of their own.
 
 mod cases;
@@ -18,6 +19,7 @@ mod fault;
 mod layout;
 mod legacy;
 mod server;
+mod startup;
 mod support;
 
 /// Instantiates every contract case once per adapter.
