@@ -213,16 +213,16 @@ where
                     return Err(error);
                 }
                 let wait = policy.backoff(attempt, rand::random::<f64>());
+                let wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX);
+                let failure = signals.describe();
                 warn!(
                     operation,
                     attempt,
                     attempts,
-                    wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
-                    failure = signals.describe(),
-                    "mongodb {operation} failed ({}); retry {} of {} in {wait:?}",
-                    signals.describe(),
+                    wait_ms,
+                    failure,
+                    "mongodb {operation} failed ({failure}); retry {} of {attempts} in {wait_ms}ms",
                     attempt + 1,
-                    attempts,
                 );
                 tokio::time::sleep(wait).await;
                 attempt += 1;
@@ -310,6 +310,44 @@ mod tests {
         assert_eq!(highest, [99, 199, 399, 799, 1599, 1999, 1999]);
         assert_eq!(policy.backoff(1000, 1.0), Duration::from_secs(2), "a huge retry count saturates");
         assert_eq!(policy.backoff(1, 5.0), Duration::from_millis(100), "jitter is clamped");
+    }
+
+    /// Log lines written while the returned guard lives (this thread only).
+    fn capture_logs() -> (Arc<std::sync::Mutex<Vec<u8>>>, tracing::subscriber::DefaultGuard) {
+        #[derive(Clone)]
+        struct Buffer(Arc<std::sync::Mutex<Vec<u8>>>);
+        impl std::io::Write for Buffer {
+            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).extend_from_slice(bytes);
+                Ok(bytes.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let buffer = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let writer = Buffer(buffer.clone());
+        let subscriber =
+            tracing_subscriber::fmt().with_ansi(false).with_writer(move || writer.clone()).finish();
+        (buffer, tracing::subscriber::set_default(subscriber))
+    }
+
+    #[tokio::test]
+    async fn each_retry_logs_one_line_with_the_operation_and_attempt_and_no_text() {
+        let (logs, _guard) = capture_logs();
+        let policy =
+            RetryPolicy { attempts: 3, delay: Duration::from_millis(1), max_delay: Duration::from_millis(2) };
+        let _: Result<(), Error> =
+            retrying(&policy, "insert_message", || async { Err(command_error(10107)) }).await;
+        let logs = String::from_utf8(logs.lock().expect("logs").clone()).expect("text");
+        let lines: Vec<&str> = logs.lines().filter(|line| line.contains("retry")).collect();
+        assert_eq!(lines.len(), 2, "one line per retry (3 attempts): {logs}");
+        assert!(
+            lines[0].contains("mongodb insert_message failed (server error (code 10107)); retry 2 of 3"),
+            "{logs}"
+        );
+        assert!(lines[1].contains("retry 3 of 3"), "{logs}");
+        assert!(!logs.contains("secret value"), "the server's text is never logged: {logs}");
     }
 
     #[tokio::test]
