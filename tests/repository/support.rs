@@ -112,7 +112,7 @@ pub fn fresh_database(test: &str) -> String {
 }
 
 /// Whether `MONGO_URI` reaches a server: `Ok(uri)`, or why not. Probed once per run.
-pub async fn mongo_uri() -> Result<String, String> {
+async fn mongo_uri() -> Result<String, String> {
     static PROBE: OnceCell<Result<String, String>> = OnceCell::const_new();
     PROBE
         .get_or_init(|| async {
@@ -120,26 +120,21 @@ pub async fn mongo_uri() -> Result<String, String> {
             let mut probe = config(&uri, "chatbox_probe", None);
             probe.connect_timeout = Duration::from_secs(3);
             probe.retry.attempts = 1;
-            MongoSessionRepository::connect(probe)
+            let repository = MongoSessionRepository::connect(probe)
                 .await
-                .map(|_| uri)
-                .map_err(|e| format!("MONGO_URI does not reach a server: {e}"))
+                .map_err(|e| format!("MONGO_URI does not reach a server: {e}"))?;
+            repository.database().drop().await.map_err(|e| format!("cannot drop the probe database: {e}"))?;
+            Ok(uri)
         })
         .await
         .clone()
 }
 
-/// A MongoDB repository in a fresh database, or `None` (after one printed line) when no
-/// server is reachable and none is required.
-pub async fn mongo(test: &str) -> Option<MongoStore> {
+/// `MONGO_URI` when it reaches a server; otherwise `None` after one printed line, or a
+/// failed test when `CHATBOX_REQUIRE_MONGO` is set.
+pub async fn reachable_mongo_uri() -> Option<String> {
     match mongo_uri().await {
-        Ok(uri) => {
-            let database = fresh_database(test);
-            let repository = MongoSessionRepository::connect(config(&uri, &database, Some(test_keys())))
-                .await
-                .expect("connect to a fresh database");
-            Some(MongoStore { repository: Arc::new(repository) })
-        }
+        Ok(uri) => Some(uri),
         Err(reason) if mongo_required() => panic!("CHATBOX_REQUIRE_MONGO is set but {reason}"),
         Err(reason) => {
             say_once(
@@ -152,6 +147,16 @@ pub async fn mongo(test: &str) -> Option<MongoStore> {
             None
         }
     }
+}
+
+/// A MongoDB repository in a fresh database, or `None` as [`reachable_mongo_uri`].
+pub async fn mongo(test: &str) -> Option<MongoStore> {
+    let uri = reachable_mongo_uri().await?;
+    let database = fresh_database(test);
+    let repository = MongoSessionRepository::connect(config(&uri, &database, Some(test_keys())))
+        .await
+        .expect("connect to a fresh database");
+    Some(MongoStore { repository: Arc::new(repository) })
 }
 
 /// A repository in a database of its own.
