@@ -4,6 +4,8 @@
 #[path = "../support/fake_provider.rs"]
 mod fake_provider;
 mod support;
+#[path = "../support/ws.rs"]
+mod ws;
 
 mod chat;
 mod connect;
