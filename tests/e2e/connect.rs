@@ -125,5 +125,9 @@ async fn socket_caps_refuse_with_429_and_failed_attempts_never_leak_slots() {
             "closing a socket gives its slot back ({tries} tries)"
         );
     }
+    // Each refused try told carol's open socket why; it must still be open (had its
+    // queue overflowed, its close would have freed the slot instead).
+    let notices = second.frames_before_pong().await;
+    assert!(notices.iter().all(|f| f["type"] == "notification"), "{notices:#?}");
     app.stop().await;
 }
