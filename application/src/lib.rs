@@ -21,6 +21,7 @@
 pub mod answer;
 pub mod chat;
 pub mod commands;
+mod deps;
 pub mod error;
 pub mod events;
 pub mod limits;

@@ -19,11 +19,11 @@ use chatbox_domain::{ClientMessageId, MessageId, ModelId, Seq, Session, SessionI
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
 use tokio::sync::mpsc;
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::answer::Turn;
 use crate::events::{AnswerStyle, Frame};
+use crate::ports::Clock;
 use crate::socket::{SocketHandle, SocketId};
 
 /// How many recent client idempotency keys a live session remembers.
@@ -45,7 +45,6 @@ pub struct StreamingAnswer {
 }
 
 /// The mutable part of a live session.
-#[derive(Debug)]
 pub struct LiveState {
     /// The authoritative session.
     pub session: Session,
@@ -55,10 +54,11 @@ pub struct LiveState {
     pub streaming: Option<StreamingAnswer>,
     /// Turns accepted and not yet processed (stored, or answered).
     pub queued_turns: usize,
-    /// Last time anything happened (for eviction).
-    pub last_activity: Instant,
-    /// Since when no socket is bound (for `RECONNECT_TIMEOUT`).
-    pub unattended_since: Option<Instant>,
+    /// Last time anything happened (for eviction), on the service's monotonic clock.
+    pub last_activity: Duration,
+    /// Since when no socket is bound (for `RECONNECT_TIMEOUT`), on the same clock.
+    pub unattended_since: Option<Duration>,
+    clock: Arc<dyn Clock>,
     subscribers: Vec<Arc<SocketHandle>>,
     recent_client_ids: VecDeque<ClientMessageId>,
     evicted: bool,
@@ -71,8 +71,13 @@ impl LiveState {
         let before = self.subscribers.len();
         self.subscribers.retain(|socket| Some(socket.id()) == except || socket.send(Arc::clone(frame)));
         if before > 0 && self.subscribers.is_empty() {
-            self.unattended_since = Some(Instant::now());
+            self.unattended_since = Some(self.clock.monotonic());
         }
+    }
+
+    /// Marks the session active now.
+    pub fn touch(&mut self) {
+        self.last_activity = self.clock.monotonic();
     }
 
     /// Binds a socket. Refused (false) once the session was evicted: its actor is gone,
@@ -86,7 +91,7 @@ impl LiveState {
             self.subscribers.push(socket);
         }
         self.unattended_since = None;
-        self.last_activity = Instant::now();
+        self.touch();
         true
     }
 
@@ -95,9 +100,9 @@ impl LiveState {
         let before = self.subscribers.len();
         self.subscribers.retain(|s| s.id() != socket);
         if before > 0 && self.subscribers.is_empty() {
-            self.unattended_since = Some(Instant::now());
+            self.unattended_since = Some(self.clock.monotonic());
         }
-        self.last_activity = Instant::now();
+        self.touch();
     }
 
     /// True once the cleanup task dropped this session from memory.
@@ -124,11 +129,23 @@ impl LiveState {
     }
 }
 
+impl std::fmt::Debug for LiveState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LiveState")
+            .field("session", &self.session.id)
+            .field("stored_seq", &self.stored_seq)
+            .field("subscribers", &self.subscribers.len())
+            .finish_non_exhaustive()
+    }
+}
+
 /// A session in use.
 #[derive(Debug)]
 pub struct LiveSession {
     id: SessionId,
     state: Mutex<LiveState>,
+    /// Serialises the field-level writes of this session (model, handoff, end).
+    control: tokio::sync::Mutex<()>,
     turns: mpsc::Sender<Turn>,
     retired: CancellationToken,
 }
@@ -151,6 +168,14 @@ impl LiveSession {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Waits for this session's turn to change one of its fields (model, handoff,
+    /// status). It is held across the store write on purpose, so that the stored order of
+    /// these rare changes and the in-memory order agree; the message path (the actor)
+    /// never takes it, so streaming never waits on it.
+    pub async fn control(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.control.lock().await
+    }
+
     /// Hands a turn to the session's actor without waiting.
     ///
     /// # Errors
@@ -166,12 +191,24 @@ impl LiveSession {
 }
 
 /// The registry of live sessions.
-#[derive(Debug, Default)]
 pub struct LiveSessions {
     sessions: DashMap<SessionId, Arc<LiveSession>>,
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for LiveSessions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LiveSessions").field("sessions", &self.sessions.len()).finish_non_exhaustive()
+    }
 }
 
 impl LiveSessions {
+    /// An empty registry; idleness is measured on `clock`.
+    #[must_use]
+    pub fn new(clock: Arc<dyn Clock>) -> Self {
+        Self { sessions: DashMap::new(), clock }
+    }
+
     /// The live session with this id, if it is in memory and not evicted.
     #[must_use]
     pub fn get(&self, id: &SessionId) -> Option<Arc<LiveSession>> {
@@ -206,12 +243,14 @@ impl LiveSessions {
                         stored_seq,
                         streaming: None,
                         queued_turns: 0,
-                        last_activity: Instant::now(),
-                        unattended_since: Some(Instant::now()),
+                        last_activity: self.clock.monotonic(),
+                        unattended_since: Some(self.clock.monotonic()),
+                        clock: Arc::clone(&self.clock),
                         subscribers: Vec::new(),
                         recent_client_ids,
                         evicted: false,
                     }),
+                    control: tokio::sync::Mutex::new(()),
                     turns,
                     retired: CancellationToken::new(),
                 });
@@ -231,14 +270,14 @@ impl LiveSessions {
     /// Evicts sessions with no socket, no work, and no activity for `ttl`. Returns how
     /// many were evicted. Their stored data is untouched.
     pub fn evict_idle(&self, ttl: Duration) -> usize {
-        let now = Instant::now();
+        let now = self.clock.monotonic();
         let mut evicted = 0;
         self.sessions.retain(|_, live| {
             let evict = live.with_state(|s| {
                 let idle = s.subscribers.is_empty()
                     && s.streaming.is_none()
                     && s.queued_turns == 0
-                    && now.saturating_duration_since(s.last_activity) >= ttl;
+                    && now.saturating_sub(s.last_activity) >= ttl;
                 if idle {
                     s.evicted = true;
                 }
@@ -278,6 +317,18 @@ mod tests {
     use super::*;
     use chatbox_domain::{ModelId, UserId};
 
+    struct FixedClock;
+
+    impl Clock for FixedClock {
+        fn now(&self) -> chatbox_domain::Timestamp {
+            chrono::DateTime::from_timestamp(1_800_000_000, 0).expect("time")
+        }
+
+        fn monotonic(&self) -> Duration {
+            Duration::from_secs(1_000)
+        }
+    }
+
     fn session(id: &str) -> Session {
         let now = chrono::DateTime::from_timestamp(1_800_000_000, 0).expect("time");
         Session::new(
@@ -290,7 +341,7 @@ mod tests {
 
     #[test]
     fn an_evicted_session_refuses_sockets_and_is_replaced_on_the_next_activation() {
-        let sessions = LiveSessions::default();
+        let sessions = LiveSessions::new(Arc::new(FixedClock));
         let (live, receiver) = sessions.activate(session("s"), Vec::new(), 4);
         assert!(receiver.is_some(), "a new live session gets an actor queue");
         let (same, none) = sessions.activate(session("s"), Vec::new(), 4);
@@ -310,7 +361,7 @@ mod tests {
 
     #[test]
     fn client_ids_are_remembered_boundedly_and_can_be_forgotten() {
-        let sessions = LiveSessions::default();
+        let sessions = LiveSessions::new(Arc::new(FixedClock));
         let (live, _) = sessions.activate(session("s"), Vec::new(), 4);
         live.with_state(|state| {
             let first = ClientMessageId::parse("k0").expect("id");

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chatbox_domain::{
-    FinishReason, ModelId, Seq, Session, SessionId, StoredMessage, Timestamp, Usage, UserId,
+    FinishReason, HandoffState, MessageEffects, ModelId, Seq, Session, SessionId, StoredMessage, Timestamp,
+    Usage, UserId,
 };
 use futures::stream::BoxStream;
 use thiserror::Error;
@@ -23,6 +24,9 @@ pub enum RepositoryError {
     /// The session does not exist.
     #[error("session not found")]
     NotFound,
+    /// Another message already holds the sequence number of the one being appended.
+    #[error("sequence number already taken")]
+    Conflict,
     /// Anything else the store reported.
     #[error("storage error: {0}")]
     Other(String),
@@ -30,8 +34,20 @@ pub enum RepositoryError {
 
 /// Where sessions and their messages live.
 ///
-/// Messages of one session are appended by a single writer in sequence order, so an
-/// implementation may assume `message.seq` grows by one per call.
+/// # The write contract
+/// Every write says exactly what it changes, so concurrent writers of one session never
+/// undo each other's work:
+/// - **Messages and counters have a single writer**: the session's answer actor (see
+///   `answer.rs`) is the only caller of [`append_message`](Self::append_message) for a
+///   session, in sequence order. It changes `last_seq`, `message_count`,
+///   `last_activity`, the name (only while unset), `total_tokens`, the response-time
+///   window and the provider conversation, and nothing else.
+/// - **Each other field has its own operation** ([`set_model`](Self::set_model),
+///   [`set_handoff`](Self::set_handoff), [`end`](Self::end)), a field-level change that
+///   never touches the counters; callers serialise them per session.
+/// - **The caller changes its in-memory copy only after the store accepted the write.**
+/// - **Every write is idempotent** (ids are chosen by the service), so a retried write
+///   after a lost acknowledgement changes nothing more.
 #[async_trait]
 pub trait SessionRepository: Send + Sync + 'static {
     /// Stores a new session.
@@ -46,18 +62,43 @@ pub trait SessionRepository: Send + Sync + 'static {
     /// A store failure.
     async fn load(&self, id: &SessionId) -> Result<Option<Session>, RepositoryError>;
 
-    /// Replaces the session's own fields (name, model, status, handoff, counters).
+    /// Appends one message and applies its effects to the session in the same write
+    /// (as [`Session::record`] does in memory). `message.seq` is the session's
+    /// `last_seq + 1`. Appending a message whose id is already stored succeeds and
+    /// changes nothing.
     ///
     /// # Errors
-    /// [`RepositoryError::NotFound`] or a store failure.
-    async fn update(&self, session: &Session) -> Result<(), RepositoryError>;
+    /// [`RepositoryError::NotFound`], [`RepositoryError::Conflict`] when another message
+    /// holds that `seq`, or a store failure.
+    async fn append_message(
+        &self,
+        id: &SessionId,
+        message: &StoredMessage,
+        effects: &MessageEffects,
+    ) -> Result<(), RepositoryError>;
 
-    /// Appends one message and updates the session's fields in the same write.
+    /// Sets the session's model.
     ///
     /// # Errors
     /// [`RepositoryError::NotFound`] or a store failure.
-    async fn append_message(&self, session: &Session, message: &StoredMessage)
-    -> Result<(), RepositoryError>;
+    async fn set_model(&self, id: &SessionId, model: &ModelId, at: Timestamp) -> Result<(), RepositoryError>;
+
+    /// Sets the session's handoff state.
+    ///
+    /// # Errors
+    /// [`RepositoryError::NotFound`] or a store failure.
+    async fn set_handoff(
+        &self,
+        id: &SessionId,
+        handoff: &HandoffState,
+        at: Timestamp,
+    ) -> Result<(), RepositoryError>;
+
+    /// Ends the session at `at`; ending an ended session keeps its first end time.
+    ///
+    /// # Errors
+    /// [`RepositoryError::NotFound`] or a store failure.
+    async fn end(&self, id: &SessionId, at: Timestamp) -> Result<(), RepositoryError>;
 
     /// The messages with `seq > after`, oldest first, at most `limit`.
     ///

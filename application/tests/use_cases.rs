@@ -131,7 +131,7 @@ impl LlmProvider for ScriptedProvider {
     }
 }
 
-/// Wall-clock and monotonic time that follow tokio's (paused) clock.
+/// The runtime's clock, as the service's own clock is: paused time moves both.
 struct TestClock(Instant);
 
 impl Clock for TestClock {
@@ -200,19 +200,40 @@ impl SessionRepository for FlakyRepository {
     ) -> Result<Option<chatbox_domain::Session>, chatbox_application::ports::RepositoryError> {
         self.inner.load(id).await
     }
-    async fn update(
-        &self,
-        session: &chatbox_domain::Session,
-    ) -> Result<(), chatbox_application::ports::RepositoryError> {
-        self.inner.update(session).await
-    }
     async fn append_message(
         &self,
-        session: &chatbox_domain::Session,
+        id: &SessionId,
         message: &chatbox_domain::StoredMessage,
+        effects: &chatbox_domain::MessageEffects,
     ) -> Result<(), chatbox_application::ports::RepositoryError> {
         self.gate().await?;
-        self.inner.append_message(session, message).await
+        self.inner.append_message(id, message, effects).await
+    }
+    async fn set_model(
+        &self,
+        id: &SessionId,
+        model: &chatbox_domain::ModelId,
+        at: chatbox_domain::Timestamp,
+    ) -> Result<(), chatbox_application::ports::RepositoryError> {
+        self.gate().await?;
+        self.inner.set_model(id, model, at).await
+    }
+    async fn set_handoff(
+        &self,
+        id: &SessionId,
+        handoff: &chatbox_domain::HandoffState,
+        at: chatbox_domain::Timestamp,
+    ) -> Result<(), chatbox_application::ports::RepositoryError> {
+        self.gate().await?;
+        self.inner.set_handoff(id, handoff, at).await
+    }
+    async fn end(
+        &self,
+        id: &SessionId,
+        at: chatbox_domain::Timestamp,
+    ) -> Result<(), chatbox_application::ports::RepositoryError> {
+        self.gate().await?;
+        self.inner.end(id, at).await
     }
     async fn messages_after(
         &self,

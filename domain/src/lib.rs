@@ -27,7 +27,7 @@ pub use error::ErrorCode;
 pub use handoff::HandoffState;
 pub use ids::{ClientMessageId, MessageId, ModelId, SessionId, UserId};
 pub use message::{MessageKind, Sender, Seq, StoredMessage};
-pub use session::{ProviderConversation, Session, SessionStatus};
+pub use session::{MessageEffects, ProviderConversation, Session, SessionStatus};
 
 /// Wall-clock time as the domain sees it: always UTC, always passed in.
 pub type Timestamp = chrono::DateTime<chrono::Utc>;

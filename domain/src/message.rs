@@ -81,10 +81,10 @@ impl MessageKind {
 pub struct Seq(pub u64);
 
 impl Seq {
-    /// The number after this one.
+    /// The number after this one (saturating: a number from a client can be anything).
     #[must_use]
     pub const fn next(self) -> Self {
-        Self(self.0 + 1)
+        Self(self.0.saturating_add(1))
     }
 }
 

@@ -121,24 +121,42 @@ impl Session {
         self.name.as_deref().unwrap_or(naming::DEFAULT_NAME)
     }
 
-    /// Accounts for one more stored message and returns its sequence number. The first
-    /// user message names the session.
-    pub fn record_message(&mut self, now: Timestamp, user_text: Option<&str>) -> Seq {
-        if self.name.is_none()
-            && let Some(text) = user_text
-        {
-            self.name = Some(naming::session_name(text));
-        }
-        self.last_seq = self.last_seq.next();
-        self.message_count += 1;
-        self.last_activity = now;
-        self.last_seq
+    /// The sequence number the next stored message gets.
+    #[must_use]
+    pub const fn next_seq(&self) -> Seq {
+        self.last_seq.next()
     }
 
-    /// Accounts for a finished answer's cost and duration.
-    pub fn record_answer(&mut self, usage: Usage, duration: Duration) {
-        self.total_tokens += usage.total_tokens();
-        self.response_times.push(duration);
+    /// Accounts for a stored message: its sequence number, its time, and its effects.
+    /// Applying the same message twice changes nothing the second time (a retried write
+    /// must not count twice), and numbers that come from outside (token counts) saturate.
+    pub fn record(&mut self, seq: Seq, at: Timestamp, effects: &MessageEffects) {
+        if seq <= self.last_seq {
+            return;
+        }
+        if self.name.is_none() {
+            self.name.clone_from(&effects.name);
+        }
+        self.last_seq = seq;
+        self.message_count = self.message_count.saturating_add(1);
+        self.last_activity = self.last_activity.max(at);
+        self.total_tokens = self.total_tokens.saturating_add(effects.tokens);
+        if let Some(duration) = effects.response_time {
+            self.response_times.push(duration);
+        }
+        if let Some(conversation) = &effects.provider_conversation {
+            self.provider_conversation = Some(conversation.clone());
+        }
+    }
+
+    /// The effects of storing a message written by the user: the first one names the
+    /// session.
+    #[must_use]
+    pub fn user_message_effects(&self, user_text: Option<&str>) -> MessageEffects {
+        MessageEffects {
+            name: self.name.is_none().then_some(user_text).flatten().map(naming::session_name),
+            ..MessageEffects::default()
+        }
     }
 
     /// Ends the session. Ending an ended session keeps its first end time.
@@ -146,6 +164,33 @@ impl Session {
         if self.is_active() {
             self.status = SessionStatus::Ended { at: now };
             self.last_activity = now;
+        }
+    }
+}
+
+/// What storing one message changes on its session, besides counting it: the fields a
+/// store updates in the same write as the message, each by its own field-level change.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct MessageEffects {
+    /// The session's name, applied only while it has none (the first user message).
+    pub name: Option<String>,
+    /// Tokens the message (an answer) cost, added to the session's total.
+    pub tokens: u64,
+    /// How long the answer took, added to the response-time window.
+    pub response_time: Option<Duration>,
+    /// The provider's conversation id after this answer, replacing the previous one.
+    pub provider_conversation: Option<ProviderConversation>,
+}
+
+impl MessageEffects {
+    /// The effects of a finished answer.
+    #[must_use]
+    pub fn answer(usage: Usage, duration: Duration, conversation: Option<ProviderConversation>) -> Self {
+        Self {
+            name: None,
+            tokens: usage.total_tokens(),
+            response_time: Some(duration),
+            provider_conversation: conversation,
         }
     }
 }
@@ -225,11 +270,28 @@ mod tests {
         let mut s = session();
         let now = s.created_at;
         assert_eq!(s.display_name(), "New Chat");
-        assert_eq!(s.record_message(now, Some("Hello world")), Seq(1));
-        assert_eq!(s.record_message(now, None), Seq(2));
-        assert_eq!(s.record_message(now, Some("Another")), Seq(3));
+        for text in [Some("Hello world"), None, Some("Another")] {
+            let effects = s.user_message_effects(text);
+            let seq = s.next_seq();
+            s.record(seq, now, &effects);
+        }
         assert_eq!(s.name.as_deref(), Some("Hello world"));
-        assert_eq!(s.message_count, 3);
+        assert_eq!((s.message_count, s.last_seq), (3, Seq(3)));
+    }
+
+    #[test]
+    fn recording_the_same_message_twice_counts_it_once_and_tokens_saturate() {
+        let mut s = session();
+        let now = s.created_at;
+        let effects = MessageEffects {
+            tokens: u64::MAX,
+            ..MessageEffects::answer(Usage::default(), Duration::from_millis(5), None)
+        };
+        s.record(Seq(1), now, &effects);
+        s.record(Seq(1), now, &effects);
+        assert_eq!((s.message_count, s.total_tokens, s.response_times.len()), (1, u64::MAX, 1));
+        s.record(Seq(2), now, &effects);
+        assert_eq!(s.total_tokens, u64::MAX, "saturates instead of overflowing");
     }
 
     #[test]
@@ -246,7 +308,12 @@ mod tests {
     fn response_time_window_is_bounded() {
         let mut s = session();
         for ms in 1..=250u64 {
-            s.record_answer(Usage::default(), Duration::from_millis(ms));
+            let seq = s.next_seq();
+            s.record(
+                seq,
+                s.created_at,
+                &MessageEffects::answer(Usage::default(), Duration::from_millis(ms), None),
+            );
         }
         assert_eq!(s.response_times.len(), RESPONSE_TIME_WINDOW);
         assert_eq!(s.response_times.max(), Some(Duration::from_millis(250)));

@@ -34,15 +34,18 @@ use crate::config::{ProviderKind, ProviderSettings, Settings, StorageBackend};
 /// The longest one storage call may take before it counts as failed.
 const STORAGE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Wall-clock and monotonic time from the operating system.
+/// Wall-clock time from the operating system, and monotonic time from the runtime's
+/// clock: the same clock the runtime's timers use, so deadlines computed from
+/// [`Clock::monotonic`] and the sleeps that wait for them always agree (also under a
+/// paused test clock).
 #[derive(Debug)]
 pub struct SystemClock {
-    origin: Instant,
+    origin: tokio::time::Instant,
 }
 
 impl Default for SystemClock {
     fn default() -> Self {
-        Self { origin: Instant::now() }
+        Self { origin: tokio::time::Instant::now() }
     }
 }
 

@@ -14,7 +14,10 @@ const DEV_TOKEN_TTL: Duration = Duration::from_secs(24 * 3600);
 fn main() -> ExitCode {
     let dev = std::env::args().skip(1).any(|arg| arg == "--dev");
     let loaded = config::load_from_env(dev);
-    telemetry::init(&loaded.log_level, loaded.log_format);
+    // Problems that stop the start are printed whatever LOG_LEVEL says (it may be the
+    // problem, or `off`): an operator must always see why the process exited.
+    let level = if loaded.settings.is_ok() { loaded.log_level.as_str() } else { "info" };
+    telemetry::init(level, loaded.log_format);
     telemetry::log_panics();
     let settings = match loaded.settings {
         Ok(settings) => settings,

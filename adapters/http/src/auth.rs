@@ -9,6 +9,10 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+/// The latest `exp` accepted: the end of year 9999. A later expiry is not a real one, and
+/// refusing it keeps every sum of an expiry and a leeway far from overflowing the clock.
+const LATEST_EXPIRY_SECS: u64 = 253_402_300_799;
+
 /// Roles that may use the admin routes.
 pub const ADMIN_ROLES: [&str; 2] = ["admin", "chat_admin"];
 
@@ -144,22 +148,25 @@ impl JwtVerifier {
             AuthError::Invalid
         })?;
         let claims = data.claims;
+        let expires_at = match claims.exp {
+            None => None,
+            Some(exp) if exp <= LATEST_EXPIRY_SECS => UNIX_EPOCH.checked_add(Duration::from_secs(exp)),
+            Some(_) => {
+                tracing::debug!("token rejected: expiry beyond year 9999");
+                return Err(AuthError::Invalid);
+            }
+        };
         let raw_id = claims.user_id.filter(|id| !id.is_empty()).or(claims.sub).ok_or(AuthError::Invalid)?;
         let id = UserId::parse(&raw_id).map_err(|_| AuthError::Invalid)?;
         let name = claims.name.filter(|n| !n.trim().is_empty()).unwrap_or_else(|| raw_id.clone());
-        Ok(AuthenticatedUser {
-            id,
-            name,
-            roles: claims.roles.unwrap_or_default(),
-            expires_at: claims.exp.map(|exp| UNIX_EPOCH + Duration::from_secs(exp)),
-        })
+        Ok(AuthenticatedUser { id, name, roles: claims.roles.unwrap_or_default(), expires_at })
     }
 
     /// When a socket authenticated with `user` must be closed: the token's expiry plus
     /// the leeway the token was accepted with.
     #[must_use]
     pub fn socket_deadline(&self, user: &AuthenticatedUser) -> Option<SystemTime> {
-        user.expires_at.map(|exp| exp + self.leeway)
+        user.expires_at.and_then(|exp| exp.checked_add(self.leeway))
     }
 }
 
@@ -185,7 +192,7 @@ pub fn issue_token(
     ttl: Duration,
 ) -> Result<String, jsonwebtoken::errors::Error> {
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
-    let claims = IssuedClaims { user_id, name, roles, iat: now, exp: now + ttl.as_secs() };
+    let claims = IssuedClaims { user_id, name, roles, iat: now, exp: now.saturating_add(ttl.as_secs()) };
     jsonwebtoken::encode(&Header::new(algorithm), &claims, &EncodingKey::from_secret(secret))
 }
 
@@ -252,6 +259,33 @@ mod tests {
             assert_eq!(strict.verify(&sign(&claims, Algorithm::HS256)), Err(AuthError::Invalid), "{claims}");
         }
         assert!(verifier(true).verify(&good).is_ok(), "unchecked when not configured");
+    }
+
+    #[test]
+    fn expiries_at_the_edge_of_the_clock_never_panic() {
+        let v = JwtVerifier::new(&JwtSettings {
+            secret: SECRET.to_vec(),
+            algorithms: vec![Algorithm::HS256],
+            require_exp: true,
+            issuer: None,
+            audience: None,
+            leeway: Duration::from_secs(300),
+        });
+        let last_second =
+            sign(&serde_json::json!({"user_id": "u", "exp": LATEST_EXPIRY_SECS}), Algorithm::HS256);
+        let user = v.verify(&last_second).expect("year 9999 is a valid expiry");
+        assert!(v.socket_deadline(&user).is_some());
+        for exp in [
+            serde_json::json!(LATEST_EXPIRY_SECS + 1),
+            serde_json::json!(i64::MAX),
+            serde_json::json!(u64::MAX),
+            serde_json::json!(1e300),
+            serde_json::json!(-1),
+            serde_json::json!("9999999999"),
+        ] {
+            let token = sign(&serde_json::json!({"user_id": "u", "exp": exp}), Algorithm::HS256);
+            assert_eq!(v.verify(&token), Err(AuthError::Invalid), "exp {exp}");
+        }
     }
 
     #[test]

@@ -338,9 +338,11 @@ async fn write_loop(
     reader_done: &CancellationToken,
     read_end: &OnceLock<ReadEnd>,
 ) -> Option<CloseFrame> {
-    let expiry = token_deadline.map(|at| {
+    // The deadline comes from a token: convert it without arithmetic that could
+    // overflow (a deadline beyond the clock's range is no deadline at all).
+    let expiry = token_deadline.and_then(|at| {
         let left = at.duration_since(SystemTime::now()).unwrap_or_default();
-        Instant::now() + left
+        Instant::now().checked_add(left)
     });
     let mut ping =
         tokio::time::interval_at(Instant::now() + state.config.ping_interval, state.config.ping_interval);

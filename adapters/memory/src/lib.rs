@@ -14,7 +14,9 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use async_trait::async_trait;
 use chatbox_application::ports::{RepositoryError, SessionRepository};
-use chatbox_domain::{Seq, Session, SessionId, StoredMessage};
+use chatbox_domain::{
+    HandoffState, MessageEffects, ModelId, Seq, Session, SessionId, StoredMessage, Timestamp,
+};
 
 #[derive(Debug)]
 struct Stored {
@@ -53,6 +55,15 @@ impl MemorySessionRepository {
     }
 }
 
+impl MemorySessionRepository {
+    /// Applies a field-level change to one stored session.
+    fn change(&self, id: &SessionId, change: impl FnOnce(&mut Session)) -> Result<(), RepositoryError> {
+        let mut sessions = self.lock();
+        change(&mut sessions.get_mut(id).ok_or(RepositoryError::NotFound)?.session);
+        Ok(())
+    }
+}
+
 fn evict_least_recent(sessions: &mut HashMap<SessionId, Stored>) {
     let oldest = sessions
         .values()
@@ -81,31 +92,47 @@ impl SessionRepository for MemorySessionRepository {
         Ok(self.lock().get(id).map(|stored| stored.session.clone()))
     }
 
-    async fn update(&self, session: &Session) -> Result<(), RepositoryError> {
+    async fn append_message(
+        &self,
+        id: &SessionId,
+        message: &StoredMessage,
+        effects: &MessageEffects,
+    ) -> Result<(), RepositoryError> {
         let mut sessions = self.lock();
-        let stored = sessions.get_mut(&session.id).ok_or(RepositoryError::NotFound)?;
-        stored.session = session.clone();
+        let stored = sessions.get_mut(id).ok_or(RepositoryError::NotFound)?;
+        if let Some(existing) = stored.messages.iter().rev().find(|m| m.seq == message.seq) {
+            // The same message again (a retry) is a success; another one is a conflict.
+            return if existing.id == message.id { Ok(()) } else { Err(RepositoryError::Conflict) };
+        }
+        if message.seq != stored.session.next_seq() {
+            return Err(RepositoryError::Conflict);
+        }
+        stored.session.record(message.seq, message.timestamp, effects);
+        stored.messages.push(message.clone());
         Ok(())
     }
 
-    async fn append_message(
+    async fn set_model(&self, id: &SessionId, model: &ModelId, at: Timestamp) -> Result<(), RepositoryError> {
+        self.change(id, |session| {
+            session.model_id = model.clone();
+            session.last_activity = session.last_activity.max(at);
+        })
+    }
+
+    async fn set_handoff(
         &self,
-        session: &Session,
-        message: &StoredMessage,
+        id: &SessionId,
+        handoff: &HandoffState,
+        at: Timestamp,
     ) -> Result<(), RepositoryError> {
-        let mut sessions = self.lock();
-        let stored = sessions.get_mut(&session.id).ok_or(RepositoryError::NotFound)?;
-        // Only the fields a message changes: a concurrent model or status change made
-        // through `update` must not be overwritten by an older snapshot.
-        stored.session.name.clone_from(&session.name);
-        stored.session.message_count = session.message_count;
-        stored.session.last_seq = session.last_seq;
-        stored.session.last_activity = session.last_activity;
-        stored.session.total_tokens = session.total_tokens;
-        stored.session.response_times = session.response_times.clone();
-        stored.session.provider_conversation.clone_from(&session.provider_conversation);
-        stored.messages.push(message.clone());
-        Ok(())
+        self.change(id, |session| {
+            session.handoff = handoff.clone();
+            session.last_activity = session.last_activity.max(at);
+        })
+    }
+
+    async fn end(&self, id: &SessionId, at: Timestamp) -> Result<(), RepositoryError> {
+        self.change(id, |session| session.end(at))
     }
 
     async fn messages_after(
@@ -171,7 +198,9 @@ mod tests {
         let mut s = session("s", "u", 10);
         repo.create(&s).await.expect("create");
         for i in 1..=5u64 {
-            let seq = s.record_message(s.created_at, Some("hi"));
+            let seq = s.next_seq();
+            let effects = s.user_message_effects(Some("hi"));
+            s.record(seq, s.created_at, &effects);
             let message = StoredMessage::text(
                 MessageId::parse(&format!("m{i}")).expect("id"),
                 seq,
@@ -179,14 +208,24 @@ mod tests {
                 format!("text {i}"),
                 s.created_at,
             );
-            repo.append_message(&s, &message).await.expect("append");
+            repo.append_message(&s.id, &message, &effects).await.expect("append");
+            repo.append_message(&s.id, &message, &effects).await.expect("a retry is a success");
         }
         let after = repo.messages_after(&s.id, Seq(2), 2).await.expect("page");
         assert_eq!(after.iter().map(|m| m.seq.0).collect::<Vec<_>>(), vec![3, 4]);
         let recent = repo.recent_messages(&s.id, 2).await.expect("recent");
         assert_eq!(recent.iter().map(|m| m.seq.0).collect::<Vec<_>>(), vec![4, 5]);
         let stored = repo.load(&s.id).await.expect("load").expect("exists");
-        assert_eq!(stored.last_seq, Seq(5));
+        assert_eq!((stored.last_seq, stored.message_count), (Seq(5), 5), "retries counted once");
         assert_eq!(stored.name.as_deref(), Some("hi"));
+        let other = StoredMessage::text(
+            MessageId::parse("intruder").expect("id"),
+            Seq(5),
+            Sender::User,
+            String::new(),
+            s.created_at,
+        );
+        let taken = repo.append_message(&s.id, &other, &MessageEffects::default()).await;
+        assert!(matches!(taken, Err(RepositoryError::Conflict)), "a taken seq is never reused");
     }
 }

@@ -5,8 +5,14 @@
 //! naming its variable, so an operator fixes everything in one round. Secrets never
 //! appear in a message or in `Debug` output.
 
+mod alerts;
+mod providers;
+mod reader;
 mod rules;
+mod secret;
 pub mod source;
+mod storage;
+mod syntax;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -17,32 +23,10 @@ use ipnet::IpNet;
 use jsonwebtoken::Algorithm;
 use validator::Validate;
 
-pub use rules::{SecretProblem, weak_secret_reason};
+pub use alerts::{AlertSettings, EmailSettings, SmsSettings, SmtpTls};
+pub use secret::{Secret, SecretProblem, weak_secret_reason};
 use source::Source;
-
-/// A secret value: shown as `***`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret.
-    #[must_use]
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    /// The secret itself; never log it.
-    #[must_use]
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("***")
-    }
-}
+pub use storage::{EncryptionKey, EncryptionSettings, MongoSettings};
 
 /// A provider type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -196,6 +180,12 @@ pub struct Settings {
     pub providers: Vec<ProviderSettings>,
     /// `STORAGE_BACKEND`.
     pub storage_backend: StorageBackend,
+    /// `MONGO_*`, when `MONGO_URI` is set.
+    pub mongo: Option<MongoSettings>,
+    /// `ENCRYPTION_*`, when `ENCRYPTION_KEY` is set.
+    pub encryption: Option<EncryptionSettings>,
+    /// Admin alerts (`ADMIN_EMAILS`, `SMTP_*`, `SMS_*`, …).
+    pub alerts: AlertSettings,
     /// `MEMORY_STORE_MAX_SESSIONS`.
     #[validate(range(min = 1, message = "must be at least 1"))]
     pub memory_store_max_sessions: usize,
@@ -269,8 +259,8 @@ pub fn load_from_env(dev_flag: bool) -> Loaded {
 pub fn variables_read() -> Vec<String> {
     const PROVIDER: &str = "LLM_PROVIDER_1_";
     let vars = [("LLM_PROVIDER_1_ID", "demo"), ("LLM_PROVIDER_1_TYPE", "demo")];
-    let source = Source::new(vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())), None)
-        .unwrap_or_default();
+    let source =
+        Source::new(vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())), None).unwrap_or_default();
     let _ = rules::load(&source, false, None);
     let mut names: Vec<String> = source
         .asked_names()

@@ -29,7 +29,7 @@ impl Source {
                 let text = std::fs::read_to_string(path)
                     .map_err(|e| format!("CHATBOX_CONFIG: cannot read {}: {e}", path.display()))?;
                 let table: toml::Table = toml::from_str(&text)
-                    .map_err(|e| format!("CHATBOX_CONFIG: {} is not valid TOML: {e}", path.display()))?;
+                    .map_err(|e| syntax_error(path, &text, e.span().map_or(0, |span| span.start)))?;
                 flatten(&table)?
             }
         };
@@ -87,6 +87,24 @@ impl Source {
     }
 }
 
+/// The report of a TOML syntax error: the line number and, when the line starts with a
+/// key, that key. Never the line's text, nor the parser's message (which quotes it): the
+/// line may hold a secret.
+fn syntax_error(path: &Path, text: &str, offset: usize) -> String {
+    let before = text.get(..offset.min(text.len())).unwrap_or(text);
+    let line_number = before.matches('\n').count() + 1;
+    let line = text.lines().nth(line_number - 1).unwrap_or_default();
+    let key = line.split_once('=').map(|(key, _)| key.trim()).filter(|key| {
+        !key.is_empty() && key.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
+    });
+    match key {
+        Some(key) => {
+            format!("CHATBOX_CONFIG: {} is not valid TOML: line {line_number}, key {key}", path.display())
+        }
+        None => format!("CHATBOX_CONFIG: {} is not valid TOML: line {line_number}", path.display()),
+    }
+}
+
 fn flatten(table: &toml::Table) -> Result<HashMap<String, String>, String> {
     let mut flat = HashMap::new();
     for (key, value) in table {
@@ -139,5 +157,20 @@ mod tests {
         assert_eq!(source.get("SERVER_HOST"), Some("127.0.0.1"));
         assert_eq!(source.get("RATE_LIMIT"), Some("5"));
         assert!(Source::new([], Some(&dir.join("missing.toml"))).is_err());
+    }
+
+    #[test]
+    fn a_syntax_error_names_the_line_and_key_but_never_the_text() {
+        let dir = std::env::temp_dir().join(format!("chatbox-source-bad-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("bad.toml");
+        let secret = "Zq8#unterminated-k3J9x7QpLm2VbN8wZr4";
+        std::fs::write(&path, format!("server_port = 9000\n[jwt]\nsecret = \"{secret}\n")).expect("write");
+        let problem = Source::new([], Some(&path)).expect_err("invalid TOML");
+        assert!(problem.contains("line 3, key secret"), "{problem}");
+        assert!(!problem.contains("Zq8") && !problem.contains("unterminated"), "{problem}");
+        std::fs::write(&path, format!("jwt_secret = {secret}\n")).expect("write");
+        let problem = Source::new([], Some(&path)).expect_err("invalid TOML");
+        assert!(problem.contains("line 1, key jwt_secret") && !problem.contains("Zq8"), "{problem}");
     }
 }

@@ -1,0 +1,274 @@
+//! The per-session actor: the single writer of a session's messages, and the streamer
+//! of its answers.
+//!
+//! One actor runs per live session. It takes [`Turn`]s in arrival order from a bounded
+//! queue, stores each (so sequence numbers are stored in order), fans it out, and
+//! answers it before taking the next, so answers of one session never interleave and
+//! each answer sees exactly the conversation up to its question. `stop` reaches the
+//! running answer through its cancellation token.
+//!
+//! Every answer that starts ends with exactly one `done` frame, whatever happens: the
+//! model finishes, the user stops it, the provider fails or stalls, or the server shuts
+//! down. The text streamed so far is stored once, at the end, never per token.
+
+mod context;
+mod finish;
+mod start;
+mod stream;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chatbox_domain::validation::Metadata;
+use chatbox_domain::{
+    ClientMessageId, ErrorCode, FinishReason, MessageId, MessageKind, ModelId, ProviderConversation, Sender,
+    StoredMessage, Usage,
+};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+use crate::deps::Deps;
+use crate::events::{AnswerStyle, Frame, ServerEvent};
+use crate::live::{LiveSession, StreamingAnswer};
+use crate::ports::ChatRequest;
+use crate::socket::SocketHandle;
+use context::context_window;
+
+/// A message accepted from a socket, on its way to storage.
+#[derive(Debug)]
+pub struct Turn {
+    /// The socket it came from (not echoed back to it; storage errors go to it).
+    pub origin: Arc<SocketHandle>,
+    /// Who wrote it.
+    pub sender: Sender,
+    /// Text, file or voice.
+    pub kind: MessageKind,
+    /// The text or caption.
+    pub content: String,
+    /// Attachment id.
+    pub file_id: Option<String>,
+    /// Attachment URL.
+    pub file_url: Option<String>,
+    /// Client metadata.
+    pub metadata: Metadata,
+    /// Idempotency key.
+    pub client_message_id: Option<ClientMessageId>,
+    /// `Some` when the model should answer it.
+    pub answer: Option<AnswerStyle>,
+}
+
+/// How an answer ended, before it is stored.
+pub(super) struct Outcome {
+    /// The model that answered (the fallback's, if it took over).
+    pub(super) model_id: ModelId,
+    pub(super) finish_reason: FinishReason,
+    pub(super) failure: Option<(ErrorCode, &'static str)>,
+    pub(super) usage: Option<Usage>,
+    pub(super) first_token: Option<std::time::Duration>,
+    pub(super) prompt_chars: usize,
+    /// The provider's conversation id, when it issued one during this answer.
+    pub(super) conversation: Option<ProviderConversation>,
+}
+
+impl Outcome {
+    pub(super) fn ended_with(model_id: &ModelId, finish_reason: FinishReason) -> Self {
+        Self {
+            model_id: model_id.clone(),
+            finish_reason,
+            failure: None,
+            usage: None,
+            first_token: None,
+            prompt_chars: 0,
+            conversation: None,
+        }
+    }
+
+    pub(super) fn failed(
+        model_id: &ModelId,
+        finish_reason: FinishReason,
+        code: ErrorCode,
+        message: &'static str,
+    ) -> Self {
+        Self { failure: Some((code, message)), ..Self::ended_with(model_id, finish_reason) }
+    }
+}
+
+/// The answer being produced: what every step needs to know about it.
+pub(super) struct Answer {
+    pub(super) message_id: MessageId,
+    pub(super) style: AnswerStyle,
+    pub(super) cancel: CancellationToken,
+    pub(super) started: Duration,
+}
+
+const PROVIDER_UNAVAILABLE: &str = "AI service is temporarily unavailable";
+const PROVIDER_TIMEOUT: &str = "AI service timed out";
+const STORAGE_UNAVAILABLE: &str = "Storage is temporarily unavailable";
+
+pub(crate) struct Actor {
+    live: Arc<LiveSession>,
+    deps: Arc<Deps>,
+}
+
+/// Runs a session's actor until the session is retired and its queue is drained.
+pub(crate) async fn run(live: Arc<LiveSession>, mut turns: mpsc::Receiver<Turn>, deps: Arc<Deps>) {
+    let mut actor = Actor { live, deps };
+    let mut retiring = false;
+    loop {
+        let turn = tokio::select! {
+            biased;
+            () = actor.live.retired(), if !retiring => {
+                // Take what was already accepted, then stop.
+                retiring = true;
+                turns.close();
+                continue;
+            }
+            turn = turns.recv() => turn,
+        };
+        let Some(turn) = turn else { break };
+        if let Some(style) = actor.store_turn(turn).await {
+            actor.answer(style).await;
+        }
+    }
+    debug!(session_id = %actor.live.id(), "session actor stopped");
+}
+
+impl Actor {
+    fn frame(&self, event: ServerEvent) -> Arc<Frame> {
+        Frame::new(event, self.deps.clock.now())
+    }
+
+    /// Stores one turn and fans it out; returns how to answer it if the model should.
+    async fn store_turn(&mut self, turn: Turn) -> Option<AnswerStyle> {
+        let now = self.deps.clock.now();
+        let user_text =
+            (turn.sender == Sender::User && turn.kind == MessageKind::Text).then_some(turn.content.as_str());
+        let Ok(message_id) = MessageId::parse(&self.deps.ids.new_id()) else {
+            warn!("id generator produced an invalid message id");
+            return None;
+        };
+        let (message, effects) = self.live.with_state(|state| {
+            let seq = state.session.next_seq();
+            let effects = state.session.user_message_effects(user_text);
+            let message = StoredMessage {
+                id: message_id,
+                seq,
+                sender: turn.sender,
+                kind: turn.kind,
+                content: turn.content.clone(),
+                timestamp: now,
+                file_id: turn.file_id.clone(),
+                file_url: turn.file_url.clone(),
+                metadata: turn.metadata.clone(),
+                client_message_id: turn.client_message_id.clone(),
+                finish_reason: None,
+                usage: None,
+                model_id: None,
+                timing: None,
+            };
+            (message, effects)
+        });
+        let stored =
+            self.deps.storage(self.deps.repo.append_message(self.live.id(), &message, &effects)).await;
+        let session_id = self.live.id().clone();
+        let message = Arc::new(message);
+        let echo =
+            self.frame(ServerEvent::Stored { session_id: session_id.clone(), message: Arc::clone(&message) });
+        let ai_answers = self.live.with_state(|state| {
+            state.queued_turns = state.queued_turns.saturating_sub(1);
+            match &stored {
+                Ok(()) => {
+                    state.session.record(message.seq, now, &effects);
+                    state.stored_seq = message.seq;
+                    state.touch();
+                    state.broadcast(&echo, Some(turn.origin.id()));
+                }
+                Err(_) => {
+                    if let Some(id) = &turn.client_message_id {
+                        state.forget_client_id(id);
+                    }
+                }
+            }
+            state.session.handoff.ai_answers()
+        });
+        if let Err(error) = stored {
+            warn!(session_id = %session_id, %error, "storing a message failed");
+            turn.origin.send(self.frame(ServerEvent::Error {
+                session_id: Some(session_id),
+                code: ErrorCode::DatabaseError,
+                message: STORAGE_UNAVAILABLE.to_owned(),
+                retry_after: None,
+            }));
+            return None;
+        }
+        turn.answer.filter(|_| ai_answers)
+    }
+
+    /// Streams one answer to the session's sockets and stores it.
+    async fn answer(&mut self, style: AnswerStyle) {
+        let Ok(message_id) = MessageId::parse(&self.deps.ids.new_id()) else {
+            warn!("id generator produced an invalid message id");
+            return;
+        };
+        let session_id = self.live.id().clone();
+        let cancel = self.deps.answers_cutoff.child_token();
+        let started = self.deps.monotonic();
+        let loading = self.frame(ServerEvent::Loading {
+            session_id: session_id.clone(),
+            message_id: message_id.clone(),
+            style,
+        });
+        let (model_id, user_id) = self.live.with_state(|state| {
+            state.streaming = Some(StreamingAnswer {
+                message_id: message_id.clone(),
+                model_id: state.session.model_id.clone(),
+                style,
+                text: String::new(),
+                cancel: cancel.clone(),
+            });
+            state.broadcast(&loading, None);
+            (state.session.model_id.clone(), state.session.owner.clone())
+        });
+
+        let answer = Answer { message_id, style, cancel, started };
+        let outcome = match self.request(&model_id, user_id).await {
+            Ok((request, prompt_chars)) => {
+                let mut outcome = self.run(request, &answer).await;
+                outcome.prompt_chars = prompt_chars;
+                outcome
+            }
+            Err(outcome) => outcome,
+        };
+        self.finish(outcome, &answer).await;
+    }
+
+    /// Builds the provider request from the stored history.
+    pub(super) async fn request(
+        &self,
+        model_id: &ModelId,
+        user_id: chatbox_domain::UserId,
+    ) -> Result<(ChatRequest, usize), Outcome> {
+        let settings = &self.deps.settings;
+        let recent = self
+            .deps
+            .storage(self.deps.repo.recent_messages(self.live.id(), settings.context_messages))
+            .await
+            .map_err(|error| {
+                warn!(session_id = %self.live.id(), %error, "loading the history failed");
+                Outcome::failed(model_id, FinishReason::Error, ErrorCode::DatabaseError, STORAGE_UNAVAILABLE)
+            })?;
+        let history = context_window(&recent, settings.context_max_chars);
+        let prompt_chars = history.iter().map(|t| t.content.chars().count()).sum::<usize>()
+            + settings.system_prompt.as_ref().map_or(0, |p| p.chars().count());
+        let request = ChatRequest {
+            model_id: model_id.clone(),
+            system_prompt: settings.system_prompt.clone(),
+            history,
+            user_id,
+            session_id: self.live.id().clone(),
+            conversation_id: None,
+        };
+        Ok((request, prompt_chars))
+    }
+}

@@ -1,0 +1,133 @@
+//! Streaming an answer: forwarding the provider's events to the session's sockets until
+//! the answer ends, fails, stalls (`LLM_IDLE_TIMEOUT`), runs out of time
+//! (`LLM_STREAM_TIMEOUT`), is stopped, or nobody comes back for it (`RECONNECT_TIMEOUT`).
+
+use std::sync::Arc;
+
+use chatbox_domain::{ErrorCode, FinishReason, ModelId, ProviderConversation, Usage};
+use futures::StreamExt;
+use tracing::{debug, warn};
+
+use crate::events::ServerEvent;
+use crate::ports::{ChatRequest, StreamEvent};
+
+use super::start::Started;
+use super::{Actor, Answer, Outcome, PROVIDER_TIMEOUT, PROVIDER_UNAVAILABLE};
+
+/// What the stream has told us so far.
+struct Progress {
+    model_id: ModelId,
+    usage: Option<Usage>,
+    first_token: Option<std::time::Duration>,
+    conversation: Option<ProviderConversation>,
+}
+
+impl Progress {
+    fn ended(self, finish_reason: FinishReason) -> Outcome {
+        Outcome {
+            usage: self.usage,
+            first_token: self.first_token,
+            conversation: self.conversation,
+            ..Outcome::ended_with(&self.model_id, finish_reason)
+        }
+    }
+
+    fn failed(self, finish_reason: FinishReason, code: ErrorCode, message: &'static str) -> Outcome {
+        Outcome { failure: Some((code, message)), ..self.ended(finish_reason) }
+    }
+}
+
+impl Actor {
+    /// Runs the answer: starts it (with retries and fallback), then forwards the stream
+    /// to the sockets until it ends, fails, stalls, is cancelled, or runs out of time.
+    /// Dropping the stream on return aborts the provider request.
+    pub(super) async fn run(&mut self, request: ChatRequest, answer: &Answer) -> Outcome {
+        let deps = Arc::clone(&self.deps);
+        let settings = &deps.settings;
+        let total_deadline = answer.started.saturating_add(settings.stream_timeout);
+        let Started { mut stream, model_id, first_events } =
+            match self.start(request, &answer.cancel, total_deadline).await {
+                Ok(started) => started,
+                Err(outcome) => return outcome,
+            };
+        let mut progress = Progress { model_id, usage: None, first_token: None, conversation: None };
+        for event in first_events {
+            if let Some(reason) = self.apply(event, &mut progress, answer) {
+                return progress.ended(reason);
+            }
+        }
+        let mut last_event = self.deps.monotonic();
+        loop {
+            let idle_deadline = last_event.saturating_add(settings.idle_timeout).min(total_deadline);
+            let unattended_deadline = self
+                .live
+                .with_state(|state| state.unattended_since)
+                .map(|since| since.saturating_add(settings.reconnect_timeout));
+            let deadline = unattended_deadline.map_or(idle_deadline, |d| d.min(idle_deadline));
+            tokio::select! {
+                biased;
+                () = answer.cancel.cancelled() => return progress.ended(FinishReason::Cancelled),
+                () = self.deps.sleep_until(deadline) => {
+                    if unattended_deadline.is_some_and(|d| d <= self.deps.monotonic()) {
+                        debug!(session_id = %self.live.id(), "no socket came back in time; answer cancelled");
+                        return progress.ended(FinishReason::Cancelled);
+                    }
+                    warn!(session_id = %self.live.id(), model_id = %progress.model_id, "answer timed out");
+                    return progress.failed(FinishReason::Timeout, ErrorCode::LlmTimeout, PROVIDER_TIMEOUT);
+                }
+                event = stream.next() => {
+                    last_event = self.deps.monotonic();
+                    match event {
+                        Some(Ok(event)) => {
+                            if let Some(reason) = self.apply(event, &mut progress, answer) {
+                                return progress.ended(reason);
+                            }
+                        }
+                        None => return progress.ended(FinishReason::Stop),
+                        Some(Err(error)) => {
+                            warn!(session_id = %self.live.id(), model_id = %progress.model_id, %error, "answer stream failed");
+                            return progress.failed(FinishReason::Error, ErrorCode::LlmUnavailable, PROVIDER_UNAVAILABLE);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Applies one stream event; returns the finish reason when the stream says it is done.
+    fn apply(&self, event: StreamEvent, progress: &mut Progress, answer: &Answer) -> Option<FinishReason> {
+        match event {
+            StreamEvent::Delta(text) if text.is_empty() => None,
+            StreamEvent::Delta(text) => {
+                progress
+                    .first_token
+                    .get_or_insert_with(|| self.deps.monotonic().saturating_sub(answer.started));
+                let chunk = self.frame(ServerEvent::AnswerChunk {
+                    session_id: self.live.id().clone(),
+                    message_id: answer.message_id.clone(),
+                    model_id: progress.model_id.clone(),
+                    delta: Arc::from(text.as_str()),
+                    style: answer.style,
+                });
+                self.live.with_state(|state| {
+                    if let Some(streaming) = state.streaming.as_mut() {
+                        streaming.text.push_str(&text);
+                    }
+                    state.broadcast(&chunk, None);
+                });
+                None
+            }
+            StreamEvent::Usage(usage) => {
+                progress.usage = Some(usage);
+                None
+            }
+            StreamEvent::Conversation(id) => {
+                // Kept with the answer and stored with it, like every session change.
+                progress.conversation =
+                    Some(ProviderConversation { model_id: progress.model_id.clone(), id });
+                None
+            }
+            StreamEvent::Finished(reason) => Some(reason),
+        }
+    }
+}

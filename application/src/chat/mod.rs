@@ -1,0 +1,262 @@
+//! The chat use-cases: connect, send a message and stream its answer, attachments,
+//! select a model, stop, typing relay, resume, end, and the cleanup of idle state.
+//!
+//! A [`Connection`] is one socket's view: its user, the session it is bound to, and the
+//! session id issued to it for a new conversation. The use-cases are split by
+//! responsibility, one file each:
+//! - [`submit`]: admission of messages and attachments (rate limit, queue, idempotency);
+//! - [`session_ops`]: model selection, stop, typing, help requests, ending a session;
+//! - [`resolve`]: what a client-supplied session id means (the bound session, the id
+//!   issued to this connection, another session of the user, or — for an unknown or
+//!   foreign id — a brand-new session, so nothing reveals whether someone else's id
+//!   exists), and making sessions live;
+//! - [`replay`]: binding a socket to a session with the replay of what it missed.
+//!
+//! The shared dependencies live in `crate::deps`, so nothing here imports in a circle
+//! with the session actor (`crate::answer`).
+
+mod replay;
+mod resolve;
+mod session_ops;
+mod submit;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chatbox_domain::{ModelId, Seq, SessionId, UserId};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::commands::ClientCommand;
+use crate::deps::Deps;
+use crate::error::ChatError;
+use crate::events::{Frame, ServerEvent};
+use crate::limits::MessageLimiter;
+use crate::live::{LiveSession, LiveSessions};
+use crate::ports::{Clock, IdGenerator, LlmProvider, Randomness, SessionRepository};
+use crate::settings::ChatSettings;
+use crate::socket::{SocketDirectory, SocketHandle};
+
+/// The outside world the chat use-cases need.
+pub struct ChatPorts {
+    /// Session storage.
+    pub repository: Arc<dyn SessionRepository>,
+    /// One provider per configured model id.
+    pub providers: HashMap<ModelId, Arc<dyn LlmProvider>>,
+    /// Time.
+    pub clock: Arc<dyn Clock>,
+    /// Ids.
+    pub ids: Arc<dyn IdGenerator>,
+    /// Randomness (retry jitter).
+    pub random: Arc<dyn Randomness>,
+}
+
+impl std::fmt::Debug for ChatPorts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChatPorts").field("models", &self.providers.len()).finish_non_exhaustive()
+    }
+}
+
+/// The chat use-cases. Cheap to clone.
+#[derive(Clone)]
+pub struct ChatService {
+    deps: Arc<Deps>,
+}
+
+impl std::fmt::Debug for ChatService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChatService").field("live_sessions", &self.deps.live.len()).finish_non_exhaustive()
+    }
+}
+
+/// One socket's state, owned by the inbound adapter's connection task.
+#[derive(Debug)]
+pub struct Connection {
+    socket: Arc<SocketHandle>,
+    bound: Option<Arc<LiveSession>>,
+    issued: SessionId,
+    selected_model: Option<ModelId>,
+}
+
+impl Connection {
+    /// The socket.
+    #[must_use]
+    pub const fn socket(&self) -> &Arc<SocketHandle> {
+        &self.socket
+    }
+
+    /// The session the socket is bound to, or the id issued for a new one.
+    #[must_use]
+    pub fn session_id(&self) -> &SessionId {
+        self.bound.as_ref().map_or(&self.issued, |live| live.id())
+    }
+}
+
+/// How often a bind is retried when the session is evicted under it (a race with the
+/// cleanup task; one retry normally suffices).
+const EVICTION_RETRIES: usize = 3;
+
+impl ChatService {
+    /// The service. `settings.models` must name exactly the models of `ports.providers`.
+    #[must_use]
+    pub fn new(ports: ChatPorts, settings: ChatSettings, tasks: TaskTracker) -> Self {
+        let limiter = MessageLimiter::new(settings.message_quota);
+        let live = LiveSessions::new(Arc::clone(&ports.clock));
+        Self {
+            deps: Arc::new(Deps {
+                repo: ports.repository,
+                providers: ports.providers,
+                clock: ports.clock,
+                ids: ports.ids,
+                random: ports.random,
+                settings,
+                live,
+                limiter,
+                sockets: SocketDirectory::default(),
+                tasks,
+                answers_cutoff: CancellationToken::new(),
+            }),
+        }
+    }
+
+    /// The settings.
+    #[must_use]
+    pub fn settings(&self) -> &ChatSettings {
+        &self.deps.settings
+    }
+
+    /// The clock.
+    #[must_use]
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.deps.clock
+    }
+
+    /// Sessions live in memory now.
+    #[must_use]
+    pub fn live_sessions(&self) -> usize {
+        self.deps.live.len()
+    }
+
+    /// Whether storage answers (readiness).
+    ///
+    /// # Errors
+    /// The storage failure.
+    pub async fn storage_ready(&self) -> Result<(), ChatError> {
+        Ok(self.deps.storage(self.deps.repo.ping()).await?)
+    }
+
+    /// A frame stamped now.
+    #[must_use]
+    pub fn frame(&self, event: ServerEvent) -> Arc<Frame> {
+        Frame::new(event, self.deps.clock.now())
+    }
+
+    /// The error frame for `error`, concerning `session_id`.
+    #[must_use]
+    pub fn error_frame(&self, error: &ChatError, session_id: Option<SessionId>) -> Arc<Frame> {
+        self.frame(ServerEvent::Error {
+            session_id,
+            code: error.code(),
+            message: error.to_string(),
+            retry_after: error.retry_after(),
+        })
+    }
+
+    /// A socket connected. Sends `connection_status` first; when `requested` is a
+    /// session of the user, binds to it and replays what follows `last_seq` (and the
+    /// answer in progress).
+    ///
+    /// # Errors
+    /// A storage failure while loading the session or its replay.
+    pub async fn connect(
+        &self,
+        socket: Arc<SocketHandle>,
+        requested: Option<SessionId>,
+        last_seq: Option<Seq>,
+    ) -> Result<Connection, ChatError> {
+        let mut connection =
+            Connection { socket, bound: None, issued: self.new_session_id()?, selected_model: None };
+        let resumed = match requested {
+            Some(id) => self.owned_live(connection.socket.user(), &id).await?,
+            None => None,
+        };
+        match resumed {
+            Some(live) => self.bind(&mut connection, live, last_seq, "connected").await?,
+            None => self.send_status(&connection, self.deps.settings.default_model().clone(), "connected"),
+        }
+        self.deps.sockets.register(&connection.socket);
+        Ok(connection)
+    }
+
+    /// Handles one client command.
+    ///
+    /// # Errors
+    /// A [`ChatError`] for the socket that sent the command.
+    pub async fn handle(&self, connection: &mut Connection, command: ClientCommand) -> Result<(), ChatError> {
+        match command {
+            ClientCommand::SendMessage(message) => self.send_message(connection, message).await,
+            ClientCommand::Attachment(attachment) => self.attach_file(connection, attachment).await,
+            ClientCommand::SelectModel { session_id, model_id } => {
+                self.select_model(connection, session_id, model_id).await
+            }
+            ClientCommand::Stop { session_id } => self.stop(connection, session_id).await,
+            ClientCommand::HelpRequest { session_id } => self.request_help(connection, session_id).await,
+            ClientCommand::Typing { session_id, typing } => {
+                self.typing(connection, session_id.as_ref(), typing);
+                Ok(())
+            }
+            ClientCommand::Resume { session_id, last_seq } => {
+                match self.owned_live(connection.socket.user(), &session_id).await? {
+                    Some(live) => self.bind(connection, live, Some(last_seq), "resumed").await,
+                    // Unknown or foreign: as if no id was given, and nothing says which.
+                    None => {
+                        self.send_status(connection, self.model_of(connection), "connected");
+                        Ok(())
+                    }
+                }
+            }
+        }
+    }
+
+    /// The socket closed.
+    pub fn disconnect(&self, connection: Connection) {
+        self.deps.sockets.unregister(&connection.socket);
+        if let Some(live) = connection.bound {
+            let socket = connection.socket.id();
+            live.with_state(|state| state.detach(socket));
+        }
+    }
+
+    /// Tells every socket of `user` that a new connection was refused because the user
+    /// holds too many (the earlier service did the same, so users learn why).
+    pub fn notify_connection_refused(&self, user: &UserId) {
+        let frame = self.frame(ServerEvent::Notification {
+            content: "Connection limit reached: a new connection was refused. Close another tab or device to connect it."
+                .into(),
+        });
+        self.deps.sockets.send_to_user(user, &frame);
+    }
+
+    /// Evicts idle live state (the sessions stay stored); returns how many.
+    #[must_use]
+    pub fn cleanup_sessions(&self) -> usize {
+        self.deps.live.evict_idle(self.deps.settings.session_ttl)
+    }
+
+    /// Forgets recovered rate-limit keys; returns (before, after).
+    #[must_use]
+    pub fn cleanup_rate_limiter(&self) -> (usize, usize) {
+        self.deps.limiter.cleanup(self.deps.clock.monotonic())
+    }
+
+    /// Shutdown, step one: session actors finish what they hold, then stop.
+    pub fn begin_shutdown(&self) {
+        self.deps.live.retire_all();
+    }
+
+    /// Shutdown, step two (at the deadline): cancel the answers still running; each is
+    /// stored with what it has and ends with `done` `finish_reason="cancelled"`.
+    pub fn cancel_running_answers(&self) {
+        self.deps.answers_cutoff.cancel();
+    }
+}

@@ -1,0 +1,168 @@
+//! What a client-supplied session id resolves to, and making sessions live: the bound
+//! session, the id issued to this connection (created on first message), another
+//! session the user owns (loaded from storage), or — for an unknown or foreign id — a
+//! brand-new session under a server-generated id, so nothing reveals whether someone
+//! else's id exists.
+
+use std::sync::Arc;
+
+use chatbox_domain::{ModelId, Session, SessionId, UserId};
+use tracing::info;
+
+use super::{ChatService, Connection, EVICTION_RETRIES};
+use crate::answer::{self};
+use crate::error::ChatError;
+use crate::live::LiveSession;
+
+/// What a client-supplied session id resolves to.
+pub(super) enum Target {
+    Live(Arc<LiveSession>),
+    /// No stored session yet: create it under this id if a message needs it.
+    New(SessionId),
+}
+
+impl ChatService {
+    /// The live session of `user` with this id, loading it from storage if needed.
+    /// `None` for unknown ids and ids of other users alike.
+    pub(super) async fn owned_live(
+        &self,
+        user: &UserId,
+        id: &SessionId,
+    ) -> Result<Option<Arc<LiveSession>>, ChatError> {
+        if let Some(live) = self.deps.live.get(id) {
+            let owned = live.with_state(|state| state.session.is_owned_by(user));
+            return Ok(owned.then_some(live));
+        }
+        let Some(session) = self.deps.storage(self.deps.repo.load(id)).await? else {
+            return Ok(None);
+        };
+        if !session.is_owned_by(user) {
+            return Ok(None);
+        }
+        let recent =
+            self.deps.storage(self.deps.repo.recent_messages(id, crate::live::REMEMBERED_CLIENT_IDS)).await?;
+        let client_ids = recent.into_iter().filter_map(|m| m.client_message_id).collect();
+        Ok(Some(self.activate(session, client_ids)))
+    }
+
+    pub(super) fn activate(
+        &self,
+        session: Session,
+        client_ids: Vec<chatbox_domain::ClientMessageId>,
+    ) -> Arc<LiveSession> {
+        let capacity = self.deps.settings.answer_queue_limit + 2;
+        let (live, receiver) = self.deps.live.activate(session, client_ids, capacity);
+        if let Some(receiver) = receiver {
+            self.deps.tasks.spawn(answer::run(Arc::clone(&live), receiver, Arc::clone(&self.deps)));
+        }
+        live
+    }
+
+    /// Resolves a client-supplied session id (see the module docs).
+    pub(super) async fn resolve(
+        &self,
+        connection: &Connection,
+        requested: Option<&SessionId>,
+    ) -> Result<Target, ChatError> {
+        let requested = requested.unwrap_or_else(|| connection.session_id());
+        if let Some(bound) = &connection.bound
+            && bound.id() == requested
+            && !bound.with_state(|s| s.is_evicted())
+        {
+            return Ok(Target::Live(Arc::clone(bound)));
+        }
+        if let Some(live) = self.owned_live(connection.socket.user(), requested).await? {
+            return Ok(Target::Live(live));
+        }
+        if requested == &connection.issued {
+            return Ok(Target::New(requested.clone()));
+        }
+        Ok(Target::New(self.new_session_id()?))
+    }
+
+    /// The live session a message goes to, creating and binding it as needed.
+    pub(super) async fn target_session(
+        &self,
+        connection: &mut Connection,
+        requested: Option<&SessionId>,
+        model: Option<ModelId>,
+    ) -> Result<Arc<LiveSession>, ChatError> {
+        for _ in 0..EVICTION_RETRIES {
+            match self.resolve(connection, requested).await? {
+                // Evicted between resolving and binding: resolve again (it reloads).
+                Target::Live(live) if !self.rebind_if_needed(connection, &live) => {}
+                Target::Live(live) => return Ok(live),
+                Target::New(id) => return self.create_session(connection, id, requested, model).await,
+            }
+        }
+        Err(ChatError::Internal)
+    }
+
+    /// Creates a session under `id`, makes it live and binds the socket to it.
+    pub(super) async fn create_session(
+        &self,
+        connection: &mut Connection,
+        id: SessionId,
+        requested: Option<&SessionId>,
+        model: Option<ModelId>,
+    ) -> Result<Arc<LiveSession>, ChatError> {
+        let model = model
+            .or_else(|| connection.selected_model.clone())
+            .unwrap_or_else(|| self.deps.settings.default_model().clone());
+        let session = Session::new(id, connection.socket.user().clone(), model, self.deps.clock.now());
+        self.deps.storage(self.deps.repo.create(&session)).await?;
+        info!(session_id = %session.id, user_id = %session.owner, "session created");
+        let live = self.activate(session, Vec::new());
+        let announced = requested.is_none_or(|id| id == live.id()) && connection.issued == *live.id();
+        // A session created a moment ago cannot have been evicted yet.
+        let _ = self.attach_plain(connection, &live);
+        if !announced {
+            // The client used an id we did not honour: tell it the real one.
+            self.send_status(connection, self.model_of(connection), "connected");
+        }
+        Ok(live)
+    }
+
+    /// Moves the socket to `live` (a session change) unless it is bound there already.
+    /// False when `live` was evicted meanwhile.
+    #[must_use]
+    pub(super) fn rebind_if_needed(&self, connection: &mut Connection, live: &Arc<LiveSession>) -> bool {
+        if connection.bound.as_ref().is_some_and(|bound| Arc::ptr_eq(bound, live)) {
+            return true;
+        }
+        if !self.attach_plain(connection, live) {
+            return false;
+        }
+        self.send_status(connection, self.model_of(connection), "connected");
+        true
+    }
+
+    /// Binds the socket to `live` with no replay (but with the answer in progress).
+    /// False when `live` was evicted meanwhile; the socket is then unbound.
+    #[must_use]
+    pub(super) fn attach_plain(&self, connection: &mut Connection, live: &Arc<LiveSession>) -> bool {
+        self.detach_current(connection);
+        let frames = live.with_state(|state| {
+            let frames = self.in_progress_frames(live.id(), state);
+            state.attach(Arc::clone(&connection.socket)).then_some(frames)
+        });
+        let Some(frames) = frames else { return false };
+        connection.socket.send_batch(frames);
+        connection.bound = Some(Arc::clone(live));
+        true
+    }
+
+    pub(super) fn detach_current(&self, connection: &mut Connection) {
+        if let Some(previous) = connection.bound.take() {
+            let socket = connection.socket.id();
+            previous.with_state(|state| state.detach(socket));
+        }
+    }
+
+    pub(super) fn new_session_id(&self) -> Result<SessionId, ChatError> {
+        SessionId::parse(&self.deps.ids.new_id()).map_err(|error| {
+            tracing::error!(%error, "the id generator produced an invalid session id");
+            ChatError::Internal
+        })
+    }
+}

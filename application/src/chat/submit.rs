@@ -1,0 +1,114 @@
+//! Admission of what a client sends to be stored: chat messages and attachments. Each
+//! is rate limited per user, then queued with the session's actor, refused at once if
+//! the session ended, the key was seen, or too many answers wait.
+
+use std::sync::Arc;
+
+use chatbox_domain::{MessageKind, Sender, UserId};
+use tracing::debug;
+
+use super::{ChatService, Connection};
+use crate::answer::Turn;
+use crate::commands::{Attachment, SendMessage};
+use crate::error::ChatError;
+use crate::live::LiveSession;
+
+impl ChatService {
+    pub(super) async fn send_message(
+        &self,
+        connection: &mut Connection,
+        message: SendMessage,
+    ) -> Result<(), ChatError> {
+        self.check_rate(connection.socket.user())?;
+        if let Some(model_id) = &message.model_id
+            && !self.deps.settings.knows_model(model_id)
+        {
+            return Err(ChatError::UnknownModel);
+        }
+        let live =
+            self.target_session(connection, message.session_id.as_ref(), message.model_id.clone()).await?;
+        if let Some(model_id) = message.model_id.filter(|m| live.with_state(|s| &s.session.model_id != m)) {
+            self.change_model(&live, model_id).await?;
+        }
+        let turn = Turn {
+            origin: Arc::clone(&connection.socket),
+            sender: Sender::User,
+            kind: MessageKind::Text,
+            content: message.content.into_inner(),
+            file_id: None,
+            file_url: None,
+            metadata: message.metadata,
+            client_message_id: message.client_message_id,
+            answer: Some(message.style),
+        };
+        self.submit(&live, turn)
+    }
+
+    pub(super) async fn attach_file(
+        &self,
+        connection: &mut Connection,
+        attachment: Attachment,
+    ) -> Result<(), ChatError> {
+        self.check_rate(connection.socket.user())?;
+        let live = self.target_session(connection, attachment.session_id.as_ref(), None).await?;
+        let turn = Turn {
+            origin: Arc::clone(&connection.socket),
+            sender: Sender::User,
+            kind: match attachment.kind {
+                MessageKind::Voice => MessageKind::Voice,
+                _ => MessageKind::File,
+            },
+            content: attachment.content,
+            file_id: Some(attachment.file_id),
+            file_url: Some(attachment.file_url),
+            metadata: attachment.metadata,
+            client_message_id: attachment.client_message_id,
+            answer: None,
+        };
+        self.submit(&live, turn)
+    }
+
+    pub(super) fn check_rate(&self, user: &UserId) -> Result<(), ChatError> {
+        self.deps
+            .limiter
+            .check(user, self.deps.clock.monotonic())
+            .map_err(|retry_after| ChatError::RateLimited { retry_after })
+    }
+
+    /// Queues a turn with the session's actor: refused if the session ended, the key was
+    /// already used, or too many answers wait.
+    pub(super) fn submit(&self, live: &Arc<LiveSession>, turn: Turn) -> Result<(), ChatError> {
+        let limit = self.deps.settings.answer_queue_limit;
+        live.with_state(|state| {
+            if !state.session.is_active() {
+                return Err(ChatError::SessionEnded);
+            }
+            if state.queued_turns >= limit {
+                return Err(ChatError::Busy);
+            }
+            if let Some(id) = &turn.client_message_id
+                && !state.remember_client_id(id)
+            {
+                debug!(session_id = %live.id(), "duplicate client_message_id ignored");
+                return Ok(false);
+            }
+            state.queued_turns += 1;
+            state.touch();
+            Ok(true)
+        })
+        .and_then(|accepted| {
+            if !accepted {
+                return Ok(());
+            }
+            live.submit(turn).map_err(|turn| {
+                live.with_state(|state| {
+                    state.queued_turns = state.queued_turns.saturating_sub(1);
+                    if let Some(id) = &turn.client_message_id {
+                        state.forget_client_id(id);
+                    }
+                });
+                ChatError::Busy
+            })
+        })
+    }
+}

@@ -1,0 +1,55 @@
+//! What the use-cases and the session actors share: the ports, the settings, the live
+//! sessions, the limiters and the task tracker. One value per service, behind an `Arc`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chatbox_domain::ModelId;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::limits::MessageLimiter;
+use crate::live::LiveSessions;
+use crate::ports::{Clock, IdGenerator, LlmProvider, Randomness, RepositoryError, SessionRepository};
+use crate::settings::ChatSettings;
+use crate::socket::SocketDirectory;
+
+/// Everything the use-cases and the session actors share.
+pub(crate) struct Deps {
+    pub repo: Arc<dyn SessionRepository>,
+    pub providers: HashMap<ModelId, Arc<dyn LlmProvider>>,
+    pub clock: Arc<dyn Clock>,
+    pub ids: Arc<dyn IdGenerator>,
+    pub random: Arc<dyn Randomness>,
+    pub settings: ChatSettings,
+    pub live: LiveSessions,
+    pub limiter: MessageLimiter,
+    pub sockets: SocketDirectory,
+    pub tasks: TaskTracker,
+    /// Cancelled when answers still running at shutdown must stop.
+    pub answers_cutoff: CancellationToken,
+}
+
+impl Deps {
+    /// Runs a storage call within `storage_timeout`: a store that stalls is a store that
+    /// failed, so one slow write cannot freeze a session.
+    pub async fn storage<T>(
+        &self,
+        call: impl std::future::Future<Output = Result<T, RepositoryError>>,
+    ) -> Result<T, RepositoryError> {
+        tokio::time::timeout(self.settings.storage_timeout, call)
+            .await
+            .unwrap_or_else(|_| Err(RepositoryError::Unavailable("the storage call timed out".into())))
+    }
+
+    /// Now, on the service's monotonic clock: every deadline and idleness check reads it.
+    pub fn monotonic(&self) -> Duration {
+        self.clock.monotonic()
+    }
+
+    /// Completes at `deadline` on the service's monotonic clock (at once if it passed).
+    pub async fn sleep_until(&self, deadline: Duration) {
+        tokio::time::sleep(deadline.saturating_sub(self.clock.monotonic())).await;
+    }
+}
