@@ -347,7 +347,16 @@ fn tied_to(changed: &str) -> Vec<String> {
         ("SESSION_TTL", &["SESSION_CLEANUP_INTERVAL"]),
         ("WS_PONG_TIMEOUT", &["WS_PING_INTERVAL"]),
         ("EMAIL_FROM", &["SMTP_HOST"]),
+        ("SMTP_USER", &["SMTP_HOST"]),
+        ("SMTP_PASS", &["SMTP_HOST", "SMTP_USER"]),
+        ("SMS_AUTH_TOKEN", &["SMS_ACCOUNT_SID"]),
+        ("SMS_API_KEY", &["SMS_ACCOUNT_SID"]),
+        ("SMS_FROM", &["SMS_ACCOUNT_SID"]),
+        ("SMS_PROVIDER", &["SMS_ACCOUNT_SID"]),
+        ("ENCRYPTION_KEY", &["ENCRYPTION_OLD_KEYS", "ENCRYPTION_KEY_ID"]),
+        ("ENCRYPTION_KEY_ID", &["ENCRYPTION_KEY"]),
         ("MONGO_URI", &["STORAGE_BACKEND"]),
+        ("STORAGE_BACKEND", &["MONGO_URI"]),
         ("CHATBOX_DEV", &["JWT_SECRET", "LLM_PROVIDER_1_ID", "STORAGE_BACKEND"]),
     ];
     let mut tied: Vec<String> = pairs

@@ -137,8 +137,23 @@ enum Verdict {
     Invalid,
 }
 
+/// A claim's value, or `Unreadable` for JSON that is well formed but holds a number
+/// beyond `f64` (`1e400`): the token library reads such a claim as malformed and goes
+/// on, so it only matters where the claim is checked.
+#[derive(Debug, Clone)]
+enum Claim {
+    Value(Value),
+    Unreadable,
+}
+
+impl<'de> Deserialize<'de> for Claim {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Ok(Value::deserialize(deserializer).map_or(Self::Unreadable, Self::Value))
+    }
+}
+
 /// The values of the claims in `READ_CLAIMS`, duplicates kept; other keys skipped.
-struct Claims(Vec<(String, Value)>);
+struct Claims(Vec<(String, Claim)>);
 
 impl<'de> Deserialize<'de> for Claims {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -152,7 +167,7 @@ impl<'de> Deserialize<'de> for Claims {
                 let mut claims = Vec::new();
                 while let Some(key) = map.next_key::<String>()? {
                     if READ_CLAIMS.contains(&key.as_str()) {
-                        let value = map.next_value::<Value>()?;
+                        let value = map.next_value::<Claim>()?;
                         claims.push((key, value));
                     } else {
                         map.next_value::<IgnoredAny>()?;
@@ -216,10 +231,25 @@ fn oracle(setup: &Setup, token: &Token, now: u64) -> Option<Verdict> {
         return Some(Verdict::Invalid);
     };
     let mut claims = BTreeMap::new();
-    for (name, value) in pairs {
-        if claims.insert(name, value).is_some() {
+    let mut unreadable = BTreeSet::new();
+    for (name, claim) in pairs {
+        let duplicate = match claim {
+            Claim::Value(value) => claims.insert(name.clone(), value).is_some() || unreadable.contains(&name),
+            Claim::Unreadable => !unreadable.insert(name.clone()) || claims.contains_key(&name),
+        };
+        if duplicate {
             return Some(Verdict::Invalid);
         }
+    }
+    // Unreadable is malformed wherever the claim is read; `iss` and `aud` are only read
+    // when configured.
+    let ignored_unless_configured = |name: &str| match name {
+        "iss" => setup.issuer.is_none(),
+        "aud" => setup.audience.is_none(),
+        _ => false,
+    };
+    if unreadable.iter().any(|name| !ignored_unless_configured(name)) {
+        return Some(Verdict::Invalid);
     }
     let exp = match claims.get("exp") {
         None if setup.require_exp => return Some(Verdict::Invalid),
@@ -599,6 +629,10 @@ fn regression_and_boundary_cases() {
         format!(r#"{{"user_id":"u1","exp":1,"exp":{hour}}}"#),
         format!(r#"{{"user_id":"u1","exp":{hour},"iss":"a","iss":"b"}}"#),
         format!(r#"{{"user_id":"u1","exp":{hour},"jti":1,"jti":2}}"#),
+        format!(r#"{{"user_id":"u1","exp":{hour},"iss":1e400}}"#),
+        format!(r#"{{"user_id":"u1","exp":{hour},"iss":[1e400]}}"#),
+        format!(r#"{{"user_id":"u1","exp":{hour},"nbf":1e400}}"#),
+        format!(r#"{{"user_id":"u1","exp":{hour},"aud":-1e400}}"#),
         format!(r#"{{"user_id":"","sub":"s1","exp":{hour}}}"#),
         format!(r#"{{"user_id":null,"sub":"s1","exp":{hour}}}"#),
         format!(r#"{{"user_id":7,"sub":"s1","exp":{hour}}}"#),
