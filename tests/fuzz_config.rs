@@ -130,11 +130,11 @@ fn durations_between(min_ms: u64, max_ms: u64) -> BoxedStrategy<Duration> {
 /// A duration as an operator writes it (`humantime`).
 fn written(duration: Duration) -> String {
     let ms = duration.as_millis();
-    if ms % 3_600_000 == 0 {
+    if ms.is_multiple_of(3_600_000) {
         format!("{}h", ms / 3_600_000)
-    } else if ms % 60_000 == 0 {
+    } else if ms.is_multiple_of(60_000) {
         format!("{}m", ms / 60_000)
-    } else if ms % 1000 == 0 {
+    } else if ms.is_multiple_of(1000) {
         format!("{}s", ms / 1000)
     } else {
         format!("{ms}ms")
@@ -229,7 +229,10 @@ fn provider(n: usize) -> BoxedStrategy<Vec<(String, String)>> {
 /// A valid configuration: providers, and a random subset of the other variables with
 /// valid values (related ones kept consistent). Returns the variables and the values
 /// the settings must then hold.
-fn valid_set() -> BoxedStrategy<(Vec<(String, String)>, BTreeMap<&'static str, String>)> {
+/// Variables as set, and the values the settings must then hold.
+type ValidSet = (Vec<(String, String)>, BTreeMap<&'static str, String>);
+
+fn valid_set() -> BoxedStrategy<ValidSet> {
     let providers = (1usize..=3).prop_flat_map(|count| {
         let blocks: Vec<_> = (1..=count).map(provider).collect();
         (blocks, prop::option::of(prop::sample::select((1..=count).collect::<Vec<_>>()))).prop_map(
