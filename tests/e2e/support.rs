@@ -14,9 +14,9 @@ use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_util::sync::CancellationToken;
 
 use crate::ws;
-use tokio_util::sync::CancellationToken;
 
 pub const SECRET: &str = "e2e-K8f3Lq9ZxW2mN7vB4tR6yU1pJ5hGcDaQ";
 pub use crate::ws::WAIT;
