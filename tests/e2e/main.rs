@@ -7,6 +7,7 @@ mod support;
 
 mod chat;
 mod connect;
+mod hardening;
 mod lifecycle;
 mod limits;
 mod providers;
