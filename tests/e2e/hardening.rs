@@ -214,3 +214,13 @@ async fn a_broken_config_file_is_reported_by_line_and_key_never_by_its_text() {
     assert!(!text.contains("Vb7") && !text.contains("Qm2LpX9"), "the line's text never appears: {text}");
     assert!(text.contains("validation failed"), "{text}");
 }
+
+#[tokio::test]
+async fn a_wrong_method_is_405_with_its_own_code() {
+    let app = spawn_app(&[]).await;
+    let (status, body) = app.http("DELETE", "/chat/healthz", None).await;
+    assert_eq!(status, 405, "{body}");
+    let body: Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(body["code"], "METHOD_NOT_ALLOWED");
+    app.stop().await;
+}

@@ -176,7 +176,7 @@ pub(super) fn load(source: &Source, dev_flag: bool, config_file: Option<PathBuf>
     let providers = providers(&mut r, dev);
     let storage = storage(&mut r, dev);
     let alerts = alerts(&mut r);
-    if r.source.is_set("WS_SEND_QUEUE") {
+    if r.source.names().any(|name| name == "WS_SEND_QUEUE") {
         r.warnings.push(
             "WS_SEND_QUEUE is no longer read: a socket's queue is bounded in bytes by WS_SEND_BUFFER".into(),
         );
