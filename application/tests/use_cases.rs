@@ -261,6 +261,7 @@ fn settings() -> ChatSettings {
         ]),
         max_content_chars: 100,
         message_quota: Quota::new(100, Duration::from_secs(60)).expect("quota"),
+        command_quota: Quota::new(1_000, Duration::from_secs(60)).expect("quota"),
         answer_queue_limit: 3,
         stream_timeout: Duration::from_secs(5),
         idle_timeout: Duration::from_secs(2),

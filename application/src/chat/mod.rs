@@ -179,7 +179,7 @@ impl ChatService {
     ) -> Result<Connection, ChatError> {
         let mut connection = Connection {
             socket,
-            budget: CommandBudget::default(),
+            budget: CommandBudget::new(self.deps.settings.command_quota),
             bound: None,
             issued: self.new_session_id()?,
             selected_model: None,

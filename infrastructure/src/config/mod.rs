@@ -215,6 +215,9 @@ pub struct Settings {
     /// `HTTP_MAX_PENDING_CONNECTIONS` (extension): open connections not (yet) upgraded.
     #[validate(range(min = 1, max = 1_000_000, message = "must be between 1 and 1000000"))]
     pub http_max_pending_connections: usize,
+    /// `WS_COMMAND_BUDGET` (extension): budget units per connection per minute.
+    #[validate(range(min = 10, max = 1_000_000, message = "must be between 10 and 1000000"))]
+    pub ws_command_budget: u32,
     /// `MAX_ANSWER_CHARS` (extension): the longest answer, in characters.
     #[validate(range(min = 100, max = 10_000_000, message = "must be between 100 and 10000000"))]
     pub max_answer_chars: usize,

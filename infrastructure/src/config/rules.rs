@@ -240,6 +240,7 @@ pub(super) fn load(source: &Source, dev_flag: bool, config_file: Option<PathBuf>
         ws_pong_timeout: r.duration("WS_PONG_TIMEOUT", "60s"),
         ws_write_timeout: r.duration("WS_WRITE_TIMEOUT", "10s"),
         ws_send_buffer: r.number("WS_SEND_BUFFER", 262_144),
+        ws_command_budget: r.number("WS_COMMAND_BUDGET", 120),
         http_header_read_timeout: r.duration("HTTP_HEADER_READ_TIMEOUT", "10s"),
         http_keepalive_timeout: r.duration("HTTP_KEEPALIVE_TIMEOUT", "60s"),
         http_max_pending_connections: r.number("HTTP_MAX_PENDING_CONNECTIONS", 1024),
