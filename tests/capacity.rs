@@ -80,6 +80,7 @@ async fn start_server() -> (Child, u16) {
         .env("LLM_PROVIDER_1_DELAY", "0ms")
         .env("MAX_CONNECTIONS_PER_USER", "10000")
         .env("RATE_LIMIT", "100000")
+        .env("WS_COMMAND_BUDGET", "100000")
         .env("LOG_LEVEL", "warn,chatbox=info")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())

@@ -1,5 +1,6 @@
 //! What a client asks for, already parsed and validated by the inbound adapter.
 
+use chatbox_domain::command_budget::CommandKind;
 use chatbox_domain::validation::{MessageContent, Metadata};
 use chatbox_domain::{ClientMessageId, MessageKind, ModelId, Seq, SessionId};
 
@@ -79,4 +80,20 @@ pub enum ClientCommand {
         /// Replay stored messages after this one.
         last_seq: Seq,
     },
+}
+
+impl ClientCommand {
+    /// What the command costs the connection's budget.
+    #[must_use]
+    pub const fn kind(&self) -> CommandKind {
+        match self {
+            Self::SendMessage(_) => CommandKind::Message,
+            Self::Attachment(_) => CommandKind::Attachment,
+            Self::SelectModel { .. } => CommandKind::ModelSelect,
+            Self::Stop { .. } => CommandKind::Stop,
+            Self::Typing { .. } => CommandKind::Typing,
+            Self::HelpRequest { .. } => CommandKind::HelpRequest,
+            Self::Resume { .. } => CommandKind::Resume,
+        }
+    }
 }

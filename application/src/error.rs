@@ -27,6 +27,9 @@ pub enum ChatError {
         /// When the next message will be accepted.
         retry_after: Duration,
     },
+    /// The connection kept sending far past its command budget: it is closed.
+    #[error("Too many requests: the connection is closed")]
+    Flooding,
     /// The session's answer queue is full.
     #[error("Busy: too many messages waiting for an answer, please retry")]
     Busy,
@@ -51,7 +54,7 @@ impl ChatError {
         match self {
             Self::Invalid(_) | Self::UnknownModel => ErrorCode::InvalidFormat,
             Self::MissingField(_) => ErrorCode::MissingField,
-            Self::RateLimited { .. } => ErrorCode::TooManyRequests,
+            Self::RateLimited { .. } | Self::Flooding => ErrorCode::TooManyRequests,
             Self::Busy | Self::Internal => ErrorCode::ServiceError,
             Self::SessionEnded => ErrorCode::SessionEnded,
             Self::NotFound => ErrorCode::NotFound,

@@ -38,10 +38,43 @@ pub struct StreamingAnswer {
     pub model_id: ModelId,
     /// Frame naming.
     pub style: AnswerStyle,
-    /// Everything streamed so far.
+    /// Everything streamed so far (at most `MAX_ANSWER_CHARS` characters).
     pub text: String,
     /// Cancels it (stop, shutdown).
     pub cancel: CancellationToken,
+    /// The frame with everything streamed so far, for sockets that join mid-answer: built
+    /// once per length and shared by every socket that joins meanwhile, so joining
+    /// copies nothing.
+    catch_up: Option<Arc<Frame>>,
+}
+
+impl StreamingAnswer {
+    /// A new answer with no text yet.
+    #[must_use]
+    pub fn new(
+        message_id: MessageId,
+        model_id: ModelId,
+        style: AnswerStyle,
+        cancel: CancellationToken,
+    ) -> Self {
+        Self { message_id, model_id, style, text: String::new(), cancel, catch_up: None }
+    }
+
+    /// Appends streamed text.
+    pub fn append(&mut self, delta: &str) {
+        self.text.push_str(delta);
+        self.catch_up = None;
+    }
+
+    /// The catch-up frame for the text so far (`build` makes it from the shared text when
+    /// there is none for this length yet); `None` before the first chunk.
+    pub fn catch_up(&mut self, build: impl FnOnce(Arc<str>) -> Arc<Frame>) -> Option<Arc<Frame>> {
+        if self.text.is_empty() {
+            return None;
+        }
+        let text = &self.text;
+        Some(Arc::clone(self.catch_up.get_or_insert_with(|| build(Arc::from(text.as_str())))))
+    }
 }
 
 /// The mutable part of a live session.
@@ -194,6 +227,9 @@ impl LiveSession {
 pub struct LiveSessions {
     sessions: DashMap<SessionId, Arc<LiveSession>>,
     clock: Arc<dyn Clock>,
+    /// Cancelled at shutdown. Every session's `retired` token is a child of it, so a
+    /// session made live after shutdown began is born retired and its actor ends too.
+    shutdown: CancellationToken,
 }
 
 impl std::fmt::Debug for LiveSessions {
@@ -206,7 +242,7 @@ impl LiveSessions {
     /// An empty registry; idleness is measured on `clock`.
     #[must_use]
     pub fn new(clock: Arc<dyn Clock>) -> Self {
-        Self { sessions: DashMap::new(), clock }
+        Self { sessions: DashMap::new(), clock, shutdown: CancellationToken::new() }
     }
 
     /// The live session with this id, if it is in memory and not evicted.
@@ -252,7 +288,7 @@ impl LiveSessions {
                     }),
                     control: tokio::sync::Mutex::new(()),
                     turns,
-                    retired: CancellationToken::new(),
+                    retired: self.shutdown.child_token(),
                 });
                 match entry {
                     Entry::Occupied(mut stale) => {
@@ -294,9 +330,7 @@ impl LiveSessions {
 
     /// Retires every live session's actor (shutdown, after answers had their time).
     pub fn retire_all(&self) {
-        for live in &self.sessions {
-            live.retired.cancel();
-        }
+        self.shutdown.cancel();
     }
 
     /// How many sessions are live.
@@ -350,13 +384,27 @@ mod tests {
         assert_eq!(sessions.evict_idle(Duration::ZERO), 1);
         // A socket that resolved the session just before the eviction must not attach
         // to it: its actor is gone.
-        let (socket, _queue) = SocketHandle::new(UserId::parse("u").expect("id"), 4);
+        let budget = crate::socket::SocketBudget { max_bytes: 4096, encode: |_| String::new() };
+        let (socket, _queue) = SocketHandle::new(UserId::parse("u").expect("id"), budget);
         assert!(!live.with_state(|state| state.attach(Arc::clone(&socket))));
         assert!(sessions.get(live.id()).is_none());
         let (fresh, receiver) = sessions.activate(session("s"), Vec::new(), 4);
         assert!(!Arc::ptr_eq(&live, &fresh) && receiver.is_some(), "loaded again with a new actor");
         assert!(fresh.with_state(|state| state.attach(socket)));
         assert_eq!(sessions.evict_idle(Duration::ZERO), 0, "a bound session is never evicted");
+    }
+
+    #[tokio::test]
+    async fn a_session_made_live_after_shutdown_began_is_retired_at_once() {
+        let sessions = LiveSessions::new(Arc::new(FixedClock));
+        let (before, _) = sessions.activate(session("before"), Vec::new(), 4);
+        sessions.retire_all();
+        let (after, _) = sessions.activate(session("after"), Vec::new(), 4);
+        let retired = async {
+            before.retired().await;
+            after.retired().await;
+        };
+        tokio::time::timeout(Duration::from_secs(5), retired).await.expect("both actors are told to stop");
     }
 
     #[test]

@@ -49,6 +49,9 @@ pub struct ChatSettings {
     pub max_content_chars: usize,
     /// `RATE_LIMIT` per `RATE_WINDOW`, per user.
     pub message_quota: Quota,
+    /// `WS_COMMAND_BUDGET` units per minute, per connection (see
+    /// `chatbox_domain::command_budget`).
+    pub command_quota: Quota,
     /// Answers that may wait behind the one streaming, per session.
     pub answer_queue_limit: usize,
     /// `LLM_STREAM_TIMEOUT`: the longest a whole answer may take.
@@ -65,8 +68,9 @@ pub struct ChatSettings {
     pub session_ttl: Duration,
     /// `RECONNECT_TIMEOUT`: how long an answer keeps running with no socket to see it.
     pub reconnect_timeout: Duration,
-    /// Frames a socket may have queued before it counts as a slow consumer.
-    pub socket_queue_capacity: usize,
+    /// `MAX_ANSWER_CHARS`: an answer is cut (finish reason `length`) when it reaches this
+    /// many characters, so one answer's memory is bounded.
+    pub max_answer_chars: usize,
     /// Stored messages read (and queued to the socket as one batch) per page of a replay.
     pub replay_page_size: usize,
     /// Retries before the first token.

@@ -1,18 +1,19 @@
 //! A socket as the use-cases see it: an id, its user, and a bounded outbound queue. The
 //! inbound adapter owns the real socket and drains the queue.
 //!
-//! A socket whose queue is full is a slow consumer: it is closed (with a reason the
-//! adapter turns into a close code) instead of growing memory or silently losing frames
-//! in the middle of an answer.
+//! The queue is bounded in bytes (`WS_SEND_BUFFER`), not in frames, since frame sizes
+//! vary from a few bytes to a whole answer. A socket whose queue is full is a slow
+//! consumer: it is closed (with a reason the adapter turns into a close code) instead of
+//! growing memory or silently losing frames in the middle of an answer.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use chatbox_domain::UserId;
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::events::{Frame, Outbound};
@@ -49,12 +50,95 @@ pub enum CloseReason {
     Disconnected,
 }
 
+/// The size rule of a socket's outbound queue.
+#[derive(Debug, Clone, Copy)]
+pub struct SocketBudget {
+    /// The most bytes of serialised frames a socket may have waiting to be written.
+    pub max_bytes: usize,
+    /// The wire encoder. Frames are serialised when first queued (once, however many
+    /// sockets they go to), so the queue counts exact bytes.
+    pub encode: fn(&Frame) -> String,
+}
+
+/// What each queued frame costs beyond its bytes (the queue's own bookkeeping); it also
+/// bounds how many tiny frames a queue can hold.
+const FRAME_OVERHEAD_BYTES: usize = 64;
+
+/// The bytes waiting in one socket's queue, shared by its two ends.
+#[derive(Debug, Default)]
+struct QueueAccount {
+    queued: AtomicUsize,
+    room: Notify,
+}
+
+impl QueueAccount {
+    fn release(&self, bytes: usize) {
+        self.queued.fetch_sub(bytes, Ordering::AcqRel);
+        self.room.notify_waiters();
+    }
+}
+
+/// One item taken from a socket's queue. Its bytes count against the socket's budget
+/// until it is dropped, that is, until the writer is done with it.
+#[derive(Debug)]
+pub struct Dequeued {
+    frames: Vec<Arc<Frame>>,
+    bytes: usize,
+    account: Arc<QueueAccount>,
+}
+
+impl Dequeued {
+    /// The frames, in order.
+    #[must_use]
+    pub fn frames(&self) -> &[Arc<Frame>] {
+        &self.frames
+    }
+}
+
+impl Drop for Dequeued {
+    fn drop(&mut self) {
+        self.account.release(self.bytes);
+    }
+}
+
+/// The receiving end of a socket's queue, drained by the adapter's writer.
+#[derive(Debug)]
+pub struct OutboundQueue {
+    receiver: mpsc::UnboundedReceiver<(Outbound, usize)>,
+    account: Arc<QueueAccount>,
+}
+
+impl OutboundQueue {
+    /// The next item, or `None` once the handle is gone.
+    pub async fn recv(&mut self) -> Option<Dequeued> {
+        let item = self.receiver.recv().await?;
+        Some(self.dequeued(item))
+    }
+
+    /// The next item if one is waiting.
+    pub fn try_recv(&mut self) -> Option<Dequeued> {
+        let item = self.receiver.try_recv().ok()?;
+        Some(self.dequeued(item))
+    }
+
+    fn dequeued(&self, (item, bytes): (Outbound, usize)) -> Dequeued {
+        let frames = match item {
+            Outbound::Frame(frame) => vec![frame],
+            Outbound::Batch(frames) => frames,
+        };
+        Dequeued { frames, bytes, account: Arc::clone(&self.account) }
+    }
+}
+
 /// The use-cases' handle on one socket.
 #[derive(Debug)]
 pub struct SocketHandle {
     id: SocketId,
     user: UserId,
-    queue: mpsc::Sender<Outbound>,
+    /// Unbounded in items, bounded in bytes by `account` and `budget`.
+    queue: mpsc::UnboundedSender<(Outbound, usize)>,
+    account: Arc<QueueAccount>,
+    budget: SocketBudget,
     closing: CancellationToken,
     close_reason: OnceLock<CloseReason>,
 }
@@ -62,16 +146,19 @@ pub struct SocketHandle {
 impl SocketHandle {
     /// A handle and the receiving end of its queue (for the adapter's writer).
     #[must_use]
-    pub fn new(user: UserId, capacity: usize) -> (Arc<Self>, mpsc::Receiver<Outbound>) {
-        let (queue, receiver) = mpsc::channel(capacity.max(1));
+    pub fn new(user: UserId, budget: SocketBudget) -> (Arc<Self>, OutboundQueue) {
+        let (queue, receiver) = mpsc::unbounded_channel();
+        let account = Arc::new(QueueAccount::default());
         let handle = Self {
             id: SocketId::next(),
             user,
             queue,
+            account: Arc::clone(&account),
+            budget,
             closing: CancellationToken::new(),
             close_reason: OnceLock::new(),
         };
-        (Arc::new(handle), receiver)
+        (Arc::new(handle), OutboundQueue { receiver, account })
     }
 
     /// Its id.
@@ -86,13 +173,13 @@ impl SocketHandle {
         &self.user
     }
 
-    /// Queues a frame. Never waits: a full queue closes the socket as a slow consumer
-    /// and returns false.
+    /// Queues a frame. Never waits: a frame that does not fit the socket's byte budget
+    /// closes the socket as a slow consumer and returns false.
     pub fn send(&self, frame: Arc<Frame>) -> bool {
         self.push(Outbound::Frame(frame))
     }
 
-    /// Queues frames that must arrive together and in order, in one slot.
+    /// Queues frames that must arrive together and in order, as one item.
     pub fn send_batch(&self, frames: Vec<Arc<Frame>>) -> bool {
         if frames.is_empty() {
             return true;
@@ -100,18 +187,55 @@ impl SocketHandle {
         self.push(Outbound::Batch(frames))
     }
 
+    /// Bytes waiting to be written now.
+    #[must_use]
+    pub fn queued_bytes(&self) -> usize {
+        self.account.queued.load(Ordering::Acquire)
+    }
+
+    /// Waits until at most half the budget is queued (or the socket closes), so that a
+    /// long replay is queued at the pace the client reads it instead of overflowing.
+    pub async fn wait_for_room(&self) {
+        let half = self.budget.max_bytes / 2;
+        loop {
+            let room = self.account.room.notified();
+            if self.queued_bytes() <= half || self.is_closing() {
+                return;
+            }
+            tokio::select! {
+                () = room => {}
+                () = self.closing.cancelled() => return,
+            }
+        }
+    }
+
     fn push(&self, item: Outbound) -> bool {
         if self.closing.is_cancelled() {
             return false;
         }
-        match self.queue.try_send(item) {
-            Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                self.close(CloseReason::SlowConsumer);
-                false
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        let frames = match &item {
+            Outbound::Frame(frame) => std::slice::from_ref(frame),
+            Outbound::Batch(frames) => frames.as_slice(),
+        };
+        let bytes = frames.iter().fold(0usize, |sum, frame| {
+            sum.saturating_add(frame.encoded(self.budget.encode).len()).saturating_add(FRAME_OVERHEAD_BYTES)
+        });
+        // A queue within its budget takes one more item whatever its size, so a frame
+        // larger than the budget (the catch-up of a long answer) still gets through: a
+        // socket holds at most its budget plus one item.
+        let max = self.budget.max_bytes;
+        let reserved = self.account.queued.fetch_update(Ordering::AcqRel, Ordering::Acquire, |queued| {
+            (queued < max).then(|| queued.saturating_add(bytes))
+        });
+        if reserved.is_err() {
+            self.close(CloseReason::SlowConsumer);
+            return false;
         }
+        if self.queue.send((item, bytes)).is_err() {
+            self.account.release(bytes);
+            return false;
+        }
+        true
     }
 
     /// Asks the adapter to close the socket; the first reason given wins.
@@ -182,13 +306,54 @@ mod tests {
     use super::*;
     use crate::events::ServerEvent;
 
+    /// A stand-in encoder: the frame's size is its notification's length.
+    fn encode(frame: &Frame) -> String {
+        match &frame.event {
+            ServerEvent::Notification { content } => content.clone(),
+            _ => String::new(),
+        }
+    }
+
+    pub(crate) fn budget(max_bytes: usize) -> SocketBudget {
+        SocketBudget { max_bytes, encode }
+    }
+
+    fn note(bytes: usize) -> Arc<Frame> {
+        Frame::new(
+            ServerEvent::Notification { content: "x".repeat(bytes) },
+            chatbox_domain::Timestamp::default(),
+        )
+    }
+
+    #[test]
+    fn the_queue_is_bounded_in_bytes_and_frees_them_when_the_writer_is_done() {
+        let (socket, mut queue) = SocketHandle::new(UserId::parse("u").expect("id"), budget(1000));
+        assert!(socket.send(note(10)) && socket.send(note(5000)), "one item of any size lands within budget");
+        assert!(!socket.send(note(10)), "nothing fits behind it");
+        assert_eq!(socket.close_reason(), Some(CloseReason::SlowConsumer));
+
+        let (socket, mut queue_two) = SocketHandle::new(UserId::parse("u").expect("id"), budget(1000));
+        assert!(socket.send(note(400)) && socket.send(note(400)));
+        assert_eq!(socket.queued_bytes(), 800 + 2 * FRAME_OVERHEAD_BYTES);
+        let first = queue_two.try_recv().expect("queued");
+        assert_eq!(socket.queued_bytes(), 800 + 2 * FRAME_OVERHEAD_BYTES, "counted until written");
+        drop(first);
+        assert_eq!(socket.queued_bytes(), 400 + FRAME_OVERHEAD_BYTES);
+        assert!(socket.send(note(400)), "room again once the writer is done");
+        assert!(socket.send(note(400)), "within budget before it: lands");
+        assert!(!socket.send(note(10)), "over the budget: a slow consumer");
+        assert_eq!(socket.queued_bytes(), 1200 + 3 * FRAME_OVERHEAD_BYTES, "budget plus one item at most");
+        assert!(socket.is_closing());
+        drop(queue.try_recv());
+    }
+
     #[test]
     fn the_directory_reaches_every_socket_of_a_user_and_forgets_the_last_one() {
         let directory = SocketDirectory::default();
         let alice = UserId::parse("alice").expect("id");
-        let (phone, mut phone_queue) = SocketHandle::new(alice.clone(), 4);
-        let (laptop, mut laptop_queue) = SocketHandle::new(alice.clone(), 4);
-        let (other, mut other_queue) = SocketHandle::new(UserId::parse("bob").expect("id"), 4);
+        let (phone, mut phone_queue) = SocketHandle::new(alice.clone(), budget(4096));
+        let (laptop, mut laptop_queue) = SocketHandle::new(alice.clone(), budget(4096));
+        let (other, mut other_queue) = SocketHandle::new(UserId::parse("bob").expect("id"), budget(4096));
         for socket in [&phone, &laptop, &other] {
             directory.register(socket);
         }
@@ -197,8 +362,8 @@ mod tests {
             chatbox_domain::Timestamp::default(),
         );
         directory.send_to_user(&alice, &frame);
-        assert!(phone_queue.try_recv().is_ok() && laptop_queue.try_recv().is_ok());
-        assert!(other_queue.try_recv().is_err(), "another user's socket hears nothing");
+        assert!(phone_queue.try_recv().is_some() && laptop_queue.try_recv().is_some());
+        assert!(other_queue.try_recv().is_none(), "another user's socket hears nothing");
         directory.unregister(&phone);
         directory.unregister(&laptop);
         assert_eq!(directory.users(), 1);

@@ -16,13 +16,13 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chatbox_application::chat::{ChatPorts, Connection};
 use chatbox_application::commands::{ClientCommand, SendMessage};
-use chatbox_application::events::{AnswerStyle, Outbound, ServerEvent};
+use chatbox_application::events::{AnswerStyle, Frame, ServerEvent};
 use chatbox_application::ports::{
     AnswerStream, ChatRequest, Clock, IdGenerator, LlmProvider, ProviderError, Randomness, Role,
     SessionRepository, StreamEvent,
 };
 use chatbox_application::settings::{ModelInfo, RetryPolicy};
-use chatbox_application::socket::{CloseReason, SocketHandle};
+use chatbox_application::socket::{CloseReason, OutboundQueue, SocketBudget, SocketHandle};
 use chatbox_application::{ChatError, ChatService, ChatSettings};
 use chatbox_domain::rate_limit::Quota;
 use chatbox_domain::validation::{MessageContent, Metadata};
@@ -31,7 +31,6 @@ use chatbox_domain::{
 };
 use chatbox_memory_store::MemorySessionRepository;
 use futures::StreamExt;
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 
@@ -270,6 +269,7 @@ fn settings() -> ChatSettings {
         ]),
         max_content_chars: 100,
         message_quota: Quota::new(100, Duration::from_secs(60)).expect("quota"),
+        command_quota: Quota::new(1_000, Duration::from_secs(60)).expect("quota"),
         answer_queue_limit: 3,
         stream_timeout: Duration::from_secs(5),
         idle_timeout: Duration::from_secs(2),
@@ -278,7 +278,7 @@ fn settings() -> ChatSettings {
         system_prompt: Some("Be brief.".into()),
         session_ttl: Duration::from_secs(60),
         reconnect_timeout: Duration::from_secs(60),
-        socket_queue_capacity: 64,
+        max_answer_chars: 10_000,
         replay_page_size: 100,
         retry: RetryPolicy {
             max_retries: 2,
@@ -312,13 +312,19 @@ fn harness() -> Harness {
     harness_with(settings())
 }
 
+/// Frames are sized by their debug text: the real wire encoder lives in the HTTP
+/// adapter, and the byte budget only needs a size that grows with the content.
+fn encode(frame: &Frame) -> String {
+    format!("{:?}", frame.event)
+}
+
 fn user(id: &str) -> UserId {
     UserId::parse(id).expect("user")
 }
 
 struct Client {
     connection: Connection,
-    frames: mpsc::Receiver<Outbound>,
+    frames: OutboundQueue,
     buffered: std::collections::VecDeque<ServerEvent>,
 }
 
@@ -331,13 +337,9 @@ impl Client {
         if let Some(event) = self.buffered.pop_front() {
             return Some(event);
         }
-        match tokio::time::timeout(wait, self.frames.recv()).await.ok()?? {
-            Outbound::Frame(frame) => Some(frame.event.clone()),
-            Outbound::Batch(frames) => {
-                self.buffered.extend(frames.iter().map(|f| f.event.clone()));
-                self.buffered.pop_front()
-            }
-        }
+        let item = tokio::time::timeout(wait, self.frames.recv()).await.ok()??;
+        self.buffered.extend(item.frames().iter().map(|f| f.event.clone()));
+        self.buffered.pop_front()
     }
 
     /// Frames until (and including) the next `done`.
@@ -360,7 +362,7 @@ impl Client {
 
 impl Harness {
     async fn connect(&self, user_id: &str, session: Option<SessionId>, last_seq: Option<Seq>) -> Client {
-        self.connect_with_capacity(user_id, session, last_seq, 64).await
+        self.connect_with_capacity(user_id, session, last_seq, 64 * 1024).await
     }
 
     async fn connect_with_capacity(
@@ -368,9 +370,10 @@ impl Harness {
         user_id: &str,
         session: Option<SessionId>,
         last_seq: Option<Seq>,
-        capacity: usize,
+        budget_bytes: usize,
     ) -> Client {
-        let (socket, frames) = SocketHandle::new(user(user_id), capacity);
+        let (socket, frames) =
+            SocketHandle::new(user(user_id), SocketBudget { max_bytes: budget_bytes, encode });
         let connection = self.service.connect(socket, session, last_seq).await.expect("connect");
         let mut client = Client { connection, frames, buffered: Default::default() };
         match client.next().await {
@@ -764,7 +767,7 @@ async fn a_slow_consumer_is_closed_instead_of_losing_chunks_silently() {
     let session = fast.session_id();
     h.say(&mut fast, "go").await.expect("go");
     assert!(matches!(fast.next().await, ServerEvent::Loading { .. }));
-    let slow = h.connect_with_capacity("u1", Some(session), None, 4).await;
+    let slow = h.connect_with_capacity("u1", Some(session), None, 1024).await;
     let events = fast.until_done().await;
     assert_eq!(done_of(&events).1, FinishReason::Stop, "the fast socket is unaffected");
     assert!(slow.connection.socket().is_closing());
@@ -1024,4 +1027,71 @@ async fn a_long_history_is_replayed_page_by_page_without_loss_or_doubles() {
         }
     }
     assert_eq!(seqs, (1..=10).collect::<Vec<u64>>(), "every stored message once, in order, across 4 pages");
+}
+
+#[tokio::test]
+async fn an_answer_is_cut_at_max_answer_chars_with_finish_reason_length_and_the_provider_stops() {
+    let mut s = settings();
+    s.max_answer_chars = 12;
+    let h = harness_with(s);
+    h.provider.push(vec![Step::Say("héllo wörld "), Step::Say("and more"), Step::Stall]);
+    let mut client = h.connect("u1", None, None).await;
+    h.say(&mut client, "talk a lot").await.expect("sent");
+    let events = client.until_done().await;
+    assert_eq!(answer_text(&events), "héllo wörld ", "exactly 12 characters, cut on a character boundary");
+    assert_eq!(done_of(&events), (Some(Seq(2)), FinishReason::Length));
+    assert_eq!(h.stored(&client.session_id()).await[1].content, "héllo wörld ");
+    assert_eq!(h.provider.dropped.load(Ordering::SeqCst), 1, "the provider request ends with the answer");
+}
+
+#[tokio::test]
+async fn a_slow_consumer_joining_a_long_answer_costs_one_shared_frame_at_most() {
+    const CHUNK_CHARS: usize = 100_000;
+    let mut s = settings();
+    s.max_answer_chars = 2_000_000;
+    let h = harness_with(s);
+    let chunk: &'static str = Box::leak("x".repeat(CHUNK_CHARS).into_boxed_str());
+    let mut script = vec![Step::Say(chunk); 10];
+    script.push(Step::Stall);
+    h.provider.push(script);
+    let mut reader = h.connect_with_capacity("u1", None, None, 4 << 20).await;
+    let session = reader.session_id();
+    h.say(&mut reader, "long").await.expect("sent");
+    assert!(matches!(reader.next().await, ServerEvent::Loading { .. }));
+    for _ in 0..10 {
+        assert!(matches!(reader.next().await, ServerEvent::AnswerChunk { .. }));
+    }
+    // A megabyte is streaming. Two sockets join and never read.
+    let budget = SocketBudget { max_bytes: 64 * 1024, encode };
+    let mut joined = Vec::new();
+    for _ in 0..2 {
+        let (socket, queue) = SocketHandle::new(user("u1"), budget);
+        let connection =
+            h.service.connect(Arc::clone(&socket), Some(session.clone()), None).await.expect("join");
+        joined.push((socket, queue, connection));
+    }
+    let catch_up = |queue: &mut OutboundQueue| {
+        let mut frames = Vec::new();
+        while let Some(item) = queue.try_recv() {
+            frames.extend(item.frames().iter().cloned());
+        }
+        frames
+            .into_iter()
+            .find(|f| matches!(f.event, ServerEvent::AnswerChunk { .. }))
+            .expect("catch-up chunk")
+    };
+    let bytes: Vec<usize> = joined.iter().map(|(socket, _, _)| socket.queued_bytes()).collect();
+    let one_frame = encode(&catch_up(&mut joined[0].1)).len();
+    assert!(one_frame > 1_000_000, "the catch-up frame holds the whole answer so far");
+    for queued in bytes {
+        assert!(queued <= one_frame + 4096, "a joiner holds the catch-up once: {queued} bytes");
+    }
+    let first = catch_up(&mut joined[1].1);
+    let (socket, mut queue, _connection) = joined.remove(0);
+    assert_eq!(socket.queued_bytes(), 0, "freed once the writer took the frames");
+    drop(queue.try_recv());
+    // Both joiners got the same frame: joining copies nothing.
+    let (again, mut again_queue) = SocketHandle::new(user("u1"), budget);
+    let _third = h.service.connect(Arc::clone(&again), Some(session.clone()), None).await.expect("join");
+    assert!(Arc::ptr_eq(&first, &catch_up(&mut again_queue)), "one catch-up frame per answer length");
 }

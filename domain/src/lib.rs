@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 pub mod answer;
+pub mod command_budget;
 pub mod error;
 pub mod handoff;
 pub mod ids;

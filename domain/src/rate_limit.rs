@@ -77,14 +77,22 @@ pub enum Decision {
 /// Decides one request of a key with `state` (None for a key never seen) at `now`.
 #[must_use]
 pub fn check(quota: Quota, state: Option<LimiterState>, now: Duration) -> Decision {
-    let interval = quota.emission_interval();
-    // The bucket may run ahead of `now` by at most window - interval: that is the
-    // burst of `limit` requests.
-    let tolerance = quota.window.saturating_sub(interval);
+    check_cost(quota, state, now, 1)
+}
+
+/// Decides a request that counts as `cost` requests (at least 1, at most the quota's
+/// limit, so every request can pass once the key has recovered).
+#[must_use]
+pub fn check_cost(quota: Quota, state: Option<LimiterState>, now: Duration, cost: u32) -> Decision {
+    let cost = cost.clamp(1, quota.limit);
+    let increment = quota.emission_interval().saturating_mul(cost);
     let tat = state.map_or(now, |s| s.tat.max(now));
-    let allow_at = tat.saturating_sub(tolerance);
+    let next = tat.saturating_add(increment);
+    // The bucket may run ahead of `now` by at most one window: that is the burst of
+    // `limit` requests.
+    let allow_at = next.saturating_sub(quota.window);
     if now >= allow_at {
-        Decision::Allowed(LimiterState { tat: tat + interval })
+        Decision::Allowed(LimiterState { tat: next })
     } else {
         Decision::Limited { retry_after: allow_at - now }
     }

@@ -21,6 +21,7 @@ use chatbox_application::settings::{ModelInfo, RetryPolicy};
 use chatbox_application::{ChatService, ChatSettings};
 use chatbox_domain::rate_limit::Quota;
 use chatbox_domain::{ModelId, Timestamp};
+use chatbox_http::server::ServerLimits;
 use chatbox_http::{HttpConfig, HttpState, JwtSettings, JwtVerifier};
 use chatbox_llm::{AnthropicProvider, DemoProvider, DifyProvider, OpenAiProvider, ProviderConfig};
 use chatbox_memory_store::MemorySessionRepository;
@@ -115,10 +116,13 @@ impl Application {
         }
         let quota = Quota::new(settings.rate_limit, settings.rate_window)
             .context("RATE_LIMIT and RATE_WINDOW must be positive")?;
+        let command_quota = Quota::new(settings.ws_command_budget, Duration::from_secs(60))
+            .context("WS_COMMAND_BUDGET must be positive")?;
         let chat_settings = ChatSettings {
             models: Arc::from(models),
             max_content_chars: settings.max_content_chars,
             message_quota: quota,
+            command_quota,
             answer_queue_limit: settings.answer_queue_limit,
             stream_timeout: settings.llm_stream_timeout,
             idle_timeout: settings.llm_idle_timeout,
@@ -127,7 +131,7 @@ impl Application {
             system_prompt: settings.llm_system_prompt.clone(),
             session_ttl: settings.session_ttl,
             reconnect_timeout: settings.reconnect_timeout,
-            socket_queue_capacity: settings.ws_send_queue,
+            max_answer_chars: settings.max_answer_chars,
             replay_page_size: 200,
             retry: RetryPolicy {
                 max_retries: settings.llm_max_retries,
@@ -170,7 +174,7 @@ impl Application {
                 pong_timeout: settings.ws_pong_timeout,
                 write_timeout: settings.ws_write_timeout,
                 enforce_token_expiry: settings.jwt_enforce_expiry_on_open_sockets,
-                socket_queue_capacity: settings.ws_send_queue,
+                send_buffer_bytes: settings.ws_send_buffer,
             },
             tasks: tasks.clone(),
             shutdown: CancellationToken::new(),
@@ -200,8 +204,12 @@ impl Application {
 
         let server_done = CancellationToken::new();
         let routes = chatbox_http::routes(Arc::clone(&http));
-        let server = warp::serve(routes).incoming(listener).graceful(server_done.clone().cancelled_owned());
-        let server = tokio::spawn(server.run());
+        let limits = ServerLimits {
+            header_read_timeout: settings.http_header_read_timeout,
+            keepalive_timeout: settings.http_keepalive_timeout,
+            max_pending: settings.http_max_pending_connections,
+        };
+        let server = tokio::spawn(chatbox_http::server::serve(listener, routes, limits, server_done.clone()));
         info!("Server listening on {address}");
 
         shutdown.await;

@@ -9,7 +9,9 @@ use crate::config::LogFormat;
 
 const QUIET_LIBRARIES: &[&str] = &[
     "warp=info",
-    "hyper=info",
+    // hyper warns once per connection that misses its header deadline: a client could
+    // turn that into a log flood.
+    "hyper=error",
     "hyper_util=info",
     "tungstenite=info",
     "tokio_tungstenite=info",

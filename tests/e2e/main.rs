@@ -9,6 +9,7 @@ mod ws;
 
 mod chat;
 mod connect;
+mod hardening;
 mod lifecycle;
 mod limits;
 mod providers;

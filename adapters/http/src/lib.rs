@@ -9,6 +9,7 @@
 
 pub mod auth;
 pub mod routes;
+pub mod server;
 pub mod wire;
 mod ws;
 
@@ -43,8 +44,9 @@ pub struct HttpConfig {
     pub write_timeout: Duration,
     /// `JWT_ENFORCE_EXPIRY_ON_OPEN_SOCKETS`.
     pub enforce_token_expiry: bool,
-    /// Frames a socket may have queued before it counts as a slow consumer.
-    pub socket_queue_capacity: usize,
+    /// `WS_SEND_BUFFER`: bytes a socket may have queued before it counts as a slow
+    /// consumer.
+    pub send_buffer_bytes: usize,
 }
 
 /// What the routes share.

@@ -12,10 +12,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
+use chatbox_application::ChatError;
 use chatbox_application::chat::Connection;
-use chatbox_application::events::{Outbound, ServerEvent};
+use chatbox_application::events::ServerEvent;
 use chatbox_application::limits::{ConnectionPermit, GateError};
-use chatbox_application::socket::{CloseReason, SocketHandle};
+use chatbox_application::socket::{CloseReason, OutboundQueue, SocketBudget, SocketHandle};
+use chatbox_domain::command_budget::CommandKind;
 use chatbox_domain::{ErrorCode, Seq, SessionId};
 use futures::stream::{SplitSink, SplitStream};
 use futures::{SinkExt, StreamExt};
@@ -54,7 +56,11 @@ pub(crate) fn upgrade(
     if state.gate.is_draining() {
         return error_response(ErrorCode::ServiceUnavailable, "Server is shutting down", None);
     }
-    let user = match authenticate(state, headers, query) {
+    let offered = match OfferedProtocols::read(headers) {
+        Ok(offered) => offered,
+        Err(problem) => return error_response(ErrorCode::BadRequest, problem, None),
+    };
+    let user = match authenticate(state, headers, offered.token.as_deref(), query) {
         Ok(user) => user,
         Err(error) => return auth_error_response(error),
     };
@@ -123,16 +129,63 @@ pub(crate) fn upgrade(
     if let Ok(accept) = HeaderValue::from_str(&accept_key) {
         headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
     }
+    if offered.speaks_ours {
+        headers.insert(header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(SUBPROTOCOL));
+    }
     response
 }
 
-/// The token from `Authorization: Bearer`, else from `?token=`.
+/// The subprotocol this server speaks. A browser cannot set `Authorization` on a
+/// WebSocket, and a `?token=` lands in proxy access logs; so a client may offer its token
+/// as a `bearer.<token>` entry of `Sec-WebSocket-Protocol` next to this name, and only
+/// this name is echoed back (the way Kubernetes takes bearer tokens from browsers).
+pub const SUBPROTOCOL: &str = "chatbox.v1";
+const BEARER_PROTOCOL_PREFIX: &str = "bearer.";
+
+/// What the client offered in `Sec-WebSocket-Protocol`.
+#[derive(Default)]
+struct OfferedProtocols {
+    /// The token of a `bearer.<token>` entry.
+    token: Option<String>,
+    /// Whether [`SUBPROTOCOL`] was offered.
+    speaks_ours: bool,
+}
+
+impl OfferedProtocols {
+    fn read(headers: &HeaderMap) -> Result<Self, &'static str> {
+        let mut offered = Self::default();
+        let entries = headers
+            .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(','))
+            .map(str::trim);
+        for entry in entries {
+            if entry == SUBPROTOCOL {
+                offered.speaks_ours = true;
+            } else if let Some(token) = entry.strip_prefix(BEARER_PROTOCOL_PREFIX) {
+                offered.token = Some(token.to_owned());
+            }
+        }
+        // A browser fails the handshake unless one offered name comes back, and the
+        // bearer entry must never be echoed: it needs the real name beside it.
+        if offered.token.is_some() && !offered.speaks_ours {
+            return Err("Offer the chatbox.v1 subprotocol next to the bearer entry");
+        }
+        Ok(offered)
+    }
+}
+
+/// The token from `Authorization: Bearer`, else from the `bearer.` subprotocol entry,
+/// else from `?token=` (kept for the earlier clients).
 fn authenticate(
     state: &HttpState,
     headers: &HeaderMap,
+    protocol_token: Option<&str>,
     query: &HashMap<String, String>,
 ) -> Result<AuthenticatedUser, AuthError> {
     let token = crate::routes::bearer_token(headers)
+        .or(protocol_token.map(str::trim).filter(|t| !t.is_empty()))
         .or_else(|| query.get("token").map(String::as_str).map(str::trim).filter(|t| !t.is_empty()))
         .ok_or(AuthError::Missing)?;
     state.jwt.verify(token)
@@ -181,6 +234,8 @@ enum ReadEnd {
     Broken,
     /// The connection could not be set up: close 1011 after the queued error.
     Internal,
+    /// The client kept sending far past its command budget: close 1008.
+    Flooding,
     /// The writer closed the socket first.
     Stopped,
 }
@@ -193,6 +248,7 @@ impl ReadEnd {
             Self::FrameTooBig => (CloseCode::Size, "Message too big"),
             Self::PingTimeout => (CloseCode::Policy, "Ping timeout"),
             Self::Internal => (CloseCode::Error, "Internal error"),
+            Self::Flooding => (CloseCode::Policy, "Too many requests"),
             Self::ClientClosed | Self::Broken | Self::Stopped => return None,
         };
         Some(CloseFrame { code, reason: Utf8Bytes::from_static(reason) })
@@ -207,7 +263,8 @@ async fn serve(
     last_seq: Option<Seq>,
     permit: ConnectionPermit,
 ) {
-    let (handle, queue) = SocketHandle::new(user.id.clone(), state.config.socket_queue_capacity);
+    let budget = SocketBudget { max_bytes: state.config.send_buffer_bytes, encode: wire::encode };
+    let (handle, queue) = SocketHandle::new(user.id.clone(), budget);
     let started = std::time::Instant::now();
     info!(user_id = %user.id, socket_id = %handle.id(), "socket connected");
     let (sink, mut stream) = socket.split();
@@ -245,7 +302,11 @@ async fn serve(
     if close.is_some()
         && matches!(
             read_end,
-            ReadEnd::Stopped | ReadEnd::PingTimeout | ReadEnd::FrameTooBig | ReadEnd::Internal
+            ReadEnd::Stopped
+                | ReadEnd::PingTimeout
+                | ReadEnd::FrameTooBig
+                | ReadEnd::Internal
+                | ReadEnd::Flooding
         )
     {
         // Complete the closing handshake: wait briefly for the client's close frame, so
@@ -299,7 +360,9 @@ async fn read_loop(
             Message::Close(_) => return ReadEnd::ClientClosed,
             Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => continue,
             Message::Binary(_) => {
-                reply_wire_error(state, connection, &WireError::Binary);
+                if let Some(end) = refuse_frame(state, connection, &WireError::Binary) {
+                    return end;
+                }
                 continue;
             }
         };
@@ -312,27 +375,48 @@ async fn read_loop(
                     debug!(code = %error.code(), "command refused");
                     let session = Some(connection.session_id().clone());
                     connection.socket().send(chat.error_frame(&error, session));
+                    if matches!(error, ChatError::Flooding) {
+                        return ReadEnd::Flooding;
+                    }
                 }
             }
-            Err(error) => reply_wire_error(state, connection, &error),
+            Err(error) => {
+                if let Some(end) = refuse_frame(state, connection, &error) {
+                    return end;
+                }
+            }
         }
     }
 }
 
-fn reply_wire_error(state: &HttpState, connection: &Connection, error: &WireError) {
+/// Answers a frame that could not be parsed with its error, after charging the
+/// connection's budget for it (a flood of garbage is a flood); `Some` when the
+/// connection must close.
+fn refuse_frame(state: &HttpState, connection: &mut Connection, error: &WireError) -> Option<ReadEnd> {
     debug!(%error, "frame refused");
-    connection.socket().send(state.chat.frame(ServerEvent::Error {
-        session_id: None,
-        code: error.code(),
-        message: error.to_string(),
-        retry_after: None,
-    }));
+    let (frame, end) = match state.chat.charge(connection, CommandKind::Malformed) {
+        Ok(()) => {
+            let frame = state.chat.frame(ServerEvent::Error {
+                session_id: None,
+                code: error.code(),
+                message: error.to_string(),
+                retry_after: None,
+            });
+            (frame, None)
+        }
+        Err(refusal) => {
+            let end = matches!(refusal, ChatError::Flooding).then_some(ReadEnd::Flooding);
+            (state.chat.error_frame(&refusal, None), end)
+        }
+    };
+    connection.socket().send(frame);
+    end
 }
 
 async fn write_loop(
     state: &HttpState,
     mut sink: SplitSink<Socket, Message>,
-    mut queue: tokio::sync::mpsc::Receiver<Outbound>,
+    mut queue: OutboundQueue,
     handle: &SocketHandle,
     token_deadline: Option<SystemTime>,
     reader_done: &CancellationToken,
@@ -363,15 +447,12 @@ async fn write_loop(
                 break Some(Some(CloseReason::TokenExpired));
             }
             item = queue.recv() => {
-                let frames = match item {
-                    Some(Outbound::Frame(frame)) => vec![frame],
-                    Some(Outbound::Batch(frames)) => frames,
-                    None => break None,
-                };
+                // The item's bytes count against the socket's budget until it is written.
+                let Some(item) = item else { break None };
                 let written = tokio::select! {
                     biased;
                     () = handle.closed() => break Some(handle.close_reason()),
-                    written = write_frames(state, &mut sink, &frames) => written,
+                    written = write_frames(state, &mut sink, item.frames()) => written,
                 };
                 if !written {
                     break None;
@@ -388,14 +469,10 @@ async fn write_loop(
         Some(reason) => Some(close_frame(reason)),
         None => {
             let end = read_end.get().copied().unwrap_or(ReadEnd::Broken);
-            if end == ReadEnd::Internal {
+            if matches!(end, ReadEnd::Internal | ReadEnd::Flooding) {
                 // The error frame explaining why is already queued: deliver it first.
-                let pending: Vec<_> = std::iter::from_fn(|| queue.try_recv().ok())
-                    .flat_map(|item| match item {
-                        Outbound::Frame(frame) => vec![frame],
-                        Outbound::Batch(frames) => frames,
-                    })
-                    .collect();
+                let pending: Vec<_> =
+                    std::iter::from_fn(|| queue.try_recv()).flat_map(|item| item.frames().to_vec()).collect();
                 let _ = write_frames(state, &mut sink, &pending).await;
             }
             end.close_frame()

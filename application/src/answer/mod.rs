@@ -220,13 +220,12 @@ impl Actor {
             style,
         });
         let (model_id, user_id) = self.live.with_state(|state| {
-            state.streaming = Some(StreamingAnswer {
-                message_id: message_id.clone(),
-                model_id: state.session.model_id.clone(),
+            state.streaming = Some(StreamingAnswer::new(
+                message_id.clone(),
+                state.session.model_id.clone(),
                 style,
-                text: String::new(),
-                cancel: cancel.clone(),
-            });
+                cancel.clone(),
+            ));
             state.broadcast(&loading, None);
             (state.session.model_id.clone(), state.session.owner.clone())
         });

@@ -20,6 +20,8 @@ struct Progress {
     usage: Option<Usage>,
     first_token: Option<std::time::Duration>,
     conversation: Option<ProviderConversation>,
+    /// Characters streamed so far.
+    chars: usize,
 }
 
 impl Progress {
@@ -50,7 +52,8 @@ impl Actor {
                 Ok(started) => started,
                 Err(outcome) => return outcome,
             };
-        let mut progress = Progress { model_id, usage: None, first_token: None, conversation: None };
+        let mut progress =
+            Progress { model_id, usage: None, first_token: None, conversation: None, chars: 0 };
         for event in first_events {
             if let Some(reason) = self.apply(event, &mut progress, answer) {
                 return progress.ended(reason);
@@ -102,20 +105,30 @@ impl Actor {
                 progress
                     .first_token
                     .get_or_insert_with(|| self.deps.monotonic().saturating_sub(answer.started));
-                let chunk = self.frame(ServerEvent::AnswerChunk {
-                    session_id: self.live.id().clone(),
-                    message_id: answer.message_id.clone(),
-                    model_id: progress.model_id.clone(),
-                    delta: Arc::from(text.as_str()),
-                    style: answer.style,
-                });
-                self.live.with_state(|state| {
-                    if let Some(streaming) = state.streaming.as_mut() {
-                        streaming.text.push_str(&text);
-                    }
-                    state.broadcast(&chunk, None);
-                });
-                None
+                // An answer's memory is bounded: at MAX_ANSWER_CHARS it is cut, and the
+                // provider request ends with the stream.
+                let room = self.deps.settings.max_answer_chars.saturating_sub(progress.chars);
+                let (delta, reached) = match text.char_indices().nth(room) {
+                    Some((cut, _)) => (&text[..cut], true),
+                    None => (text.as_str(), false),
+                };
+                progress.chars = progress.chars.saturating_add(delta.chars().count());
+                if !delta.is_empty() {
+                    let chunk = self.frame(ServerEvent::AnswerChunk {
+                        session_id: self.live.id().clone(),
+                        message_id: answer.message_id.clone(),
+                        model_id: progress.model_id.clone(),
+                        delta: Arc::from(delta),
+                        style: answer.style,
+                    });
+                    self.live.with_state(|state| {
+                        if let Some(streaming) = state.streaming.as_mut() {
+                            streaming.append(delta);
+                        }
+                        state.broadcast(&chunk, None);
+                    });
+                }
+                reached.then_some(FinishReason::Length)
             }
             StreamEvent::Usage(usage) => {
                 progress.usage = Some(usage);

@@ -23,6 +23,7 @@ mod submit;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use chatbox_domain::command_budget::{CommandBudget, CommandKind, Spend};
 use chatbox_domain::{ModelId, Seq, SessionId, UserId};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -73,6 +74,8 @@ impl std::fmt::Debug for ChatService {
 #[derive(Debug)]
 pub struct Connection {
     socket: Arc<SocketHandle>,
+    /// Pays for every command this socket sends.
+    budget: CommandBudget,
     bound: Option<Arc<LiveSession>>,
     issued: SessionId,
     selected_model: Option<ModelId>,
@@ -174,8 +177,13 @@ impl ChatService {
         requested: Option<SessionId>,
         last_seq: Option<Seq>,
     ) -> Result<Connection, ChatError> {
-        let mut connection =
-            Connection { socket, bound: None, issued: self.new_session_id()?, selected_model: None };
+        let mut connection = Connection {
+            socket,
+            budget: CommandBudget::new(self.deps.settings.command_quota),
+            bound: None,
+            issued: self.new_session_id()?,
+            selected_model: None,
+        };
         let resumed = match requested {
             Some(id) => self.owned_live(connection.socket.user(), &id).await?,
             None => None,
@@ -188,11 +196,26 @@ impl ChatService {
         Ok(connection)
     }
 
-    /// Handles one client command.
+    /// Charges the connection's command budget for one command of `kind` (the adapter
+    /// charges frames it could not parse as [`CommandKind::Malformed`]).
+    ///
+    /// # Errors
+    /// [`ChatError::RateLimited`] over budget; [`ChatError::Flooding`] far past it, after
+    /// which the adapter closes the socket.
+    pub fn charge(&self, connection: &mut Connection, kind: CommandKind) -> Result<(), ChatError> {
+        match connection.budget.spend(kind, self.deps.clock.monotonic()) {
+            Spend::Allowed => Ok(()),
+            Spend::Refused { retry_after } => Err(ChatError::RateLimited { retry_after }),
+            Spend::Flooding => Err(ChatError::Flooding),
+        }
+    }
+
+    /// Handles one client command, after charging the connection's budget for it.
     ///
     /// # Errors
     /// A [`ChatError`] for the socket that sent the command.
     pub async fn handle(&self, connection: &mut Connection, command: ClientCommand) -> Result<(), ChatError> {
+        self.charge(connection, command.kind())?;
         match command {
             ClientCommand::SendMessage(message) => self.send_message(connection, message).await,
             ClientCommand::Attachment(attachment) => self.attach_file(connection, attachment).await,

@@ -84,10 +84,12 @@ impl ChatService {
                 })
                 .collect();
             if full {
-                // More may follow: deliver this page now and read on.
+                // More may follow: deliver this page now and read on, at the pace the
+                // client reads (the socket's queue is bounded in bytes).
                 if !connection.socket.send_batch(frames) {
                     return Ok(true);
                 }
+                connection.socket.wait_for_room().await;
                 continue;
             }
             let step = live.with_state(|state| {
@@ -126,9 +128,9 @@ impl ChatService {
     pub(super) fn in_progress_frames(
         &self,
         session_id: &SessionId,
-        state: &crate::live::LiveState,
+        state: &mut crate::live::LiveState,
     ) -> Vec<Arc<Frame>> {
-        let Some(answer) = &state.streaming else {
+        let Some(answer) = state.streaming.as_mut() else {
             return Vec::new();
         };
         let mut frames = vec![self.frame(ServerEvent::Loading {
@@ -136,15 +138,17 @@ impl ChatService {
             message_id: answer.message_id.clone(),
             style: answer.style,
         })];
-        if !answer.text.is_empty() {
-            frames.push(self.frame(ServerEvent::AnswerChunk {
+        let (message_id, model_id, style) =
+            (answer.message_id.clone(), answer.model_id.clone(), answer.style);
+        frames.extend(answer.catch_up(|delta| {
+            self.frame(ServerEvent::AnswerChunk {
                 session_id: session_id.clone(),
-                message_id: answer.message_id.clone(),
-                model_id: answer.model_id.clone(),
-                delta: Arc::from(answer.text.as_str()),
-                style: answer.style,
-            }));
-        }
+                message_id,
+                model_id,
+                delta,
+                style,
+            })
+        }));
         frames
     }
 

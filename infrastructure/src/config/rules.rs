@@ -176,6 +176,11 @@ pub(super) fn load(source: &Source, dev_flag: bool, config_file: Option<PathBuf>
     let providers = providers(&mut r, dev);
     let storage = storage(&mut r, dev);
     let alerts = alerts(&mut r);
+    if r.source.names().any(|name| name == "WS_SEND_QUEUE") {
+        r.warnings.push(
+            "WS_SEND_QUEUE is no longer read: a socket's queue is bounded in bytes by WS_SEND_BUFFER".into(),
+        );
+    }
     let unused: Vec<&str> = NOT_YET_USED.iter().copied().filter(|name| r.source.is_set(name)).collect();
     if !unused.is_empty() {
         r.warnings.push(format!(
@@ -234,7 +239,12 @@ pub(super) fn load(source: &Source, dev_flag: bool, config_file: Option<PathBuf>
         ws_ping_interval: r.duration("WS_PING_INTERVAL", "54s"),
         ws_pong_timeout: r.duration("WS_PONG_TIMEOUT", "60s"),
         ws_write_timeout: r.duration("WS_WRITE_TIMEOUT", "10s"),
-        ws_send_queue: r.number("WS_SEND_QUEUE", 256),
+        ws_send_buffer: r.number("WS_SEND_BUFFER", 262_144),
+        ws_command_budget: r.number("WS_COMMAND_BUDGET", 120),
+        http_header_read_timeout: r.duration("HTTP_HEADER_READ_TIMEOUT", "10s"),
+        http_keepalive_timeout: r.duration("HTTP_KEEPALIVE_TIMEOUT", "60s"),
+        http_max_pending_connections: r.number("HTTP_MAX_PENDING_CONNECTIONS", 1024),
+        max_answer_chars: r.number("MAX_ANSWER_CHARS", 100_000),
         answer_queue_limit: r.number("ANSWER_QUEUE_LIMIT", 3),
         config_file,
     };
