@@ -295,10 +295,9 @@ fn oracle(text: &str, max_chars: usize) -> Expected {
         "file_upload" | "voice_message" => {
             let file_id = text_of("file_id");
             let file_id = check.required(file_id.as_deref());
-            // Unlike the ids above, an attachment id is only bounded, not checked for
-            // control characters (`validation::parse_file_id`: not blank, ≤255 bytes).
+            // Like the ids above: not blank, ≤255 bytes, no control characters.
             let file_id = file_id.trim();
-            if file_id.is_empty() || file_id.len() > 255 {
+            if file_id.is_empty() || file_id.len() > 255 || file_id.chars().any(char::is_control) {
                 check.fail(INVALID_FORMAT);
             }
             let file_id = json!(file_id);
