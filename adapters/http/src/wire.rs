@@ -350,7 +350,6 @@ pub fn encode(frame: &Frame) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
 
     fn now() -> Timestamp {
         chrono::DateTime::from_timestamp(1_800_000_000, 0).expect("time")
