@@ -1,4 +1,5 @@
-//! The `chatbox` binary: `chatbox [--dev]`.
+//! The `chatbox` binary: `chatbox [--dev]`, or `chatbox healthcheck` (see
+//! [`chatbox::healthcheck`]).
 
 #![forbid(unsafe_code)]
 
@@ -12,6 +13,10 @@ use tracing::{error, info, warn};
 const DEV_TOKEN_TTL: Duration = Duration::from_secs(24 * 3600);
 
 fn main() -> ExitCode {
+    // Before the configuration is loaded: the health check must not need (or log) it.
+    if std::env::args().nth(1).as_deref() == Some("healthcheck") {
+        return chatbox::healthcheck::run();
+    }
     let dev = std::env::args().skip(1).any(|arg| arg == "--dev");
     let loaded = config::load_from_env(dev);
     // Problems that stop the start are printed whatever LOG_LEVEL says (it may be the
