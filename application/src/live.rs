@@ -91,6 +91,8 @@ pub struct LiveState {
     pub last_activity: Duration,
     /// Since when no socket is bound (for `RECONNECT_TIMEOUT`), on the same clock.
     pub unattended_since: Option<Duration>,
+    /// An answer waits in the session actor's outbox for storage to return.
+    pub unstored_answer: bool,
     clock: Arc<dyn Clock>,
     subscribers: Vec<Arc<SocketHandle>>,
     recent_client_ids: VecDeque<ClientMessageId>,
@@ -281,6 +283,7 @@ impl LiveSessions {
                         queued_turns: 0,
                         last_activity: self.clock.monotonic(),
                         unattended_since: Some(self.clock.monotonic()),
+                        unstored_answer: false,
                         clock: Arc::clone(&self.clock),
                         subscribers: Vec::new(),
                         recent_client_ids,
@@ -313,6 +316,7 @@ impl LiveSessions {
                 let idle = s.subscribers.is_empty()
                     && s.streaming.is_none()
                     && s.queued_turns == 0
+                    && !s.unstored_answer
                     && now.saturating_sub(s.last_activity) >= ttl;
                 if idle {
                     s.evicted = true;

@@ -1095,3 +1095,38 @@ async fn a_slow_consumer_joining_a_long_answer_costs_one_shared_frame_at_most() 
     let _third = h.service.connect(Arc::clone(&again), Some(session.clone()), None).await.expect("join");
     assert!(Arc::ptr_eq(&first, &catch_up(&mut again_queue)), "one catch-up frame per answer length");
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_answer_that_finished_while_storage_failed_is_held_and_stored_once_when_it_returns() {
+    let h = harness();
+    h.provider.push(vec![Step::Say("part"), Step::Wait(Duration::from_millis(50)), Step::Say(" two")]);
+    let mut client = h.connect("u1", None, None).await;
+    let session = client.session_id();
+    h.say(&mut client, "question").await.expect("sent");
+    assert!(matches!(client.next().await, ServerEvent::Loading { .. }));
+    assert!(matches!(client.next().await, ServerEvent::AnswerChunk { .. }));
+    *h.storage.mode.lock().expect("lock") = Storage::Fails;
+    let events = client.until_done().await;
+    assert_eq!(error_code(&events), Some(ErrorCode::DatabaseError), "the client is told: {events:?}");
+    assert_eq!(done_of(&events), (None, FinishReason::Stop), "not stored yet, so no seq");
+
+    // While the answer is held, nothing else is stored after it.
+    h.say(&mut client, "meanwhile").await.expect("accepted");
+    assert!(matches!(client.next().await, ServerEvent::Error { code: ErrorCode::DatabaseError, .. }));
+    assert_eq!(h.service.cleanup_sessions(), 0, "a session with a held answer stays live");
+
+    *h.storage.mode.lock().expect("lock") = Storage::Works;
+    // The actor retries on its own timer (virtual time moves while it waits).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while h.stored(&session).await.len() < 2 {
+        assert!(tokio::time::Instant::now() < deadline, "the held answer was never stored");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let stored: Vec<(u64, String)> =
+        h.stored(&session).await.into_iter().map(|m| (m.seq.0, m.content)).collect();
+    assert_eq!(stored, [(1, "question".to_owned()), (2, "part two".to_owned())]);
+    h.say(&mut client, "again").await.expect("sent");
+    assert_eq!(done_of(&client.until_done().await).0, Some(Seq(4)), "sequence numbers continue in order");
+    let seqs: Vec<u64> = h.stored(&session).await.into_iter().map(|m| m.seq.0).collect();
+    assert_eq!(seqs, [1, 2, 3, 4], "stored exactly once, gapless");
+}
