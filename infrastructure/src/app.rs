@@ -25,6 +25,7 @@ use chatbox_http::server::ServerLimits;
 use chatbox_http::{HttpConfig, HttpState, JwtSettings, JwtVerifier};
 use chatbox_llm::{AnthropicProvider, DemoProvider, DifyProvider, OpenAiProvider, ProviderConfig};
 use chatbox_memory_store::MemorySessionRepository;
+use chatbox_mongodb_store::{EncryptionKey, KeyId, KeyRing, MongoConfig, MongoSessionRepository};
 use tokio::net::{TcpListener, TcpSocket};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -80,6 +81,47 @@ impl Randomness for ThreadRandomness {
     }
 }
 
+/// Connects to MongoDB per `MONGO_*` and `ENCRYPTION_*`: waits for a server (with the
+/// retries), creates the indexes; fails with a clear error (never the URI) otherwise.
+///
+/// # Errors
+/// When MongoDB is not configured, unreachable after the retries, or its indexes cannot
+/// be created.
+pub async fn mongo_repository(settings: &Settings) -> anyhow::Result<MongoSessionRepository> {
+    let mongo = settings.mongo.as_ref().context("MongoDB storage needs MONGO_URI")?;
+    let keys = match &settings.encryption {
+        None => None,
+        Some(encryption) => {
+            let old = encryption
+                .old_keys
+                .iter()
+                .map(|(id, key)| Ok((KeyId::parse(id)?, EncryptionKey::from_bytes(*key.expose()))))
+                .collect::<Result<Vec<_>, chatbox_mongodb_store::crypto::KeyError>>()
+                .context("ENCRYPTION_OLD_KEYS")?;
+            let current = KeyId::parse(&encryption.key_id).context("ENCRYPTION_KEY_ID")?;
+            Some(
+                KeyRing::new(current, &EncryptionKey::from_bytes(*encryption.key.expose()), &old)
+                    .context("ENCRYPTION_OLD_KEYS")?,
+            )
+        }
+    };
+    let config = MongoConfig {
+        uri: mongo.uri.expose().to_owned(),
+        database: mongo.database.clone(),
+        collection: mongo.collection.clone(),
+        connect_timeout: mongo.connect_timeout,
+        retry: chatbox_mongodb_store::RetryPolicy {
+            attempts: mongo.retry_attempts,
+            delay: mongo.retry_delay,
+            max_delay: mongo.retry_max_delay,
+        },
+        keys,
+    };
+    let repository = MongoSessionRepository::connect(config).await.context("cannot use MongoDB storage")?;
+    info!(database = %mongo.database, collection = %mongo.collection, "MongoDB storage ready");
+    Ok(repository)
+}
+
 /// A built application: listening, not yet serving.
 #[derive(Debug)]
 pub struct Application {
@@ -102,9 +144,7 @@ impl Application {
             StorageBackend::Memory => {
                 Arc::new(MemorySessionRepository::new(settings.memory_store_max_sessions))
             }
-            StorageBackend::MongoDb => {
-                anyhow::bail!("mongodb storage is not available in this build")
-            }
+            StorageBackend::MongoDb => Arc::new(mongo_repository(&settings).await?),
         };
         let mut providers: HashMap<ModelId, Arc<dyn LlmProvider>> = HashMap::new();
         let mut models = Vec::with_capacity(settings.providers.len());

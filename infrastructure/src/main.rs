@@ -1,7 +1,10 @@
-//! The `chatbox` binary: `chatbox [--dev]`, or `chatbox healthcheck` (see
-//! [`chatbox::healthcheck`]).
+//! The `chatbox` binary: `chatbox [--dev]` serves; `chatbox healthcheck` asks a running
+//! server for its health (see [`chatbox::healthcheck`]); `chatbox migrate` converts the
+//! earlier service's stored sessions (see `migrate.rs`). Anything else is refused.
 
 #![forbid(unsafe_code)]
+
+mod migrate;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -13,11 +16,18 @@ use tracing::{error, info, warn};
 const DEV_TOKEN_TTL: Duration = Duration::from_secs(24 * 3600);
 
 fn main() -> ExitCode {
-    // Before the configuration is loaded: the health check must not need (or log) it.
-    if std::env::args().nth(1).as_deref() == Some("healthcheck") {
-        return chatbox::healthcheck::run();
-    }
-    let dev = std::env::args().skip(1).any(|arg| arg == "--dev");
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let dev = match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+        // Before the configuration is loaded: the health check must not need (or log) it.
+        ["healthcheck"] => return chatbox::healthcheck::run(),
+        ["migrate"] => return migrate::main(),
+        [] => false,
+        ["--dev"] => true,
+        _ => {
+            eprintln!("usage: chatbox [--dev] | chatbox healthcheck | chatbox migrate");
+            return ExitCode::from(2);
+        }
+    };
     let loaded = config::load_from_env(dev);
     // Problems that stop the start are printed whatever LOG_LEVEL says (it may be the
     // problem, or `off`): an operator must always see why the process exited.

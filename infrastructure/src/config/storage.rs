@@ -195,11 +195,8 @@ pub(super) fn storage(r: &mut Reader<'_>, dev: bool) -> StorageSettings {
         }
         StorageBackend::Memory
     } else {
-        if requested == StorageBackend::MongoDb {
-            if mongo.is_none() {
-                r.fail("MONGO_URI", "is required when STORAGE_BACKEND is mongodb");
-            }
-            r.fail("STORAGE_BACKEND", "mongodb storage is not available in this build yet; use memory");
+        if requested == StorageBackend::MongoDb && mongo.is_none() {
+            r.fail("MONGO_URI", "is required when STORAGE_BACKEND is mongodb");
         }
         requested
     };
@@ -248,6 +245,15 @@ mod tests {
             with(&[("ENCRYPTION_KEY", hex), ("ENCRYPTION_OLD_KEYS", &old_keys)]).settings.expect("valid");
         let encryption = settings.encryption.expect("configured");
         assert_eq!((encryption.key_id.as_str(), encryption.old_keys.len()), ("k1", 1));
+    }
+
+    #[test]
+    fn mongodb_is_chosen_by_a_uri_and_needs_one() {
+        let settings = with(&[("MONGO_URI", "mongodb://127.0.0.1:27017")]).settings.expect("valid");
+        assert_eq!(settings.storage_backend, StorageBackend::MongoDb);
+        assert_eq!(settings.mongo.as_ref().map(|m| m.collection.as_str()), Some("sessions"));
+        let problems = with(&[("STORAGE_BACKEND", "mongodb")]).settings.expect_err("no URI");
+        assert!(problems.iter().any(|p| p.starts_with("MONGO_URI: ")), "{problems:?}");
     }
 
     #[test]

@@ -1,0 +1,60 @@
+//! The indexes, created at start-up (creating an existing index is a no-op).
+//!
+//! Messages: `(session_id, seq)` unique — the store itself refuses a second message at a
+//! taken sequence number, and it serves every message read (a page after a `seq`, the
+//! last `n`).
+//!
+//! Sessions, for the admin API's listings, each ending in the sort key the listing uses:
+//! a user's sessions by recent activity, sessions by status, by creation time, those that
+//! asked for help and those an admin assisted (newest first); and `schema`, so finding
+//! documents of the earlier layout (`schema` absent) does not scan the collection.
+
+use std::future::IntoFuture;
+
+use chatbox_application::ports::RepositoryError;
+use mongodb::IndexModel;
+use mongodb::bson::{Document, doc};
+use mongodb::options::IndexOptions;
+
+use crate::MongoSessionRepository;
+use crate::documents::field;
+use crate::error::storage_error;
+use crate::retry::retrying;
+
+fn index(name: &str, keys: Document, unique: bool) -> IndexModel {
+    let options = IndexOptions::builder().name(name.to_owned()).unique(unique.then_some(true)).build();
+    IndexModel::builder().keys(keys).options(options).build()
+}
+
+/// The session indexes, by name.
+pub(crate) fn session_indexes() -> Vec<IndexModel> {
+    vec![
+        index("user_last_activity", doc! { field::USER_ID: 1, field::LAST_ACTIVITY: -1 }, false),
+        index("status_last_activity", doc! { field::STATUS: 1, field::LAST_ACTIVITY: -1 }, false),
+        index("created_at", doc! { field::CREATED_AT: -1 }, false),
+        index("help_requested_created_at", doc! { field::HELP_REQUESTED: 1, field::CREATED_AT: -1 }, false),
+        index("admin_assisted_created_at", doc! { field::ADMIN_ASSISTED: 1, field::CREATED_AT: -1 }, false),
+        index("schema", doc! { field::SCHEMA: 1 }, false),
+    ]
+}
+
+/// The message indexes, by name.
+pub(crate) fn message_indexes() -> Vec<IndexModel> {
+    vec![index("session_seq", doc! { field::SESSION_ID: 1, field::SEQ: 1 }, true)]
+}
+
+/// Creates the indexes one `createIndexes` command each: FerretDB 1.24 drops the
+/// connection when one command names two or more indexes that already exist.
+pub(crate) async fn ensure(repository: &MongoSessionRepository) -> Result<(), RepositoryError> {
+    let policy = &repository.retry;
+    let all = message_indexes()
+        .into_iter()
+        .map(|index| (&repository.messages, index))
+        .chain(session_indexes().into_iter().map(|index| (&repository.sessions, index)));
+    for (collection, index) in all {
+        retrying(policy, "create_index", || collection.create_index(index.clone()).into_future())
+            .await
+            .map_err(|e| storage_error("create_index", &e))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,205 @@
+//! # MongoDB session storage
+//!
+//! A [`SessionRepository`](chatbox_application::ports::SessionRepository) on MongoDB (or a
+//! server speaking its protocol, such as FerretDB). See `docs/storage.md` for the layout
+//! and its reasons.
+//!
+//! - Sessions live in `MONGO_COLLECTION` (default `sessions`), one document each, fields
+//!   flat and indexed for the admin API's listings; messages live in
+//!   `<collection>_messages`, one document each, unique by `(session_id, seq)`, so a long
+//!   conversation never approaches the 16 MB document limit.
+//! - Every write is idempotent and field-level, as the port's write contract asks
+//!   (`repository.rs`); transient failures are retried with backoff (`retry.rs`).
+//! - Message content, file URLs and session names are encrypted at rest when a key is
+//!   configured (`crypto.rs`).
+//! - Session documents of the earlier Go service (messages embedded) are readable as they
+//!   are (`legacy.rs`) and converted by `chatbox migrate` (`migrate.rs`); a write to such a
+//!   session converts it first.
+
+#![forbid(unsafe_code)]
+
+pub mod crypto;
+mod documents;
+mod error;
+mod indexes;
+mod legacy;
+mod locks;
+pub mod migrate;
+mod repository;
+pub mod retry;
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use mongodb::bson::{Document, doc};
+use mongodb::options::ClientOptions;
+use mongodb::{Client, Collection, Database};
+
+pub use crate::crypto::{EncryptionKey, KeyId, KeyRing};
+pub use crate::documents::DocumentError;
+pub use crate::error::ConnectError;
+pub use crate::retry::RetryPolicy;
+/// The driver, re-exported so tests and tools use the same version.
+pub use mongodb;
+
+use crate::documents::{Codec, field};
+use crate::retry::retrying;
+
+/// How to reach the store and how to treat what is stored there.
+#[derive(Clone)]
+pub struct MongoConfig {
+    /// `MONGO_URI`; may carry a password, so it is never printed.
+    pub uri: String,
+    /// `MONGO_DATABASE`.
+    pub database: String,
+    /// `MONGO_COLLECTION`: sessions; messages go to `<collection>_messages`.
+    pub collection: String,
+    /// `MONGO_CONNECT_TIMEOUT`: for connecting and for finding a usable server.
+    pub connect_timeout: Duration,
+    /// `MONGO_RETRY_*`.
+    pub retry: RetryPolicy,
+    /// The encryption keys, if `ENCRYPTION_KEY` is set.
+    pub keys: Option<KeyRing>,
+}
+
+impl fmt::Debug for MongoConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MongoConfig")
+            .field("uri", &"<redacted>")
+            .field("database", &self.database)
+            .field("collection", &self.collection)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("retry", &self.retry)
+            .field("keys", &self.keys)
+            .finish()
+    }
+}
+
+/// Sessions and messages in MongoDB.
+pub struct MongoSessionRepository {
+    database: Database,
+    sessions: Collection<Document>,
+    messages: Collection<Document>,
+    codec: Codec,
+    retry: RetryPolicy,
+    /// Serialises this process's updates of one session document (see `locks.rs`).
+    locks: locks::SessionLocks,
+    /// Whether documents of the earlier layout may exist: only then do reads of messages
+    /// look at the session document first. Found at start-up; stays true until restart
+    /// even if they are migrated meanwhile (costing one small read, never a wrong answer).
+    legacy_present: AtomicBool,
+}
+
+impl fmt::Debug for MongoSessionRepository {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MongoSessionRepository")
+            .field("database", &self.database.name())
+            .field("sessions", &self.sessions.name())
+            .field("messages", &self.messages.name())
+            .field("encrypted", &self.codec.keys().is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl MongoSessionRepository {
+    /// Connects, waits until a server answers (retrying per the policy), creates the
+    /// indexes, and looks for documents of the earlier layout.
+    ///
+    /// # Errors
+    /// A [`ConnectError`], whose text never holds the URI's password.
+    pub async fn connect(config: MongoConfig) -> Result<Self, ConnectError> {
+        let mut options = ClientOptions::parse(&config.uri)
+            .await
+            .map_err(|e| ConnectError::InvalidUri(error::redact(&e.kind.to_string(), &config.uri)))?;
+        options.connect_timeout = Some(config.connect_timeout);
+        options.server_selection_timeout = Some(config.connect_timeout);
+        options.app_name = Some("chatbox".to_owned());
+        let client = Client::with_options(options)
+            .map_err(|e| ConnectError::InvalidUri(error::redact(&e.kind.to_string(), &config.uri)))?;
+        let repository = Self::with_client(&client, &config);
+        retrying(&config.retry, "ping", || repository.database.run_command(doc! { "ping": 1 }).into_future())
+            .await
+            .map_err(|e| {
+                let signals = retry::Signals::of(&e);
+                if signals.is_transient() {
+                    ConnectError::Unreachable {
+                        attempts: config.retry.attempts.max(1),
+                        reason: signals.describe(),
+                    }
+                } else {
+                    ConnectError::Refused(signals.describe())
+                }
+            })?;
+        repository.ensure_indexes().await.map_err(|e| ConnectError::Indexes(e.to_string()))?;
+        repository.detect_legacy().await.map_err(|e| ConnectError::Indexes(e.to_string()))?;
+        Ok(repository)
+    }
+
+    fn with_client(client: &Client, config: &MongoConfig) -> Self {
+        let database = client.database(&config.database);
+        Self {
+            sessions: database.collection(&config.collection),
+            messages: database.collection(&format!("{}_messages", config.collection)),
+            database,
+            codec: Codec::new(config.keys.clone()),
+            retry: config.retry,
+            locks: locks::SessionLocks::default(),
+            legacy_present: AtomicBool::new(false),
+        }
+    }
+
+    /// Creates the indexes the writes and the listings need (idempotent; done by
+    /// [`connect`](Self::connect)).
+    ///
+    /// # Errors
+    /// A store failure, or an index of the same name with other options.
+    pub async fn ensure_indexes(&self) -> Result<(), chatbox_application::ports::RepositoryError> {
+        indexes::ensure(self).await
+    }
+
+    async fn detect_legacy(&self) -> Result<(), chatbox_application::ports::RepositoryError> {
+        let found = retrying(&self.retry, "detect_legacy", || {
+            self.sessions
+                .find_one(doc! { field::SCHEMA: { "$exists": false } })
+                .projection(doc! { field::ID: 1 })
+                .into_future()
+        })
+        .await
+        .map_err(|e| error::storage_error("detect_legacy", &e))?;
+        if found.is_some() {
+            tracing::warn!(
+                "sessions of the earlier service's layout found: they are readable, and converted on their next \
+                 write; run `chatbox migrate` to convert them all"
+            );
+        }
+        self.legacy_present.store(found.is_some(), Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// The database (for tools and tests).
+    #[must_use]
+    pub const fn database(&self) -> &Database {
+        &self.database
+    }
+
+    /// The sessions collection (for tools and tests).
+    #[must_use]
+    pub const fn sessions_collection(&self) -> &Collection<Document> {
+        &self.sessions
+    }
+
+    /// The messages collection (for tools and tests).
+    #[must_use]
+    pub const fn messages_collection(&self) -> &Collection<Document> {
+        &self.messages
+    }
+
+    fn legacy_possible(&self) -> bool {
+        self.legacy_present.load(Ordering::Relaxed)
+    }
+
+    fn note_legacy(&self) {
+        self.legacy_present.store(true, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,232 @@
+//! Converting sessions of the earlier Go service (layout 1, messages embedded) to the
+//! current layout, for `chatbox migrate` and before the first write to such a session.
+//!
+//! Per session, in an order that makes a crash at any point harmless:
+//! 1. insert its messages into the messages collection with deterministic ids
+//!    (`<session_id>:<seq>`, see `legacy.rs`); a message already there from an earlier,
+//!    interrupted run is a duplicate key and is checked to be the same message;
+//! 2. replace the session document by its current-layout form, filtered on it still being
+//!    the layout-1 document that was read (same `lastActivity` and `_mt`), so a session
+//!    the old service changed meanwhile is read again, and one converted meanwhile is left
+//!    alone.
+//!
+//! So the migration is idempotent and resumable: running it again converts what is left
+//! and changes nothing else. A session that cannot be read (a field of the wrong type, a
+//! ciphertext no configured key opens) is reported and left as it is; the others go on.
+
+use std::future::IntoFuture;
+
+use chatbox_application::ports::RepositoryError;
+use chatbox_domain::{SessionId, StoredMessage};
+use futures::TryStreamExt;
+use mongodb::bson::{Bson, Document, doc};
+use mongodb::error::ErrorKind;
+
+use crate::MongoSessionRepository;
+use crate::documents::{field, message_document, session_document};
+use crate::error::{storage_error, unreadable};
+use crate::legacy;
+use crate::retry::{DUPLICATE_KEY, retrying};
+
+/// Messages inserted per round trip.
+const BATCH: usize = 500;
+/// Reads of a session the old service keeps changing before giving up on it.
+const CONVERT_TRIES: usize = 3;
+/// Failures listed in a report (the count covers all of them).
+const LISTED_FAILURES: usize = 100;
+
+/// What converting one session did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Converted now, with this many messages.
+    Converted {
+        /// Messages written.
+        messages: u64,
+    },
+    /// Already in the current layout (converted earlier, or meanwhile by someone else).
+    AlreadyCurrent,
+    /// No such session.
+    Missing,
+}
+
+/// The result of a whole run.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MigrationReport {
+    /// Layout-1 sessions found when the run started.
+    pub found: u64,
+    /// Sessions converted by this run.
+    pub converted: u64,
+    /// Messages written by this run.
+    pub messages: u64,
+    /// Sessions found but converted by someone else meanwhile, or gone.
+    pub skipped: u64,
+    /// Sessions that could not be converted; they are left as they were.
+    pub failed: u64,
+    /// The first failures: session id and reason.
+    pub failures: Vec<(String, String)>,
+}
+
+impl MigrationReport {
+    /// Sessions handled so far.
+    #[must_use]
+    pub const fn done(&self) -> u64 {
+        self.converted + self.skipped + self.failed
+    }
+}
+
+/// Converts every layout-1 session, calling `progress` after each one.
+///
+/// # Errors
+/// A store failure that stops the run (failures of single sessions are counted in the
+/// report instead). Running it again resumes.
+pub async fn migrate_all(
+    repository: &MongoSessionRepository,
+    mut progress: impl FnMut(&MigrationReport),
+) -> Result<MigrationReport, RepositoryError> {
+    // The ids first: converting documents while a cursor walks the collection could make
+    // it meet a document twice or not at all.
+    let filter = doc! { field::SCHEMA: { "$exists": false } };
+    let ids: Vec<Document> = retrying(&repository.retry, "list_legacy", || async {
+        repository
+            .sessions
+            .find(filter.clone())
+            .projection(doc! { field::ID: 1 })
+            .sort(doc! { field::ID: 1 })
+            .await?
+            .try_collect()
+            .await
+    })
+    .await
+    .map_err(|e| storage_error("list_legacy", &e))?;
+    let mut report =
+        MigrationReport { found: u64::try_from(ids.len()).unwrap_or(u64::MAX), ..Default::default() };
+    for id in &ids {
+        let raw_id = match id.get(field::ID) {
+            Some(Bson::String(raw)) => raw.clone(),
+            _ => {
+                report.failed += 1;
+                push_failure(&mut report, "<not a string>".into(), "the _id is not a string".into());
+                continue;
+            }
+        };
+        let outcome = match SessionId::parse(&raw_id) {
+            Ok(session_id) => migrate_session(repository, &session_id).await,
+            Err(_) => Err(RepositoryError::Other("the _id is not a valid session id".into())),
+        };
+        match outcome {
+            Ok(Outcome::Converted { messages }) => {
+                report.converted += 1;
+                report.messages += messages;
+            }
+            Ok(Outcome::AlreadyCurrent | Outcome::Missing) => report.skipped += 1,
+            // The store is gone: stop, a later run resumes.
+            Err(error @ RepositoryError::Unavailable(_)) => return Err(error),
+            Err(error) => {
+                report.failed += 1;
+                push_failure(&mut report, raw_id, error.to_string());
+            }
+        }
+        progress(&report);
+    }
+    Ok(report)
+}
+
+fn push_failure(report: &mut MigrationReport, id: String, reason: String) {
+    if report.failures.len() < LISTED_FAILURES {
+        report.failures.push((id, reason));
+    }
+}
+
+/// Converts one session if it is of layout 1.
+///
+/// # Errors
+/// [`RepositoryError::Other`] when it cannot be read or a message conflicts with one
+/// already stored; a store failure.
+pub async fn migrate_session(
+    repository: &MongoSessionRepository,
+    id: &SessionId,
+) -> Result<Outcome, RepositoryError> {
+    for _ in 0..CONVERT_TRIES {
+        let found = retrying(&repository.retry, "load_legacy", || {
+            repository.sessions.find_one(doc! { field::ID: id.as_str() }).into_future()
+        })
+        .await
+        .map_err(|e| storage_error("load_legacy", &e))?;
+        let Some(old) = found else {
+            return Ok(Outcome::Missing);
+        };
+        if !legacy::is_legacy(&old) {
+            return Ok(Outcome::AlreadyCurrent);
+        }
+        let session = legacy::session(&old).map_err(|e| unreadable("layout-1 session", &e))?;
+        let messages =
+            legacy::messages(&old, &repository.codec).map_err(|e| unreadable("layout-1 session", &e))?;
+        for batch in messages.chunks(BATCH) {
+            insert_messages(repository, id, batch).await?;
+        }
+        let mut current =
+            session_document(&session, &repository.codec).map_err(|e| unreadable("session", &e))?;
+        if let Some(token) = legacy::share_token(&old).map_err(|e| unreadable("layout-1 session", &e))? {
+            current.insert(field::SHARE_TOKEN, token);
+        }
+        // Still the document that was read: the old service changes these on every write.
+        let mut unchanged = doc! { field::ID: id.as_str(), field::SCHEMA: { "$exists": false } };
+        for name in ["lastActivity", "_mt"] {
+            unchanged.insert(
+                name,
+                old.get(name).cloned().unwrap_or_else(|| Bson::Document(doc! { "$exists": false })),
+            );
+        }
+        let serialised = repository.locks.lock(id).await;
+        let replaced = retrying(&repository.retry, "convert_session", || {
+            repository.sessions.replace_one(unchanged.clone(), current.clone()).into_future()
+        })
+        .await
+        .map_err(|e| storage_error("convert_session", &e))?;
+        drop(serialised);
+        if replaced.matched_count > 0 {
+            return Ok(Outcome::Converted { messages: u64::try_from(messages.len()).unwrap_or(u64::MAX) });
+        }
+        // Converted or changed meanwhile: look again.
+    }
+    Err(RepositoryError::Other("the session kept changing while being converted".into()))
+}
+
+/// Inserts converted messages; those already stored by an interrupted run must be the
+/// same messages.
+async fn insert_messages(
+    repository: &MongoSessionRepository,
+    id: &SessionId,
+    batch: &[StoredMessage],
+) -> Result<(), RepositoryError> {
+    let documents = batch
+        .iter()
+        .map(|message| message_document(id, message, &repository.codec))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| unreadable("message", &e))?;
+    let inserted = retrying(&repository.retry, "insert_messages", || {
+        repository.messages.insert_many(documents.clone()).ordered(false).into_future()
+    })
+    .await;
+    let Err(error) = inserted else {
+        return Ok(());
+    };
+    let duplicates = match error.kind.as_ref() {
+        ErrorKind::InsertMany(many) if many.write_concern_error.is_none() => many
+            .write_errors
+            .as_ref()
+            .filter(|errors| errors.iter().all(|e| e.code == DUPLICATE_KEY))
+            .map(|errors| errors.iter().map(|e| e.index).collect::<Vec<_>>()),
+        _ => None,
+    };
+    let Some(duplicates) = duplicates else {
+        return Err(storage_error("insert_messages", &error));
+    };
+    for index in duplicates {
+        let message =
+            batch.get(index).ok_or_else(|| RepositoryError::Other("bad write error index".into()))?;
+        let reused = RepositoryError::Other("a converted message id is used by another message".into());
+        repository.confirm_stored(id, message, reused).await?;
+    }
+    Ok(())
+}

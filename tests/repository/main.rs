@@ -1,0 +1,67 @@
+//! The repository contract suite: every `SessionRepository` adapter must behave the same
+//! way, per the port's write contract (`application/src/ports.rs`).
+//!
+//! Each case in `cases.rs` runs against the in-memory adapter always, and against MongoDB
+//! whenever `MONGO_URI` reaches a server (each test in a database of its own, dropped
+//! when it passes). Without a server the MongoDB half is skipped with one printed line
+//! saying why, unless `CHATBOX_REQUIRE_MONGO=1` (set in CI), which turns that into a
+//! failure. `scripts/ferretdb.sh start` gives a local server.
+//!
+//! MongoDB-only behaviour has its own modules: the earlier service's documents and
+//! `chatbox migrate` (`legacy.rs`), the stored layout and indexes (`layout.rs`), no
+//! plaintext in the database files (`encryption.rs`), an outage in the middle of appends
+//! (`fault.rs`), and the binary starting on MongoDB or refusing to (`startup.rs`). The last two start a private
+//! FerretDB through the script, with a data directory of their own.
+
+mod cases;
+mod encryption;
+mod fault;
+mod layout;
+mod legacy;
+mod server;
+mod startup;
+mod support;
+
+/// Instantiates every contract case once per adapter.
+macro_rules! contract {
+    ($($case:ident),* $(,)?) => {
+        mod memory {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    crate::cases::$case(crate::support::memory()).await;
+                }
+            )*
+        }
+
+        mod mongodb {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let Some(store) = crate::support::mongo(stringify!($case)).await else {
+                        return;
+                    };
+                    crate::cases::$case(store.repository()).await;
+                    store.drop_database().await;
+                }
+            )*
+        }
+    };
+}
+
+contract!(
+    a_new_session_loads_as_created,
+    messages_come_back_in_seq_order_with_every_field,
+    a_retried_append_changes_nothing,
+    a_retried_field_write_changes_nothing,
+    a_taken_or_skipped_seq_is_a_conflict,
+    writes_to_a_missing_session_are_not_found,
+    a_second_session_with_a_taken_id_already_exists,
+    history_pages_by_seq,
+    counters_follow_the_effects,
+    the_response_time_window_is_bounded,
+    ending_twice_keeps_the_first_end_time,
+    handoff_states_round_trip,
+    sessions_written_concurrently_stay_separate,
+    appends_racing_field_writes_lose_nothing,
+);
