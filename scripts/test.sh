@@ -14,6 +14,9 @@ cd "$(dirname "$0")/.."
 
 ci=false
 [[ "${CI:-}" == "true" ]] && ci=true
+# Tool caches (Go's, FerretDB's build, the checkers' virtual environment) live under HOME.
+HOME="${HOME:-$(getent passwd "$(id -u)" | cut -d: -f6)}"
+export HOME
 
 echo "== MongoDB-compatible server (FerretDB)"
 mongo_started=false

@@ -26,9 +26,6 @@ const LEVELS: &[&str] = &["off", "error", "warn", "info", "debug", "trace"];
 /// says they have no effect yet, rather than silently ignoring them.
 const NOT_YET_USED: &[&str] = &[
     "TRUSTED_PROXIES",
-    "ENCRYPTION_KEY",
-    "ENCRYPTION_KEY_ID",
-    "ENCRYPTION_OLD_KEYS",
     "ADMIN_EMAILS",
     "ADMIN_PHONES",
     "EMAIL_FROM",
