@@ -40,7 +40,7 @@ impl Deps {
     ) -> Result<T, RepositoryError> {
         tokio::time::timeout(self.settings.storage_timeout, call)
             .await
-            .unwrap_or_else(|_| Err(RepositoryError::Unavailable("the storage call timed out".into())))
+            .unwrap_or_else(|_| Err(RepositoryError::Unavailable("storage call timeout".into())))
     }
 
     /// Now, on the service's monotonic clock: every deadline and idleness check reads it.

@@ -91,6 +91,8 @@ pub struct LiveState {
     pub last_activity: Duration,
     /// Since when no socket is bound (for `RECONNECT_TIMEOUT`), on the same clock.
     pub unattended_since: Option<Duration>,
+    /// An answer waits in the session actor's outbox for storage to return.
+    pub unstored_answer: bool,
     clock: Arc<dyn Clock>,
     subscribers: Vec<Arc<SocketHandle>>,
     recent_client_ids: VecDeque<ClientMessageId>,
@@ -227,6 +229,9 @@ impl LiveSession {
 pub struct LiveSessions {
     sessions: DashMap<SessionId, Arc<LiveSession>>,
     clock: Arc<dyn Clock>,
+    /// Cancelled at shutdown. Every session's `retired` token is a child of it, so a
+    /// session made live after shutdown began is born retired and its actor ends too.
+    shutdown: CancellationToken,
 }
 
 impl std::fmt::Debug for LiveSessions {
@@ -239,7 +244,7 @@ impl LiveSessions {
     /// An empty registry; idleness is measured on `clock`.
     #[must_use]
     pub fn new(clock: Arc<dyn Clock>) -> Self {
-        Self { sessions: DashMap::new(), clock }
+        Self { sessions: DashMap::new(), clock, shutdown: CancellationToken::new() }
     }
 
     /// The live session with this id, if it is in memory and not evicted.
@@ -278,6 +283,7 @@ impl LiveSessions {
                         queued_turns: 0,
                         last_activity: self.clock.monotonic(),
                         unattended_since: Some(self.clock.monotonic()),
+                        unstored_answer: false,
                         clock: Arc::clone(&self.clock),
                         subscribers: Vec::new(),
                         recent_client_ids,
@@ -285,7 +291,7 @@ impl LiveSessions {
                     }),
                     control: tokio::sync::Mutex::new(()),
                     turns,
-                    retired: CancellationToken::new(),
+                    retired: self.shutdown.child_token(),
                 });
                 match entry {
                     Entry::Occupied(mut stale) => {
@@ -310,6 +316,7 @@ impl LiveSessions {
                 let idle = s.subscribers.is_empty()
                     && s.streaming.is_none()
                     && s.queued_turns == 0
+                    && !s.unstored_answer
                     && now.saturating_sub(s.last_activity) >= ttl;
                 if idle {
                     s.evicted = true;
@@ -327,9 +334,7 @@ impl LiveSessions {
 
     /// Retires every live session's actor (shutdown, after answers had their time).
     pub fn retire_all(&self) {
-        for live in &self.sessions {
-            live.retired.cancel();
-        }
+        self.shutdown.cancel();
     }
 
     /// How many sessions are live.
@@ -391,6 +396,19 @@ mod tests {
         assert!(!Arc::ptr_eq(&live, &fresh) && receiver.is_some(), "loaded again with a new actor");
         assert!(fresh.with_state(|state| state.attach(socket)));
         assert_eq!(sessions.evict_idle(Duration::ZERO), 0, "a bound session is never evicted");
+    }
+
+    #[tokio::test]
+    async fn a_session_made_live_after_shutdown_began_is_retired_at_once() {
+        let sessions = LiveSessions::new(Arc::new(FixedClock));
+        let (before, _) = sessions.activate(session("before"), Vec::new(), 4);
+        sessions.retire_all();
+        let (after, _) = sessions.activate(session("after"), Vec::new(), 4);
+        let retired = async {
+            before.retired().await;
+            after.retired().await;
+        };
+        tokio::time::timeout(Duration::from_secs(5), retired).await.expect("both actors are told to stop");
     }
 
     #[test]

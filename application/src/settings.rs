@@ -49,6 +49,9 @@ pub struct ChatSettings {
     pub max_content_chars: usize,
     /// `RATE_LIMIT` per `RATE_WINDOW`, per user.
     pub message_quota: Quota,
+    /// `WS_COMMAND_BUDGET` units per minute, per connection (see
+    /// `chatbox_domain::command_budget`).
+    pub command_quota: Quota,
     /// Answers that may wait behind the one streaming, per session.
     pub answer_queue_limit: usize,
     /// `LLM_STREAM_TIMEOUT`: the longest a whole answer may take.

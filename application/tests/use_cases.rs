@@ -1,10 +1,17 @@
 //! The chat use-cases driven without sockets: an in-memory repository, a scripted
 //! provider, and socket handles whose queues the tests read.
+//!
+//! Every test runs on tokio's paused clock, and so does everything under test (the
+//! answer actor's timeouts, the retries, the test clock below). Time only moves when
+//! every task is waiting, straight to the next timer: a scripted pause, a timeout or a
+//! "nothing arrives within 200 ms" check then costs no real time, and gives the same
+//! result on a loaded machine as on an idle one. Such a check is meaningful because the
+//! clock only advances once nothing else can run.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use chatbox_application::chat::{ChatPorts, Connection};
@@ -24,6 +31,7 @@ use chatbox_domain::{
 };
 use chatbox_memory_store::MemorySessionRepository;
 use futures::StreamExt;
+use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 
 /// One step of a scripted answer.
@@ -123,9 +131,9 @@ impl LlmProvider for ScriptedProvider {
 }
 
 /// The runtime's clock, as the service's own clock is: paused time moves both.
-struct RealClock(tokio::time::Instant);
+struct TestClock(Instant);
 
-impl Clock for RealClock {
+impl Clock for TestClock {
     fn now(&self) -> Timestamp {
         chrono::DateTime::from_timestamp(1_800_000_000, 0).expect("time")
             + chrono::Duration::from_std(self.0.elapsed()).expect("dur")
@@ -261,6 +269,7 @@ fn settings() -> ChatSettings {
         ]),
         max_content_chars: 100,
         message_quota: Quota::new(100, Duration::from_secs(60)).expect("quota"),
+        command_quota: Quota::new(1_000, Duration::from_secs(60)).expect("quota"),
         answer_queue_limit: 3,
         stream_timeout: Duration::from_secs(5),
         idle_timeout: Duration::from_secs(2),
@@ -292,7 +301,7 @@ fn harness_with(settings: ChatSettings) -> Harness {
     let ports = ChatPorts {
         repository: Arc::clone(&storage) as Arc<dyn SessionRepository>,
         providers,
-        clock: Arc::new(RealClock(tokio::time::Instant::now())),
+        clock: Arc::new(TestClock(Instant::now())),
         ids: Arc::new(CountingIds::default()),
         random: Arc::new(HalfRandom),
     };
@@ -419,7 +428,7 @@ fn done_of(events: &[ServerEvent]) -> (Option<Seq>, FinishReason) {
     }
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_message_is_stored_answered_in_chunks_and_the_answer_stored_once() {
     let h = harness();
     h.provider.push(vec![Step::Say("Hello "), Step::Say("there.")]);
@@ -450,7 +459,7 @@ async fn a_message_is_stored_answered_in_chunks_and_the_answer_stored_once() {
     assert_eq!(session.response_times.len(), 1);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn the_provider_sees_the_history_and_the_system_prompt() {
     let h = harness();
     let mut client = h.connect("u1", None, None).await;
@@ -469,7 +478,7 @@ async fn the_provider_sees_the_history_and_the_system_prompt() {
     assert_eq!(last.user_id, user("u1"));
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn other_sockets_of_the_session_get_the_echo_and_the_stream_but_the_sender_no_echo() {
     let h = harness();
     let mut phone = h.connect("u1", None, None).await;
@@ -486,7 +495,7 @@ async fn other_sockets_of_the_session_get_the_echo_and_the_stream_but_the_sender
     assert_eq!(answer_text(&phone_events), answer_text(&laptop_events));
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn stop_cancels_the_provider_request_stores_the_partial_and_ends_with_done() {
     let h = harness();
     h.provider.push(vec![Step::Say("partial "), Step::Stall]);
@@ -503,7 +512,7 @@ async fn stop_cancels_the_provider_request_stores_the_partial_and_ends_with_done
     assert!(stored[1].is_partial());
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_stalled_provider_times_out_with_an_error_then_done_and_the_partial_is_kept() {
     let mut s = settings();
     s.idle_timeout = Duration::from_millis(150);
@@ -522,7 +531,7 @@ async fn a_stalled_provider_times_out_with_an_error_then_done_and_the_partial_is
     assert_eq!(h.stored(&client.session_id()).await[1].content, "so far");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn the_whole_answer_deadline_applies_even_while_chunks_keep_coming() {
     let mut s = settings();
     s.stream_timeout = Duration::from_millis(300);
@@ -541,7 +550,7 @@ async fn the_whole_answer_deadline_applies_even_while_chunks_keep_coming() {
     assert!((3..60).contains(&chunks), "stopped part-way: {chunks} chunks");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_provider_failure_mid_stream_sends_an_error_without_internal_text_then_done() {
     let h = harness();
     h.provider.push(vec![Step::Say("half"), Step::Fail]);
@@ -559,7 +568,7 @@ async fn a_provider_failure_mid_stream_sends_an_error_without_internal_text_then
     assert!(h.stored(&client.session_id()).await[1].is_partial());
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn answers_queue_in_order_up_to_the_limit_and_then_busy() {
     let h = harness();
     h.provider.push(vec![Step::Say("A1 "), Step::Wait(Duration::from_millis(200)), Step::Say("A2")]);
@@ -586,7 +595,7 @@ async fn answers_queue_in_order_up_to_the_limit_and_then_busy() {
     assert_eq!(last_questions, ["a", "b", "c", "d"], "each answer sees the history up to its question");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn the_message_rate_limit_answers_with_retry_after() {
     let mut s = settings();
     s.message_quota = Quota::new(2, Duration::from_secs(60)).expect("quota");
@@ -606,7 +615,7 @@ async fn the_message_rate_limit_answers_with_retry_after() {
     h.say(&mut other, "unaffected").await.expect("another user is not limited");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn the_same_client_message_id_is_stored_and_answered_once() {
     let h = harness();
     let mut client = h.connect("u1", None, None).await;
@@ -618,7 +627,7 @@ async fn the_same_client_message_id_is_stored_and_answered_once() {
     assert_eq!(h.provider.requests.lock().expect("lock").len(), 1);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn resume_mid_answer_replays_stored_then_partial_then_live_without_loss_or_doubling() {
     let h = harness();
     h.provider.push(vec![Step::Say("first answer")]);
@@ -639,6 +648,7 @@ async fn resume_mid_answer_replays_stored_then_partial_then_live_without_loss_or
     }
     h.service.disconnect(client.connection);
 
+    // The input: 70 ms away (virtual), during which the answer streams on unwatched.
     tokio::time::sleep(Duration::from_millis(70)).await;
     let mut back = h.connect("u1", Some(session.clone()), first_seq).await;
     let events = back.until_done().await;
@@ -654,7 +664,7 @@ async fn resume_mid_answer_replays_stored_then_partial_then_live_without_loss_or
     assert_eq!(h.stored(&session).await.last().map(|m| m.seq), seq);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_disconnected_session_keeps_answering_and_stores_the_answer() {
     let h = harness();
     h.provider.push(vec![Step::Say("still "), Step::Wait(Duration::from_millis(100)), Step::Say("here")]);
@@ -663,17 +673,19 @@ async fn a_disconnected_session_keeps_answering_and_stores_the_answer() {
     h.say(&mut client, "q").await.expect("q");
     assert!(matches!(client.next().await, ServerEvent::Loading { .. }));
     h.service.disconnect(client.connection);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Nothing waited for: after the disconnect, the answer is unwatched. Coming back
+    // finds it still running (`loading`, the text so far, the rest live): it must end
+    // as the whole answer, stored, not cancelled by the disconnect.
+    let mut back = h.connect("u1", Some(session.clone()), Some(Seq(1))).await;
+    let events = back.until_done().await;
+    assert!(matches!(events[0], ServerEvent::Loading { .. }), "{events:?}");
+    assert_eq!(answer_text(&events), "still here");
+    assert_eq!(done_of(&events), (Some(Seq(2)), FinishReason::Stop));
     let stored = h.stored(&session).await;
     assert_eq!(stored.last().map(|m| m.content.as_str()), Some("still here"));
-    let mut back = h.connect("u1", Some(session), Some(Seq(1))).await;
-    match back.next().await {
-        ServerEvent::Stored { message, .. } => assert_eq!(message.content, "still here"),
-        other => panic!("the finished answer is replayed, got {other:?}"),
-    }
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_foreign_session_id_starts_a_new_session_and_reveals_nothing() {
     let h = harness();
     let mut owner = h.connect("owner", None, None).await;
@@ -706,7 +718,7 @@ async fn a_foreign_session_id_starts_a_new_session_and_reveals_nothing() {
         .expect("stop is a no-op");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn an_ended_session_refuses_messages_and_notifies_its_sockets() {
     let h = harness();
     let mut client = h.connect("u1", None, None).await;
@@ -720,7 +732,7 @@ async fn an_ended_session_refuses_messages_and_notifies_its_sockets() {
     assert!(matches!(h.say(&mut client, "more").await, Err(ChatError::SessionEnded)));
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn cleanup_evicts_idle_live_state_but_keeps_the_session_stored() {
     let mut s = settings();
     s.session_ttl = Duration::from_millis(50);
@@ -731,7 +743,8 @@ async fn cleanup_evicts_idle_live_state_but_keeps_the_session_stored() {
     assert_eq!(h.service.cleanup_sessions(), 0, "a bound socket keeps it live");
     let session = client.session_id();
     h.service.disconnect(client.connection);
-    tokio::time::sleep(Duration::from_millis(80)).await;
+    // The input: the session stays idle past its TTL.
+    tokio::time::advance(Duration::from_millis(80)).await;
     assert_eq!(h.service.cleanup_sessions(), 1);
     assert_eq!(h.service.live_sessions(), 0);
     let mut back = h.connect("u1", Some(session.clone()), Some(Seq(0))).await;
@@ -741,7 +754,7 @@ async fn cleanup_evicts_idle_live_state_but_keeps_the_session_stored() {
     assert_eq!(done_of(&back.until_done().await).0, Some(Seq(4)), "sequence continues");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_slow_consumer_is_closed_instead_of_losing_chunks_silently() {
     let h = harness();
     let mut script = Vec::new();
@@ -761,7 +774,7 @@ async fn a_slow_consumer_is_closed_instead_of_losing_chunks_silently() {
     assert_eq!(slow.connection.socket().close_reason(), Some(CloseReason::SlowConsumer));
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn model_select_changes_the_model_that_answers() {
     let h = harness();
     let mut client = h.connect("u1", None, None).await;
@@ -780,7 +793,7 @@ async fn model_select_changes_the_model_that_answers() {
     assert_eq!(h.provider.requests.lock().expect("lock")[0].model_id, other);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn at_the_shutdown_deadline_running_answers_are_cancelled_and_stored() {
     let h = harness();
     h.provider.push(vec![Step::Say("half an answer"), Step::Stall]);
@@ -806,7 +819,7 @@ fn error_code(events: &[ServerEvent]) -> Option<ErrorCode> {
     })
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_rate_limited_start_is_retried_after_the_providers_retry_after() {
     let h = harness();
     h.provider.push(vec![Step::Refuse(Refusal::RateLimited(Duration::from_millis(300)))]);
@@ -825,7 +838,7 @@ async fn a_rate_limited_start_is_retried_after_the_providers_retry_after() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn server_errors_are_retried_then_the_fallback_answers() {
     let mut s = settings();
     s.fallbacks.insert(ModelId::parse("scripted").expect("id"), ModelId::parse("other").expect("id"));
@@ -849,7 +862,7 @@ async fn server_errors_are_retried_then_the_fallback_answers() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_rejected_request_is_not_retried_and_fails_with_llm_unavailable() {
     let h = harness();
     h.provider.push(vec![Step::Refuse(Refusal::Unauthorized)]);
@@ -861,7 +874,7 @@ async fn a_rejected_request_is_not_retried_and_fails_with_llm_unavailable() {
     assert_eq!(h.provider.requests.lock().expect("lock").len(), 1);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn an_overloaded_error_before_the_first_token_is_retried_but_not_after_it() {
     let h = harness();
     h.provider.push(vec![Step::Break(Refusal::Overloaded)]);
@@ -879,7 +892,7 @@ async fn an_overloaded_error_before_the_first_token_is_retried_but_not_after_it(
     assert!(h.stored(&client.session_id()).await.last().expect("answer").is_partial());
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn the_providers_conversation_id_is_kept_with_the_session_and_sent_back() {
     let h = harness();
     h.provider.push(vec![Step::Conversation("conv-7"), Step::Say("hello")]);
@@ -900,7 +913,7 @@ async fn the_providers_conversation_id_is_kept_with_the_session_and_sent_back() 
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn done_reports_time_to_first_token_and_duration() {
     let h = harness();
     h.provider.push(vec![
@@ -919,7 +932,7 @@ async fn done_reports_time_to_first_token_and_duration() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_failing_store_answers_database_error_to_the_sender_and_a_retry_loses_nothing() {
     let h = harness();
     let mut phone = h.connect("u1", None, None).await;
@@ -951,7 +964,7 @@ async fn a_failing_store_answers_database_error_to_the_sender_and_a_retry_loses_
     assert_eq!(stored, ["first", "ok", "important", "ok"]);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_stalled_store_times_out_and_the_session_keeps_working() {
     let mut s = settings();
     s.storage_timeout = Duration::from_millis(200);
@@ -971,7 +984,7 @@ async fn a_stalled_store_times_out_and_the_session_keeps_working() {
     assert_eq!(done_of(&client.until_done().await).1, FinishReason::Stop);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn an_answer_nobody_comes_back_for_is_cancelled_after_the_reconnect_timeout_and_stored() {
     let mut s = settings();
     s.reconnect_timeout = Duration::from_millis(150);
@@ -987,6 +1000,7 @@ async fn an_answer_nobody_comes_back_for_is_cancelled_after_the_reconnect_timeou
     h.say(&mut client, "long").await.expect("long");
     assert!(matches!(client.next().await, ServerEvent::Loading { .. }));
     h.service.disconnect(client.connection);
+    // The input: nobody comes back for 600 ms (virtual), four times the timeout.
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert_eq!(h.provider.dropped.load(Ordering::SeqCst), 1, "the provider request was abandoned");
     let answer = h.stored(&session).await.pop().expect("the partial answer");
@@ -994,7 +1008,7 @@ async fn an_answer_nobody_comes_back_for_is_cancelled_after_the_reconnect_timeou
     assert!(answer.content.starts_with("part ") && answer.content.len() < "part ".len() + 50 * 5);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_long_history_is_replayed_page_by_page_without_loss_or_doubles() {
     let mut s = settings();
     s.replay_page_size = 3;
@@ -1080,4 +1094,39 @@ async fn a_slow_consumer_joining_a_long_answer_costs_one_shared_frame_at_most() 
     let (again, mut again_queue) = SocketHandle::new(user("u1"), budget);
     let _third = h.service.connect(Arc::clone(&again), Some(session.clone()), None).await.expect("join");
     assert!(Arc::ptr_eq(&first, &catch_up(&mut again_queue)), "one catch-up frame per answer length");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_answer_that_finished_while_storage_failed_is_held_and_stored_once_when_it_returns() {
+    let h = harness();
+    h.provider.push(vec![Step::Say("part"), Step::Wait(Duration::from_millis(50)), Step::Say(" two")]);
+    let mut client = h.connect("u1", None, None).await;
+    let session = client.session_id();
+    h.say(&mut client, "question").await.expect("sent");
+    assert!(matches!(client.next().await, ServerEvent::Loading { .. }));
+    assert!(matches!(client.next().await, ServerEvent::AnswerChunk { .. }));
+    *h.storage.mode.lock().expect("lock") = Storage::Fails;
+    let events = client.until_done().await;
+    assert_eq!(error_code(&events), Some(ErrorCode::DatabaseError), "the client is told: {events:?}");
+    assert_eq!(done_of(&events), (None, FinishReason::Stop), "not stored yet, so no seq");
+
+    // While the answer is held, nothing else is stored after it.
+    h.say(&mut client, "meanwhile").await.expect("accepted");
+    assert!(matches!(client.next().await, ServerEvent::Error { code: ErrorCode::DatabaseError, .. }));
+    assert_eq!(h.service.cleanup_sessions(), 0, "a session with a held answer stays live");
+
+    *h.storage.mode.lock().expect("lock") = Storage::Works;
+    // The actor retries on its own timer (virtual time moves while it waits).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while h.stored(&session).await.len() < 2 {
+        assert!(tokio::time::Instant::now() < deadline, "the held answer was never stored");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let stored: Vec<(u64, String)> =
+        h.stored(&session).await.into_iter().map(|m| (m.seq.0, m.content)).collect();
+    assert_eq!(stored, [(1, "question".to_owned()), (2, "part two".to_owned())]);
+    h.say(&mut client, "again").await.expect("sent");
+    assert_eq!(done_of(&client.until_done().await).0, Some(Seq(4)), "sequence numbers continue in order");
+    let seqs: Vec<u64> = h.stored(&session).await.into_iter().map(|m| m.seq.0).collect();
+    assert_eq!(seqs, [1, 2, 3, 4], "stored exactly once, gapless");
 }

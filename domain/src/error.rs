@@ -74,6 +74,8 @@ error_codes! {
     ServiceUnavailable => "SERVICE_UNAVAILABLE", recoverable: false, http: 503;
     /// A request body or parameter is wrong (HTTP only).
     BadRequest => "BAD_REQUEST", recoverable: true, http: 400;
+    /// The route exists but not with this HTTP method (HTTP only).
+    MethodNotAllowed => "METHOD_NOT_ALLOWED", recoverable: true, http: 405;
 }
 
 impl fmt::Display for ErrorCode {

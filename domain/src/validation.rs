@@ -146,6 +146,10 @@ pub fn parse_file_id(value: &str) -> Result<String, InvalidValue> {
     if value.len() > limits::FILE_ID_MAX_BYTES {
         return Err(InvalidValue::TooLong { field: "file_id", max: limits::FILE_ID_MAX_BYTES });
     }
+    // It is stored and echoed to other devices like every id: no control characters.
+    if value.chars().any(char::is_control) {
+        return Err(InvalidValue::Malformed { field: "file_id" });
+    }
     Ok(value.to_owned())
 }
 

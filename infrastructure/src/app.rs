@@ -156,10 +156,13 @@ impl Application {
         }
         let quota = Quota::new(settings.rate_limit, settings.rate_window)
             .context("RATE_LIMIT and RATE_WINDOW must be positive")?;
+        let command_quota = Quota::new(settings.ws_command_budget, Duration::from_secs(60))
+            .context("WS_COMMAND_BUDGET must be positive")?;
         let chat_settings = ChatSettings {
             models: Arc::from(models),
             max_content_chars: settings.max_content_chars,
             message_quota: quota,
+            command_quota,
             answer_queue_limit: settings.answer_queue_limit,
             stream_timeout: settings.llm_stream_timeout,
             idle_timeout: settings.llm_idle_timeout,

@@ -9,6 +9,7 @@
 
 pub mod app;
 pub mod config;
+pub mod healthcheck;
 pub mod telemetry;
 
 pub use app::Application;

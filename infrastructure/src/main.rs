@@ -1,4 +1,6 @@
-//! The `chatbox` binary: `chatbox [--dev]`, and `chatbox migrate` (see `migrate.rs`).
+//! The `chatbox` binary: `chatbox [--dev]` serves; `chatbox healthcheck` asks a running
+//! server for its health (see [`chatbox::healthcheck`]); `chatbox migrate` converts the
+//! earlier service's stored sessions (see `migrate.rs`). Anything else is refused.
 
 #![forbid(unsafe_code)]
 
@@ -14,10 +16,18 @@ use tracing::{error, info, warn};
 const DEV_TOKEN_TTL: Duration = Duration::from_secs(24 * 3600);
 
 fn main() -> ExitCode {
-    if std::env::args().nth(1).as_deref() == Some("migrate") {
-        return migrate::main();
-    }
-    let dev = std::env::args().skip(1).any(|arg| arg == "--dev");
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let dev = match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+        // Before the configuration is loaded: the health check must not need (or log) it.
+        ["healthcheck"] => return chatbox::healthcheck::run(),
+        ["migrate"] => return migrate::main(),
+        [] => false,
+        ["--dev"] => true,
+        _ => {
+            eprintln!("usage: chatbox [--dev] | chatbox healthcheck | chatbox migrate");
+            return ExitCode::from(2);
+        }
+    };
     let loaded = config::load_from_env(dev);
     // Problems that stop the start are printed whatever LOG_LEVEL says (it may be the
     // problem, or `off`): an operator must always see why the process exited.

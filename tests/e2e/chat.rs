@@ -134,11 +134,32 @@ async fn every_socket_of_a_session_gets_the_stream_and_only_the_others_the_echo_
 async fn the_same_client_message_id_is_answered_once() {
     let app = spawn_app(&[]).await;
     let mut client = app.connect("alice", "").await;
+    let session = client.session_id();
     client.send(json!({"type": "user_message", "content": "once", "client_message_id": "k1"})).await;
-    client.until_done().await;
+    assert_eq!(done(&client.until_done().await)["seq"], 2);
     client.send(json!({"type": "user_message", "content": "once", "client_message_id": "k1"})).await;
-    client.send(json!({"type": "ping"})).await;
-    assert_eq!(client.next_json().await["type"], "pong", "nothing but the pong: the duplicate was dropped");
+    // The barrier is a distinct message, not a pong: a session's answers are taken in
+    // order and never interleave, so had the duplicate been stored and answered, its
+    // `loading`, its answer and its two sequence numbers would come before this one's.
+    client.send(json!({"type": "user_message", "content": "then this", "client_message_id": "k2"})).await;
+    let next = client.until_done().await;
+    assert_eq!(next[0]["type"], "loading", "{next:#?}");
+    let text = answer_text(&next);
+    assert!(text.contains("\"then this\""), "the very next answer is to the distinct message: {text}");
+    assert_eq!(done(&next)["seq"], 4, "question 3, answer 4: the duplicate took no sequence number");
+
+    // What is stored holds the duplicate once: replay everything on a fresh socket; the
+    // replay is queued before that socket reads anything, so it all precedes the pong.
+    let mut fresh = app.connect("alice", &format!("&session_id={session}&last_seq=0")).await;
+    let history = fresh.frames_before_pong().await;
+    let seqs: Vec<u64> = history.iter().filter_map(|f| f["seq"].as_u64()).collect();
+    assert_eq!(seqs, [1, 2, 3, 4], "{history:#?}");
+    let questions: Vec<&str> = history
+        .iter()
+        .filter(|f| f["type"] == "user_message")
+        .filter_map(|f| f["content"].as_str())
+        .collect();
+    assert_eq!(questions, ["once", "then this"]);
     app.stop().await;
 }
 
@@ -244,8 +265,19 @@ async fn attachments_are_stored_and_fanned_out_without_a_model_call() {
     }
     phone.send(json!({"type": "file_upload", "file_url": "https://cdn.example.com/a.png"})).await;
     assert_eq!(phone.next_json().await["error"]["code"], "MISSING_FIELD");
-    phone.send(json!({"type": "ping"})).await;
-    assert_eq!(phone.next_json().await["type"], "pong", "no loading or answer came for the attachments");
-    assert!(laptop.next_json_within(std::time::Duration::from_millis(200)).await.is_none());
+    // No model call: the next message is answered next, and the sequence shows nothing
+    // was stored after the two attachments (seq 3 and 4) but this question and its
+    // answer. An answer to an attachment would have come first, and taken numbers.
+    phone.send(json!({"type": "user_message", "content": "after the files"})).await;
+    let answer = phone.until_done().await;
+    assert_eq!(answer[0]["type"], "loading", "no loading or answer came for the attachments: {answer:#?}");
+    assert!(answer_text(&answer).contains("\"after the files\""));
+    assert_eq!(done(&answer)["seq"], 6);
+    let seen = laptop.until_done().await;
+    assert_eq!(
+        (seen[0]["type"].as_str(), seen[0]["seq"].as_u64()),
+        (Some("user_message"), Some(5)),
+        "the refused attachments reached nobody: {seen:#?}"
+    );
     app.stop().await;
 }

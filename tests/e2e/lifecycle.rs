@@ -3,14 +3,14 @@
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
-use crate::support::{SECRET, spawn_app, token};
+use crate::support::{SECRET, open, spawn_app, token};
+use crate::ws;
 
 #[tokio::test]
 async fn healthz_and_readyz_answer_json() {
@@ -55,10 +55,7 @@ async fn cors_answers_listed_origins_refuses_others_and_leaves_websockets_alone(
     let mut request =
         tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(url).expect("request");
     request.headers_mut().insert("origin", "https://elsewhere.example.com".parse().expect("origin"));
-    assert!(
-        tokio_tungstenite::connect_async(request).await.is_ok(),
-        "WebSockets follow ALLOWED_ORIGINS, not CORS"
-    );
+    assert!(crate::support::try_open(request).await.is_ok(), "WebSockets follow ALLOWED_ORIGINS, not CORS");
     app.stop().await;
 }
 
@@ -218,20 +215,19 @@ async fn a_weak_jwt_secret_fails_validation_with_a_non_zero_exit_and_no_secret_i
     assert!(!text.contains(weak), "the secret is never printed");
 }
 
-/// Sends one message over a fresh socket and waits for `chunks` answer chunks.
+/// Sends one message over a fresh socket and waits for `chunks` answer frames.
 async fn ask_over(port: u16, token: &str, chunks: usize) -> crate::support::Socket {
-    let url = format!("ws://127.0.0.1:{port}/chat/ws?token={token}");
-    let (mut socket, _) = tokio_tungstenite::connect_async(url).await.expect("connect");
+    let mut socket = open(format!("ws://127.0.0.1:{port}/chat/ws?token={token}")).await;
     let hi = json!({"type": "user_message", "content": "hi"}).to_string();
     futures::SinkExt::send(&mut socket, Message::Text(hi.into())).await.expect("send");
     let mut seen = 0;
-    while seen < chunks {
-        if let Some(Ok(Message::Text(text))) = socket.next().await
-            && (text.contains("\"done\":\"false\"") || text.contains("\"done\":\"true\""))
-        {
+    ws::frames_until(&mut socket, ws::deadline_in(ws::WAIT), |frame| {
+        if frame["metadata"]["done"] == "false" || frame["metadata"]["done"] == "true" {
             seen += 1;
         }
-    }
+        seen >= chunks
+    })
+    .await;
     socket
 }
 
@@ -268,13 +264,7 @@ async fn the_binary_logs_its_start_up_lines_in_order_and_exits_cleanly_on_sigter
     let mut socket = ask_over(listening_port(&lines), &token, 2).await;
     let started = Instant::now();
     run.sigterm();
-    let close = loop {
-        match tokio::time::timeout(Duration::from_secs(5), socket.next()).await.expect("closed in time") {
-            Some(Ok(Message::Close(frame))) => break frame,
-            Some(Ok(_)) => {}
-            other => panic!("unexpected {other:?}"),
-        }
-    };
+    let (close, _) = ws::until_closed(&mut socket, ws::deadline_in(Duration::from_secs(5))).await;
     let close = close.expect("close frame");
     assert_eq!((close.code, close.reason.as_str()), (CloseCode::Away, "Server shutting down"));
     let (status, rest) = run.exit(Duration::from_secs(6)).await;
@@ -297,9 +287,8 @@ async fn dev_mode_starts_with_nothing_configured_and_prints_a_working_token() {
         .split_whitespace()
         .find(|w| w.starts_with("ws://") && w.contains("/chat/ws?token="))
         .expect("user url");
-    let (mut socket, _) = tokio_tungstenite::connect_async(url).await.expect("the printed URL connects");
-    let Some(Ok(Message::Text(text))) = socket.next().await else { panic!("a status frame") };
-    let status: serde_json::Value = serde_json::from_str(&text).expect("json");
+    let mut socket = open(url).await;
+    let status = ws::next_json(&mut socket, ws::deadline_in(ws::WAIT)).await;
     assert_eq!(status["user_id"], "dev-user");
     assert_eq!(status["model_id"], "demo");
     run.sigterm();
@@ -328,18 +317,14 @@ async fn provider_failures_are_logged_without_keys_or_bodies_at_info_level() {
     ]));
     let lines = run.until("Server listening on").await;
     let url = format!("ws://127.0.0.1:{}/chat/ws?token={}", listening_port(&lines), token("alice"));
-    let (mut socket, _) = tokio_tungstenite::connect_async(url).await.expect("connect");
+    let mut socket = open(url).await;
     let hi = json!({"type": "user_message", "content": "hi"}).to_string();
     futures::SinkExt::send(&mut socket, Message::Text(hi.into())).await.expect("send");
-    let mut frames = Vec::new();
-    loop {
-        let Some(Ok(Message::Text(text))) = socket.next().await else { continue };
-        let done = text.contains("\"done\":\"true\"");
-        frames.push(text.to_string());
-        if done {
-            break;
-        }
-    }
+    let frames: Vec<String> = ws::frames_until(&mut socket, ws::deadline_in(ws::WAIT), ws::is_done)
+        .await
+        .iter()
+        .map(ToString::to_string)
+        .collect();
     assert!(frames.iter().any(|f| f.contains("LLM_UNAVAILABLE")));
     assert_eq!(provider.requests().len(), 2, "tried and retried once");
     run.sigterm();

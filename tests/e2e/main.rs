@@ -4,9 +4,12 @@
 #[path = "../support/fake_provider.rs"]
 mod fake_provider;
 mod support;
+#[path = "../support/ws.rs"]
+mod ws;
 
 mod chat;
 mod connect;
+mod hardening;
 mod lifecycle;
 mod limits;
 mod providers;

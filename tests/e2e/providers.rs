@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 
 use crate::fake_provider::{FakeProvider, Part, Script, Wire};
 use crate::support::{TestApp, answer_text, done, spawn_app};
+use crate::ws;
 
 const KEY: &str = "sk-live-SECRET-KEY-abcdef0123456789";
 
@@ -114,6 +115,7 @@ async fn stop_closes_the_provider_connection() {
     let mut text = String::new();
     while text != "Once upon" {
         let frame = client.next_json().await;
+        assert!(!ws::is_done(&frame), "the answer ended before it stalled: {frame}");
         text.push_str(frame["content"].as_str().unwrap_or_default());
     }
     client.send(json!({"type": "stop"})).await;

@@ -57,10 +57,13 @@ async fn the_resume_frame_replays_like_the_query_parameters() {
         (status["type"].as_str(), status["session_id"].as_str()),
         (Some("connection_status"), Some(session.as_str()))
     );
-    let question = other.next_json().await;
-    let answer = other.next_json().await;
-    assert_eq!((question["seq"].as_u64(), question["content"].as_str()), (Some(1), Some("one")));
-    assert_eq!(answer["seq"], 2);
+    // The replay is queued while the `resume` is handled, before the `ping` after it is
+    // read, so the pong on this same socket fences it: exactly the two stored messages.
+    let replay = other.frames_before_pong().await;
+    let seqs: Vec<Option<u64>> = replay.iter().map(|f| f["seq"].as_u64()).collect();
+    assert_eq!(seqs, [Some(1), Some(2)], "each stored message once: {replay:#?}");
+    assert_eq!(replay[0]["content"], "one");
+    assert_eq!(replay[1]["type"], "ai_response");
     app.stop().await;
 }
 
@@ -71,19 +74,32 @@ async fn an_answer_keeps_running_when_its_socket_drops() {
     let session = client.session_id();
     client.send(json!({"type": "user_message", "content": "answer me while I'm away"})).await;
     assert_eq!(client.next_json().await["type"], "loading");
-    drop(client);
-    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    // Close, and wait for the server's side of the closing handshake: the server has
+    // then already detached the socket from the session (its reader detaches before the
+    // writer answers the close), so from here on nobody watches the answer.
+    client.socket.close(None).await.expect("close");
+    client.until_closed().await;
+
+    // Back at once, nothing waited for: the answer is either stored by now, or still
+    // running (then the socket gets `loading`, what was streamed so far, and the rest).
+    // Either way it must end as a whole answer, not cancelled by the drop.
     let mut back = app.connect("alice", &format!("&session_id={session}&last_seq=1")).await;
-    let answer = back.next_json().await;
-    assert_eq!(answer["type"], "ai_response");
-    assert!(answer["content"].as_str().is_some_and(|c| c.contains("answer me while I'm away")));
-    assert_eq!(answer["metadata"]["finish_reason"], "stop");
+    let first = back.next_json().await;
+    let (text, finish_reason) = if first["type"] == "loading" {
+        let rest = back.until_done().await;
+        (answer_text(&rest), done(&rest)["metadata"]["finish_reason"].clone())
+    } else {
+        assert_eq!(first["type"], "ai_response", "{first}");
+        (first["content"].as_str().unwrap_or_default().to_owned(), first["metadata"]["finish_reason"].clone())
+    };
+    assert!(text.contains("answer me while I'm away"), "{text}");
+    assert_eq!(finish_reason, "stop");
     app.stop().await;
 }
 
 #[tokio::test]
 async fn a_foreign_session_id_behaves_like_an_unknown_one_and_reaches_nobody() {
-    let app = spawn_app(&[]).await;
+    let app = spawn_app(&[("LLM_PROVIDER_1_DELAY", "20ms")]).await;
     let mut owner = app.connect("owner", "").await;
     owner.ask("my secret plans").await;
     let victim = owner.session_id();
@@ -99,11 +115,25 @@ async fn a_foreign_session_id_behaves_like_an_unknown_one_and_reaches_nobody() {
     assert!(!answer_text(&frames).contains("secret plans"), "no history leaks");
     assert!(frames.iter().all(|f| f["session_id"] == new_id.as_str()));
 
+    // While the owner's next answer streams, the intruder aims `stop` and typing at the
+    // owner's session. The intruder's pong proves both were handled (a socket's frames
+    // are handled in order, and a relay is queued while its frame is handled); anything
+    // they did to the owner's session therefore happened before the owner's answer
+    // ended, so the owner's frames up to its `done` would show it.
+    owner.send(json!({"type": "user_message", "content": "a long answer please"})).await;
+    assert_eq!(owner.next_json().await["type"], "loading");
+    assert_eq!(owner.next_json().await["metadata"]["done"], "false", "the answer is streaming");
     intruder.send(json!({"type": "stop", "session_id": victim})).await;
     intruder
         .send(json!({"type": "typing_indicator", "session_id": victim, "metadata": {"typing": "true"}}))
         .await;
-    owner.send(json!({"type": "ping"})).await;
-    assert_eq!(owner.next_json().await["type"], "pong", "nothing from the intruder reached the owner");
+    let intruder_frames = intruder.frames_before_pong().await;
+    assert!(intruder_frames.iter().all(|f| f["session_id"] != victim.as_str()), "{intruder_frames:#?}");
+    let owner_frames = owner.until_done().await;
+    assert_eq!(done(&owner_frames)["metadata"]["finish_reason"], "stop", "the intruder's stop did nothing");
+    assert!(
+        owner_frames.iter().all(|f| f["type"] != "typing_indicator"),
+        "nothing from the intruder reached the owner: {owner_frames:#?}"
+    );
     app.stop().await;
 }

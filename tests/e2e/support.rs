@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use chatbox::Application;
 use chatbox::config;
-use futures::{SinkExt, StreamExt};
+use futures::SinkExt;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -14,11 +14,12 @@ use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{self, Message};
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tokio_util::sync::CancellationToken;
 
+use crate::ws;
+
 pub const SECRET: &str = "e2e-K8f3Lq9ZxW2mN7vB4tR6yU1pJ5hGcDaQ";
-pub const WAIT: Duration = Duration::from_secs(10);
+pub use crate::ws::WAIT;
 
 /// A running server.
 pub struct TestApp {
@@ -84,7 +85,19 @@ pub fn token_expiring(user: &str, seconds: u64) -> String {
     token_with(&json!({"user_id": user, "exp": now_secs() + seconds}), SECRET, jsonwebtoken::Algorithm::HS256)
 }
 
-pub type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+pub use crate::ws::Socket;
+
+/// Opens a WebSocket (a URL, or a request with headers); the upgrade's answer must come
+/// within [`WAIT`].
+pub async fn try_open(request: impl IntoClientRequest + Unpin) -> Result<Socket, tungstenite::Error> {
+    let opening = tokio_tungstenite::connect_async(request);
+    tokio::time::timeout(WAIT, opening).await.expect("the upgrade was answered in time").map(|(s, _)| s)
+}
+
+/// Opens a WebSocket that must be accepted.
+pub async fn open(request: impl IntoClientRequest + Unpin) -> Socket {
+    try_open(request).await.expect("the upgrade is accepted")
+}
 
 /// A connected client that has read its `connection_status`.
 pub struct Client {
@@ -100,10 +113,7 @@ impl TestApp {
     /// Opens a socket for `user`, with extra query parameters (`&session_id=…`).
     pub async fn connect(&self, user: &str, extra_query: &str) -> Client {
         let url = self.ws_url(&format!("?token={}{extra_query}", token(user)));
-        let (socket, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(url))
-            .await
-            .expect("in time")
-            .expect("connect");
+        let socket = open(url).await;
         let mut client = Client { socket, status: Value::Null };
         let status = client.next_json().await;
         assert_eq!(status["type"], "connection_status", "first frame: {status}");
@@ -120,7 +130,10 @@ impl TestApp {
                 http::HeaderValue::from_str(value).expect("value"),
             );
         }
-        match tokio_tungstenite::connect_async(request).await {
+        match tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(request))
+            .await
+            .expect("answered in time")
+        {
             Ok(_) => panic!("expected the upgrade to be refused"),
             Err(tungstenite::Error::Http(response)) => {
                 let status = response.status().as_u16();
@@ -153,14 +166,18 @@ impl TestApp {
         path: &str,
         headers: &[(&str, &str)],
     ) -> (u16, String, String) {
-        let mut stream = TcpStream::connect(self.address).await.expect("connect");
         let extra: String = headers.iter().map(|(n, v)| format!("{n}: {v}\r\n")).collect();
         let request = format!(
             "{method} {path} HTTP/1.1\r\nHost: test\r\n{extra}Content-Length: 0\r\nConnection: close\r\n\r\n"
         );
-        stream.write_all(request.as_bytes()).await.expect("write");
-        let mut response = Vec::new();
-        tokio::time::timeout(WAIT, stream.read_to_end(&mut response)).await.expect("in time").expect("read");
+        let exchange = async {
+            let mut stream = TcpStream::connect(self.address).await.expect("connect");
+            stream.write_all(request.as_bytes()).await.expect("write");
+            let mut response = Vec::new();
+            stream.read_to_end(&mut response).await.expect("read");
+            response
+        };
+        let response = tokio::time::timeout(WAIT, exchange).await.expect("answered in time");
         let text = String::from_utf8_lossy(&response).into_owned();
         let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("status line");
         let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
@@ -186,50 +203,34 @@ impl Client {
         self.socket.send(Message::Text(text.to_owned().into())).await.expect("send");
     }
 
-    /// The next JSON frame (protocol pings are answered and skipped).
+    /// The next JSON frame (protocol pings are answered and skipped). Fails the test
+    /// when the socket closes or nothing arrives within [`WAIT`].
     pub async fn next_json(&mut self) -> Value {
-        self.next_json_within(WAIT).await.expect("a frame in time")
+        ws::next_json(&mut self.socket, ws::deadline_in(WAIT)).await
     }
 
-    pub async fn next_json_within(&mut self, wait: Duration) -> Option<Value> {
-        loop {
-            let message = tokio::time::timeout(wait, self.socket.next()).await.ok()?;
-            match message {
-                Some(Ok(Message::Text(text))) => {
-                    return Some(serde_json::from_str(&text).expect("json frame"));
-                }
-                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
-                Some(Ok(Message::Close(frame))) => panic!("closed unexpectedly: {frame:?}"),
-                other => panic!("unexpected: {other:?}"),
-            }
-        }
-    }
-
-    /// Frames up to and including the end of the next answer.
+    /// Frames up to and including the end of the next answer, all within [`WAIT`].
     pub async fn until_done(&mut self) -> Vec<Value> {
-        let mut frames = Vec::new();
-        loop {
-            let frame = self.next_json().await;
-            let done = frame["metadata"]["done"] == "true" && frame["metadata"]["streaming"] == "true";
-            frames.push(frame);
-            if done {
-                return frames;
-            }
-        }
+        ws::frames_until(&mut self.socket, ws::deadline_in(WAIT), ws::is_done).await
+    }
+
+    /// A barrier on this socket: sends `ping` and returns the frames that arrived before
+    /// its `pong`. The server handles a socket's frames in order, so everything this
+    /// socket's earlier frames caused *for this socket* is queued before the pong. It
+    /// proves nothing about other sockets.
+    pub async fn frames_before_pong(&mut self) -> Vec<Value> {
+        self.send(json!({"type": "ping"})).await;
+        let mut frames =
+            ws::frames_until(&mut self.socket, ws::deadline_in(WAIT), |f| f["type"] == "pong").await;
+        frames.pop();
+        frames
     }
 
     /// Reads until the server closes; returns the close frame (None if the connection
-    /// just ended) and the text frames read before it.
+    /// just ended) and the text frames read before it. Fails the test if the socket is
+    /// still open after [`WAIT`].
     pub async fn until_closed(&mut self) -> (Option<CloseFrame>, Vec<Value>) {
-        let mut frames = Vec::new();
-        loop {
-            match tokio::time::timeout(WAIT, self.socket.next()).await.expect("closed in time") {
-                Some(Ok(Message::Text(text))) => frames.push(serde_json::from_str(&text).expect("json")),
-                Some(Ok(Message::Close(frame))) => return (frame, frames),
-                Some(Ok(_)) => {}
-                Some(Err(_)) | None => return (None, frames),
-            }
-        }
+        ws::until_closed(&mut self.socket, ws::deadline_in(WAIT)).await
     }
 
     pub fn session_id(&self) -> String {

@@ -273,8 +273,11 @@ async fn dropping_the_stream_closes_the_provider_connection() {
         let mut stream = adapter(wire, &server).stream(request(None)).await.expect("started");
         let mut seen = String::new();
         while seen != "Still going" {
-            if let Some(Ok(StreamEvent::Delta(delta))) = stream.next().await {
-                seen.push_str(&delta);
+            // A stream that ends or fails here would otherwise be polled forever.
+            match tokio::time::timeout(Duration::from_secs(5), stream.next()).await {
+                Ok(Some(Ok(StreamEvent::Delta(delta)))) => seen.push_str(&delta),
+                Ok(Some(Ok(_))) => {}
+                other => panic!("{wire:?}: the stream stopped before \"Still going\" ({seen:?}): {other:?}"),
             }
         }
         assert!(

@@ -180,9 +180,7 @@ fn rejected(rejection: &warp::Rejection) -> HttpResponse {
         return error_response(ErrorCode::Forbidden, "Origin not allowed", None);
     }
     if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
-        let mut response = error_response(ErrorCode::BadRequest, "Method not allowed", None);
-        *response.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
-        return response;
+        return error_response(ErrorCode::MethodNotAllowed, "Method not allowed", None);
     }
     error_response(ErrorCode::BadRequest, "Bad request", None)
 }

@@ -56,7 +56,11 @@ pub(crate) fn upgrade(
     if state.gate.is_draining() {
         return error_response(ErrorCode::ServiceUnavailable, "Server is shutting down", None);
     }
-    let user = match authenticate(state, headers, query) {
+    let offered = match OfferedProtocols::read(headers) {
+        Ok(offered) => offered,
+        Err(problem) => return error_response(ErrorCode::BadRequest, problem, None),
+    };
+    let user = match authenticate(state, headers, offered.token.as_deref(), query) {
         Ok(user) => user,
         Err(error) => return auth_error_response(error),
     };
@@ -125,16 +129,63 @@ pub(crate) fn upgrade(
     if let Ok(accept) = HeaderValue::from_str(&accept_key) {
         headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
     }
+    if offered.speaks_ours {
+        headers.insert(header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(SUBPROTOCOL));
+    }
     response
 }
 
-/// The token from `Authorization: Bearer`, else from `?token=`.
+/// The subprotocol this server speaks. A browser cannot set `Authorization` on a
+/// WebSocket, and a `?token=` lands in proxy access logs; so a client may offer its token
+/// as a `bearer.<token>` entry of `Sec-WebSocket-Protocol` next to this name, and only
+/// this name is echoed back (the way Kubernetes takes bearer tokens from browsers).
+pub const SUBPROTOCOL: &str = "chatbox.v1";
+const BEARER_PROTOCOL_PREFIX: &str = "bearer.";
+
+/// What the client offered in `Sec-WebSocket-Protocol`.
+#[derive(Default)]
+struct OfferedProtocols {
+    /// The token of a `bearer.<token>` entry.
+    token: Option<String>,
+    /// Whether [`SUBPROTOCOL`] was offered.
+    speaks_ours: bool,
+}
+
+impl OfferedProtocols {
+    fn read(headers: &HeaderMap) -> Result<Self, &'static str> {
+        let mut offered = Self::default();
+        let entries = headers
+            .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(','))
+            .map(str::trim);
+        for entry in entries {
+            if entry == SUBPROTOCOL {
+                offered.speaks_ours = true;
+            } else if let Some(token) = entry.strip_prefix(BEARER_PROTOCOL_PREFIX) {
+                offered.token = Some(token.to_owned());
+            }
+        }
+        // A browser fails the handshake unless one offered name comes back, and the
+        // bearer entry must never be echoed: it needs the real name beside it.
+        if offered.token.is_some() && !offered.speaks_ours {
+            return Err("Offer the chatbox.v1 subprotocol next to the bearer entry");
+        }
+        Ok(offered)
+    }
+}
+
+/// The token from `Authorization: Bearer`, else from the `bearer.` subprotocol entry,
+/// else from `?token=` (kept for the earlier clients).
 fn authenticate(
     state: &HttpState,
     headers: &HeaderMap,
+    protocol_token: Option<&str>,
     query: &HashMap<String, String>,
 ) -> Result<AuthenticatedUser, AuthError> {
     let token = crate::routes::bearer_token(headers)
+        .or(protocol_token.map(str::trim).filter(|t| !t.is_empty()))
         .or_else(|| query.get("token").map(String::as_str).map(str::trim).filter(|t| !t.is_empty()))
         .ok_or(AuthError::Missing)?;
     state.jwt.verify(token)

@@ -49,6 +49,7 @@ impl Actor {
                 Err(error) => {
                     warn!(%session_id, %error, "storing an answer failed");
                     storage_failed = true;
+                    self.hold(message, effects.clone());
                 }
             }
         }

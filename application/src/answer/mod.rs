@@ -13,6 +13,7 @@
 
 mod context;
 mod finish;
+mod outbox;
 mod start;
 mod stream;
 
@@ -109,11 +110,13 @@ const STORAGE_UNAVAILABLE: &str = "Storage is temporarily unavailable";
 pub(crate) struct Actor {
     live: Arc<LiveSession>,
     deps: Arc<Deps>,
+    /// An answer that finished while storage was failing (see `outbox.rs`).
+    held: Option<outbox::HeldAnswer>,
 }
 
 /// Runs a session's actor until the session is retired and its queue is drained.
 pub(crate) async fn run(live: Arc<LiveSession>, mut turns: mpsc::Receiver<Turn>, deps: Arc<Deps>) {
-    let mut actor = Actor { live, deps };
+    let mut actor = Actor { live, deps, held: None };
     let mut retiring = false;
     loop {
         let turn = tokio::select! {
@@ -124,19 +127,46 @@ pub(crate) async fn run(live: Arc<LiveSession>, mut turns: mpsc::Receiver<Turn>,
                 turns.close();
                 continue;
             }
+            () = tokio::time::sleep(outbox::RETRY_INTERVAL), if actor.held.is_some() => {
+                actor.flush().await;
+                continue;
+            }
             turn = turns.recv() => turn,
         };
         let Some(turn) = turn else { break };
+        // Nothing is stored after a held answer until it is: sequence numbers stay in order.
+        if !actor.flush().await {
+            actor.refuse(turn);
+            continue;
+        }
         if let Some(style) = actor.store_turn(turn).await {
             actor.answer(style).await;
         }
     }
+    actor.flush_before_exit().await;
     debug!(session_id = %actor.live.id(), "session actor stopped");
 }
 
 impl Actor {
     fn frame(&self, event: ServerEvent) -> Arc<Frame> {
         Frame::new(event, self.deps.clock.now())
+    }
+
+    /// Refuses a turn because storage is failing: the sender gets `DATABASE_ERROR` and may
+    /// send it again with the same `client_message_id`.
+    fn refuse(&self, turn: Turn) {
+        self.live.with_state(|state| {
+            state.queued_turns = state.queued_turns.saturating_sub(1);
+            if let Some(id) = &turn.client_message_id {
+                state.forget_client_id(id);
+            }
+        });
+        turn.origin.send(self.frame(ServerEvent::Error {
+            session_id: Some(self.live.id().clone()),
+            code: ErrorCode::DatabaseError,
+            message: STORAGE_UNAVAILABLE.to_owned(),
+            retry_after: None,
+        }));
     }
 
     /// Stores one turn and fans it out; returns how to answer it if the model should.

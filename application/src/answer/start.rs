@@ -66,7 +66,7 @@ impl Actor {
                         return Err(Outcome::ended_with(model_id, FinishReason::Cancelled));
                     }
                     Err(Attempt::TimedOut) => {
-                        warn!(session_id = %self.live.id(), %model_id, "no answer from the provider in time");
+                        warn!(session_id = %self.live.id(), %model_id, "provider timeout: no first token within LLM_IDLE_TIMEOUT");
                         return Err(Outcome::failed(
                             model_id,
                             FinishReason::Timeout,

@@ -75,7 +75,7 @@ impl Actor {
                         debug!(session_id = %self.live.id(), "no socket came back in time; answer cancelled");
                         return progress.ended(FinishReason::Cancelled);
                     }
-                    warn!(session_id = %self.live.id(), model_id = %progress.model_id, "answer timed out");
+                    warn!(session_id = %self.live.id(), model_id = %progress.model_id, "answer timeout: silent for LLM_IDLE_TIMEOUT or longer than LLM_STREAM_TIMEOUT");
                     return progress.failed(FinishReason::Timeout, ErrorCode::LlmTimeout, PROVIDER_TIMEOUT);
                 }
                 event = stream.next() => {

@@ -27,6 +27,7 @@ use chatbox_domain::command_budget::{CommandBudget, CommandKind, Spend};
 use chatbox_domain::{ModelId, Seq, SessionId, UserId};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
 
 use crate::commands::ClientCommand;
 use crate::deps::Deps;
@@ -179,7 +180,7 @@ impl ChatService {
     ) -> Result<Connection, ChatError> {
         let mut connection = Connection {
             socket,
-            budget: CommandBudget::default(),
+            budget: CommandBudget::new(self.deps.settings.command_quota),
             bound: None,
             issued: self.new_session_id()?,
             selected_model: None,
@@ -203,10 +204,17 @@ impl ChatService {
     /// [`ChatError::RateLimited`] over budget; [`ChatError::Flooding`] far past it, after
     /// which the adapter closes the socket.
     pub fn charge(&self, connection: &mut Connection, kind: CommandKind) -> Result<(), ChatError> {
+        let user = connection.socket.user();
         match connection.budget.spend(kind, self.deps.clock.monotonic()) {
             Spend::Allowed => Ok(()),
-            Spend::Refused { retry_after } => Err(ChatError::RateLimited { retry_after }),
-            Spend::Flooding => Err(ChatError::Flooding),
+            Spend::Refused { retry_after } => {
+                info!(user_id = %user, ?kind, retry_after_ms = retry_after.as_millis(), "rate limit exceeded: command budget");
+                Err(ChatError::RateLimited { retry_after })
+            }
+            Spend::Flooding => {
+                warn!(user_id = %user, ?kind, "rate limit exceeded far past the command budget: closing the socket");
+                Err(ChatError::Flooding)
+            }
         }
     }
 

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use chatbox_domain::{MessageKind, Sender, UserId};
-use tracing::debug;
+use tracing::{debug, info};
 
 use super::{ChatService, Connection};
 use crate::answer::Turn;
@@ -69,10 +69,10 @@ impl ChatService {
     }
 
     pub(super) fn check_rate(&self, user: &UserId) -> Result<(), ChatError> {
-        self.deps
-            .limiter
-            .check(user, self.deps.clock.monotonic())
-            .map_err(|retry_after| ChatError::RateLimited { retry_after })
+        self.deps.limiter.check(user, self.deps.clock.monotonic()).map_err(|retry_after| {
+            info!(user_id = %user, retry_after_ms = retry_after.as_millis(), "rate limit exceeded: messages");
+            ChatError::RateLimited { retry_after }
+        })
     }
 
     /// Queues a turn with the session's actor: refused if the session ended, the key was

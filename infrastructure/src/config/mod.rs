@@ -215,6 +215,9 @@ pub struct Settings {
     /// `HTTP_MAX_PENDING_CONNECTIONS` (extension): open connections not (yet) upgraded.
     #[validate(range(min = 1, max = 1_000_000, message = "must be between 1 and 1000000"))]
     pub http_max_pending_connections: usize,
+    /// `WS_COMMAND_BUDGET` (extension): budget units per connection per minute.
+    #[validate(range(min = 10, max = 1_000_000, message = "must be between 10 and 1000000"))]
+    pub ws_command_budget: u32,
     /// `MAX_ANSWER_CHARS` (extension): the longest answer, in characters.
     #[validate(range(min = 100, max = 10_000_000, message = "must be between 100 and 10000000"))]
     pub max_answer_chars: usize,
@@ -296,4 +299,40 @@ pub fn load_from(vars: &[(&str, &str)], dev: bool) -> Loaded {
     let source =
         Source::new(vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())), None).unwrap_or_default();
     rules::load(&source, dev, None)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    /// The variables named in the first column of the tables of `docs/configuration.md`
+    /// (a provider block's `_FIELD` rows become `LLM_PROVIDER_<N>_FIELD`).
+    fn documented() -> BTreeSet<String> {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/configuration.md");
+        let text = std::fs::read_to_string(path).expect("docs/configuration.md");
+        let mut names = BTreeSet::new();
+        for line in text.lines().filter(|l| l.starts_with("| `")) {
+            let first_cell = line.split('|').nth(1).unwrap_or_default();
+            for name in first_cell.split('`').skip(1).step_by(2) {
+                if name.starts_with('_') {
+                    names.insert(format!("LLM_PROVIDER_<N>{name}"));
+                } else if name.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_') {
+                    names.insert(name.to_owned());
+                }
+            }
+        }
+        names
+    }
+
+    #[test]
+    fn the_configuration_page_documents_exactly_the_variables_the_code_reads() {
+        let read: BTreeSet<String> = super::variables_read().into_iter().collect();
+        let documented = documented();
+        let undocumented: Vec<_> = read.difference(&documented).collect();
+        let unread: Vec<_> = documented.difference(&read).collect();
+        assert!(
+            undocumented.is_empty() && unread.is_empty(),
+            "read but not documented: {undocumented:?}; documented but not read: {unread:?}"
+        );
+    }
 }

@@ -26,9 +26,6 @@ const LEVELS: &[&str] = &["off", "error", "warn", "info", "debug", "trace"];
 /// says they have no effect yet, rather than silently ignoring them.
 const NOT_YET_USED: &[&str] = &[
     "TRUSTED_PROXIES",
-    "ENCRYPTION_KEY",
-    "ENCRYPTION_KEY_ID",
-    "ENCRYPTION_OLD_KEYS",
     "ADMIN_EMAILS",
     "ADMIN_PHONES",
     "EMAIL_FROM",
@@ -176,7 +173,7 @@ pub(super) fn load(source: &Source, dev_flag: bool, config_file: Option<PathBuf>
     let providers = providers(&mut r, dev);
     let storage = storage(&mut r, dev);
     let alerts = alerts(&mut r);
-    if r.source.is_set("WS_SEND_QUEUE") {
+    if r.source.names().any(|name| name == "WS_SEND_QUEUE") {
         r.warnings.push(
             "WS_SEND_QUEUE is no longer read: a socket's queue is bounded in bytes by WS_SEND_BUFFER".into(),
         );
@@ -240,6 +237,7 @@ pub(super) fn load(source: &Source, dev_flag: bool, config_file: Option<PathBuf>
         ws_pong_timeout: r.duration("WS_PONG_TIMEOUT", "60s"),
         ws_write_timeout: r.duration("WS_WRITE_TIMEOUT", "10s"),
         ws_send_buffer: r.number("WS_SEND_BUFFER", 262_144),
+        ws_command_budget: r.number("WS_COMMAND_BUDGET", 120),
         http_header_read_timeout: r.duration("HTTP_HEADER_READ_TIMEOUT", "10s"),
         http_keepalive_timeout: r.duration("HTTP_KEEPALIVE_TIMEOUT", "60s"),
         http_max_pending_connections: r.number("HTTP_MAX_PENDING_CONNECTIONS", 1024),

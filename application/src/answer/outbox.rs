@@ -1,0 +1,72 @@
+//! The outbox: an answer that finished while storage was failing is held here and written
+//! when storage returns — before the session's next message, on a retry timer while the
+//! session is quiet, and at shutdown until the deadline. The client was told
+//! `DATABASE_ERROR`; nothing acknowledged is dropped.
+//!
+//! Bounded: at most one held answer per live session (of at most `MAX_ANSWER_CHARS`),
+//! since nothing else is stored for the session until it is written, which also keeps
+//! sequence numbers in order. A session with a held answer is never evicted.
+
+use std::time::Duration;
+
+use chatbox_domain::{MessageEffects, StoredMessage};
+use tracing::{error, info, warn};
+
+use super::Actor;
+
+/// How often a held answer is retried while the session is quiet.
+pub(super) const RETRY_INTERVAL: Duration = Duration::from_secs(2);
+/// How often it is retried during shutdown, until the deadline.
+const SHUTDOWN_RETRY_INTERVAL: Duration = Duration::from_millis(200);
+
+/// An answer waiting to be stored, with what it changes on its session.
+#[derive(Debug)]
+pub(super) struct HeldAnswer {
+    message: StoredMessage,
+    effects: MessageEffects,
+}
+
+impl Actor {
+    /// Holds an answer that could not be stored.
+    pub(super) fn hold(&mut self, message: StoredMessage, effects: MessageEffects) {
+        warn!(session_id = %self.live.id(), seq = %message.seq, "answer held in the outbox until storage returns");
+        self.live.with_state(|state| state.unstored_answer = true);
+        self.held = Some(HeldAnswer { message, effects });
+    }
+
+    /// Writes the held answer, if any; true when nothing is held any more.
+    pub(super) async fn flush(&mut self) -> bool {
+        let Some(held) = &self.held else {
+            return true;
+        };
+        let stored = self
+            .deps
+            .storage(self.deps.repo.append_message(self.live.id(), &held.message, &held.effects))
+            .await;
+        if let Err(error) = stored {
+            warn!(session_id = %self.live.id(), %error, "storing a held answer failed; will retry");
+            return false;
+        }
+        self.live.with_state(|state| {
+            state.session.record(held.message.seq, held.message.timestamp, &held.effects);
+            state.stored_seq = held.message.seq;
+            state.unstored_answer = false;
+        });
+        info!(session_id = %self.live.id(), seq = %held.message.seq, "held answer stored");
+        self.held = None;
+        true
+    }
+
+    /// At shutdown: keeps trying until the answers' deadline.
+    pub(super) async fn flush_before_exit(&mut self) {
+        while !self.flush().await {
+            tokio::select! {
+                () = self.deps.answers_cutoff.cancelled() => break,
+                () = tokio::time::sleep(SHUTDOWN_RETRY_INTERVAL) => {}
+            }
+        }
+        if let Some(held) = &self.held {
+            error!(session_id = %self.live.id(), seq = %held.message.seq, "an answer could not be stored before the shutdown deadline");
+        }
+    }
+}

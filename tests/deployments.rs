@@ -1,0 +1,321 @@
+//! The deployment manifests agree with the service: the ConfigMap and the Secret template
+//! name exactly the variables the configuration reads, the ConfigMap's values are the
+//! built-in defaults, the Deployments leave the service time to drain and probe the
+//! right paths, and `create-secret.sh` refuses exactly the JWT secrets the service
+//! refuses.
+//!
+//! The manifests are read with a small line parser rather than a YAML library: their
+//! `data:` blocks are flat `KEY: "value"` lines by design, and the parser refuses any
+//! other line there, so a construct it cannot read fails the test instead of being
+//! skipped.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use chatbox::config::{load_from, variables_read, weak_secret_reason};
+
+/// Variables the service reads that the cluster manifests leave out on purpose.
+const NOT_IN_MANIFESTS: &[(&str, &str)] = &[
+    ("CHATBOX_DEV", "the one-machine trial mode (random secret, demo model); never in a cluster"),
+    ("CHATBOX_CONFIG", "a TOML file as a second source; the manifests use the environment only"),
+    ("WS_ALLOWED_ORIGINS", "an alias of ALLOWED_ORIGINS, kept for the earlier service's deployments"),
+    ("SMS_API_KEY", "an alias of SMS_AUTH_TOKEN, kept for the earlier service's deployments"),
+];
+
+/// ConfigMap values that deliberately differ from the built-in default, and why.
+const NOT_DEFAULT: &[(&str, &str)] =
+    &[("ALLOWED_ORIGINS", "a placeholder origin: empty would accept sockets from any origin")];
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
+}
+
+fn kubernetes(file: &str) -> PathBuf {
+    root().join("deployments/kubernetes").join(file)
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The `KEY: "value"` lines of the top-level block `block:` of a manifest, in order.
+/// Comments and blank lines are skipped; any other line inside the block is an error.
+fn flat_block(path: &Path, block: &str) -> Vec<(String, String)> {
+    let text = read(path);
+    let mut lines = text.lines().enumerate().skip_while(|(_, line)| *line != format!("{block}:"));
+    assert!(lines.next().is_some(), "{}: no top-level `{block}:` block", path.display());
+    let mut entries = Vec::new();
+    for (number, line) in lines {
+        let content = line.split(" #").next().unwrap_or_default().trim_end();
+        if content.trim_start().starts_with('#') || content.is_empty() {
+            continue;
+        }
+        if !line.starts_with(' ') {
+            break;
+        }
+        let parsed = content.strip_prefix("  ").and_then(|entry| {
+            let (key, value) = entry.split_once(": ")?;
+            let value = value.strip_prefix('"')?.strip_suffix('"')?;
+            let plain_key = !key.is_empty()
+                && key.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+            (plain_key && !value.contains(['"', '\\'])).then(|| (key.to_owned(), value.to_owned()))
+        });
+        match parsed {
+            Some(entry) => entries.push(entry),
+            None => panic!(
+                "{}:{}: expected `  KEY: \"value\"` in `{block}:`, found {line:?}",
+                path.display(),
+                number + 1
+            ),
+        }
+    }
+    assert!(!entries.is_empty(), "{}: `{block}:` is empty", path.display());
+    entries
+}
+
+fn configmap() -> Vec<(String, String)> {
+    flat_block(&kubernetes("configmap.yaml"), "data")
+}
+
+fn secret_template() -> Vec<(String, String)> {
+    flat_block(&kubernetes("secret.example.yaml"), "stringData")
+}
+
+/// `LLM_PROVIDER_7_API_KEY` → `LLM_PROVIDER_<N>_API_KEY`, as `variables_read` writes it.
+fn generic(name: &str) -> String {
+    if let Some(rest) = name.strip_prefix("LLM_PROVIDER_")
+        && let Some((number, field)) = rest.split_once('_')
+        && !number.is_empty()
+        && number.chars().all(|c| c.is_ascii_digit())
+    {
+        return format!("LLM_PROVIDER_<N>_{field}");
+    }
+    name.to_owned()
+}
+
+fn names(entries: &[(String, String)]) -> BTreeSet<String> {
+    entries.iter().map(|(key, _)| generic(key)).collect()
+}
+
+fn assert_no_duplicates(entries: &[(String, String)], file: &str) {
+    let mut seen = BTreeSet::new();
+    for (key, _) in entries {
+        assert!(seen.insert(key), "{file}: {key} appears twice");
+    }
+}
+
+#[test]
+fn the_manifests_name_exactly_the_variables_the_service_reads() {
+    let read: BTreeSet<String> = variables_read().into_iter().collect();
+    let (configmap, secret) = (configmap(), secret_template());
+    assert_no_duplicates(&configmap, "configmap.yaml");
+    assert_no_duplicates(&secret, "secret.example.yaml");
+    let (in_configmap, in_secret) = (names(&configmap), names(&secret));
+
+    let both: Vec<_> = in_configmap.intersection(&in_secret).collect();
+    assert!(both.is_empty(), "in both the ConfigMap and the Secret (the Secret would win): {both:?}");
+
+    let left_out: BTreeSet<String> = NOT_IN_MANIFESTS.iter().map(|(name, _)| (*name).to_owned()).collect();
+    let stale: Vec<_> = left_out.difference(&read).collect();
+    assert!(stale.is_empty(), "NOT_IN_MANIFESTS lists variables the service no longer reads: {stale:?}");
+
+    let unknown: Vec<_> = in_configmap.union(&in_secret).filter(|name| !read.contains(*name)).collect();
+    assert!(unknown.is_empty(), "the manifests set variables the service does not read: {unknown:?}");
+
+    let missing: Vec<_> = read
+        .iter()
+        .filter(|name| {
+            !in_configmap.contains(*name) && !in_secret.contains(*name) && !left_out.contains(*name)
+        })
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "the service reads variables that neither configmap.yaml nor secret.example.yaml carries: {missing:?}"
+    );
+}
+
+/// The variables that hold secrets: the Secret carries them, the ConfigMap never does,
+/// and `create-secret.sh` takes each from the environment.
+const SECRETS: &[&str] = &[
+    "JWT_SECRET",
+    "LLM_PROVIDER_<N>_API_KEY",
+    "MONGO_URI",
+    "ENCRYPTION_KEY",
+    "ENCRYPTION_OLD_KEYS",
+    "SMTP_PASS",
+    "SMS_AUTH_TOKEN",
+];
+
+#[test]
+fn secrets_are_in_the_secret_and_only_there() {
+    let secrets: BTreeSet<String> = SECRETS.iter().map(|name| (*name).to_owned()).collect();
+    assert_eq!(names(&secret_template()), secrets, "secret.example.yaml must carry exactly the secrets");
+    let leaked: Vec<_> = names(&configmap()).intersection(&secrets).cloned().collect();
+    assert!(leaked.is_empty(), "secrets in the ConfigMap: {leaked:?}");
+    let script = read(&kubernetes("create-secret.sh"));
+    for name in SECRETS {
+        let spelled = name.replace("LLM_PROVIDER_<N>_API_KEY", "^LLM_PROVIDER_[1-9][0-9]*_API_KEY$");
+        assert!(script.contains(&spelled), "create-secret.sh does not take {name} from the environment");
+    }
+}
+
+#[test]
+fn the_configmap_holds_the_built_in_defaults_and_starts_the_service() {
+    const GOOD_SECRET: &str = "k3J9x7QpLm2VbN8wZr4TyU6sHd1FgCeA";
+    let configmap = configmap();
+    let mut with_configmap: Vec<(&str, &str)> = vec![("JWT_SECRET", GOOD_SECRET)];
+    let mut defaults_only: Vec<(&str, &str)> = vec![("JWT_SECRET", GOOD_SECRET)];
+    for (key, value) in &configmap {
+        with_configmap.push((key, value));
+        if NOT_DEFAULT.iter().any(|(name, _)| name == key) {
+            defaults_only.push((key, value));
+        } else if key.starts_with("LLM_PROVIDER_") {
+            // The provider block has no built-in default outside --dev: it is required.
+            defaults_only.push((key, value));
+        }
+    }
+    let loaded = load_from(&with_configmap, false);
+    let settings = match loaded.settings {
+        Ok(settings) => settings,
+        Err(problems) => panic!("the ConfigMap does not pass the service's validation: {problems:?}"),
+    };
+    let defaults = load_from(&defaults_only, false).settings.expect("defaults are valid");
+    assert_eq!(
+        format!("{settings:#?}"),
+        format!("{defaults:#?}"),
+        "a ConfigMap value differs from the service's default (list it in NOT_DEFAULT with the reason if that is deliberate)"
+    );
+}
+
+#[test]
+fn the_secret_template_cannot_start_the_service_as_it_is() {
+    let secret: BTreeMap<String, String> = secret_template().into_iter().collect();
+    let placeholder = secret.get("JWT_SECRET").expect("the template names JWT_SECRET");
+    assert!(
+        weak_secret_reason(placeholder).is_some(),
+        "the template's JWT_SECRET placeholder must be one the service refuses"
+    );
+    for (key, value) in &secret {
+        assert!(key == "JWT_SECRET" || value.is_empty(), "{key} in the template must be empty");
+    }
+}
+
+/// A Deployment's line `key: value`, read as a number (the first such line).
+fn number_after(text: &str, key: &str, file: &str) -> u64 {
+    text.lines()
+        .find_map(|line| line.trim().strip_prefix(key)?.strip_prefix(": ")?.parse().ok())
+        .unwrap_or_else(|| panic!("{file}: no `{key}: <number>`"))
+}
+
+#[test]
+fn deployments_drain_in_time_and_probe_the_service() {
+    let configmap: BTreeMap<String, String> = configmap().into_iter().collect();
+    let shutdown = humantime::parse_duration(&configmap["SHUTDOWN_TIMEOUT"]).expect("SHUTDOWN_TIMEOUT");
+    let prefix = &configmap["CHATBOX_PATH_PREFIX"];
+    let port = &configmap["SERVER_PORT"];
+    let main = read(&kubernetes("deployment.yaml"));
+    for file in ["deployment.yaml", "deployment-v1.1.0.yaml"] {
+        let text = read(&kubernetes(file));
+        let grace = Duration::from_secs(number_after(&text, "terminationGracePeriodSeconds", file));
+        let pre_stop = Duration::from_secs(number_after(&text, "seconds", file));
+        assert!(
+            grace >= pre_stop + shutdown + Duration::from_secs(5),
+            "{file}: terminationGracePeriodSeconds ({grace:?}) must exceed the preStop pause ({pre_stop:?}) plus SHUTDOWN_TIMEOUT ({shutdown:?}) with a margin"
+        );
+        for route in ["healthz", "readyz"] {
+            assert!(
+                text.contains(&format!("path: {prefix}/{route}\n")),
+                "{file}: no probe on {prefix}/{route}"
+            );
+        }
+        assert!(
+            text.contains(&format!("containerPort: {port}\n")),
+            "{file}: containerPort is not SERVER_PORT"
+        );
+        assert!(text.contains("replicas: 1\n"), "{file}: one replica until sessions can be shared");
+        assert!(text.contains("maxUnavailable: 0\n"), "{file}: a rolling update must never leave zero pods");
+        if file != "deployment.yaml" {
+            let containers = |text: &str| -> Vec<String> {
+                let (_, rest) = text.split_once("      containers:\n").unwrap_or_default();
+                rest.lines().map(str::to_owned).collect()
+            };
+            let (this, reference) = (containers(&text), containers(&main));
+            let first_difference = this.iter().zip(&reference).position(|(a, b)| a != b);
+            assert!(
+                first_difference.is_none() && this.len() == reference.len() && !this.is_empty(),
+                "{file}: from `containers:` down it must be the same as deployment.yaml; first difference: {:?}",
+                first_difference.map(|i| (&this[i], &reference[i]))
+            );
+        }
+    }
+}
+
+/// Runs `create-secret.sh --check-only` with `secret` as JWT_SECRET, in a clean
+/// environment with the given locale (`None`: no locale variable at all).
+fn script_accepts(secret: &str, locale: Option<&str>) -> bool {
+    let mut command = Command::new("bash");
+    command
+        .arg(kubernetes("create-secret.sh"))
+        .arg("--check-only")
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("JWT_SECRET", secret);
+    if let Some(locale) = locale {
+        command.env("LC_ALL", locale);
+    }
+    let output = command.output().expect("bash runs create-secret.sh");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains(secret), "create-secret.sh printed the secret");
+    output.status.success()
+}
+
+#[test]
+fn create_secret_refuses_exactly_what_the_service_refuses() {
+    let strong = "k3J9x7QpLm2VbN8wZr4TyU6sHd1FgCeA";
+    let mut cases: Vec<String> = vec![
+        strong.to_owned(),
+        strong[..31].to_owned(),
+        format!("{strong}{strong}"),
+        "abcdefgabcdefgabcdefgabcdefgabcdefg".to_owned(),
+        "abcdefghabcdefghabcdefghabcdefgh".to_owned(),
+        // Byte length against character count: 16 characters, 32 bytes.
+        "ÄÖÜäöüßẞÄÖÜäöüßx".to_owned(),
+        "ééééééééééééééééééééééééééééééééé".to_owned(),
+        // 9 distinct 3-byte characters made of 4 distinct bytes.
+        "\u{2000}\u{2001}\u{2002}\u{2040}\u{2041}\u{2042}\u{2080}\u{2081}\u{2082}\u{2000}\u{2001}".to_owned(),
+        "with a space and a $dollar and `backticks` 'quotes'".to_owned(),
+        "line\nbreaks\ncount\nas\ncharacters 0123".to_owned(),
+    ];
+    for pattern in [
+        "secret",
+        "password",
+        "changeme",
+        "change-me",
+        "change_me",
+        "default",
+        "example",
+        "placeholder",
+        "replace_with",
+        "your-",
+        "test123",
+        "12345",
+        "qwerty",
+        "admin",
+    ] {
+        cases.push(format!("{strong}{}", pattern.to_ascii_uppercase()));
+        cases.push(format!("{pattern}{}", &strong[..28]));
+    }
+    let mut disagreements = Vec::new();
+    // The caller's locale must not matter: the rule counts bytes and folds ASCII only.
+    for (case, locale) in cases.iter().flat_map(|case| [(case, None), (case, Some("C.UTF-8"))]) {
+        let service = weak_secret_reason(case).is_none();
+        if script_accepts(case, locale) != service {
+            let verdict = if service { "accepts" } else { "refuses" };
+            disagreements.push(format!("{case:?} (locale {locale:?}): the service {verdict}"));
+        }
+    }
+    assert!(disagreements.is_empty(), "create-secret.sh disagrees with the service on {disagreements:#?}");
+    assert!(cases.iter().any(|c| weak_secret_reason(c).is_none()), "the cases include accepted secrets");
+}

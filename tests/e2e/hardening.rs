@@ -1,0 +1,226 @@
+//! Hostile and unlucky input from a client with a valid account: odd and huge claim
+//! values, floods of every command type, tokens in the subprotocol header, half-open
+//! HTTP requests, idle keep-alive connections, and the binary's refusal of bad
+//! configuration. Each gets its documented answer and the server keeps serving.
+
+use std::process::Stdio;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures::StreamExt;
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::process::Command;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+use crate::support::{SECRET, TestApp, WAIT, spawn_app, token, token_with};
+
+fn now_secs() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).expect("time").as_secs()
+}
+
+/// Reads from a raw connection until the server closes it; false if `within` passes
+/// first.
+async fn closed_by_server(stream: &mut TcpStream, within: Duration) -> bool {
+    let mut buffer = [0u8; 1024];
+    let read_until_eof = async {
+        loop {
+            match stream.read(&mut buffer).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    };
+    tokio::time::timeout(within, read_until_eof).await.is_ok()
+}
+
+async fn assert_still_serving(app: &TestApp) {
+    let (status, _) = app.http("GET", "/chat/healthz", None).await;
+    assert_eq!(status, 200, "the server keeps serving");
+    let mut client = app.connect("bystander", "").await;
+    let done = crate::support::done(&client.ask("still there?").await).clone();
+    assert_eq!(done["metadata"]["finish_reason"], "stop");
+}
+
+#[tokio::test]
+async fn huge_and_odd_claim_values_are_invalid_tokens_and_harm_nothing() {
+    let app = spawn_app(&[]).await;
+    let hs256 = jsonwebtoken::Algorithm::HS256;
+    let later = now_secs() + 3600;
+    for claims in [
+        json!({"user_id": "u", "exp": i64::MAX}),
+        json!({"user_id": "u", "exp": u64::MAX}),
+        json!({"user_id": "u", "exp": 1e300}),
+        json!({"user_id": "u", "exp": -5}),
+        json!({"user_id": "u", "exp": "tomorrow"}),
+        json!({"user_id": "u", "exp": later, "nbf": u64::MAX}),
+        json!({"user_id": "u", "exp": later, "nbf": "now"}),
+        json!({"user_id": 42, "exp": later}),
+        json!({"user_id": ["u"], "exp": later}),
+        json!({"user_id": "u", "exp": later, "roles": "admin"}),
+        json!({"user_id": "", "sub": null, "exp": later}),
+    ] {
+        let url = app.ws_url(&format!("?token={}", token_with(&claims, SECRET, hs256)));
+        let (status, body, _) = app.refused(&url, &[]).await;
+        assert_eq!((status, body["code"].as_str()), (401, Some("INVALID_TOKEN")), "claims {claims}");
+    }
+    assert_still_serving(&app).await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_token_can_travel_in_the_subprotocol_header_and_only_the_real_name_comes_back() {
+    let app = spawn_app(&[]).await;
+    let mut request = app.ws_url("").into_client_request().expect("request");
+    let offer = format!("chatbox.v1, bearer.{}", token("alice"));
+    request.headers_mut().insert("sec-websocket-protocol", offer.parse().expect("header"));
+    let (mut socket, response) = tokio_tungstenite::connect_async(request).await.expect("upgrade");
+    assert_eq!(
+        response.headers().get("sec-websocket-protocol").and_then(|v| v.to_str().ok()),
+        Some("chatbox.v1"),
+        "only the real subprotocol is echoed, never the token"
+    );
+    let status = socket.next().await.expect("frame").expect("text");
+    let status: Value = serde_json::from_str(status.to_text().expect("text")).expect("json");
+    assert_eq!(
+        (status["type"].as_str(), status["user_id"].as_str()),
+        (Some("connection_status"), Some("alice"))
+    );
+
+    let alone = [("Sec-WebSocket-Protocol", format!("bearer.{}", token("alice")))];
+    let headers: Vec<(&str, &str)> = alone.iter().map(|(n, v)| (*n, v.as_str())).collect();
+    let (status, body, _) = app.refused(&app.ws_url(""), &headers).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("BAD_REQUEST")),
+        "the bearer entry needs chatbox.v1"
+    );
+    let (status, body, _) =
+        app.refused(&app.ws_url(""), &[("Sec-WebSocket-Protocol", "chatbox.v1, bearer.not-a-token")]).await;
+    assert_eq!((status, body["code"].as_str()), (401, Some("INVALID_TOKEN")));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn flooding_any_command_gets_too_many_requests_then_close_1008() {
+    let app = spawn_app(&[]).await;
+    let floods: [(&str, Value); 6] = [
+        ("typing", json!({"type": "typing_indicator", "metadata": {"typing": "true"}})),
+        ("model_select", json!({"type": "model_select", "model_id": "second"})),
+        ("help_request", json!({"type": "help_request"})),
+        ("resume", json!({"type": "resume", "session_id": "s-unknown", "last_seq": 0})),
+        ("stop", json!({"type": "stop"})),
+        ("garbage", json!("not a frame")),
+    ];
+    for (name, frame) in floods {
+        let mut client = app.connect(&format!("flooder-{name}"), "").await;
+        let text = frame.as_str().map_or_else(|| frame.to_string(), str::to_owned);
+        for _ in 0..400 {
+            client.send_text(&text).await;
+        }
+        let (close, frames) = client.until_closed().await;
+        let refusal = frames
+            .iter()
+            .find(|f| f["error"]["code"] == "TOO_MANY_REQUESTS")
+            .unwrap_or_else(|| panic!("{name}: no TOO_MANY_REQUESTS before the close"));
+        assert!(refusal["error"]["retry_after"].as_u64().is_some_and(|ms| ms > 0), "{name}: {refusal}");
+        let close = close.unwrap_or_else(|| panic!("{name}: closed without a close frame"));
+        assert_eq!((close.code, close.reason.as_str()), (CloseCode::Policy, "Too many requests"), "{name}");
+    }
+    assert_still_serving(&app).await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn half_open_requests_are_closed_at_the_header_deadline_and_capped() {
+    let app = spawn_app(&[("HTTP_HEADER_READ_TIMEOUT", "1s"), ("HTTP_MAX_PENDING_CONNECTIONS", "4")]).await;
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        let mut stream = TcpStream::connect(app.address).await.expect("connect");
+        stream.write_all(b"GET /chat/healthz HTTP/1.1\r\nHost: x\r\n").await.expect("half a request");
+        held.push(stream);
+    }
+    // The cap is reached: the next connection is closed at once, before any deadline.
+    let mut refused = TcpStream::connect(app.address).await.expect("the kernel still accepts");
+    assert!(closed_by_server(&mut refused, Duration::from_millis(900)).await, "over the cap: closed");
+    for stream in &mut held {
+        assert!(
+            closed_by_server(stream, WAIT).await,
+            "a request without its headers is closed at the deadline"
+        );
+    }
+    assert_still_serving(&app).await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_idle_keep_alive_connection_is_closed_after_its_timeout() {
+    let app = spawn_app(&[("HTTP_KEEPALIVE_TIMEOUT", "1s"), ("HTTP_HEADER_READ_TIMEOUT", "60s")]).await;
+    let mut stream = TcpStream::connect(app.address).await.expect("connect");
+    stream.write_all(b"GET /chat/healthz HTTP/1.1\r\nHost: x\r\n\r\n").await.expect("request");
+    let mut response = vec![0u8; 512];
+    let read = tokio::time::timeout(WAIT, stream.read(&mut response)).await.expect("in time").expect("read");
+    assert!(String::from_utf8_lossy(&response[..read]).starts_with("HTTP/1.1 200"), "served first");
+    assert!(
+        closed_by_server(&mut stream, WAIT).await,
+        "then closed once idle, long before the header timeout"
+    );
+    app.stop().await;
+}
+
+/// Runs the binary with exactly `vars`; returns its exit success and all its output.
+async fn run_binary(vars: &[(&str, &str)]) -> (bool, String) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_chatbox"));
+    command.env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
+    command.envs(vars.iter().copied()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
+    let output = tokio::time::timeout(WAIT, command.output()).await.expect("exits in time").expect("run");
+    let text =
+        String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr);
+    (output.status.success(), text)
+}
+
+#[tokio::test]
+async fn a_mistyped_log_level_refuses_to_start_and_failures_print_whatever_the_level() {
+    let base = [("JWT_SECRET", SECRET), ("LLM_PROVIDER_1_ID", "demo"), ("LLM_PROVIDER_1_TYPE", "demo")];
+    let mut vars = base.to_vec();
+    vars.push(("LOG_LEVEL", "warning"));
+    let (started, text) = run_binary(&vars).await;
+    assert!(!started && text.contains("LOG_LEVEL") && text.contains("validation failed"), "{text}");
+
+    let mut vars = base.to_vec();
+    vars.extend([("LOG_LEVEL", "off"), ("SERVER_PORT", "70000")]);
+    let (started, text) = run_binary(&vars).await;
+    assert!(!started, "{text}");
+    assert!(text.contains("SERVER_PORT: must be between 0 and 65535"), "{text}");
+    assert!(text.contains("validation failed"), "printed even with LOG_LEVEL=off: {text}");
+}
+
+#[tokio::test]
+async fn a_broken_config_file_is_reported_by_line_and_key_never_by_its_text() {
+    let dir = std::env::temp_dir().join(format!("chatbox-hardening-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let path = dir.join("broken.toml");
+    let secret = "Vb7#Qm2LpX9zR4tK8wN3jH6sD1fG5cA0";
+    std::fs::write(
+        &path,
+        format!("[server]\nport = 8080\n[jwt]\nsecret = \"{secret}\nalgorithms = \"HS256\"\n"),
+    )
+    .expect("write");
+    let path_text = path.to_string_lossy().into_owned();
+    let (started, text) = run_binary(&[("CHATBOX_CONFIG", path_text.as_str())]).await;
+    assert!(!started, "{text}");
+    assert!(text.contains("line 4, key secret"), "{text}");
+    assert!(!text.contains("Vb7") && !text.contains("Qm2LpX9"), "the line's text never appears: {text}");
+    assert!(text.contains("validation failed"), "{text}");
+}
+
+#[tokio::test]
+async fn a_wrong_method_is_405_with_its_own_code() {
+    let app = spawn_app(&[]).await;
+    let (status, body) = app.http("DELETE", "/chat/healthz", None).await;
+    assert_eq!(status, 405, "{body}");
+    let body: Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(body["code"], "METHOD_NOT_ALLOWED");
+    app.stop().await;
+}
