@@ -36,6 +36,12 @@ readonly VERSION="v1.24.2"
 readonly MODULE="github.com/FerretDB/FerretDB"
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# CI runners and containers may start us without HOME; Go needs one too.
+if [[ -z "${HOME:-}" ]]; then
+  HOME="$(getent passwd "$(id -u)" 2>/dev/null | cut -d: -f6)"
+  HOME="${HOME:-/tmp}"
+  export HOME
+fi
 tools_dir="${CHATBOX_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/chatbox-tools}"
 build_dir="$tools_dir/ferretdb-$VERSION"
 binary="$build_dir/ferretdb"
