@@ -67,6 +67,7 @@ fn application_knows_ports_not_concrete_adapters() {
         "chatbox",
         "chatbox-http",
         "chatbox-memory-store",
+        "chatbox-mongodb-store",
         "chatbox-llm",
         "warp",
         "hyper",
@@ -87,11 +88,11 @@ fn application_knows_ports_not_concrete_adapters() {
 
 #[test]
 fn adapters_do_not_reach_outward_or_sideways() {
-    for adapter in ["adapters/http", "adapters/memory", "adapters/llm"] {
+    for adapter in ["adapters/http", "adapters/memory", "adapters/mongodb", "adapters/llm"] {
         let deps = dependencies(adapter);
         for dependency in &deps {
             assert!(dependency != "chatbox", "{adapter} must not depend on infrastructure");
-            let sideways = ["chatbox-http", "chatbox-memory-store", "chatbox-llm"];
+            let sideways = ["chatbox-http", "chatbox-memory-store", "chatbox-mongodb-store", "chatbox-llm"];
             assert!(
                 !sideways.contains(&dependency.as_str()),
                 "{adapter} must not depend on another adapter ({dependency})"
