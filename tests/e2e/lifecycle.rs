@@ -279,10 +279,13 @@ async fn the_binary_logs_its_start_up_lines_in_order_and_exits_cleanly_on_sigter
 
 #[tokio::test]
 async fn dev_mode_starts_with_nothing_configured_and_prints_a_working_token() {
-    let mut run =
-        Running::spawn(binary().env("SERVER_HOST", "127.0.0.1").env("SERVER_PORT", "0").arg("--dev"));
+    // No SERVER_HOST: `--dev` prints live tokens, so it listens on loopback by default.
+    let mut run = Running::spawn(binary().env("SERVER_PORT", "0").arg("--dev"));
     let lines = run.until("Chatbox dev mode").await;
-    let line = lines.last().expect("dev line");
+    let line = lines.last().expect("dev line").clone();
+    let listening = run.until("Server listening on").await;
+    let listening = listening.last().expect("listening line");
+    assert!(listening.contains("Server listening on 127.0.0.1:"), "{listening}");
     let url = line
         .split_whitespace()
         .find(|w| w.starts_with("ws://") && w.contains("/chat/ws?token="))
