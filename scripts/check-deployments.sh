@@ -79,7 +79,7 @@ fi
 
 # --- shell scripts -----------------------------------------------------------------
 section "shellcheck"
-if "$VENV/bin/shellcheck" "$MANIFESTS/create-secret.sh" scripts/check-deployments.sh; then
+if "$VENV/bin/shellcheck" "$MANIFESTS/create-secret.sh" scripts/*.sh .ci/run; then
   pass "shellcheck"
 else
   fail "shellcheck"

@@ -105,9 +105,15 @@ build() {
 }
 
 pick_port() {
-  local port attempt
+  # Below the kernel's ephemeral range, so no outgoing connection (a test's client
+  # socket) can take the port between this pick and FerretDB's bind.
+  local low=32768 port attempt
+  if [[ -r /proc/sys/net/ipv4/ip_local_port_range ]]; then
+    read -r low _ </proc/sys/net/ipv4/ip_local_port_range
+  fi
+  ((low > 11000)) || die "the ephemeral port range starts too low ($low) to pick a port below it"
   for attempt in $(seq 1 50); do
-    port=$((20000 + (RANDOM * 32768 + RANDOM) % 40000))
+    port=$((10000 + (RANDOM * 32768 + RANDOM) % (low - 10000)))
     if ! port_open "$port"; then
       printf '%s\n' "$port"
       return 0
@@ -137,11 +143,28 @@ start() {
   fi
   build
   mkdir -p "$data_dir"
-  port="${FERRETDB_PORT:-$(pick_port)}"
+  # A picked port can still be taken by another process before FerretDB binds it: then
+  # pick another (a port given in FERRETDB_PORT is tried once).
+  local tries=5
+  [[ -n "${FERRETDB_PORT:-}" ]] && tries=1
+  while ! launch "${FERRETDB_PORT:-$(pick_port)}"; do
+    tries=$((tries - 1))
+    ((tries > 0)) || die "FerretDB exited during start-up (log: $log_file)"
+    say "the port was taken meanwhile; trying another"
+  done
+}
+
+# Starts FerretDB on $1 and waits until it accepts connections; false when it exited
+# because the port was taken, fatal otherwise.
+launch() {
+  local port="$1" pid
   [[ "$port" =~ ^[0-9]+$ ]] || die "FERRETDB_PORT must be a number"
   if port_open "$port"; then
+    [[ -z "${FERRETDB_PORT:-}" ]] && return 1
     die "port $port is already in use"
   fi
+  local log_start=0
+  [[ -f "$log_file" ]] && log_start=$(wc -l <"$log_file")
   # --debug-addr=- turns the debug HTTP listener off, --telemetry=disable keeps it from
   # calling home; the SQLite URL must name a directory (trailing slash).
   nohup "$binary" \
@@ -160,6 +183,9 @@ start() {
   until port_open "$port"; do
     if ! kill -0 "$pid" 2>/dev/null; then
       rm -f "$pid_file"
+      if tail -n +"$((log_start + 1))" "$log_file" | grep -q "address already in use"; then
+        return 1
+      fi
       tail -n 20 "$log_file" >&2 || true
       die "FerretDB exited during start-up (log: $log_file)"
     fi

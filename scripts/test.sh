@@ -19,14 +19,12 @@ HOME="${HOME:-$(getent passwd "$(id -u)" | cut -d: -f6)}"
 export HOME
 
 echo "== MongoDB-compatible server (FerretDB)"
-mongo_started=false
 if [[ -x scripts/ferretdb.sh ]]; then
   if mongo_env="$(scripts/ferretdb.sh start)"; then
     # KEY=value lines: MONGO_URI, and CHATBOX_REQUIRE_MONGO=1 in CI.
     while IFS= read -r line; do
       [[ "$line" == *=* ]] && export "${line?}"
     done <<<"$mongo_env"
-    mongo_started=true
     trap 'scripts/ferretdb.sh stop || true' EXIT
     echo "MongoDB tests run against ${MONGO_URI%%\?*}"
   elif $ci; then

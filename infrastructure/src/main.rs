@@ -9,8 +9,8 @@ mod migrate;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use chatbox::config::{self, Settings};
-use chatbox::{Application, telemetry};
+use chatbox::config::Settings;
+use chatbox::{Application, startup};
 use tracing::{error, info, warn};
 
 const DEV_TOKEN_TTL: Duration = Duration::from_secs(24 * 3600);
@@ -28,33 +28,13 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let loaded = config::load_from_env(dev);
-    // Problems that stop the start are printed whatever LOG_LEVEL says (it may be the
-    // problem, or `off`): an operator must always see why the process exited.
-    let level = if loaded.settings.is_ok() { loaded.log_level.as_str() } else { "info" };
-    telemetry::init(level, loaded.log_format);
-    telemetry::log_panics();
-    let settings = match loaded.settings {
-        Ok(settings) => settings,
-        Err(problems) => {
-            for problem in &problems {
-                error!("{problem}");
-            }
-            error!("Configuration validation failed: {} problem(s)", problems.len());
-            return ExitCode::FAILURE;
-        }
+    let Some(settings) = startup::load_configuration(dev) else {
+        return ExitCode::FAILURE;
     };
-    for warning in &loaded.warnings {
-        warn!("{warning}");
-    }
     info!("Configuration validated successfully");
 
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            error!(error = %e, "cannot start the async runtime");
-            return ExitCode::FAILURE;
-        }
+    let Some(runtime) = startup::runtime() else {
+        return ExitCode::FAILURE;
     };
     match runtime.block_on(run(settings)) {
         Ok(()) => ExitCode::SUCCESS,

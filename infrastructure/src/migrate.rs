@@ -10,42 +10,25 @@
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use chatbox::config::{self, StorageBackend};
-use chatbox::telemetry;
+use chatbox::config::StorageBackend;
+use chatbox::startup;
 use chatbox_mongodb_store::migrate::{MigrationReport, migrate_all};
-use tracing::{error, warn};
+use tracing::error;
 
 /// How often a progress line is printed at least.
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 
 /// Runs the command.
 pub fn main() -> ExitCode {
-    let loaded = config::load_from_env(false);
-    let level = if loaded.settings.is_ok() { loaded.log_level.as_str() } else { "info" };
-    telemetry::init(level, loaded.log_format);
-    let settings = match loaded.settings {
-        Ok(settings) => settings,
-        Err(problems) => {
-            for problem in &problems {
-                error!("{problem}");
-            }
-            error!("Configuration validation failed: {} problem(s)", problems.len());
-            return ExitCode::FAILURE;
-        }
+    let Some(settings) = startup::load_configuration(false) else {
+        return ExitCode::FAILURE;
     };
-    for warning in &loaded.warnings {
-        warn!("{warning}");
-    }
     if settings.storage_backend != StorageBackend::MongoDb {
         error!("chatbox migrate needs MongoDB storage: set MONGO_URI");
         return ExitCode::FAILURE;
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            error!(error = %e, "cannot start the async runtime");
-            return ExitCode::FAILURE;
-        }
+    let Some(runtime) = startup::runtime() else {
+        return ExitCode::FAILURE;
     };
     let result = runtime.block_on(async {
         let repository = chatbox::app::mongo_repository(&settings).await?;
