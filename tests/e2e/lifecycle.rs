@@ -341,6 +341,29 @@ async fn provider_failures_are_logged_without_keys_or_bodies_at_info_level() {
 }
 
 #[tokio::test]
+async fn refused_messages_are_logged_as_rate_limit_exceeded() {
+    let mut run = Running::spawn(&mut server_binary(&[("RATE_LIMIT", "1"), ("LLM_PROVIDER_1_DELAY", "1ms")]));
+    let lines = run.until("Server listening on").await;
+    let url = format!("ws://127.0.0.1:{}/chat/ws?token={}", listening_port(&lines), token("alice"));
+    let mut socket = open(url).await;
+    for text in ["one", "two"] {
+        let frame = json!({"type": "user_message", "content": text}).to_string();
+        futures::SinkExt::send(&mut socket, Message::Text(frame.into())).await.expect("send");
+    }
+    let refused = ws::frames_until(&mut socket, ws::deadline_in(ws::WAIT), |frame| {
+        frame["error"]["code"] == "TOO_MANY_REQUESTS"
+    })
+    .await;
+    assert!(refused.last().is_some_and(|f| f["error"]["retry_after"].as_u64().is_some()), "{refused:?}");
+    run.sigterm();
+    let (_, rest) = run.exit(Duration::from_secs(10)).await;
+    let log = lines.join("\n") + "\n" + &rest;
+    let line =
+        log.lines().find(|l| l.contains("rate limit exceeded")).unwrap_or_else(|| panic!("no line in {log}"));
+    assert!(line.contains("alice"), "the line names the user: {line}");
+}
+
+#[tokio::test]
 async fn the_cleanup_tasks_log_each_run() {
     let mut run = Running::spawn(&mut server_binary(&[
         ("LLM_PROVIDER_1_DELAY", "1ms"),
