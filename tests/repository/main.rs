@@ -10,10 +10,12 @@
 //! MongoDB-only behaviour has its own modules: the earlier service's documents and
 //! `chatbox migrate` (`legacy.rs`), the stored layout and indexes (`layout.rs`), no
 //! plaintext in the database files (`encryption.rs`), an outage in the middle of appends
-//! (`fault.rs`), and the binary starting on MongoDB or refusing to (`startup.rs`). The last two start a private
+//! (`fault.rs`) and of a conversation load through the real server
+//! (`conversation_fault.rs`), and the binary starting on MongoDB or refusing to (`startup.rs`). The last two start a private
 //! FerretDB through the script, with a data directory of their own.
 
 mod cases;
+mod conversation_fault;
 mod encryption;
 mod fault;
 mod layout;
