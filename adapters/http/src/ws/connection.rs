@@ -1,225 +1,33 @@
-//! The WebSocket endpoint: every check that can refuse a socket happens before the
-//! upgrade (draining, token, Origin, handshake headers, socket caps), then the upgrade
-//! is answered by hand so each socket gets small buffers (a few KiB instead of
-//! tungstenite's 128 KiB default), and one task per socket runs a reader and a writer.
-//!
-//! The reader parses frames and calls the use-cases; errors go back to this socket only.
-//! The writer drains the socket's bounded queue, sends protocol pings, and closes the
-//! socket with the right code: 1001 on shutdown, 1008 for a slow consumer or an expired
-//! token, 1009 for an oversized frame.
+//! One socket's life after the upgrade: a reader that parses frames and calls the
+//! use-cases (errors go back to this socket only; the connection's command budget pays
+//! for every frame), and a writer that drains the socket's byte-bounded queue, sends
+//! protocol pings, and closes with the right code: 1001 on shutdown, 1008 for a slow
+//! consumer, an expired token or a flood, 1009 for an oversized frame.
 
-use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use chatbox_application::ChatError;
 use chatbox_application::chat::Connection;
 use chatbox_application::events::ServerEvent;
-use chatbox_application::limits::{ConnectionPermit, GateError};
+use chatbox_application::limits::ConnectionPermit;
 use chatbox_application::socket::{CloseReason, OutboundQueue, SocketBudget, SocketHandle};
 use chatbox_domain::command_budget::CommandKind;
 use chatbox_domain::{ErrorCode, Seq, SessionId};
 use futures::stream::{SplitSink, SplitStream};
 use futures::{SinkExt, StreamExt};
-use http::{HeaderMap, HeaderValue, StatusCode, header};
-use hyper::upgrade::OnUpgrade;
-use hyper_util::rt::TokioIo;
 use tokio::time::{Instant, sleep_until, timeout};
-use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::HttpState;
-use crate::auth::{AuthError, AuthenticatedUser};
-use crate::routes::{HttpResponse, auth_error_response, error_response};
+use crate::auth::AuthenticatedUser;
 use crate::wire::{self, Inbound, WireError};
 
-type Socket = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
-
-/// The socket's read buffer: small, because idle sockets are the common case (chat
-/// frames are small; a large frame just takes a few more reads). With 1 KiB an idle
-/// socket costs the server about 8 KiB in all; see `docs/benchmarks.md`.
-const READ_BUFFER_BYTES: usize = 1024;
-/// How long closing a socket may take before it is dropped.
-const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// Answers `GET P/ws`.
-pub(crate) fn upgrade(
-    state: &Arc<HttpState>,
-    headers: &HeaderMap,
-    query: &HashMap<String, String>,
-    on_upgrade: Option<OnUpgrade>,
-) -> HttpResponse {
-    if state.gate.is_draining() {
-        return error_response(ErrorCode::ServiceUnavailable, "Server is shutting down", None);
-    }
-    let offered = match OfferedProtocols::read(headers) {
-        Ok(offered) => offered,
-        Err(problem) => return error_response(ErrorCode::BadRequest, problem, None),
-    };
-    let user = match authenticate(state, headers, offered.token.as_deref(), query) {
-        Ok(user) => user,
-        Err(error) => return auth_error_response(error),
-    };
-    if !origin_allowed(&state.config.allowed_origins, headers) {
-        return error_response(ErrorCode::Forbidden, "Origin not allowed", None);
-    }
-    let Some(accept_key) = handshake_accept_key(headers) else {
-        return error_response(ErrorCode::BadRequest, "WebSocket upgrade required", None);
-    };
-    let Some(on_upgrade) = on_upgrade else {
-        return error_response(ErrorCode::BadRequest, "WebSocket upgrade required", None);
-    };
-    let requested = query.get("session_id").and_then(|id| SessionId::parse(id.trim()).ok());
-    let last_seq = match query.get("last_seq").map(|s| s.trim().parse::<u64>()) {
-        None => None,
-        Some(Ok(seq)) => Some(Seq(seq)),
-        Some(Err(_)) => {
-            return error_response(ErrorCode::BadRequest, "last_seq must be a non-negative integer", None);
-        }
-    };
-    let permit = match state.gate.try_acquire(&user.id) {
-        Ok(permit) => permit,
-        Err(GateError::Draining) => {
-            return error_response(ErrorCode::ServiceUnavailable, "Server is shutting down", None);
-        }
-        Err(limit) => {
-            debug!(user_id = %user.id, ?limit, "socket refused: connection limit");
-            if limit == GateError::PerUser {
-                state.chat.notify_connection_refused(&user.id);
-            }
-            return error_response(
-                ErrorCode::ConnectionLimitExceeded,
-                "Connection limit exceeded, please try again later",
-                Some(Duration::from_secs(5)),
-            );
-        }
-    };
-
-    let task_state = Arc::clone(state);
-    state.tasks.spawn(async move {
-        // The permit lives as long as this task: a failed upgrade drops it at once.
-        match on_upgrade.await {
-            Ok(upgraded) => {
-                let config = WebSocketConfig::default()
-                    .read_buffer_size(READ_BUFFER_BYTES)
-                    .write_buffer_size(0)
-                    .max_write_buffer_size(
-                        task_state.config.max_message_size.saturating_mul(2).max(64 * 1024),
-                    )
-                    .max_message_size(Some(task_state.config.max_message_size))
-                    .max_frame_size(Some(task_state.config.max_message_size));
-                let socket =
-                    WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config))
-                        .await;
-                serve(task_state, socket, user, requested, last_seq, permit).await;
-            }
-            Err(error) => debug!(%error, "websocket upgrade failed"),
-        }
-    });
-
-    let mut response = HttpResponse::default();
-    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-    let headers = response.headers_mut();
-    headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-    if let Ok(accept) = HeaderValue::from_str(&accept_key) {
-        headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
-    }
-    if offered.speaks_ours {
-        headers.insert(header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(SUBPROTOCOL));
-    }
-    response
-}
-
-/// The subprotocol this server speaks. A browser cannot set `Authorization` on a
-/// WebSocket, and a `?token=` lands in proxy access logs; so a client may offer its token
-/// as a `bearer.<token>` entry of `Sec-WebSocket-Protocol` next to this name, and only
-/// this name is echoed back (the way Kubernetes takes bearer tokens from browsers).
-pub const SUBPROTOCOL: &str = "chatbox.v1";
-const BEARER_PROTOCOL_PREFIX: &str = "bearer.";
-
-/// What the client offered in `Sec-WebSocket-Protocol`.
-#[derive(Default)]
-struct OfferedProtocols {
-    /// The token of a `bearer.<token>` entry.
-    token: Option<String>,
-    /// Whether [`SUBPROTOCOL`] was offered.
-    speaks_ours: bool,
-}
-
-impl OfferedProtocols {
-    fn read(headers: &HeaderMap) -> Result<Self, &'static str> {
-        let mut offered = Self::default();
-        let entries = headers
-            .get_all(header::SEC_WEBSOCKET_PROTOCOL)
-            .iter()
-            .filter_map(|value| value.to_str().ok())
-            .flat_map(|value| value.split(','))
-            .map(str::trim);
-        for entry in entries {
-            if entry == SUBPROTOCOL {
-                offered.speaks_ours = true;
-            } else if let Some(token) = entry.strip_prefix(BEARER_PROTOCOL_PREFIX) {
-                offered.token = Some(token.to_owned());
-            }
-        }
-        // A browser fails the handshake unless one offered name comes back, and the
-        // bearer entry must never be echoed: it needs the real name beside it.
-        if offered.token.is_some() && !offered.speaks_ours {
-            return Err("Offer the chatbox.v1 subprotocol next to the bearer entry");
-        }
-        Ok(offered)
-    }
-}
-
-/// The token from `Authorization: Bearer`, else from the `bearer.` subprotocol entry,
-/// else from `?token=` (kept for the earlier clients).
-fn authenticate(
-    state: &HttpState,
-    headers: &HeaderMap,
-    protocol_token: Option<&str>,
-    query: &HashMap<String, String>,
-) -> Result<AuthenticatedUser, AuthError> {
-    let token = crate::routes::bearer_token(headers)
-        .or(protocol_token.map(str::trim).filter(|t| !t.is_empty()))
-        .or_else(|| query.get("token").map(String::as_str).map(str::trim).filter(|t| !t.is_empty()))
-        .ok_or(AuthError::Missing)?;
-    state.jwt.verify(token)
-}
-
-/// An empty allow-list allows every origin; otherwise the Origin header must match one
-/// entry exactly, and a request without Origin (not a browser) is allowed.
-fn origin_allowed(allowed: &[String], headers: &HeaderMap) -> bool {
-    if allowed.is_empty() {
-        return true;
-    }
-    match headers.get(header::ORIGIN).map(HeaderValue::to_str) {
-        None => true,
-        Some(Ok(origin)) => allowed.iter().any(|a| a.eq_ignore_ascii_case(origin)),
-        Some(Err(_)) => false,
-    }
-}
-
-/// The `Sec-WebSocket-Accept` value if the request is a valid WebSocket handshake.
-fn handshake_accept_key(headers: &HeaderMap) -> Option<String> {
-    let has_token = |name: header::HeaderName, token: &str| {
-        headers
-            .get_all(name)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .any(|v| v.split(',').any(|part| part.trim().eq_ignore_ascii_case(token)))
-    };
-    let version_ok = headers.get(header::SEC_WEBSOCKET_VERSION).is_some_and(|v| v == "13");
-    if !has_token(header::CONNECTION, "upgrade") || !has_token(header::UPGRADE, "websocket") || !version_ok {
-        return None;
-    }
-    let key = headers.get(header::SEC_WEBSOCKET_KEY)?;
-    Some(tungstenite::handshake::derive_accept_key(key.as_bytes()))
-}
+use super::{CLOSE_TIMEOUT, Socket};
 
 /// Why the reader stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -255,7 +63,7 @@ impl ReadEnd {
     }
 }
 
-async fn serve(
+pub(super) async fn serve(
     state: Arc<HttpState>,
     socket: Socket,
     user: AuthenticatedUser,
