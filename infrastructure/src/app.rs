@@ -25,7 +25,7 @@ use chatbox_http::server::ServerLimits;
 use chatbox_http::{HttpConfig, HttpState, JwtSettings, JwtVerifier};
 use chatbox_llm::{AnthropicProvider, DemoProvider, DifyProvider, OpenAiProvider, ProviderConfig};
 use chatbox_memory_store::MemorySessionRepository;
-use chatbox_mongodb_store::{EncryptionKey, KeyId, KeyRing, MongoConfig, MongoSessionRepository};
+use chatbox_mongodb_store::{KeyRing, MongoConfig, MongoSessionRepository};
 use tokio::net::{TcpListener, TcpSocket};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -91,19 +91,10 @@ pub async fn mongo_repository(settings: &Settings) -> anyhow::Result<MongoSessio
     let mongo = settings.mongo.as_ref().context("MongoDB storage needs MONGO_URI")?;
     let keys = match &settings.encryption {
         None => None,
-        Some(encryption) => {
-            let old = encryption
-                .old_keys
-                .iter()
-                .map(|(id, key)| Ok((KeyId::parse(id)?, EncryptionKey::from_bytes(*key.expose()))))
-                .collect::<Result<Vec<_>, chatbox_mongodb_store::crypto::KeyError>>()
-                .context("ENCRYPTION_OLD_KEYS")?;
-            let current = KeyId::parse(&encryption.key_id).context("ENCRYPTION_KEY_ID")?;
-            Some(
-                KeyRing::new(current, &EncryptionKey::from_bytes(*encryption.key.expose()), &old)
-                    .context("ENCRYPTION_OLD_KEYS")?,
-            )
-        }
+        Some(encryption) => Some(
+            KeyRing::new(encryption.key_id.clone(), &encryption.key, &encryption.old_keys)
+                .context("ENCRYPTION_OLD_KEYS")?,
+        ),
     };
     let config = MongoConfig {
         uri: mongo.uri.expose().to_owned(),

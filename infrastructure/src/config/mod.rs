@@ -26,7 +26,7 @@ use validator::Validate;
 pub use alerts::{AlertSettings, EmailSettings, SmsSettings, SmtpTls};
 pub use secret::{Secret, SecretProblem, weak_secret_reason};
 use source::Source;
-pub use storage::{EncryptionKey, EncryptionSettings, MongoSettings};
+pub use storage::{EncryptionSettings, MongoSettings};
 
 /// A provider type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

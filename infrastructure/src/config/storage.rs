@@ -1,43 +1,26 @@
 //! Storage settings: the backend, MongoDB's connection and retry settings, and the
-//! encryption-at-rest keys. Keys are parsed into bytes here, so a wrong key stops the
-//! start instead of the first write.
+//! encryption-at-rest keys. Keys and key ids are parsed here, with the storage adapter's
+//! own parser (one rule for both), so a wrong key stops the start instead of the first
+//! write.
 
 use std::time::Duration;
 
-use base64::Engine as _;
+use chatbox_mongodb_store::crypto::{EncryptionKey, KeyFormat, KeyId};
 
 use super::StorageBackend;
 use super::reader::Reader;
 use super::secret::Secret;
-use super::syntax::{collection_name_problem, database_name_problem, is_key_id};
-
-/// A 256-bit encryption key. Never printed.
-#[derive(Clone, PartialEq, Eq)]
-pub struct EncryptionKey([u8; 32]);
-
-impl EncryptionKey {
-    /// The key bytes; never log them.
-    #[must_use]
-    pub const fn expose(&self) -> &[u8; 32] {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for EncryptionKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("***")
-    }
-}
+use super::syntax::{collection_name_problem, database_name_problem};
 
 /// `ENCRYPTION_KEY`, `ENCRYPTION_KEY_ID`, `ENCRYPTION_OLD_KEYS`.
 #[derive(Debug, Clone)]
 pub struct EncryptionSettings {
     /// The id written into every new ciphertext.
-    pub key_id: String,
+    pub key_id: KeyId,
     /// The key new data is encrypted with.
     pub key: EncryptionKey,
     /// Earlier keys, by id, that still decrypt what they encrypted.
-    pub old_keys: Vec<(String, EncryptionKey)>,
+    pub old_keys: Vec<(KeyId, EncryptionKey)>,
 }
 
 /// `MONGO_*`.
@@ -67,52 +50,31 @@ pub(super) struct StorageSettings {
     pub encryption: Option<EncryptionSettings>,
 }
 
-/// Why a key is refused; `raw_allowed` is false where the key sits in a list whose
-/// separators a raw 32-character key could contain.
-fn parse_key(raw: &str, raw_allowed: bool) -> Result<(EncryptionKey, bool), &'static str> {
-    if raw.len() == 64 && raw.bytes().all(|b| b.is_ascii_hexdigit()) {
-        let mut key = [0u8; 32];
-        for (byte, pair) in key.iter_mut().zip(raw.as_bytes().chunks(2)) {
-            let text = std::str::from_utf8(pair).map_err(|_| "is not hex")?;
-            *byte = u8::from_str_radix(text, 16).map_err(|_| "is not hex")?;
-        }
-        return Ok((EncryptionKey(key), false));
-    }
-    if raw_allowed && raw.len() == 32 {
-        let mut key = [0u8; 32];
-        key.copy_from_slice(raw.as_bytes());
-        return Ok((EncryptionKey(key), true));
-    }
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(raw)
-        .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(raw))
-        .map_err(|_| "must be 32 bytes: 64 hex characters, base64, or exactly 32 characters")?;
-    let key: [u8; 32] = decoded
-        .try_into()
-        .map_err(|_| "must be 32 bytes: 64 hex characters, base64, or exactly 32 characters")?;
-    Ok((EncryptionKey(key), false))
-}
-
 fn encryption(r: &mut Reader<'_>, backend: StorageBackend) -> Option<EncryptionSettings> {
-    let key_id = r.text("ENCRYPTION_KEY_ID").unwrap_or_else(|| "k1".to_owned());
-    if !is_key_id(&key_id) {
-        r.fail("ENCRYPTION_KEY_ID", "must be 1 to 32 characters of A-Z a-z 0-9 _ -");
-    }
-    let mut old_keys: Vec<(String, EncryptionKey)> = Vec::new();
+    let key_id = KeyId::parse(&r.text("ENCRYPTION_KEY_ID").unwrap_or_else(|| "k1".to_owned()))
+        .map_err(|problem| r.fail("ENCRYPTION_KEY_ID", problem))
+        .ok();
+    let mut old_keys: Vec<(KeyId, EncryptionKey)> = Vec::new();
     for entry in r.list("ENCRYPTION_OLD_KEYS") {
         let Some((id, raw)) = entry.split_once(':') else {
             r.fail("ENCRYPTION_OLD_KEYS", "entries are id:key (the key in hex or base64), comma separated");
             continue;
         };
-        if !is_key_id(id) {
-            r.fail("ENCRYPTION_OLD_KEYS", "a key id must be 1 to 32 characters of A-Z a-z 0-9 _ -");
-        } else if id == key_id || old_keys.iter().any(|(known, _)| known == id) {
-            r.fail("ENCRYPTION_OLD_KEYS", format!("key id {id:?} is used twice"));
+        let Ok(id) = KeyId::parse(id.trim()) else {
+            r.fail("ENCRYPTION_OLD_KEYS", "a key id must be 1 to 32 characters of A-Z a-z 0-9 . _ -");
+            continue;
+        };
+        if key_id.as_ref() == Some(&id) || old_keys.iter().any(|(known, _)| known == &id) {
+            r.fail("ENCRYPTION_OLD_KEYS", format!("key id {:?} is used twice", id.as_str()));
         }
-        match parse_key(raw, false) {
-            Ok((key, _)) => old_keys.push((id.to_owned(), key)),
-            // The message names the entry's id, never the key.
-            Err(problem) => r.fail("ENCRYPTION_OLD_KEYS", format!("the key of {id:?} {problem}")),
+        // In a list, a raw 32-character key could hold the separators: hex or base64 only.
+        // The message names the entry's id, never the key.
+        match EncryptionKey::parse(raw.trim()) {
+            Ok((key, KeyFormat::Hex | KeyFormat::Base64)) => old_keys.push((id, key)),
+            Ok((_, KeyFormat::Raw)) | Err(_) => r.fail(
+                "ENCRYPTION_OLD_KEYS",
+                format!("the key of {:?} must be 32 bytes: 64 hex characters or base64", id.as_str()),
+            ),
         }
     }
     let Some(raw) = r.text("ENCRYPTION_KEY") else {
@@ -124,22 +86,23 @@ fn encryption(r: &mut Reader<'_>, backend: StorageBackend) -> Option<EncryptionS
         }
         return None;
     };
-    match parse_key(&raw, true) {
-        Ok((key, raw_characters)) => {
-            if raw_characters {
+    let key = match EncryptionKey::parse(&raw) {
+        Ok((key, format)) => {
+            if format == KeyFormat::Raw {
                 r.warnings.push(
                     "ENCRYPTION_KEY is 32 plain characters (the earlier service's form): accepted, but \
                      64 hex characters or base64 of 32 random bytes carry more entropy"
                         .into(),
                 );
             }
-            Some(EncryptionSettings { key_id, key, old_keys })
+            key
         }
         Err(problem) => {
             r.fail("ENCRYPTION_KEY", problem);
-            None
+            return None;
         }
-    }
+    };
+    Some(EncryptionSettings { key_id: key_id?, key, old_keys })
 }
 
 fn mongo(r: &mut Reader<'_>) -> Option<MongoSettings> {
@@ -206,8 +169,7 @@ pub(super) fn storage(r: &mut Reader<'_>, dev: bool) -> StorageSettings {
 
 #[cfg(test)]
 mod tests {
-    use super::super::load_from;
-    use super::*;
+    use super::super::{StorageBackend, load_from};
 
     const GOOD_SECRET: &str = "k3J9x7QpLm2VbN8wZr4TyU6sHd1FgCeA";
 
@@ -219,32 +181,35 @@ mod tests {
     }
 
     #[test]
-    fn keys_parse_in_every_documented_form_and_are_never_echoed() {
+    fn keys_are_checked_in_every_documented_form_and_never_echoed() {
         let hex = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
-        let (key, raw) = parse_key(hex, true).expect("hex");
-        assert!(!raw && key.expose()[1] == 0x11);
         let base64 = "ABEiM0RVZneImaq7zN3u/wARIjNEVWZ3iJmqu8zd7v8=";
-        assert_eq!(parse_key(base64, true).expect("base64").0, key);
-        assert!(parse_key("0123456789abcdefghijklmnopqrstuv", true).expect("raw").1);
-        assert!(parse_key("0123456789abcdefghijklmnopqrstuv", false).is_err(), "no raw form in lists");
-        assert_eq!(format!("{key:?}"), "***");
-
         let loaded = with(&[
             ("ENCRYPTION_KEY", "too-short-key"),
             ("ENCRYPTION_KEY_ID", "bad id"),
-            ("ENCRYPTION_OLD_KEYS", "old:not-a-key,noseparator"),
+            ("ENCRYPTION_OLD_KEYS", "old:not-a-key,noseparator,raw:0123456789abcdefghijklmnopqrstuv"),
         ]);
         let problems = loaded.settings.expect_err("invalid");
         for variable in ["ENCRYPTION_KEY: ", "ENCRYPTION_KEY_ID: ", "ENCRYPTION_OLD_KEYS: "] {
             assert!(problems.iter().any(|p| p.starts_with(variable)), "{variable} in {problems:?}");
         }
+        assert!(
+            problems.iter().any(|p| p.contains("\"raw\"")),
+            "a raw key is refused in the list: {problems:?}"
+        );
         assert!(problems.iter().all(|p| !p.contains("too-short-key") && !p.contains("not-a-key")));
+        assert!(problems.iter().all(|p| !p.contains("0123456789abcdef")), "keys are never echoed");
 
         let old_keys = format!("k0:{base64}");
         let settings =
             with(&[("ENCRYPTION_KEY", hex), ("ENCRYPTION_OLD_KEYS", &old_keys)]).settings.expect("valid");
         let encryption = settings.encryption.expect("configured");
         assert_eq!((encryption.key_id.as_str(), encryption.old_keys.len()), ("k1", 1));
+        let duplicate = format!("k1:{base64}");
+        let problems = with(&[("ENCRYPTION_KEY", hex), ("ENCRYPTION_OLD_KEYS", &duplicate)]).settings;
+        assert!(problems.expect_err("duplicate id").iter().any(|p| p.contains("used twice")));
+        let raw = with(&[("ENCRYPTION_KEY", "0123456789abcdefghijklmnopqrstuv")]);
+        assert!(raw.settings.is_ok() && raw.warnings.iter().any(|w| w.contains("32 plain characters")));
     }
 
     #[test]

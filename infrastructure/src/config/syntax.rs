@@ -1,5 +1,6 @@
 //! The shape rules of individual values: origins, endpoints, path prefixes, email
-//! addresses, phone numbers, database and key names. Pure functions, no I/O.
+//! addresses, phone numbers, database names. (Encryption keys and their ids follow the
+//! storage adapter's own parser.) Pure functions, no I/O.
 
 use chatbox_domain::validation::host_is_internal;
 
@@ -102,12 +103,6 @@ pub(super) fn collection_name_problem(name: &str) -> Option<&'static str> {
     name.contains(['$', '\0', ' ']).then_some("must not contain $ space or NUL")
 }
 
-/// A key id: 1–32 characters of `A-Z a-z 0-9 _ -` (it is written into every ciphertext).
-pub(super) fn is_key_id(value: &str) -> bool {
-    (1..=32).contains(&value.len())
-        && value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -133,7 +128,6 @@ mod tests {
         assert!(
             collection_name_problem("system.users").is_some() && collection_name_problem("a$b").is_some()
         );
-        assert!(is_key_id("k2026-01") && !is_key_id("k:1") && !is_key_id(""));
         assert_eq!(link_problem("https://admin.example.com/chat"), None);
         assert!(link_problem("admin.example.com").is_some() && link_problem("https://").is_some());
     }
