@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use chatbox::config::{load_from, variables_read, weak_secret_reason};
+use chatbox::config::{WEAK_PATTERNS, load_from, variables_read, weak_secret_reason};
 
 /// Variables the service reads that the cluster manifests leave out on purpose.
 const NOT_IN_MANIFESTS: &[(&str, &str)] = &[
@@ -288,22 +288,7 @@ fn create_secret_refuses_exactly_what_the_service_refuses() {
         "with a space and a $dollar and `backticks` 'quotes'".to_owned(),
         "line\nbreaks\ncount\nas\ncharacters 0123".to_owned(),
     ];
-    for pattern in [
-        "secret",
-        "password",
-        "changeme",
-        "change-me",
-        "change_me",
-        "default",
-        "example",
-        "placeholder",
-        "replace_with",
-        "your-",
-        "test123",
-        "12345",
-        "qwerty",
-        "admin",
-    ] {
+    for pattern in WEAK_PATTERNS {
         cases.push(format!("{strong}{}", pattern.to_ascii_uppercase()));
         cases.push(format!("{pattern}{}", &strong[..28]));
     }

@@ -24,7 +24,7 @@ use jsonwebtoken::Algorithm;
 use validator::Validate;
 
 pub use alerts::{AlertSettings, EmailSettings, SmsSettings, SmtpTls};
-pub use secret::{Secret, SecretProblem, weak_secret_reason};
+pub use secret::{Secret, SecretProblem, WEAK_PATTERNS, weak_secret_reason};
 use source::Source;
 pub use storage::{EncryptionSettings, MongoSettings};
 

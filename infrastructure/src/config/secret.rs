@@ -5,7 +5,9 @@ use std::collections::BTreeSet;
 
 use rand::Rng;
 
-const WEAK_PATTERNS: &[&str] = &[
+/// Substrings that make a `JWT_SECRET` weak (any case). The deployment's secret script
+/// applies the same list; a test checks they agree.
+pub const WEAK_PATTERNS: &[&str] = &[
     "secret",
     "password",
     "changeme",
