@@ -8,8 +8,8 @@ use bytes::Bytes;
 use std::time::Duration;
 
 use chatbox_domain::{
-    AnswerTiming, ErrorCode, FinishReason, MessageId, ModelId, Seq, SessionId, StoredMessage, Timestamp,
-    Usage, UserId,
+    AnswerTiming, ClientMessageId, ErrorCode, FinishReason, MessageId, ModelId, Seq, SessionId,
+    StoredMessage, Timestamp, Usage, UserId,
 };
 
 use crate::settings::ModelInfo;
@@ -89,6 +89,18 @@ pub enum ServerEvent {
         session_id: SessionId,
         /// The message.
         message: Arc<StoredMessage>,
+    },
+    /// The sender's message carrying `client_message_id` is stored (extension). Sent to
+    /// the socket it came from only, and again if the same key is sent after storing.
+    MessageAck {
+        /// Its session.
+        session_id: SessionId,
+        /// The stored message's id.
+        message_id: MessageId,
+        /// Its sequence number.
+        seq: Seq,
+        /// The client's idempotency key.
+        client_message_id: ClientMessageId,
     },
     /// Someone in the session is typing (or stopped).
     Typing {

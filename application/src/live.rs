@@ -95,8 +95,28 @@ pub struct LiveState {
     pub unstored_answer: bool,
     clock: Arc<dyn Clock>,
     subscribers: Vec<Arc<SocketHandle>>,
-    recent_client_ids: VecDeque<ClientMessageId>,
+    recent_client_ids: VecDeque<ClientKey>,
     evicted: bool,
+}
+
+/// A client idempotency key the session has seen, and where its message is once stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientKey {
+    /// The key.
+    pub id: ClientMessageId,
+    /// The stored message's id and sequence number; `None` while it waits to be stored.
+    pub stored: Option<(MessageId, Seq)>,
+}
+
+/// What [`LiveState::remember_client_id`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientKeySeen {
+    /// Never seen: the message is new.
+    New,
+    /// Accepted before, not stored yet: its acknowledgement is still to come.
+    Pending,
+    /// Already stored with this id and sequence number.
+    Stored(MessageId, Seq),
 }
 
 impl LiveState {
@@ -146,21 +166,33 @@ impl LiveState {
         self.evicted
     }
 
-    /// Remembers a client idempotency key; false if it was already known.
-    pub fn remember_client_id(&mut self, id: &ClientMessageId) -> bool {
-        if self.recent_client_ids.contains(id) {
-            return false;
+    /// Remembers a client idempotency key, unless it is already known: then says whether
+    /// its message is stored yet.
+    pub fn remember_client_id(&mut self, id: &ClientMessageId) -> ClientKeySeen {
+        if let Some(known) = self.recent_client_ids.iter().find(|known| &known.id == id) {
+            return known
+                .stored
+                .clone()
+                .map_or(ClientKeySeen::Pending, |(message_id, seq)| ClientKeySeen::Stored(message_id, seq));
         }
         if self.recent_client_ids.len() == REMEMBERED_CLIENT_IDS {
             self.recent_client_ids.pop_front();
         }
-        self.recent_client_ids.push_back(id.clone());
-        true
+        self.recent_client_ids.push_back(ClientKey { id: id.clone(), stored: None });
+        ClientKeySeen::New
+    }
+
+    /// Records where the message of a remembered key was stored, so a repeat of it is
+    /// acknowledged again rather than stored twice.
+    pub fn client_id_stored(&mut self, id: &ClientMessageId, message_id: &MessageId, seq: Seq) {
+        if let Some(known) = self.recent_client_ids.iter_mut().find(|known| &known.id == id) {
+            known.stored = Some((message_id.clone(), seq));
+        }
     }
 
     /// Forgets a key whose message could not be stored, so a retry is accepted.
     pub fn forget_client_id(&mut self, id: &ClientMessageId) {
-        self.recent_client_ids.retain(|known| known != id);
+        self.recent_client_ids.retain(|known| &known.id != id);
     }
 }
 
@@ -262,7 +294,7 @@ impl LiveSessions {
     pub fn activate(
         &self,
         session: Session,
-        client_ids: Vec<ClientMessageId>,
+        client_keys: Vec<ClientKey>,
         queue_capacity: usize,
     ) -> (Arc<LiveSession>, Option<mpsc::Receiver<Turn>>) {
         match self.sessions.entry(session.id.clone()) {
@@ -272,8 +304,8 @@ impl LiveSessions {
             entry => {
                 let (turns, receiver) = mpsc::channel(queue_capacity.max(1));
                 let stored_seq = session.last_seq;
-                let mut recent_client_ids = VecDeque::with_capacity(client_ids.len());
-                recent_client_ids.extend(client_ids.into_iter().rev().take(REMEMBERED_CLIENT_IDS).rev());
+                let mut recent_client_ids = VecDeque::with_capacity(client_keys.len());
+                recent_client_ids.extend(client_keys.into_iter().rev().take(REMEMBERED_CLIENT_IDS).rev());
                 let live = Arc::new(LiveSession {
                     id: session.id.clone(),
                     state: Mutex::new(LiveState {
@@ -417,14 +449,30 @@ mod tests {
         let (live, _) = sessions.activate(session("s"), Vec::new(), 4);
         live.with_state(|state| {
             let first = ClientMessageId::parse("k0").expect("id");
-            assert!(state.remember_client_id(&first));
-            assert!(!state.remember_client_id(&first), "a repeat is recognised");
+            assert_eq!(state.remember_client_id(&first), ClientKeySeen::New);
+            assert_eq!(state.remember_client_id(&first), ClientKeySeen::Pending, "a repeat is recognised");
             state.forget_client_id(&first);
-            assert!(state.remember_client_id(&first), "forgotten after a failed store");
+            assert_eq!(
+                state.remember_client_id(&first),
+                ClientKeySeen::New,
+                "forgotten after a failed store"
+            );
+            let message_id = MessageId::parse("m0").expect("id");
+            state.client_id_stored(&first, &message_id, Seq(7));
+            assert_eq!(
+                state.remember_client_id(&first),
+                ClientKeySeen::Stored(message_id, Seq(7)),
+                "a stored repeat names its message"
+            );
             for n in 1..=REMEMBERED_CLIENT_IDS {
-                assert!(state.remember_client_id(&ClientMessageId::parse(&format!("k{n}")).expect("id")));
+                let key = ClientMessageId::parse(&format!("k{n}")).expect("id");
+                assert_eq!(state.remember_client_id(&key), ClientKeySeen::New);
             }
-            assert!(state.remember_client_id(&first), "the oldest key fell out of the bounded window");
+            assert_eq!(
+                state.remember_client_id(&first),
+                ClientKeySeen::New,
+                "the oldest key fell out of the bounded window"
+            );
         });
     }
 }

@@ -620,8 +620,18 @@ async fn the_same_client_message_id_is_stored_and_answered_once() {
     let h = harness();
     let mut client = h.connect("u1", None, None).await;
     h.say_with(&mut client, "once", Some("c-1")).await.expect("first");
-    client.until_done().await;
-    h.say_with(&mut client, "once", Some("c-1")).await.expect("duplicate is accepted silently");
+    let first = client.until_done().await;
+    let ServerEvent::MessageAck { message_id, seq: Seq(1), .. } = &first[0] else {
+        panic!("the stored message is acknowledged first: {first:?}")
+    };
+    let stored_id = message_id.clone();
+    h.say_with(&mut client, "once", Some("c-1")).await.expect("duplicate is accepted");
+    match client.next_within(Duration::from_millis(200)).await {
+        Some(ServerEvent::MessageAck { message_id, seq: Seq(1), .. }) => {
+            assert_eq!(message_id, stored_id, "the repeat is acknowledged as the stored message");
+        }
+        other => panic!("expected the acknowledgement again, got {other:?}"),
+    }
     assert!(client.next_within(Duration::from_millis(200)).await.is_none(), "no second answer");
     assert_eq!(h.stored(&client.session_id()).await.len(), 2);
     assert_eq!(h.provider.requests.lock().expect("lock").len(), 1);
@@ -959,6 +969,10 @@ async fn a_failing_store_answers_database_error_to_the_sender_and_a_retry_loses_
     *h.storage.mode.lock().expect("lock") = Storage::Works;
     h.say_with(&mut phone, "important", Some("k-9")).await.expect("the same key is accepted again");
     let events = phone.until_done().await;
+    assert!(
+        matches!(&events[0], ServerEvent::MessageAck { seq: Seq(3), client_message_id, .. } if client_message_id.as_str() == "k-9"),
+        "acknowledged once stored, before its answer: {events:?}"
+    );
     assert_eq!(done_of(&events).1, FinishReason::Stop);
     let stored: Vec<String> = h.stored(&session).await.into_iter().map(|m| m.content).collect();
     assert_eq!(stored, ["first", "ok", "important", "ok"]);

@@ -143,7 +143,17 @@ async fn the_same_client_message_id_is_answered_once() {
     // `loading`, its answer and its two sequence numbers would come before this one's.
     client.send(json!({"type": "user_message", "content": "then this", "client_message_id": "k2"})).await;
     let next = client.until_done().await;
-    assert_eq!(next[0]["type"], "loading", "{next:#?}");
+    let acks: Vec<(&str, u64)> = next
+        .iter()
+        .take_while(|f| f["type"] == "message_ack")
+        .map(|f| (f["client_message_id"].as_str().unwrap_or_default(), f["seq"].as_u64().unwrap_or_default()))
+        .collect();
+    assert_eq!(
+        acks,
+        [("k1", 1), ("k2", 3)],
+        "the repeat is acknowledged as stored, then the new one: {next:#?}"
+    );
+    assert_eq!(next[2]["type"], "loading", "{next:#?}");
     let text = answer_text(&next);
     assert!(text.contains("\"then this\""), "the very next answer is to the distinct message: {text}");
     assert_eq!(done(&next)["seq"], 4, "question 3, answer 4: the duplicate took no sequence number");

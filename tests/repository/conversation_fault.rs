@@ -3,8 +3,8 @@
 //! acknowledged to a client is stored afterwards exactly once (and the answers with
 //! them), readiness went 503 and came back, and no socket was dropped because of it.
 //!
-//! A user message counts as acknowledged when its answer's `loading` frame arrives,
-//! which the server sends only after storing the message.
+//! A user message counts as acknowledged when its `message_ack` arrives, which the
+//! server sends only after storing the message (and before the answer's `loading`).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -68,7 +68,7 @@ async fn readyz_becomes(port: u16, wanted: u16) {
 struct Talker {
     socket: ws::Socket,
     session_id: String,
-    /// Client ids of messages whose answer started (so they were stored).
+    /// Client ids of messages the server acknowledged (so it says they were stored).
     acknowledged: Vec<String>,
 }
 
@@ -82,8 +82,13 @@ impl Talker {
         let mut acknowledged = false;
         loop {
             let frame = ws::next_json(&mut self.socket, ws::deadline_in(Duration::from_secs(60))).await;
-            if frame["type"] == "loading" {
+            if frame["type"] == "message_ack" {
+                assert_eq!(frame["client_message_id"], id, "the acknowledgement names the message: {frame}");
+                assert!(frame["seq"].as_u64().is_some(), "and its sequence number: {frame}");
                 acknowledged = true;
+            }
+            if frame["type"] == "loading" {
+                assert!(acknowledged, "an answer never starts before its question is acknowledged");
             }
             if ws::is_done(&frame) {
                 break;

@@ -319,6 +319,14 @@ pub fn encode(frame: &Frame) -> String {
                 out.metadata.insert("finish_reason", reason.as_str().into());
             }
         }
+        ServerEvent::MessageAck { session_id, message_id, seq, client_message_id } => {
+            out.kind = "message_ack";
+            out.sender = Some(Sender::System.as_str());
+            out.session_id = Some(session_id.as_str());
+            out.message_id = Some(message_id.as_str());
+            out.seq = Some(seq.0);
+            out.client_message_id = Some(client_message_id.as_str());
+        }
         ServerEvent::Typing { session_id, user_id, typing } => {
             out.kind = "typing_indicator";
             out.sender = Some(Sender::User.as_str());

@@ -212,6 +212,9 @@ impl Actor {
                     state.session.record(message.seq, now, &effects);
                     state.stored_seq = message.seq;
                     state.touch();
+                    if let Some(id) = &turn.client_message_id {
+                        state.client_id_stored(id, &message.id, message.seq);
+                    }
                     state.broadcast(&echo, Some(turn.origin.id()));
                 }
                 Err(_) => {
@@ -231,6 +234,15 @@ impl Actor {
                 retry_after: None,
             }));
             return None;
+        }
+        // Only now, with the message stored, is the sender told it is safe.
+        if let Some(client_message_id) = turn.client_message_id.clone() {
+            turn.origin.send(self.frame(ServerEvent::MessageAck {
+                session_id,
+                message_id: message.id.clone(),
+                seq: message.seq,
+                client_message_id,
+            }));
         }
         turn.answer.filter(|_| ai_answers)
     }

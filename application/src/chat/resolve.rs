@@ -12,7 +12,7 @@ use tracing::info;
 use super::{ChatService, Connection, EVICTION_RETRIES};
 use crate::answer::{self};
 use crate::error::ChatError;
-use crate::live::LiveSession;
+use crate::live::{ClientKey, LiveSession};
 
 /// What a client-supplied session id resolves to.
 pub(super) enum Target {
@@ -41,17 +41,16 @@ impl ChatService {
         }
         let recent =
             self.deps.storage(self.deps.repo.recent_messages(id, crate::live::REMEMBERED_CLIENT_IDS)).await?;
-        let client_ids = recent.into_iter().filter_map(|m| m.client_message_id).collect();
-        Ok(Some(self.activate(session, client_ids)))
+        let client_keys = recent
+            .into_iter()
+            .filter_map(|m| m.client_message_id.map(|id| ClientKey { id, stored: Some((m.id, m.seq)) }))
+            .collect();
+        Ok(Some(self.activate(session, client_keys)))
     }
 
-    pub(super) fn activate(
-        &self,
-        session: Session,
-        client_ids: Vec<chatbox_domain::ClientMessageId>,
-    ) -> Arc<LiveSession> {
+    pub(super) fn activate(&self, session: Session, client_keys: Vec<ClientKey>) -> Arc<LiveSession> {
         let capacity = self.deps.settings.answer_queue_limit + 2;
-        let (live, receiver) = self.deps.live.activate(session, client_ids, capacity);
+        let (live, receiver) = self.deps.live.activate(session, client_keys, capacity);
         if let Some(receiver) = receiver {
             self.deps.tasks.spawn(answer::run(Arc::clone(&live), receiver, Arc::clone(&self.deps)));
         }

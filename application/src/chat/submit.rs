@@ -4,14 +4,15 @@
 
 use std::sync::Arc;
 
-use chatbox_domain::{MessageKind, Sender, UserId};
+use chatbox_domain::{ClientMessageId, MessageId, MessageKind, Sender, Seq, UserId};
 use tracing::{debug, info};
 
 use super::{ChatService, Connection};
 use crate::answer::Turn;
 use crate::commands::{Attachment, SendMessage};
 use crate::error::ChatError;
-use crate::live::LiveSession;
+use crate::events::{Frame, ServerEvent};
+use crate::live::{ClientKeySeen, LiveSession};
 
 impl ChatService {
     pub(super) async fn send_message(
@@ -75,32 +76,38 @@ impl ChatService {
         })
     }
 
-    /// Queues a turn with the session's actor: refused if the session ended, the key was
-    /// already used, or too many answers wait.
+    /// Queues a turn with the session's actor: refused if the session ended or too many
+    /// answers wait. A repeated `client_message_id` is not queued again: if its message
+    /// is already stored the sender is told so again (its first acknowledgement may have
+    /// been lost with a socket), else the acknowledgement is still to come.
     pub(super) fn submit(&self, live: &Arc<LiveSession>, turn: Turn) -> Result<(), ChatError> {
         let limit = self.deps.settings.answer_queue_limit;
-        live.with_state(|state| {
+        let admitted = live.with_state(|state| {
             if !state.session.is_active() {
                 return Err(ChatError::SessionEnded);
             }
             if state.queued_turns >= limit {
                 return Err(ChatError::Busy);
             }
-            if let Some(id) = &turn.client_message_id
-                && !state.remember_client_id(id)
-            {
-                debug!(session_id = %live.id(), "duplicate client_message_id ignored");
-                return Ok(false);
+            if let Some(id) = &turn.client_message_id {
+                match state.remember_client_id(id) {
+                    ClientKeySeen::New => {}
+                    ClientKeySeen::Pending => {
+                        debug!(session_id = %live.id(), "duplicate client_message_id ignored: not stored yet");
+                        return Ok(Admission::Duplicate(None));
+                    }
+                    ClientKeySeen::Stored(message_id, seq) => {
+                        debug!(session_id = %live.id(), "duplicate client_message_id acknowledged again");
+                        return Ok(Admission::Duplicate(Some((id.clone(), message_id, seq))));
+                    }
+                }
             }
             state.queued_turns += 1;
             state.touch();
-            Ok(true)
-        })
-        .and_then(|accepted| {
-            if !accepted {
-                return Ok(());
-            }
-            live.submit(turn).map_err(|turn| {
+            Ok(Admission::Queued)
+        })?;
+        match admitted {
+            Admission::Queued => live.submit(turn).map_err(|turn| {
                 live.with_state(|state| {
                     state.queued_turns = state.queued_turns.saturating_sub(1);
                     if let Some(id) = &turn.client_message_id {
@@ -108,7 +115,27 @@ impl ChatService {
                     }
                 });
                 ChatError::Busy
-            })
-        })
+            }),
+            Admission::Duplicate(stored) => {
+                if let Some((client_message_id, message_id, seq)) = stored {
+                    let ack = ServerEvent::MessageAck {
+                        session_id: live.id().clone(),
+                        message_id,
+                        seq,
+                        client_message_id,
+                    };
+                    turn.origin.send(Frame::new(ack, self.deps.clock.now()));
+                }
+                Ok(())
+            }
+        }
     }
+}
+
+/// What became of a submitted turn.
+enum Admission {
+    /// Queued with the session's actor.
+    Queued,
+    /// Its key was seen before; carries where it is stored, if it is.
+    Duplicate(Option<(ClientMessageId, MessageId, Seq)>),
 }
