@@ -1,6 +1,14 @@
 //! The ports: what the use-cases need from the outside world, as traits. Adapters
 //! implement them; `infrastructure` picks the implementations.
 
+mod catalog;
+mod notifier;
+
+pub use catalog::{
+    SessionCatalog, SessionPage, SessionQuery, SessionSort, SessionStats, SessionSummary, ShareGrant,
+};
+pub use notifier::{HelpAlert, Notifier, NotifyError};
+
 use std::fmt;
 use std::time::Duration;
 
