@@ -1,0 +1,1 @@
+//! The soak test: churn, then bounded memory (being written; see issue 9).
