@@ -5,13 +5,15 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chatbox_domain::ModelId;
+use chatbox_domain::{ModelId, SessionId};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::limits::MessageLimiter;
+use crate::limits::{KeyedLimiter, MessageLimiter};
 use crate::live::LiveSessions;
-use crate::ports::{Clock, IdGenerator, LlmProvider, Randomness, RepositoryError, SessionRepository};
+use crate::ports::{
+    Clock, IdGenerator, LlmProvider, Notifier, Randomness, RepositoryError, SessionCatalog, SessionRepository,
+};
 use crate::settings::ChatSettings;
 use crate::socket::SocketDirectory;
 
@@ -22,6 +24,10 @@ pub(crate) struct Deps {
     pub clock: Arc<dyn Clock>,
     pub ids: Arc<dyn IdGenerator>,
     pub random: Arc<dyn Randomness>,
+    pub catalog: Arc<dyn SessionCatalog>,
+    pub notifiers: Vec<Arc<dyn Notifier>>,
+    /// Help alerts per session.
+    pub help_alerts: KeyedLimiter<SessionId>,
     pub settings: ChatSettings,
     pub live: LiveSessions,
     pub limiter: MessageLimiter,

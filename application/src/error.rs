@@ -45,6 +45,18 @@ pub enum ChatError {
     /// A fault of the server itself (details are logged where it happens).
     #[error("An internal error occurred")]
     Internal,
+    /// Another admin already assists the session.
+    #[error("Session is already assisted by another admin")]
+    AssistedByAnother,
+    /// The caller does not assist the session (release, or an admin speaking after it).
+    #[error("You are not assisting this session")]
+    NotAssisting,
+    /// The route needs a role the caller does not have.
+    #[error("Forbidden")]
+    Forbidden,
+    /// A query value is out of range or malformed (HTTP routes).
+    #[error("{0}")]
+    BadRequest(&'static str),
 }
 
 impl ChatError {
@@ -59,6 +71,9 @@ impl ChatError {
             Self::SessionEnded => ErrorCode::SessionEnded,
             Self::NotFound => ErrorCode::NotFound,
             Self::Storage(_) => ErrorCode::DatabaseError,
+            Self::AssistedByAnother | Self::NotAssisting => ErrorCode::Conflict,
+            Self::Forbidden => ErrorCode::Forbidden,
+            Self::BadRequest(_) => ErrorCode::BadRequest,
         }
     }
 

@@ -122,6 +122,17 @@ pub enum ServerEvent {
         /// When to retry, for rate limits.
         retry_after: Option<Duration>,
     },
+    /// An admin took the session over (`admin_join`) or handed it back (`admin_leave`).
+    Handoff {
+        /// Its session.
+        session_id: SessionId,
+        /// True for `admin_join`.
+        joined: bool,
+        /// The admin's user id.
+        admin_id: UserId,
+        /// The admin's display name.
+        admin_name: String,
+    },
     /// Informational text.
     Notification {
         /// The text.

@@ -30,6 +30,6 @@ pub mod ports;
 pub mod settings;
 pub mod socket;
 
-pub use chat::ChatService;
+pub use chat::{ChatService, MessagePage, SharedConversation};
 pub use error::ChatError;
 pub use settings::ChatSettings;

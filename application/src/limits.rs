@@ -1,10 +1,12 @@
-//! Per-user message limiting and the socket caps.
+//! Keyed rate limiting (messages per user, HTTP requests per admin, user or client
+//! address, help alerts per session) and the socket caps.
 //!
 //! Both are sharded maps touched without awaiting. Limiter state is bounded: a key whose
 //! bucket has fully recovered carries no information and is dropped by
-//! [`MessageLimiter::cleanup`]; no key is ever refused because the map is large, so a
+//! [`KeyedLimiter::cleanup`]; no key is ever refused because the map is large, so a
 //! flood of new keys cannot lock other users out.
 
+use std::hash::Hash;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -15,26 +17,29 @@ use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
 use thiserror::Error;
 
-/// A GCRA limiter keyed by user.
+/// A GCRA limiter with one bucket per key.
 #[derive(Debug)]
-pub struct MessageLimiter {
+pub struct KeyedLimiter<K: Eq + Hash> {
     quota: Quota,
-    keys: DashMap<UserId, LimiterState>,
+    keys: DashMap<K, LimiterState>,
 }
 
-impl MessageLimiter {
+/// The per-user message limiter (`RATE_LIMIT` per `RATE_WINDOW`).
+pub type MessageLimiter = KeyedLimiter<UserId>;
+
+impl<K: Eq + Hash + Clone> KeyedLimiter<K> {
     /// A limiter with the given quota per key.
     #[must_use]
     pub fn new(quota: Quota) -> Self {
         Self { quota, keys: DashMap::new() }
     }
 
-    /// Counts one request of `user` at monotonic time `now`.
+    /// Counts one request of `key` at monotonic time `now`.
     ///
     /// # Errors
-    /// The time to wait when the user is over the quota.
-    pub fn check(&self, user: &UserId, now: Duration) -> Result<(), Duration> {
-        let mut entry = self.keys.entry(user.clone()).or_insert_with(|| LimiterState::fresh(now));
+    /// The time to wait when the key is over the quota.
+    pub fn check(&self, key: &K, now: Duration) -> Result<(), Duration> {
+        let mut entry = self.keys.entry(key.clone()).or_insert_with(|| LimiterState::fresh(now));
         match rate_limit::check(self.quota, Some(*entry), now) {
             Decision::Allowed(next) => {
                 *entry = next;

@@ -80,6 +80,14 @@ pub struct ChatSettings {
     pub fallbacks: HashMap<ModelId, ModelId>,
     /// The longest one storage call may take before it counts as failed.
     pub storage_timeout: Duration,
+    /// `MAX_ACTIVE_SESSIONS_PER_USER`: creating one more ends the least recently active.
+    pub max_active_sessions_per_user: usize,
+    /// `SHARE_TTL`: how long a share link works.
+    pub share_ttl: Duration,
+    /// Help alerts per session (5 per 5 minutes by default); more are skipped and logged.
+    pub help_alert_quota: Quota,
+    /// `ADMIN_PANEL_URL`: alerts link to the session there.
+    pub admin_panel_url: Option<String>,
 }
 
 impl ChatSettings {

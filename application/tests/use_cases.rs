@@ -19,7 +19,7 @@ use chatbox_application::commands::{ClientCommand, SendMessage};
 use chatbox_application::events::{AnswerStyle, Frame, ServerEvent};
 use chatbox_application::ports::{
     AnswerStream, ChatRequest, Clock, IdGenerator, LlmProvider, ProviderError, Randomness, Role,
-    SessionRepository, StreamEvent,
+    SessionCatalog, SessionRepository, StreamEvent,
 };
 use chatbox_application::settings::{ModelInfo, RetryPolicy};
 use chatbox_application::socket::{CloseReason, OutboundQueue, SocketBudget, SocketHandle};
@@ -287,6 +287,10 @@ fn settings() -> ChatSettings {
         },
         fallbacks: HashMap::new(),
         storage_timeout: Duration::from_secs(5),
+        max_active_sessions_per_user: 20,
+        share_ttl: Duration::from_secs(3600),
+        help_alert_quota: Quota::new(5, Duration::from_secs(300)).expect("quota"),
+        admin_panel_url: None,
     }
 }
 
@@ -304,6 +308,8 @@ fn harness_with(settings: ChatSettings) -> Harness {
         clock: Arc::new(TestClock(Instant::now())),
         ids: Arc::new(CountingIds::default()),
         random: Arc::new(HalfRandom),
+        catalog: Arc::clone(&repo) as Arc<dyn SessionCatalog>,
+        notifiers: Vec::new(),
     };
     Harness { service: ChatService::new(ports, settings, TaskTracker::new()), repo, storage, provider }
 }
@@ -374,7 +380,7 @@ impl Harness {
     ) -> Client {
         let (socket, frames) =
             SocketHandle::new(user(user_id), SocketBudget { max_bytes: budget_bytes, encode });
-        let connection = self.service.connect(socket, session, last_seq).await.expect("connect");
+        let connection = self.service.connect(socket, false, session, last_seq).await.expect("connect");
         let mut client = Client { connection, frames, buffered: Default::default() };
         match client.next().await {
             ServerEvent::ConnectionStatus { state, .. } => {
@@ -1081,7 +1087,7 @@ async fn a_slow_consumer_joining_a_long_answer_costs_one_shared_frame_at_most() 
     for _ in 0..2 {
         let (socket, queue) = SocketHandle::new(user("u1"), budget);
         let connection =
-            h.service.connect(Arc::clone(&socket), Some(session.clone()), None).await.expect("join");
+            h.service.connect(Arc::clone(&socket), false, Some(session.clone()), None).await.expect("join");
         joined.push((socket, queue, connection));
     }
     let catch_up = |queue: &mut OutboundQueue| {
@@ -1106,7 +1112,7 @@ async fn a_slow_consumer_joining_a_long_answer_costs_one_shared_frame_at_most() 
     drop(queue.try_recv());
     // Both joiners got the same frame: joining copies nothing.
     let (again, mut again_queue) = SocketHandle::new(user("u1"), budget);
-    let _third = h.service.connect(Arc::clone(&again), Some(session.clone()), None).await.expect("join");
+    let _third = h.service.connect(Arc::clone(&again), false, Some(session.clone()), None).await.expect("join");
     assert!(Arc::ptr_eq(&first, &catch_up(&mut again_queue)), "one catch-up frame per answer length");
 }
 

@@ -45,6 +45,12 @@ impl HandoffState {
         !matches!(self, Self::AdminAssisting { .. })
     }
 
+    /// True while `admin` assists the session.
+    #[must_use]
+    pub fn assisted_by(&self, admin: &UserId) -> bool {
+        matches!(self, Self::AdminAssisting { admin_id, .. } if admin_id == admin)
+    }
+
     /// The user asks for a human. Idempotent; no effect while an admin assists.
     #[must_use]
     pub fn request_help(self) -> Self {

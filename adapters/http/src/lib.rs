@@ -1,13 +1,17 @@
 //! # Inbound HTTP and WebSocket adapter
 //!
 //! warp routes under the path prefix (`/chat` by default): `healthz`, `readyz`, the
-//! WebSocket endpoint `ws` speaking the protocol of `docs/protocol.md`, and the session
-//! routes. This crate translates between the wire and the application's use-cases; it
+//! WebSocket endpoint `ws` speaking the protocol of `docs/protocol.md`, the session and
+//! admin routes (`api`), the OpenAPI document (`openapi`), and what every request
+//! passes through (`edge`: client address, rate limits, security headers). This crate translates between the wire and the application's use-cases; it
 //! holds no chat rules of its own.
 
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod auth;
+pub mod edge;
+pub mod openapi;
 pub mod routes;
 pub mod server;
 pub mod wire;
@@ -64,4 +68,10 @@ pub struct HttpState {
     pub tasks: TaskTracker,
     /// Cancelled when the server shuts down: sockets close with 1001.
     pub shutdown: CancellationToken,
+    /// The HTTP rate limiters.
+    pub limiters: edge::HttpLimiters,
+    /// Whose `X-Forwarded-For` is believed.
+    pub client_ip: edge::ClientIpPolicy,
+    /// Added to every response.
+    pub security_headers: edge::SecurityHeaders,
 }

@@ -6,7 +6,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chatbox_domain::{ErrorCode, SessionId};
+use chatbox_domain::ErrorCode;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use hyper::upgrade::OnUpgrade;
 use serde_json::json;
@@ -14,7 +14,7 @@ use warp::Filter;
 use warp::filters::BoxedFilter;
 
 use crate::auth::{AuthError, AuthenticatedUser};
-use crate::{HttpState, ws};
+use crate::{HttpState, api, openapi, ws};
 
 /// The response type of every route.
 pub type HttpResponse = warp::reply::Response;
@@ -53,7 +53,7 @@ pub(crate) fn bearer_token(headers: &HeaderMap) -> Option<&str> {
 }
 
 /// The caller of an HTTP route: `Authorization: Bearer` only (no query tokens here).
-fn authenticate_http(state: &HttpState, headers: &HeaderMap) -> Result<AuthenticatedUser, AuthError> {
+pub(crate) fn authenticate_http(state: &HttpState, headers: &HeaderMap) -> Result<AuthenticatedUser, AuthError> {
     state.jwt.verify(bearer_token(headers).ok_or(AuthError::Missing)?)
 }
 
@@ -81,28 +81,81 @@ fn prefix(path: &str) -> BoxedFilter<()> {
         .fold(warp::any().boxed(), |filter, segment| filter.and(warp::path(segment.to_owned())).boxed())
 }
 
+/// Every HTTP route, as `(method, path under the prefix)`: the OpenAPI document lists
+/// exactly these (a test holds them together).
+pub const ROUTES: &[(&str, &str)] = &[
+    ("get", "/healthz"),
+    ("get", "/readyz"),
+    ("get", "/ws"),
+    ("get", "/openapi.json"),
+    ("get", "/sessions"),
+    ("get", "/sessions/{session_id}"),
+    ("post", "/sessions/{session_id}/end"),
+    ("post", "/sessions/{session_id}/share"),
+    ("delete", "/sessions/{session_id}/share"),
+    ("get", "/shared/{share_token}"),
+    ("get", "/admin/sessions"),
+    ("get", "/admin/sessions/{session_id}"),
+    ("get", "/admin/users/{user_id}/sessions"),
+    ("get", "/admin/metrics"),
+    ("post", "/admin/takeover/{session_id}"),
+    ("post", "/admin/release/{session_id}"),
+];
+
+type Route = BoxedFilter<(HttpResponse,)>;
+
 /// Every route of the service.
-pub fn routes(state: Arc<HttpState>) -> BoxedFilter<(HttpResponse,)> {
+pub fn routes(state: Arc<HttpState>) -> Route {
     let with_state = {
         let state = Arc::clone(&state);
         warp::any().map(move || Arc::clone(&state))
     };
     let base = prefix(&state.config.path_prefix);
+    let client = api::client_ip(Arc::clone(&state));
+    // A public route: counted per client address (probes and scrapers exempt).
+    let public = {
+        let state = Arc::clone(&state);
+        client.clone().and_then(move |ip| {
+            let state = Arc::clone(&state);
+            async move {
+                match state.limiters.public(ip, state.chat.clock().monotonic()) {
+                    Ok(()) => Ok::<_, warp::Rejection>(()),
+                    Err(limited) => Err(warp::reject::custom(PublicLimited(std::sync::Mutex::new(Some(limited.0))))),
+                }
+            }
+        })
+    }
+    .untuple_one()
+    .boxed();
 
     let healthz = base
         .clone()
         .and(warp::path("healthz"))
         .and(warp::path::end())
         .and(warp::get())
-        .map(|| json_response(StatusCode::OK, &json!({ "status": "ok" })));
+        .and(public.clone())
+        .map(|| json_response(StatusCode::OK, &json!({ "status": "ok" })))
+        .boxed();
 
     let readyz = base
         .clone()
         .and(warp::path("readyz"))
         .and(warp::path::end())
         .and(warp::get())
+        .and(public.clone())
         .and(with_state.clone())
-        .then(|state: Arc<HttpState>| async move { readiness(&state).await });
+        .then(|state: Arc<HttpState>| async move { readiness(&state).await })
+        .boxed();
+
+    let openapi = base
+        .clone()
+        .and(warp::path("openapi.json"))
+        .and(warp::path::end())
+        .and(warp::get())
+        .and(public)
+        .and(with_state.clone())
+        .map(|state: Arc<HttpState>| openapi::response(&state.config.path_prefix))
+        .boxed();
 
     let socket = base
         .clone()
@@ -120,33 +173,174 @@ pub fn routes(state: Arc<HttpState>) -> BoxedFilter<(HttpResponse,)> {
              upgrade: Option<OnUpgrade>| { ws::upgrade(&state, &headers, &query, upgrade) },
         );
 
-    let end_session = base
-        .and(warp::path("sessions"))
+    let sessions = base.clone().and(warp::path("sessions"));
+    let list = sessions
+        .clone()
+        .and(warp::path::end())
+        .and(warp::get())
+        .and(with_state.clone())
+        .and(warp::header::headers_cloned())
+        .and(query_pairs())
+        .then(|state, headers, query| async move { api::reply(api::user::list(state, headers, query).await) })
+        .boxed();
+    let read = sessions
+        .clone()
+        .and(warp::path::param::<String>())
+        .and(warp::path::end())
+        .and(warp::get())
+        .and(with_state.clone())
+        .and(warp::header::headers_cloned())
+        .and(query_pairs())
+        .then(|id, state, headers, query| async move {
+            api::reply(api::user::read(state, headers, id, query).await)
+        })
+        .boxed();
+    let end = sessions
+        .clone()
         .and(warp::path::param::<String>())
         .and(warp::path("end"))
         .and(warp::path::end())
         .and(warp::post())
+        .and(with_state.clone())
+        .and(warp::header::headers_cloned())
+        .then(|id, state, headers| async move { api::reply(api::user::end(state, headers, id).await) })
+        .boxed();
+    let share_path = sessions.and(warp::path::param::<String>()).and(warp::path("share")).and(warp::path::end());
+    let share = share_path
+        .clone()
+        .and(warp::post())
+        .and(with_state.clone())
+        .and(warp::header::headers_cloned())
+        .then(|id, state, headers| async move { api::reply(api::user::share(state, headers, id).await) })
+        .boxed();
+    let revoke = share_path
+        .and(warp::delete())
+        .and(with_state.clone())
+        .and(warp::header::headers_cloned())
+        .then(|id, state, headers| async move { api::reply(api::user::revoke(state, headers, id).await) })
+        .boxed();
+    let shared = base
+        .clone()
+        .and(warp::path("shared"))
+        .and(warp::path::param::<String>())
+        .and(warp::path::end())
+        .and(warp::get())
+        .and(with_state.clone())
+        .and(client)
+        .and(query_pairs())
+        .then(|token, state, ip, query| async move { api::reply(api::user::shared(state, ip, token, query).await) })
+        .boxed();
+
+    let admin = base.and(warp::path("admin"));
+    let admin_sessions = admin
+        .clone()
+        .and(warp::path("sessions"))
+        .and(warp::path::end())
+        .and(warp::get())
+        .and(with_state.clone())
+        .and(warp::header::headers_cloned())
+        .and(query_pairs())
+        .then(|state, headers, query| async move { api::reply(api::admin::sessions(state, headers, query).await) })
+        .boxed();
+    let admin_session = admin
+        .clone()
+        .and(warp::path("sessions"))
+        .and(warp::path::param::<String>())
+        .and(warp::path::end())
+        .and(warp::get())
+        .and(with_state.clone())
+        .and(warp::header::headers_cloned())
+        .and(query_pairs())
+        .then(|id, state, headers, query| async move {
+            api::reply(api::admin::session(state, headers, id, query).await)
+        })
+        .boxed();
+    let admin_user_sessions = admin
+        .clone()
+        .and(warp::path("users"))
+        .and(warp::path::param::<String>())
+        .and(warp::path("sessions"))
+        .and(warp::path::end())
+        .and(warp::get())
+        .and(with_state.clone())
+        .and(warp::header::headers_cloned())
+        .and(query_pairs())
+        .then(|user, state, headers, query| async move {
+            api::reply(api::admin::user_sessions(state, headers, user, query).await)
+        })
+        .boxed();
+    let admin_metrics = admin
+        .clone()
+        .and(warp::path("metrics"))
+        .and(warp::path::end())
+        .and(warp::get())
+        .and(with_state.clone())
+        .and(warp::header::headers_cloned())
+        .and(query_pairs())
+        .then(|state, headers, query| async move { api::reply(api::admin::metrics(state, headers, query).await) })
+        .boxed();
+    let takeover = admin
+        .clone()
+        .and(warp::path("takeover"))
+        .and(warp::path::param::<String>())
+        .and(warp::path::end())
+        .and(warp::post())
+        .and(with_state.clone())
+        .and(warp::header::headers_cloned())
+        .then(|id, state, headers| async move { api::reply(api::admin::take_over(state, headers, id).await) })
+        .boxed();
+    let release = admin
+        .and(warp::path("release"))
+        .and(warp::path::param::<String>())
+        .and(warp::path::end())
+        .and(warp::post())
         .and(with_state)
         .and(warp::header::headers_cloned())
-        .then(|id: String, state: Arc<HttpState>, headers: HeaderMap| async move {
-            end_session(&state, &headers, &id).await
-        });
+        .then(|id, state, headers| async move { api::reply(api::admin::release(state, headers, id).await) })
+        .boxed();
 
-    let http_routes = healthz.or(readyz).unify().or(end_session).unify().boxed();
+    let http_routes = [
+        readyz,
+        openapi,
+        list,
+        read,
+        end,
+        share,
+        revoke,
+        shared,
+        admin_sessions,
+        admin_session,
+        admin_user_sessions,
+        admin_metrics,
+        takeover,
+        release,
+    ]
+    .into_iter()
+    .fold(healthz, |all, route| all.or(route).unify().boxed());
     // CORS wraps the plain HTTP routes only: warp's filter refuses any request whose
     // Origin is not listed, and WebSocket upgrades have their own Origin rule.
     let http_routes = match cors(&state.config.cors_allowed_origins) {
         Some(cors) => http_routes.with(cors).map(warp::Reply::into_response).boxed(),
         None => http_routes,
     };
+    let headers = state.security_headers.clone();
     socket
         .or(http_routes)
         .unify()
         .recover(|rejection: warp::Rejection| async move { Ok::<_, Infallible>(rejected(&rejection)) })
         .unify()
-        .map(with_security_headers)
+        .map(move |mut response: HttpResponse| {
+            headers.apply(response.headers_mut());
+            response
+        })
         .boxed()
 }
+
+/// A public route refused by the per-address limit; carries its 429 reply to `rejected`.
+#[derive(Debug)]
+struct PublicLimited(std::sync::Mutex<Option<HttpResponse>>);
+
+impl warp::reject::Reject for PublicLimited {}
 
 /// The CORS policy for `origins` (exact origins, credentials allowed), if any.
 fn cors(origins: &[String]) -> Option<warp::cors::Builder> {
@@ -164,15 +358,12 @@ fn cors(origins: &[String]) -> Option<warp::cors::Builder> {
     )
 }
 
-fn with_security_headers(mut response: HttpResponse) -> HttpResponse {
-    let headers = response.headers_mut();
-    headers.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
-    headers.insert("referrer-policy", HeaderValue::from_static("strict-origin-when-cross-origin"));
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
-}
-
 fn rejected(rejection: &warp::Rejection) -> HttpResponse {
+    if let Some(limited) = rejection.find::<PublicLimited>()
+        && let Some(response) = limited.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take()
+    {
+        return response;
+    }
     if rejection.is_not_found() {
         return error_response(ErrorCode::NotFound, "Not found", None);
     }
@@ -202,16 +393,3 @@ async fn readiness(state: &HttpState) -> HttpResponse {
     json_response(if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, &body)
 }
 
-async fn end_session(state: &HttpState, headers: &HeaderMap, id: &str) -> HttpResponse {
-    let user = match authenticate_http(state, headers) {
-        Ok(user) => user,
-        Err(error) => return auth_error_response(error),
-    };
-    let Ok(id) = SessionId::parse(id) else {
-        return error_response(ErrorCode::NotFound, "Session not found", None);
-    };
-    match state.chat.end_session(&user.id, &id).await {
-        Ok(()) => json_response(StatusCode::OK, &json!({ "status": "ended" })),
-        Err(error) => error_response(error.code(), &error.to_string(), None),
-    }
-}

@@ -327,6 +327,18 @@ pub fn encode(frame: &Frame) -> String {
             out.seq = Some(seq.0);
             out.client_message_id = Some(client_message_id.as_str());
         }
+        ServerEvent::Handoff { session_id, joined, admin_id, admin_name } => {
+            out.kind = if *joined { "admin_join" } else { "admin_leave" };
+            out.sender = Some(Sender::System.as_str());
+            out.session_id = Some(session_id.as_str());
+            out.content = Some(if *joined {
+                "An administrator joined the conversation."
+            } else {
+                "The administrator left the conversation."
+            });
+            out.metadata.insert("admin_id", admin_id.as_str().to_owned());
+            out.metadata.insert("admin_name", admin_name.clone());
+        }
         ServerEvent::Typing { session_id, user_id, typing } => {
             out.kind = "typing_indicator";
             out.sender = Some(Sender::User.as_str());

@@ -15,16 +15,20 @@
 //! The shared dependencies live in `crate::deps`, so nothing here imports in a circle
 //! with the session actor (`crate::answer`).
 
+mod handoff;
+mod history;
 mod replay;
 mod resolve;
 mod session_ops;
 mod submit;
 
+pub use history::{MessagePage, SharedConversation};
+
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use chatbox_domain::command_budget::{CommandBudget, CommandKind, Spend};
-use chatbox_domain::{ModelId, Seq, SessionId, UserId};
+use chatbox_domain::{ModelId, Seq, Session, SessionId, UserId};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
@@ -33,9 +37,9 @@ use crate::commands::ClientCommand;
 use crate::deps::Deps;
 use crate::error::ChatError;
 use crate::events::{Frame, ServerEvent};
-use crate::limits::MessageLimiter;
+use crate::limits::{KeyedLimiter, MessageLimiter};
 use crate::live::{LiveSession, LiveSessions};
-use crate::ports::{Clock, IdGenerator, LlmProvider, Randomness, SessionRepository};
+use crate::ports::{Clock, IdGenerator, LlmProvider, Notifier, Randomness, SessionCatalog, SessionRepository};
 use crate::settings::ChatSettings;
 use crate::socket::{SocketDirectory, SocketHandle};
 
@@ -51,6 +55,10 @@ pub struct ChatPorts {
     pub ids: Arc<dyn IdGenerator>,
     /// Randomness (retry jitter).
     pub random: Arc<dyn Randomness>,
+    /// Listings, analytics and share links (usually the same store as `repository`).
+    pub catalog: Arc<dyn SessionCatalog>,
+    /// Alert channels for help requests (none: alerts are off).
+    pub notifiers: Vec<Arc<dyn Notifier>>,
 }
 
 impl std::fmt::Debug for ChatPorts {
@@ -80,6 +88,8 @@ pub struct Connection {
     bound: Option<Arc<LiveSession>>,
     issued: SessionId,
     selected_model: Option<ModelId>,
+    /// The socket's token carries the `admin` or `chat_admin` role.
+    admin: bool,
 }
 
 impl Connection {
@@ -94,6 +104,19 @@ impl Connection {
     pub fn session_id(&self) -> &SessionId {
         self.bound.as_ref().map_or(&self.issued, |live| live.id())
     }
+
+    /// Whether this socket may enter `session`: its user owns it, or it is an admin's
+    /// socket and that admin assists the session.
+    #[must_use]
+    pub fn may_enter(&self, session: &Session) -> bool {
+        session.is_owned_by(self.socket.user()) || self.assists(session)
+    }
+
+    /// True when this is an admin's socket and that admin assists `session` now.
+    #[must_use]
+    pub fn assists(&self, session: &Session) -> bool {
+        self.admin && session.handoff.assisted_by(self.socket.user())
+    }
 }
 
 /// How often a bind is retried when the session is evicted under it (a race with the
@@ -105,6 +128,7 @@ impl ChatService {
     #[must_use]
     pub fn new(ports: ChatPorts, settings: ChatSettings, tasks: TaskTracker) -> Self {
         let limiter = MessageLimiter::new(settings.message_quota);
+        let help_alerts = KeyedLimiter::new(settings.help_alert_quota);
         let live = LiveSessions::new(Arc::clone(&ports.clock));
         Self {
             deps: Arc::new(Deps {
@@ -113,6 +137,9 @@ impl ChatService {
                 clock: ports.clock,
                 ids: ports.ids,
                 random: ports.random,
+                catalog: ports.catalog,
+                notifiers: ports.notifiers,
+                help_alerts,
                 settings,
                 live,
                 limiter,
@@ -172,9 +199,13 @@ impl ChatService {
     ///
     /// # Errors
     /// A storage failure while loading the session or its replay.
+    ///
+    /// An admin's socket (`admin`) may also name a session that admin assists: it gets
+    /// the whole history (unless `last_seq` says otherwise), then the live frames.
     pub async fn connect(
         &self,
         socket: Arc<SocketHandle>,
+        admin: bool,
         requested: Option<SessionId>,
         last_seq: Option<Seq>,
     ) -> Result<Connection, ChatError> {
@@ -184,13 +215,18 @@ impl ChatService {
             bound: None,
             issued: self.new_session_id()?,
             selected_model: None,
+            admin,
         };
         let resumed = match requested {
-            Some(id) => self.owned_live(connection.socket.user(), &id).await?,
+            Some(id) => self.reachable_live(&connection, &id).await?,
             None => None,
         };
         match resumed {
-            Some(live) => self.bind(&mut connection, live, last_seq, "connected").await?,
+            Some(live) => {
+                let assisting = live.with_state(|state| connection.assists(&state.session));
+                let last_seq = last_seq.or(assisting.then_some(Seq(0)));
+                self.bind(&mut connection, live, last_seq, "connected").await?;
+            }
             None => self.send_status(&connection, self.deps.settings.default_model().clone(), "connected"),
         }
         self.deps.sockets.register(&connection.socket);
@@ -237,7 +273,7 @@ impl ChatService {
                 Ok(())
             }
             ClientCommand::Resume { session_id, last_seq } => {
-                match self.owned_live(connection.socket.user(), &session_id).await? {
+                match self.reachable_live(connection, &session_id).await? {
                     Some(live) => self.bind(connection, live, Some(last_seq), "resumed").await,
                     // Unknown or foreign: as if no id was given, and nothing says which.
                     None => {

@@ -43,8 +43,8 @@ impl ChatService {
             if self.try_bind(connection, &live, &mut cursor, state_name).await? {
                 return Ok(());
             }
-            let user = connection.socket.user().clone();
-            live = self.owned_live(&user, live.id()).await?.ok_or(ChatError::NotFound)?;
+            let id = live.id().clone();
+            live = self.reachable_live(connection, &id).await?.ok_or(ChatError::NotFound)?;
         }
         Err(ChatError::Internal)
     }

@@ -29,14 +29,34 @@ impl ChatService {
         user: &UserId,
         id: &SessionId,
     ) -> Result<Option<Arc<LiveSession>>, ChatError> {
+        self.live_if(id, |session| session.is_owned_by(user)).await
+    }
+
+    /// The live session this connection may enter: its user's own, or — for an admin —
+    /// one that admin assists. `None` for anything else, unknown ids included.
+    pub(super) async fn reachable_live(
+        &self,
+        connection: &Connection,
+        id: &SessionId,
+    ) -> Result<Option<Arc<LiveSession>>, ChatError> {
+        self.live_if(id, |session| connection.may_enter(session)).await
+    }
+
+    /// The live session with this id if `allowed` accepts it, loading it from storage if
+    /// needed. A session `allowed` refuses is not made live.
+    pub(super) async fn live_if(
+        &self,
+        id: &SessionId,
+        allowed: impl Fn(&Session) -> bool,
+    ) -> Result<Option<Arc<LiveSession>>, ChatError> {
         if let Some(live) = self.deps.live.get(id) {
-            let owned = live.with_state(|state| state.session.is_owned_by(user));
-            return Ok(owned.then_some(live));
+            let reachable = live.with_state(|state| allowed(&state.session));
+            return Ok(reachable.then_some(live));
         }
         let Some(session) = self.deps.storage(self.deps.repo.load(id)).await? else {
             return Ok(None);
         };
-        if !session.is_owned_by(user) {
+        if !allowed(&session) {
             return Ok(None);
         }
         let recent =
@@ -70,7 +90,7 @@ impl ChatService {
         {
             return Ok(Target::Live(Arc::clone(bound)));
         }
-        if let Some(live) = self.owned_live(connection.socket.user(), requested).await? {
+        if let Some(live) = self.reachable_live(connection, requested).await? {
             return Ok(Target::Live(live));
         }
         if requested == &connection.issued {
@@ -109,6 +129,7 @@ impl ChatService {
             .or_else(|| connection.selected_model.clone())
             .unwrap_or_else(|| self.deps.settings.default_model().clone());
         let session = Session::new(id, connection.socket.user().clone(), model, self.deps.clock.now());
+        self.end_surplus_sessions(&session.owner).await?;
         self.deps.storage(self.deps.repo.create(&session)).await?;
         info!(session_id = %session.id, user_id = %session.owner, "session created");
         let live = self.activate(session, Vec::new());

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use chatbox_domain::{ModelId, Session, SessionId, Timestamp, UserId};
+use chatbox_domain::{HandoffState, ModelId, Session, SessionId, Timestamp, UserId};
 
 use super::resolve::Target;
 use super::{ChatService, Connection};
@@ -89,9 +89,10 @@ impl ChatService {
         live.with_state(|state| state.broadcast(&frame, Some(connection.socket.id())));
     }
 
-    /// The user asks for a human: the session is marked as waiting for one (stored), and
-    /// its sockets get `connection_status` with `state="help_requested"`. Repeating it is
-    /// harmless. (Alerting admins by email or SMS is not part of this release.)
+    /// The user asks for a human: the session is marked as waiting for one (stored), its
+    /// sockets get `connection_status` with `state="help_requested"`, and the admins are
+    /// alerted (see `handoff.rs`). Repeating it is harmless; alerts are rate limited per
+    /// session.
     pub(super) async fn request_help(
         &self,
         connection: &mut Connection,
@@ -110,7 +111,12 @@ impl ChatService {
             |session, _| session.handoff = handoff.clone(),
             |now| repo.set_handoff(&id, &handoff, now),
         )
-        .await
+        .await?;
+        // An admin already assists: nobody needs to be called.
+        if live.with_state(|state| state.session.handoff == HandoffState::HelpRequested) {
+            self.alert_admins(&live);
+        }
+        Ok(())
     }
 
     /// Ends a session of `user`. Idempotent. Its sockets get `connection_status` with

@@ -31,16 +31,18 @@ impl ChatService {
         if let Some(model_id) = message.model_id.filter(|m| live.with_state(|s| &s.session.model_id != m)) {
             self.change_model(&live, model_id).await?;
         }
+        let sender = Self::sender_in(connection, &live);
         let turn = Turn {
             origin: Arc::clone(&connection.socket),
-            sender: Sender::User,
+            sender,
             kind: MessageKind::Text,
             content: message.content.into_inner(),
             file_id: None,
             file_url: None,
             metadata: message.metadata,
             client_message_id: message.client_message_id,
-            answer: Some(message.style),
+            // The model answers users, never an admin speaking in a session.
+            answer: (sender == Sender::User).then_some(message.style),
         };
         self.submit(&live, turn)
     }
@@ -54,7 +56,7 @@ impl ChatService {
         let live = self.target_session(connection, attachment.session_id.as_ref(), None).await?;
         let turn = Turn {
             origin: Arc::clone(&connection.socket),
-            sender: Sender::User,
+            sender: Self::sender_in(connection, &live),
             kind: match attachment.kind {
                 MessageKind::Voice => MessageKind::Voice,
                 _ => MessageKind::File,
@@ -67,6 +69,17 @@ impl ChatService {
             answer: None,
         };
         self.submit(&live, turn)
+    }
+
+    /// Who speaks when this connection writes in `live`: its owner is the user; anyone
+    /// else got there as the assisting admin (see `reachable_live`), whatever the frame's
+    /// `sender` claims.
+    fn sender_in(connection: &Connection, live: &LiveSession) -> Sender {
+        if live.with_state(|state| state.session.is_owned_by(connection.socket.user())) {
+            Sender::User
+        } else {
+            Sender::Admin
+        }
     }
 
     pub(super) fn check_rate(&self, user: &UserId) -> Result<(), ChatError> {
@@ -85,6 +98,11 @@ impl ChatService {
         let admitted = live.with_state(|state| {
             if !state.session.is_active() {
                 return Err(ChatError::SessionEnded);
+            }
+            // An admin speaks only while assisting: a release ends it, even on a socket
+            // that is still bound.
+            if turn.sender == Sender::Admin && !state.session.handoff.assisted_by(turn.origin.user()) {
+                return Err(ChatError::NotAssisting);
             }
             if state.queued_turns >= limit {
                 return Err(ChatError::Busy);

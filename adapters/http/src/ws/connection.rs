@@ -85,7 +85,7 @@ pub(super) async fn serve(
     // Connecting (which replays history on a resume) runs alongside the writer, so a long
     // replay is drained as it is queued rather than overflowing the socket's queue.
     let reader = async {
-        let end = match state.chat.connect(Arc::clone(&handle), requested, last_seq).await {
+        let end = match state.chat.connect(Arc::clone(&handle), user.is_admin(), requested, last_seq).await {
             Ok(mut connection) => {
                 let end = read_loop(&state, &mut stream, &mut connection, &writer_done).await;
                 state.chat.disconnect(connection);

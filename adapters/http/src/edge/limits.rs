@@ -1,0 +1,174 @@
+//! The HTTP rate limits: per admin on the admin routes (`ADMIN_RATE_LIMIT` per
+//! `ADMIN_RATE_WINDOW`), per user on the user routes (120 a minute), and per client
+//! address on the public routes (`PUBLIC_RATE_LIMIT` a minute; clients in
+//! `METRICS_ALLOWED_NETWORKS` — probes, scrapers — are exempt so they never get 429).
+//!
+//! A refusal is `429 {"error":"rate_limit_exceeded","message","retry_after_ms"}` with
+//! `Retry-After` in whole seconds, rounded up, at least 1, and one log line containing
+//! `rate limit exceeded`. Limiter state is bounded the same way as the message
+//! limiter's: recovered keys are dropped by the cleanup task, and no key is ever refused
+//! because the map is large.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use chatbox_application::limits::KeyedLimiter;
+use chatbox_domain::UserId;
+use chatbox_domain::rate_limit::Quota;
+use http::{HeaderValue, StatusCode, header};
+use ipnet::IpNet;
+use serde_json::json;
+use tracing::info;
+
+use crate::routes::{HttpResponse, json_response};
+
+/// The quotas of the three HTTP limiters.
+#[derive(Debug, Clone, Copy)]
+pub struct HttpQuotas {
+    /// Per admin.
+    pub admin: Quota,
+    /// Per user, on the user routes.
+    pub user: Quota,
+    /// Per client address, on the public routes.
+    pub public: Quota,
+}
+
+/// The three HTTP limiters.
+#[derive(Debug)]
+pub struct HttpLimiters {
+    admin: KeyedLimiter<UserId>,
+    user: KeyedLimiter<UserId>,
+    public: KeyedLimiter<IpAddr>,
+    exempt: Vec<IpNet>,
+}
+
+/// A refused request: the reply to send.
+#[derive(Debug)]
+pub struct Limited(pub HttpResponse);
+
+impl HttpLimiters {
+    /// Limiters with `quotas`; clients in `exempt` skip the public limit.
+    #[must_use]
+    pub fn new(quotas: HttpQuotas, exempt: Vec<IpNet>) -> Self {
+        Self {
+            admin: KeyedLimiter::new(quotas.admin),
+            user: KeyedLimiter::new(quotas.user),
+            public: KeyedLimiter::new(quotas.public),
+            exempt,
+        }
+    }
+
+    /// Counts one admin request.
+    ///
+    /// # Errors
+    /// The 429 reply when `admin` is over the quota.
+    pub fn admin(&self, admin: &UserId, now: Duration) -> Result<(), Limited> {
+        self.admin.check(admin, now).map_err(|wait| {
+            info!(user_id = %admin, retry_after_ms = wait.as_millis(), "rate limit exceeded: admin requests");
+            refusal("Too many admin requests", wait)
+        })
+    }
+
+    /// Counts one request on a user route.
+    ///
+    /// # Errors
+    /// The 429 reply when `user` is over the quota.
+    pub fn user(&self, user: &UserId, now: Duration) -> Result<(), Limited> {
+        self.user.check(user, now).map_err(|wait| {
+            info!(user_id = %user, retry_after_ms = wait.as_millis(), "rate limit exceeded: user requests");
+            refusal("Too many requests", wait)
+        })
+    }
+
+    /// Counts one request on a public route from `client`.
+    ///
+    /// # Errors
+    /// The 429 reply when `client` is over the quota (never for exempt clients).
+    pub fn public(&self, client: IpAddr, now: Duration) -> Result<(), Limited> {
+        if self.exempt.iter().any(|net| net.contains(&client)) {
+            return Ok(());
+        }
+        self.public.check(&client, now).map_err(|wait| {
+            info!(client_ip = %client, retry_after_ms = wait.as_millis(), "rate limit exceeded: public requests");
+            refusal("Too many requests", wait)
+        })
+    }
+
+    /// Forgets recovered keys of all three; returns (before, after) summed.
+    #[must_use]
+    pub fn cleanup(&self, now: Duration) -> (usize, usize) {
+        let (a, b) = self.admin.cleanup(now);
+        let (c, d) = self.user.cleanup(now);
+        let (e, f) = self.public.cleanup(now);
+        (a + c + e, b + d + f)
+    }
+
+    /// Keys tracked by all three.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.admin.len() + self.user.len() + self.public.len()
+    }
+
+    /// True when no key is tracked.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The 429 reply.
+fn refusal(message: &str, wait: Duration) -> Limited {
+    let retry_after_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX);
+    let mut response = json_response(
+        StatusCode::TOO_MANY_REQUESTS,
+        &json!({ "error": "rate_limit_exceeded", "message": message, "retry_after_ms": retry_after_ms }),
+    );
+    let seconds = retry_after_ms.div_ceil(1000).max(1);
+    if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
+        response.headers_mut().insert(header::RETRY_AFTER, value);
+    }
+    Limited(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limiters() -> HttpLimiters {
+        let quota = |n| Quota::new(n, Duration::from_secs(60)).expect("quota");
+        HttpLimiters::new(
+            HttpQuotas { admin: quota(2), user: quota(3), public: quota(1) },
+            vec!["127.0.0.0/8".parse().expect("net")],
+        )
+    }
+
+    #[test]
+    fn over_the_quota_the_reply_is_429_with_whole_seconds_rounded_up() {
+        let limiters = limiters();
+        let admin = UserId::parse("a").expect("id");
+        let now = Duration::from_secs(100);
+        assert!(limiters.admin(&admin, now).is_ok());
+        assert!(limiters.admin(&admin, now).is_ok());
+        let Limited(reply) = limiters.admin(&admin, now).expect_err("third is refused");
+        assert_eq!(reply.status(), StatusCode::TOO_MANY_REQUESTS);
+        // 2 per minute: the next slot frees in 30 s.
+        assert_eq!(reply.headers()[header::RETRY_AFTER], "30");
+        let Limited(reply) = limiters.admin(&admin, now + Duration::from_millis(100)).expect_err("still");
+        assert_eq!(reply.headers()[header::RETRY_AFTER], "30", "29.9 s rounds up");
+        assert!(limiters.user(&admin, now).is_ok(), "each limiter has its own buckets");
+    }
+
+    #[test]
+    fn exempt_networks_are_never_limited_and_cleanup_forgets_recovered_keys() {
+        let limiters = limiters();
+        let now = Duration::from_secs(100);
+        for _ in 0..10 {
+            assert!(limiters.public("127.0.0.1".parse().expect("ip"), now).is_ok());
+        }
+        let outside: IpAddr = "203.0.113.1".parse().expect("ip");
+        assert!(limiters.public(outside, now).is_ok());
+        assert!(limiters.public(outside, now).is_err());
+        assert_eq!(limiters.len(), 1, "exempt clients take no key");
+        assert_eq!(limiters.cleanup(now + Duration::from_secs(120)), (1, 0));
+    }
+}
