@@ -16,12 +16,15 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use chatbox_application::chat::ChatPorts;
 use chatbox_application::limits::ConnectionGate;
-use chatbox_application::ports::{Clock, IdGenerator, LlmProvider, Randomness, SessionRepository};
+use chatbox_application::ports::{
+    Clock, IdGenerator, LlmProvider, Notifier, Randomness, SessionCatalog, SessionRepository,
+};
 use chatbox_application::settings::{ModelInfo, RetryPolicy};
 use chatbox_application::{ChatService, ChatSettings};
 use chatbox_domain::rate_limit::Quota;
 use chatbox_domain::{ModelId, Timestamp};
 use chatbox_http::server::ServerLimits;
+use chatbox_http::edge::{ClientIpPolicy, HttpLimiters, HttpQuotas, SecurityHeaders};
 use chatbox_http::{HttpConfig, HttpState, JwtSettings, JwtVerifier};
 use chatbox_llm::{AnthropicProvider, DemoProvider, DifyProvider, OpenAiProvider, ProviderConfig};
 use chatbox_memory_store::MemorySessionRepository;
@@ -131,12 +134,18 @@ impl Application {
     /// When the address cannot be bound.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let tasks = TaskTracker::new();
-        let repository: Arc<dyn SessionRepository> = match settings.storage_backend {
-            StorageBackend::Memory => {
-                Arc::new(MemorySessionRepository::new(settings.memory_store_max_sessions))
-            }
-            StorageBackend::MongoDb => Arc::new(mongo_repository(&settings).await?),
-        };
+        // One store serves both ports: the chat path's writes and the API's reads.
+        let (repository, catalog): (Arc<dyn SessionRepository>, Arc<dyn SessionCatalog>) =
+            match settings.storage_backend {
+                StorageBackend::Memory => {
+                    let store = Arc::new(MemorySessionRepository::new(settings.memory_store_max_sessions));
+                    (Arc::clone(&store) as Arc<dyn SessionRepository>, store)
+                }
+                StorageBackend::MongoDb => {
+                    let store = Arc::new(mongo_repository(&settings).await?);
+                    (Arc::clone(&store) as Arc<dyn SessionRepository>, store)
+                }
+            };
         let mut providers: HashMap<ModelId, Arc<dyn LlmProvider>> = HashMap::new();
         let mut models = Vec::with_capacity(settings.providers.len());
         for provider in &settings.providers {
@@ -175,6 +184,11 @@ impl Application {
                 .filter_map(|p| p.fallback.clone().map(|fallback| (p.id.clone(), fallback)))
                 .collect(),
             storage_timeout: STORAGE_TIMEOUT,
+            max_active_sessions_per_user: settings.max_active_sessions_per_user,
+            share_ttl: settings.share_ttl,
+            help_alert_quota: Quota::new(HELP_ALERTS_PER_SESSION, HELP_ALERT_WINDOW)
+                .context("the help alert quota")?,
+            admin_panel_url: settings.alerts.admin_panel_url.clone(),
         };
         let ports = ChatPorts {
             repository,
@@ -182,6 +196,8 @@ impl Application {
             clock: Arc::new(SystemClock::default()),
             ids: Arc::new(RandomIds),
             random: Arc::new(ThreadRandomness),
+            catalog,
+            notifiers: notifiers(&settings)?,
         };
         let chat = ChatService::new(ports, chat_settings, tasks.clone());
         let jwt = JwtVerifier::new(&JwtSettings {
@@ -209,6 +225,13 @@ impl Application {
             },
             tasks: tasks.clone(),
             shutdown: CancellationToken::new(),
+            limiters: HttpLimiters::new(http_quotas(&settings)?, settings.metrics_allowed_networks.clone()),
+            client_ip: ClientIpPolicy::new(settings.trusted_proxies.clone()),
+            security_headers: SecurityHeaders::new(
+                &settings.csp_frame_ancestors,
+                settings.hsts_max_age.map_or(0, |age| age.as_secs()),
+            )
+            .context("CSP_FRAME_ANCESTORS")?,
         });
         let listener = listen(settings.bind_address())
             .with_context(|| format!("cannot listen on {}", settings.bind_address()))?;
@@ -231,7 +254,7 @@ impl Application {
         let Self { settings, listener, address, chat, http, tasks } = self;
         let stop_background = CancellationToken::new();
         spawn_session_cleanup(&tasks, &chat, &settings, stop_background.clone());
-        spawn_rate_limiter_cleanup(&tasks, &chat, &settings, stop_background.clone());
+        spawn_rate_limiter_cleanup(&tasks, &chat, &http, &settings, stop_background.clone());
 
         let server_done = CancellationToken::new();
         let routes = chatbox_http::routes(Arc::clone(&http));
@@ -282,6 +305,30 @@ fn listen(address: SocketAddr) -> std::io::Result<TcpListener> {
     socket.listen(1024)
 }
 
+/// Help alerts per session (and per [`HELP_ALERT_WINDOW`]); more are skipped and logged.
+const HELP_ALERTS_PER_SESSION: u32 = 5;
+/// The window of [`HELP_ALERTS_PER_SESSION`].
+const HELP_ALERT_WINDOW: Duration = Duration::from_secs(300);
+/// Requests per user per minute on the user routes.
+const USER_HTTP_REQUESTS_PER_MINUTE: u32 = 120;
+
+fn http_quotas(settings: &Settings) -> anyhow::Result<HttpQuotas> {
+    let minute = Duration::from_secs(60);
+    Ok(HttpQuotas {
+        admin: Quota::new(settings.admin_rate_limit, settings.admin_rate_window)
+            .context("ADMIN_RATE_LIMIT and ADMIN_RATE_WINDOW must be positive")?,
+        user: Quota::new(USER_HTTP_REQUESTS_PER_MINUTE, minute).context("the user route quota")?,
+        public: Quota::new(settings.public_rate_limit, minute).context("PUBLIC_RATE_LIMIT must be positive")?,
+    })
+}
+
+/// The alert channels the configuration enables (none yet: the adapters arrive with
+/// the notify crate).
+#[allow(clippy::unnecessary_wraps)]
+fn notifiers(_settings: &Settings) -> anyhow::Result<Vec<Arc<dyn Notifier>>> {
+    Ok(Vec::new())
+}
+
 /// The adapter for one configured provider.
 fn provider_adapter(provider: &ProviderSettings) -> anyhow::Result<Arc<dyn LlmProvider>> {
     let config = || ProviderConfig {
@@ -318,17 +365,26 @@ fn spawn_session_cleanup(
     });
 }
 
+/// Cleans every limiter: messages per user, help alerts per session, and the HTTP
+/// limiters per admin, user and client address; the log line reports their sum.
 fn spawn_rate_limiter_cleanup(
     tasks: &TaskTracker,
     chat: &ChatService,
+    http: &Arc<HttpState>,
     settings: &Settings,
     stop: CancellationToken,
 ) {
     let interval = settings.rate_limit_cleanup_interval;
     info!("Starting rate limiter cleanup task interval={}", humantime::format_duration(interval));
     let chat = chat.clone();
+    let http = Arc::clone(http);
     spawn_periodic(tasks, interval, stop, move || {
-        let (before, after) = chat.cleanup_rate_limiter();
+        let counts = [
+            chat.cleanup_rate_limiter(),
+            chat.cleanup_alert_limiter(),
+            http.limiters.cleanup(chat.clock().monotonic()),
+        ];
+        let (before, after) = counts.iter().fold((0, 0), |(b, a), (before, after)| (b + before, a + after));
         info!(
             "Rate limiter cleanup completed before={before} after={after} removed={}",
             before.saturating_sub(after)

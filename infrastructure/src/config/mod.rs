@@ -161,6 +161,10 @@ pub struct Settings {
     pub reconnect_timeout: Duration,
     /// `SHARE_TTL`.
     pub share_ttl: Duration,
+    /// `CSP_FRAME_ANCESTORS`: who may embed the service's responses (a CSP source list).
+    pub csp_frame_ancestors: String,
+    /// `HSTS_MAX_AGE`: `Strict-Transport-Security` max-age; unset sends none.
+    pub hsts_max_age: Option<Duration>,
     /// `LLM_STREAM_TIMEOUT`.
     pub llm_stream_timeout: Duration,
     /// `LLM_IDLE_TIMEOUT`.

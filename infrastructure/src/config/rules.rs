@@ -24,30 +24,6 @@ const LEVELS: &[&str] = &["off", "error", "warn", "info", "debug", "trace"];
 
 /// Variables whose features arrive in later releases: checked for shape, and a warning
 /// says they have no effect yet, rather than silently ignoring them.
-const NOT_YET_USED: &[&str] = &[
-    "TRUSTED_PROXIES",
-    "ADMIN_EMAILS",
-    "ADMIN_PHONES",
-    "EMAIL_FROM",
-    "SMTP_HOST",
-    "SMTP_PORT",
-    "SMTP_USER",
-    "SMTP_PASS",
-    "SMTP_TLS",
-    "SMS_PROVIDER",
-    "SMS_ACCOUNT_SID",
-    "SMS_AUTH_TOKEN",
-    "SMS_API_KEY",
-    "SMS_FROM",
-    "SMS_ENDPOINT",
-    "ADMIN_PANEL_URL",
-    "METRICS_ALLOWED_NETWORKS",
-    "ADMIN_RATE_LIMIT",
-    "ADMIN_RATE_WINDOW",
-    "PUBLIC_RATE_LIMIT",
-    "SHARE_TTL",
-    "MAX_ACTIVE_SESSIONS_PER_USER",
-];
 
 /// A log filter: a level, or comma-separated `target=level` directives (and levels).
 /// Anything else is refused: a filter library would read `warning` as a target name and
@@ -178,13 +154,11 @@ pub(super) fn load(source: &Source, dev_flag: bool, config_file: Option<PathBuf>
             "WS_SEND_QUEUE is no longer read: a socket's queue is bounded in bytes by WS_SEND_BUFFER".into(),
         );
     }
-    let unused: Vec<&str> = NOT_YET_USED.iter().copied().filter(|name| r.source.is_set(name)).collect();
-    if !unused.is_empty() {
-        r.warnings.push(format!(
-            "set but not used by this version yet (the features arrive in later releases): {}",
-            unused.join(", ")
-        ));
+    let csp_frame_ancestors = r.text("CSP_FRAME_ANCESTORS").unwrap_or_else(|| "'self'".to_owned());
+    if csp_frame_ancestors.contains([';', ',']) || csp_frame_ancestors.chars().any(|c| c.is_control() || !c.is_ascii()) {
+        r.fail("CSP_FRAME_ANCESTORS", "must be a CSP source list: ASCII, without ';' or ','");
     }
+    let hsts_max_age = r.source.get("HSTS_MAX_AGE").is_some().then(|| r.duration("HSTS_MAX_AGE", "365d"));
 
     let settings = Settings {
         dev,
@@ -218,6 +192,8 @@ pub(super) fn load(source: &Source, dev_flag: bool, config_file: Option<PathBuf>
         session_cleanup_interval,
         reconnect_timeout: r.duration("RECONNECT_TIMEOUT", "15m"),
         share_ttl: r.duration("SHARE_TTL", "7d"),
+        csp_frame_ancestors,
+        hsts_max_age,
         llm_stream_timeout: r.duration("LLM_STREAM_TIMEOUT", "120s"),
         llm_idle_timeout: r.duration("LLM_IDLE_TIMEOUT", "30s"),
         llm_context_messages: r.number("LLM_CONTEXT_MESSAGES", 20),
