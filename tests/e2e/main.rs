@@ -7,8 +7,10 @@ mod support;
 #[path = "../support/ws.rs"]
 mod ws;
 
+mod api;
 mod chat;
 mod connect;
+mod handoff;
 mod hardening;
 mod lifecycle;
 mod limits;

@@ -80,6 +80,15 @@ pub fn token(user: &str) -> String {
     )
 }
 
+/// A valid admin token for an hour (role `admin`, display name "Ada <user>").
+pub fn admin_token(user: &str) -> String {
+    token_with(
+        &json!({"user_id": user, "name": format!("Ada {user}"), "roles": ["admin"], "exp": now_secs() + 3600}),
+        SECRET,
+        jsonwebtoken::Algorithm::HS256,
+    )
+}
+
 /// A token that expires `seconds` from now.
 pub fn token_expiring(user: &str, seconds: u64) -> String {
     token_with(&json!({"user_id": user, "exp": now_secs() + seconds}), SECRET, jsonwebtoken::Algorithm::HS256)
@@ -182,6 +191,31 @@ impl TestApp {
         let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("status line");
         let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
         (status, head.to_ascii_lowercase(), body.to_owned())
+    }
+
+    /// A request whose answer is JSON (or empty); returns status, head and the parsed
+    /// body (`Value::Null` when empty).
+    pub async fn json(&self, method: &str, path: &str, bearer: Option<&str>) -> (u16, String, Value) {
+        let auth = bearer.map(|t| format!("Bearer {t}"));
+        let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("Authorization", a.as_str())).collect();
+        let (status, head, body) = self.http_raw(method, path, &headers).await;
+        let body = if body.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&body).unwrap_or_else(|e| panic!("{method} {path}: not JSON ({e}): {body}"))
+        };
+        (status, head, body)
+    }
+
+    /// Opens a socket with an admin token.
+    pub async fn connect_admin(&self, admin: &str, extra_query: &str) -> Client {
+        let url = self.ws_url(&format!("?token={}{extra_query}", admin_token(admin)));
+        let socket = open(url).await;
+        let mut client = Client { socket, status: Value::Null };
+        let status = client.next_json().await;
+        assert_eq!(status["type"], "connection_status", "first frame: {status}");
+        client.status = status;
+        client
     }
 
     pub async fn stop(self) {
