@@ -3,7 +3,9 @@
 #   1. starts a real MongoDB-compatible server (FerretDB, built once from source, on
 #      loopback) for the storage tests, and stops it at the end;
 #   2. runs every Rust test: `cargo test --workspace`;
-#   3. checks the deployment artifacts (Kubernetes schemas, checkov, shellcheck, the
+#   3. exercises the HTTP API of the built server against its OpenAPI document with
+#      schemathesis (scripts/check-api.sh);
+#   4. checks the deployment artifacts (Kubernetes schemas, checkov, shellcheck, the
 #      secret script), installing its tools on first use.
 #
 # Outside CI, a step whose tools cannot be had here (no Go for FerretDB) says so and its
@@ -39,6 +41,8 @@ echo "== cargo test --workspace"
 cargo test --workspace "$@"
 
 if [[ $# -eq 0 ]]; then
+  echo "== HTTP API against its OpenAPI document"
+  scripts/check-api.sh
   echo "== deployment artifacts"
   scripts/check-deployments.sh
 fi
