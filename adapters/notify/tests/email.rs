@@ -228,6 +228,40 @@ async fn a_stalled_server_is_unavailable_after_the_timeout() {
     assert!(session.commands.iter().any(|c| c.starts_with("EHLO")), "{:?}", session.commands);
 }
 
+#[tokio::test]
+async fn starttls_is_required_so_a_relay_without_it_never_sees_the_alert() {
+    let behaviour =
+        Behaviour { credentials: Some(("chatbox".into(), PASSWORD.into())), ..Behaviour::default() };
+    let mut sink = SmtpSink::start(behaviour).await;
+    let config = EmailConfig { security: SmtpSecurity::StartTls, ..with_password(sink.port(), PASSWORD) };
+    let error = notifier(config).notify(&alert(Some("private"), None)).await.expect_err("no STARTTLS");
+    assert!(matches!(error, NotifyError::Rejected(_)), "{error:?}");
+    assert!(error.to_string().contains("STARTTLS"), "{error}");
+    let session = sink.next_session().await;
+    assert!(session.auth.is_none() && session.transactions.is_empty(), "{:?}", session.commands);
+    assert!(
+        !session.commands.iter().any(|c| c.starts_with("AUTH") || c.starts_with("MAIL")),
+        "{:?}",
+        session.commands
+    );
+}
+
+#[tokio::test]
+async fn implicit_tls_against_a_plain_server_fails_as_unavailable() {
+    let mut sink = SmtpSink::start(Behaviour::default()).await;
+    let config = EmailConfig { security: SmtpSecurity::Tls, ..with_password(sink.port(), PASSWORD) };
+    let error = notifier(config).notify(&alert(None, None)).await.expect_err("no TLS");
+    assert!(matches!(error, NotifyError::Unavailable(_)), "{error:?}");
+    assert!(error.to_string().contains("TLS with SMTP relay"), "{error}");
+    assert!(!shown_has_password(&error), "{error:?}");
+    let session = sink.next_session().await;
+    assert!(session.transactions.is_empty(), "{:?}", session.commands);
+}
+
+fn shown_has_password(error: &NotifyError) -> bool {
+    text(error).contains(PASSWORD)
+}
+
 #[test]
 fn bad_settings_fail_at_construction() {
     let bad_from = EmailNotifier::new(EmailConfig { from: "not an address".into(), ..config(25) });

@@ -123,7 +123,7 @@ async fn server_errors_and_throttling_are_unavailable() {
 #[tokio::test]
 async fn one_refused_phone_does_not_keep_the_other_from_being_sent() {
     let mut api = SmsApi::start(|request| {
-        if request.field("To") == Some(PHONES[1]) {
+        if request.field("To") == Some(PHONES[0]) {
             Reply::Status(400, r#"{"code":21211}"#.into())
         } else {
             created(request)
@@ -132,7 +132,7 @@ async fn one_refused_phone_does_not_keep_the_other_from_being_sent() {
     .await;
     let error = notifier(config(api.base())).notify(&alert(None, None)).await.expect_err("one refused");
     assert!(matches!(error, NotifyError::Rejected(_)), "{error:?}");
-    assert!(error.to_string().contains("1 of 2 SMS not sent; to ...0123"), "{error}");
+    assert!(error.to_string().contains("1 of 2 SMS not sent; to ...4567"), "{error}");
     let sent: BTreeSet<String> = [api.next_request().await, api.next_request().await]
         .iter()
         .filter_map(|r| r.field("To").map(str::to_owned))

@@ -9,11 +9,14 @@
 //!
 //! Every send opens its own connection (no pool: alerts are rare, and a pooled connection
 //! the relay dropped in between would fail the next alert) and is bounded as a whole by
-//! the configured timeout, which also bounds each read and write.
+//! the configured timeout. lettre's own timeout bounds only the connect on its async
+//! transport; a relay that greets and then goes silent is cut off by the outer timeout
+//! (the stalled-relay test fails without it).
 
 mod compose;
 
 use std::fmt;
+use std::io;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -163,6 +166,11 @@ impl EmailNotifier {
             return NotifyError::Unavailable(format!("SMTP relay {relay} sent an unreadable reply"));
         }
         match io_kind(error) {
+            // rustls reports a failed handshake (a plain-text server, a bad certificate)
+            // as invalid data on the stream.
+            Some(kind @ io::ErrorKind::InvalidData) if self.security != SmtpSecurity::None => {
+                NotifyError::Unavailable(format!("TLS with SMTP relay {relay} failed: {kind}"))
+            }
             Some(kind) => NotifyError::Unavailable(format!("SMTP relay {relay}: {kind}")),
             None => NotifyError::Unavailable(format!("SMTP relay {relay}: connection failed")),
         }
