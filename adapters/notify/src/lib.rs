@@ -17,7 +17,12 @@
 //! reply codes and I/O error kinds, never from a library's or server's text, so no URL,
 //! token, password or echoed user data reaches a log.
 //!
-//! Wiring, for the email channel (the SMS one is alike):
+//! Wiring: each config field's doc names the setting it comes from (`SMTP_TLS`
+//! `starttls`/`tls`/`none` is [`SmtpSecurity`]; `SMTP_USER` and `SMTP_PASS` together are
+//! [`SmtpCredentials`]). Build a channel only when its settings are present; with no
+//! recipients (`ADMIN_EMAILS` or `ADMIN_PHONES` empty) the constructor answers
+//! [`SetupError::NoRecipients`], for the wiring to skip that channel or refuse to start.
+//! Construction opens no connection. For the email channel (the SMS one is alike):
 //!
 //! ```no_run
 //! use std::sync::Arc;
