@@ -17,7 +17,7 @@ use anyhow::Context;
 use chatbox_application::chat::ChatPorts;
 use chatbox_application::limits::ConnectionGate;
 use chatbox_application::ports::{
-    Clock, IdGenerator, LlmProvider, Notifier, Randomness, SessionCatalog, SessionRepository,
+    Clock, IdGenerator, LlmProvider, Randomness, SessionCatalog, SessionRepository,
 };
 use chatbox_application::settings::{ModelInfo, RetryPolicy};
 use chatbox_application::{ChatService, ChatSettings};
@@ -197,7 +197,7 @@ impl Application {
             ids: Arc::new(RandomIds),
             random: Arc::new(ThreadRandomness),
             catalog,
-            notifiers: notifiers(&settings)?,
+            notifiers: crate::alerts::notifiers(&settings.alerts)?,
         };
         let chat = ChatService::new(ports, chat_settings, tasks.clone());
         let jwt = JwtVerifier::new(&JwtSettings {
@@ -320,13 +320,6 @@ fn http_quotas(settings: &Settings) -> anyhow::Result<HttpQuotas> {
         user: Quota::new(USER_HTTP_REQUESTS_PER_MINUTE, minute).context("the user route quota")?,
         public: Quota::new(settings.public_rate_limit, minute).context("PUBLIC_RATE_LIMIT must be positive")?,
     })
-}
-
-/// The alert channels the configuration enables (none yet: the adapters arrive with
-/// the notify crate).
-#[allow(clippy::unnecessary_wraps)]
-fn notifiers(_settings: &Settings) -> anyhow::Result<Vec<Arc<dyn Notifier>>> {
-    Ok(Vec::new())
 }
 
 /// The adapter for one configured provider.

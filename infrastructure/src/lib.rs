@@ -7,6 +7,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod alerts;
 pub mod app;
 pub mod config;
 pub mod healthcheck;
