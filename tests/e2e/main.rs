@@ -7,6 +7,7 @@ mod support;
 #[path = "../support/ws.rs"]
 mod ws;
 
+mod alerts;
 mod api;
 mod chat;
 mod connect;
