@@ -5,15 +5,23 @@
 //! recently active beyond that, so a long-running development server cannot grow
 //! without bound. Everything is lost when the process exits.
 //!
+//! It is also the [`SessionCatalog`](chatbox_application::ports::SessionCatalog) (listings,
+//! analytics, share grants; `catalog.rs`). Besides the session and its messages it keeps,
+//! per session, what only the catalog reads: the sticky analytics flags (help was ever
+//! requested, an admin ever assisted, and the last assisting admin's name), kept by
+//! `set_handoff` as the MongoDB adapter keeps them, and the share grant.
+//!
 //! One mutex guards the maps; it is never held across an `.await` (no method awaits).
 
 #![forbid(unsafe_code)]
+
+mod catalog;
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use async_trait::async_trait;
-use chatbox_application::ports::{RepositoryError, SessionRepository};
+use chatbox_application::ports::{RepositoryError, SessionRepository, ShareGrant};
 use chatbox_domain::{
     HandoffState, MessageEffects, ModelId, Seq, Session, SessionId, StoredMessage, Timestamp,
 };
@@ -22,6 +30,31 @@ use chatbox_domain::{
 struct Stored {
     session: Session,
     messages: Vec<StoredMessage>,
+    analytics: Analytics,
+    share: Option<ShareGrant>,
+}
+
+/// What the handoff history leaves behind: flags that stay true once set, and the admin
+/// who assists now or assisted last (a released session keeps the name).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Analytics {
+    help_requested: bool,
+    admin_assisted: bool,
+    assisting_admin_name: Option<String>,
+}
+
+impl Analytics {
+    /// Accounts for entering `handoff`.
+    fn note(&mut self, handoff: &HandoffState) {
+        match handoff {
+            HandoffState::Ai => {}
+            HandoffState::HelpRequested => self.help_requested = true,
+            HandoffState::AdminAssisting { admin_name, .. } => {
+                self.admin_assisted = true;
+                self.assisting_admin_name = Some(admin_name.clone());
+            }
+        }
+    }
 }
 
 /// Sessions and messages in memory.
@@ -57,9 +90,9 @@ impl MemorySessionRepository {
 
 impl MemorySessionRepository {
     /// Applies a field-level change to one stored session.
-    fn change(&self, id: &SessionId, change: impl FnOnce(&mut Session)) -> Result<(), RepositoryError> {
+    fn change(&self, id: &SessionId, change: impl FnOnce(&mut Stored)) -> Result<(), RepositoryError> {
         let mut sessions = self.lock();
-        change(&mut sessions.get_mut(id).ok_or(RepositoryError::NotFound)?.session);
+        change(sessions.get_mut(id).ok_or(RepositoryError::NotFound)?);
         Ok(())
     }
 }
@@ -84,7 +117,10 @@ impl SessionRepository for MemorySessionRepository {
         while sessions.len() >= self.max_sessions {
             evict_least_recent(&mut sessions);
         }
-        sessions.insert(session.id.clone(), Stored { session: session.clone(), messages: Vec::new() });
+        let mut analytics = Analytics::default();
+        analytics.note(&session.handoff);
+        let stored = Stored { session: session.clone(), messages: Vec::new(), analytics, share: None };
+        sessions.insert(session.id.clone(), stored);
         Ok(())
     }
 
@@ -113,9 +149,9 @@ impl SessionRepository for MemorySessionRepository {
     }
 
     async fn set_model(&self, id: &SessionId, model: &ModelId, at: Timestamp) -> Result<(), RepositoryError> {
-        self.change(id, |session| {
-            session.model_id = model.clone();
-            session.last_activity = session.last_activity.max(at);
+        self.change(id, |stored| {
+            stored.session.model_id = model.clone();
+            stored.session.last_activity = stored.session.last_activity.max(at);
         })
     }
 
@@ -125,14 +161,15 @@ impl SessionRepository for MemorySessionRepository {
         handoff: &HandoffState,
         at: Timestamp,
     ) -> Result<(), RepositoryError> {
-        self.change(id, |session| {
-            session.handoff = handoff.clone();
-            session.last_activity = session.last_activity.max(at);
+        self.change(id, |stored| {
+            stored.analytics.note(handoff);
+            stored.session.handoff = handoff.clone();
+            stored.session.last_activity = stored.session.last_activity.max(at);
         })
     }
 
     async fn end(&self, id: &SessionId, at: Timestamp) -> Result<(), RepositoryError> {
-        self.change(id, |session| session.end(at))
+        self.change(id, |stored| stored.session.end(at))
     }
 
     async fn messages_after(

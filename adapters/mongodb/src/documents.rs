@@ -28,11 +28,16 @@ use thiserror::Error;
 
 use crate::crypto::{CryptoError, KeyRing};
 
+mod derived;
 mod message;
 mod session;
+mod summary;
+
+pub(crate) use derived::{ResponseTotals, Timeline};
 
 pub(crate) use message::{message_document, message_from_document};
 pub(crate) use session::{handoff_fields, session_document, session_from_document};
+pub(crate) use summary::{needs_window, summary_from_document, summary_projection, with_window};
 
 /// The layout version written in every session document of this layout. Documents of the
 /// earlier Go service have no such field (see `legacy.rs`).
@@ -60,6 +65,15 @@ pub(crate) mod field {
     pub(crate) const RESPONSE_TIMES_MS: &str = "response_times_ms";
     pub(crate) const PROVIDER_CONVERSATION: &str = "provider_conversation";
     pub(crate) const SHARE_TOKEN: &str = "share_token";
+    pub(crate) const DURATION_MS: &str = "duration_ms";
+    pub(crate) const RESPONSE_COUNT: &str = "response_count";
+    pub(crate) const RESPONSE_SUM_MS: &str = "response_sum_ms";
+    pub(crate) const RESPONSE_MAX_MS: &str = "response_max_ms";
+    pub(crate) const SHARE: &str = "share";
+    pub(crate) const TOKEN_DIGEST: &str = "token_digest";
+    pub(crate) const EXPIRES_AT: &str = "expires_at";
+    pub(crate) const SHARE_TOKEN_DIGEST: &str = "share.token_digest";
+    pub(crate) const SHARE_EXPIRES_AT: &str = "share.expires_at";
 
     pub(crate) const SESSION_ID: &str = "session_id";
     pub(crate) const SEQ: &str = "seq";

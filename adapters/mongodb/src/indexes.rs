@@ -8,6 +8,15 @@
 //! a user's sessions by recent activity, sessions by status, by creation time, those that
 //! asked for help and those an admin assisted (newest first); and `schema`, so finding
 //! documents of the earlier layout (`schema` absent) does not scan the collection.
+//!
+//! For the catalog's sorts (`catalog.rs`), one index per sort key followed by `_id`, the
+//! tie-break, in the order of the descending listing (newest, longest, largest first;
+//! user ids ascending), so such a page is read in index order and stops after
+//! `offset + limit` entries; the other direction is sorted by the server. And the share
+//! grant's digest, so opening a shared link is one index lookup.
+//!
+//! Creating an index whose name exists with other keys fails start-up, so a changed index
+//! gets a new name rather than new keys.
 
 use std::future::IntoFuture;
 
@@ -35,6 +44,14 @@ pub(crate) fn session_indexes() -> Vec<IndexModel> {
         index("help_requested_created_at", doc! { field::HELP_REQUESTED: 1, field::CREATED_AT: -1 }, false),
         index("admin_assisted_created_at", doc! { field::ADMIN_ASSISTED: 1, field::CREATED_AT: -1 }, false),
         index("schema", doc! { field::SCHEMA: 1 }, false),
+        index("last_activity_id", doc! { field::LAST_ACTIVITY: -1, field::ID: 1 }, false),
+        index("created_at_id", doc! { field::CREATED_AT: -1, field::ID: 1 }, false),
+        index("ended_at_id", doc! { field::ENDED_AT: -1, field::ID: 1 }, false),
+        index("duration_id", doc! { field::DURATION_MS: -1, field::ID: 1 }, false),
+        index("message_count_id", doc! { field::MESSAGE_COUNT: -1, field::ID: 1 }, false),
+        index("total_tokens_id", doc! { field::TOTAL_TOKENS: -1, field::ID: 1 }, false),
+        index("user_id_id", doc! { field::USER_ID: 1, field::ID: 1 }, false),
+        index("share_digest", doc! { field::SHARE_TOKEN_DIGEST: 1 }, false),
     ]
 }
 

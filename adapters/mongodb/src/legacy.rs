@@ -19,6 +19,7 @@
 //! messages. The response-time window starts empty (that service kept only a maximum
 //! and an average, never written).
 
+use chatbox_application::ports::SessionSummary;
 use chatbox_domain::validation::Metadata;
 use chatbox_domain::{
     HandoffState, MessageId, MessageKind, ModelId, Sender, Seq, Session, SessionId, SessionStatus,
@@ -105,6 +106,45 @@ pub(crate) fn session(doc: &Document) -> Result<Session, DocumentError> {
         total_tokens: count(doc, old::TOTAL_TOKENS)?,
         response_times: chatbox_domain::session::ResponseTimes::default(),
         provider_conversation: None,
+    })
+}
+
+/// The analytics flags of a layout-1 document, as the current layout stores them
+/// (`help_requested`, `admin_assisted`, `assisting_admin_name`): that service kept them
+/// as flags of their own, which may be set while the handoff state says otherwise.
+pub(crate) fn analytics_fields(doc: &Document) -> Result<Document, DocumentError> {
+    let mut fields = mongodb::bson::doc! {
+        field::HELP_REQUESTED: boolean(doc, old::HELP_REQUESTED)?,
+        field::ADMIN_ASSISTED: boolean(doc, old::ADMIN_ASSISTED)?,
+    };
+    if let Some(name) = non_empty(optional_string(doc, old::ADMIN_NAME)?) {
+        fields.insert(field::ASSISTING_ADMIN_NAME, name);
+    }
+    Ok(fields)
+}
+
+/// The listing summary of a layout-1 document. That service kept no response-time
+/// window, so there are no response times.
+pub(crate) fn summary(doc: &Document) -> Result<SessionSummary, DocumentError> {
+    let session = session(doc)?;
+    let until = session.ended_at().unwrap_or(session.last_activity).timestamp_millis();
+    let duration = until.saturating_sub(session.created_at.timestamp_millis());
+    Ok(SessionSummary {
+        duration_ms: u64::try_from(duration).unwrap_or(0),
+        ended_at: session.ended_at(),
+        help_requested: boolean(doc, old::HELP_REQUESTED)?,
+        admin_assisted: boolean(doc, old::ADMIN_ASSISTED)?,
+        assisting_admin_name: non_empty(optional_string(doc, old::ADMIN_NAME)?).map(str::to_owned),
+        id: session.id,
+        owner: session.owner,
+        name: session.name,
+        model_id: session.model_id,
+        message_count: session.message_count,
+        created_at: session.created_at,
+        last_activity: session.last_activity,
+        total_tokens: session.total_tokens,
+        avg_response_ms: None,
+        max_response_ms: None,
     })
 }
 

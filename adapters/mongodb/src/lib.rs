@@ -10,6 +10,9 @@
 //!   conversation never approaches the 16 MB document limit.
 //! - Every write is idempotent and field-level, as the port's write contract asks
 //!   (`repository.rs`); transient failures are retried with backoff (`retry.rs`).
+//! - It is also the [`SessionCatalog`](chatbox_application::ports::SessionCatalog):
+//!   listings, analytics and share grants (`catalog.rs`), on stored fields kept by the
+//!   writes for the purpose (`documents/derived.rs`).
 //! - Message content, file URLs and session names are encrypted at rest when a key is
 //!   configured (`crypto.rs`).
 //! - Session documents of the earlier Go service (messages embedded) are readable as they
@@ -18,6 +21,7 @@
 
 #![forbid(unsafe_code)]
 
+mod catalog;
 pub mod crypto;
 mod documents;
 mod error;

@@ -166,6 +166,14 @@ pub async fn migrate_session(
         }
         let mut current =
             session_document(&session, &repository.codec).map_err(|e| unreadable("session", &e))?;
+        // The old flags stay true after the handoff state moved on.
+        let flags = legacy::analytics_fields(&old).map_err(|e| unreadable("layout-1 session", &e))?;
+        for (name, value) in flags {
+            if value == Bson::Boolean(false) {
+                continue;
+            }
+            current.insert(name, value);
+        }
         if let Some(token) = legacy::share_token(&old).map_err(|e| unreadable("layout-1 session", &e))? {
             current.insert(field::SHARE_TOKEN, token);
         }

@@ -14,7 +14,12 @@
 //!   fails if another append came between.
 //! - `set_model`, `set_handoff` and `end` are `$set`s of their own fields (plus `$max` of
 //!   `last_activity`); they never touch the counters, so they can run concurrently with
-//!   appends. `end` is filtered on the session being active: the first end time stays.
+//!   appends. `end` on an ended session changes nothing: the first end time stays.
+//! - Every write that moves `last_activity` or `ended_at` also keeps `duration_ms`, and
+//!   every append the response-time aggregates (`documents/derived.rs`). They depend on
+//!   the status, so each such write reads the session's times first and is filtered on
+//!   the status it read; if the session ended in between, the write matches nothing and
+//!   is made again from a fresh read.
 //! - Every driver call is retried on transient failures (`retry.rs`).
 //! - A write to a session of the earlier layout converts that session first
 //!   (`migrate.rs`); reads serve it as it is (`legacy.rs`).
@@ -32,8 +37,8 @@ use mongodb::results::UpdateResult;
 
 use crate::MongoSessionRepository;
 use crate::documents::{
-    DocumentError, SCHEMA_VERSION, bson_count_value, bson_date, count, field, handoff_fields,
-    message_document, message_from_document, millis, session_document, session_from_document,
+    DocumentError, ResponseTotals, SCHEMA_VERSION, Timeline, bson_count_value, bson_date, count, field,
+    handoff_fields, message_document, message_from_document, millis, session_document, session_from_document,
 };
 use crate::error::{storage_error, unreadable};
 use crate::retry::{is_duplicate_key, retrying};
@@ -46,7 +51,13 @@ struct AppendState {
     total_tokens: u64,
     /// The stored response-time window, as stored.
     response_times: Vec<Bson>,
+    /// What the duration derives from.
+    timeline: Timeline,
 }
+
+/// Attempts of a write whose filter pins the status, when the session keeps changing
+/// status under it (it can end only once, so the second attempt normally succeeds).
+const STATUS_TRIES: usize = 3;
 
 /// What a write found when its filter matched nothing.
 enum Found {
@@ -84,9 +95,10 @@ impl MongoSessionRepository {
     }
 
     async fn append_state(&self, id: &SessionId) -> Result<AppendState, RepositoryError> {
-        let projection = doc! {
+        let mut projection = doc! {
             field::SCHEMA: 1, field::LAST_SEQ: 1, field::NAME: 1, field::TOTAL_TOKENS: 1, field::RESPONSE_TIMES_MS: 1,
         };
+        projection.extend(Timeline::projection());
         let mut found = self.find_session(id, projection.clone()).await?;
         if matches!(found, Found::Legacy) {
             self.convert(id).await?;
@@ -110,6 +122,7 @@ impl MongoSessionRepository {
                         ));
                     }
                 },
+                timeline: Timeline::read(&doc).map_err(|e| unreadable("session", &e))?,
             }),
         }
     }
@@ -143,14 +156,19 @@ impl MongoSessionRepository {
         effects: &MessageEffects,
     ) -> Result<Document, RepositoryError> {
         let mut set = doc! { field::LAST_SEQ: bson_count_value(message.seq.0) };
+        let mut window = state.response_times.clone();
         if let Some(duration) = effects.response_time {
             // The whole window is set, not pushed: FerretDB 1.24 ignores `$slice` in a
             // `$push`, so the window would grow without bound. Exact, because only
             // appends change it and this update is filtered on the `last_seq` read with it.
-            let mut window = state.response_times.clone();
             window.push(Bson::Int64(millis(duration)));
             let excess = window.len().saturating_sub(chatbox_domain::session::RESPONSE_TIME_WINDOW);
             window.drain(..excess);
+        }
+        // Set on every append (not only with a new time) so a document that predates
+        // the aggregates gets them on its next message.
+        set.extend(ResponseTotals::of_window(&window).map_err(|e| unreadable("session", &e))?.fields());
+        if effects.response_time.is_some() {
             set.insert(field::RESPONSE_TIMES_MS, window);
         }
         if !state.named
@@ -168,11 +186,13 @@ impl MongoSessionRepository {
         // exact, because the single writer of the counters read them just before.
         let room = u64::try_from(i64::MAX).unwrap_or(u64::MAX).saturating_sub(state.total_tokens);
         let tokens = effects.tokens.min(room);
-        Ok(doc! {
+        let mut update = doc! {
             "$set": set,
             "$inc": { field::MESSAGE_COUNT: 1_i64, field::TOTAL_TOKENS: bson_count_value(tokens) },
             "$max": { field::LAST_ACTIVITY: bson_date(message.timestamp) },
-        })
+        };
+        state.timeline.touch(message.timestamp, &mut update);
+        Ok(update)
     }
 
     /// One update of a session document, under the session's lock (see `locks.rs`).
@@ -191,10 +211,54 @@ impl MongoSessionRepository {
         .map_err(|e| storage_error(operation, &e))
     }
 
+    /// The times of a session of the current layout, converting a layout-1 session
+    /// first.
+    async fn timeline(&self, id: &SessionId) -> Result<Timeline, RepositoryError> {
+        let mut projection = Timeline::projection();
+        projection.insert(field::SCHEMA, 1);
+        let mut found = self.find_session(id, projection.clone()).await?;
+        if matches!(found, Found::Legacy) {
+            self.convert(id).await?;
+            found = self.find_session(id, projection).await?;
+        }
+        match found {
+            Found::Missing => Err(RepositoryError::NotFound),
+            Found::Legacy => {
+                Err(RepositoryError::Other("session could not be converted to the current layout".into()))
+            }
+            Found::Current(doc) => Timeline::read(&doc).map_err(|e| unreadable("session", &e)),
+        }
+    }
+
+    /// Applies a field-level update that moves `last_activity` (and so the duration),
+    /// built from the session's times as read just before and filtered on the status it
+    /// read. `build` returning `None` means there is nothing to write (`end` of an ended
+    /// session).
+    async fn update_timed(
+        &self,
+        operation: &'static str,
+        id: &SessionId,
+        build: impl Fn(&Timeline) -> Option<Document> + Send + Sync,
+    ) -> Result<(), RepositoryError> {
+        for _ in 0..STATUS_TRIES {
+            let timeline = self.timeline(id).await?;
+            let Some(update) = build(&timeline) else {
+                return Ok(());
+            };
+            let mut filter = Self::current_layout(id);
+            filter.insert(field::STATUS, timeline.status());
+            if self.update_session(operation, id, &filter, &update).await?.matched_count > 0 {
+                return Ok(());
+            }
+            // It ended (or went away) since it was read: read it again.
+        }
+        Err(RepositoryError::Other("session status kept changing during an update".into()))
+    }
+
     /// Applies a field-level update to a session of the current layout, converting a
     /// layout-1 session first. A filter that matches no existing session of the current
-    /// layout is not an error (for `end`: the session had ended).
-    async fn update_fields(
+    /// layout is not an error.
+    pub(crate) async fn update_fields(
         &self,
         operation: &'static str,
         id: &SessionId,
@@ -290,27 +354,39 @@ impl SessionRepository for MongoSessionRepository {
             }
             Err(e) => return Err(storage_error("insert_message", &e)),
         }
-        let update = self.append_update(&state, message, effects)?;
-        let mut filter = Self::current_layout(id);
-        filter.insert(field::LAST_SEQ, bson_count_value(seq - 1));
-        let result = self.update_session("count_message", id, &filter, &update).await?;
-        if result.matched_count == 0 {
-            // An earlier attempt applied it (its acknowledgement was lost), or the session
-            // went away in between.
-            let now = self.append_state(id).await?;
-            if now.last_seq < seq {
-                return Err(RepositoryError::Other("session counters changed during an append".into()));
+        let mut state = state;
+        for _ in 0..STATUS_TRIES {
+            let update = self.append_update(&state, message, effects)?;
+            let mut filter = Self::current_layout(id);
+            filter.insert(field::LAST_SEQ, bson_count_value(seq - 1));
+            filter.insert(field::STATUS, state.timeline.status());
+            let result = self.update_session("count_message", id, &filter, &update).await?;
+            if result.matched_count > 0 {
+                return Ok(());
+            }
+            // An earlier attempt applied it (its acknowledgement was lost), the session
+            // ended in between (count it again against its new status), or it went away.
+            state = self.append_state(id).await?;
+            if state.last_seq >= seq {
+                return Ok(());
+            }
+            if state.last_seq != seq - 1 {
+                break;
             }
         }
-        Ok(())
+        Err(RepositoryError::Other("session counters changed during an append".into()))
     }
 
     async fn set_model(&self, id: &SessionId, model: &ModelId, at: Timestamp) -> Result<(), RepositoryError> {
-        let update = doc! {
-            "$set": { field::MODEL_ID: model.as_str() },
-            "$max": { field::LAST_ACTIVITY: bson_date(at) },
-        };
-        self.update_fields("set_model", id, Self::current_layout(id), update).await
+        self.update_timed("set_model", id, |timeline| {
+            let mut update = doc! {
+                "$set": { field::MODEL_ID: model.as_str() },
+                "$max": { field::LAST_ACTIVITY: bson_date(at) },
+            };
+            timeline.touch(at, &mut update);
+            Some(update)
+        })
+        .await
     }
 
     async fn set_handoff(
@@ -319,20 +395,28 @@ impl SessionRepository for MongoSessionRepository {
         handoff: &HandoffState,
         at: Timestamp,
     ) -> Result<(), RepositoryError> {
-        let update =
-            doc! { "$set": handoff_fields(handoff), "$max": { field::LAST_ACTIVITY: bson_date(at) } };
-        self.update_fields("set_handoff", id, Self::current_layout(id), update).await
+        self.update_timed("set_handoff", id, |timeline| {
+            let mut update =
+                doc! { "$set": handoff_fields(handoff), "$max": { field::LAST_ACTIVITY: bson_date(at) } };
+            timeline.touch(at, &mut update);
+            Some(update)
+        })
+        .await
     }
 
     async fn end(&self, id: &SessionId, at: Timestamp) -> Result<(), RepositoryError> {
-        let mut filter = Self::current_layout(id);
-        filter.insert(field::STATUS, "active");
-        let update = doc! {
-            "$set": { field::STATUS: "ended", field::ENDED_AT: bson_date(at) },
-            "$max": { field::LAST_ACTIVITY: bson_date(at) },
-        };
-        // No match on an existing session means it had ended: its first end time stays.
-        self.update_fields("end_session", id, filter, update).await
+        self.update_timed("end_session", id, |timeline| {
+            // An ended session keeps its first end time: nothing to write.
+            timeline.is_active().then(|| {
+                let mut update = doc! {
+                    "$set": { field::STATUS: "ended", field::ENDED_AT: bson_date(at) },
+                    "$max": { field::LAST_ACTIVITY: bson_date(at) },
+                };
+                timeline.end(at, &mut update);
+                update
+            })
+        })
+        .await
     }
 
     async fn messages_after(

@@ -43,6 +43,7 @@ pub(crate) fn session_document(session: &Session, codec: &Codec) -> Result<Docum
         }),
     };
     document.extend(handoff_fields(&session.handoff));
+    document.extend(super::derived::session_fields(session));
     Ok(document)
 }
 
