@@ -111,7 +111,10 @@ fn adapters_do_not_reach_outward_or_sideways() {
         let deps = dependencies(folder);
         for dependency in &deps {
             assert!(dependency != "chatbox", "{folder} must not depend on infrastructure");
-            assert!(!names.contains(&dependency.as_str()), "{folder} must not depend on another adapter ({dependency})");
+            assert!(
+                !names.contains(&dependency.as_str()),
+                "{folder} must not depend on another adapter ({dependency})"
+            );
         }
         assert!(
             deps.iter().any(|d| d == "chatbox-application"),

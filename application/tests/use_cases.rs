@@ -1112,7 +1112,8 @@ async fn a_slow_consumer_joining_a_long_answer_costs_one_shared_frame_at_most() 
     drop(queue.try_recv());
     // Both joiners got the same frame: joining copies nothing.
     let (again, mut again_queue) = SocketHandle::new(user("u1"), budget);
-    let _third = h.service.connect(Arc::clone(&again), false, Some(session.clone()), None).await.expect("join");
+    let _third =
+        h.service.connect(Arc::clone(&again), false, Some(session.clone()), None).await.expect("join");
     assert!(Arc::ptr_eq(&first, &catch_up(&mut again_queue)), "one catch-up frame per answer length");
 }
 

@@ -23,8 +23,8 @@ use chatbox_application::settings::{ModelInfo, RetryPolicy};
 use chatbox_application::{ChatService, ChatSettings};
 use chatbox_domain::rate_limit::Quota;
 use chatbox_domain::{ModelId, Timestamp};
-use chatbox_http::server::ServerLimits;
 use chatbox_http::edge::{ClientIpPolicy, HttpLimiters, HttpQuotas, SecurityHeaders};
+use chatbox_http::server::ServerLimits;
 use chatbox_http::{HttpConfig, HttpState, JwtSettings, JwtVerifier};
 use chatbox_llm::{AnthropicProvider, DemoProvider, DifyProvider, OpenAiProvider, ProviderConfig};
 use chatbox_memory_store::MemorySessionRepository;
@@ -318,7 +318,8 @@ fn http_quotas(settings: &Settings) -> anyhow::Result<HttpQuotas> {
         admin: Quota::new(settings.admin_rate_limit, settings.admin_rate_window)
             .context("ADMIN_RATE_LIMIT and ADMIN_RATE_WINDOW must be positive")?,
         user: Quota::new(USER_HTTP_REQUESTS_PER_MINUTE, minute).context("the user route quota")?,
-        public: Quota::new(settings.public_rate_limit, minute).context("PUBLIC_RATE_LIMIT must be positive")?,
+        public: Quota::new(settings.public_rate_limit, minute)
+            .context("PUBLIC_RATE_LIMIT must be positive")?,
     })
 }
 

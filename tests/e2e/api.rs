@@ -20,7 +20,10 @@ async fn conversation(app: &TestApp, user: &str, questions: &[&str]) -> Client {
 fn path(template: &str, session: &str) -> String {
     format!(
         "/chat{}",
-        template.replace("{session_id}", session).replace("{share_token}", "nope").replace("{user_id}", "alice")
+        template
+            .replace("{session_id}", session)
+            .replace("{share_token}", "nope")
+            .replace("{user_id}", "alice")
     )
 }
 
@@ -34,9 +37,9 @@ async fn every_route_refuses_missing_and_bad_tokens_and_admin_routes_refuse_user
         "another-secret-Q9w8E7r6T5y4U3i2O1p0AsDfGh",
         jsonwebtoken::Algorithm::HS256,
     );
-    let authenticated = chatbox_http::routes::ROUTES
-        .iter()
-        .filter(|(_, p)| !["/healthz", "/readyz", "/ws", "/openapi.json"].contains(p) && !p.starts_with("/shared"));
+    let authenticated = chatbox_http::routes::ROUTES.iter().filter(|(_, p)| {
+        !["/healthz", "/readyz", "/ws", "/openapi.json"].contains(p) && !p.starts_with("/shared")
+    });
     let mut checked = 0;
     for (method, template) in authenticated {
         let method = method.to_uppercase();
@@ -62,16 +65,26 @@ async fn someone_elses_session_answers_like_a_missing_one() {
     let session = alice.session_id();
     let bob = token("bob");
     for (method, suffix) in [("GET", ""), ("POST", "/end"), ("POST", "/share"), ("DELETE", "/share")] {
-        let (theirs, _, theirs_body) = app.json(method, &format!("/chat/sessions/{session}{suffix}"), Some(&bob)).await;
+        let (theirs, _, theirs_body) =
+            app.json(method, &format!("/chat/sessions/{session}{suffix}"), Some(&bob)).await;
         let (missing, _, missing_body) =
             app.json(method, &format!("/chat/sessions/no-such-session{suffix}"), Some(&bob)).await;
         assert_eq!(theirs, 404, "{method} {suffix}");
-        assert_eq!((theirs, &theirs_body), (missing, &missing_body), "{method} {suffix}: nothing tells them apart");
+        assert_eq!(
+            (theirs, &theirs_body),
+            (missing, &missing_body),
+            "{method} {suffix}: nothing tells them apart"
+        );
     }
     let (status, _, body) = app.json("GET", "/chat/sessions", Some(&bob)).await;
     assert_eq!((status, body["count"].as_u64()), (200, Some(0)), "bob lists nothing of alice's: {body}");
-    let (status, _, body) = app.json("GET", &format!("/chat/sessions/{session}"), Some(&token("alice"))).await;
-    assert_eq!((status, body["messages"].as_array().map(Vec::len)), (200, Some(2)), "alice still reads it: {body}");
+    let (status, _, body) =
+        app.json("GET", &format!("/chat/sessions/{session}"), Some(&token("alice"))).await;
+    assert_eq!(
+        (status, body["messages"].as_array().map(Vec::len)),
+        (200, Some(2)),
+        "alice still reads it: {body}"
+    );
     app.stop().await;
 }
 
@@ -95,14 +108,18 @@ async fn a_user_lists_pages_shares_revokes_and_ends_their_sessions() {
 
     let session = first.session_id();
     let (_, _, head) = app.json("GET", &format!("/chat/sessions/{session}?limit=4"), Some(&alice)).await;
-    let seqs: Vec<u64> = head["messages"].as_array().expect("messages").iter().filter_map(|m| m["seq"].as_u64()).collect();
+    let seqs: Vec<u64> =
+        head["messages"].as_array().expect("messages").iter().filter_map(|m| m["seq"].as_u64()).collect();
     assert_eq!((seqs, head["has_more"].as_bool()), (vec![1, 2, 3, 4], Some(true)), "{head}");
-    let (_, _, tail) = app.json("GET", &format!("/chat/sessions/{session}?after_seq=4&limit=4"), Some(&alice)).await;
-    let seqs: Vec<u64> = tail["messages"].as_array().expect("messages").iter().filter_map(|m| m["seq"].as_u64()).collect();
+    let (_, _, tail) =
+        app.json("GET", &format!("/chat/sessions/{session}?after_seq=4&limit=4"), Some(&alice)).await;
+    let seqs: Vec<u64> =
+        tail["messages"].as_array().expect("messages").iter().filter_map(|m| m["seq"].as_u64()).collect();
     assert_eq!((seqs, tail["has_more"].as_bool()), (vec![5, 6], Some(false)), "{tail}");
     assert_eq!(head["messages"][0]["sender"], "user");
     assert_eq!(head["messages"][1]["sender"], "ai");
-    let (status, _, bad) = app.json("GET", &format!("/chat/sessions/{session}?after_seq=x"), Some(&alice)).await;
+    let (status, _, bad) =
+        app.json("GET", &format!("/chat/sessions/{session}?after_seq=x"), Some(&alice)).await;
     assert_eq!((status, bad["code"].as_str()), (400, Some("BAD_REQUEST")));
 
     let (status, _, share) = app.json("POST", &format!("/chat/sessions/{session}/share"), Some(&alice)).await;
@@ -126,7 +143,8 @@ async fn a_user_lists_pages_shares_revokes_and_ends_their_sessions() {
     let (status, _, _) = app.json("POST", &format!("/chat/sessions/{session}/end"), Some(&alice)).await;
     assert_eq!(status, 200, "idempotent");
     let (_, _, list) = app.json("GET", "/chat/sessions", Some(&alice)).await;
-    let ended_one = list["sessions"].as_array().expect("sessions").iter().find(|s| s["id"] == session).expect("listed");
+    let ended_one =
+        list["sessions"].as_array().expect("sessions").iter().find(|s| s["id"] == session).expect("listed");
     assert_eq!(ended_one["is_active"], false);
     assert!(ended_one["end_time"].is_string(), "{ended_one}");
     app.stop().await;
@@ -139,14 +157,16 @@ async fn the_admin_listing_filters_sorts_and_counts() {
     let a2 = conversation(&app, "alice", &["b", "c", "d"]).await;
     let _b1 = conversation(&app, "bob", &["e", "f"]).await;
     let admin = admin_token("root");
-    let (_, _, ended) = app.json("POST", &format!("/chat/sessions/{}/end", a2.session_id()), Some(&token("alice"))).await;
+    let (_, _, ended) =
+        app.json("POST", &format!("/chat/sessions/{}/end", a2.session_id()), Some(&token("alice"))).await;
     assert_eq!(ended["status"], "ended");
 
     let list = |query: &'static str| {
         let admin = admin.clone();
         let app = &app;
         async move {
-            let (status, _, body) = app.json("GET", &format!("/chat/admin/sessions{query}"), Some(&admin)).await;
+            let (status, _, body) =
+                app.json("GET", &format!("/chat/admin/sessions{query}"), Some(&admin)).await;
             assert_eq!(status, 200, "{query}: {body}");
             body
         }
@@ -154,35 +174,59 @@ async fn the_admin_listing_filters_sorts_and_counts() {
     let all = list("").await;
     assert_eq!((all["total"].as_u64(), all["count"].as_u64()), (Some(3), Some(3)), "{all}");
     let by_count = list("?sort_by=message_count&sort_order=asc").await;
-    let counts: Vec<u64> =
-        by_count["sessions"].as_array().expect("sessions").iter().filter_map(|s| s["message_count"].as_u64()).collect();
+    let counts: Vec<u64> = by_count["sessions"]
+        .as_array()
+        .expect("sessions")
+        .iter()
+        .filter_map(|s| s["message_count"].as_u64())
+        .collect();
     assert_eq!(counts, [2, 4, 6]);
     let alices = list("?user_id=alice").await;
     assert_eq!(alices["total"], 2);
     let active = list("?status=active").await;
     assert_eq!(active["total"], 2);
     let ended = list("?status=ended").await;
-    assert_eq!((ended["total"].as_u64(), ended["sessions"][0]["session_id"].as_str()), (Some(1), Some(a2.session_id().as_str())));
+    assert_eq!(
+        (ended["total"].as_u64(), ended["sessions"][0]["session_id"].as_str()),
+        (Some(1), Some(a2.session_id().as_str()))
+    );
     let paged = list("?limit=1&offset=1&sort_by=user_id").await;
-    assert_eq!((paged["total"].as_u64(), paged["count"].as_u64()), (Some(3), Some(1)), "the total ignores the page: {paged}");
+    assert_eq!(
+        (paged["total"].as_u64(), paged["count"].as_u64()),
+        (Some(3), Some(1)),
+        "the total ignores the page: {paged}"
+    );
     let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
     let (_, _, in_range) = app
-        .json("GET", &format!("/chat/admin/sessions?start_time_from={today}&start_time_to={today}"), Some(&admin))
+        .json(
+            "GET",
+            &format!("/chat/admin/sessions?start_time_from={today}&start_time_to={today}"),
+            Some(&admin),
+        )
         .await;
     assert_eq!(in_range["total"], 3, "{in_range}");
-    let (_, _, before) =
-        app.json("GET", "/chat/admin/sessions?start_time_to=2020-01-01", Some(&admin)).await;
+    let (_, _, before) = app.json("GET", "/chat/admin/sessions?start_time_to=2020-01-01", Some(&admin)).await;
     assert_eq!(before["total"], 0);
     let (_, _, none_helped) = app.json("GET", "/chat/admin/sessions?help_requested=true", Some(&admin)).await;
     assert_eq!(none_helped["total"], 0);
-    for bad in ["?sort_by=name", "?status=open", "?limit=1001", "?start_time_from=yesterday", "?admin_assisted=maybe"] {
+    for bad in [
+        "?sort_by=name",
+        "?status=open",
+        "?limit=1001",
+        "?start_time_from=yesterday",
+        "?admin_assisted=maybe",
+    ] {
         let (status, _, body) = app.json("GET", &format!("/chat/admin/sessions{bad}"), Some(&admin)).await;
         assert_eq!((status, body["code"].as_str()), (400, Some("BAD_REQUEST")), "{bad}");
     }
     let (_, _, bobs) = app.json("GET", "/chat/admin/users/bob/sessions", Some(&admin)).await;
     assert_eq!(bobs["total"], 1);
-    let (status, _, full) = app.json("GET", &format!("/chat/admin/sessions/{}", a2.session_id()), Some(&admin)).await;
-    assert_eq!((status, full["user_id"].as_str(), full["messages"].as_array().map(Vec::len)), (200, Some("alice"), Some(6)));
+    let (status, _, full) =
+        app.json("GET", &format!("/chat/admin/sessions/{}", a2.session_id()), Some(&admin)).await;
+    assert_eq!(
+        (status, full["user_id"].as_str(), full["messages"].as_array().map(Vec::len)),
+        (200, Some("alice"), Some(6))
+    );
 
     let (status, _, metrics) = app.json("GET", "/chat/admin/metrics", Some(&admin)).await;
     assert_eq!(status, 200, "{metrics}");
@@ -254,12 +298,17 @@ async fn public_routes_are_limited_per_address_and_probes_are_exempt() {
 #[tokio::test]
 async fn x_forwarded_for_is_believed_only_from_trusted_proxies() {
     let limited = [("PUBLIC_RATE_LIMIT", "1"), ("METRICS_ALLOWED_NETWORKS", "10.0.0.0/8")];
-    let trusted: Vec<(&str, &str)> = limited.iter().copied().chain([("TRUSTED_PROXIES", "127.0.0.0/8")]).collect();
+    let trusted: Vec<(&str, &str)> =
+        limited.iter().copied().chain([("TRUSTED_PROXIES", "127.0.0.0/8")]).collect();
     let app = spawn_app(&trusted).await;
     let from = |ip: &'static str| [("X-Forwarded-For", ip)];
     assert_eq!(app.http_raw("GET", "/chat/healthz", &from("203.0.113.1")).await.0, 200);
     assert_eq!(app.http_raw("GET", "/chat/healthz", &from("203.0.113.2")).await.0, 200, "another client");
-    assert_eq!(app.http_raw("GET", "/chat/healthz", &from("203.0.113.1")).await.0, 429, "the same client again");
+    assert_eq!(
+        app.http_raw("GET", "/chat/healthz", &from("203.0.113.1")).await.0,
+        429,
+        "the same client again"
+    );
     // A client cannot pick its address: a trusted proxy appends the real one last.
     assert_eq!(app.http_raw("GET", "/chat/healthz", &from("198.51.100.9, 203.0.113.1")).await.0, 429);
     app.stop().await;
@@ -276,19 +325,28 @@ async fn x_forwarded_for_is_believed_only_from_trusted_proxies() {
 
 #[tokio::test]
 async fn every_response_carries_the_security_headers() {
-    let app = spawn_app(&[("CSP_FRAME_ANCESTORS", "'self' https://app.example"), ("HSTS_MAX_AGE", "365d")]).await;
-    for (method, path) in [("GET", "/chat/healthz"), ("GET", "/nowhere"), ("GET", "/chat/sessions"), ("PUT", "/chat/healthz")] {
+    let app =
+        spawn_app(&[("CSP_FRAME_ANCESTORS", "'self' https://app.example"), ("HSTS_MAX_AGE", "365d")]).await;
+    for (method, path) in
+        [("GET", "/chat/healthz"), ("GET", "/nowhere"), ("GET", "/chat/sessions"), ("PUT", "/chat/healthz")]
+    {
         let (_, head, _) = app.http_raw(method, path, &[]).await;
         assert!(head.contains("x-content-type-options: nosniff"), "{path}: {head}");
         assert!(head.contains("referrer-policy: strict-origin-when-cross-origin"), "{path}");
         assert!(head.contains("frame-ancestors 'self' https://app.example;"), "{path}: {head}");
-        assert!(head.contains("strict-transport-security: max-age=31536000; includesubdomains"), "{path}: {head}");
+        assert!(
+            head.contains("strict-transport-security: max-age=31536000; includesubdomains"),
+            "{path}: {head}"
+        );
         assert!(!head.contains("x-frame-options"), "embedding is governed by frame-ancestors: {head}");
     }
     app.stop().await;
     let app = spawn_app(&[]).await;
     let (_, head, _) = app.http_raw("GET", "/chat/healthz", &[]).await;
-    assert!(head.contains("frame-ancestors 'self';") && !head.contains("strict-transport-security"), "{head}");
+    assert!(
+        head.contains("frame-ancestors 'self';") && !head.contains("strict-transport-security"),
+        "{head}"
+    );
     app.stop().await;
 }
 
@@ -321,7 +379,10 @@ async fn the_openapi_document_is_served_and_every_listed_route_exists() {
     let (status, _, document) = app.json("GET", "/chat/openapi.json", None).await;
     assert_eq!((status, document["openapi"].as_str()), (200, Some("3.1.0")));
     let paths = document["paths"].as_object().expect("paths");
-    assert_eq!(paths.values().map(|m| m.as_object().map_or(0, serde_json::Map::len)).sum::<usize>(), chatbox_http::routes::ROUTES.len());
+    assert_eq!(
+        paths.values().map(|m| m.as_object().map_or(0, serde_json::Map::len)).sum::<usize>(),
+        chatbox_http::routes::ROUTES.len()
+    );
     let admin = admin_token("root");
     for (method, template) in chatbox_http::routes::ROUTES {
         let path = path(template, "missing");

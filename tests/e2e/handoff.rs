@@ -30,7 +30,8 @@ async fn help_takeover_conversation_and_release() {
     assert_eq!(listed["total"], 1, "{listed}");
 
     // An answer is streaming when the admin takes over: it stops and is stored.
-    user.send(json!({"type": "user_message", "content": "please write a long answer about many things"})).await;
+    user.send(json!({"type": "user_message", "content": "please write a long answer about many things"}))
+        .await;
     until(&mut user, |f| f["type"] == "ai_response" && f["metadata"]["done"] == "false").await;
     let (status, _, taken) = app.json("POST", &format!("/chat/admin/takeover/{session}"), Some(&admin)).await;
     assert_eq!((status, taken["status"].as_str()), (200, Some("assisting")), "{taken}");
@@ -47,12 +48,14 @@ async fn help_takeover_conversation_and_release() {
 
     // A second admin is refused, and cannot release it either.
     let other = admin_token("other");
-    let (status, _, refused) = app.json("POST", &format!("/chat/admin/takeover/{session}"), Some(&other)).await;
+    let (status, _, refused) =
+        app.json("POST", &format!("/chat/admin/takeover/{session}"), Some(&other)).await;
     assert_eq!((status, refused["code"].as_str()), (409, Some("CONFLICT")));
     let (status, _, _) = app.json("POST", &format!("/chat/admin/release/{session}"), Some(&other)).await;
     assert_eq!(status, 409);
     // A user token cannot take over.
-    let (status, _, _) = app.json("POST", &format!("/chat/admin/takeover/{session}"), Some(&token("alice"))).await;
+    let (status, _, _) =
+        app.json("POST", &format!("/chat/admin/takeover/{session}"), Some(&token("alice"))).await;
     assert_eq!(status, 403);
 
     // The admin joins the session's socket: the whole history, then live frames.
@@ -64,10 +67,15 @@ async fn help_takeover_conversation_and_release() {
     assert!(history.iter().any(|f| f["metadata"]["finish_reason"] == "cancelled"), "with the cut answer");
 
     // The admin speaks: stored as admin, delivered to the user.
-    agent.send(json!({"type": "user_message", "content": "Hi, I am Ada. How can I help?", "sender": "user"})).await;
+    agent
+        .send(json!({"type": "user_message", "content": "Hi, I am Ada. How can I help?", "sender": "user"}))
+        .await;
     let heard = until(&mut user, |f| f["type"] == "user_message").await;
     let from_admin = heard.last().expect("message");
-    assert_eq!((from_admin["sender"].as_str(), from_admin["content"].as_str()), (Some("admin"), Some("Hi, I am Ada. How can I help?")));
+    assert_eq!(
+        (from_admin["sender"].as_str(), from_admin["content"].as_str()),
+        (Some("admin"), Some("Hi, I am Ada. How can I help?"))
+    );
 
     // The user answers: the admin gets it, and the model says nothing. The admin's next
     // message is the barrier: the session's actor takes messages in order and answers
@@ -83,7 +91,8 @@ async fn help_takeover_conversation_and_release() {
     );
 
     // Release: both sides are told; the admin can no longer speak; the model answers again.
-    let (status, _, released) = app.json("POST", &format!("/chat/admin/release/{session}"), Some(&admin)).await;
+    let (status, _, released) =
+        app.json("POST", &format!("/chat/admin/release/{session}"), Some(&admin)).await;
     assert_eq!((status, released["status"].as_str()), (200, Some("released")));
     let leave = until(&mut user, |f| f["type"] == "admin_leave").await;
     assert_eq!(leave.last().expect("leave")["metadata"]["admin_id"], "root");
@@ -95,7 +104,8 @@ async fn help_takeover_conversation_and_release() {
     assert!(answer_text(&answer).contains("are you back?"), "the model answers again: {answer:#?}");
 
     // What is stored: the admin's messages as admin, the user's unanswered one, in order.
-    let (_, _, stored) = app.json("GET", &format!("/chat/admin/sessions/{session}?limit=1000"), Some(&admin)).await;
+    let (_, _, stored) =
+        app.json("GET", &format!("/chat/admin/sessions/{session}?limit=1000"), Some(&admin)).await;
     let senders: Vec<(&str, &str)> = stored["messages"]
         .as_array()
         .expect("messages")
@@ -128,10 +138,12 @@ async fn an_admin_cannot_enter_a_session_they_do_not_assist_and_ended_sessions_c
     // Not taken over: the admin's socket does not enter it (a fresh id instead).
     let agent = app.connect_admin("root", &format!("&session_id={session}")).await;
     assert_ne!(agent.status["session_id"], session.as_str());
-    let (status, _, _) = app.json("POST", "/chat/admin/takeover/no-such-session", Some(&admin_token("root"))).await;
+    let (status, _, _) =
+        app.json("POST", "/chat/admin/takeover/no-such-session", Some(&admin_token("root"))).await;
     assert_eq!(status, 404);
     let (_, _, _) = app.json("POST", &format!("/chat/sessions/{session}/end"), Some(&token("alice"))).await;
-    let (status, _, body) = app.json("POST", &format!("/chat/admin/takeover/{session}"), Some(&admin_token("root"))).await;
+    let (status, _, body) =
+        app.json("POST", &format!("/chat/admin/takeover/{session}"), Some(&admin_token("root"))).await;
     assert_eq!((status, body["code"].as_str()), (409, Some("SESSION_ENDED")));
     app.stop().await;
 }

@@ -72,7 +72,8 @@ async fn ending_a_session_over_http_notifies_its_sockets_and_refuses_new_message
     assert_eq!(status, 401);
     let (status, body) =
         app.http("POST", &format!("/chat/sessions/{session}/end"), Some(&token("alice"))).await;
-    assert_eq!((status, body.as_str()), (200, r#"{"status":"ended"}"#));
+    let body: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!((status, &body), (200, &json!({"status": "ended", "session_id": session})));
     let ended = client.next_json().await;
     assert_eq!(ended["metadata"]["state"], "ended");
     client.send(json!({"type": "user_message", "content": "more?"})).await;

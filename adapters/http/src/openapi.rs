@@ -63,7 +63,8 @@ fn authenticated(mut responses: Value, admin: bool) -> Value {
 }
 
 fn operation(id: &str, summary: &str, parameters: Vec<Value>, responses: Value, secured: bool) -> Value {
-    let mut op = json!({ "operationId": id, "summary": summary, "parameters": parameters, "responses": responses });
+    let mut op =
+        json!({ "operationId": id, "summary": summary, "parameters": parameters, "responses": responses });
     if secured && let Some(map) = op.as_object_mut() {
         map.insert("security".into(), json!([{ "bearer": [] }]));
     }
@@ -226,7 +227,17 @@ pub fn document(prefix: &str) -> Value {
         }
         base
     };
-    add("/healthz", "get", operation("healthz", "Liveness", vec![], with(json!({ "200": ok("Alive", "Health") }), &[("429", limited())]), false));
+    add(
+        "/healthz",
+        "get",
+        operation(
+            "healthz",
+            "Liveness",
+            vec![],
+            with(json!({ "200": ok("Alive", "Health") }), &[("429", limited())]),
+            false,
+        ),
+    );
     add(
         "/readyz",
         "get",
@@ -234,7 +245,10 @@ pub fn document(prefix: &str) -> Value {
             "readyz",
             "Readiness: storage answers, a model is configured, not draining",
             vec![],
-            with(json!({ "200": ok("Ready", "Readiness"), "503": ok("Not ready", "Readiness") }), &[("429", limited())]),
+            with(
+                json!({ "200": ok("Ready", "Readiness"), "503": ok("Not ready", "Readiness") }),
+                &[("429", limited())],
+            ),
             false,
         ),
     );
@@ -263,34 +277,76 @@ pub fn document(prefix: &str) -> Value {
     add(
         "/openapi.json",
         "get",
-        operation("openapi", "This document", vec![], with(json!({ "200": { "description": "OpenAPI 3.1", "content": { "application/json": { "schema": { "type": "object" } } } } }), &[("429", limited())]), false),
+        operation(
+            "openapi",
+            "This document",
+            vec![],
+            with(
+                json!({ "200": { "description": "OpenAPI 3.1", "content": { "application/json": { "schema": { "type": "object" } } } } }),
+                &[("429", limited())],
+            ),
+            false,
+        ),
     );
     add(
         "/sessions",
         "get",
-        operation("listSessions", "The caller's sessions, most recent first", page_params(200), authenticated(json!({ "200": ok("Sessions", "UserSessions") }), false), true),
+        operation(
+            "listSessions",
+            "The caller's sessions, most recent first",
+            page_params(200),
+            authenticated(json!({ "200": ok("Sessions", "UserSessions") }), false),
+            true,
+        ),
     );
     let mut read_params = vec![path_param("session_id")];
     read_params.extend(message_params());
     add(
         "/sessions/{session_id}",
         "get",
-        operation("readSession", "One of the caller's sessions, messages paged by seq", read_params.clone(), authenticated(json!({ "200": ok("Conversation", "Conversation"), "404": not_found.clone() }), false), true),
+        operation(
+            "readSession",
+            "One of the caller's sessions, messages paged by seq",
+            read_params.clone(),
+            authenticated(
+                json!({ "200": ok("Conversation", "Conversation"), "404": not_found.clone() }),
+                false,
+            ),
+            true,
+        ),
     );
     add(
         "/sessions/{session_id}/end",
         "post",
-        operation("endSession", "Ends the session (idempotent)", vec![path_param("session_id")], authenticated(json!({ "200": ok("Ended", "Ended"), "404": not_found.clone() }), false), true),
+        operation(
+            "endSession",
+            "Ends the session (idempotent)",
+            vec![path_param("session_id")],
+            authenticated(json!({ "200": ok("Ended", "Ended"), "404": not_found.clone() }), false),
+            true,
+        ),
     );
     add(
         "/sessions/{session_id}/share",
         "post",
-        operation("shareSession", "Creates a share link valid for SHARE_TTL (replaces any earlier one)", vec![path_param("session_id")], authenticated(json!({ "200": ok("Share link", "Share"), "404": not_found.clone() }), false), true),
+        operation(
+            "shareSession",
+            "Creates a share link valid for SHARE_TTL (replaces any earlier one)",
+            vec![path_param("session_id")],
+            authenticated(json!({ "200": ok("Share link", "Share"), "404": not_found.clone() }), false),
+            true,
+        ),
     );
     add(
         "/sessions/{session_id}/share",
         "delete",
-        operation("revokeShare", "Revokes the share link", vec![path_param("session_id")], authenticated(json!({ "204": { "description": "Revoked" }, "404": not_found.clone() }), false), true),
+        operation(
+            "revokeShare",
+            "Revokes the share link",
+            vec![path_param("session_id")],
+            authenticated(json!({ "204": { "description": "Revoked" }, "404": not_found.clone() }), false),
+            true,
+        ),
     );
     let mut shared_params = vec![path_param("share_token")];
     shared_params.extend(message_params());
@@ -301,28 +357,55 @@ pub fn document(prefix: &str) -> Value {
             "readShared",
             "The read-only conversation a share link opens",
             shared_params,
-            with(json!({ "200": ok("Conversation", "Conversation"), "400": error_response("Malformed parameter"), "404": error_response("Unknown, expired or revoked link"), "503": error_response("Storage unavailable") }), &[("429", public_limited["429"].clone())]),
+            with(
+                json!({ "200": ok("Conversation", "Conversation"), "400": error_response("Malformed parameter"), "404": error_response("Unknown, expired or revoked link"), "503": error_response("Storage unavailable") }),
+                &[("429", public_limited["429"].clone())],
+            ),
             false,
         ),
     );
     add(
         "/admin/sessions",
         "get",
-        operation("adminSessions", "Every session, filtered and sorted, with a total", admin_filters.clone(), authenticated(json!({ "200": ok("Sessions", "AdminSessions") }), true), true),
+        operation(
+            "adminSessions",
+            "Every session, filtered and sorted, with a total",
+            admin_filters.clone(),
+            authenticated(json!({ "200": ok("Sessions", "AdminSessions") }), true),
+            true,
+        ),
     );
     let mut admin_read = vec![path_param("session_id")];
     admin_read.extend(message_params());
     add(
         "/admin/sessions/{session_id}",
         "get",
-        operation("adminSession", "One session in full", admin_read, authenticated(json!({ "200": ok("Conversation", "Conversation"), "404": not_found.clone() }), true), true),
+        operation(
+            "adminSession",
+            "One session in full",
+            admin_read,
+            authenticated(
+                json!({ "200": ok("Conversation", "Conversation"), "404": not_found.clone() }),
+                true,
+            ),
+            true,
+        ),
     );
     let mut user_params = vec![path_param("user_id")];
     user_params.extend(admin_filters.into_iter().filter(|p| p["name"] != "user_id"));
     add(
         "/admin/users/{user_id}/sessions",
         "get",
-        operation("adminUserSessions", "One user's sessions", user_params, authenticated(json!({ "200": ok("Sessions", "AdminSessions"), "404": error_response("Malformed user id") }), true), true),
+        operation(
+            "adminUserSessions",
+            "One user's sessions",
+            user_params,
+            authenticated(
+                json!({ "200": ok("Sessions", "AdminSessions"), "404": error_response("Malformed user id") }),
+                true,
+            ),
+            true,
+        ),
     );
     add(
         "/admin/metrics",
@@ -339,12 +422,30 @@ pub fn document(prefix: &str) -> Value {
     add(
         "/admin/takeover/{session_id}",
         "post",
-        operation("takeOver", "The caller takes the conversation over from the model", vec![path_param("session_id")], authenticated(json!({ "200": ok("Assisting", "Takeover"), "404": not_found.clone(), "409": conflict }), true), true),
+        operation(
+            "takeOver",
+            "The caller takes the conversation over from the model",
+            vec![path_param("session_id")],
+            authenticated(
+                json!({ "200": ok("Assisting", "Takeover"), "404": not_found.clone(), "409": conflict }),
+                true,
+            ),
+            true,
+        ),
     );
     add(
         "/admin/release/{session_id}",
         "post",
-        operation("release", "The assisting admin hands the conversation back", vec![path_param("session_id")], authenticated(json!({ "200": ok("Released", "Released"), "404": not_found, "409": error_response("The caller does not assist it") }), true), true),
+        operation(
+            "release",
+            "The assisting admin hands the conversation back",
+            vec![path_param("session_id")],
+            authenticated(
+                json!({ "200": ok("Released", "Released"), "404": not_found, "409": error_response("The caller does not assist it") }),
+                true,
+            ),
+            true,
+        ),
     );
     json!({
         "openapi": "3.1.0",

@@ -14,6 +14,7 @@ use warp::Filter;
 use warp::filters::BoxedFilter;
 
 use crate::auth::{AuthError, AuthenticatedUser};
+use crate::edge::Limited;
 use crate::{HttpState, api, openapi, ws};
 
 /// The response type of every route.
@@ -53,7 +54,10 @@ pub(crate) fn bearer_token(headers: &HeaderMap) -> Option<&str> {
 }
 
 /// The caller of an HTTP route: `Authorization: Bearer` only (no query tokens here).
-pub(crate) fn authenticate_http(state: &HttpState, headers: &HeaderMap) -> Result<AuthenticatedUser, AuthError> {
+pub(crate) fn authenticate_http(
+    state: &HttpState,
+    headers: &HeaderMap,
+) -> Result<AuthenticatedUser, AuthError> {
     state.jwt.verify(bearer_token(headers).ok_or(AuthError::Missing)?)
 }
 
@@ -120,7 +124,7 @@ pub fn routes(state: Arc<HttpState>) -> Route {
             async move {
                 match state.limiters.public(ip, state.chat.clock().monotonic()) {
                     Ok(()) => Ok::<_, warp::Rejection>(()),
-                    Err(limited) => Err(warp::reject::custom(PublicLimited(std::sync::Mutex::new(Some(limited.0))))),
+                    Err(limited) => Err(warp::reject::custom(PublicLimited(limited))),
                 }
             }
         })
@@ -205,7 +209,8 @@ pub fn routes(state: Arc<HttpState>) -> Route {
         .and(warp::header::headers_cloned())
         .then(|id, state, headers| async move { api::reply(api::user::end(state, headers, id).await) })
         .boxed();
-    let share_path = sessions.and(warp::path::param::<String>()).and(warp::path("share")).and(warp::path::end());
+    let share_path =
+        sessions.and(warp::path::param::<String>()).and(warp::path("share")).and(warp::path::end());
     let share = share_path
         .clone()
         .and(warp::post())
@@ -228,20 +233,25 @@ pub fn routes(state: Arc<HttpState>) -> Route {
         .and(with_state.clone())
         .and(client)
         .and(query_pairs())
-        .then(|token, state, ip, query| async move { api::reply(api::user::shared(state, ip, token, query).await) })
+        .then(|token, state, ip, query| async move {
+            api::reply(api::user::shared(state, ip, token, query).await)
+        })
         .boxed();
 
     let admin = base.and(warp::path("admin"));
-    let admin_sessions = admin
-        .clone()
-        .and(warp::path("sessions"))
-        .and(warp::path::end())
-        .and(warp::get())
-        .and(with_state.clone())
-        .and(warp::header::headers_cloned())
-        .and(query_pairs())
-        .then(|state, headers, query| async move { api::reply(api::admin::sessions(state, headers, query).await) })
-        .boxed();
+    let admin_sessions =
+        admin
+            .clone()
+            .and(warp::path("sessions"))
+            .and(warp::path::end())
+            .and(warp::get())
+            .and(with_state.clone())
+            .and(warp::header::headers_cloned())
+            .and(query_pairs())
+            .then(|state, headers, query| async move {
+                api::reply(api::admin::sessions(state, headers, query).await)
+            })
+            .boxed();
     let admin_session = admin
         .clone()
         .and(warp::path("sessions"))
@@ -269,16 +279,19 @@ pub fn routes(state: Arc<HttpState>) -> Route {
             api::reply(api::admin::user_sessions(state, headers, user, query).await)
         })
         .boxed();
-    let admin_metrics = admin
-        .clone()
-        .and(warp::path("metrics"))
-        .and(warp::path::end())
-        .and(warp::get())
-        .and(with_state.clone())
-        .and(warp::header::headers_cloned())
-        .and(query_pairs())
-        .then(|state, headers, query| async move { api::reply(api::admin::metrics(state, headers, query).await) })
-        .boxed();
+    let admin_metrics =
+        admin
+            .clone()
+            .and(warp::path("metrics"))
+            .and(warp::path::end())
+            .and(warp::get())
+            .and(with_state.clone())
+            .and(warp::header::headers_cloned())
+            .and(query_pairs())
+            .then(|state, headers, query| async move {
+                api::reply(api::admin::metrics(state, headers, query).await)
+            })
+            .boxed();
     let takeover = admin
         .clone()
         .and(warp::path("takeover"))
@@ -336,9 +349,9 @@ pub fn routes(state: Arc<HttpState>) -> Route {
         .boxed()
 }
 
-/// A public route refused by the per-address limit; carries its 429 reply to `rejected`.
+/// A public route refused by the per-address limit; `rejected` answers its 429.
 #[derive(Debug)]
-struct PublicLimited(std::sync::Mutex<Option<HttpResponse>>);
+struct PublicLimited(Limited);
 
 impl warp::reject::Reject for PublicLimited {}
 
@@ -359,10 +372,8 @@ fn cors(origins: &[String]) -> Option<warp::cors::Builder> {
 }
 
 fn rejected(rejection: &warp::Rejection) -> HttpResponse {
-    if let Some(limited) = rejection.find::<PublicLimited>()
-        && let Some(response) = limited.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take()
-    {
-        return response;
+    if let Some(PublicLimited(limited)) = rejection.find::<PublicLimited>() {
+        return limited.response();
     }
     if rejection.is_not_found() {
         return error_response(ErrorCode::NotFound, "Not found", None);
@@ -392,4 +403,3 @@ async fn readiness(state: &HttpState) -> HttpResponse {
     });
     json_response(if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, &body)
 }
-

@@ -154,7 +154,13 @@ mod tests {
     #[test]
     fn the_link_adds_the_session_to_the_panel_url() {
         let id = SessionId::parse("s-1").expect("id");
-        assert_eq!(session_link("https://panel.example/admin", &id), "https://panel.example/admin?session_id=s-1");
-        assert_eq!(session_link("https://panel.example/?tab=live", &id), "https://panel.example/?tab=live&session_id=s-1");
+        assert_eq!(
+            session_link("https://panel.example/admin", &id),
+            "https://panel.example/admin?session_id=s-1"
+        );
+        assert_eq!(
+            session_link("https://panel.example/?tab=live", &id),
+            "https://panel.example/?tab=live&session_id=s-1"
+        );
     }
 }

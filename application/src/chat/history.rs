@@ -85,8 +85,10 @@ impl ChatService {
     }
 
     async fn page_of(&self, session: Session, after: Seq, limit: usize) -> Result<MessagePage, ChatError> {
-        let mut messages =
-            self.deps.storage(self.deps.repo.messages_after(&session.id, after, limit.saturating_add(1))).await?;
+        let mut messages = self
+            .deps
+            .storage(self.deps.repo.messages_after(&session.id, after, limit.saturating_add(1)))
+            .await?;
         let more = messages.len() > limit;
         messages.truncate(limit);
         Ok(MessagePage { session, messages, more })
@@ -100,8 +102,11 @@ impl ChatService {
     /// [`ChatError::NotFound`]; storage failures.
     pub async fn share(&self, user: &UserId, id: &SessionId) -> Result<(String, Timestamp), ChatError> {
         self.own_session(user, id).await?;
-        let token: String =
-            [self.deps.ids.new_id(), self.deps.ids.new_id()].concat().chars().filter(char::is_ascii_alphanumeric).collect();
+        let token: String = [self.deps.ids.new_id(), self.deps.ids.new_id()]
+            .concat()
+            .chars()
+            .filter(char::is_ascii_alphanumeric)
+            .collect();
         if token.len() < 32 {
             tracing::error!("the id generator produced too short an id for a share token");
             return Err(ChatError::Internal);
@@ -133,7 +138,12 @@ impl ChatService {
     /// # Errors
     /// [`ChatError::NotFound`] when the token is unknown, revoked or expired; storage
     /// failures.
-    pub async fn shared(&self, token: &str, after: Seq, limit: usize) -> Result<SharedConversation, ChatError> {
+    pub async fn shared(
+        &self,
+        token: &str,
+        after: Seq,
+        limit: usize,
+    ) -> Result<SharedConversation, ChatError> {
         let now = self.deps.clock.now();
         let id = self
             .deps

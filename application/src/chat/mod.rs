@@ -39,7 +39,9 @@ use crate::error::ChatError;
 use crate::events::{Frame, ServerEvent};
 use crate::limits::{KeyedLimiter, MessageLimiter};
 use crate::live::{LiveSession, LiveSessions};
-use crate::ports::{Clock, IdGenerator, LlmProvider, Notifier, Randomness, SessionCatalog, SessionRepository};
+use crate::ports::{
+    Clock, IdGenerator, LlmProvider, Notifier, Randomness, SessionCatalog, SessionRepository,
+};
 use crate::settings::ChatSettings;
 use crate::socket::{SocketDirectory, SocketHandle};
 

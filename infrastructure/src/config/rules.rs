@@ -22,9 +22,6 @@ const DEFAULT_METRICS_NETWORKS: &str = "127.0.0.0/8,::1/128,10.0.0.0/8,172.16.0.
 const MAX_JWT_LEEWAY: Duration = Duration::from_secs(300);
 const LEVELS: &[&str] = &["off", "error", "warn", "info", "debug", "trace"];
 
-/// Variables whose features arrive in later releases: checked for shape, and a warning
-/// says they have no effect yet, rather than silently ignoring them.
-
 /// A log filter: a level, or comma-separated `target=level` directives (and levels).
 /// Anything else is refused: a filter library would read `warning` as a target name and
 /// silence every line, the validation failures included.
@@ -155,7 +152,9 @@ pub(super) fn load(source: &Source, dev_flag: bool, config_file: Option<PathBuf>
         );
     }
     let csp_frame_ancestors = r.text("CSP_FRAME_ANCESTORS").unwrap_or_else(|| "'self'".to_owned());
-    if csp_frame_ancestors.contains([';', ',']) || csp_frame_ancestors.chars().any(|c| c.is_control() || !c.is_ascii()) {
+    if csp_frame_ancestors.contains([';', ','])
+        || csp_frame_ancestors.chars().any(|c| c.is_control() || !c.is_ascii())
+    {
         r.fail("CSP_FRAME_ANCESTORS", "must be a CSP source list: ASCII, without ';' or ','");
     }
     let hsts_max_age = r.source.get("HSTS_MAX_AGE").is_some().then(|| r.duration("HSTS_MAX_AGE", "365d"));

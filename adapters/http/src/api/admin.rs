@@ -2,21 +2,17 @@
 //! listing with every filter and sort and a `total`, one session in full, a user's
 //! sessions, analytics over a time range, takeover and release.
 
-use chatbox_domain::{ErrorCode, UserId};
+use chatbox_domain::UserId;
 use http::{HeaderMap, StatusCode};
 use serde_json::json;
 
-use super::params::{self, BadParam};
-use super::{Query, State, admin_caller, chat_error, json, session_id};
-use crate::routes::{HttpResponse, error_response, json_response};
+use super::params;
+use super::{ApiError, ApiResult, Query, State, admin_caller, json, session_id};
+use crate::routes::json_response;
 
-fn bad(problem: BadParam) -> HttpResponse {
-    error_response(ErrorCode::BadRequest, problem.0, None)
-}
-
-async fn listing(state: &State, query: &Query, user: Option<UserId>) -> Result<HttpResponse, HttpResponse> {
-    let query = params::admin_query(query, user).map_err(bad)?;
-    let page = state.chat.list_sessions(&query).await.map_err(|e| chat_error(&e))?;
+async fn listing(state: &State, query: &Query, user: Option<UserId>) -> ApiResult {
+    let query = params::admin_query(query, user)?;
+    let page = state.chat.list_sessions(&query).await?;
     let sessions: Vec<_> = page.sessions.iter().map(json::summary).collect();
     Ok(json_response(
         StatusCode::OK,
@@ -31,43 +27,32 @@ async fn listing(state: &State, query: &Query, user: Option<UserId>) -> Result<H
 }
 
 /// `GET P/admin/sessions`.
-pub(crate) async fn sessions(state: State, headers: HeaderMap, query: Query) -> Result<HttpResponse, HttpResponse> {
+pub(crate) async fn sessions(state: State, headers: HeaderMap, query: Query) -> ApiResult {
     admin_caller(&state, &headers)?;
     listing(&state, &query, None).await
 }
 
 /// `GET P/admin/users/{user_id}/sessions`.
-pub(crate) async fn user_sessions(
-    state: State,
-    headers: HeaderMap,
-    user: String,
-    query: Query,
-) -> Result<HttpResponse, HttpResponse> {
+pub(crate) async fn user_sessions(state: State, headers: HeaderMap, user: String, query: Query) -> ApiResult {
     admin_caller(&state, &headers)?;
-    let user = UserId::parse(&user).map_err(|_| error_response(ErrorCode::NotFound, "User not found", None))?;
+    let user = UserId::parse(&user).map_err(|_| ApiError::NotFound("User not found"))?;
     listing(&state, &query, Some(user)).await
 }
 
 /// `GET P/admin/sessions/{id}`.
-pub(crate) async fn session(
-    state: State,
-    headers: HeaderMap,
-    id: String,
-    query: Query,
-) -> Result<HttpResponse, HttpResponse> {
+pub(crate) async fn session(state: State, headers: HeaderMap, id: String, query: Query) -> ApiResult {
     let admin = admin_caller(&state, &headers)?;
     let id = session_id(&id)?;
-    let (after, limit) = params::message_page(&query).map_err(bad)?;
-    let page =
-        state.chat.read_session(&admin.id, true, true, &id, after, limit).await.map_err(|e| chat_error(&e))?;
+    let (after, limit) = params::message_page(&query)?;
+    let page = state.chat.read_session(&admin.id, true, true, &id, after, limit).await?;
     Ok(json_response(StatusCode::OK, &json::conversation(&page, true)))
 }
 
 /// `GET P/admin/metrics`.
-pub(crate) async fn metrics(state: State, headers: HeaderMap, query: Query) -> Result<HttpResponse, HttpResponse> {
+pub(crate) async fn metrics(state: State, headers: HeaderMap, query: Query) -> ApiResult {
     admin_caller(&state, &headers)?;
-    let (from, to) = params::metrics_range(&query).map_err(bad)?;
-    let stats = state.chat.session_stats(from, to).await.map_err(|e| chat_error(&e))?;
+    let (from, to) = params::metrics_range(&query)?;
+    let stats = state.chat.session_stats(from, to).await?;
     Ok(json_response(
         StatusCode::OK,
         &json!({
@@ -90,10 +75,10 @@ pub(crate) async fn metrics(state: State, headers: HeaderMap, query: Query) -> R
 }
 
 /// `POST P/admin/takeover/{id}`.
-pub(crate) async fn take_over(state: State, headers: HeaderMap, id: String) -> Result<HttpResponse, HttpResponse> {
+pub(crate) async fn take_over(state: State, headers: HeaderMap, id: String) -> ApiResult {
     let admin = admin_caller(&state, &headers)?;
     let id = session_id(&id)?;
-    state.chat.take_over(&admin.id, &admin.name, &id).await.map_err(|e| chat_error(&e))?;
+    state.chat.take_over(&admin.id, &admin.name, &id).await?;
     Ok(json_response(
         StatusCode::OK,
         &json!({
@@ -106,9 +91,9 @@ pub(crate) async fn take_over(state: State, headers: HeaderMap, id: String) -> R
 }
 
 /// `POST P/admin/release/{id}`.
-pub(crate) async fn release(state: State, headers: HeaderMap, id: String) -> Result<HttpResponse, HttpResponse> {
+pub(crate) async fn release(state: State, headers: HeaderMap, id: String) -> ApiResult {
     let admin = admin_caller(&state, &headers)?;
     let id = session_id(&id)?;
-    state.chat.release(&admin.id, &id).await.map_err(|e| chat_error(&e))?;
+    state.chat.release(&admin.id, &id).await?;
     Ok(json_response(StatusCode::OK, &json!({ "status": "released", "session_id": id.as_str() })))
 }

@@ -24,36 +24,89 @@ use http::HeaderMap;
 use warp::Filter;
 
 use crate::HttpState;
-use crate::auth::AuthenticatedUser;
+use crate::auth::{AuthError, AuthenticatedUser};
+use crate::edge::Limited;
 use crate::routes::{HttpResponse, auth_error_response, authenticate_http, error_response};
 use crate::server::ClientAddr;
 
-/// The reply to a failed use-case.
-pub(crate) fn chat_error(error: &ChatError) -> HttpResponse {
-    error_response(error.code(), &error.to_string(), error.retry_after())
+/// Why a session route did not succeed; each becomes one reply.
+#[derive(Debug)]
+pub(crate) enum ApiError {
+    /// No token, or a bad one.
+    Auth(AuthError),
+    /// The route needs the admin role.
+    NotAdmin,
+    /// A query parameter or path segment did not parse.
+    BadParam(&'static str),
+    /// Not found (or not yours), with the text to say.
+    NotFound(&'static str),
+    /// Over a rate limit.
+    Limited(Limited),
+    /// The use-case failed.
+    Chat(ChatError),
 }
+
+impl ApiError {
+    fn response(self) -> HttpResponse {
+        match self {
+            Self::Auth(error) => auth_error_response(error),
+            Self::NotAdmin => error_response(ErrorCode::Forbidden, "Admin role required", None),
+            Self::BadParam(problem) => error_response(ErrorCode::BadRequest, problem, None),
+            Self::NotFound(text) => error_response(ErrorCode::NotFound, text, None),
+            Self::Limited(limited) => limited.response(),
+            Self::Chat(error) => error_response(error.code(), &error.to_string(), error.retry_after()),
+        }
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(error: AuthError) -> Self {
+        Self::Auth(error)
+    }
+}
+
+impl From<ChatError> for ApiError {
+    fn from(error: ChatError) -> Self {
+        Self::Chat(error)
+    }
+}
+
+impl From<params::BadParam> for ApiError {
+    fn from(problem: params::BadParam) -> Self {
+        Self::BadParam(problem.0)
+    }
+}
+
+impl From<Limited> for ApiError {
+    fn from(limited: Limited) -> Self {
+        Self::Limited(limited)
+    }
+}
+
+/// What a session route's handler returns.
+pub(crate) type ApiResult = Result<HttpResponse, ApiError>;
 
 /// A path segment as a session id; anything that cannot be one is a 404 like any
 /// unknown session.
-pub(crate) fn session_id(segment: &str) -> Result<SessionId, HttpResponse> {
-    SessionId::parse(segment).map_err(|_| error_response(ErrorCode::NotFound, "Session not found", None))
+pub(crate) fn session_id(segment: &str) -> Result<SessionId, ApiError> {
+    SessionId::parse(segment).map_err(|_| ApiError::NotFound("Session not found"))
 }
 
 /// The caller of a user route, counted against the per-user limit.
-pub(crate) fn user_caller(state: &HttpState, headers: &HeaderMap) -> Result<AuthenticatedUser, HttpResponse> {
-    let user = authenticate_http(state, headers).map_err(auth_error_response)?;
-    state.limiters.user(&user.id, state.chat.clock().monotonic()).map_err(|limited| limited.0)?;
+pub(crate) fn user_caller(state: &HttpState, headers: &HeaderMap) -> Result<AuthenticatedUser, ApiError> {
+    let user = authenticate_http(state, headers)?;
+    state.limiters.user(&user.id, state.chat.clock().monotonic())?;
     Ok(user)
 }
 
 /// The caller of an admin route: authenticated, an admin (403 otherwise), counted
 /// against the per-admin limit.
-pub(crate) fn admin_caller(state: &HttpState, headers: &HeaderMap) -> Result<AuthenticatedUser, HttpResponse> {
-    let user = authenticate_http(state, headers).map_err(auth_error_response)?;
+pub(crate) fn admin_caller(state: &HttpState, headers: &HeaderMap) -> Result<AuthenticatedUser, ApiError> {
+    let user = authenticate_http(state, headers)?;
     if !user.is_admin() {
-        return Err(error_response(ErrorCode::Forbidden, "Admin role required", None));
+        return Err(ApiError::NotAdmin);
     }
-    state.limiters.admin(&user.id, state.chat.clock().monotonic()).map_err(|limited| limited.0)?;
+    state.limiters.admin(&user.id, state.chat.clock().monotonic())?;
     Ok(user)
 }
 
@@ -67,9 +120,9 @@ pub(crate) fn client_ip(state: State) -> impl Filter<Extract = (IpAddr,), Error 
     )
 }
 
-/// Unwraps a handler's `Result` into its response.
-pub(crate) fn reply(result: Result<HttpResponse, HttpResponse>) -> HttpResponse {
-    result.unwrap_or_else(|response| response)
+/// A handler's outcome as its response.
+pub(crate) fn reply(result: ApiResult) -> HttpResponse {
+    result.unwrap_or_else(ApiError::response)
 }
 
 /// The query string's pairs (see `routes::query_pairs`).

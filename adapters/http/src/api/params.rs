@@ -18,7 +18,13 @@ pub const MAX_USER_LIMIT: usize = 200;
 /// Most messages per page.
 pub const MAX_MESSAGE_LIMIT: usize = 1000;
 
-fn number(query: &HashMap<String, String>, key: &str, default: usize, max: usize, problem: &'static str) -> Result<usize, BadParam> {
+fn number(
+    query: &HashMap<String, String>,
+    key: &str,
+    default: usize,
+    max: usize,
+    problem: &'static str,
+) -> Result<usize, BadParam> {
     match query.get(key) {
         None => Ok(default),
         Some(text) => text.parse::<usize>().ok().filter(|n| *n <= max).ok_or(BadParam(problem)),
@@ -30,7 +36,8 @@ fn number(query: &HashMap<String, String>, key: &str, default: usize, max: usize
 /// # Errors
 /// When either is not a number in range.
 pub fn page(query: &HashMap<String, String>, default: usize, max: usize) -> Result<(usize, usize), BadParam> {
-    let limit = number(query, "limit", default, max, "limit must be a whole number between 1 and the maximum")?;
+    let limit =
+        number(query, "limit", default, max, "limit must be a whole number between 1 and the maximum")?;
     if limit == 0 {
         return Err(BadParam("limit must be a whole number between 1 and the maximum"));
     }
@@ -69,7 +76,11 @@ pub fn time_bound(text: &str, end_of_day: bool, problem: &'static str) -> Result
     Ok(date.and_time(time).and_utc())
 }
 
-fn optional_bool(query: &HashMap<String, String>, key: &str, problem: &'static str) -> Result<Option<bool>, BadParam> {
+fn optional_bool(
+    query: &HashMap<String, String>,
+    key: &str,
+    problem: &'static str,
+) -> Result<Option<bool>, BadParam> {
     match query.get(key).map(String::as_str) {
         None | Some("") => Ok(None),
         Some("true") => Ok(Some(true)),
@@ -101,7 +112,9 @@ pub fn admin_query(query: &HashMap<String, String>, user: Option<UserId>) -> Res
     let (limit, offset) = page(query, 50, MAX_ADMIN_LIMIT)?;
     let user_id = match (user, query.get("user_id").filter(|v| !v.is_empty())) {
         (Some(user), _) => Some(user),
-        (None, Some(text)) => Some(UserId::parse(text).map_err(|_| BadParam("user_id is not a valid user id"))?),
+        (None, Some(text)) => {
+            Some(UserId::parse(text).map_err(|_| BadParam("user_id is not a valid user id"))?)
+        }
         (None, None) => None,
     };
     let active = match query.get("status").map(String::as_str) {
@@ -157,7 +170,9 @@ pub fn admin_query(query: &HashMap<String, String>, user: Option<UserId>) -> Res
 ///
 /// # Errors
 /// A bound that does not parse, or an end before the start.
-pub fn metrics_range(query: &HashMap<String, String>) -> Result<(Option<Timestamp>, Option<Timestamp>), BadParam> {
+pub fn metrics_range(
+    query: &HashMap<String, String>,
+) -> Result<(Option<Timestamp>, Option<Timestamp>), BadParam> {
     let from = optional_time(query, &["start_time"], false, "start_time must be RFC 3339 or YYYY-MM-DD")?;
     let to = optional_time(query, &["end_time"], true, "end_time must be RFC 3339 or YYYY-MM-DD")?;
     if let (Some(from), Some(to)) = (from, to)
@@ -195,7 +210,10 @@ mod tests {
         )
         .expect("valid");
         assert_eq!(parsed.user_id.as_ref().map(UserId::as_str), Some("u1"));
-        assert_eq!((parsed.active, parsed.admin_assisted, parsed.help_requested), (Some(false), Some(true), Some(false)));
+        assert_eq!(
+            (parsed.active, parsed.admin_assisted, parsed.help_requested),
+            (Some(false), Some(true), Some(false))
+        );
         assert_eq!(parsed.sort, SessionSort::TotalTokens);
         assert!(!parsed.descending);
         assert_eq!((parsed.limit, parsed.offset), (1000, 20));
@@ -212,12 +230,17 @@ mod tests {
         ] {
             assert!(admin_query(&query(&[bad]), None).is_err(), "{bad:?} is refused");
         }
-        assert!(admin_query(&query(&[("start_time", "2026-02-01"), ("end_time", "2026-01-01")]), None).is_err());
+        assert!(
+            admin_query(&query(&[("start_time", "2026-02-01"), ("end_time", "2026-01-01")]), None).is_err()
+        );
     }
 
     #[test]
     fn the_metrics_range_refuses_an_end_before_its_start() {
-        assert!(metrics_range(&query(&[("start_time", "2026-02-01T00:00:00Z"), ("end_time", "2026-01-01")])).is_err());
+        assert!(
+            metrics_range(&query(&[("start_time", "2026-02-01T00:00:00Z"), ("end_time", "2026-01-01")]))
+                .is_err()
+        );
         let (from, to) = metrics_range(&query(&[("start_time", "2026-01-01")])).expect("open end");
         assert!(from.is_some() && to.is_none());
     }

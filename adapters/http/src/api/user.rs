@@ -6,23 +6,20 @@
 
 use std::net::IpAddr;
 
-use chatbox_domain::ErrorCode;
 use http::{HeaderMap, StatusCode};
 use serde_json::json;
 
 use super::params::{self, MAX_USER_LIMIT};
-use super::{Query, State, chat_error, json, session_id, user_caller};
-use crate::routes::{HttpResponse, error_response, json_response};
+use super::{ApiError, ApiResult, Query, State, json, session_id, user_caller};
+use crate::routes::{HttpResponse, json_response};
 
-fn bad(problem: params::BadParam) -> HttpResponse {
-    error_response(ErrorCode::BadRequest, problem.0, None)
-}
+const SHARED_NOT_FOUND: &str = "Shared conversation not found";
 
 /// `GET P/sessions`.
-pub(crate) async fn list(state: State, headers: HeaderMap, query: Query) -> Result<HttpResponse, HttpResponse> {
+pub(crate) async fn list(state: State, headers: HeaderMap, query: Query) -> ApiResult {
     let user = user_caller(&state, &headers)?;
-    let (limit, offset) = params::page(&query, 50, MAX_USER_LIMIT).map_err(bad)?;
-    let (page, truncated) = state.chat.own_sessions(&user.id, limit, offset).await.map_err(|e| chat_error(&e))?;
+    let (limit, offset) = params::page(&query, 50, MAX_USER_LIMIT)?;
+    let (page, truncated) = state.chat.own_sessions(&user.id, limit, offset).await?;
     let sessions: Vec<_> = page.sessions.iter().map(json::summary).collect();
     Ok(json_response(
         StatusCode::OK,
@@ -38,36 +35,27 @@ pub(crate) async fn list(state: State, headers: HeaderMap, query: Query) -> Resu
 }
 
 /// `GET P/sessions/{id}`.
-pub(crate) async fn read(
-    state: State,
-    headers: HeaderMap,
-    id: String,
-    query: Query,
-) -> Result<HttpResponse, HttpResponse> {
+pub(crate) async fn read(state: State, headers: HeaderMap, id: String, query: Query) -> ApiResult {
     let user = user_caller(&state, &headers)?;
     let id = session_id(&id)?;
-    let (after, limit) = params::message_page(&query).map_err(bad)?;
-    let page = state
-        .chat
-        .read_session(&user.id, user.is_admin(), false, &id, after, limit)
-        .await
-        .map_err(|e| chat_error(&e))?;
+    let (after, limit) = params::message_page(&query)?;
+    let page = state.chat.read_session(&user.id, user.is_admin(), false, &id, after, limit).await?;
     Ok(json_response(StatusCode::OK, &json::conversation(&page, false)))
 }
 
 /// `POST P/sessions/{id}/end`.
-pub(crate) async fn end(state: State, headers: HeaderMap, id: String) -> Result<HttpResponse, HttpResponse> {
+pub(crate) async fn end(state: State, headers: HeaderMap, id: String) -> ApiResult {
     let user = user_caller(&state, &headers)?;
     let id = session_id(&id)?;
-    state.chat.end_session(&user.id, &id).await.map_err(|e| chat_error(&e))?;
+    state.chat.end_session(&user.id, &id).await?;
     Ok(json_response(StatusCode::OK, &json!({ "status": "ended", "session_id": id.as_str() })))
 }
 
 /// `POST P/sessions/{id}/share`.
-pub(crate) async fn share(state: State, headers: HeaderMap, id: String) -> Result<HttpResponse, HttpResponse> {
+pub(crate) async fn share(state: State, headers: HeaderMap, id: String) -> ApiResult {
     let user = user_caller(&state, &headers)?;
     let id = session_id(&id)?;
-    let (token, expires_at) = state.chat.share(&user.id, &id).await.map_err(|e| chat_error(&e))?;
+    let (token, expires_at) = state.chat.share(&user.id, &id).await?;
     Ok(json_response(
         StatusCode::OK,
         &json!({ "share_token": token, "expires_at": json::time(expires_at), "session_id": id.as_str() }),
@@ -75,33 +63,26 @@ pub(crate) async fn share(state: State, headers: HeaderMap, id: String) -> Resul
 }
 
 /// `DELETE P/sessions/{id}/share`.
-pub(crate) async fn revoke(state: State, headers: HeaderMap, id: String) -> Result<HttpResponse, HttpResponse> {
+pub(crate) async fn revoke(state: State, headers: HeaderMap, id: String) -> ApiResult {
     let user = user_caller(&state, &headers)?;
     let id = session_id(&id)?;
-    state.chat.revoke_share(&user.id, &id).await.map_err(|e| chat_error(&e))?;
+    state.chat.revoke_share(&user.id, &id).await?;
     let mut response = HttpResponse::new(Vec::new().into());
     *response.status_mut() = StatusCode::NO_CONTENT;
     Ok(response)
 }
 
 /// `GET P/shared/{token}`: no authentication, limited per client address.
-pub(crate) async fn shared(
-    state: State,
-    client: IpAddr,
-    token: String,
-    query: Query,
-) -> Result<HttpResponse, HttpResponse> {
-    state.limiters.public(client, state.chat.clock().monotonic()).map_err(|limited| limited.0)?;
-    let (after, limit) = params::message_page(&query).map_err(bad)?;
+pub(crate) async fn shared(state: State, client: IpAddr, token: String, query: Query) -> ApiResult {
+    state.limiters.public(client, state.chat.clock().monotonic())?;
+    let (after, limit) = params::message_page(&query)?;
     // Tokens are alphanumeric; anything else cannot be one, and is not worth a lookup.
     if token.is_empty() || token.len() > 128 || !token.bytes().all(|b| b.is_ascii_alphanumeric()) {
-        return Err(error_response(ErrorCode::NotFound, "Shared conversation not found", None));
+        return Err(ApiError::NotFound(SHARED_NOT_FOUND));
     }
     let page = state.chat.shared(&token, after, limit).await.map_err(|error| match error {
-        chatbox_application::ChatError::NotFound => {
-            error_response(ErrorCode::NotFound, "Shared conversation not found", None)
-        }
-        other => chat_error(&other),
+        chatbox_application::ChatError::NotFound => ApiError::NotFound(SHARED_NOT_FOUND),
+        other => ApiError::Chat(other),
     })?;
     let mut body = json::conversation(&page, false);
     if let Some(map) = body.as_object_mut() {

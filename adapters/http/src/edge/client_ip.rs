@@ -87,13 +87,20 @@ mod tests {
     #[test]
     fn an_untrusted_peer_is_the_client_whatever_it_claims() {
         assert_eq!(policy().client_ip(ip("203.0.113.9"), &headers(&["198.51.100.1"])), ip("203.0.113.9"));
-        assert_eq!(ClientIpPolicy::default().client_ip(ip("10.0.0.1"), &headers(&["1.2.3.4"])), ip("10.0.0.1"));
+        assert_eq!(
+            ClientIpPolicy::default().client_ip(ip("10.0.0.1"), &headers(&["1.2.3.4"])),
+            ip("10.0.0.1")
+        );
     }
 
     #[test]
     fn behind_trusted_proxies_the_first_untrusted_hop_from_the_right_is_the_client() {
         let forwarded = headers(&["6.6.6.6, 198.51.100.7", "10.1.1.1"]);
-        assert_eq!(policy().client_ip(ip("10.0.0.2"), &forwarded), ip("198.51.100.7"), "the spoofed 6.6.6.6 is never reached");
+        assert_eq!(
+            policy().client_ip(ip("10.0.0.2"), &forwarded),
+            ip("198.51.100.7"),
+            "the spoofed 6.6.6.6 is never reached"
+        );
     }
 
     #[test]
@@ -105,6 +112,9 @@ mod tests {
 
     #[test]
     fn mapped_ipv6_addresses_count_as_ipv4() {
-        assert_eq!(policy().client_ip(ip("::ffff:10.0.0.2"), &headers(&["::ffff:198.51.100.7"])), ip("198.51.100.7"));
+        assert_eq!(
+            policy().client_ip(ip("::ffff:10.0.0.2"), &headers(&["::ffff:198.51.100.7"])),
+            ip("198.51.100.7")
+        );
     }
 }

@@ -59,7 +59,12 @@ impl SecurityHeaders {
 
 impl Default for SecurityHeaders {
     fn default() -> Self {
-        Self { csp: HeaderValue::from_static("default-src 'none'; frame-ancestors 'self'; base-uri 'none'; form-action 'none'"), hsts: None }
+        Self {
+            csp: HeaderValue::from_static(
+                "default-src 'none'; frame-ancestors 'self'; base-uri 'none'; form-action 'none'",
+            ),
+            hsts: None,
+        }
     }
 }
 

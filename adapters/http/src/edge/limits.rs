@@ -42,9 +42,30 @@ pub struct HttpLimiters {
     exempt: Vec<IpNet>,
 }
 
-/// A refused request: the reply to send.
-#[derive(Debug)]
-pub struct Limited(pub HttpResponse);
+/// A refused request: what its 429 says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limited {
+    message: &'static str,
+    retry_after: Duration,
+}
+
+impl Limited {
+    /// The 429 reply: `{"error":"rate_limit_exceeded","message","retry_after_ms"}` and
+    /// `Retry-After` in whole seconds, rounded up, at least 1.
+    #[must_use]
+    pub fn response(&self) -> HttpResponse {
+        let retry_after_ms = u64::try_from(self.retry_after.as_millis()).unwrap_or(u64::MAX);
+        let mut response = json_response(
+            StatusCode::TOO_MANY_REQUESTS,
+            &json!({ "error": "rate_limit_exceeded", "message": self.message, "retry_after_ms": retry_after_ms }),
+        );
+        let seconds = retry_after_ms.div_ceil(1000).max(1);
+        if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
+        response
+    }
+}
 
 impl HttpLimiters {
     /// Limiters with `quotas`; clients in `exempt` skip the public limit.
@@ -116,18 +137,8 @@ impl HttpLimiters {
     }
 }
 
-/// The 429 reply.
-fn refusal(message: &str, wait: Duration) -> Limited {
-    let retry_after_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX);
-    let mut response = json_response(
-        StatusCode::TOO_MANY_REQUESTS,
-        &json!({ "error": "rate_limit_exceeded", "message": message, "retry_after_ms": retry_after_ms }),
-    );
-    let seconds = retry_after_ms.div_ceil(1000).max(1);
-    if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
-        response.headers_mut().insert(header::RETRY_AFTER, value);
-    }
-    Limited(response)
+const fn refusal(message: &'static str, retry_after: Duration) -> Limited {
+    Limited { message, retry_after }
 }
 
 #[cfg(test)]
@@ -149,11 +160,11 @@ mod tests {
         let now = Duration::from_secs(100);
         assert!(limiters.admin(&admin, now).is_ok());
         assert!(limiters.admin(&admin, now).is_ok());
-        let Limited(reply) = limiters.admin(&admin, now).expect_err("third is refused");
+        let reply = limiters.admin(&admin, now).expect_err("third is refused").response();
         assert_eq!(reply.status(), StatusCode::TOO_MANY_REQUESTS);
         // 2 per minute: the next slot frees in 30 s.
         assert_eq!(reply.headers()[header::RETRY_AFTER], "30");
-        let Limited(reply) = limiters.admin(&admin, now + Duration::from_millis(100)).expect_err("still");
+        let reply = limiters.admin(&admin, now + Duration::from_millis(100)).expect_err("still").response();
         assert_eq!(reply.headers()[header::RETRY_AFTER], "30", "29.9 s rounds up");
         assert!(limiters.user(&admin, now).is_ok(), "each limiter has its own buckets");
     }
