@@ -11,7 +11,9 @@ use tokio_util::task::TaskTracker;
 
 use crate::limits::MessageLimiter;
 use crate::live::LiveSessions;
-use crate::ports::{Clock, IdGenerator, LlmProvider, Randomness, RepositoryError, SessionRepository};
+use crate::ports::{
+    Clock, IdGenerator, LlmProvider, Metrics, Randomness, RepositoryError, SessionRepository,
+};
 use crate::settings::ChatSettings;
 use crate::socket::SocketDirectory;
 
@@ -22,6 +24,8 @@ pub(crate) struct Deps {
     pub clock: Arc<dyn Clock>,
     pub ids: Arc<dyn IdGenerator>,
     pub random: Arc<dyn Randomness>,
+    /// What the answers count and time.
+    pub metrics: Arc<dyn Metrics>,
     pub settings: ChatSettings,
     pub live: LiveSessions,
     pub limiter: MessageLimiter,

@@ -304,6 +304,7 @@ fn harness_with(settings: ChatSettings) -> Harness {
         clock: Arc::new(TestClock(Instant::now())),
         ids: Arc::new(CountingIds::default()),
         random: Arc::new(HalfRandom),
+        metrics: Arc::new(chatbox_application::ports::NoMetrics),
     };
     Harness { service: ChatService::new(ports, settings, TaskTracker::new()), repo, storage, provider }
 }

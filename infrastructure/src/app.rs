@@ -137,6 +137,8 @@ impl Application {
             }
             StorageBackend::MongoDb => Arc::new(mongo_repository(&settings).await?),
         };
+        let metrics = crate::metrics::ServiceMetrics::new(&settings)?;
+        let repository = metrics.timed(repository);
         let mut providers: HashMap<ModelId, Arc<dyn LlmProvider>> = HashMap::new();
         let mut models = Vec::with_capacity(settings.providers.len());
         for provider in &settings.providers {
@@ -182,6 +184,7 @@ impl Application {
             clock: Arc::new(SystemClock::default()),
             ids: Arc::new(RandomIds),
             random: Arc::new(ThreadRandomness),
+            metrics: metrics.recorder(),
         };
         let chat = ChatService::new(ports, chat_settings, tasks.clone());
         let jwt = JwtVerifier::new(&JwtSettings {
@@ -209,7 +212,9 @@ impl Application {
             },
             tasks: tasks.clone(),
             shutdown: CancellationToken::new(),
+            metrics: metrics.http(&settings),
         });
+        metrics.observe(&http);
         let listener = listen(settings.bind_address())
             .with_context(|| format!("cannot listen on {}", settings.bind_address()))?;
         let address = listener.local_addr()?;

@@ -12,5 +12,6 @@ mod connect;
 mod hardening;
 mod lifecycle;
 mod limits;
+mod metrics;
 mod providers;
 mod resume;

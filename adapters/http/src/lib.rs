@@ -2,12 +2,13 @@
 //!
 //! warp routes under the path prefix (`/chat` by default): `healthz`, `readyz`, the
 //! WebSocket endpoint `ws` speaking the protocol of `docs/protocol.md`, and the session
-//! routes. This crate translates between the wire and the application's use-cases; it
+//! routes; and the metrics scrape (`/metrics`, `P/metrics/prometheus`). This crate translates between the wire and the application's use-cases; it
 //! holds no chat rules of its own.
 
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod metrics;
 pub mod routes;
 pub mod server;
 pub mod wire;
@@ -22,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use auth::{AuthenticatedUser, JwtSettings, JwtVerifier};
+pub use metrics::HttpMetrics;
 pub use routes::routes;
 
 /// Settings of the HTTP surface.
@@ -64,4 +66,6 @@ pub struct HttpState {
     pub tasks: TaskTracker,
     /// Cancelled when the server shuts down: sockets close with 1001.
     pub shutdown: CancellationToken,
+    /// Where sockets record their metrics, and what the scrape route serves to whom.
+    pub metrics: HttpMetrics,
 }

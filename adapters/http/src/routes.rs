@@ -139,6 +139,7 @@ pub fn routes(state: Arc<HttpState>) -> BoxedFilter<(HttpResponse,)> {
         Some(cors) => http_routes.with(cors).map(warp::Reply::into_response).boxed(),
         None => http_routes,
     };
+    let http_routes = crate::metrics::route(&state).or(http_routes).unify().boxed();
     socket
         .or(http_routes)
         .unify()

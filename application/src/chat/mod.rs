@@ -35,7 +35,7 @@ use crate::error::ChatError;
 use crate::events::{Frame, ServerEvent};
 use crate::limits::MessageLimiter;
 use crate::live::{LiveSession, LiveSessions};
-use crate::ports::{Clock, IdGenerator, LlmProvider, Randomness, SessionRepository};
+use crate::ports::{Clock, IdGenerator, Limiter, LlmProvider, Metrics, Randomness, SessionRepository};
 use crate::settings::ChatSettings;
 use crate::socket::{SocketDirectory, SocketHandle};
 
@@ -51,6 +51,8 @@ pub struct ChatPorts {
     pub ids: Arc<dyn IdGenerator>,
     /// Randomness (retry jitter).
     pub random: Arc<dyn Randomness>,
+    /// Metrics ([`crate::ports::NoMetrics`] for none).
+    pub metrics: Arc<dyn Metrics>,
 }
 
 impl std::fmt::Debug for ChatPorts {
@@ -113,6 +115,7 @@ impl ChatService {
                 clock: ports.clock,
                 ids: ports.ids,
                 random: ports.random,
+                metrics: ports.metrics,
                 settings,
                 live,
                 limiter,
@@ -208,10 +211,12 @@ impl ChatService {
         match connection.budget.spend(kind, self.deps.clock.monotonic()) {
             Spend::Allowed => Ok(()),
             Spend::Refused { retry_after } => {
+                self.deps.metrics.rate_limited(Limiter::CommandBudget);
                 info!(user_id = %user, ?kind, retry_after_ms = retry_after.as_millis(), "rate limit exceeded: command budget");
                 Err(ChatError::RateLimited { retry_after })
             }
             Spend::Flooding => {
+                self.deps.metrics.rate_limited(Limiter::CommandBudget);
                 warn!(user_id = %user, ?kind, "rate limit exceeded far past the command budget: closing the socket");
                 Err(ChatError::Flooding)
             }
