@@ -1,5 +1,5 @@
-//! Metrics at the HTTP edge: the scrape route, and the wire type of each frame for the
-//! per-type frame counters.
+//! Metrics at the HTTP edge: the scrape route, the timing of HTTP routes ([`timed`]),
+//! and the wire type of each frame for the per-type frame counters.
 //!
 //! The scrape answers at `/metrics` and `P/metrics/prometheus` (the path prefix's), to
 //! clients whose address is in `METRICS_ALLOWED_NETWORKS` (an empty list allows every
@@ -11,6 +11,7 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use chatbox_application::commands::ClientCommand;
 use chatbox_application::events::{AnswerStyle, ServerEvent};
@@ -66,20 +67,41 @@ impl std::fmt::Debug for HttpMetrics {
     }
 }
 
-/// `GET /metrics` and `GET P/metrics/prometheus`.
+/// `filter`, with each response it gives recorded in
+/// `chatbox_http_request_duration_seconds` under `route` (a template such as
+/// `/sessions/{id}/end`, never the path itself), the method and the status. Requests
+/// that `filter` rejects (another route's) are not recorded here.
+pub(crate) fn timed<F>(state: &Arc<HttpState>, route: &'static str, filter: F) -> BoxedFilter<(HttpResponse,)>
+where
+    F: Filter<Extract = (HttpResponse,), Error = warp::Rejection> + Clone + Send + Sync + 'static,
+{
+    let recorder = Arc::clone(&state.metrics.recorder);
+    warp::any()
+        .map(Instant::now)
+        .and(warp::method())
+        .and(filter)
+        .map(move |started: Instant, method: http::Method, response: HttpResponse| {
+            recorder.http_request(route, method.as_str(), response.status().as_u16(), started.elapsed());
+            response
+        })
+        .boxed()
+}
+
+/// `GET /metrics` and `GET P/metrics/prometheus` (timed as route `/metrics`).
 pub(crate) fn route(state: &Arc<HttpState>) -> BoxedFilter<(HttpResponse,)> {
     let root = warp::path("metrics").and(warp::path::end());
     let prefixed = prefix(&state.config.path_prefix)
         .and(warp::path("metrics"))
         .and(warp::path("prometheus"))
         .and(warp::path::end());
-    let state = Arc::clone(state);
-    root.or(prefixed)
+    let shared = Arc::clone(state);
+    let scrape = root
+        .or(prefixed)
         .unify()
         .and(warp::get())
         .and(warp::ext::optional::<ClientAddr>())
-        .map(move |client: Option<ClientAddr>| scrape(&state.metrics, client))
-        .boxed()
+        .map(move |client: Option<ClientAddr>| scrape(&shared.metrics, client));
+    timed(state, "/metrics", scrape)
 }
 
 /// The path prefix's segments (`/chat` → `chat`).
