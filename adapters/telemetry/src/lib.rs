@@ -74,8 +74,8 @@ impl Gauge {
 /// [`MetricsExposition`].
 pub struct Telemetry {
     registry: prometheus::Registry,
-    /// Kept alive: dropping it would stop collection.
-    provider: SdkMeterProvider,
+    /// Held, never read: dropping the provider shuts the pipeline down and scrapes go empty.
+    _provider: SdkMeterProvider,
     meter: Meter,
     hot: Arc<HotCounters>,
     providers: ProviderLabels,
@@ -111,7 +111,7 @@ impl Telemetry {
         let telemetry = Self {
             instruments: Instruments::new(&meter),
             registry,
-            provider,
+            _provider: provider,
             meter,
             hot,
             providers: ProviderLabels::new(providers),
@@ -149,11 +149,6 @@ impl Telemetry {
         for limiter in Limiter::ALL {
             i.rate_limited.add(0, &[KeyValue::new("limiter", limiter.as_str())]);
         }
-    }
-
-    /// Flushes and stops the meter provider (on shutdown; dropping does the same).
-    pub fn shutdown(&self) {
-        let _ = self.provider.shutdown();
     }
 }
 
