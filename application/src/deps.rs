@@ -12,7 +12,8 @@ use tokio_util::task::TaskTracker;
 use crate::limits::{KeyedLimiter, MessageLimiter};
 use crate::live::LiveSessions;
 use crate::ports::{
-    Clock, IdGenerator, LlmProvider, Notifier, Randomness, RepositoryError, SessionCatalog, SessionRepository,
+    Clock, IdGenerator, LlmProvider, Metrics, Notifier, Randomness, RepositoryError, SessionCatalog,
+    SessionRepository,
 };
 use crate::settings::ChatSettings;
 use crate::socket::SocketDirectory;
@@ -28,6 +29,8 @@ pub(crate) struct Deps {
     pub notifiers: Vec<Arc<dyn Notifier>>,
     /// Help alerts per session.
     pub help_alerts: KeyedLimiter<SessionId>,
+    /// What the answers count and time.
+    pub metrics: Arc<dyn Metrics>,
     pub settings: ChatSettings,
     pub live: LiveSessions,
     pub limiter: MessageLimiter,

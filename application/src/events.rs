@@ -150,13 +150,30 @@ pub struct Frame {
     /// Server time of the event.
     pub timestamp: Timestamp,
     encoded: OnceLock<Bytes>,
+    /// For the first chunk of an answer: when its token arrived from the provider, on
+    /// the service's monotonic clock (the writer measures the gateway's latency from it).
+    first_token_at: Option<Duration>,
 }
 
 impl Frame {
     /// A shareable frame.
     #[must_use]
     pub fn new(event: ServerEvent, timestamp: Timestamp) -> Arc<Self> {
-        Arc::new(Self { event, timestamp, encoded: OnceLock::new() })
+        Arc::new(Self { event, timestamp, encoded: OnceLock::new(), first_token_at: None })
+    }
+
+    /// The first chunk of an answer, whose token arrived from the provider at
+    /// `first_token_at` (monotonic clock).
+    #[must_use]
+    pub fn first_chunk(event: ServerEvent, timestamp: Timestamp, first_token_at: Duration) -> Arc<Self> {
+        Arc::new(Self { event, timestamp, encoded: OnceLock::new(), first_token_at: Some(first_token_at) })
+    }
+
+    /// When the token of an answer's first chunk arrived from the provider (monotonic
+    /// clock); `None` for every other frame.
+    #[must_use]
+    pub const fn first_token_at(&self) -> Option<Duration> {
+        self.first_token_at
     }
 
     /// The serialised UTF-8 text, computed by `encode` on first use only; later calls

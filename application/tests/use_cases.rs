@@ -310,6 +310,7 @@ fn harness_with(settings: ChatSettings) -> Harness {
         random: Arc::new(HalfRandom),
         catalog: Arc::clone(&repo) as Arc<dyn SessionCatalog>,
         notifiers: Vec::new(),
+        metrics: Arc::new(chatbox_application::ports::NoMetrics),
     };
     Harness { service: ChatService::new(ports, settings, TaskTracker::new()), repo, storage, provider }
 }

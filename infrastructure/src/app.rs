@@ -134,7 +134,8 @@ impl Application {
     /// When the address cannot be bound.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let tasks = TaskTracker::new();
-        // One store serves both ports: the chat path's writes and the API's reads.
+        // One store serves both ports: the chat path's writes (timed by the metrics) and
+        // the API's reads.
         let (repository, catalog): (Arc<dyn SessionRepository>, Arc<dyn SessionCatalog>) =
             match settings.storage_backend {
                 StorageBackend::Memory => {
@@ -146,6 +147,8 @@ impl Application {
                     (Arc::clone(&store) as Arc<dyn SessionRepository>, store)
                 }
             };
+        let metrics = crate::metrics::ServiceMetrics::new(&settings)?;
+        let repository = metrics.timed(repository);
         let mut providers: HashMap<ModelId, Arc<dyn LlmProvider>> = HashMap::new();
         let mut models = Vec::with_capacity(settings.providers.len());
         for provider in &settings.providers {
@@ -198,6 +201,7 @@ impl Application {
             random: Arc::new(ThreadRandomness),
             catalog,
             notifiers: crate::alerts::notifiers(&settings.alerts)?,
+            metrics: metrics.recorder(),
         };
         let chat = ChatService::new(ports, chat_settings, tasks.clone());
         let jwt = JwtVerifier::new(&JwtSettings {
@@ -232,7 +236,9 @@ impl Application {
                 settings.hsts_max_age.map_or(0, |age| age.as_secs()),
             )
             .context("CSP_FRAME_ANCESTORS")?,
+            metrics: metrics.http(&settings),
         });
+        metrics.observe(&http);
         let listener = listen(settings.bind_address())
             .with_context(|| format!("cannot listen on {}", settings.bind_address()))?;
         let address = listener.local_addr()?;

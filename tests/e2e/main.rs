@@ -15,5 +15,6 @@ mod handoff;
 mod hardening;
 mod lifecycle;
 mod limits;
+mod metrics;
 mod providers;
 mod resume;

@@ -2,8 +2,10 @@
 //!
 //! warp routes under the path prefix (`/chat` by default): `healthz`, `readyz`, the
 //! WebSocket endpoint `ws` speaking the protocol of `docs/protocol.md`, the session and
-//! admin routes (`api`), the OpenAPI document (`openapi`), and what every request
-//! passes through (`edge`: client address, rate limits, security headers). This crate translates between the wire and the application's use-cases; it
+//! admin routes (`api`), the OpenAPI document (`openapi`), the metrics scrape
+//! (`/metrics`, `P/metrics/prometheus`), and what every request passes through (`edge`:
+//! client address, rate limits, security headers). This crate translates between the
+//! wire and the application's use-cases; it
 //! holds no chat rules of its own.
 
 #![forbid(unsafe_code)]
@@ -11,6 +13,7 @@
 pub mod api;
 pub mod auth;
 pub mod edge;
+pub mod metrics;
 pub mod openapi;
 pub mod routes;
 pub mod server;
@@ -26,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use auth::{AuthenticatedUser, JwtSettings, JwtVerifier};
+pub use metrics::HttpMetrics;
 pub use routes::routes;
 
 /// Settings of the HTTP surface.
@@ -74,4 +78,6 @@ pub struct HttpState {
     pub client_ip: edge::ClientIpPolicy,
     /// Added to every response.
     pub security_headers: edge::SecurityHeaders,
+    /// Where sockets record their metrics, and what the scrape route serves to whom.
+    pub metrics: HttpMetrics,
 }

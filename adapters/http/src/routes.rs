@@ -337,6 +337,7 @@ pub fn routes(state: Arc<HttpState>) -> Route {
         None => http_routes,
     };
     let headers = state.security_headers.clone();
+    let http_routes = crate::metrics::route(&state).or(http_routes).unify().boxed();
     socket
         .or(http_routes)
         .unify()

@@ -10,6 +10,19 @@ use crate::events::ServerEvent;
 use super::{Actor, Answer, Outcome, STORAGE_UNAVAILABLE};
 
 impl Actor {
+    /// Counts the answer: its duration and end, its first token, its tokens.
+    fn record(&self, outcome: &Outcome, usage: Option<Usage>, duration: std::time::Duration) {
+        let metrics = &self.deps.metrics;
+        let model_id = &outcome.model_id;
+        metrics.answer_finished(model_id, outcome.finish_reason, duration);
+        if let Some(first_token) = outcome.first_token {
+            metrics.time_to_first_token(model_id, first_token);
+        }
+        if let Some(usage) = usage {
+            metrics.tokens_used(model_id, usage.prompt_tokens, usage.completion_tokens);
+        }
+    }
+
     /// Stores what was streamed and ends the answer with its `done` frame.
     pub(super) async fn finish(&mut self, outcome: Outcome, answer: &Answer) {
         let Answer { message_id, style, started, .. } = answer;
@@ -29,6 +42,7 @@ impl Actor {
         });
         let duration = self.deps.monotonic().saturating_sub(*started);
         let timing = AnswerTiming { first_token: outcome.first_token, total: duration };
+        self.record(&outcome, usage, duration);
 
         let effects =
             MessageEffects::answer(usage.unwrap_or_default(), duration, outcome.conversation.clone());

@@ -9,7 +9,7 @@ use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::ports::{AnswerStream, ChatRequest, LlmProvider, ProviderError, StreamEvent};
+use crate::ports::{AnswerStream, ChatRequest, LlmErrorKind, LlmProvider, ProviderError, StreamEvent};
 
 use super::{Actor, Outcome, PROVIDER_TIMEOUT, PROVIDER_UNAVAILABLE};
 
@@ -18,6 +18,8 @@ pub(super) struct Started {
     pub(super) stream: AnswerStream,
     pub(super) model_id: ModelId,
     pub(super) first_events: Vec<StreamEvent>,
+    /// When the first token arrived (monotonic clock).
+    pub(super) first_token_at: std::time::Duration,
 }
 
 /// Why one attempt did not produce a first token.
@@ -55,17 +57,24 @@ impl Actor {
                 self.live.with_state(|state| state.session.conversation_for(model_id).map(str::to_owned));
             let mut retry = 0;
             loop {
+                self.deps.metrics.llm_request(model_id);
                 let failure = match self
                     .attempt(&*provider, attempt_request.clone(), cancel, total_deadline)
                     .await
                 {
-                    Ok((stream, first_events)) => {
-                        return Ok(Started { stream, model_id: model_id.clone(), first_events });
+                    Ok((stream, first_events, first_token_at)) => {
+                        return Ok(Started {
+                            stream,
+                            model_id: model_id.clone(),
+                            first_events,
+                            first_token_at,
+                        });
                     }
                     Err(Attempt::Cancelled) => {
                         return Err(Outcome::ended_with(model_id, FinishReason::Cancelled));
                     }
                     Err(Attempt::TimedOut) => {
+                        self.deps.metrics.llm_error(model_id, LlmErrorKind::Timeout);
                         warn!(session_id = %self.live.id(), %model_id, "provider timeout: no first token within LLM_IDLE_TIMEOUT");
                         return Err(Outcome::failed(
                             model_id,
@@ -76,6 +85,7 @@ impl Actor {
                     }
                     Err(Attempt::Failed(error)) => error,
                 };
+                self.deps.metrics.llm_error(model_id, LlmErrorKind::of(&failure));
                 warn!(session_id = %self.live.id(), %model_id, error = %failure, retryable = failure.is_retryable(), retry, "provider request failed");
                 if !failure.is_retryable() || retry >= policy.max_retries {
                     break;
@@ -89,6 +99,7 @@ impl Actor {
                     () = cancel.cancelled() => return Err(Outcome::ended_with(model_id, FinishReason::Cancelled)),
                     () = tokio::time::sleep(wait) => {}
                 }
+                self.deps.metrics.llm_retry(model_id);
                 retry += 1;
             }
         }
@@ -107,7 +118,7 @@ impl Actor {
         request: ChatRequest,
         cancel: &CancellationToken,
         total_deadline: Duration,
-    ) -> Result<(AnswerStream, Vec<StreamEvent>), Attempt> {
+    ) -> Result<(AnswerStream, Vec<StreamEvent>, Duration), Attempt> {
         let idle = self.deps.settings.idle_timeout;
         let deadline = self.deps.monotonic().saturating_add(idle).min(total_deadline);
         let mut stream = tokio::select! {
@@ -131,13 +142,13 @@ impl Actor {
                         || matches!(event, StreamEvent::Finished(_));
                     first_events.push(event);
                     if first_token {
-                        return Ok((stream, first_events));
+                        return Ok((stream, first_events, self.deps.monotonic()));
                     }
                 }
                 Some(Err(error)) => return Err(Attempt::Failed(error)),
                 None => {
                     first_events.push(StreamEvent::Finished(FinishReason::Stop));
-                    return Ok((stream, first_events));
+                    return Ok((stream, first_events, self.deps.monotonic()));
                 }
             }
         }

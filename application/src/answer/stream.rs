@@ -8,8 +8,8 @@ use chatbox_domain::{ErrorCode, FinishReason, ModelId, ProviderConversation, Usa
 use futures::StreamExt;
 use tracing::{debug, warn};
 
-use crate::events::ServerEvent;
-use crate::ports::{ChatRequest, StreamEvent};
+use crate::events::{Frame, ServerEvent};
+use crate::ports::{ChatRequest, LlmErrorKind, StreamEvent};
 
 use super::start::Started;
 use super::{Actor, Answer, Outcome, PROVIDER_TIMEOUT, PROVIDER_UNAVAILABLE};
@@ -22,6 +22,9 @@ struct Progress {
     conversation: Option<ProviderConversation>,
     /// Characters streamed so far.
     chars: usize,
+    /// When the first token arrived from the provider (monotonic clock); stamped on the
+    /// first chunk so the writer can measure the gateway's own latency.
+    first_token_at: std::time::Duration,
 }
 
 impl Progress {
@@ -47,13 +50,19 @@ impl Actor {
         let deps = Arc::clone(&self.deps);
         let settings = &deps.settings;
         let total_deadline = answer.started.saturating_add(settings.stream_timeout);
-        let Started { mut stream, model_id, first_events } =
+        let Started { mut stream, model_id, first_events, first_token_at } =
             match self.start(request, &answer.cancel, total_deadline).await {
                 Ok(started) => started,
                 Err(outcome) => return outcome,
             };
-        let mut progress =
-            Progress { model_id, usage: None, first_token: None, conversation: None, chars: 0 };
+        let mut progress = Progress {
+            model_id,
+            usage: None,
+            first_token: None,
+            conversation: None,
+            chars: 0,
+            first_token_at,
+        };
         for event in first_events {
             if let Some(reason) = self.apply(event, &mut progress, answer) {
                 return progress.ended(reason);
@@ -75,6 +84,7 @@ impl Actor {
                         debug!(session_id = %self.live.id(), "no socket came back in time; answer cancelled");
                         return progress.ended(FinishReason::Cancelled);
                     }
+                    self.deps.metrics.llm_error(&progress.model_id, LlmErrorKind::Timeout);
                     warn!(session_id = %self.live.id(), model_id = %progress.model_id, "answer timeout: silent for LLM_IDLE_TIMEOUT or longer than LLM_STREAM_TIMEOUT");
                     return progress.failed(FinishReason::Timeout, ErrorCode::LlmTimeout, PROVIDER_TIMEOUT);
                 }
@@ -88,6 +98,7 @@ impl Actor {
                         }
                         None => return progress.ended(FinishReason::Stop),
                         Some(Err(error)) => {
+                            self.deps.metrics.llm_error(&progress.model_id, LlmErrorKind::of(&error));
                             warn!(session_id = %self.live.id(), model_id = %progress.model_id, %error, "answer stream failed");
                             return progress.failed(FinishReason::Error, ErrorCode::LlmUnavailable, PROVIDER_UNAVAILABLE);
                         }
@@ -102,6 +113,7 @@ impl Actor {
         match event {
             StreamEvent::Delta(text) if text.is_empty() => None,
             StreamEvent::Delta(text) => {
+                let first = progress.first_token.is_none();
                 progress
                     .first_token
                     .get_or_insert_with(|| self.deps.monotonic().saturating_sub(answer.started));
@@ -114,13 +126,18 @@ impl Actor {
                 };
                 progress.chars = progress.chars.saturating_add(delta.chars().count());
                 if !delta.is_empty() {
-                    let chunk = self.frame(ServerEvent::AnswerChunk {
+                    let event = ServerEvent::AnswerChunk {
                         session_id: self.live.id().clone(),
                         message_id: answer.message_id.clone(),
                         model_id: progress.model_id.clone(),
                         delta: Arc::from(delta),
                         style: answer.style,
-                    });
+                    };
+                    let chunk = if first {
+                        Frame::first_chunk(event, self.deps.clock.now(), progress.first_token_at)
+                    } else {
+                        self.frame(event)
+                    };
                     self.live.with_state(|state| {
                         if let Some(streaming) = state.streaming.as_mut() {
                             streaming.append(delta);

@@ -40,7 +40,8 @@ use crate::events::{Frame, ServerEvent};
 use crate::limits::{KeyedLimiter, MessageLimiter};
 use crate::live::{LiveSession, LiveSessions};
 use crate::ports::{
-    Clock, IdGenerator, LlmProvider, Notifier, Randomness, SessionCatalog, SessionRepository,
+    Clock, IdGenerator, Limiter, LlmProvider, Metrics, Notifier, Randomness, SessionCatalog,
+    SessionRepository,
 };
 use crate::settings::ChatSettings;
 use crate::socket::{SocketDirectory, SocketHandle};
@@ -61,6 +62,8 @@ pub struct ChatPorts {
     pub catalog: Arc<dyn SessionCatalog>,
     /// Alert channels for help requests (none: alerts are off).
     pub notifiers: Vec<Arc<dyn Notifier>>,
+    /// Metrics ([`crate::ports::NoMetrics`] for none).
+    pub metrics: Arc<dyn Metrics>,
 }
 
 impl std::fmt::Debug for ChatPorts {
@@ -142,6 +145,7 @@ impl ChatService {
                 catalog: ports.catalog,
                 notifiers: ports.notifiers,
                 help_alerts,
+                metrics: ports.metrics,
                 settings,
                 live,
                 limiter,
@@ -246,10 +250,12 @@ impl ChatService {
         match connection.budget.spend(kind, self.deps.clock.monotonic()) {
             Spend::Allowed => Ok(()),
             Spend::Refused { retry_after } => {
+                self.deps.metrics.rate_limited(Limiter::CommandBudget);
                 info!(user_id = %user, ?kind, retry_after_ms = retry_after.as_millis(), "rate limit exceeded: command budget");
                 Err(ChatError::RateLimited { retry_after })
             }
             Spend::Flooding => {
+                self.deps.metrics.rate_limited(Limiter::CommandBudget);
                 warn!(user_id = %user, ?kind, "rate limit exceeded far past the command budget: closing the socket");
                 Err(ChatError::Flooding)
             }

@@ -2,10 +2,14 @@
 //! implement them; `infrastructure` picks the implementations.
 
 mod catalog;
+mod metrics;
 mod notifier;
 
 pub use catalog::{
     SessionCatalog, SessionPage, SessionQuery, SessionSort, SessionStats, SessionSummary, ShareGrant,
+};
+pub use metrics::{
+    ExpositionError, FrameType, Limiter, LlmErrorKind, Metrics, MetricsExposition, NoMetrics, StorageOutcome,
 };
 pub use notifier::{HelpAlert, Notifier, NotifyError};
 

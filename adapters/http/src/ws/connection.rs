@@ -11,6 +11,7 @@ use chatbox_application::ChatError;
 use chatbox_application::chat::Connection;
 use chatbox_application::events::ServerEvent;
 use chatbox_application::limits::ConnectionPermit;
+use chatbox_application::ports::FrameType;
 use chatbox_application::socket::{CloseReason, OutboundQueue, SocketBudget, SocketHandle};
 use chatbox_domain::command_budget::CommandKind;
 use chatbox_domain::{ErrorCode, Seq, SessionId};
@@ -25,6 +26,7 @@ use tracing::{debug, info, warn};
 
 use crate::HttpState;
 use crate::auth::AuthenticatedUser;
+use crate::metrics::{received_type, sent_type};
 use crate::wire::{self, Inbound, WireError};
 
 use super::{CLOSE_TIMEOUT, Socket};
@@ -74,6 +76,7 @@ pub(super) async fn serve(
     let budget = SocketBudget { max_bytes: state.config.send_buffer_bytes, encode: wire::encode };
     let (handle, queue) = SocketHandle::new(user.id.clone(), budget);
     let started = std::time::Instant::now();
+    state.metrics.recorder.socket_opened();
     info!(user_id = %user.id, socket_id = %handle.id(), "socket connected");
     let (sink, mut stream) = socket.split();
     let reader_done = CancellationToken::new();
@@ -129,6 +132,7 @@ pub(super) async fn serve(
         .await;
     }
     drop(permit);
+    state.metrics.recorder.socket_closed(started.elapsed());
     info!(
         user_id = %user.id,
         socket_id = %handle.id(),
@@ -168,13 +172,16 @@ async fn read_loop(
             Message::Close(_) => return ReadEnd::ClientClosed,
             Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => continue,
             Message::Binary(_) => {
+                state.metrics.recorder.frame_received(FrameType::Other);
                 if let Some(end) = refuse_frame(state, connection, &WireError::Binary) {
                     return end;
                 }
                 continue;
             }
         };
-        match wire::parse_frame(&text, max_chars, chat.clock().now()) {
+        let parsed = wire::parse_frame(&text, max_chars, chat.clock().now());
+        state.metrics.recorder.frame_received(received_type(&parsed));
+        match parsed {
             Ok(Inbound::Ping) => {
                 connection.socket().send(chat.frame(ServerEvent::Pong));
             }
@@ -273,6 +280,9 @@ async fn write_loop(
             }
         }
     };
+    if close == Some(Some(CloseReason::SlowConsumer)) {
+        state.metrics.recorder.slow_consumer_disconnected();
+    }
     let frame = match close {
         Some(reason) => Some(close_frame(reason)),
         None => {
@@ -331,5 +341,21 @@ async fn write_frames(
         sink.flush().await
     })
     .await;
-    matches!(result, Ok(Ok(())))
+    let written = matches!(result, Ok(Ok(())));
+    if written {
+        record_written(state, frames);
+    }
+    written
+}
+
+/// Counts frames written to the client, and for an answer's first chunk the gateway's
+/// own latency: from its token's arrival from the provider to now, written.
+fn record_written(state: &HttpState, frames: &[Arc<chatbox_application::events::Frame>]) {
+    let metrics = &state.metrics.recorder;
+    for frame in frames {
+        metrics.frame_sent(sent_type(&frame.event));
+        if let Some(arrived) = frame.first_token_at() {
+            metrics.gateway_latency(state.chat.clock().monotonic().saturating_sub(arrived));
+        }
+    }
 }

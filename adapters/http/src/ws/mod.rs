@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chatbox_application::limits::GateError;
+use chatbox_application::ports::Limiter;
 use chatbox_domain::{ErrorCode, Seq, SessionId};
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use hyper::upgrade::OnUpgrade;
@@ -76,6 +77,7 @@ pub(crate) fn upgrade(
             return error_response(ErrorCode::ServiceUnavailable, "Server is shutting down", None);
         }
         Err(limit) => {
+            state.metrics.recorder.rate_limited(Limiter::Connections);
             debug!(user_id = %user.id, ?limit, "socket refused: connection limit");
             if limit == GateError::PerUser {
                 state.chat.notify_connection_refused(&user.id);

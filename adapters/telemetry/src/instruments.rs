@@ -1,0 +1,165 @@
+//! Every instrument the service exports: its OpenTelemetry name, unit, description and
+//! histogram buckets. The exporter turns `chatbox.answer.duration` with unit `s` into
+//! `chatbox_answer_duration_seconds`, and adds `_total` to counters.
+//!
+//! Durations are recorded in seconds (Prometheus' base unit); the buckets fit each
+//! measurement's range.
+
+use opentelemetry::metrics::{Counter, Histogram, Meter};
+
+/// The Prometheus names of every family [`crate::Telemetry`] renders (the table in
+/// `docs/operations.md` lists each).
+pub const METRIC_NAMES: [&str; 22] = [
+    "chatbox_sockets_open",
+    "chatbox_socket_lifetime_seconds",
+    "chatbox_frames_received_total",
+    "chatbox_frames_sent_total",
+    "chatbox_slow_consumer_disconnects_total",
+    "chatbox_sessions_created_total",
+    "chatbox_sessions_ended_total",
+    "chatbox_sessions_live",
+    "chatbox_llm_requests_total",
+    "chatbox_llm_errors_total",
+    "chatbox_llm_retries_total",
+    "chatbox_llm_time_to_first_token_seconds",
+    "chatbox_gateway_latency_seconds",
+    "chatbox_answer_duration_seconds",
+    "chatbox_llm_tokens_total",
+    "chatbox_rate_limit_rejections_total",
+    "chatbox_storage_operation_duration_seconds",
+    "chatbox_storage_retries_total",
+    "chatbox_http_request_duration_seconds",
+    "chatbox_takeovers_total",
+    "chatbox_help_requests_total",
+    "chatbox_alerts_total",
+];
+
+const SOCKET_LIFETIME: [f64; 11] =
+    [1.0, 10.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 14_400.0, 43_200.0, 86_400.0];
+const FIRST_TOKEN: [f64; 12] = [0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 30.0, 60.0];
+/// The gateway's own latency is expected in microseconds to a few milliseconds.
+const GATEWAY: [f64; 12] =
+    [0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0];
+const ANSWER: [f64; 11] = [0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0];
+const STORAGE: [f64; 13] = [0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+const HTTP: [f64; 12] = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+/// The synchronous instruments (recorded at most once per answer, request, socket or
+/// storage call). The per-frame counters and the gauges are observable: see `lib.rs`.
+#[derive(Debug)]
+pub(crate) struct Instruments {
+    pub socket_lifetime: Histogram<f64>,
+    pub slow_consumers: Counter<u64>,
+    pub sessions_created: Counter<u64>,
+    pub sessions_ended: Counter<u64>,
+    pub llm_requests: Counter<u64>,
+    pub llm_errors: Counter<u64>,
+    pub llm_retries: Counter<u64>,
+    pub first_token: Histogram<f64>,
+    pub gateway_latency: Histogram<f64>,
+    pub answer_duration: Histogram<f64>,
+    pub tokens: Counter<u64>,
+    pub rate_limited: Counter<u64>,
+    pub storage_duration: Histogram<f64>,
+    pub storage_retries: Counter<u64>,
+    pub http_duration: Histogram<f64>,
+    pub takeovers: Counter<u64>,
+    pub help_requests: Counter<u64>,
+    pub alerts: Counter<u64>,
+}
+
+fn seconds(meter: &Meter, name: &'static str, description: &'static str, buckets: &[f64]) -> Histogram<f64> {
+    meter
+        .f64_histogram(name)
+        .with_unit("s")
+        .with_description(description)
+        .with_boundaries(buckets.to_vec())
+        .build()
+}
+
+fn counter(meter: &Meter, name: &'static str, description: &'static str) -> Counter<u64> {
+    meter.u64_counter(name).with_description(description).build()
+}
+
+impl Instruments {
+    pub(crate) fn new(meter: &Meter) -> Self {
+        Self {
+            socket_lifetime: seconds(
+                meter,
+                "chatbox.socket.lifetime",
+                "How long WebSockets stayed open, measured when they close.",
+                &SOCKET_LIFETIME,
+            ),
+            slow_consumers: counter(
+                meter,
+                "chatbox.slow_consumer.disconnects",
+                "Sockets closed because their outbound queue overflowed (WS_SEND_BUFFER).",
+            ),
+            sessions_created: counter(meter, "chatbox.sessions.created", "Sessions created."),
+            sessions_ended: counter(meter, "chatbox.sessions.ended", "Sessions ended."),
+            llm_requests: counter(
+                meter,
+                "chatbox.llm.requests",
+                "Requests sent to model providers, retries and fallbacks included.",
+            ),
+            llm_errors: counter(
+                meter,
+                "chatbox.llm.errors",
+                "Provider requests that failed before or during their stream, by kind.",
+            ),
+            llm_retries: counter(
+                meter,
+                "chatbox.llm.retries",
+                "Provider requests tried again after a retryable failure.",
+            ),
+            first_token: seconds(
+                meter,
+                "chatbox.llm.time_to_first_token",
+                "From the start of an answer to its first token.",
+                &FIRST_TOKEN,
+            ),
+            gateway_latency: seconds(
+                meter,
+                "chatbox.gateway.latency",
+                "From an answer's first token arriving from the provider to its frame written on a client socket.",
+                &GATEWAY,
+            ),
+            answer_duration: seconds(
+                meter,
+                "chatbox.answer.duration",
+                "From the start of an answer to its done frame, by finish reason.",
+                &ANSWER,
+            ),
+            tokens: counter(
+                meter,
+                "chatbox.llm.tokens",
+                "Tokens used by answers (estimated when the provider reported none), by type.",
+            ),
+            rate_limited: counter(
+                meter,
+                "chatbox.rate_limit.rejections",
+                "Requests, commands and connections refused by a limiter.",
+            ),
+            storage_duration: seconds(
+                meter,
+                "chatbox.storage.operation.duration",
+                "Storage operations, by operation and outcome.",
+                &STORAGE,
+            ),
+            storage_retries: counter(
+                meter,
+                "chatbox.storage.retries",
+                "Storage operations retried after a transient failure.",
+            ),
+            http_duration: seconds(
+                meter,
+                "chatbox.http.request.duration",
+                "HTTP requests, by route, method and status.",
+                &HTTP,
+            ),
+            takeovers: counter(meter, "chatbox.takeovers", "Sessions taken over by an admin."),
+            help_requests: counter(meter, "chatbox.help_requests", "Help requests from users."),
+            alerts: counter(meter, "chatbox.alerts", "Alerts sent to admins, by channel and outcome."),
+        }
+    }
+}

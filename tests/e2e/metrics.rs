@@ -1,0 +1,317 @@
+//! Metrics through the real server: a conversation, a closed socket, a flood, a refused
+//! connection, a slow consumer and a failing provider each move their series, read back
+//! from `/metrics` and parsed; the scrape is refused outside `METRICS_ALLOWED_NETWORKS`.
+//!
+//! Each test starts its own server, so its series start at zero. Where the server
+//! records after the client could see the effect (a frame counted once written, a
+//! socket counted once its task ends), the test first passes a barrier that orders
+//! them (a `ping` answered after the frames before it were written) or, for a socket's
+//! end, reads the scrape until it shows the change or a deadline passes.
+
+use std::collections::BTreeMap;
+
+use serde_json::json;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+use crate::fake_provider::{FakeProvider, Script, Wire};
+use crate::support::{TestApp, WAIT, spawn_app};
+use crate::ws;
+
+/// One sample of the text format.
+#[derive(Debug)]
+struct Sample {
+    name: String,
+    labels: BTreeMap<String, String>,
+    value: f64,
+}
+
+/// A parsed scrape.
+#[derive(Debug)]
+struct Scrape {
+    samples: Vec<Sample>,
+    types: BTreeMap<String, String>,
+}
+
+impl Scrape {
+    fn parse(text: &str) -> Self {
+        let mut samples = Vec::new();
+        let mut types = BTreeMap::new();
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let (name, kind) = rest.split_once(' ').expect("TYPE line");
+                types.insert(name.to_owned(), kind.to_owned());
+                continue;
+            }
+            if line.starts_with('#') {
+                continue;
+            }
+            let (series, value) = line.rsplit_once(' ').expect("sample line");
+            let (name, labels) = match series.split_once('{') {
+                Some((name, rest)) => (name, rest.strip_suffix('}').expect("closing brace")),
+                None => (series, ""),
+            };
+            let labels = labels
+                .split(',')
+                .filter(|pair| !pair.is_empty())
+                .map(|pair| {
+                    let (key, value) = pair.split_once('=').expect("label");
+                    (key.to_owned(), value.trim_matches('"').to_owned())
+                })
+                .collect();
+            let value = if value == "+Inf" { f64::INFINITY } else { value.parse().expect("number") };
+            samples.push(Sample { name: name.to_owned(), labels, value });
+        }
+        Self { samples, types }
+    }
+
+    /// The value of the one sample `name` whose labels include `labels`; 0 when the
+    /// series does not exist yet.
+    fn get(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        let matching: Vec<&Sample> = self
+            .samples
+            .iter()
+            .filter(|s| s.name == name)
+            .filter(|s| labels.iter().all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v)))
+            .collect();
+        assert!(matching.len() <= 1, "{name} {labels:?} matches several series: {matching:?}");
+        matching.first().map_or(0.0, |s| s.value)
+    }
+
+    /// Every sample but those of `family`, as comparable text.
+    fn without(&self, family: &str) -> Vec<String> {
+        self.samples
+            .iter()
+            .filter(|s| !s.name.starts_with(family))
+            .map(|s| format!("{} {:?} {}", s.name, s.labels, s.value))
+            .collect()
+    }
+}
+
+/// `GET path`: status, head (lower case) and body.
+async fn get(app: &TestApp, path: &str) -> (u16, String, String) {
+    app.http_raw("GET", path, &[]).await
+}
+
+async fn scrape(app: &TestApp) -> Scrape {
+    let (status, _, body) = get(app, "/metrics").await;
+    assert_eq!(status, 200, "{body}");
+    Scrape::parse(&body)
+}
+
+/// Scrapes until `ready` holds, for effects recorded when a server task ends (nothing
+/// else signals them); fails at the deadline.
+async fn scrape_until(app: &TestApp, what: &str, ready: impl Fn(&Scrape) -> bool) -> Scrape {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let scrape = scrape(app).await;
+        if ready(&scrape) {
+            return scrape;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{what} never showed in the scrape");
+        tokio::task::yield_now().await;
+    }
+}
+
+#[tokio::test]
+async fn a_conversation_moves_the_socket_frame_answer_and_storage_series() {
+    let app = spawn_app(&[]).await;
+    let before = scrape(&app).await;
+    assert_eq!(before.get("chatbox_sockets_open", &[]), 0.0);
+    assert_eq!(before.get("chatbox_llm_requests_total", &[("provider", "demo")]), 0.0);
+
+    let mut client = app.connect("alice", "").await;
+    let mut other = app.connect("bob", "").await;
+    let frames = client.ask("Hello there").await;
+    let chunks = frames.iter().filter(|f| f["type"] == "ai_response").count();
+    assert!(chunks >= 2, "chunks and the done frame: {frames:#?}");
+    // Barrier: the pong is written after every frame before it, so those are counted.
+    assert!(client.frames_before_pong().await.is_empty());
+    client.send_text("{not json").await;
+    assert_eq!(client.next_json().await["error"]["code"], "INVALID_FORMAT");
+
+    let s = scrape(&app).await;
+    assert_eq!(s.get("chatbox_sockets_open", &[]), 2.0);
+    assert_eq!(s.get("chatbox_frames_received_total", &[("type", "user_message")]), 1.0);
+    assert_eq!(s.get("chatbox_frames_received_total", &[("type", "ping")]), 1.0);
+    assert_eq!(s.get("chatbox_frames_received_total", &[("type", "other")]), 1.0);
+    assert_eq!(s.get("chatbox_frames_sent_total", &[("type", "connection_status")]), 2.0);
+    assert_eq!(s.get("chatbox_frames_sent_total", &[("type", "loading")]), 1.0);
+    assert_eq!(s.get("chatbox_frames_sent_total", &[("type", "ai_response")]), chunks as f64);
+    assert!(s.get("chatbox_frames_sent_total", &[("type", "pong")]) <= 1.0);
+    assert_eq!(s.get("chatbox_llm_requests_total", &[("provider", "demo")]), 1.0);
+    assert_eq!(s.get("chatbox_llm_requests_total", &[("provider", "second")]), 0.0);
+    let answer = [("provider", "demo"), ("finish_reason", "stop")];
+    assert_eq!(s.get("chatbox_answer_duration_seconds_count", &answer), 1.0);
+    assert!(s.get("chatbox_answer_duration_seconds_sum", &answer) > 0.0);
+    assert_eq!(s.get("chatbox_llm_time_to_first_token_seconds_count", &[("provider", "demo")]), 1.0);
+    assert_eq!(s.get("chatbox_gateway_latency_seconds_count", &[]), 1.0, "the first chunk, written once");
+    let gateway = s.get("chatbox_gateway_latency_seconds_sum", &[]);
+    assert!((0.0..1.0).contains(&gateway), "the gateway's own latency is small: {gateway}");
+    let done = frames.last().expect("done");
+    let tokens = |kind: &str| {
+        done["metadata"][format!("{kind}_tokens")].as_str().expect("usage").parse::<f64>().expect("n")
+    };
+    assert_eq!(
+        s.get("chatbox_llm_tokens_total", &[("provider", "demo"), ("type", "prompt")]),
+        tokens("prompt")
+    );
+    assert_eq!(
+        s.get("chatbox_llm_tokens_total", &[("provider", "demo"), ("type", "completion")]),
+        tokens("completion")
+    );
+    assert_eq!(s.get("chatbox_sessions_live", &[]), 1.0);
+    let stored = [("operation", "append_message"), ("outcome", "ok")];
+    assert_eq!(
+        s.get("chatbox_storage_operation_duration_seconds_count", &stored),
+        2.0,
+        "question and answer"
+    );
+    assert_eq!(
+        s.get(
+            "chatbox_storage_operation_duration_seconds_count",
+            &[("operation", "create"), ("outcome", "ok")]
+        ),
+        1.0
+    );
+
+    // Closing a socket moves the lifetime histogram and brings the gauge back.
+    assert_eq!(s.get("chatbox_socket_lifetime_seconds_count", &[]), 0.0);
+    other.socket.close(None).await.expect("close");
+    let _ = ws::until_closed(&mut other.socket, ws::deadline_in(WAIT)).await;
+    let s = scrape_until(&app, "the closed socket", |s| {
+        s.get("chatbox_socket_lifetime_seconds_count", &[]) == 1.0
+    })
+    .await;
+    assert_eq!(s.get("chatbox_sockets_open", &[]), 1.0);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_flood_and_a_refused_connection_move_their_limiters() {
+    let app = spawn_app(&[("MAX_CONNECTIONS_PER_USER", "1")]).await;
+    let mut client = app.connect("flooder", "").await;
+    let typing = json!({"type": "typing_indicator", "metadata": {"typing": "true"}}).to_string();
+    for _ in 0..400 {
+        client.send_text(&typing).await;
+    }
+    let (close, frames) = client.until_closed().await;
+    assert_eq!(close.map(|c| c.code), Some(CloseCode::Policy));
+    let refusals = frames.iter().filter(|f| f["error"]["code"] == "TOO_MANY_REQUESTS").count();
+    assert!(refusals >= 2, "{frames:#?}");
+
+    let mut held = app.connect("alice", "").await;
+    let (status, body, _) =
+        app.refused(&app.ws_url(&format!("?token={}", crate::support::token("alice"))), &[]).await;
+    assert_eq!((status, body["code"].as_str()), (429, Some("CONNECTION_LIMIT_EXCEEDED")));
+
+    let s = scrape(&app).await;
+    assert_eq!(
+        s.get("chatbox_rate_limit_rejections_total", &[("limiter", "command_budget")]),
+        refusals as f64
+    );
+    assert_eq!(s.get("chatbox_rate_limit_rejections_total", &[("limiter", "connections")]), 1.0);
+    assert_eq!(s.get("chatbox_rate_limit_rejections_total", &[("limiter", "messages")]), 0.0);
+    assert!(s.get("chatbox_frames_received_total", &[("type", "typing_indicator")]) >= refusals as f64);
+    let told = held.frames_before_pong().await;
+    assert!(
+        told.iter().any(|f| f["type"] == "notification"),
+        "the held socket hears of the refusal: {told:#?}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_slow_consumer_disconnect_is_counted() {
+    let app = spawn_app(&[
+        ("WS_SEND_BUFFER", "16384"),
+        ("RATE_LIMIT", "100000"),
+        ("ANSWER_QUEUE_LIMIT", "100"),
+        ("MAX_CONTENT_CHARS", "100000"),
+    ])
+    .await;
+    let mut writer = app.connect("alice", "").await;
+    writer.ask("start").await;
+    let mut slow = app.connect("alice", &format!("&session_id={}", writer.session_id())).await;
+    let caption = "c".repeat(90_000);
+    for n in 0..110 {
+        let frame = json!({"type": "file_upload", "file_id": format!("f{n}"), "file_url": "https://cdn.example.com/f.png", "content": caption});
+        writer.send(frame).await;
+    }
+    let (close, _) = slow.until_closed().await;
+    assert_eq!(close.map(|c| c.reason.to_string()), Some("Slow consumer".to_owned()));
+    let s = scrape(&app).await;
+    assert_eq!(s.get("chatbox_slow_consumer_disconnects_total", &[]), 1.0);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn provider_failures_and_retries_are_counted_by_provider() {
+    let openai = FakeProvider::start().await;
+    openai.push(Script::error(503, "busy"));
+    openai.push(Wire::OpenAi.answer(&["Second", " try."], 7));
+    let primary = openai.url("/v1");
+    let app = spawn_app(&[
+        ("LLM_PROVIDER_1_ID", "primary"),
+        ("LLM_PROVIDER_1_NAME", "Primary"),
+        ("LLM_PROVIDER_1_TYPE", "openai"),
+        ("LLM_PROVIDER_1_ENDPOINT", &primary),
+        ("LLM_PROVIDER_1_API_KEY", "sk-test-0123456789abcdef"),
+        ("LLM_PROVIDER_1_MODEL", "gpt-test"),
+        ("LLM_PROVIDER_1_DELAY", ""),
+        ("LLM_MAX_RETRIES", "1"),
+    ])
+    .await;
+    let mut client = app.connect("alice", "").await;
+    let frames = client.ask("hi").await;
+    assert_eq!(frames.last().expect("done")["metadata"]["finish_reason"], "stop");
+    let s = scrape(&app).await;
+    assert_eq!(s.get("chatbox_llm_requests_total", &[("provider", "primary")]), 2.0);
+    assert_eq!(s.get("chatbox_llm_errors_total", &[("provider", "primary"), ("kind", "server")]), 1.0);
+    assert_eq!(s.get("chatbox_llm_retries_total", &[("provider", "primary")]), 1.0);
+    // The provider's own counts (prompt 11, completion 7), not estimates.
+    assert_eq!(s.get("chatbox_llm_tokens_total", &[("provider", "primary"), ("type", "prompt")]), 11.0);
+    assert_eq!(s.get("chatbox_llm_tokens_total", &[("provider", "primary"), ("type", "completion")]), 7.0);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn both_paths_serve_the_same_prometheus_text() {
+    let app = spawn_app(&[]).await;
+    let (status, head, body) = get(&app, "/metrics").await;
+    assert_eq!(status, 200);
+    assert!(head.contains("content-type: text/plain; version=0.0.4"), "{head}");
+    let (status, head_prefixed, body_prefixed) = get(&app, "/chat/metrics/prometheus").await;
+    assert_eq!(status, 200);
+    assert!(head_prefixed.contains("content-type: text/plain; version=0.0.4"), "{head_prefixed}");
+    // Scraping is itself an HTTP request, so only that family may differ between two.
+    let (root, prefixed) = (Scrape::parse(&body), Scrape::parse(&body_prefixed));
+    let family = "chatbox_http_request_duration_seconds";
+    assert_eq!(root.without(family), prefixed.without(family));
+    let families = |s: &Scrape| s.types.keys().filter(|n| *n != family).cloned().collect::<Vec<_>>();
+    assert_eq!(families(&root), families(&prefixed));
+    // The first scrape is in the second: recorded before its response was sent.
+    let scrapes = [("route", "/metrics"), ("method", "GET"), ("status", "200")];
+    assert_eq!(root.get("chatbox_http_request_duration_seconds_count", &scrapes), 0.0);
+    assert_eq!(prefixed.get("chatbox_http_request_duration_seconds_count", &scrapes), 1.0);
+    assert!(root.types.keys().all(|name| name.starts_with("chatbox_")), "{:?}", root.types);
+    assert!(!body.contains("target_info") && !body.contains("otel_scope"));
+    assert_eq!(get(&app, "/chat/metrics").await.0, 404, "only the two documented paths");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_outside_the_allowed_networks_gets_403() {
+    let app = spawn_app(&[("METRICS_ALLOWED_NETWORKS", "10.0.0.0/8")]).await;
+    for path in ["/metrics", "/chat/metrics/prometheus"] {
+        let (status, head, body) = get(&app, path).await;
+        assert_eq!(status, 403, "{path}");
+        assert!(head.contains("content-type: application/json"), "{head}");
+        let body: serde_json::Value = serde_json::from_str(&body).expect("json error");
+        assert_eq!(body["code"], "FORBIDDEN", "{path}");
+        assert!(!body.to_string().contains("chatbox_"), "no metric leaks: {body}");
+    }
+    // Forwarding headers are not believed: the TCP peer is what counts.
+    let (status, _, _) = app.http_raw("GET", "/metrics", &[("X-Forwarded-For", "10.1.2.3")]).await;
+    assert_eq!(status, 403);
+    app.stop().await;
+}
