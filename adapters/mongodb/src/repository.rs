@@ -196,7 +196,7 @@ impl MongoSessionRepository {
     }
 
     /// One update of a session document, under the session's lock (see `locks.rs`).
-    async fn update_session(
+    pub(crate) async fn update_session(
         &self,
         operation: &'static str,
         id: &SessionId,
