@@ -8,7 +8,8 @@
 //! failure. `scripts/ferretdb.sh start` gives a local server.
 //!
 //! The read side (`SessionCatalog`: listings, stats, share grants) has its cases in
-//! `catalog.rs` and `catalog_shares.rs`, run the same way.
+//! `catalog.rs` and `catalog_shares.rs`, run the same way; what only MongoDB's layout
+//! shows (derived fields, old documents, Go sessions, keys) is in `catalog_layout.rs`.
 //!
 //! MongoDB-only behaviour has its own modules: the earlier service's documents and
 //! `chatbox migrate` (`legacy.rs`), the stored layout and indexes (`layout.rs`), no
@@ -19,6 +20,7 @@
 
 mod cases;
 mod catalog;
+mod catalog_layout;
 mod catalog_shares;
 mod conversation_fault;
 mod encryption;
