@@ -137,7 +137,7 @@ async fn go_sessions_are_summarised_but_not_listed_and_their_share_token_is_dead
     let report = migrate_all(&mongo, |_| {}).await.expect("migrate");
     assert_eq!(report.converted, 1, "{report:?}");
     let listed = repo.list_sessions(&SessionQuery::recent(10)).await.expect("list");
-    assert_eq!(listed.sessions, [summary.clone()], "the same summary once converted");
+    assert_eq!(listed.sessions, vec![summary], "the same summary once converted");
     for token in ["share-1", "0000000000000000000000000000000000000000000000000000000000000000"] {
         assert_eq!(repo.find_shared(token, at(0)).await.expect("find"), None, "{token}");
     }
