@@ -20,7 +20,7 @@ fn go_key() -> EncryptionKey {
 }
 
 /// The key ring of the new service: a new current key, the Go key kept to read old data.
-fn keys() -> KeyRing {
+pub fn keys() -> KeyRing {
     KeyRing::new(
         KeyId::parse("k2").expect("id"),
         &EncryptionKey::from_bytes([9; 32]),
@@ -29,7 +29,7 @@ fn keys() -> KeyRing {
     .expect("ring")
 }
 
-fn go_session(id: &str, encrypted: &str) -> Document {
+pub fn go_session(id: &str, encrypted: &str) -> Document {
     let at = |ms: i64| DateTime::from_millis(1_690_000_000_000 + ms);
     doc! {
         "_id": id, "uid": "user-7", "nm": "Question about", "modelId": "gpt-4",

@@ -7,6 +7,10 @@
 //! saying why, unless `CHATBOX_REQUIRE_MONGO=1` (set in CI), which turns that into a
 //! failure. `scripts/ferretdb.sh start` gives a local server.
 //!
+//! The read side (`SessionCatalog`: listings, stats, share grants) has its cases in
+//! `catalog.rs` and `catalog_shares.rs`, run the same way; what only MongoDB's layout
+//! shows (derived fields, old documents, Go sessions, keys) is in `catalog_layout.rs`.
+//!
 //! MongoDB-only behaviour has its own modules: the earlier service's documents and
 //! `chatbox migrate` (`legacy.rs`), the stored layout and indexes (`layout.rs`), no
 //! plaintext in the database files (`encryption.rs`), an outage in the middle of appends
@@ -15,6 +19,9 @@
 //! FerretDB through the script, with a data directory of their own.
 
 mod cases;
+mod catalog;
+mod catalog_layout;
+mod catalog_shares;
 mod conversation_fault;
 mod encryption;
 mod fault;
@@ -66,4 +73,45 @@ contract!(
     handoff_states_round_trip,
     sessions_written_concurrently_stay_separate,
     appends_racing_field_writes_lose_nothing,
+);
+
+/// Instantiates every catalog case once per adapter; the cases get both ports of a store.
+macro_rules! catalog_contract {
+    ($($module:ident :: $case:ident),* $(,)?) => {
+        mod catalog_memory {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    crate::$module::$case(crate::support::memory_store()).await;
+                }
+            )*
+        }
+
+        mod catalog_mongodb {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let Some(store) = crate::support::mongo(stringify!($case)).await else {
+                        return;
+                    };
+                    crate::$module::$case(store.store()).await;
+                    store.drop_database().await;
+                }
+            )*
+        }
+    };
+}
+
+catalog_contract!(
+    catalog::summaries_show_what_was_stored,
+    catalog::every_filter_selects_its_sessions,
+    catalog::every_sort_orders_both_ways_with_ties_by_id,
+    catalog::pages_concatenate_to_the_whole_listing,
+    catalog::totals_ignore_limit_and_offset,
+    catalog::handoff_flags_stay_after_release,
+    catalog::durations_run_to_the_last_activity_or_the_end,
+    catalog::an_end_racing_appends_freezes_the_duration,
+    catalog_shares::stats_add_up_the_sessions_created_in_a_range,
+    catalog_shares::share_grants_are_set_replaced_revoked_and_expire,
+    catalog_shares::share_writes_racing_appends_lose_nothing,
 );

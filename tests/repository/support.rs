@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use chatbox_application::ports::SessionRepository;
+use chatbox_application::ports::{SessionCatalog, SessionRepository};
 use chatbox_domain::{
     MessageEffects, MessageId, ModelId, Sender, Seq, Session, SessionId, StoredMessage, Timestamp, UserId,
 };
@@ -71,6 +71,15 @@ pub async fn append_texts(repo: &dyn SessionRepository, id: &str, count: u64) {
 }
 
 pub fn memory() -> Arc<dyn SessionRepository> {
+    Arc::new(MemorySessionRepository::new(1000))
+}
+
+/// Both ports of one store, as the catalog cases use them.
+pub trait Store: SessionRepository + SessionCatalog {}
+
+impl<T: SessionRepository + SessionCatalog> Store for T {}
+
+pub fn memory_store() -> Arc<dyn Store> {
     Arc::new(MemorySessionRepository::new(1000))
 }
 
@@ -166,6 +175,10 @@ pub struct MongoStore {
 
 impl MongoStore {
     pub fn repository(&self) -> Arc<dyn SessionRepository> {
+        self.repository.clone()
+    }
+
+    pub fn store(&self) -> Arc<dyn Store> {
         self.repository.clone()
     }
 

@@ -36,7 +36,7 @@ use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use mongodb::bson::{Document, doc};
+use mongodb::bson::{Bson, Document, doc};
 use mongodb::options::ClientOptions;
 use mongodb::{Client, Collection, Database};
 
@@ -178,6 +178,23 @@ impl MongoSessionRepository {
             );
         }
         self.legacy_present.store(found.is_some(), Ordering::Relaxed);
+        // Sessions written before the catalog's derived fields existed: listed and
+        // counted correctly, but sorted as the shortest by duration until filled in. A
+        // missing field equals null, which the `duration_id` index finds.
+        let underived = retrying(&self.retry, "detect_underived", || {
+            self.sessions
+                .find_one(doc! { field::SCHEMA: documents::SCHEMA_VERSION, field::DURATION_MS: Bson::Null })
+                .projection(doc! { field::ID: 1 })
+                .into_future()
+        })
+        .await
+        .map_err(|e| error::storage_error("detect_underived", &e))?;
+        if underived.is_some() {
+            tracing::warn!(
+                "sessions without a stored duration found (written by an earlier version): they sort as the \
+                 shortest in a duration listing until `chatbox migrate` fills it in"
+            );
+        }
         Ok(())
     }
 

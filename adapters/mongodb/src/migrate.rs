@@ -13,6 +13,12 @@
 //! So the migration is idempotent and resumable: running it again converts what is left
 //! and changes nothing else. A session that cannot be read (a field of the wrong type, a
 //! ciphertext no configured key opens) is reported and left as it is; the others go on.
+//!
+//! It then fills in the derived fields (`duration_ms`, the response-time aggregates, see
+//! `documents/derived.rs`) of current-layout sessions written before those existed, each
+//! computed from the document and written filtered on the fields it derives from still
+//! being what was read (`last_seq`, `status`, `last_activity`), so a session written
+//! meanwhile is read again.
 
 use std::future::IntoFuture;
 
@@ -23,7 +29,9 @@ use mongodb::bson::{Bson, Document, doc};
 use mongodb::error::ErrorKind;
 
 use crate::MongoSessionRepository;
-use crate::documents::{field, message_document, session_document};
+use crate::documents::{
+    DocumentError, ResponseTotals, SCHEMA_VERSION, Timeline, field, message_document, session_document,
+};
 use crate::error::{storage_error, unreadable};
 use crate::legacy;
 use crate::retry::{DUPLICATE_KEY, retrying};
@@ -64,6 +72,9 @@ pub struct MigrationReport {
     pub failed: u64,
     /// The first failures: session id and reason.
     pub failures: Vec<(String, String)>,
+    /// Current-layout sessions whose derived fields (duration, response aggregates) this
+    /// run filled in.
+    pub backfilled: u64,
 }
 
 impl MigrationReport {
@@ -128,7 +139,92 @@ pub async fn migrate_all(
         }
         progress(&report);
     }
+    report.backfilled = backfill_derived(repository).await?;
+    progress(&report);
     Ok(report)
+}
+
+/// Fills in the derived fields of current-layout sessions that lack them; returns how
+/// many it filled.
+///
+/// # Errors
+/// A store failure, or a session that cannot be read or keeps changing.
+pub async fn backfill_derived(repository: &MongoSessionRepository) -> Result<u64, RepositoryError> {
+    let filter = doc! {
+        field::SCHEMA: SCHEMA_VERSION,
+        "$or": [
+            { field::DURATION_MS: { "$exists": false } },
+            { field::RESPONSE_COUNT: { "$exists": false } },
+        ],
+    };
+    let ids: Vec<Document> = retrying(&repository.retry, "list_underived", || async {
+        repository
+            .sessions
+            .find(filter.clone())
+            .projection(doc! { field::ID: 1 })
+            .sort(doc! { field::ID: 1 })
+            .await?
+            .try_collect()
+            .await
+    })
+    .await
+    .map_err(|e| storage_error("list_underived", &e))?;
+    let mut filled = 0_u64;
+    for id in &ids {
+        let Some(id) = id.get_str(field::ID).ok().and_then(|raw| SessionId::parse(raw).ok()) else {
+            continue;
+        };
+        if backfill_session(repository, &id).await? {
+            filled += 1;
+        }
+    }
+    Ok(filled)
+}
+
+/// Fills in one session's derived fields; `false` if it went away meanwhile.
+async fn backfill_session(
+    repository: &MongoSessionRepository,
+    id: &SessionId,
+) -> Result<bool, RepositoryError> {
+    let mut projection = Timeline::projection();
+    projection.extend(doc! { field::LAST_SEQ: 1, field::RESPONSE_TIMES_MS: 1 });
+    for _ in 0..CONVERT_TRIES {
+        let found = retrying(&repository.retry, "load_underived", || {
+            repository
+                .sessions
+                .find_one(doc! { field::ID: id.as_str(), field::SCHEMA: SCHEMA_VERSION })
+                .projection(projection.clone())
+                .into_future()
+        })
+        .await
+        .map_err(|e| storage_error("load_underived", &e))?;
+        let Some(stored) = found else {
+            return Ok(false);
+        };
+        let fields = derived_fields(&stored).map_err(|e| unreadable("session", &e))?;
+        let mut unchanged = doc! { field::ID: id.as_str(), field::SCHEMA: SCHEMA_VERSION };
+        for name in [field::LAST_SEQ, field::STATUS, field::LAST_ACTIVITY] {
+            unchanged.insert(name, stored.get(name).cloned().unwrap_or(Bson::Null));
+        }
+        let result =
+            repository.update_session("backfill_session", id, &unchanged, &doc! { "$set": fields }).await?;
+        if result.matched_count > 0 {
+            return Ok(true);
+        }
+        // Written meanwhile: read it again.
+    }
+    Err(RepositoryError::Other("the session kept changing while its derived fields were filled in".into()))
+}
+
+/// The derived fields of a stored session, from its times and its window.
+fn derived_fields(stored: &Document) -> Result<Document, DocumentError> {
+    let window = match stored.get(field::RESPONSE_TIMES_MS) {
+        Some(Bson::Array(window)) => window.as_slice(),
+        _ => return Err(DocumentError::WrongType(field::RESPONSE_TIMES_MS.into())),
+    };
+    let mut fields = ResponseTotals::of_window(window)?.fields();
+    fields.insert(field::DURATION_MS, Timeline::read(stored)?.duration_ms());
+    Ok(fields)
 }
 
 fn push_failure(report: &mut MigrationReport, id: String, reason: String) {

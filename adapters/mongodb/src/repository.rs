@@ -196,7 +196,7 @@ impl MongoSessionRepository {
     }
 
     /// One update of a session document, under the session's lock (see `locks.rs`).
-    async fn update_session(
+    pub(crate) async fn update_session(
         &self,
         operation: &'static str,
         id: &SessionId,
@@ -332,7 +332,7 @@ impl SessionRepository for MongoSessionRepository {
         message: &StoredMessage,
         effects: &MessageEffects,
     ) -> Result<(), RepositoryError> {
-        let state = self.append_state(id).await?;
+        let mut state = self.append_state(id).await?;
         let seq = message.seq.0;
         if seq <= state.last_seq {
             // Counted already: a retry of this message, or another one at a taken seq.
@@ -354,7 +354,6 @@ impl SessionRepository for MongoSessionRepository {
             }
             Err(e) => return Err(storage_error("insert_message", &e)),
         }
-        let mut state = state;
         for _ in 0..STATUS_TRIES {
             let update = self.append_update(&state, message, effects)?;
             let mut filter = Self::current_layout(id);
