@@ -418,6 +418,19 @@ pub fn document(prefix: &str) -> Value {
             true,
         ),
     );
+    let scrape = || {
+        operation(
+            "metrics",
+            "Prometheus text exposition; only for METRICS_ALLOWED_NETWORKS",
+            vec![],
+            json!({
+                "200": { "description": "Metrics", "content": { "text/plain": { "schema": { "type": "string" } } } },
+                "403": error_response("Outside METRICS_ALLOWED_NETWORKS")
+            }),
+            false,
+        )
+    };
+    add("/metrics/prometheus", "get", scrape());
     let conflict = error_response("Another admin assists it, or it has ended");
     add(
         "/admin/takeover/{session_id}",
@@ -447,6 +460,7 @@ pub fn document(prefix: &str) -> Value {
             true,
         ),
     );
+    paths.insert("/metrics".to_owned(), json!({ "get": scrape() }));
     json!({
         "openapi": "3.1.0",
         "info": { "title": "Chatbox", "version": env!("CARGO_PKG_VERSION"), "description": "WebSocket gateway for LLM chat: HTTP routes." },
@@ -469,7 +483,7 @@ mod tests {
     use std::collections::BTreeSet;
 
     use super::*;
-    use crate::routes::ROUTES;
+    use crate::routes::{ROOT_ROUTES, ROUTES};
 
     #[test]
     fn the_document_lists_exactly_the_routes_the_router_serves() {
@@ -482,8 +496,11 @@ mod tests {
                 methods.as_object().expect("methods").keys().map(move |m| (m.clone(), path.clone()))
             })
             .collect();
-        let served: BTreeSet<(String, String)> =
-            ROUTES.iter().map(|(method, path)| ((*method).to_owned(), format!("/chat{path}"))).collect();
+        let served: BTreeSet<(String, String)> = ROUTES
+            .iter()
+            .map(|(method, path)| ((*method).to_owned(), format!("/chat{path}")))
+            .chain(ROOT_ROUTES.iter().map(|(method, path)| ((*method).to_owned(), (*path).to_owned())))
+            .collect();
         assert_eq!(documented, served);
     }
 

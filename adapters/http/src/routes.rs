@@ -104,7 +104,11 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/admin/metrics"),
     ("post", "/admin/takeover/{session_id}"),
     ("post", "/admin/release/{session_id}"),
+    ("get", "/metrics/prometheus"),
 ];
+
+/// Routes outside the prefix, as `(method, path)`.
+pub const ROOT_ROUTES: &[(&str, &str)] = &[("get", "/metrics")];
 
 type Route = BoxedFilter<(HttpResponse,)>;
 
@@ -122,7 +126,7 @@ pub fn routes(state: Arc<HttpState>) -> Route {
         client.clone().and_then(move |ip| {
             let state = Arc::clone(&state);
             async move {
-                match state.limiters.public(ip, state.chat.clock().monotonic()) {
+                match api::public_request(&state, ip) {
                     Ok(()) => Ok::<_, warp::Rejection>(()),
                     Err(limited) => Err(warp::reject::custom(PublicLimited(limited))),
                 }
@@ -312,24 +316,27 @@ pub fn routes(state: Arc<HttpState>) -> Route {
         .then(|id, state, headers| async move { api::reply(api::admin::release(state, headers, id).await) })
         .boxed();
 
+    // Each route is timed under its template (never the path itself, which holds ids).
     let http_routes = [
-        readyz,
-        openapi,
-        list,
-        read,
-        end,
-        share,
-        revoke,
-        shared,
-        admin_sessions,
-        admin_session,
-        admin_user_sessions,
-        admin_metrics,
-        takeover,
-        release,
+        (readyz, "/readyz"),
+        (openapi, "/openapi.json"),
+        (list, "/sessions"),
+        (read, "/sessions/{session_id}"),
+        (end, "/sessions/{session_id}/end"),
+        (share, "/sessions/{session_id}/share"),
+        (revoke, "/sessions/{session_id}/share"),
+        (shared, "/shared/{share_token}"),
+        (admin_sessions, "/admin/sessions"),
+        (admin_session, "/admin/sessions/{session_id}"),
+        (admin_user_sessions, "/admin/users/{user_id}/sessions"),
+        (admin_metrics, "/admin/metrics"),
+        (takeover, "/admin/takeover/{session_id}"),
+        (release, "/admin/release/{session_id}"),
     ]
     .into_iter()
-    .fold(healthz, |all, route| all.or(route).unify().boxed());
+    .fold(crate::metrics::timed(&state, "/healthz", healthz), |all, (route, template)| {
+        all.or(crate::metrics::timed(&state, template, route)).unify().boxed()
+    });
     // CORS wraps the plain HTTP routes only: warp's filter refuses any request whose
     // Origin is not listed, and WebSocket upgrades have their own Origin rule.
     let http_routes = match cors(&state.config.cors_allowed_origins) {
@@ -338,7 +345,7 @@ pub fn routes(state: Arc<HttpState>) -> Route {
     };
     let headers = state.security_headers.clone();
     let http_routes = crate::metrics::route(&state).or(http_routes).unify().boxed();
-    socket
+    crate::metrics::timed(&state, "/ws", socket)
         .or(http_routes)
         .unify()
         .recover(|rejection: warp::Rejection| async move { Ok::<_, Infallible>(rejected(&rejection)) })

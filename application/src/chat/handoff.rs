@@ -53,6 +53,7 @@ impl ChatService {
             }
             state.touch();
         });
+        self.deps.metrics.takeover();
         info!(session_id = %id, admin_id = %admin, "session taken over by an admin");
         self.announce_handoff(&live, true, admin, admin_name);
         Ok(())
@@ -113,15 +114,24 @@ impl ChatService {
         for notifier in &self.deps.notifiers {
             let notifier = Arc::clone(notifier);
             let alert = Arc::clone(&alert);
+            let metrics = Arc::clone(&self.deps.metrics);
             self.deps.tasks.spawn(async move {
                 let channel = notifier.channel();
-                match tokio::time::timeout(ALERT_TIMEOUT, notifier.notify(&alert)).await {
-                    Ok(Ok(())) => info!(session_id = %alert.session_id, channel, "help alert sent"),
+                let delivered = match tokio::time::timeout(ALERT_TIMEOUT, notifier.notify(&alert)).await {
+                    Ok(Ok(())) => {
+                        info!(session_id = %alert.session_id, channel, "help alert sent");
+                        true
+                    }
                     Ok(Err(error)) => {
                         warn!(session_id = %alert.session_id, channel, %error, "help alert failed");
+                        false
                     }
-                    Err(_) => warn!(session_id = %alert.session_id, channel, "help alert failed: timeout"),
-                }
+                    Err(_) => {
+                        warn!(session_id = %alert.session_id, channel, "help alert failed: timeout");
+                        false
+                    }
+                };
+                metrics.alert(channel, delivered);
             });
         }
     }

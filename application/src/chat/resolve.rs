@@ -131,6 +131,7 @@ impl ChatService {
         let session = Session::new(id, connection.socket.user().clone(), model, self.deps.clock.now());
         self.end_surplus_sessions(&session.owner).await?;
         self.deps.storage(self.deps.repo.create(&session)).await?;
+        self.deps.metrics.session_created();
         info!(session_id = %session.id, user_id = %session.owner, "session created");
         let live = self.activate(session, Vec::new());
         let announced = requested.is_none_or(|id| id == live.id()) && connection.issued == *live.id();

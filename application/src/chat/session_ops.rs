@@ -112,6 +112,7 @@ impl ChatService {
             |now| repo.set_handoff(&id, &handoff, now),
         )
         .await?;
+        self.deps.metrics.help_requested();
         // An admin already assists: nobody needs to be called.
         if live.with_state(|state| state.session.handoff == HandoffState::HelpRequested) {
             self.alert_admins(&live);
@@ -133,6 +134,7 @@ impl ChatService {
         });
         let repo = &self.deps.repo;
         let _turn = live.control().await;
+        let was_active = live.with_state(|state| state.session.is_active());
         self.change_and_announce(
             &live,
             "ended",
@@ -140,7 +142,11 @@ impl ChatService {
             |session, now| session.end(now),
             |now| repo.end(id, now),
         )
-        .await
+        .await?;
+        if was_active {
+            self.deps.metrics.session_ended();
+        }
+        Ok(())
     }
 
     /// Stores one field-level change of the session (`write`), then applies the same

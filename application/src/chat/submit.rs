@@ -13,6 +13,7 @@ use crate::commands::{Attachment, SendMessage};
 use crate::error::ChatError;
 use crate::events::{Frame, ServerEvent};
 use crate::live::{ClientKeySeen, LiveSession};
+use crate::ports::Limiter;
 
 impl ChatService {
     pub(super) async fn send_message(
@@ -85,6 +86,7 @@ impl ChatService {
     pub(super) fn check_rate(&self, user: &UserId) -> Result<(), ChatError> {
         self.deps.limiter.check(user, self.deps.clock.monotonic()).map_err(|retry_after| {
             info!(user_id = %user, retry_after_ms = retry_after.as_millis(), "rate limit exceeded: messages");
+            self.deps.metrics.rate_limited(Limiter::Messages);
             ChatError::RateLimited { retry_after }
         })
     }

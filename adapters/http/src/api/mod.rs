@@ -19,6 +19,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
 use chatbox_application::ChatError;
+use chatbox_application::ports::Limiter;
 use chatbox_domain::{ErrorCode, SessionId};
 use http::HeaderMap;
 use warp::Filter;
@@ -95,7 +96,9 @@ pub(crate) fn session_id(segment: &str) -> Result<SessionId, ApiError> {
 /// The caller of a user route, counted against the per-user limit.
 pub(crate) fn user_caller(state: &HttpState, headers: &HeaderMap) -> Result<AuthenticatedUser, ApiError> {
     let user = authenticate_http(state, headers)?;
-    state.limiters.user(&user.id, state.chat.clock().monotonic())?;
+    state.limiters.user(&user.id, state.chat.clock().monotonic()).inspect_err(|_| {
+        state.metrics.recorder.rate_limited(Limiter::UserHttp);
+    })?;
     Ok(user)
 }
 
@@ -106,7 +109,9 @@ pub(crate) fn admin_caller(state: &HttpState, headers: &HeaderMap) -> Result<Aut
     if !user.is_admin() {
         return Err(ApiError::NotAdmin);
     }
-    state.limiters.admin(&user.id, state.chat.clock().monotonic())?;
+    state.limiters.admin(&user.id, state.chat.clock().monotonic()).inspect_err(|_| {
+        state.metrics.recorder.rate_limited(Limiter::AdminHttp);
+    })?;
     Ok(user)
 }
 
@@ -127,6 +132,13 @@ pub(crate) fn reply(result: ApiResult) -> HttpResponse {
 
 /// The query string's pairs (see `routes::query_pairs`).
 pub(crate) type Query = HashMap<String, String>;
+
+/// Counts one request on a public route from `client`.
+pub(crate) fn public_request(state: &HttpState, client: IpAddr) -> Result<(), Limited> {
+    state.limiters.public(client, state.chat.clock().monotonic()).inspect_err(|_| {
+        state.metrics.recorder.rate_limited(Limiter::PublicHttp);
+    })
+}
 
 /// Everything the session routes need, shared.
 pub(crate) type State = Arc<HttpState>;

@@ -74,7 +74,7 @@ pub(crate) async fn revoke(state: State, headers: HeaderMap, id: String) -> ApiR
 
 /// `GET P/shared/{token}`: no authentication, limited per client address.
 pub(crate) async fn shared(state: State, client: IpAddr, token: String, query: Query) -> ApiResult {
-    state.limiters.public(client, state.chat.clock().monotonic())?;
+    super::public_request(&state, client)?;
     let (after, limit) = params::message_page(&query)?;
     // Tokens are alphanumeric; anything else cannot be one, and is not worth a lookup.
     if token.is_empty() || token.len() > 128 || !token.bytes().all(|b| b.is_ascii_alphanumeric()) {
