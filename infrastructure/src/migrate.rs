@@ -64,7 +64,7 @@ pub fn main() -> ExitCode {
 
 fn counts(report: &MigrationReport) -> String {
     format!(
-        "{} converted ({} messages), {} skipped, {} failed",
-        report.converted, report.messages, report.skipped, report.failed
+        "{} converted ({} messages), {} skipped, {} failed, {} current sessions backfilled",
+        report.converted, report.messages, report.skipped, report.failed, report.backfilled
     )
 }

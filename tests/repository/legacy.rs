@@ -183,7 +183,7 @@ async fn the_migrate_command_converts_then_finds_nothing_left() {
     .expect("task");
     assert!(ok, "{output}");
     assert!(
-        output.contains("done: 3 sessions found, 3 converted (9 messages), 0 skipped, 0 failed"),
+        output.contains("done: 3 sessions found, 3 converted (9 messages), 0 skipped, 0 failed, 0 current sessions backfilled"),
         "final count: {output}"
     );
     let (ok, output) = tokio::task::spawn_blocking(move || run_migrate(&uri, &database)).await.expect("task");
