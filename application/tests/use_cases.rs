@@ -18,8 +18,8 @@ use chatbox_application::chat::{ChatPorts, Connection};
 use chatbox_application::commands::{ClientCommand, SendMessage};
 use chatbox_application::events::{AnswerStyle, Frame, ServerEvent};
 use chatbox_application::ports::{
-    AnswerStream, ChatRequest, Clock, IdGenerator, LlmProvider, ProviderError, Randomness, Role,
-    HelpAlert, Notifier, NotifyError, SessionCatalog, SessionRepository, StreamEvent,
+    AnswerStream, ChatRequest, Clock, HelpAlert, IdGenerator, LlmProvider, Notifier, NotifyError,
+    ProviderError, Randomness, Role, SessionCatalog, SessionRepository, StreamEvent,
 };
 use chatbox_application::settings::{ModelInfo, RetryPolicy};
 use chatbox_application::socket::{CloseReason, OutboundQueue, SocketBudget, SocketHandle};
@@ -1205,7 +1205,10 @@ async fn help_alerts_go_to_every_channel_and_are_limited_per_session() {
     assert_eq!(sent.len(), 5, "the failing email channel never keeps the SMS from going out");
     assert_eq!(sent[0].session_id, session);
     assert_eq!(sent[0].user_id.as_str(), "u1");
-    assert_eq!(sent[0].link.as_deref(), Some(format!("https://panel.example/admin?session_id={session}").as_str()));
+    assert_eq!(
+        sent[0].link.as_deref(),
+        Some(format!("https://panel.example/admin?session_id={session}").as_str())
+    );
 
     tokio::time::sleep(Duration::from_secs(300)).await;
     h.service.handle(&mut client.connection, ask()).await.expect("help");

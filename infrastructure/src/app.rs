@@ -136,6 +136,7 @@ impl Application {
         let tasks = TaskTracker::new();
         // One store serves both ports: the chat path's writes (timed by the metrics) and
         // the API's reads.
+        let metrics = crate::metrics::ServiceMetrics::new(&settings)?;
         let (repository, catalog): (Arc<dyn SessionRepository>, Arc<dyn SessionCatalog>) =
             match settings.storage_backend {
                 StorageBackend::Memory => {
@@ -143,11 +144,10 @@ impl Application {
                     (Arc::clone(&store) as Arc<dyn SessionRepository>, store)
                 }
                 StorageBackend::MongoDb => {
-                    let store = Arc::new(mongo_repository(&settings).await?);
+                    let store = Arc::new(mongo_repository(&settings).await?.with_metrics(metrics.recorder()));
                     (Arc::clone(&store) as Arc<dyn SessionRepository>, store)
                 }
             };
-        let metrics = crate::metrics::ServiceMetrics::new(&settings)?;
         let repository = metrics.timed(repository);
         let mut providers: HashMap<ModelId, Arc<dyn LlmProvider>> = HashMap::new();
         let mut models = Vec::with_capacity(settings.providers.len());

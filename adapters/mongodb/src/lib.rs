@@ -86,7 +86,7 @@ pub struct MongoSessionRepository {
     sessions: Collection<Document>,
     messages: Collection<Document>,
     codec: Codec,
-    retry: RetryPolicy,
+    retry: retry::Retry,
     /// Serialises this process's updates of one session document (see `locks.rs`).
     locks: locks::SessionLocks,
     /// Whether documents of the earlier layout may exist: only then do reads of messages
@@ -147,10 +147,18 @@ impl MongoSessionRepository {
             messages: database.collection(&format!("{}_messages", config.collection)),
             database,
             codec: Codec::new(config.keys.clone()),
-            retry: config.retry,
+            retry: retry::Retry::uncounted(config.retry),
             locks: locks::SessionLocks::default(),
             legacy_present: AtomicBool::new(false),
         }
+    }
+
+    /// The same repository, counting each storage retry in `metrics`
+    /// (`storage_retry`, by operation).
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: std::sync::Arc<dyn chatbox_application::ports::Metrics>) -> Self {
+        self.retry.metrics = metrics;
+        self
     }
 
     /// Creates the indexes the writes and the listings need (idempotent; done by

@@ -19,6 +19,9 @@
 use std::future::Future;
 use std::time::Duration;
 
+use std::sync::Arc;
+
+use chatbox_application::ports::{Metrics, NoMetrics};
 use mongodb::error::{Error, ErrorKind, WriteFailure};
 use tracing::warn;
 
@@ -191,10 +194,54 @@ pub(crate) fn is_duplicate_key(error: &Error) -> bool {
     }
 }
 
+/// What a retry loop needs: the policy, and where each retry is counted.
+pub(crate) trait RetryContext {
+    /// The policy.
+    fn policy(&self) -> &RetryPolicy;
+    /// Called once per retry of `operation`.
+    fn retried(&self, _operation: &'static str) {}
+}
+
+impl RetryContext for RetryPolicy {
+    fn policy(&self) -> &RetryPolicy {
+        self
+    }
+}
+
+/// A policy and the metrics its retries are counted in (`storage_retry`).
+#[derive(Clone)]
+pub(crate) struct Retry {
+    pub(crate) policy: RetryPolicy,
+    pub(crate) metrics: Arc<dyn Metrics>,
+}
+
+impl Retry {
+    /// `policy`, counted nowhere.
+    pub(crate) fn uncounted(policy: RetryPolicy) -> Self {
+        Self { policy, metrics: Arc::new(NoMetrics) }
+    }
+}
+
+impl std::fmt::Debug for Retry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.policy.fmt(f)
+    }
+}
+
+impl RetryContext for Retry {
+    fn policy(&self) -> &RetryPolicy {
+        &self.policy
+    }
+
+    fn retried(&self, operation: &'static str) {
+        self.metrics.storage_retry(operation);
+    }
+}
+
 /// Runs `call` until it succeeds, fails with a non-transient error, or `policy.attempts`
 /// attempts have been made, waiting [`RetryPolicy::backoff`] between attempts.
 pub(crate) async fn retrying<T, F, Fut>(
-    policy: &RetryPolicy,
+    context: &impl RetryContext,
     operation: &'static str,
     mut call: F,
 ) -> Result<T, Error>
@@ -202,6 +249,7 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, Error>>,
 {
+    let policy = context.policy();
     let attempts = policy.attempts.max(1);
     let mut attempt = 1;
     loop {
@@ -224,6 +272,7 @@ where
                     "mongodb {operation} failed ({failure}); retry {} of {attempts} in {wait_ms}ms",
                     attempt + 1,
                 );
+                context.retried(operation);
                 tokio::time::sleep(wait).await;
                 attempt += 1;
             }
