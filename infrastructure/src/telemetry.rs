@@ -36,7 +36,11 @@ pub fn init(level: &str, format: LogFormat) {
     let builder =
         tracing_subscriber::fmt().with_env_filter(filter(level)).with_target(false).with_ansi(colours);
     let _ = match format {
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).try_init(),
+        // `spans` lists the enclosing spans with their fields (socket: user and socket
+        // ids; session: the session id), so lines need not repeat them.
+        LogFormat::Json => {
+            builder.json().flatten_event(true).with_current_span(false).with_span_list(true).try_init()
+        }
         LogFormat::Pretty => builder.compact().try_init(),
     };
 }

@@ -391,3 +391,54 @@ async fn the_cleanup_tasks_log_each_run() {
     let (status, _) = run.exit(Duration::from_secs(10)).await;
     assert!(status.success());
 }
+
+/// The JSON line (parsed) of the first line in `lines` containing `needle`.
+fn line_with<'a>(lines: &'a [String], needle: &str) -> serde_json::Value {
+    let line = lines.iter().find(|l| l.contains(needle)).unwrap_or_else(|| panic!("{needle}: {lines:#?}"));
+    serde_json::from_str(line).expect("a JSON line")
+}
+
+#[tokio::test]
+async fn the_log_lines_operators_search_for_exist_with_counts_and_span_ids() {
+    let mut run = Running::spawn(&mut server_binary(&[
+        ("RATE_LIMIT", "1"),
+        ("RATE_WINDOW", "1h"),
+        ("SESSION_TTL", "300ms"),
+        ("SESSION_CLEANUP_INTERVAL", "100ms"),
+        ("RATE_LIMIT_CLEANUP_INTERVAL", "100ms"),
+        ("RECONNECT_TIMEOUT", "300ms"),
+    ]));
+    let lines = run.until("Server listening on").await;
+    let port = listening_port(&lines);
+    let mut socket = ask_over(port, &token("alice"), 1).await;
+    ws::frames_until(&mut socket, ws::deadline_in(ws::WAIT), ws::is_done).await;
+    let again = json!({"type": "user_message", "content": "again"}).to_string();
+    futures::SinkExt::send(&mut socket, Message::Text(again.into())).await.expect("send");
+    let refused = ws::next_json(&mut socket, ws::deadline_in(ws::WAIT)).await;
+    assert_eq!(refused["error"]["code"], "TOO_MANY_REQUESTS");
+
+    let mut lines = run.until("rate limit exceeded: messages").await;
+    drop(socket);
+    // Once the socket is gone and the session idle past its TTL, a cleanup run counts it.
+    lines.extend(run.until("Cleaned up expired sessions count=1").await);
+    lines.extend(run.until("Rate limiter cleanup completed before=").await);
+
+    let limited = line_with(&lines, "rate limit exceeded: messages");
+    assert_eq!(limited["level"], "INFO");
+    let created = line_with(&lines, "session created");
+    let spans = created["spans"].as_array().expect("the line lists its spans");
+    let socket_span = spans.iter().find(|s| s["name"] == "socket").expect("inside the socket's span");
+    assert_eq!(socket_span["user_id"], "alice");
+    assert!(socket_span["socket_id"].as_str().is_some_and(|id| !id.is_empty()), "{created}");
+    let answered = line_with(&lines, "socket connected");
+    assert_eq!(answered["spans"][0]["user_id"], "alice", "{answered}");
+    let cleanup = line_with(&lines, "Rate limiter cleanup completed");
+    let message = cleanup["message"].as_str().expect("message");
+    assert!(
+        message.contains("before=") && message.contains(" after=") && message.contains(" removed="),
+        "{message}"
+    );
+    run.sigterm();
+    let (status, _) = run.exit(Duration::from_secs(10)).await;
+    assert!(status.success());
+}

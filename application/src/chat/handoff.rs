@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use chatbox_domain::handoff::HandoffError;
 use chatbox_domain::{HandoffState, SessionId, UserId};
-use tracing::{info, warn};
+use tracing::{info, instrument, warn};
 
 use super::ChatService;
 use crate::error::ChatError;
@@ -31,6 +31,7 @@ impl ChatService {
     /// # Errors
     /// [`ChatError::NotFound`]; [`ChatError::SessionEnded`]; [`ChatError::AssistedByAnother`]
     /// when another admin assists it; storage failures.
+    #[instrument(name = "take_over", skip_all, fields(session_id = %id, admin_id = %admin))]
     pub async fn take_over(&self, admin: &UserId, admin_name: &str, id: &SessionId) -> Result<(), ChatError> {
         let live = self.live_if(id, |_| true).await?.ok_or(ChatError::NotFound)?;
         let _turn = live.control().await;
@@ -54,7 +55,7 @@ impl ChatService {
             state.touch();
         });
         self.deps.metrics.takeover();
-        info!(session_id = %id, admin_id = %admin, "session taken over by an admin");
+        info!("session taken over by an admin");
         self.announce_handoff(&live, true, admin, admin_name);
         Ok(())
     }
@@ -64,6 +65,7 @@ impl ChatService {
     /// # Errors
     /// [`ChatError::NotFound`]; [`ChatError::NotAssisting`] unless `admin` assists it;
     /// storage failures.
+    #[instrument(name = "release", skip_all, fields(session_id = %id, admin_id = %admin))]
     pub async fn release(&self, admin: &UserId, id: &SessionId) -> Result<(), ChatError> {
         let live = self.live_if(id, |_| true).await?.ok_or(ChatError::NotFound)?;
         let _turn = live.control().await;
@@ -78,7 +80,7 @@ impl ChatService {
             state.session.handoff = next;
             state.touch();
         });
-        info!(session_id = %id, admin_id = %admin, "session released by its admin");
+        info!("session released by its admin");
         self.announce_handoff(&live, false, admin, &admin_name);
         Ok(())
     }

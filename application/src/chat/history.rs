@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 
 use chatbox_domain::{Seq, Session, SessionId, StoredMessage, Timestamp, UserId};
 use sha2::{Digest, Sha256};
-use tracing::info;
+use tracing::{info, instrument};
 
 use super::ChatService;
 use crate::error::ChatError;
@@ -100,6 +100,7 @@ impl ChatService {
     ///
     /// # Errors
     /// [`ChatError::NotFound`]; storage failures.
+    #[instrument(name = "share", skip_all, fields(session_id = %id, user_id = %user))]
     pub async fn share(&self, user: &UserId, id: &SessionId) -> Result<(String, Timestamp), ChatError> {
         self.own_session(user, id).await?;
         let token: String = [self.deps.ids.new_id(), self.deps.ids.new_id()]
@@ -118,7 +119,7 @@ impl ChatService {
             .ok_or(ChatError::Internal)?;
         let grant = ShareGrant { token_digest: share_digest(&token), expires_at };
         self.deps.storage(self.deps.catalog.set_share(id, Some(&grant))).await?;
-        info!(session_id = %id, "session shared");
+        info!("session shared");
         Ok((token, expires_at))
     }
 
@@ -126,10 +127,11 @@ impl ChatService {
     ///
     /// # Errors
     /// [`ChatError::NotFound`]; storage failures.
+    #[instrument(name = "revoke_share", skip_all, fields(session_id = %id, user_id = %user))]
     pub async fn revoke_share(&self, user: &UserId, id: &SessionId) -> Result<(), ChatError> {
         self.own_session(user, id).await?;
         self.deps.storage(self.deps.catalog.set_share(id, None)).await?;
-        info!(session_id = %id, "session share revoked");
+        info!("session share revoked");
         Ok(())
     }
 

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use chatbox_domain::{ModelId, Session, SessionId, UserId};
-use tracing::info;
+use tracing::{Instrument, info};
 
 use super::{ChatService, Connection, EVICTION_RETRIES};
 use crate::answer::{self};
@@ -72,7 +72,11 @@ impl ChatService {
         let capacity = self.deps.settings.answer_queue_limit + 2;
         let (live, receiver) = self.deps.live.activate(session, client_keys, capacity);
         if let Some(receiver) = receiver {
-            self.deps.tasks.spawn(answer::run(Arc::clone(&live), receiver, Arc::clone(&self.deps)));
+            // The actor's lines carry the session id; it outlives any one socket.
+            let span = tracing::info_span!(parent: None, "session", session_id = %live.id());
+            self.deps
+                .tasks
+                .spawn(answer::run(Arc::clone(&live), receiver, Arc::clone(&self.deps)).instrument(span));
         }
         live
     }

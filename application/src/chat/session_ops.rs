@@ -125,6 +125,7 @@ impl ChatService {
     ///
     /// # Errors
     /// [`ChatError::NotFound`] when the session is not the user's; storage failures.
+    #[tracing::instrument(name = "end_session", skip_all, fields(session_id = %id, user_id = %user))]
     pub async fn end_session(&self, user: &UserId, id: &SessionId) -> Result<(), ChatError> {
         let live = self.owned_live(user, id).await?.ok_or(ChatError::NotFound)?;
         live.with_state(|state| {

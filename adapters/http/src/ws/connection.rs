@@ -77,7 +77,8 @@ pub(super) async fn serve(
     let (handle, queue) = SocketHandle::new(user.id.clone(), budget);
     let started = std::time::Instant::now();
     state.metrics.recorder.socket_opened();
-    info!(user_id = %user.id, socket_id = %handle.id(), "socket connected");
+    tracing::Span::current().record("socket_id", tracing::field::display(handle.id()));
+    info!("socket connected");
     let (sink, mut stream) = socket.split();
     let reader_done = CancellationToken::new();
     let writer_done = CancellationToken::new();
@@ -95,7 +96,7 @@ pub(super) async fn serve(
                 end
             }
             Err(error) => {
-                warn!(user_id = %user.id, %error, "connecting the socket failed");
+                warn!(%error, "connecting the socket failed");
                 handle.send(state.chat.error_frame(&error, None));
                 ReadEnd::Internal
             }
@@ -134,8 +135,6 @@ pub(super) async fn serve(
     drop(permit);
     state.metrics.recorder.socket_closed(started.elapsed());
     info!(
-        user_id = %user.id,
-        socket_id = %handle.id(),
         seconds = started.elapsed().as_secs(),
         ?read_end,
         close_code = close.map(|c| u16::from(c.code)),

@@ -19,7 +19,7 @@ use hyper_util::rt::TokioIo;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
-use tracing::debug;
+use tracing::{Instrument, debug, info_span};
 
 use crate::HttpState;
 use crate::auth::{AuthError, AuthenticatedUser};
@@ -91,26 +91,32 @@ pub(crate) fn upgrade(
     };
 
     let task_state = Arc::clone(state);
-    state.tasks.spawn(async move {
-        // The permit lives as long as this task: a failed upgrade drops it at once.
-        match on_upgrade.await {
-            Ok(upgraded) => {
-                let config = WebSocketConfig::default()
-                    .read_buffer_size(READ_BUFFER_BYTES)
-                    .write_buffer_size(0)
-                    .max_write_buffer_size(
-                        task_state.config.max_message_size.saturating_mul(2).max(64 * 1024),
-                    )
-                    .max_message_size(Some(task_state.config.max_message_size))
-                    .max_frame_size(Some(task_state.config.max_message_size));
-                let socket =
-                    WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config))
-                        .await;
-                serve(task_state, socket, user, requested, last_seq, permit).await;
+    // Every line this socket's task logs carries its user and socket ids (the socket id
+    // is recorded once the socket exists).
+    let span = info_span!("socket", user_id = %user.id, socket_id = tracing::field::Empty);
+    state.tasks.spawn(
+        async move {
+            // The permit lives as long as this task: a failed upgrade drops it at once.
+            match on_upgrade.await {
+                Ok(upgraded) => {
+                    let config = WebSocketConfig::default()
+                        .read_buffer_size(READ_BUFFER_BYTES)
+                        .write_buffer_size(0)
+                        .max_write_buffer_size(
+                            task_state.config.max_message_size.saturating_mul(2).max(64 * 1024),
+                        )
+                        .max_message_size(Some(task_state.config.max_message_size))
+                        .max_frame_size(Some(task_state.config.max_message_size));
+                    let socket =
+                        WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config))
+                            .await;
+                    serve(task_state, socket, user, requested, last_seq, permit).await;
+                }
+                Err(error) => debug!(%error, "websocket upgrade failed"),
             }
-            Err(error) => debug!(%error, "websocket upgrade failed"),
         }
-    });
+        .instrument(span),
+    );
 
     let mut response = HttpResponse::default();
     *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
