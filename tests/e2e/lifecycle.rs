@@ -393,7 +393,7 @@ async fn the_cleanup_tasks_log_each_run() {
 }
 
 /// The JSON line (parsed) of the first line in `lines` containing `needle`.
-fn line_with<'a>(lines: &'a [String], needle: &str) -> serde_json::Value {
+fn line_with(lines: &[String], needle: &str) -> serde_json::Value {
     let line = lines.iter().find(|l| l.contains(needle)).unwrap_or_else(|| panic!("{needle}: {lines:#?}"));
     serde_json::from_str(line).expect("a JSON line")
 }
