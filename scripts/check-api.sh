@@ -21,6 +21,7 @@ EXAMPLES="${CHATBOX_API_EXAMPLES:-60}"
 WORK="$(mktemp -d)"
 
 server_pid=""
+# shellcheck disable=SC2329 # invoked by the EXIT trap
 cleanup() {
   if [[ -n "$server_pid" ]]; then
     kill -TERM "$server_pid" 2>/dev/null || true
