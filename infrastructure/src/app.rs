@@ -265,7 +265,8 @@ impl Application {
         }
         server_done.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(1), server).await;
-        info!("Shutdown complete");
+        // The last line: how many tracked tasks (sockets, actors, loops) were left behind.
+        info!(tasks_running = tasks.len(), "Shutdown complete");
         Ok(())
     }
 }
