@@ -32,6 +32,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::config::{ProviderKind, ProviderSettings, Settings, StorageBackend};
+use crate::memory_report::MemoryProbe;
 
 /// The longest one storage call may take before it counts as failed.
 const STORAGE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -122,6 +123,8 @@ pub struct Application {
     chat: ChatService,
     http: Arc<HttpState>,
     tasks: TaskTracker,
+    /// The memory backend, when it is the one in use (for [`Self::memory_probe`]).
+    memory_store: Option<Arc<MemorySessionRepository>>,
 }
 
 impl Application {
@@ -131,11 +134,11 @@ impl Application {
     /// When the address cannot be bound.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let tasks = TaskTracker::new();
-        let repository: Arc<dyn SessionRepository> = match settings.storage_backend {
-            StorageBackend::Memory => {
-                Arc::new(MemorySessionRepository::new(settings.memory_store_max_sessions))
-            }
-            StorageBackend::MongoDb => Arc::new(mongo_repository(&settings).await?),
+        let memory_store = (settings.storage_backend == StorageBackend::Memory)
+            .then(|| Arc::new(MemorySessionRepository::new(settings.memory_store_max_sessions)));
+        let repository: Arc<dyn SessionRepository> = match &memory_store {
+            Some(store) => Arc::clone(store) as Arc<dyn SessionRepository>,
+            None => Arc::new(mongo_repository(&settings).await?),
         };
         let mut providers: HashMap<ModelId, Arc<dyn LlmProvider>> = HashMap::new();
         let mut models = Vec::with_capacity(settings.providers.len());
@@ -213,7 +216,7 @@ impl Application {
         let listener = listen(settings.bind_address())
             .with_context(|| format!("cannot listen on {}", settings.bind_address()))?;
         let address = listener.local_addr()?;
-        Ok(Self { settings, listener, address, chat, http, tasks })
+        Ok(Self { settings, listener, address, chat, http, tasks, memory_store })
     }
 
     /// The bound address (with the real port when `SERVER_PORT=0`).
@@ -222,13 +225,24 @@ impl Application {
         self.address
     }
 
+    /// Reads the sizes of the in-memory state, now and after serving started.
+    #[must_use]
+    pub fn memory_probe(&self) -> MemoryProbe {
+        MemoryProbe {
+            chat: self.chat.clone(),
+            gate: Arc::clone(&self.http.gate),
+            tasks: self.tasks.clone(),
+            memory_store: self.memory_store.clone(),
+        }
+    }
+
     /// Serves until `shutdown` completes, then drains and stops within
     /// `SHUTDOWN_TIMEOUT`.
     ///
     /// # Errors
     /// Never at present; the signature leaves room for start-up failures.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
-        let Self { settings, listener, address, chat, http, tasks } = self;
+        let Self { settings, listener, address, chat, http, tasks, .. } = self;
         let stop_background = CancellationToken::new();
         spawn_session_cleanup(&tasks, &chat, &settings, stop_background.clone());
         spawn_rate_limiter_cleanup(&tasks, &chat, &settings, stop_background.clone());

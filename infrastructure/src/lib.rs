@@ -10,6 +10,7 @@
 pub mod app;
 pub mod config;
 pub mod healthcheck;
+pub mod memory_report;
 pub mod startup;
 pub mod telemetry;
 
