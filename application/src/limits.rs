@@ -157,6 +157,12 @@ impl ConnectionGate {
         self.total.load(Ordering::Acquire)
     }
 
+    /// Users holding at least one socket now (the size of the per-user map).
+    #[must_use]
+    pub fn users(&self) -> usize {
+        self.per_user.len()
+    }
+
     /// Sockets `user` holds now.
     #[must_use]
     pub fn held_by(&self, user: &UserId) -> usize {

@@ -35,6 +35,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::config::{ProviderKind, ProviderSettings, Settings, StorageBackend};
+use crate::memory_report::MemoryProbe;
 
 /// The longest one storage call may take before it counts as failed.
 const STORAGE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -125,6 +126,8 @@ pub struct Application {
     chat: ChatService,
     http: Arc<HttpState>,
     tasks: TaskTracker,
+    /// The memory backend, when it is the one in use (for [`Self::memory_probe`]).
+    memory_store: Option<Arc<MemorySessionRepository>>,
 }
 
 impl Application {
@@ -135,19 +138,21 @@ impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let tasks = TaskTracker::new();
         // One store serves both ports: the chat path's writes (timed by the metrics) and
-        // the API's reads.
+        // the API's reads. The memory store is also kept for the memory probe.
         let metrics = crate::metrics::ServiceMetrics::new(&settings)?;
-        let (repository, catalog): (Arc<dyn SessionRepository>, Arc<dyn SessionCatalog>) =
-            match settings.storage_backend {
-                StorageBackend::Memory => {
-                    let store = Arc::new(MemorySessionRepository::new(settings.memory_store_max_sessions));
-                    (Arc::clone(&store) as Arc<dyn SessionRepository>, store)
-                }
-                StorageBackend::MongoDb => {
-                    let store = Arc::new(mongo_repository(&settings).await?.with_metrics(metrics.recorder()));
-                    (Arc::clone(&store) as Arc<dyn SessionRepository>, store)
-                }
-            };
+        let memory_store = (settings.storage_backend == StorageBackend::Memory)
+            .then(|| Arc::new(MemorySessionRepository::new(settings.memory_store_max_sessions)));
+        let (repository, catalog): (Arc<dyn SessionRepository>, Arc<dyn SessionCatalog>) = match &memory_store
+        {
+            Some(store) => (
+                Arc::clone(store) as Arc<dyn SessionRepository>,
+                Arc::clone(store) as Arc<dyn SessionCatalog>,
+            ),
+            None => {
+                let store = Arc::new(mongo_repository(&settings).await?.with_metrics(metrics.recorder()));
+                (Arc::clone(&store) as Arc<dyn SessionRepository>, store)
+            }
+        };
         let repository = metrics.timed(repository);
         let mut providers: HashMap<ModelId, Arc<dyn LlmProvider>> = HashMap::new();
         let mut models = Vec::with_capacity(settings.providers.len());
@@ -242,7 +247,7 @@ impl Application {
         let listener = listen(settings.bind_address())
             .with_context(|| format!("cannot listen on {}", settings.bind_address()))?;
         let address = listener.local_addr()?;
-        Ok(Self { settings, listener, address, chat, http, tasks })
+        Ok(Self { settings, listener, address, chat, http, tasks, memory_store })
     }
 
     /// The bound address (with the real port when `SERVER_PORT=0`).
@@ -251,13 +256,24 @@ impl Application {
         self.address
     }
 
+    /// Reads the sizes of the in-memory state, now and after serving started.
+    #[must_use]
+    pub fn memory_probe(&self) -> MemoryProbe {
+        MemoryProbe {
+            chat: self.chat.clone(),
+            gate: Arc::clone(&self.http.gate),
+            tasks: self.tasks.clone(),
+            memory_store: self.memory_store.clone(),
+        }
+    }
+
     /// Serves until `shutdown` completes, then drains and stops within
     /// `SHUTDOWN_TIMEOUT`.
     ///
     /// # Errors
     /// Never at present; the signature leaves room for start-up failures.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
-        let Self { settings, listener, address, chat, http, tasks } = self;
+        let Self { settings, listener, address, chat, http, tasks, .. } = self;
         let stop_background = CancellationToken::new();
         spawn_session_cleanup(&tasks, &chat, &settings, stop_background.clone());
         spawn_rate_limiter_cleanup(&tasks, &chat, &http, &settings, stop_background.clone());
@@ -294,7 +310,8 @@ impl Application {
         }
         server_done.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(1), server).await;
-        info!("Shutdown complete");
+        // The last line: how many tracked tasks (sockets, actors, loops) were left behind.
+        info!(tasks_running = tasks.len(), "Shutdown complete");
         Ok(())
     }
 }

@@ -11,6 +11,7 @@ pub mod alerts;
 pub mod app;
 pub mod config;
 pub mod healthcheck;
+pub mod memory_report;
 pub mod metrics;
 pub mod startup;
 pub mod telemetry;

@@ -174,6 +174,18 @@ impl ChatService {
         self.deps.live.len()
     }
 
+    /// Users the message limiter tracks now (read-only; for memory reports).
+    #[must_use]
+    pub fn rate_limiter_keys(&self) -> usize {
+        self.deps.limiter.len()
+    }
+
+    /// Users with at least one registered socket now (read-only; for memory reports).
+    #[must_use]
+    pub fn users_with_sockets(&self) -> usize {
+        self.deps.sockets.users()
+    }
+
     /// Whether storage answers (readiness).
     ///
     /// # Errors
