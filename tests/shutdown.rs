@@ -357,7 +357,8 @@ async fn a_session_made_live_after_shutdown_began_does_not_hold_shutdown() {
             signalled + ws::WAIT,
         )
         .await;
-    assert_eq!((status, body.as_str()), (200, r#"{"status":"ended"}"#), "made live after shutdown began");
+    let expected = format!(r#"{{"status":"ended","session_id":"{evicted_session}"}}"#);
+    assert_eq!((status, body.as_str()), (200, expected.as_str()), "made live after shutdown began");
 
     for client in [&mut streaming, &mut newcomer] {
         client.expect_going_away(signalled + ws::WAIT).await;
