@@ -3,6 +3,9 @@
 //! session is quiet, and at shutdown until the deadline. The client was told
 //! `DATABASE_ERROR`; nothing acknowledged is dropped.
 //!
+//! An answer that can never be stored (its session is gone from storage, or its seq is
+//! taken) is dropped with an error line rather than retried for ever.
+//!
 //! Bounded: at most one held answer per live session (of at most `MAX_ANSWER_CHARS`),
 //! since nothing else is stored for the session until it is written, which also keeps
 //! sequence numbers in order. A session with a held answer is never evicted.
@@ -13,6 +16,7 @@ use chatbox_domain::{MessageEffects, StoredMessage};
 use tracing::{error, info, warn};
 
 use super::Actor;
+use crate::ports::RepositoryError;
 
 /// How often a held answer is retried while the session is quiet.
 pub(super) const RETRY_INTERVAL: Duration = Duration::from_secs(2);
@@ -43,9 +47,21 @@ impl Actor {
             .deps
             .storage(self.deps.repo.append_message(self.live.id(), &held.message, &held.effects))
             .await;
-        if let Err(error) = stored {
-            warn!(session_id = %self.live.id(), %error, "storing a held answer failed; will retry");
-            return false;
+        match stored {
+            Ok(()) => {}
+            // The session is gone from storage (deleted, or dropped by the memory store's
+            // bound), or another message holds the seq: no retry can ever succeed, and
+            // retrying would pin the live session for ever.
+            Err(error @ (RepositoryError::NotFound | RepositoryError::Conflict)) => {
+                error!(session_id = %self.live.id(), seq = %held.message.seq, %error, "held answer dropped: it can never be stored");
+                self.live.with_state(|state| state.unstored_answer = false);
+                self.held = None;
+                return true;
+            }
+            Err(error) => {
+                warn!(session_id = %self.live.id(), %error, "storing a held answer failed; will retry");
+                return false;
+            }
         }
         self.live.with_state(|state| {
             state.session.record(held.message.seq, held.message.timestamp, &held.effects);
