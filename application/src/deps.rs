@@ -36,6 +36,9 @@ pub(crate) struct Deps {
     pub limiter: MessageLimiter,
     pub sockets: SocketDirectory,
     pub tasks: TaskTracker,
+    /// The session actors, apart from the other tasks: shutdown waits for them (the
+    /// answers) before it closes the sockets.
+    pub actors: TaskTracker,
     /// Cancelled when answers still running at shutdown must stop.
     pub answers_cutoff: CancellationToken,
 }

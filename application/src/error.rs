@@ -54,6 +54,9 @@ pub enum ChatError {
     /// The route needs a role the caller does not have.
     #[error("Forbidden")]
     Forbidden,
+    /// The server is shutting down: it finishes what it holds and takes nothing new.
+    #[error("Server is shutting down")]
+    ShuttingDown,
     /// A query value is out of range or malformed (HTTP routes).
     #[error("{0}")]
     BadRequest(&'static str),
@@ -73,6 +76,7 @@ impl ChatError {
             Self::Storage(_) => ErrorCode::DatabaseError,
             Self::AssistedByAnother | Self::NotAssisting => ErrorCode::Conflict,
             Self::Forbidden => ErrorCode::Forbidden,
+            Self::ShuttingDown => ErrorCode::ServiceUnavailable,
             Self::BadRequest(_) => ErrorCode::BadRequest,
         }
     }

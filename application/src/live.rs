@@ -369,6 +369,12 @@ impl LiveSessions {
         self.shutdown.cancel();
     }
 
+    /// True once shutdown began ([`Self::retire_all`]).
+    #[must_use]
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutdown.is_cancelled()
+    }
+
     /// How many sessions are live.
     #[must_use]
     pub fn len(&self) -> usize {

@@ -1,11 +1,13 @@
 //! The application: adapters wired by configuration, the HTTP server, the background
 //! tasks, and the shutdown sequence.
 //!
-//! Shutdown, in order: readiness turns 503 and new sockets are refused (503); every
-//! socket gets close 1001 "Server shutting down"; answers still running get until the
-//! deadline (`SHUTDOWN_TIMEOUT` less a short grace) to finish, then are cancelled and
-//! stored; every tracked task (sockets, session actors, cleanup loops) is awaited; the
-//! listener closes last, so probes keep getting answers while the server drains.
+//! Shutdown, in order: readiness turns 503, new sockets are refused (503) and new
+//! messages too (`SERVICE_UNAVAILABLE`); answers still running get until the deadline
+//! (`SHUTDOWN_TIMEOUT` less a short grace) to finish, then are cancelled, and either way
+//! are stored and end with their `done` frame; then every socket writes what is queued
+//! for it and gets close 1001 "Server shutting down"; every tracked task (sockets,
+//! session actors, cleanup loops) is awaited; the listener closes last, so probes keep
+//! getting answers while the server drains.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -292,26 +294,33 @@ impl Application {
         let deadline = Instant::now() + settings.shutdown_timeout;
         info!(timeout = %humantime::format_duration(settings.shutdown_timeout), "Shutdown started: draining");
         http.gate.start_draining();
-        http.shutdown.cancel();
         stop_background.cancel();
         chat.begin_shutdown();
         tasks.close();
 
-        // Leave a short grace after cancelling answers so they can still be stored.
+        // The answers finish (or are cut at their deadline, leaving a short grace so the
+        // cut ones are still stored) while their sockets stay open to receive them...
         let grace =
             (settings.shutdown_timeout / 10).clamp(Duration::from_millis(100), Duration::from_secs(3));
         let answers_deadline = deadline.checked_sub(grace).unwrap_or(deadline);
-        if tokio::time::timeout_at(answers_deadline.into(), tasks.wait()).await.is_err() {
+        if tokio::time::timeout_at(answers_deadline.into(), chat.actors_stopped()).await.is_err() {
             warn!("Shutdown deadline reached: cancelling the answers still running");
             chat.cancel_running_answers();
-            if tokio::time::timeout_at(deadline.into(), tasks.wait()).await.is_err() {
-                warn!(remaining = tasks.len(), "Shutdown deadline passed with tasks still running");
-            }
+            let _ = tokio::time::timeout_at(deadline.into(), chat.actors_stopped()).await;
+        }
+        // ...then every socket writes what is queued for it (the answers' last frames
+        // included) and closes with 1001.
+        http.shutdown.cancel();
+        if tokio::time::timeout_at(deadline.into(), tasks.wait()).await.is_err() {
+            warn!(
+                remaining = tasks.len() + chat.running_actors(),
+                "Shutdown deadline passed with tasks still running"
+            );
         }
         server_done.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(1), server).await;
         // The last line: how many tracked tasks (sockets, actors, loops) were left behind.
-        info!(tasks_running = tasks.len(), "Shutdown complete");
+        info!(tasks_running = tasks.len() + chat.running_actors(), "Shutdown complete");
         Ok(())
     }
 }

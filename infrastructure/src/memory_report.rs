@@ -55,7 +55,7 @@ impl MemoryProbe {
             connection_users: self.gate.users(),
             socket_directory_users: self.chat.users_with_sockets(),
             stored_sessions: self.memory_store.as_ref().map(|store| store.len()),
-            tasks: self.tasks.len(),
+            tasks: self.tasks.len() + self.chat.running_actors(),
         }
     }
 }

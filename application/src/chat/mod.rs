@@ -152,6 +152,7 @@ impl ChatService {
                 sockets: SocketDirectory::default(),
                 tasks,
                 answers_cutoff: CancellationToken::new(),
+                actors: TaskTracker::new(),
             }),
         }
     }
@@ -339,6 +340,20 @@ impl ChatService {
     /// Shutdown, step one: session actors finish what they hold, then stop.
     pub fn begin_shutdown(&self) {
         self.deps.live.retire_all();
+    }
+
+    /// Completes once every session actor has stopped (after [`Self::begin_shutdown`]):
+    /// every answer finished or was cut, was stored, and its last frame is queued to its
+    /// sockets.
+    pub async fn actors_stopped(&self) {
+        self.deps.actors.close();
+        self.deps.actors.wait().await;
+    }
+
+    /// Session actors running now.
+    #[must_use]
+    pub fn running_actors(&self) -> usize {
+        self.deps.actors.len()
     }
 
     /// Shutdown, step two (at the deadline): cancel the answers still running; each is

@@ -75,7 +75,7 @@ impl ChatService {
             // The actor's lines carry the session id; it outlives any one socket.
             let span = tracing::info_span!(parent: None, "session", session_id = %live.id());
             self.deps
-                .tasks
+                .actors
                 .spawn(answer::run(Arc::clone(&live), receiver, Arc::clone(&self.deps)).instrument(span));
         }
         live
@@ -132,6 +132,9 @@ impl ChatService {
         let model = model
             .or_else(|| connection.selected_model.clone())
             .unwrap_or_else(|| self.deps.settings.default_model().clone());
+        if self.deps.live.is_shutting_down() {
+            return Err(ChatError::ShuttingDown);
+        }
         let session = Session::new(id, connection.socket.user().clone(), model, self.deps.clock.now());
         self.end_surplus_sessions(&session.owner).await?;
         self.deps.storage(self.deps.repo.create(&session)).await?;

@@ -96,6 +96,9 @@ impl ChatService {
     /// is already stored the sender is told so again (its first acknowledgement may have
     /// been lost with a socket), else the acknowledgement is still to come.
     pub(super) fn submit(&self, live: &Arc<LiveSession>, turn: Turn) -> Result<(), ChatError> {
+        if self.deps.live.is_shutting_down() {
+            return Err(ChatError::ShuttingDown);
+        }
         let limit = self.deps.settings.answer_queue_limit;
         let admitted = live.with_state(|state| {
             if !state.session.is_active() {

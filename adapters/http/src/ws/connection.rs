@@ -65,6 +65,9 @@ impl ReadEnd {
     }
 }
 
+/// How long a socket closed for shutdown waits for the client's close frame.
+const SHUTDOWN_CLOSE_WAIT: Duration = Duration::from_millis(250);
+
 pub(super) async fn serve(
     state: Arc<HttpState>,
     socket: Socket,
@@ -122,8 +125,11 @@ pub(super) async fn serve(
         )
     {
         // Complete the closing handshake: wait briefly for the client's close frame, so
-        // the TCP connection is not reset under frames the client has yet to read.
-        let _ = timeout(CLOSE_TIMEOUT, async {
+        // the TCP connection is not reset under frames the client has yet to read. At
+        // shutdown the answers have had their time already: a client slow to answer the
+        // close must not hold the process past its deadline.
+        let wait = if state.shutdown.is_cancelled() { SHUTDOWN_CLOSE_WAIT } else { CLOSE_TIMEOUT };
+        let _ = timeout(wait, async {
             while let Some(Ok(message)) = stream.next().await {
                 if message.is_close() {
                     break;
@@ -283,6 +289,14 @@ async fn write_loop(
         state.metrics.recorder.slow_consumer_disconnected();
     }
     let frame = match close {
+        Some(Some(CloseReason::ShuttingDown)) => {
+            // Shutdown waited for the answers: deliver what is queued (their last
+            // frames), then say goodbye.
+            let pending: Vec<_> =
+                std::iter::from_fn(|| queue.try_recv()).flat_map(|item| item.frames().to_vec()).collect();
+            let _ = write_frames(state, &mut sink, &pending).await;
+            Some(close_frame(Some(CloseReason::ShuttingDown)))
+        }
         Some(reason) => Some(close_frame(reason)),
         None => {
             let end = read_end.get().copied().unwrap_or(ReadEnd::Broken);
