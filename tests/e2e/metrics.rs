@@ -315,3 +315,40 @@ async fn a_client_outside_the_allowed_networks_gets_403() {
     assert_eq!(status, 403);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn sessions_help_requests_takeovers_and_http_routes_move_their_series() {
+    let app = spawn_app(&[("ADMIN_RATE_LIMIT", "2")]).await;
+    let mut client = app.connect("alice", "").await;
+    client.ask("hello").await;
+    let session = client.session_id();
+    client.send(serde_json::json!({"type": "help_request"})).await;
+    assert_eq!(client.next_json().await["metadata"]["state"], "help_requested");
+    let admin = crate::support::admin_token("root");
+    let (status, _, _) = app.json("POST", &format!("/chat/admin/takeover/{session}"), Some(&admin)).await;
+    assert_eq!(status, 200);
+    let (status, _, _) = app.json("POST", &format!("/chat/admin/release/{session}"), Some(&admin)).await;
+    assert_eq!(status, 200);
+    let (status, _, _) = app.json("GET", "/chat/admin/metrics", Some(&admin)).await;
+    assert_eq!(status, 429, "over ADMIN_RATE_LIMIT");
+    let (status, _, _) = app
+        .json("POST", &format!("/chat/sessions/{session}/end"), Some(&crate::support::token("alice")))
+        .await;
+    assert_eq!(status, 200);
+
+    let scrape = scrape(&app).await;
+    assert_eq!(scrape.get("chatbox_sessions_created_total", &[]), 1.0);
+    assert_eq!(scrape.get("chatbox_sessions_ended_total", &[]), 1.0);
+    assert_eq!(scrape.get("chatbox_help_requests_total", &[]), 1.0);
+    assert_eq!(scrape.get("chatbox_takeovers_total", &[]), 1.0);
+    assert_eq!(scrape.get("chatbox_rate_limit_rejections_total", &[("limiter", "admin_http")]), 1.0);
+    let takeover = [("route", "/admin/takeover/{session_id}"), ("method", "POST"), ("status", "200")];
+    assert_eq!(scrape.get("chatbox_http_request_duration_seconds_count", &takeover), 1.0);
+    let limited = [("route", "/admin/metrics"), ("method", "GET"), ("status", "429")];
+    assert_eq!(scrape.get("chatbox_http_request_duration_seconds_count", &limited), 1.0);
+    assert!(
+        scrape.samples.iter().all(|s| s.labels.values().all(|v| !v.contains(&session))),
+        "no label carries a session id"
+    );
+    app.stop().await;
+}
