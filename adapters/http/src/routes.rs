@@ -73,7 +73,7 @@ pub(crate) fn auth_error_response(error: AuthError) -> HttpResponse {
 
 /// The query string as key/value pairs. Parsed here rather than with warp's filter,
 /// which logs the raw query (and so the `token`) when it cannot decode it.
-fn query_pairs() -> impl Filter<Extract = (HashMap<String, String>,), Error = Infallible> + Clone {
+pub(crate) fn query_pairs() -> impl Filter<Extract = (HashMap<String, String>,), Error = Infallible> + Clone {
     warp::filters::query::raw().or(warp::any().map(String::new)).unify().map(|raw: String| {
         serde_urlencoded::from_str::<Vec<(String, String)>>(&raw).unwrap_or_default().into_iter().collect()
     })
@@ -181,140 +181,52 @@ pub fn routes(state: Arc<HttpState>) -> Route {
              upgrade: Option<OnUpgrade>| { ws::upgrade(&state, &headers, &query, upgrade) },
         );
 
-    let sessions = base.clone().and(warp::path("sessions"));
-    let list = sessions
-        .clone()
-        .and(warp::path::end())
-        .and(warp::get())
-        .and(with_state.clone())
-        .and(warp::header::headers_cloned())
-        .and(query_pairs())
-        .then(|state, headers, query| async move { api::reply(api::user::list(state, headers, query).await) })
-        .boxed();
-    let read = sessions
-        .clone()
-        .and(warp::path::param::<String>())
-        .and(warp::path::end())
-        .and(warp::get())
-        .and(with_state.clone())
-        .and(warp::header::headers_cloned())
-        .and(query_pairs())
-        .then(|id, state, headers, query| async move {
-            api::reply(api::user::read(state, headers, id, query).await)
-        })
-        .boxed();
-    let end = sessions
-        .clone()
-        .and(warp::path::param::<String>())
-        .and(warp::path("end"))
-        .and(warp::path::end())
-        .and(warp::post())
-        .and(with_state.clone())
-        .and(warp::header::headers_cloned())
-        .then(|id, state, headers| async move { api::reply(api::user::end(state, headers, id).await) })
-        .boxed();
-    let share_path =
-        sessions.and(warp::path::param::<String>()).and(warp::path("share")).and(warp::path::end());
-    let share = share_path
-        .clone()
-        .and(warp::post())
-        .and(with_state.clone())
-        .and(warp::header::headers_cloned())
-        .then(|id, state, headers| async move { api::reply(api::user::share(state, headers, id).await) })
-        .boxed();
-    let revoke = share_path
-        .and(warp::delete())
-        .and(with_state.clone())
-        .and(warp::header::headers_cloned())
-        .then(|id, state, headers| async move { api::reply(api::user::revoke(state, headers, id).await) })
-        .boxed();
-    let shared = base
-        .clone()
-        .and(warp::path("shared"))
-        .and(warp::path::param::<String>())
-        .and(warp::path::end())
-        .and(warp::get())
-        .and(with_state.clone())
-        .and(client)
-        .and(query_pairs())
-        .then(|token, state, ip, query| async move {
-            api::reply(api::user::shared(state, ip, token, query).await)
-        })
-        .boxed();
-
-    let admin = base.and(warp::path("admin"));
+    // The session and admin routes: a path, a method, one handler each.
+    let request = api::request(Arc::clone(&state));
+    let at = |segments: &[&str]| {
+        segments
+            .iter()
+            .fold(base.clone(), |path, segment| path.and(warp::path((*segment).to_owned())).boxed())
+    };
+    let fixed = |segments: &[&str]| at(segments).and(warp::path::end()).boxed();
+    let param = |before: &[&str], after: &[&str]| {
+        let path = at(before).and(warp::path::param::<String>());
+        after
+            .iter()
+            .fold(path.boxed(), |path, segment| path.and(warp::path((*segment).to_owned())).boxed())
+            .and(warp::path::end())
+            .boxed()
+    };
+    let get = || warp::get().boxed();
+    let post = || warp::post().boxed();
+    let delete = || warp::delete().boxed();
+    let list = api::endpoint(fixed(&["sessions"]), get(), request.clone(), api::user::list);
+    let read = api::endpoint_with(param(&["sessions"], &[]), get(), request.clone(), api::user::read);
+    let end = api::endpoint_with(param(&["sessions"], &["end"]), post(), request.clone(), api::user::end);
+    let share =
+        api::endpoint_with(param(&["sessions"], &["share"]), post(), request.clone(), api::user::share);
+    let revoke =
+        api::endpoint_with(param(&["sessions"], &["share"]), delete(), request.clone(), api::user::revoke);
+    let shared = api::endpoint_with(param(&["shared"], &[]), get(), request.clone(), api::user::shared);
     let admin_sessions =
-        admin
-            .clone()
-            .and(warp::path("sessions"))
-            .and(warp::path::end())
-            .and(warp::get())
-            .and(with_state.clone())
-            .and(warp::header::headers_cloned())
-            .and(query_pairs())
-            .then(|state, headers, query| async move {
-                api::reply(api::admin::sessions(state, headers, query).await)
-            })
-            .boxed();
-    let admin_session = admin
-        .clone()
-        .and(warp::path("sessions"))
-        .and(warp::path::param::<String>())
-        .and(warp::path::end())
-        .and(warp::get())
-        .and(with_state.clone())
-        .and(warp::header::headers_cloned())
-        .and(query_pairs())
-        .then(|id, state, headers, query| async move {
-            api::reply(api::admin::session(state, headers, id, query).await)
-        })
-        .boxed();
-    let admin_user_sessions = admin
-        .clone()
-        .and(warp::path("users"))
-        .and(warp::path::param::<String>())
-        .and(warp::path("sessions"))
-        .and(warp::path::end())
-        .and(warp::get())
-        .and(with_state.clone())
-        .and(warp::header::headers_cloned())
-        .and(query_pairs())
-        .then(|user, state, headers, query| async move {
-            api::reply(api::admin::user_sessions(state, headers, user, query).await)
-        })
-        .boxed();
+        api::endpoint(fixed(&["admin", "sessions"]), get(), request.clone(), api::admin::sessions);
+    let admin_session =
+        api::endpoint_with(param(&["admin", "sessions"], &[]), get(), request.clone(), api::admin::session);
+    let admin_user_sessions = api::endpoint_with(
+        param(&["admin", "users"], &["sessions"]),
+        get(),
+        request.clone(),
+        api::admin::user_sessions,
+    );
     let admin_metrics =
-        admin
-            .clone()
-            .and(warp::path("metrics"))
-            .and(warp::path::end())
-            .and(warp::get())
-            .and(with_state.clone())
-            .and(warp::header::headers_cloned())
-            .and(query_pairs())
-            .then(|state, headers, query| async move {
-                api::reply(api::admin::metrics(state, headers, query).await)
-            })
-            .boxed();
-    let takeover = admin
-        .clone()
-        .and(warp::path("takeover"))
-        .and(warp::path::param::<String>())
-        .and(warp::path::end())
-        .and(warp::post())
-        .and(with_state.clone())
-        .and(warp::header::headers_cloned())
-        .then(|id, state, headers| async move { api::reply(api::admin::take_over(state, headers, id).await) })
-        .boxed();
-    let release = admin
-        .and(warp::path("release"))
-        .and(warp::path::param::<String>())
-        .and(warp::path::end())
-        .and(warp::post())
-        .and(with_state)
-        .and(warp::header::headers_cloned())
-        .then(|id, state, headers| async move { api::reply(api::admin::release(state, headers, id).await) })
-        .boxed();
+        api::endpoint(fixed(&["admin", "metrics"]), get(), request.clone(), api::admin::metrics);
+    let takeover = api::endpoint_with(
+        param(&["admin", "takeover"], &[]),
+        post(),
+        request.clone(),
+        api::admin::take_over,
+    );
+    let release = api::endpoint_with(param(&["admin", "release"], &[]), post(), request, api::admin::release);
 
     // Each route is timed under its template (never the path itself, which holds ids).
     let http_routes = [

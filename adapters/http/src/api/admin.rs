@@ -3,11 +3,11 @@
 //! sessions, analytics over a time range, takeover and release.
 
 use chatbox_domain::UserId;
-use http::{HeaderMap, StatusCode};
+use http::StatusCode;
 use serde_json::json;
 
 use super::params;
-use super::{ApiError, ApiResult, Query, State, admin_caller, json, session_id};
+use super::{ApiError, ApiRequest, ApiResult, Query, State, admin_caller, json, session_id};
 use crate::routes::json_response;
 
 async fn listing(state: &State, query: &Query, user: Option<UserId>) -> ApiResult {
@@ -27,20 +27,23 @@ async fn listing(state: &State, query: &Query, user: Option<UserId>) -> ApiResul
 }
 
 /// `GET P/admin/sessions`.
-pub(crate) async fn sessions(state: State, headers: HeaderMap, query: Query) -> ApiResult {
+pub(crate) async fn sessions(request: ApiRequest) -> ApiResult {
+    let ApiRequest { state, headers, query, .. } = request;
     admin_caller(&state, &headers)?;
     listing(&state, &query, None).await
 }
 
 /// `GET P/admin/users/{user_id}/sessions`.
-pub(crate) async fn user_sessions(state: State, headers: HeaderMap, user: String, query: Query) -> ApiResult {
+pub(crate) async fn user_sessions(request: ApiRequest, user: String) -> ApiResult {
+    let ApiRequest { state, headers, query, .. } = request;
     admin_caller(&state, &headers)?;
     let user = UserId::parse(&user).map_err(|_| ApiError::NotFound("User not found"))?;
     listing(&state, &query, Some(user)).await
 }
 
 /// `GET P/admin/sessions/{id}`.
-pub(crate) async fn session(state: State, headers: HeaderMap, id: String, query: Query) -> ApiResult {
+pub(crate) async fn session(request: ApiRequest, id: String) -> ApiResult {
+    let ApiRequest { state, headers, query, .. } = request;
     let admin = admin_caller(&state, &headers)?;
     let id = session_id(&id)?;
     let (after, limit) = params::message_page(&query)?;
@@ -49,7 +52,8 @@ pub(crate) async fn session(state: State, headers: HeaderMap, id: String, query:
 }
 
 /// `GET P/admin/metrics`.
-pub(crate) async fn metrics(state: State, headers: HeaderMap, query: Query) -> ApiResult {
+pub(crate) async fn metrics(request: ApiRequest) -> ApiResult {
+    let ApiRequest { state, headers, query, .. } = request;
     admin_caller(&state, &headers)?;
     let (from, to) = params::metrics_range(&query)?;
     let stats = state.chat.session_stats(from, to).await?;
@@ -75,7 +79,8 @@ pub(crate) async fn metrics(state: State, headers: HeaderMap, query: Query) -> A
 }
 
 /// `POST P/admin/takeover/{id}`.
-pub(crate) async fn take_over(state: State, headers: HeaderMap, id: String) -> ApiResult {
+pub(crate) async fn take_over(request: ApiRequest, id: String) -> ApiResult {
+    let ApiRequest { state, headers, .. } = request;
     let admin = admin_caller(&state, &headers)?;
     let id = session_id(&id)?;
     state.chat.take_over(&admin.id, &admin.name, &id).await?;
@@ -91,7 +96,8 @@ pub(crate) async fn take_over(state: State, headers: HeaderMap, id: String) -> A
 }
 
 /// `POST P/admin/release/{id}`.
-pub(crate) async fn release(state: State, headers: HeaderMap, id: String) -> ApiResult {
+pub(crate) async fn release(request: ApiRequest, id: String) -> ApiResult {
+    let ApiRequest { state, headers, .. } = request;
     let admin = admin_caller(&state, &headers)?;
     let id = session_id(&id)?;
     state.chat.release(&admin.id, &id).await?;

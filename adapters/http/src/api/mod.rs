@@ -22,12 +22,15 @@ use chatbox_application::ChatError;
 use chatbox_application::ports::Limiter;
 use chatbox_domain::{ErrorCode, SessionId};
 use http::HeaderMap;
+use std::future::Future;
+
 use warp::Filter;
+use warp::filters::BoxedFilter;
 
 use crate::HttpState;
 use crate::auth::{AuthError, AuthenticatedUser};
 use crate::edge::Limited;
-use crate::routes::{HttpResponse, auth_error_response, authenticate_http, error_response};
+use crate::routes::{HttpResponse, auth_error_response, authenticate_http, error_response, query_pairs};
 use crate::server::ClientAddr;
 
 /// Why a session route did not succeed; each becomes one reply.
@@ -123,6 +126,57 @@ pub(crate) fn client_ip(state: State) -> impl Filter<Extract = (IpAddr,), Error 
             state.client_ip.client_ip(peer, &headers)
         },
     )
+}
+
+/// What every session route's handler receives: the shared state, the request's
+/// headers and query, and the client's address.
+#[derive(Debug)]
+pub(crate) struct ApiRequest {
+    pub state: State,
+    pub headers: HeaderMap,
+    pub query: Query,
+    pub client: IpAddr,
+}
+
+/// Extracts an [`ApiRequest`].
+pub(crate) fn request(state: State) -> BoxedFilter<(ApiRequest,)> {
+    let client = client_ip(Arc::clone(&state));
+    warp::any()
+        .map(move || Arc::clone(&state))
+        .and(warp::header::headers_cloned())
+        .and(query_pairs())
+        .and(client)
+        .map(|state, headers, query, client| ApiRequest { state, headers, query, client })
+        .boxed()
+}
+
+/// A route at `path` (which matched the whole path) for `method`, answered by `handler`.
+pub(crate) fn endpoint<F, Fut>(
+    path: BoxedFilter<()>,
+    method: BoxedFilter<()>,
+    request: BoxedFilter<(ApiRequest,)>,
+    handler: F,
+) -> BoxedFilter<(HttpResponse,)>
+where
+    F: Fn(ApiRequest) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = ApiResult> + Send + 'static,
+{
+    path.and(method).and(request).then(handler).map(reply).boxed()
+}
+
+/// A route whose path carries one parameter (a session id, a user id, a share token),
+/// given to `handler` as it came.
+pub(crate) fn endpoint_with<F, Fut>(
+    path: BoxedFilter<(String,)>,
+    method: BoxedFilter<()>,
+    request: BoxedFilter<(ApiRequest,)>,
+    handler: F,
+) -> BoxedFilter<(HttpResponse,)>
+where
+    F: Fn(ApiRequest, String) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = ApiResult> + Send + 'static,
+{
+    path.and(method).and(request).then(move |param, request| handler(request, param)).map(reply).boxed()
 }
 
 /// A handler's outcome as its response.

@@ -4,19 +4,18 @@
 //! address). The owner routes also let the admin who assists a session read it, so the
 //! earlier admin chat page (which loads history through them) keeps working.
 
-use std::net::IpAddr;
-
-use http::{HeaderMap, StatusCode};
+use http::StatusCode;
 use serde_json::json;
 
 use super::params::{self, MAX_USER_LIMIT};
-use super::{ApiError, ApiResult, Query, State, json, session_id, user_caller};
+use super::{ApiError, ApiRequest, ApiResult, json, session_id, user_caller};
 use crate::routes::{HttpResponse, json_response};
 
 const SHARED_NOT_FOUND: &str = "Shared conversation not found";
 
 /// `GET P/sessions`.
-pub(crate) async fn list(state: State, headers: HeaderMap, query: Query) -> ApiResult {
+pub(crate) async fn list(request: ApiRequest) -> ApiResult {
+    let ApiRequest { state, headers, query, .. } = request;
     let user = user_caller(&state, &headers)?;
     let (limit, offset) = params::page(&query, 50, MAX_USER_LIMIT)?;
     let (page, truncated) = state.chat.own_sessions(&user.id, limit, offset).await?;
@@ -35,7 +34,8 @@ pub(crate) async fn list(state: State, headers: HeaderMap, query: Query) -> ApiR
 }
 
 /// `GET P/sessions/{id}`.
-pub(crate) async fn read(state: State, headers: HeaderMap, id: String, query: Query) -> ApiResult {
+pub(crate) async fn read(request: ApiRequest, id: String) -> ApiResult {
+    let ApiRequest { state, headers, query, .. } = request;
     let user = user_caller(&state, &headers)?;
     let id = session_id(&id)?;
     let (after, limit) = params::message_page(&query)?;
@@ -44,7 +44,8 @@ pub(crate) async fn read(state: State, headers: HeaderMap, id: String, query: Qu
 }
 
 /// `POST P/sessions/{id}/end`.
-pub(crate) async fn end(state: State, headers: HeaderMap, id: String) -> ApiResult {
+pub(crate) async fn end(request: ApiRequest, id: String) -> ApiResult {
+    let ApiRequest { state, headers, .. } = request;
     let user = user_caller(&state, &headers)?;
     let id = session_id(&id)?;
     state.chat.end_session(&user.id, &id).await?;
@@ -52,7 +53,8 @@ pub(crate) async fn end(state: State, headers: HeaderMap, id: String) -> ApiResu
 }
 
 /// `POST P/sessions/{id}/share`.
-pub(crate) async fn share(state: State, headers: HeaderMap, id: String) -> ApiResult {
+pub(crate) async fn share(request: ApiRequest, id: String) -> ApiResult {
+    let ApiRequest { state, headers, .. } = request;
     let user = user_caller(&state, &headers)?;
     let id = session_id(&id)?;
     let (token, expires_at) = state.chat.share(&user.id, &id).await?;
@@ -63,7 +65,8 @@ pub(crate) async fn share(state: State, headers: HeaderMap, id: String) -> ApiRe
 }
 
 /// `DELETE P/sessions/{id}/share`.
-pub(crate) async fn revoke(state: State, headers: HeaderMap, id: String) -> ApiResult {
+pub(crate) async fn revoke(request: ApiRequest, id: String) -> ApiResult {
+    let ApiRequest { state, headers, .. } = request;
     let user = user_caller(&state, &headers)?;
     let id = session_id(&id)?;
     state.chat.revoke_share(&user.id, &id).await?;
@@ -73,7 +76,8 @@ pub(crate) async fn revoke(state: State, headers: HeaderMap, id: String) -> ApiR
 }
 
 /// `GET P/shared/{token}`: no authentication, limited per client address.
-pub(crate) async fn shared(state: State, client: IpAddr, token: String, query: Query) -> ApiResult {
+pub(crate) async fn shared(request: ApiRequest, token: String) -> ApiResult {
+    let ApiRequest { state, query, client, .. } = request;
     super::public_request(&state, client)?;
     let (after, limit) = params::message_page(&query)?;
     // Tokens are alphanumeric; anything else cannot be one, and is not worth a lookup.
