@@ -68,7 +68,30 @@ async fn a_help_request_alerts_the_admins_by_email_and_sms_with_a_link_to_the_se
     assert_eq!(text.field("To"), Some("+15551230001"));
     assert_eq!(text.field("From"), Some("+15550000000"));
     assert!(text.field("Body").is_some_and(|b| b.contains(&link)), "{:?}", text.field("Body"));
+    // Each channel's outcome is counted (recorded once the send returns: poll the scrape).
+    for channel in ["email", "sms"] {
+        alert_counted(&app, channel, "sent").await;
+    }
     app.stop().await;
+}
+
+/// Waits until `/metrics` shows one alert of `channel` with `outcome`; fails at the deadline.
+async fn alert_counted(app: &TestApp, channel: &str, outcome: &str) {
+    let deadline = tokio::time::Instant::now() + crate::support::WAIT;
+    loop {
+        let (_, _, body) = app.http_raw("GET", "/metrics", &[]).await;
+        let counted = body.lines().any(|line| {
+            line.starts_with("chatbox_alerts_total{")
+                && line.contains(&format!("channel=\"{channel}\""))
+                && line.contains(&format!("outcome=\"{outcome}\""))
+                && line.ends_with(" 1")
+        });
+        if counted {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no {channel} {outcome} alert counted:\n{body}");
+        tokio::task::yield_now().await;
+    }
 }
 
 #[tokio::test]
@@ -83,6 +106,8 @@ async fn one_failing_channel_never_keeps_the_other_from_delivering() {
     let refused = smtp.next_session().await;
     assert!(refused.transactions.iter().all(|t| t.data.is_empty()), "no message was accepted");
     assert!(sms.next_request().await.field("Body").is_some(), "the SMS went out anyway");
+    alert_counted(&app, "email", "failed").await;
+    alert_counted(&app, "sms", "sent").await;
     app.stop().await;
 
     // SMS failing: the email still goes out.

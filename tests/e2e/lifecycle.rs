@@ -442,3 +442,40 @@ async fn the_log_lines_operators_search_for_exist_with_counts_and_span_ids() {
     let (status, _) = run.exit(Duration::from_secs(10)).await;
     assert!(status.success());
 }
+
+#[tokio::test]
+async fn provider_stalls_are_logged_as_timeouts_before_and_after_the_first_token() {
+    use crate::fake_provider::{FakeProvider, Part, Script, Wire};
+    let provider = FakeProvider::start().await;
+    // First answer: nothing at all (no first token); second: two words, then silence.
+    provider.push(Script::events(vec![Part::Stall]));
+    provider.push(Wire::OpenAi.then(&["Hello", " there"], vec![Part::Stall]));
+    let endpoint = provider.url("/v1");
+    let mut run = Running::spawn(&mut server_binary(&[
+        ("LLM_PROVIDER_1_ID", "primary"),
+        ("LLM_PROVIDER_1_TYPE", Wire::OpenAi.kind()),
+        ("LLM_PROVIDER_1_ENDPOINT", &endpoint),
+        ("LLM_PROVIDER_1_API_KEY", "sk-test-key-0123456789"),
+        ("LLM_PROVIDER_1_MODEL", "gpt-test"),
+        ("LLM_MAX_RETRIES", "0"),
+        ("LLM_IDLE_TIMEOUT", "300ms"),
+    ]));
+    let lines = run.until("Server listening on").await;
+    let url = format!("ws://127.0.0.1:{}/chat/ws?token={}", listening_port(&lines), token("alice"));
+    let mut socket = open(url).await;
+    for question in ["first", "second"] {
+        let frame = json!({"type": "user_message", "content": question}).to_string();
+        futures::SinkExt::send(&mut socket, Message::Text(frame.into())).await.expect("send");
+        let frames = ws::frames_until(&mut socket, ws::deadline_in(ws::WAIT), ws::is_done).await;
+        let done = frames.last().expect("done");
+        assert_eq!(done["metadata"]["finish_reason"], "timeout", "{done}");
+    }
+    let before = run.until("provider timeout: no first token within LLM_IDLE_TIMEOUT").await;
+    let during = line_with(&before, "provider timeout");
+    assert_eq!(during["level"], "WARN");
+    let after = run.until("answer timeout: silent for LLM_IDLE_TIMEOUT").await;
+    assert_eq!(line_with(&after, "answer timeout")["level"], "WARN");
+    run.sigterm();
+    let (status, _) = run.exit(Duration::from_secs(10)).await;
+    assert!(status.success());
+}

@@ -44,16 +44,29 @@ async fn connect(url: &str) -> ws::Socket {
     socket
 }
 
-/// The readiness status code.
-async fn readyz(port: u16) -> u16 {
+/// `GET path` on the server: the whole response as text.
+async fn get(port: u16, path: &str) -> String {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
-    stream
-        .write_all(b"GET /chat/readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .await
-        .expect("write");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("write");
     let mut response = Vec::new();
     tokio::time::timeout(ws::WAIT, stream.read_to_end(&mut response)).await.expect("in time").expect("read");
-    String::from_utf8_lossy(&response).split(' ').nth(1).and_then(|s| s.parse().ok()).expect("status")
+    String::from_utf8_lossy(&response).into_owned()
+}
+
+/// The readiness status code.
+async fn readyz(port: u16) -> u16 {
+    get(port, "/chat/readyz").await.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("status")
+}
+
+/// The sum of `family`'s samples in the metrics.
+async fn metric_sum(port: u16, family: &str) -> f64 {
+    get(port, "/metrics")
+        .await
+        .lines()
+        .filter(|line| line.starts_with(family) && !line.starts_with('#'))
+        .filter_map(|line| line.rsplit_once(' ').and_then(|(_, value)| value.parse::<f64>().ok()))
+        .sum()
 }
 
 async fn readyz_becomes(port: u16, wanted: u16) {
@@ -160,6 +173,10 @@ async fn a_database_restart_mid_conversation_loses_nothing_acknowledged_and_drop
 
     server.restart().await;
     readyz_becomes(port, 200).await;
+    assert!(
+        metric_sum(port, "chatbox_storage_retries_total").await > 0.0,
+        "the failed operations were retried, and the retries counted"
+    );
     for _ in 0..3 {
         assert_eq!(round(&mut talkers, &mut counter).await, USERS, "stored again once the database is back");
     }
