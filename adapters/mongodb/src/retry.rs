@@ -361,6 +361,11 @@ mod tests {
         assert_eq!(policy.backoff(1, 5.0), Duration::from_millis(100), "jitter is clamped");
     }
 
+    /// The tests that reach `retrying`'s log line run one at a time: a log line's callsite
+    /// caches whether anyone listens when first reached, and a test reaching it on another
+    /// thread while the capture is being installed can leave it cached as unheard.
+    static LOG_CALLSITE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
     /// Log lines written while the returned guard lives (this thread only).
     fn capture_logs() -> (Arc<std::sync::Mutex<Vec<u8>>>, tracing::subscriber::DefaultGuard) {
         #[derive(Clone)]
@@ -383,7 +388,9 @@ mod tests {
 
     #[tokio::test]
     async fn each_retry_logs_one_line_with_the_operation_and_attempt_and_no_text() {
+        let _alone = LOG_CALLSITE.lock().await;
         let (logs, _guard) = capture_logs();
+        tracing::callsite::rebuild_interest_cache();
         let policy =
             RetryPolicy { attempts: 3, delay: Duration::from_millis(1), max_delay: Duration::from_millis(2) };
         let _: Result<(), Error> =
@@ -401,6 +408,7 @@ mod tests {
 
     #[tokio::test]
     async fn transient_failures_are_retried_up_to_the_attempts_and_others_never() {
+        let _alone = LOG_CALLSITE.lock().await;
         let policy =
             RetryPolicy { attempts: 3, delay: Duration::from_millis(1), max_delay: Duration::from_millis(2) };
         let calls = AtomicU32::new(0);
