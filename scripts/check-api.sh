@@ -95,6 +95,7 @@ status=0
   --phases examples,coverage,fuzzing \
   --workers 2 \
   --seed 1 \
+  --generation-database none \
   --no-color \
   --report-dir "$WORK/report" || status=$?
 
