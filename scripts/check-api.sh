@@ -86,6 +86,48 @@ print(f"{header}.{payload}.{b64(signature)}")
 PY
 )"
 
+# One conversation first, so the listings and the analytics have something to show (the
+# API itself creates no sessions; a WebSocket does). Python's standard library speaks
+# just enough of the protocol: one masked text frame out, frames in until the answer's
+# last one.
+echo "== one conversation over the WebSocket"
+PORT="$port" TOKEN="$token" python3 - <<'PY'
+import base64, json, os, socket, struct
+sock = socket.create_connection(("127.0.0.1", int(os.environ["PORT"])), timeout=10)
+key = base64.b64encode(os.urandom(16)).decode()
+sock.sendall((f"GET /chat/ws?token={os.environ['TOKEN']} HTTP/1.1\r\nHost: localhost\r\n"
+              f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+              "Sec-WebSocket-Version: 13\r\n\r\n").encode())
+buffer = b""
+while b"\r\n\r\n" not in buffer:
+    buffer += sock.recv(4096)
+head, buffer = buffer.split(b"\r\n\r\n", 1)
+assert head.startswith(b"HTTP/1.1 101"), head
+def read(n):
+    global buffer
+    while len(buffer) < n:
+        chunk = sock.recv(65536)
+        assert chunk, "the server closed the socket"
+        buffer += chunk
+    data, buffer = buffer[:n], buffer[n:]
+    return data
+payload = json.dumps({"type": "user_message", "content": "Hello from the API check"}).encode()
+mask = os.urandom(4)
+sock.sendall(bytes([0x81, 0x80 | len(payload)]) + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
+while True:
+    first, second = read(2)
+    length = second & 0x7F
+    if length == 126:
+        length = struct.unpack(">H", read(2))[0]
+    elif length == 127:
+        length = struct.unpack(">Q", read(8))[0]
+    frame = read(length)
+    if first & 0x0F == 1 and json.loads(frame).get("metadata", {}).get("done") == "true":
+        break
+sock.close()
+print("answered")
+PY
+
 echo "== schemathesis run $base/openapi.json"
 status=0
 "$VENV/bin/schemathesis" run "$base/openapi.json" \
