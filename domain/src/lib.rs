@@ -20,6 +20,7 @@ pub mod ids;
 pub mod message;
 pub mod naming;
 pub mod rate_limit;
+pub mod secret;
 pub mod session;
 pub mod validation;
 
@@ -28,6 +29,7 @@ pub use error::ErrorCode;
 pub use handoff::HandoffState;
 pub use ids::{ClientMessageId, MessageId, ModelId, SessionId, UserId};
 pub use message::{MessageKind, Sender, Seq, StoredMessage};
+pub use secret::Secret;
 pub use session::{MessageEffects, ProviderConversation, Session, SessionStatus};
 
 /// Wall-clock time as the domain sees it: always UTC, always passed in.

@@ -6,9 +6,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use chatbox_application::ports::Notifier;
-use chatbox_notify::{
-    EmailConfig, EmailNotifier, Secret, SmsConfig, SmsNotifier, SmtpCredentials, SmtpSecurity,
-};
+use chatbox_notify::{EmailConfig, EmailNotifier, SmsConfig, SmsNotifier, SmtpCredentials, SmtpSecurity};
 use tracing::{info, warn};
 
 use crate::config::{AlertSettings, SmtpTls};
@@ -23,7 +21,7 @@ pub fn notifiers(alerts: &AlertSettings) -> anyhow::Result<Vec<Arc<dyn Notifier>
         (Some(email), false) => {
             let credentials = match (&email.user, &email.password) {
                 (Some(user), Some(password)) => {
-                    Some(SmtpCredentials { user: user.clone(), password: Secret::new(password.expose()) })
+                    Some(SmtpCredentials { user: user.clone(), password: password.clone() })
                 }
                 _ => None,
             };
@@ -52,7 +50,7 @@ pub fn notifiers(alerts: &AlertSettings) -> anyhow::Result<Vec<Arc<dyn Notifier>
             let notifier = SmsNotifier::new(SmsConfig {
                 endpoint: sms.endpoint.clone(),
                 account_sid: sms.account_sid.clone(),
-                auth_token: Secret::new(sms.auth_token.expose()),
+                auth_token: sms.auth_token.clone(),
                 from: sms.from.clone(),
                 recipients: alerts.admin_phones.clone(),
                 connect_timeout: SmsConfig::DEFAULT_CONNECT_TIMEOUT,

@@ -50,11 +50,10 @@
 pub mod email;
 pub mod error;
 mod failure;
-pub mod secret;
 pub mod sms;
 mod text;
 
+pub use chatbox_domain::Secret;
 pub use email::{EmailConfig, EmailNotifier, SmtpCredentials, SmtpSecurity};
 pub use error::SetupError;
-pub use secret::Secret;
 pub use sms::{SmsConfig, SmsNotifier, sms_text};

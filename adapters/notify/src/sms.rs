@@ -25,8 +25,8 @@ use reqwest::{StatusCode, Url};
 
 use crate::error::SetupError;
 use crate::failure::{human, io_kind};
-use crate::secret::Secret;
 use crate::text::{one_line, prefix_chars, tail_chars, truncate_chars};
+use chatbox_domain::Secret;
 
 /// The longest SMS text sent (two or three segments).
 pub const SMS_MAX_CHARS: usize = 320;

@@ -1,4 +1,4 @@
-//! Secrets: a wrapper that never prints its value, and the strength rule for
+//! Secrets: the domain's wrapper that never prints its value, and the strength rule for
 //! `JWT_SECRET` (the deployment's secret-creation script applies the same rule).
 
 use std::collections::BTreeSet;
@@ -26,29 +26,7 @@ pub const WEAK_PATTERNS: &[&str] = &[
 const MIN_SECRET_BYTES: usize = 32;
 const MIN_SECRET_DISTINCT_CHARS: usize = 8;
 
-/// A secret value: shown as `***`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret.
-    #[must_use]
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    /// The secret itself; never log it.
-    #[must_use]
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("***")
-    }
-}
+pub use chatbox_domain::Secret;
 
 /// Why a JWT secret is refused. Never carries the secret.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -28,7 +28,7 @@ use lettre::{AsyncTransport, Tokio1Executor};
 
 use crate::error::SetupError;
 use crate::failure::{human, io_kind};
-use crate::secret::Secret;
+use chatbox_domain::Secret;
 
 /// How the connection to the relay is secured (`SMTP_TLS`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

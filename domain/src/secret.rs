@@ -1,7 +1,7 @@
-//! A credential held by an adapter (the SMTP password, the SMS auth token). It prints as
-//! `***` in `Debug` and has no `Display`, so a `{:?}` of a config or a notifier, or a
-//! careless `format!`, cannot leak it; the value is read only where it is handed to the
-//! wire ([`Secret::expose`]).
+//! A secret value (the JWT secret, an API key, the SMTP password, the SMS auth token):
+//! it prints as `***` in `Debug` and has no `Display`, so a `{:?}` of a configuration or
+//! an adapter, or a careless `format!`, cannot leak it. The value is read only where it
+//! is handed to the wire ([`Secret::expose`]).
 
 use std::fmt;
 
@@ -16,7 +16,7 @@ impl Secret {
         Self(value.into())
     }
 
-    /// The secret itself, for the one place that sends it; never log it.
+    /// The secret itself, for the one place that uses it; never log it.
     #[must_use]
     pub fn expose(&self) -> &str {
         &self.0
