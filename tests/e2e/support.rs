@@ -121,7 +121,12 @@ impl TestApp {
 
     /// Opens a socket for `user`, with extra query parameters (`&session_id=…`).
     pub async fn connect(&self, user: &str, extra_query: &str) -> Client {
-        let url = self.ws_url(&format!("?token={}{extra_query}", token(user)));
+        self.connect_with(&token(user), extra_query).await
+    }
+
+    /// Opens a socket with `token`, and reads its `connection_status`.
+    async fn connect_with(&self, token: &str, extra_query: &str) -> Client {
+        let url = self.ws_url(&format!("?token={token}{extra_query}"));
         let socket = open(url).await;
         let mut client = Client { socket, status: Value::Null };
         let status = client.next_json().await;
@@ -209,13 +214,7 @@ impl TestApp {
 
     /// Opens a socket with an admin token.
     pub async fn connect_admin(&self, admin: &str, extra_query: &str) -> Client {
-        let url = self.ws_url(&format!("?token={}{extra_query}", admin_token(admin)));
-        let socket = open(url).await;
-        let mut client = Client { socket, status: Value::Null };
-        let status = client.next_json().await;
-        assert_eq!(status["type"], "connection_status", "first frame: {status}");
-        client.status = status;
-        client
+        self.connect_with(&admin_token(admin), extra_query).await
     }
 
     pub async fn stop(self) {
