@@ -407,6 +407,7 @@ async fn the_log_lines_operators_search_for_exist_with_counts_and_span_ids() {
         ("SESSION_CLEANUP_INTERVAL", "100ms"),
         ("RATE_LIMIT_CLEANUP_INTERVAL", "100ms"),
         ("RECONNECT_TIMEOUT", "300ms"),
+        ("ADMIN_RATE_LIMIT", "1"),
     ]));
     let lines = run.until("Server listening on").await;
     let port = listening_port(&lines);
@@ -418,6 +419,13 @@ async fn the_log_lines_operators_search_for_exist_with_counts_and_span_ids() {
     assert_eq!(refused["error"]["code"], "TOO_MANY_REQUESTS");
 
     let mut lines = run.until("rate limit exceeded: messages").await;
+    // The admin limiter's refusal is logged the same way (the seed's guide greps for it).
+    let admin = crate::support::admin_token("root");
+    for expected in ["200", "429"] {
+        let response = raw_get(port, "/chat/admin/metrics", &admin).await;
+        assert!(response.starts_with(&format!("HTTP/1.1 {expected}")), "{response}");
+    }
+    lines.extend(run.until("rate limit exceeded: admin requests").await);
     drop(socket);
     // Once the socket is gone and the session idle past its TTL, a cleanup run counts it.
     lines.extend(run.until("Cleaned up expired sessions count=1").await);
@@ -438,9 +446,27 @@ async fn the_log_lines_operators_search_for_exist_with_counts_and_span_ids() {
         message.contains("before=") && message.contains(" after=") && message.contains(" removed="),
         "{message}"
     );
+    let admin_limited = line_with(&lines, "rate limit exceeded: admin requests");
+    assert_eq!(
+        (admin_limited["level"].as_str(), admin_limited["user_id"].as_str()),
+        (Some("INFO"), Some("root"))
+    );
     run.sigterm();
     let (status, _) = run.exit(Duration::from_secs(10)).await;
     assert!(status.success());
+}
+
+/// `GET path` with a bearer token over a fresh connection; the whole response as text.
+async fn raw_get(port: u16, path: &str, bearer: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {bearer}\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut response = Vec::new();
+    tokio::time::timeout(ws::WAIT, stream.read_to_end(&mut response)).await.expect("in time").expect("read");
+    String::from_utf8_lossy(&response).into_owned()
 }
 
 #[tokio::test]
