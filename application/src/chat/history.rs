@@ -27,6 +27,30 @@ pub struct MessagePage {
     pub more: bool,
 }
 
+/// Who reads a session's messages, and so which sessions they may read.
+#[derive(Debug, Clone, Copy)]
+pub enum Reader<'a> {
+    /// A user: their own sessions, and — when `admin` — the sessions they assist (the
+    /// earlier admin chat page loads history through the owner's route).
+    User {
+        /// The user.
+        id: &'a UserId,
+        /// The token carries an admin role.
+        admin: bool,
+    },
+    /// An admin on the admin routes: any session.
+    Admin,
+}
+
+impl Reader<'_> {
+    fn may_read(self, session: &Session) -> bool {
+        match self {
+            Self::User { id, admin } => session.is_owned_by(id) || (admin && session.handoff.assisted_by(id)),
+            Self::Admin => true,
+        }
+    }
+}
+
 /// A conversation opened with a share link.
 pub type SharedConversation = MessagePage;
 
@@ -60,25 +84,20 @@ impl ChatService {
         Ok((page, truncated))
     }
 
-    /// A page of a session's messages for `reader`: its owner, or an admin who assists
-    /// it (`reader_is_admin`), or — for the admin routes — any admin (`any_admin`).
+    /// A page of a session's messages for `reader`.
     ///
     /// # Errors
     /// [`ChatError::NotFound`] when it does not exist or `reader` may not read it;
     /// storage failures.
     pub async fn read_session(
         &self,
-        reader: &UserId,
-        reader_is_admin: bool,
-        any_admin: bool,
+        reader: Reader<'_>,
         id: &SessionId,
         after: Seq,
         limit: usize,
     ) -> Result<MessagePage, ChatError> {
         let session = self.deps.storage(self.deps.repo.load(id)).await?.ok_or(ChatError::NotFound)?;
-        let allowed = session.is_owned_by(reader)
-            || (reader_is_admin && (any_admin || session.handoff.assisted_by(reader)));
-        if !allowed {
+        if !reader.may_read(&session) {
             return Err(ChatError::NotFound);
         }
         self.page_of(session, after, limit).await

@@ -22,7 +22,7 @@ mod resolve;
 mod session_ops;
 mod submit;
 
-pub use history::{MessagePage, SharedConversation};
+pub use history::{MessagePage, Reader, SharedConversation};
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -2,6 +2,7 @@
 //! listing with every filter and sort and a `total`, one session in full, a user's
 //! sessions, analytics over a time range, takeover and release.
 
+use chatbox_application::chat::Reader;
 use chatbox_domain::UserId;
 use http::StatusCode;
 use serde_json::json;
@@ -44,10 +45,10 @@ pub(crate) async fn user_sessions(request: ApiRequest, user: String) -> ApiResul
 /// `GET P/admin/sessions/{id}`.
 pub(crate) async fn session(request: ApiRequest, id: String) -> ApiResult {
     let ApiRequest { state, headers, query, .. } = request;
-    let admin = admin_caller(&state, &headers)?;
+    admin_caller(&state, &headers)?;
     let id = session_id(&id)?;
     let (after, limit) = params::message_page(&query)?;
-    let page = state.chat.read_session(&admin.id, true, true, &id, after, limit).await?;
+    let page = state.chat.read_session(Reader::Admin, &id, after, limit).await?;
     Ok(json_response(StatusCode::OK, &json::conversation(&page, true)))
 }
 

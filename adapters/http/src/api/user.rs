@@ -4,6 +4,7 @@
 //! address). The owner routes also let the admin who assists a session read it, so the
 //! earlier admin chat page (which loads history through them) keeps working.
 
+use chatbox_application::chat::Reader;
 use http::StatusCode;
 use serde_json::json;
 
@@ -39,7 +40,10 @@ pub(crate) async fn read(request: ApiRequest, id: String) -> ApiResult {
     let user = user_caller(&state, &headers)?;
     let id = session_id(&id)?;
     let (after, limit) = params::message_page(&query)?;
-    let page = state.chat.read_session(&user.id, user.is_admin(), false, &id, after, limit).await?;
+    let page = state
+        .chat
+        .read_session(Reader::User { id: &user.id, admin: user.is_admin() }, &id, after, limit)
+        .await?;
     Ok(json_response(StatusCode::OK, &json::conversation(&page, false)))
 }
 

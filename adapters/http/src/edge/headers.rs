@@ -57,17 +57,6 @@ impl SecurityHeaders {
     }
 }
 
-impl Default for SecurityHeaders {
-    fn default() -> Self {
-        Self {
-            csp: HeaderValue::from_static(
-                "default-src 'none'; frame-ancestors 'self'; base-uri 'none'; form-action 'none'",
-            ),
-            hsts: None,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -288,26 +288,22 @@ async fn write_loop(
     if close == Some(Some(CloseReason::SlowConsumer)) {
         state.metrics.recorder.slow_consumer_disconnected();
     }
+    let read_end = read_end.get().copied().unwrap_or(ReadEnd::Broken);
+    // What is still queued is delivered before the close when it explains or completes
+    // it: at shutdown, the answers' last frames (shutdown waited for them); for an
+    // internal error or a flood, the error frame saying why.
+    let deliver_queue = match close {
+        Some(reason) => reason == Some(CloseReason::ShuttingDown),
+        None => matches!(read_end, ReadEnd::Internal | ReadEnd::Flooding),
+    };
+    if deliver_queue {
+        let pending: Vec<_> =
+            std::iter::from_fn(|| queue.try_recv()).flat_map(|item| item.frames().to_vec()).collect();
+        let _ = write_frames(state, &mut sink, &pending).await;
+    }
     let frame = match close {
-        Some(Some(CloseReason::ShuttingDown)) => {
-            // Shutdown waited for the answers: deliver what is queued (their last
-            // frames), then say goodbye.
-            let pending: Vec<_> =
-                std::iter::from_fn(|| queue.try_recv()).flat_map(|item| item.frames().to_vec()).collect();
-            let _ = write_frames(state, &mut sink, &pending).await;
-            Some(close_frame(Some(CloseReason::ShuttingDown)))
-        }
         Some(reason) => Some(close_frame(reason)),
-        None => {
-            let end = read_end.get().copied().unwrap_or(ReadEnd::Broken);
-            if matches!(end, ReadEnd::Internal | ReadEnd::Flooding) {
-                // The error frame explaining why is already queued: deliver it first.
-                let pending: Vec<_> =
-                    std::iter::from_fn(|| queue.try_recv()).flat_map(|item| item.frames().to_vec()).collect();
-                let _ = write_frames(state, &mut sink, &pending).await;
-            }
-            end.close_frame()
-        }
+        None => read_end.close_frame(),
     };
     // From here on the use-cases see the socket as gone.
     handle.close(CloseReason::Disconnected);
