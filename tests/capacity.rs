@@ -9,11 +9,13 @@
 //! default soft limit is 1,024 (`ulimit -n 1024`): it holds some 2,100 sockets, and so
 //! does the server it starts (which inherits the raised limit).
 
+#[path = "support/jwt.rs"]
+mod jwt;
 #[path = "support/ws.rs"]
 mod ws;
 
 use std::process::Stdio;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use futures::SinkExt;
 use serde_json::json;
@@ -43,10 +45,7 @@ fn raise_open_file_limit() {
 
 /// Opens one socket and reads its `connection_status`.
 async fn open_idle(url: &str) -> ws::Socket {
-    let (mut socket, _) = tokio::time::timeout(ws::WAIT, tokio_tungstenite::connect_async(url))
-        .await
-        .expect("the upgrade was answered in time")
-        .expect("connect");
+    let mut socket = ws::connect(url).await;
     let status = ws::next_json(&mut socket, ws::deadline_in(ws::WAIT)).await;
     assert_eq!(status["type"], "connection_status", "{status}");
     socket
@@ -60,13 +59,7 @@ async fn ping_pong(socket: &mut ws::Socket) {
 }
 
 fn token(user: &str) -> String {
-    let exp = SystemTime::now().duration_since(UNIX_EPOCH).expect("time").as_secs() + 3600;
-    jsonwebtoken::encode(
-        &jsonwebtoken::Header::default(),
-        &json!({"user_id": user, "exp": exp}),
-        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
-    )
-    .expect("sign")
+    jwt::user_token(user, SECRET)
 }
 
 async fn start_server() -> (Child, u16) {

@@ -7,6 +7,8 @@
 //! is cut at the deadline. Every read of a socket, of the log or of the process has a
 //! deadline, so a shutdown that hangs fails the test instead of hanging it.
 
+#[path = "support/jwt.rs"]
+mod jwt;
 #[path = "support/mongo.rs"]
 mod mongo;
 #[path = "support/process.rs"]
@@ -14,7 +16,7 @@ mod process;
 #[path = "support/ws.rs"]
 mod ws;
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use chatbox_application::ports::{ChatRequest, ChatTurn, Role};
 use chatbox_domain::{ModelId, SessionId, UserId};
@@ -35,13 +37,7 @@ const SECRET: &str = "shutdown-K8f3Lq9ZxW2mN7vB4tR6yU1pJ5hGcDaQ";
 const EXIT_MARGIN: Duration = Duration::from_millis(1500);
 
 fn token(user: &str) -> String {
-    let exp = SystemTime::now().duration_since(UNIX_EPOCH).expect("time").as_secs() + 3600;
-    jsonwebtoken::encode(
-        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-        &json!({"user_id": user, "name": user, "roles": ["user"], "exp": exp}),
-        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
-    )
-    .expect("sign")
+    jwt::user_token(user, SECRET)
 }
 
 /// The test server's environment: loopback, port 0, JSON logs, the two demo models.
@@ -83,10 +79,7 @@ struct Client {
 impl Client {
     async fn connect(server: &Server, user: &str) -> Self {
         let url = format!("ws://127.0.0.1:{}/chat/ws?token={}", server.port, token(user));
-        let (mut socket, _) = tokio::time::timeout(ws::WAIT, tokio_tungstenite::connect_async(url))
-            .await
-            .expect("the upgrade was answered in time")
-            .expect("the upgrade is accepted");
+        let mut socket = ws::connect(&url).await;
         let status = ws::next_json(&mut socket, ws::deadline_in(ws::WAIT)).await;
         assert_eq!(status["type"], "connection_status", "{status}");
         let session_id = status["session_id"].as_str().expect("a session id").to_owned();

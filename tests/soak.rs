@@ -26,10 +26,12 @@
 //! Short by default (CI). `CHATBOX_SOAK_SECONDS=600` repeats rounds for ten minutes:
 //! `CHATBOX_SOAK_SECONDS=600 cargo test --release --test soak -- --nocapture`.
 
+#[path = "support/jwt.rs"]
+mod jwt;
 #[path = "support/ws.rs"]
 mod ws;
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use chatbox::Application;
 use chatbox::config;
@@ -82,13 +84,7 @@ const SAMPLE_EVERY: Duration = Duration::from_millis(10);
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn token(user: &str) -> String {
-    let exp = SystemTime::now().duration_since(UNIX_EPOCH).expect("time").as_secs() + 3600;
-    jsonwebtoken::encode(
-        &jsonwebtoken::Header::default(),
-        &json!({"user_id": user, "exp": exp}),
-        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
-    )
-    .expect("sign")
+    jwt::user_token(user, SECRET)
 }
 
 /// `VmRSS` and `VmHWM` (the peak) of this process, in KiB.

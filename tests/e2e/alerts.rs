@@ -4,6 +4,7 @@
 
 use serde_json::json;
 
+use crate::prometheus::Scrape;
 use crate::support::{TestApp, spawn_app};
 
 #[path = "../../adapters/notify/tests/support/sms_api.rs"]
@@ -80,13 +81,8 @@ async fn alert_counted(app: &TestApp, channel: &str, outcome: &str) {
     let deadline = tokio::time::Instant::now() + crate::support::WAIT;
     loop {
         let (_, _, body) = app.http_raw("GET", "/metrics", &[]).await;
-        let counted = body.lines().any(|line| {
-            line.starts_with("chatbox_alerts_total{")
-                && line.contains(&format!("channel=\"{channel}\""))
-                && line.contains(&format!("outcome=\"{outcome}\""))
-                && line.ends_with(" 1")
-        });
-        if counted {
+        let scrape = Scrape::parse(&body);
+        if scrape.get("chatbox_alerts_total", &[("channel", channel), ("outcome", outcome)]) == 1.0 {
             return;
         }
         assert!(tokio::time::Instant::now() < deadline, "no {channel} {outcome} alert counted:\n{body}");

@@ -3,6 +3,8 @@
 
 #[path = "../support/fake_provider.rs"]
 mod fake_provider;
+#[path = "../support/prometheus.rs"]
+mod prometheus;
 mod support;
 #[path = "../support/ws.rs"]
 mod ws;

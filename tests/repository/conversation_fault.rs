@@ -18,7 +18,12 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
 use crate::server::PrivateServer;
+use prometheus::Scrape;
 
+#[path = "../support/jwt.rs"]
+mod jwt;
+#[path = "../support/prometheus.rs"]
+mod prometheus;
 #[path = "../support/ws.rs"]
 mod ws;
 
@@ -26,22 +31,7 @@ const SECRET: &str = "fault-K8f3Lq9ZxW2mN7vB4tR6yU1pJ5hGcDaQ";
 const USERS: usize = 3;
 
 fn token(user: &str) -> String {
-    let exp =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("time").as_secs() + 3600;
-    jsonwebtoken::encode(
-        &jsonwebtoken::Header::default(),
-        &json!({"user_id": user, "exp": exp}),
-        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
-    )
-    .expect("sign")
-}
-
-async fn connect(url: &str) -> ws::Socket {
-    let (socket, _) = tokio::time::timeout(ws::WAIT, tokio_tungstenite::connect_async(url))
-        .await
-        .expect("connected in time")
-        .expect("connect");
-    socket
+    jwt::user_token(user, SECRET)
 }
 
 /// `GET path` on the server: the whole response as text.
@@ -59,14 +49,11 @@ async fn readyz(port: u16) -> u16 {
     get(port, "/chat/readyz").await.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("status")
 }
 
-/// The sum of `family`'s samples in the metrics.
-async fn metric_sum(port: u16, family: &str) -> f64 {
-    get(port, "/metrics")
-        .await
-        .lines()
-        .filter(|line| line.starts_with(family) && !line.starts_with('#'))
-        .filter_map(|line| line.rsplit_once(' ').and_then(|(_, value)| value.parse::<f64>().ok()))
-        .sum()
+/// The sum of the samples of `name` in the metrics.
+async fn metric_sum(port: u16, name: &str) -> f64 {
+    let response = get(port, "/metrics").await;
+    let body = response.split_once("\r\n\r\n").map_or("", |(_, body)| body);
+    Scrape::parse(body).sum(name)
 }
 
 async fn readyz_becomes(port: u16, wanted: u16) {
@@ -155,7 +142,7 @@ async fn a_database_restart_mid_conversation_loses_nothing_acknowledged_and_drop
     let mut talkers = Vec::new();
     for n in 0..USERS {
         let url = format!("ws://127.0.0.1:{port}/chat/ws?token={}", token(&format!("user{n}")));
-        let mut socket = connect(&url).await;
+        let mut socket = ws::connect(&url).await;
         let status = ws::next_json(&mut socket, ws::deadline_in(ws::WAIT)).await;
         let session_id = status["session_id"].as_str().expect("session id").to_owned();
         talkers.push(Talker { socket, session_id, acknowledged: Vec::new() });
@@ -196,7 +183,7 @@ async fn a_database_restart_mid_conversation_loses_nothing_acknowledged_and_drop
             token(&format!("user{n}")),
             talker.session_id
         );
-        let mut reader = connect(&url).await;
+        let mut reader = ws::connect(&url).await;
         let _status = ws::next_json(&mut reader, ws::deadline_in(ws::WAIT)).await;
         let mut stored = Vec::new();
         while stored.len() < talker.acknowledged.len() * 2 {

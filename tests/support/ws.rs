@@ -6,7 +6,7 @@
 //! waits forever for a server that stays silent. Every test that reads a socket goes
 //! through these functions, so neither mistake can be made again.
 //!
-//! Shared by the e2e and the capacity test binaries; each uses a subset.
+//! Shared by the test binaries that speak to a server; each uses a subset.
 #![allow(dead_code)]
 
 use std::time::Duration;
@@ -27,6 +27,15 @@ pub const WAIT: Duration = Duration::from_secs(10);
 /// A deadline `wait` from now.
 pub fn deadline_in(wait: Duration) -> Instant {
     Instant::now() + wait
+}
+
+/// Opens a WebSocket that must be accepted, its upgrade answered within [`WAIT`].
+pub async fn connect(url: &str) -> Socket {
+    let (socket, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(url))
+        .await
+        .expect("the upgrade was answered in time")
+        .expect("the upgrade is accepted");
+    socket
 }
 
 /// What one read before a deadline found.
