@@ -97,18 +97,7 @@ pub async fn migrate_all(
     // The ids first: converting documents while a cursor walks the collection could make
     // it meet a document twice or not at all.
     let filter = doc! { field::SCHEMA: { "$exists": false } };
-    let ids: Vec<Document> = retrying(&repository.retry, "list_legacy", || async {
-        repository
-            .sessions
-            .find(filter.clone())
-            .projection(doc! { field::ID: 1 })
-            .sort(doc! { field::ID: 1 })
-            .await?
-            .try_collect()
-            .await
-    })
-    .await
-    .map_err(|e| storage_error("list_legacy", &e))?;
+    let ids = matching_ids(repository, filter, "list_legacy").await?;
     let mut report =
         MigrationReport { found: u64::try_from(ids.len()).unwrap_or(u64::MAX), ..Default::default() };
     for id in &ids {
@@ -157,18 +146,7 @@ pub async fn backfill_derived(repository: &MongoSessionRepository) -> Result<u64
             { field::RESPONSE_COUNT: { "$exists": false } },
         ],
     };
-    let ids: Vec<Document> = retrying(&repository.retry, "list_underived", || async {
-        repository
-            .sessions
-            .find(filter.clone())
-            .projection(doc! { field::ID: 1 })
-            .sort(doc! { field::ID: 1 })
-            .await?
-            .try_collect()
-            .await
-    })
-    .await
-    .map_err(|e| storage_error("list_underived", &e))?;
+    let ids = matching_ids(repository, filter, "list_underived").await?;
     let mut filled = 0_u64;
     for id in &ids {
         let Some(id) = id.get_str(field::ID).ok().and_then(|raw| SessionId::parse(raw).ok()) else {
@@ -333,4 +311,26 @@ async fn insert_messages(
         repository.confirm_stored(id, message, reused).await?;
     }
     Ok(())
+}
+
+/// The `_id`s of the sessions matching `filter`, in id order, read in full before anything
+/// is converted: converting while a cursor walks the collection could make it meet a
+/// document twice or not at all.
+async fn matching_ids(
+    repository: &MongoSessionRepository,
+    filter: Document,
+    operation: &'static str,
+) -> Result<Vec<Document>, RepositoryError> {
+    retrying(&repository.retry, operation, || async {
+        repository
+            .sessions
+            .find(filter.clone())
+            .projection(doc! { field::ID: 1 })
+            .sort(doc! { field::ID: 1 })
+            .await?
+            .try_collect()
+            .await
+    })
+    .await
+    .map_err(|e| storage_error(operation, &e))
 }

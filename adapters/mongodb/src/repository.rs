@@ -99,32 +99,22 @@ impl MongoSessionRepository {
             field::SCHEMA: 1, field::LAST_SEQ: 1, field::NAME: 1, field::TOTAL_TOKENS: 1, field::RESPONSE_TIMES_MS: 1,
         };
         projection.extend(Timeline::projection());
-        let mut found = self.find_session(id, projection.clone()).await?;
-        if matches!(found, Found::Legacy) {
-            self.convert(id).await?;
-            found = self.find_session(id, projection).await?;
-        }
-        match found {
-            Found::Missing => Err(RepositoryError::NotFound),
-            Found::Legacy => {
-                Err(RepositoryError::Other("session could not be converted to the current layout".into()))
-            }
-            Found::Current(doc) => Ok(AppendState {
-                last_seq: count(&doc, field::LAST_SEQ).map_err(|e| unreadable("session", &e))?,
-                named: !matches!(doc.get(field::NAME), None | Some(Bson::Null)),
-                total_tokens: count(&doc, field::TOTAL_TOKENS).map_err(|e| unreadable("session", &e))?,
-                response_times: match doc.get(field::RESPONSE_TIMES_MS) {
-                    Some(Bson::Array(times)) => times.clone(),
-                    _ => {
-                        return Err(unreadable(
-                            "session",
-                            &DocumentError::WrongType(field::RESPONSE_TIMES_MS.into()),
-                        ));
-                    }
-                },
-                timeline: Timeline::read(&doc).map_err(|e| unreadable("session", &e))?,
-            }),
-        }
+        let doc = self.current_session(id, projection).await?;
+        Ok(AppendState {
+            last_seq: count(&doc, field::LAST_SEQ).map_err(|e| unreadable("session", &e))?,
+            named: !matches!(doc.get(field::NAME), None | Some(Bson::Null)),
+            total_tokens: count(&doc, field::TOTAL_TOKENS).map_err(|e| unreadable("session", &e))?,
+            response_times: match doc.get(field::RESPONSE_TIMES_MS) {
+                Some(Bson::Array(times)) => times.clone(),
+                _ => {
+                    return Err(unreadable(
+                        "session",
+                        &DocumentError::WrongType(field::RESPONSE_TIMES_MS.into()),
+                    ));
+                }
+            },
+            timeline: Timeline::read(&doc).map_err(|e| unreadable("session", &e))?,
+        })
     }
 
     /// Whether the message stored at `message.seq` is `message` (a retry): `Ok` if so,
@@ -216,6 +206,17 @@ impl MongoSessionRepository {
     async fn timeline(&self, id: &SessionId) -> Result<Timeline, RepositoryError> {
         let mut projection = Timeline::projection();
         projection.insert(field::SCHEMA, 1);
+        let doc = self.current_session(id, projection).await?;
+        Timeline::read(&doc).map_err(|e| unreadable("session", &e))
+    }
+
+    /// The `projection` of a session of the current layout, converting a layout-1 session
+    /// first.
+    async fn current_session(
+        &self,
+        id: &SessionId,
+        projection: Document,
+    ) -> Result<Document, RepositoryError> {
         let mut found = self.find_session(id, projection.clone()).await?;
         if matches!(found, Found::Legacy) {
             self.convert(id).await?;
@@ -226,7 +227,7 @@ impl MongoSessionRepository {
             Found::Legacy => {
                 Err(RepositoryError::Other("session could not be converted to the current layout".into()))
             }
-            Found::Current(doc) => Timeline::read(&doc).map_err(|e| unreadable("session", &e)),
+            Found::Current(doc) => Ok(doc),
         }
     }
 
