@@ -134,7 +134,12 @@ impl Soak {
             ("MEMORY_STORE_MAX_SESSIONS", cap.as_str()),
             ("SHUTDOWN_TIMEOUT", "5s"),
         ];
-        let settings = config::load_from(&vars, false).settings.expect("valid soak configuration");
+        Self::start_with(&vars).await
+    }
+
+    /// The server in-process with `vars`, serving until [`Self::stop`].
+    async fn start_with(vars: &[(&str, &str)]) -> Self {
+        let settings = config::load_from(vars, false).settings.expect("valid soak configuration");
         let app = Application::build(settings).await.expect("build");
         let url_base = format!("ws://{}/chat/ws", app.address());
         let probe = app.memory_probe();
@@ -426,14 +431,7 @@ async fn an_answer_whose_session_left_the_store_does_not_pin_its_live_session() 
         ("MEMORY_STORE_MAX_SESSIONS", "1"),
         ("SHUTDOWN_TIMEOUT", "5s"),
     ];
-    let settings = config::load_from(&vars, false).settings.expect("valid configuration");
-    let app = Application::build(settings).await.expect("build");
-    let url_base = format!("ws://{}/chat/ws", app.address());
-    let probe = app.memory_probe();
-    let shutdown = CancellationToken::new();
-    let signal = shutdown.clone();
-    let server = tokio::spawn(async move { app.run_until(signal.cancelled_owned()).await });
-    let soak = Soak { url_base, probe, shutdown, server };
+    let soak = Soak::start_with(&vars).await;
 
     let mut slow = soak.open("alice").await;
     Soak::send(&mut slow, "a long answer", "slow").await;
