@@ -394,3 +394,26 @@ async fn the_openapi_document_is_served_and_every_listed_route_exists() {
     }
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_share_link_stops_working_when_share_ttl_has_passed() {
+    let app = spawn_app(&[("SHARE_TTL", "1s")]).await;
+    let client = conversation(&app, "alice", &["hi"]).await;
+    let session = client.session_id();
+    let (status, _, share) =
+        app.json("POST", &format!("/chat/sessions/{session}/share"), Some(&token("alice"))).await;
+    assert_eq!(status, 200, "{share}");
+    let shared_at = tokio::time::Instant::now();
+    let link = format!("/chat/shared/{}", share["share_token"].as_str().expect("token"));
+    assert_eq!(app.json("GET", &link, None).await.0, 200, "valid at first");
+    // Time passing is the input here: poll (with a deadline) until the link expires.
+    let deadline = shared_at + std::time::Duration::from_secs(5);
+    while app.json("GET", &link, None).await.0 == 200 {
+        assert!(tokio::time::Instant::now() < deadline, "the link still works after SHARE_TTL");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(shared_at.elapsed() >= std::time::Duration::from_millis(900), "not before SHARE_TTL");
+    let (status, _, body) = app.json("GET", &link, None).await;
+    assert_eq!((status, body["code"].as_str()), (404, Some("NOT_FOUND")));
+    app.stop().await;
+}
