@@ -13,10 +13,9 @@ use crate::limits::{KeyedLimiter, MessageLimiter};
 use crate::live::LiveSessions;
 use crate::ports::{
     Clock, IdGenerator, LlmProvider, Metrics, Notifier, Randomness, RepositoryError, SessionCatalog,
-    SessionRepository,
+    SessionHub, SessionRepository,
 };
 use crate::settings::ChatSettings;
-use crate::socket::SocketDirectory;
 
 /// Everything the use-cases and the session actors share.
 pub(crate) struct Deps {
@@ -34,7 +33,8 @@ pub(crate) struct Deps {
     pub settings: ChatSettings,
     pub live: LiveSessions,
     pub limiter: MessageLimiter,
-    pub sockets: SocketDirectory,
+    /// The fan-out to sockets, and the answer leases.
+    pub hub: Arc<dyn SessionHub>,
     pub tasks: TaskTracker,
     /// The session actors, apart from the other tasks: shutdown waits for them (the
     /// answers) before it closes the sockets.

@@ -29,6 +29,7 @@ pub mod live;
 pub mod ports;
 pub mod settings;
 pub mod socket;
+pub mod turn;
 
 pub use chat::{ChatService, MessagePage, SharedConversation};
 pub use error::ChatError;

@@ -11,8 +11,6 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use chatbox_domain::UserId;
-use dashmap::DashMap;
-use dashmap::mapref::entry::Entry;
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
@@ -187,6 +185,14 @@ impl SocketHandle {
         self.push(Outbound::Batch(frames))
     }
 
+    /// Serialises frames about to be queued (once: a frame keeps its bytes), so that
+    /// queueing them later, under a session's lock, costs no serialisation.
+    pub fn encode_ahead<'a>(&self, frames: impl IntoIterator<Item = &'a Arc<Frame>>) {
+        for frame in frames {
+            frame.encoded(self.budget.encode);
+        }
+    }
+
     /// Bytes waiting to be written now.
     #[must_use]
     pub fn queued_bytes(&self) -> usize {
@@ -262,45 +268,6 @@ impl SocketHandle {
     }
 }
 
-/// Every open socket, by user: for what concerns a user rather than a session (a refused
-/// connection on another device). Entries disappear with their last socket.
-#[derive(Debug, Default)]
-pub struct SocketDirectory {
-    by_user: DashMap<UserId, Vec<Arc<SocketHandle>>>,
-}
-
-impl SocketDirectory {
-    /// Adds a socket.
-    pub fn register(&self, socket: &Arc<SocketHandle>) {
-        self.by_user.entry(socket.user().clone()).or_default().push(Arc::clone(socket));
-    }
-
-    /// Removes a socket.
-    pub fn unregister(&self, socket: &SocketHandle) {
-        if let Entry::Occupied(mut sockets) = self.by_user.entry(socket.user().clone()) {
-            sockets.get_mut().retain(|s| s.id() != socket.id());
-            if sockets.get().is_empty() {
-                sockets.remove();
-            }
-        }
-    }
-
-    /// Sends `frame` to every socket of `user`.
-    pub fn send_to_user(&self, user: &UserId, frame: &Arc<Frame>) {
-        if let Some(sockets) = self.by_user.get(user) {
-            for socket in sockets.iter() {
-                socket.send(Arc::clone(frame));
-            }
-        }
-    }
-
-    /// Users with at least one socket.
-    #[must_use]
-    pub fn users(&self) -> usize {
-        self.by_user.len()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -345,27 +312,5 @@ mod tests {
         assert_eq!(socket.queued_bytes(), 1200 + 3 * FRAME_OVERHEAD_BYTES, "budget plus one item at most");
         assert!(socket.is_closing());
         drop(queue.try_recv());
-    }
-
-    #[test]
-    fn the_directory_reaches_every_socket_of_a_user_and_forgets_the_last_one() {
-        let directory = SocketDirectory::default();
-        let alice = UserId::parse("alice").expect("id");
-        let (phone, mut phone_queue) = SocketHandle::new(alice.clone(), budget(4096));
-        let (laptop, mut laptop_queue) = SocketHandle::new(alice.clone(), budget(4096));
-        let (other, mut other_queue) = SocketHandle::new(UserId::parse("bob").expect("id"), budget(4096));
-        for socket in [&phone, &laptop, &other] {
-            directory.register(socket);
-        }
-        let frame = Frame::new(
-            ServerEvent::Notification { content: "hi".into() },
-            chatbox_domain::Timestamp::default(),
-        );
-        directory.send_to_user(&alice, &frame);
-        assert!(phone_queue.try_recv().is_some() && laptop_queue.try_recv().is_some());
-        assert!(other_queue.try_recv().is_none(), "another user's socket hears nothing");
-        directory.unregister(&phone);
-        directory.unregister(&laptop);
-        assert_eq!(directory.users(), 1);
     }
 }

@@ -315,6 +315,7 @@ fn harness_alerting(settings: ChatSettings, notifiers: Vec<Arc<dyn Notifier>>) -
         catalog: Arc::clone(&repo) as Arc<dyn SessionCatalog>,
         notifiers,
         metrics: Arc::new(chatbox_application::ports::NoMetrics),
+        hub: Arc::new(chatbox_memory_store::LocalHub::new()),
     };
     Harness { service: ChatService::new(ports, settings, TaskTracker::new()), repo, storage, provider }
 }

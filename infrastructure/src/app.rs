@@ -29,7 +29,7 @@ use chatbox_http::edge::{ClientIpPolicy, HttpLimiters, HttpQuotas, SecurityHeade
 use chatbox_http::server::ServerLimits;
 use chatbox_http::{HttpConfig, HttpState, JwtSettings, JwtVerifier};
 use chatbox_llm::{AnthropicProvider, DemoProvider, DifyProvider, OpenAiProvider, ProviderConfig};
-use chatbox_memory_store::MemorySessionRepository;
+use chatbox_memory_store::{LocalHub, MemorySessionRepository};
 use chatbox_mongodb_store::{KeyRing, MongoConfig, MongoSessionRepository};
 use tokio::net::{TcpListener, TcpSocket};
 use tokio_util::sync::CancellationToken;
@@ -209,6 +209,7 @@ impl Application {
             catalog,
             notifiers: crate::alerts::notifiers(&settings.alerts)?,
             metrics: metrics.recorder(),
+            hub: Arc::new(LocalHub::new()),
         };
         let chat = ChatService::new(ports, chat_settings, tasks.clone());
         let jwt = JwtVerifier::new(&JwtSettings {

@@ -1,4 +1,11 @@
-//! # In-memory session storage
+//! # In-process adapters
+//!
+//! - [`LocalHub`] (`hub.rs`): the [`SessionHub`](chatbox_application::ports::SessionHub)
+//!   of a single process: every socket of a session or a user is in this process, and a
+//!   session's answer lease is a local semaphore.
+//! - [`MemorySessionRepository`] (here): session storage in process memory.
+//!
+//! ## Session storage
 //!
 //! A [`SessionRepository`] kept in process memory, for `--dev` and tests. It keeps at
 //! most `max_sessions` sessions (`MEMORY_STORE_MAX_SESSIONS`), dropping the least
@@ -16,6 +23,9 @@
 #![forbid(unsafe_code)]
 
 mod catalog;
+mod hub;
+
+pub use hub::{LocalFanout, LocalHub};
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};

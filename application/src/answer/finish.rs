@@ -2,12 +2,12 @@
 //! `error` frame (if any) and the one `done` frame with the finish reason, usage, timing
 //! and the stored `seq`.
 
-use chatbox_domain::{AnswerTiming, ErrorCode, MessageEffects, Sender, StoredMessage, Usage};
+use chatbox_domain::{AnswerTiming, MessageEffects, Sender, StoredMessage, Usage};
 use tracing::warn;
 
 use crate::events::ServerEvent;
 
-use super::{Actor, Answer, Outcome, STORAGE_UNAVAILABLE};
+use super::{Actor, Answer, Outcome};
 
 impl Actor {
     /// Counts the answer: its duration and end, its first token, its tokens.
@@ -29,10 +29,7 @@ impl Actor {
         let (style, model_id) = (*style, &outcome.model_id);
         let now = self.deps.clock.now();
         let session_id = self.live.id().clone();
-        let text = self
-            .live
-            .with_state(|state| state.streaming.as_ref().map(|s| s.text.clone()))
-            .unwrap_or_default();
+        let text = self.live.answer_text();
         let usage = (!text.is_empty() || outcome.usage.is_some()).then(|| {
             outcome.usage.unwrap_or(Usage {
                 prompt_tokens: (outcome.prompt_chars as u64).div_ceil(4),
@@ -49,15 +46,12 @@ impl Actor {
         let mut stored_seq = None;
         let mut storage_failed = false;
         if !text.is_empty() {
-            let message = self.live.with_state(|state| {
-                let seq = state.session.next_seq();
-                let mut message = StoredMessage::text(message_id.clone(), seq, Sender::Ai, text.clone(), now);
-                message.finish_reason = Some(outcome.finish_reason);
-                message.usage = usage;
-                message.model_id = Some(model_id.to_string());
-                message.timing = Some(timing);
-                message
-            });
+            let seq = self.live.next_seq();
+            let mut message = StoredMessage::text(message_id.clone(), seq, Sender::Ai, text.clone(), now);
+            message.finish_reason = Some(outcome.finish_reason);
+            message.usage = usage;
+            message.model_id = Some(model_id.to_string());
+            message.timing = Some(timing);
             match self.deps.storage(self.deps.repo.append_message(&session_id, &message, &effects)).await {
                 Ok(()) => stored_seq = Some(message.seq),
                 Err(error) => {
@@ -78,12 +72,7 @@ impl Actor {
             }));
         }
         if storage_failed {
-            frames.push(self.frame(ServerEvent::Error {
-                session_id: Some(session_id.clone()),
-                code: ErrorCode::DatabaseError,
-                message: STORAGE_UNAVAILABLE.to_owned(),
-                retry_after: None,
-            }));
+            frames.push(self.storage_error());
         }
         frames.push(self.frame(ServerEvent::AnswerDone {
             session_id,
@@ -95,16 +84,6 @@ impl Actor {
             timing,
             style,
         }));
-        self.live.with_state(|state| {
-            if let Some(seq) = stored_seq {
-                state.session.record(seq, now, &effects);
-                state.stored_seq = seq;
-            }
-            state.streaming = None;
-            state.touch();
-            for frame in &frames {
-                state.broadcast(frame, None);
-            }
-        });
+        self.live.finish_answer(stored_seq.map(|seq| (seq, now, &effects)), &frames);
     }
 }

@@ -20,10 +20,9 @@ mod stream;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chatbox_domain::validation::Metadata;
 use chatbox_domain::{
-    ClientMessageId, ErrorCode, FinishReason, MessageId, MessageKind, ModelId, ProviderConversation, Sender,
-    StoredMessage, Usage,
+    ErrorCode, FinishReason, MessageId, MessageKind, ModelId, ProviderConversation, Sender, StoredMessage,
+    Usage,
 };
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -31,33 +30,10 @@ use tracing::{debug, warn};
 
 use crate::deps::Deps;
 use crate::events::{AnswerStyle, Frame, ServerEvent};
-use crate::live::{LiveSession, StreamingAnswer};
+use crate::live::LiveSession;
 use crate::ports::ChatRequest;
-use crate::socket::SocketHandle;
+use crate::turn::Turn;
 use context::context_window;
-
-/// A message accepted from a socket, on its way to storage.
-#[derive(Debug)]
-pub struct Turn {
-    /// The socket it came from (not echoed back to it; storage errors go to it).
-    pub origin: Arc<SocketHandle>,
-    /// Who wrote it.
-    pub sender: Sender,
-    /// Text, file or voice.
-    pub kind: MessageKind,
-    /// The text or caption.
-    pub content: String,
-    /// Attachment id.
-    pub file_id: Option<String>,
-    /// Attachment URL.
-    pub file_url: Option<String>,
-    /// Client metadata.
-    pub metadata: Metadata,
-    /// Idempotency key.
-    pub client_message_id: Option<ClientMessageId>,
-    /// `Some` when the model should answer it.
-    pub answer: Option<AnswerStyle>,
-}
 
 /// How an answer ended, before it is stored.
 pub(super) struct Outcome {
@@ -116,6 +92,8 @@ pub(crate) struct Actor {
 
 /// Runs a session's actor until the session is retired and its queue is drained.
 pub(crate) async fn run(live: Arc<LiveSession>, mut turns: mpsc::Receiver<Turn>, deps: Arc<Deps>) {
+    // One answerer per session: an actor of an evicted copy may still be finishing.
+    let _lease = deps.hub.lease_answerer(live.id()).await;
     let mut actor = Actor { live, deps, held: None };
     let mut retiring = false;
     loop {
@@ -136,7 +114,7 @@ pub(crate) async fn run(live: Arc<LiveSession>, mut turns: mpsc::Receiver<Turn>,
         let Some(turn) = turn else { break };
         // Nothing is stored after a held answer until it is: sequence numbers stay in order.
         if !actor.flush().await {
-            actor.refuse(turn);
+            actor.refuse(&turn);
             continue;
         }
         if let Some(style) = actor.store_turn(turn).await {
@@ -154,19 +132,17 @@ impl Actor {
 
     /// Refuses a turn because storage is failing: the sender gets `DATABASE_ERROR` and may
     /// send it again with the same `client_message_id`.
-    fn refuse(&self, turn: Turn) {
-        self.live.with_state(|state| {
-            state.queued_turns = state.queued_turns.saturating_sub(1);
-            if let Some(id) = &turn.client_message_id {
-                state.forget_client_id(id);
-            }
-        });
-        turn.origin.send(self.frame(ServerEvent::Error {
+    fn refuse(&self, turn: &Turn) {
+        self.live.refuse_turn(turn, &self.storage_error());
+    }
+
+    fn storage_error(&self) -> Arc<Frame> {
+        self.frame(ServerEvent::Error {
             session_id: Some(self.live.id().clone()),
             code: ErrorCode::DatabaseError,
             message: STORAGE_UNAVAILABLE.to_owned(),
             retry_after: None,
-        }));
+        })
     }
 
     /// Stores one turn and fans it out; returns how to answer it if the model should.
@@ -178,72 +154,34 @@ impl Actor {
             warn!("id generator produced an invalid message id");
             return None;
         };
-        let (message, effects) = self.live.with_state(|state| {
-            let seq = state.session.next_seq();
-            let effects = state.session.user_message_effects(user_text);
-            let message = StoredMessage {
-                id: message_id,
-                seq,
-                sender: turn.sender,
-                kind: turn.kind,
-                content: turn.content.clone(),
-                timestamp: now,
-                file_id: turn.file_id.clone(),
-                file_url: turn.file_url.clone(),
-                metadata: turn.metadata.clone(),
-                client_message_id: turn.client_message_id.clone(),
-                finish_reason: None,
-                usage: None,
-                model_id: None,
-                timing: None,
-            };
-            (message, effects)
-        });
+        let (seq, effects) = self.live.next_message(user_text);
+        let message = StoredMessage {
+            id: message_id,
+            seq,
+            sender: turn.sender,
+            kind: turn.kind,
+            content: turn.content.clone(),
+            timestamp: now,
+            file_id: turn.file_id.clone(),
+            file_url: turn.file_url.clone(),
+            metadata: turn.metadata.clone(),
+            client_message_id: turn.client_message_id.clone(),
+            finish_reason: None,
+            usage: None,
+            model_id: None,
+            timing: None,
+        };
         let stored =
             self.deps.storage(self.deps.repo.append_message(self.live.id(), &message, &effects)).await;
-        let session_id = self.live.id().clone();
-        let message = Arc::new(message);
-        let echo =
-            self.frame(ServerEvent::Stored { session_id: session_id.clone(), message: Arc::clone(&message) });
-        let ai_answers = self.live.with_state(|state| {
-            state.queued_turns = state.queued_turns.saturating_sub(1);
-            match &stored {
-                Ok(()) => {
-                    state.session.record(message.seq, now, &effects);
-                    state.stored_seq = message.seq;
-                    state.touch();
-                    if let Some(id) = &turn.client_message_id {
-                        state.client_id_stored(id, &message.id, message.seq);
-                    }
-                    state.broadcast(&echo, Some(turn.origin.id()));
-                }
-                Err(_) => {
-                    if let Some(id) = &turn.client_message_id {
-                        state.forget_client_id(id);
-                    }
-                }
-            }
-            state.session.handoff.ai_answers()
-        });
         if let Err(error) = stored {
-            warn!(session_id = %session_id, %error, "storing a message failed");
-            turn.origin.send(self.frame(ServerEvent::Error {
-                session_id: Some(session_id),
-                code: ErrorCode::DatabaseError,
-                message: STORAGE_UNAVAILABLE.to_owned(),
-                retry_after: None,
-            }));
+            warn!(session_id = %self.live.id(), %error, "storing a message failed");
+            self.refuse(&turn);
             return None;
         }
-        // Only now, with the message stored, is the sender told it is safe.
-        if let Some(client_message_id) = turn.client_message_id.clone() {
-            turn.origin.send(self.frame(ServerEvent::MessageAck {
-                session_id,
-                message_id: message.id.clone(),
-                seq: message.seq,
-                client_message_id,
-            }));
-        }
+        let message = Arc::new(message);
+        let echo = self
+            .frame(ServerEvent::Stored { session_id: self.live.id().clone(), message: Arc::clone(&message) });
+        let ai_answers = self.live.turn_stored(&turn, &message, &effects, &echo);
         turn.answer.filter(|_| ai_answers)
     }
 
@@ -261,16 +199,7 @@ impl Actor {
             message_id: message_id.clone(),
             style,
         });
-        let (model_id, user_id) = self.live.with_state(|state| {
-            state.streaming = Some(StreamingAnswer::new(
-                message_id.clone(),
-                state.session.model_id.clone(),
-                style,
-                cancel.clone(),
-            ));
-            state.broadcast(&loading, None);
-            (state.session.model_id.clone(), state.session.owner.clone())
-        });
+        let (model_id, user_id) = self.live.start_answer(message_id.clone(), style, cancel.clone(), &loading);
 
         let answer = Answer { message_id, style, cancel, started };
         let outcome = match self.request(&model_id, user_id).await {

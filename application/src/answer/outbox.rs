@@ -34,7 +34,7 @@ impl Actor {
     /// Holds an answer that could not be stored.
     pub(super) fn hold(&mut self, message: StoredMessage, effects: MessageEffects) {
         warn!(session_id = %self.live.id(), seq = %message.seq, "answer held in the outbox until storage returns");
-        self.live.with_state(|state| state.unstored_answer = true);
+        self.live.hold_answer();
         self.held = Some(HeldAnswer { message, effects });
     }
 
@@ -54,7 +54,7 @@ impl Actor {
             // retrying would pin the live session for ever.
             Err(error @ (RepositoryError::NotFound | RepositoryError::Conflict)) => {
                 error!(session_id = %self.live.id(), seq = %held.message.seq, %error, "held answer dropped: it can never be stored");
-                self.live.with_state(|state| state.unstored_answer = false);
+                self.live.release_held_answer(None);
                 self.held = None;
                 return true;
             }
@@ -63,11 +63,7 @@ impl Actor {
                 return false;
             }
         }
-        self.live.with_state(|state| {
-            state.session.record(held.message.seq, held.message.timestamp, &held.effects);
-            state.stored_seq = held.message.seq;
-            state.unstored_answer = false;
-        });
+        self.live.release_held_answer(Some((held.message.seq, held.message.timestamp, &held.effects)));
         info!(session_id = %self.live.id(), seq = %held.message.seq, "held answer stored");
         self.held = None;
         true

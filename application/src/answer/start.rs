@@ -54,7 +54,7 @@ impl Actor {
             let mut attempt_request = request.clone();
             attempt_request.model_id = model_id.clone();
             attempt_request.conversation_id =
-                self.live.with_state(|state| state.session.conversation_for(model_id).map(str::to_owned));
+                self.live.read(|session| session.conversation_for(model_id).map(str::to_owned));
             let mut retry = 0;
             loop {
                 self.deps.metrics.llm_request(model_id);

@@ -71,10 +71,8 @@ impl Actor {
         let mut last_event = self.deps.monotonic();
         loop {
             let idle_deadline = last_event.saturating_add(settings.idle_timeout).min(total_deadline);
-            let unattended_deadline = self
-                .live
-                .with_state(|state| state.unattended_since)
-                .map(|since| since.saturating_add(settings.reconnect_timeout));
+            let unattended_deadline =
+                self.live.unattended_since().map(|since| since.saturating_add(settings.reconnect_timeout));
             let deadline = unattended_deadline.map_or(idle_deadline, |d| d.min(idle_deadline));
             tokio::select! {
                 biased;
@@ -138,12 +136,7 @@ impl Actor {
                     } else {
                         self.frame(event)
                     };
-                    self.live.with_state(|state| {
-                        if let Some(streaming) = state.streaming.as_mut() {
-                            streaming.append(delta);
-                        }
-                        state.broadcast(&chunk, None);
-                    });
+                    self.live.push_chunk(delta, &chunk);
                 }
                 reached.then_some(FinishReason::Length)
             }

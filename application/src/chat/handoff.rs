@@ -35,8 +35,7 @@ impl ChatService {
     pub async fn take_over(&self, admin: &UserId, admin_name: &str, id: &SessionId) -> Result<(), ChatError> {
         let live = self.live_if(id, |_| true).await?.ok_or(ChatError::NotFound)?;
         let _turn = live.control().await;
-        let (current, active) =
-            live.with_state(|state| (state.session.handoff.clone(), state.session.is_active()));
+        let (current, active) = live.read(|session| (session.handoff.clone(), session.is_active()));
         if !active {
             return Err(ChatError::SessionEnded);
         }
@@ -45,15 +44,9 @@ impl ChatService {
         }
         let next = current.take_over(admin.clone(), admin_name.to_owned()).map_err(handoff_error)?;
         self.deps.storage(self.deps.repo.set_handoff(id, &next, self.deps.clock.now())).await?;
-        live.with_state(|state| {
-            state.session.handoff = next;
-            // The model falls silent at once: the answer in progress is cut (and stored
-            // with what it has) rather than finished.
-            if let Some(answer) = &state.streaming {
-                answer.cancel.cancel();
-            }
-            state.touch();
-        });
+        // The model falls silent at once: the answer in progress is cut (and stored with
+        // what it has) rather than finished.
+        live.set_handoff(next);
         self.deps.metrics.takeover();
         info!("session taken over by an admin");
         self.announce_handoff(&live, true, admin, admin_name);
@@ -69,17 +62,14 @@ impl ChatService {
     pub async fn release(&self, admin: &UserId, id: &SessionId) -> Result<(), ChatError> {
         let live = self.live_if(id, |_| true).await?.ok_or(ChatError::NotFound)?;
         let _turn = live.control().await;
-        let current = live.with_state(|state| state.session.handoff.clone());
+        let current = live.read(|session| session.handoff.clone());
         let HandoffState::AdminAssisting { admin_name, .. } = &current else {
             return Err(ChatError::NotAssisting);
         };
         let admin_name = admin_name.clone();
         let next = current.release(admin).map_err(handoff_error)?;
         self.deps.storage(self.deps.repo.set_handoff(id, &next, self.deps.clock.now())).await?;
-        live.with_state(|state| {
-            state.session.handoff = next;
-            state.touch();
-        });
+        live.set_handoff(next);
         info!("session released by its admin");
         self.announce_handoff(&live, false, admin, &admin_name);
         Ok(())
@@ -92,7 +82,7 @@ impl ChatService {
             admin_id: admin.clone(),
             admin_name: admin_name.to_owned(),
         });
-        live.with_state(|state| state.broadcast(&frame, None));
+        live.publish(&frame, None);
     }
 
     /// Alerts the admins that session `live` asks for help, unless this session already
@@ -105,10 +95,10 @@ impl ChatService {
             info!(session_id = %live.id(), retry_after_ms = retry_after.as_millis(), "help alert skipped: rate limited for this session");
             return;
         }
-        let alert = live.with_state(|state| HelpAlert {
-            session_id: state.session.id.clone(),
-            user_id: state.session.owner.clone(),
-            session_name: state.session.name.clone(),
+        let alert = live.read(|session| HelpAlert {
+            session_id: session.id.clone(),
+            user_id: session.owner.clone(),
+            session_name: session.name.clone(),
             requested_at: self.deps.clock.now(),
             link: self.deps.settings.admin_panel_url.as_deref().map(|base| session_link(base, live.id())),
         });

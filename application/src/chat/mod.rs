@@ -40,11 +40,11 @@ use crate::events::{Frame, ServerEvent};
 use crate::limits::{KeyedLimiter, MessageLimiter};
 use crate::live::{LiveSession, LiveSessions};
 use crate::ports::{
-    Clock, IdGenerator, Limiter, LlmProvider, Metrics, Notifier, Randomness, SessionCatalog,
+    Clock, IdGenerator, Limiter, LlmProvider, Metrics, Notifier, Randomness, SessionCatalog, SessionHub,
     SessionRepository,
 };
 use crate::settings::ChatSettings;
-use crate::socket::{SocketDirectory, SocketHandle};
+use crate::socket::SocketHandle;
 
 /// The outside world the chat use-cases need.
 pub struct ChatPorts {
@@ -64,6 +64,8 @@ pub struct ChatPorts {
     pub notifiers: Vec<Arc<dyn Notifier>>,
     /// Metrics ([`crate::ports::NoMetrics`] for none).
     pub metrics: Arc<dyn Metrics>,
+    /// How frames reach the sockets of a session or a user, and who answers a session.
+    pub hub: Arc<dyn SessionHub>,
 }
 
 impl std::fmt::Debug for ChatPorts {
@@ -134,7 +136,7 @@ impl ChatService {
     pub fn new(ports: ChatPorts, settings: ChatSettings, tasks: TaskTracker) -> Self {
         let limiter = MessageLimiter::new(settings.message_quota);
         let help_alerts = KeyedLimiter::new(settings.help_alert_quota);
-        let live = LiveSessions::new(Arc::clone(&ports.clock));
+        let live = LiveSessions::new(Arc::clone(&ports.clock), Arc::clone(&ports.hub));
         Self {
             deps: Arc::new(Deps {
                 repo: ports.repository,
@@ -149,7 +151,7 @@ impl ChatService {
                 settings,
                 live,
                 limiter,
-                sockets: SocketDirectory::default(),
+                hub: ports.hub,
                 tasks,
                 answers_cutoff: CancellationToken::new(),
                 actors: TaskTracker::new(),
@@ -184,7 +186,7 @@ impl ChatService {
     /// Users with at least one registered socket now (read-only; for memory reports).
     #[must_use]
     pub fn users_with_sockets(&self) -> usize {
-        self.deps.sockets.users()
+        self.deps.hub.users()
     }
 
     /// Whether storage answers (readiness).
@@ -242,13 +244,13 @@ impl ChatService {
         };
         match resumed {
             Some(live) => {
-                let assisting = live.with_state(|state| connection.assists(&state.session));
+                let assisting = live.read(|session| connection.assists(session));
                 let last_seq = last_seq.or(assisting.then_some(Seq(0)));
                 self.bind(&mut connection, live, last_seq, "connected").await?;
             }
             None => self.send_status(&connection, self.deps.settings.default_model().clone(), "connected"),
         }
-        self.deps.sockets.register(&connection.socket);
+        self.deps.hub.register(&connection.socket);
         Ok(connection)
     }
 
@@ -308,10 +310,9 @@ impl ChatService {
 
     /// The socket closed.
     pub fn disconnect(&self, connection: Connection) {
-        self.deps.sockets.unregister(&connection.socket);
+        self.deps.hub.unregister(&connection.socket);
         if let Some(live) = connection.bound {
-            let socket = connection.socket.id();
-            live.with_state(|state| state.detach(socket));
+            live.leave(connection.socket.id());
         }
     }
 
@@ -322,7 +323,7 @@ impl ChatService {
             content: "Connection limit reached: a new connection was refused. Close another tab or device to connect it."
                 .into(),
         });
-        self.deps.sockets.send_to_user(user, &frame);
+        self.deps.hub.publish_to_user(user, &frame);
     }
 
     /// Evicts idle live state (the sessions stay stored); returns how many.

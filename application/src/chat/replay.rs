@@ -4,22 +4,12 @@
 
 use std::sync::Arc;
 
-use chatbox_domain::{ModelId, Seq, SessionId};
+use chatbox_domain::{ModelId, Seq};
 
 use super::{ChatService, Connection, EVICTION_RETRIES};
 use crate::error::ChatError;
 use crate::events::{Frame, ServerEvent};
-use crate::live::LiveSession;
-
-/// One step of a replay's last page (see [`ChatService::bind`]).
-enum Replay {
-    /// Messages were stored after the page: queue it and read the difference.
-    Behind(Vec<Arc<Frame>>),
-    /// The session was evicted: queue the page, then load the session again.
-    Evicted(Vec<Arc<Frame>>),
-    /// Attached: the page and the answer in progress, then live frames.
-    Attached(Vec<Arc<Frame>>),
-}
+use crate::live::{LiveSession, ReplayStep};
 
 impl ChatService {
     /// Binds the socket to `live`: `connection_status`, then the stored messages after
@@ -59,9 +49,8 @@ impl ChatService {
         state_name: &'static str,
     ) -> Result<bool, ChatError> {
         self.detach_current(connection);
-        let model = live.with_state(|state| state.session.model_id.clone());
         connection.bound = Some(Arc::clone(live));
-        self.send_status(connection, model, state_name);
+        self.send_status(connection, live.model_id(), state_name);
         connection.bound = None;
 
         let Some(after) = cursor.as_mut() else {
@@ -71,52 +60,27 @@ impl ChatService {
         loop {
             let page = self.deps.storage(self.deps.repo.messages_after(live.id(), *after, page_size)).await?;
             let full = page.len() >= page_size;
-            if let Some(last) = page.last() {
-                *after = last.seq;
-            }
-            let frames: Vec<Arc<Frame>> = page
+            let frames: Vec<(Seq, Arc<Frame>)> = page
                 .into_iter()
                 .map(|message| {
-                    self.frame(ServerEvent::Stored {
+                    let seq = message.seq;
+                    let frame = self.frame(ServerEvent::Stored {
                         session_id: live.id().clone(),
                         message: Arc::new(message),
-                    })
+                    });
+                    (seq, frame)
                 })
                 .collect();
-            if full {
-                // More may follow: deliver this page now and read on, at the pace the
-                // client reads (the socket's queue is bounded in bytes).
-                if !connection.socket.send_batch(frames) {
-                    return Ok(true);
-                }
-                connection.socket.wait_for_room().await;
-                continue;
-            }
-            let step = live.with_state(|state| {
-                if state.is_evicted() {
-                    return Replay::Evicted(frames);
-                }
-                if state.stored_seq > *after {
-                    return Replay::Behind(frames);
-                }
-                let mut frames = frames;
-                frames.extend(self.in_progress_frames(live.id(), state));
-                if state.attach(Arc::clone(&connection.socket)) {
-                    Replay::Attached(frames)
-                } else {
-                    Replay::Evicted(frames)
-                }
-            });
-            match step {
-                Replay::Behind(frames) => {
-                    connection.socket.send_batch(frames);
-                }
-                Replay::Evicted(frames) => {
-                    connection.socket.send_batch(frames);
-                    return Ok(false);
-                }
-                Replay::Attached(frames) => {
-                    connection.socket.send_batch(frames);
+            // Serialised here, so the session's lock is not held for it.
+            connection.socket.encode_ahead(frames.iter().map(|(_, frame)| frame));
+            match live.replay_page(&connection.socket, frames, full, after, self.deps.clock.now()) {
+                // More may follow: read on at the pace the client reads (the socket's
+                // queue is bounded in bytes).
+                ReplayStep::More => connection.socket.wait_for_room().await,
+                ReplayStep::Behind => {}
+                ReplayStep::Evicted => return Ok(false),
+                ReplayStep::Closed => return Ok(true),
+                ReplayStep::Joined => {
                     connection.bound = Some(Arc::clone(live));
                     return Ok(true);
                 }
@@ -124,37 +88,9 @@ impl ChatService {
         }
     }
 
-    /// `loading` plus everything streamed so far, for a socket joining mid-answer.
-    pub(super) fn in_progress_frames(
-        &self,
-        session_id: &SessionId,
-        state: &mut crate::live::LiveState,
-    ) -> Vec<Arc<Frame>> {
-        let Some(answer) = state.streaming.as_mut() else {
-            return Vec::new();
-        };
-        let mut frames = vec![self.frame(ServerEvent::Loading {
-            session_id: session_id.clone(),
-            message_id: answer.message_id.clone(),
-            style: answer.style,
-        })];
-        let (message_id, model_id, style) =
-            (answer.message_id.clone(), answer.model_id.clone(), answer.style);
-        frames.extend(answer.catch_up(|delta| {
-            self.frame(ServerEvent::AnswerChunk {
-                session_id: session_id.clone(),
-                message_id,
-                model_id,
-                delta,
-                style,
-            })
-        }));
-        frames
-    }
-
     pub(super) fn model_of(&self, connection: &Connection) -> ModelId {
         match &connection.bound {
-            Some(live) => live.with_state(|state| state.session.model_id.clone()),
+            Some(live) => live.model_id(),
             None => connection
                 .selected_model
                 .clone()

@@ -12,7 +12,7 @@ use tracing::{Instrument, info};
 use super::{ChatService, Connection, EVICTION_RETRIES};
 use crate::answer::{self};
 use crate::error::ChatError;
-use crate::live::{ClientKey, LiveSession};
+use crate::live::{LiveSession, StoredKey};
 
 /// What a client-supplied session id resolves to.
 pub(super) enum Target {
@@ -50,7 +50,7 @@ impl ChatService {
         allowed: impl Fn(&Session) -> bool,
     ) -> Result<Option<Arc<LiveSession>>, ChatError> {
         if let Some(live) = self.deps.live.get(id) {
-            let reachable = live.with_state(|state| allowed(&state.session));
+            let reachable = live.read(&allowed);
             return Ok(reachable.then_some(live));
         }
         let Some(session) = self.deps.storage(self.deps.repo.load(id)).await? else {
@@ -63,12 +63,12 @@ impl ChatService {
             self.deps.storage(self.deps.repo.recent_messages(id, crate::live::REMEMBERED_CLIENT_IDS)).await?;
         let client_keys = recent
             .into_iter()
-            .filter_map(|m| m.client_message_id.map(|id| ClientKey { id, stored: Some((m.id, m.seq)) }))
+            .filter_map(|m| m.client_message_id.map(|id| StoredKey { id, message_id: m.id, seq: m.seq }))
             .collect();
         Ok(Some(self.activate(session, client_keys)))
     }
 
-    pub(super) fn activate(&self, session: Session, client_keys: Vec<ClientKey>) -> Arc<LiveSession> {
+    pub(super) fn activate(&self, session: Session, client_keys: Vec<StoredKey>) -> Arc<LiveSession> {
         let capacity = self.deps.settings.answer_queue_limit + 2;
         let (live, receiver) = self.deps.live.activate(session, client_keys, capacity);
         if let Some(receiver) = receiver {
@@ -90,7 +90,7 @@ impl ChatService {
         let requested = requested.unwrap_or_else(|| connection.session_id());
         if let Some(bound) = &connection.bound
             && bound.id() == requested
-            && !bound.with_state(|s| s.is_evicted())
+            && !bound.is_evicted()
         {
             return Ok(Target::Live(Arc::clone(bound)));
         }
@@ -170,12 +170,9 @@ impl ChatService {
     #[must_use]
     pub(super) fn attach_plain(&self, connection: &mut Connection, live: &Arc<LiveSession>) -> bool {
         self.detach_current(connection);
-        let frames = live.with_state(|state| {
-            let frames = self.in_progress_frames(live.id(), state);
-            state.attach(Arc::clone(&connection.socket)).then_some(frames)
-        });
-        let Some(frames) = frames else { return false };
-        connection.socket.send_batch(frames);
+        if !live.join(&connection.socket, self.deps.clock.now()) {
+            return false;
+        }
         connection.bound = Some(Arc::clone(live));
         true
     }
@@ -183,7 +180,7 @@ impl ChatService {
     pub(super) fn detach_current(&self, connection: &mut Connection) {
         if let Some(previous) = connection.bound.take() {
             let socket = connection.socket.id();
-            previous.with_state(|state| state.detach(socket));
+            previous.leave(socket);
         }
     }
 

@@ -49,7 +49,7 @@ impl ChatService {
         let _turn = live.control().await;
         let now = self.deps.clock.now();
         self.deps.storage(self.deps.repo.set_model(live.id(), &model_id, now)).await?;
-        live.with_state(|state| state.session.model_id = model_id);
+        live.apply_stored_change(|session| session.model_id = model_id);
         Ok(())
     }
 
@@ -65,11 +65,7 @@ impl ChatService {
             (None, None) => None,
         };
         if let Some(live) = live {
-            live.with_state(|state| {
-                if let Some(answer) = &state.streaming {
-                    answer.cancel.cancel();
-                }
-            });
+            live.stop_answer();
         }
         Ok(())
     }
@@ -86,7 +82,7 @@ impl ChatService {
             user_id: connection.socket.user().clone(),
             typing,
         });
-        live.with_state(|state| state.broadcast(&frame, Some(connection.socket.id())));
+        live.publish(&frame, Some(connection.socket.id()));
     }
 
     /// The user asks for a human: the session is marked as waiting for one (stored), its
@@ -101,7 +97,7 @@ impl ChatService {
         let live = self.target_session(connection, session_id.as_ref(), None).await?;
         let content = "Help request sent. An administrator will join your session shortly.";
         let _turn = live.control().await;
-        let handoff = live.with_state(|state| state.session.handoff.clone().request_help());
+        let handoff = live.read(|session| session.handoff.clone().request_help());
         let repo = &self.deps.repo;
         let id = live.id().clone();
         self.change_and_announce(
@@ -114,7 +110,7 @@ impl ChatService {
         .await?;
         self.deps.metrics.help_requested();
         // An admin already assists: nobody needs to be called.
-        if live.with_state(|state| state.session.handoff == HandoffState::HelpRequested) {
+        if live.read(|session| session.handoff == HandoffState::HelpRequested) {
             self.alert_admins(&live);
         }
         Ok(())
@@ -128,14 +124,10 @@ impl ChatService {
     #[tracing::instrument(name = "end_session", skip_all, fields(session_id = %id, user_id = %user))]
     pub async fn end_session(&self, user: &UserId, id: &SessionId) -> Result<(), ChatError> {
         let live = self.owned_live(user, id).await?.ok_or(ChatError::NotFound)?;
-        live.with_state(|state| {
-            if let Some(answer) = &state.streaming {
-                answer.cancel.cancel();
-            }
-        });
+        live.stop_answer();
         let repo = &self.deps.repo;
         let _turn = live.control().await;
-        let was_active = live.with_state(|state| state.session.is_active());
+        let was_active = live.read(Session::is_active);
         self.change_and_announce(
             &live,
             "ended",
@@ -167,10 +159,7 @@ impl ChatService {
     {
         let now = self.deps.clock.now();
         self.deps.storage(write(now)).await?;
-        let snapshot = live.with_state(|state| {
-            change(&mut state.session, now);
-            state.session.clone()
-        });
+        let snapshot = live.apply_stored_change(|session| change(session, now));
         let frame = self.frame(ServerEvent::ConnectionStatus {
             user_id: snapshot.owner.clone(),
             session_id: snapshot.id.clone(),
@@ -179,7 +168,7 @@ impl ChatService {
             state: state_name,
             content,
         });
-        live.with_state(|state| state.broadcast(&frame, None));
+        live.publish(&frame, None);
         Ok(())
     }
 }

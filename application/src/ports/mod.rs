@@ -2,12 +2,14 @@
 //! implement them; `infrastructure` picks the implementations.
 
 mod catalog;
+mod hub;
 mod metrics;
 mod notifier;
 
 pub use catalog::{
     SessionCatalog, SessionPage, SessionQuery, SessionSort, SessionStats, SessionSummary, ShareGrant,
 };
+pub use hub::{AnswerLease, SessionFanout, SessionHub};
 pub use metrics::{
     ExpositionError, FrameType, Limiter, LlmErrorKind, Metrics, MetricsExposition, NoMetrics, StorageOutcome,
 };

@@ -1,0 +1,205 @@
+//! The in-process [`SessionHub`]: one process holds every socket, so fan-out is a walk
+//! over a list and a lease is a local semaphore.
+//!
+//! - A session's [`LocalFanout`] is a plain list of its sockets, owned by the live
+//!   session and called under its lock (the port's contract), so publishing takes no
+//!   lock of its own, serialises nothing and hops to no task: it queues the shared frame
+//!   on each socket.
+//! - The user directory is a sharded map of each user's sockets; an entry disappears
+//!   with the user's last socket.
+//! - A session's answer lease is a one-permit semaphore, kept in a map only while
+//!   someone holds or awaits it.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chatbox_application::events::Frame;
+use chatbox_application::ports::{AnswerLease, SessionFanout, SessionHub};
+use chatbox_application::socket::{SocketHandle, SocketId};
+use chatbox_domain::{SessionId, UserId};
+use dashmap::DashMap;
+use dashmap::mapref::entry::Entry;
+use tokio::sync::Semaphore;
+
+/// The sockets of one session in this process.
+#[derive(Debug, Default)]
+pub struct LocalFanout {
+    subscribers: Vec<Arc<SocketHandle>>,
+}
+
+impl SessionFanout for LocalFanout {
+    fn publish(&mut self, frame: &Arc<Frame>, except: Option<SocketId>) {
+        self.subscribers.retain(|socket| Some(socket.id()) == except || socket.send(Arc::clone(frame)));
+    }
+
+    fn subscribe(&mut self, socket: Arc<SocketHandle>) {
+        if !self.subscribers.iter().any(|known| known.id() == socket.id()) {
+            self.subscribers.push(socket);
+        }
+    }
+
+    fn unsubscribe(&mut self, socket: SocketId) {
+        self.subscribers.retain(|known| known.id() != socket);
+    }
+
+    fn subscribers(&self) -> usize {
+        self.subscribers.len()
+    }
+}
+
+/// Fan-out within one process.
+#[derive(Debug, Default)]
+pub struct LocalHub {
+    by_user: DashMap<UserId, Vec<Arc<SocketHandle>>>,
+    leases: Arc<DashMap<SessionId, Arc<Semaphore>>>,
+}
+
+impl LocalHub {
+    /// A hub with no sockets.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+/// A held lease: gives its permit back, and forgets the session's semaphore when nobody
+/// else holds or awaits it.
+struct HeldLease {
+    session: SessionId,
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    leases: Arc<DashMap<SessionId, Arc<Semaphore>>>,
+}
+
+impl Drop for HeldLease {
+    fn drop(&mut self) {
+        drop(self.permit.take());
+        // Only the map holds it now: nobody waits, so the entry can go. A waiter that
+        // clones it concurrently does so under the same shard lock, before or after.
+        self.leases.remove_if(&self.session, |_, semaphore| Arc::strong_count(semaphore) == 1);
+    }
+}
+
+#[async_trait]
+impl SessionHub for LocalHub {
+    fn open(&self, _session: &SessionId) -> Box<dyn SessionFanout> {
+        Box::new(LocalFanout::default())
+    }
+
+    fn register(&self, socket: &Arc<SocketHandle>) {
+        self.by_user.entry(socket.user().clone()).or_default().push(Arc::clone(socket));
+    }
+
+    fn unregister(&self, socket: &SocketHandle) {
+        if let Entry::Occupied(mut sockets) = self.by_user.entry(socket.user().clone()) {
+            sockets.get_mut().retain(|known| known.id() != socket.id());
+            if sockets.get().is_empty() {
+                sockets.remove();
+            }
+        }
+    }
+
+    fn publish_to_user(&self, user: &UserId, frame: &Arc<Frame>) {
+        if let Some(sockets) = self.by_user.get(user) {
+            for socket in sockets.iter() {
+                socket.send(Arc::clone(frame));
+            }
+        }
+    }
+
+    fn user_sockets(&self, user: &UserId) -> usize {
+        self.by_user.get(user).map_or(0, |sockets| sockets.len())
+    }
+
+    fn users(&self) -> usize {
+        self.by_user.len()
+    }
+
+    async fn lease_answerer(&self, session: &SessionId) -> AnswerLease {
+        let semaphore =
+            Arc::clone(&self.leases.entry(session.clone()).or_insert_with(|| Arc::new(Semaphore::new(1))));
+        // The semaphore is never closed, so acquiring only waits for the holder.
+        let permit = semaphore.acquire_owned().await.ok();
+        AnswerLease::new(HeldLease { session: session.clone(), permit, leases: Arc::clone(&self.leases) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use chatbox_application::events::ServerEvent;
+    use chatbox_application::socket::{OutboundQueue, SocketBudget};
+
+    use super::*;
+
+    fn socket(user: &str) -> (Arc<SocketHandle>, OutboundQueue) {
+        let budget = SocketBudget { max_bytes: 4096, encode: |_| "frame".to_owned() };
+        SocketHandle::new(UserId::parse(user).expect("id"), budget)
+    }
+
+    fn frame() -> Arc<Frame> {
+        Frame::new(ServerEvent::Notification { content: "hi".into() }, chatbox_domain::Timestamp::default())
+    }
+
+    #[test]
+    fn the_directory_reaches_every_socket_of_a_user_and_forgets_the_last_one() {
+        let hub = LocalHub::new();
+        let (phone, mut phone_queue) = socket("alice");
+        let (laptop, mut laptop_queue) = socket("alice");
+        let (other, mut other_queue) = socket("bob");
+        for socket in [&phone, &laptop, &other] {
+            hub.register(socket);
+        }
+        let alice = UserId::parse("alice").expect("id");
+        assert_eq!(hub.user_sockets(&alice), 2);
+        hub.publish_to_user(&alice, &frame());
+        assert!(phone_queue.try_recv().is_some() && laptop_queue.try_recv().is_some());
+        assert!(other_queue.try_recv().is_none(), "another user's socket hears nothing");
+        hub.unregister(&phone);
+        hub.unregister(&laptop);
+        assert_eq!(hub.user_sockets(&alice), 0);
+        assert_eq!(hub.users(), 1, "alice's entry went with her last socket");
+    }
+
+    #[test]
+    fn a_session_fanout_skips_the_sender_and_drops_closed_sockets() {
+        let hub = LocalHub::new();
+        let mut fanout = hub.open(&SessionId::parse("s").expect("id"));
+        let (sender, mut sender_queue) = socket("u");
+        let (reader, mut reader_queue) = socket("u");
+        let (gone, gone_queue) = socket("u");
+        for socket in [&sender, &reader, &gone, &reader] {
+            fanout.subscribe(Arc::clone(socket));
+        }
+        assert_eq!(fanout.subscribers(), 3, "a socket is subscribed once");
+        drop(gone_queue);
+        gone.close(chatbox_application::socket::CloseReason::Disconnected);
+        fanout.publish(&frame(), Some(sender.id()));
+        assert!(sender_queue.try_recv().is_none(), "the sender is skipped");
+        assert!(reader_queue.try_recv().is_some());
+        assert_eq!(fanout.subscribers(), 2, "a closing socket is dropped");
+        fanout.unsubscribe(reader.id());
+        assert_eq!(fanout.subscribers(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_session_has_one_answerer_at_a_time_and_its_lease_is_forgotten_after() {
+        let hub = Arc::new(LocalHub::new());
+        let session = SessionId::parse("s").expect("id");
+        let first = hub.lease_answerer(&session).await;
+        let waiting = {
+            let (hub, session) = (Arc::clone(&hub), session.clone());
+            tokio::spawn(async move { hub.lease_answerer(&session).await })
+        };
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert!(!waiting.is_finished(), "the second answerer waits while the first holds the lease");
+        drop(first);
+        let second =
+            tokio::time::timeout(Duration::from_secs(1), waiting).await.expect("granted").expect("task");
+        drop(second);
+        assert!(hub.leases.is_empty(), "no semaphore is kept for a session nobody leases");
+        let other = hub.lease_answerer(&SessionId::parse("t").expect("id")).await;
+        drop(other);
+        assert!(hub.leases.is_empty());
+    }
+}

@@ -1,0 +1,513 @@
+//! One live session: the authoritative in-memory copy of a session in use, its sockets
+//! (through its [`SessionFanout`]), the answer being streamed, and the turns waiting for
+//! its actor. Its state is private and changes only through the verbs below, each one
+//! short critical section that never awaits.
+//!
+//! Ordering invariant (what makes resume exact): a stored message is published in the
+//! same critical section that records it as stored (`stored_seq`), every answer chunk is
+//! appended to the partial answer in the same critical section that publishes it, and a
+//! socket joins in a critical section that queues to it everything it has not seen. So a
+//! joining socket sees each message either in its replay or live: never both, never
+//! neither, whatever storage returned to the replay meanwhile.
+
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use chatbox_domain::{
+    HandoffState, MessageEffects, MessageId, ModelId, Seq, Session, SessionId, StoredMessage, Timestamp,
+    UserId,
+};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::client_ids::{KeySeen, RecentClientIds, StoredKey};
+use super::streaming::StreamingAnswer;
+use crate::error::ChatError;
+use crate::events::{AnswerStyle, Frame, ServerEvent};
+use crate::ports::{Clock, SessionFanout};
+use crate::socket::{SocketHandle, SocketId};
+use crate::turn::Turn;
+
+/// What one page of a replay did (see [`LiveSession::replay_page`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplayStep {
+    /// A full page was queued; read the next one once the socket has room.
+    More,
+    /// Messages were stored after the page: read on from the cursor.
+    Behind,
+    /// Joined: the page, the answer in progress, then live frames.
+    Joined,
+    /// The session was evicted meanwhile: load it again and read on from the cursor.
+    Evicted,
+    /// The socket is closing: nothing more to do.
+    Closed,
+}
+
+/// The mutable part of a live session, behind its lock.
+struct State {
+    session: Session,
+    /// The sequence number of the last message recorded as stored and published.
+    stored_seq: Seq,
+    streaming: Option<StreamingAnswer>,
+    /// Turns admitted and not yet stored or refused.
+    queued_turns: usize,
+    /// Last time anything happened (for eviction), on the service's monotonic clock.
+    last_activity: Duration,
+    /// Since when no socket is subscribed (for `RECONNECT_TIMEOUT`), on the same clock.
+    unattended_since: Option<Duration>,
+    /// An answer waits in the actor's outbox for storage to return.
+    unstored_answer: bool,
+    fanout: Box<dyn SessionFanout>,
+    client_ids: RecentClientIds,
+    evicted: bool,
+}
+
+impl State {
+    fn publish(&mut self, frame: &Arc<Frame>, except: Option<SocketId>, now: Duration) {
+        let before = self.fanout.subscribers();
+        self.fanout.publish(frame, except);
+        if before > 0 && self.fanout.subscribers() == 0 {
+            self.unattended_since = Some(now);
+        }
+    }
+
+    /// A turn left the queue, stored or not. Returns the other sockets that sent its key
+    /// while it waited: they are owed the same answer as its origin.
+    fn turn_left_queue(&mut self, turn: &Turn, stored: Option<(&MessageId, Seq)>) -> Vec<Arc<SocketHandle>> {
+        self.queued_turns = self.queued_turns.saturating_sub(1);
+        let Some(key) = &turn.client_message_id else {
+            return Vec::new();
+        };
+        match stored {
+            Some((message_id, seq)) => self.client_ids.stored(key, message_id, seq),
+            None => self.client_ids.forget(key),
+        }
+    }
+}
+
+/// A session in use.
+pub struct LiveSession {
+    id: SessionId,
+    clock: Arc<dyn Clock>,
+    state: Mutex<State>,
+    /// Serialises the field-level writes of this session (model, handoff, end).
+    control: tokio::sync::Mutex<()>,
+    turns: mpsc::Sender<Turn>,
+    retired: CancellationToken,
+}
+
+impl std::fmt::Debug for LiveSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = self.lock();
+        f.debug_struct("LiveSession")
+            .field("id", &self.id)
+            .field("stored_seq", &state.stored_seq)
+            .field("subscribers", &state.fanout.subscribers())
+            .finish_non_exhaustive()
+    }
+}
+
+impl LiveSession {
+    pub(super) fn new(
+        session: Session,
+        client_keys: Vec<StoredKey>,
+        fanout: Box<dyn SessionFanout>,
+        clock: Arc<dyn Clock>,
+        turns: mpsc::Sender<Turn>,
+        retired: CancellationToken,
+    ) -> Self {
+        let now = clock.monotonic();
+        Self {
+            id: session.id.clone(),
+            state: Mutex::new(State {
+                stored_seq: session.last_seq,
+                session,
+                streaming: None,
+                queued_turns: 0,
+                last_activity: now,
+                unattended_since: Some(now),
+                unstored_answer: false,
+                fanout,
+                client_ids: RecentClientIds::seeded(client_keys),
+                evicted: false,
+            }),
+            clock,
+            control: tokio::sync::Mutex::new(()),
+            turns,
+            retired,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock leaves plain data behind, still consistent
+        // enough to keep serving; poisoning would take the whole session down instead.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn now(&self) -> Duration {
+        self.clock.monotonic()
+    }
+
+    // --- Reading -----------------------------------------------------------------------
+
+    /// Its id.
+    #[must_use]
+    pub const fn id(&self) -> &SessionId {
+        &self.id
+    }
+
+    /// Reads the session (a copy taken under the lock, without cloning it whole).
+    pub fn read<R>(&self, f: impl FnOnce(&Session) -> R) -> R {
+        f(&self.lock().session)
+    }
+
+    /// The model answering in it.
+    #[must_use]
+    pub fn model_id(&self) -> ModelId {
+        self.read(|session| session.model_id.clone())
+    }
+
+    /// True once the cleanup task dropped this session from memory.
+    #[must_use]
+    pub fn is_evicted(&self) -> bool {
+        self.lock().evicted
+    }
+
+    /// Since when no socket is bound, on the service's monotonic clock.
+    #[must_use]
+    pub fn unattended_since(&self) -> Option<Duration> {
+        self.lock().unattended_since
+    }
+
+    // --- Turns: admitted here, stored or refused by the actor --------------------------
+
+    /// Admits a turn to the session's actor without waiting: refused if the session
+    /// ended, an admin speaks without assisting, or `queue_limit` turns already wait. A
+    /// repeated `client_message_id` is not queued again: if its message is stored the
+    /// sender is acknowledged again (its first acknowledgement may have been lost with a
+    /// socket); if it is still pending the sender gets the acknowledgement when it is.
+    ///
+    /// # Errors
+    /// [`ChatError::SessionEnded`], [`ChatError::NotAssisting`], [`ChatError::Busy`].
+    pub fn admit_turn(&self, turn: Turn, queue_limit: usize, now: Timestamp) -> Result<(), ChatError> {
+        let mut state = self.lock();
+        if !state.session.is_active() {
+            return Err(ChatError::SessionEnded);
+        }
+        // An admin speaks only while assisting: a release ends it, even on a socket that
+        // is still bound.
+        if turn.sender == chatbox_domain::Sender::Admin
+            && !state.session.handoff.assisted_by(turn.origin.user())
+        {
+            return Err(ChatError::NotAssisting);
+        }
+        if state.queued_turns >= queue_limit {
+            return Err(ChatError::Busy);
+        }
+        if let Some(key) = &turn.client_message_id {
+            match state.client_ids.admit(key, &turn.origin) {
+                KeySeen::New => {}
+                KeySeen::Pending => {
+                    tracing::debug!(session_id = %self.id, "duplicate client_message_id: acknowledged once stored");
+                    return Ok(());
+                }
+                KeySeen::Stored(message_id, seq) => {
+                    tracing::debug!(session_id = %self.id, "duplicate client_message_id acknowledged again");
+                    turn.origin.send(ack_frame(&self.id, key, &message_id, seq, now));
+                    return Ok(());
+                }
+            }
+        }
+        state.queued_turns += 1;
+        state.last_activity = self.now();
+        // Queued under the lock, so the actor never sees a turn the state does not count.
+        if let Err(error) = self.turns.try_send(turn) {
+            let turn = error.into_inner();
+            state.turn_left_queue(&turn, None);
+            return Err(ChatError::Busy);
+        }
+        Ok(())
+    }
+
+    /// The sequence number and effects the next stored user message gets.
+    pub(crate) fn next_message(&self, user_text: Option<&str>) -> (Seq, MessageEffects) {
+        let state = self.lock();
+        (state.session.next_seq(), state.session.user_message_effects(user_text))
+    }
+
+    /// The turn's message was stored: records it, publishes `echo` to every other socket,
+    /// and acknowledges it to its origin and to every socket that repeated its key.
+    /// Returns whether the model answers in this session now.
+    pub(crate) fn turn_stored(
+        &self,
+        turn: &Turn,
+        message: &StoredMessage,
+        effects: &MessageEffects,
+        echo: &Arc<Frame>,
+    ) -> bool {
+        let now = self.now();
+        let mut state = self.lock();
+        state.session.record(message.seq, message.timestamp, effects);
+        state.stored_seq = message.seq;
+        state.last_activity = now;
+        let waiters = state.turn_left_queue(turn, Some((&message.id, message.seq)));
+        state.publish(echo, Some(turn.origin.id()), now);
+        if let Some(key) = &turn.client_message_id {
+            // Only now, with the message stored, is the sender told it is safe.
+            let ack = ack_frame(&self.id, key, &message.id, message.seq, message.timestamp);
+            for socket in std::iter::once(&turn.origin).chain(&waiters) {
+                socket.send(Arc::clone(&ack));
+            }
+        }
+        state.session.handoff.ai_answers()
+    }
+
+    /// The turn could not be stored: its origin and every socket that repeated its key
+    /// get `error` and may send it again.
+    pub(crate) fn refuse_turn(&self, turn: &Turn, error: &Arc<Frame>) {
+        let waiters = self.lock().turn_left_queue(turn, None);
+        for socket in std::iter::once(&turn.origin).chain(&waiters) {
+            socket.send(Arc::clone(error));
+        }
+    }
+
+    // --- The answer ----------------------------------------------------------------------
+
+    /// Starts streaming an answer and publishes its `loading` frame; returns the model
+    /// that answers and the session's owner.
+    pub(crate) fn start_answer(
+        &self,
+        message_id: MessageId,
+        style: AnswerStyle,
+        cancel: CancellationToken,
+        loading: &Arc<Frame>,
+    ) -> (ModelId, UserId) {
+        let now = self.now();
+        let mut state = self.lock();
+        let model_id = state.session.model_id.clone();
+        state.streaming = Some(StreamingAnswer::new(message_id, model_id.clone(), style, cancel));
+        state.publish(loading, None, now);
+        (model_id, state.session.owner.clone())
+    }
+
+    /// Appends streamed text to the answer and publishes its chunk frame.
+    pub(crate) fn push_chunk(&self, delta: &str, chunk: &Arc<Frame>) {
+        let now = self.now();
+        let mut state = self.lock();
+        if let Some(streaming) = state.streaming.as_mut() {
+            streaming.append(delta);
+        }
+        state.publish(chunk, None, now);
+    }
+
+    /// Everything streamed so far.
+    pub(crate) fn answer_text(&self) -> String {
+        self.lock().streaming.as_ref().map(|answer| answer.text().to_owned()).unwrap_or_default()
+    }
+
+    /// The sequence number the next stored message gets.
+    pub(crate) fn next_seq(&self) -> Seq {
+        self.lock().session.next_seq()
+    }
+
+    /// Ends the answer: records it if it was `stored` (its seq, time and effects), then
+    /// publishes its last `frames` (an error, if any, and `done`).
+    pub(crate) fn finish_answer(
+        &self,
+        stored: Option<(Seq, Timestamp, &MessageEffects)>,
+        frames: &[Arc<Frame>],
+    ) {
+        let now = self.now();
+        let mut state = self.lock();
+        if let Some((seq, at, effects)) = stored {
+            state.session.record(seq, at, effects);
+            state.stored_seq = seq;
+        }
+        state.streaming = None;
+        state.last_activity = now;
+        for frame in frames {
+            state.publish(frame, None, now);
+        }
+    }
+
+    /// An answer waits in the actor's outbox: the session stays in memory until it is
+    /// written.
+    pub(crate) fn hold_answer(&self) {
+        self.lock().unstored_answer = true;
+    }
+
+    /// The held answer left the outbox: stored (its seq, time and effects), or dropped.
+    pub(crate) fn release_held_answer(&self, stored: Option<(Seq, Timestamp, &MessageEffects)>) {
+        let mut state = self.lock();
+        if let Some((seq, at, effects)) = stored {
+            state.session.record(seq, at, effects);
+            state.stored_seq = seq;
+        }
+        state.unstored_answer = false;
+    }
+
+    /// Stops the answer in progress, if any (it is stored with what it has).
+    pub fn stop_answer(&self) {
+        if let Some(answer) = &self.lock().streaming {
+            answer.cancel();
+        }
+    }
+
+    // --- Field changes (under the control turn, after the store accepted them) ----------
+
+    /// Waits for this session's turn to change one of its fields (model, handoff,
+    /// status). It is held across the store write on purpose, so that the stored order of
+    /// these rare changes and the in-memory order agree; the message path (the actor)
+    /// never takes it, so streaming never waits on it.
+    pub async fn control(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.control.lock().await
+    }
+
+    /// Applies a change the store accepted; returns the session as it is now.
+    pub fn apply_stored_change(&self, change: impl FnOnce(&mut Session)) -> Session {
+        let now = self.now();
+        let mut state = self.lock();
+        change(&mut state.session);
+        state.last_activity = now;
+        state.session.clone()
+    }
+
+    /// Sets the handoff state the store accepted. Taking over stops the answer in
+    /// progress at once (it is stored with what it has).
+    pub fn set_handoff(&self, next: HandoffState) {
+        let now = self.now();
+        let mut state = self.lock();
+        if matches!(next, HandoffState::AdminAssisting { .. })
+            && let Some(answer) = &state.streaming
+        {
+            answer.cancel();
+        }
+        state.session.handoff = next;
+        state.last_activity = now;
+    }
+
+    /// Sends `frame` to every socket of the session except `except`.
+    pub fn publish(&self, frame: &Arc<Frame>, except: Option<SocketId>) {
+        let now = self.now();
+        self.lock().publish(frame, except, now);
+    }
+
+    // --- Sockets -------------------------------------------------------------------------
+
+    /// Subscribes a socket with no replay: it gets the answer in progress (if any), then
+    /// live frames. False once the session was evicted (its actor is gone: load it again).
+    #[must_use]
+    pub fn join(&self, socket: &Arc<SocketHandle>, now: Timestamp) -> bool {
+        let mut state = self.lock();
+        if state.evicted {
+            return false;
+        }
+        let frames = match state.streaming.as_mut() {
+            Some(answer) => answer.catch_up_frames(&self.id, now),
+            None => Vec::new(),
+        };
+        self.subscribe(&mut state, socket, frames);
+        true
+    }
+
+    /// Queues one page of a socket's replay (`page`: stored messages after `cursor`, in
+    /// order, as frames) and, once the replay has caught up, subscribes the socket in the
+    /// same critical section. `cursor` advances past every message queued.
+    ///
+    /// A message storage returned that this session has not recorded as stored yet (its
+    /// write landed, the actor has not taken the answer) is left out: the actor publishes
+    /// it live in a moment, so the socket sees it once, then.
+    #[must_use]
+    pub fn replay_page(
+        &self,
+        socket: &Arc<SocketHandle>,
+        mut page: Vec<(Seq, Arc<Frame>)>,
+        page_was_full: bool,
+        cursor: &mut Seq,
+        now: Timestamp,
+    ) -> ReplayStep {
+        let mut state = self.lock();
+        let recorded = page.partition_point(|(seq, _)| *seq <= state.stored_seq);
+        let held_back = recorded < page.len();
+        page.truncate(recorded);
+        if let Some((last, _)) = page.last() {
+            *cursor = *last;
+        }
+        let mut frames: Vec<Arc<Frame>> = page.into_iter().map(|(_, frame)| frame).collect();
+        let step = if state.evicted {
+            ReplayStep::Evicted
+        } else if page_was_full && !held_back {
+            ReplayStep::More
+        } else if state.stored_seq > *cursor {
+            ReplayStep::Behind
+        } else {
+            if let Some(answer) = state.streaming.as_mut() {
+                frames.extend(answer.catch_up_frames(&self.id, now));
+            }
+            self.subscribe(&mut state, socket, frames);
+            return ReplayStep::Joined;
+        };
+        if socket.send_batch(frames) { step } else { ReplayStep::Closed }
+    }
+
+    fn subscribe(&self, state: &mut State, socket: &Arc<SocketHandle>, frames: Vec<Arc<Frame>>) {
+        // Queued before the socket can receive anything live, in the same section.
+        socket.send_batch(frames);
+        state.fanout.subscribe(Arc::clone(socket));
+        state.unattended_since = None;
+        state.last_activity = self.now();
+    }
+
+    /// Unsubscribes a socket.
+    pub fn leave(&self, socket: SocketId) {
+        let now = self.now();
+        let mut state = self.lock();
+        let before = state.fanout.subscribers();
+        state.fanout.unsubscribe(socket);
+        if before > 0 && state.fanout.subscribers() == 0 {
+            state.unattended_since = Some(now);
+        }
+        state.last_activity = now;
+    }
+
+    // --- Lifecycle -------------------------------------------------------------------------
+
+    /// Marks the session evicted if it has no socket, no work and no activity for `ttl`.
+    pub(super) fn evict_if_idle(&self, ttl: Duration) -> bool {
+        let now = self.now();
+        let mut state = self.lock();
+        let idle = state.fanout.subscribers() == 0
+            && state.streaming.is_none()
+            && state.queued_turns == 0
+            && !state.unstored_answer
+            && now.saturating_sub(state.last_activity) >= ttl;
+        if idle {
+            state.evicted = true;
+            self.retired.cancel();
+        }
+        idle
+    }
+
+    /// Completes when the session was evicted or the service shuts down its actors.
+    pub async fn retired(&self) {
+        self.retired.cancelled().await;
+    }
+}
+
+fn ack_frame(
+    session_id: &SessionId,
+    key: &chatbox_domain::ClientMessageId,
+    message_id: &MessageId,
+    seq: Seq,
+    at: Timestamp,
+) -> Arc<Frame> {
+    Frame::new(
+        ServerEvent::MessageAck {
+            session_id: session_id.clone(),
+            message_id: message_id.clone(),
+            seq,
+            client_message_id: key.clone(),
+        },
+        at,
+    )
+}

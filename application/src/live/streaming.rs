@@ -1,0 +1,78 @@
+//! The answer a live session is streaming: its text so far (bounded by
+//! `MAX_ANSWER_CHARS`, which the actor enforces), its cancellation, and the catch-up
+//! frames a socket joining mid-answer gets.
+
+use std::sync::Arc;
+
+use chatbox_domain::{MessageId, ModelId, SessionId, Timestamp};
+use tokio_util::sync::CancellationToken;
+
+use crate::events::{AnswerStyle, Frame, ServerEvent};
+
+/// The answer being streamed.
+#[derive(Debug)]
+pub(super) struct StreamingAnswer {
+    message_id: MessageId,
+    model_id: ModelId,
+    style: AnswerStyle,
+    text: String,
+    cancel: CancellationToken,
+    /// The chunk frame with everything streamed so far, built once per length and shared
+    /// by every socket that joins meanwhile, so joining copies nothing.
+    catch_up: Option<Arc<Frame>>,
+}
+
+impl StreamingAnswer {
+    pub(super) fn new(
+        message_id: MessageId,
+        model_id: ModelId,
+        style: AnswerStyle,
+        cancel: CancellationToken,
+    ) -> Self {
+        Self { message_id, model_id, style, text: String::new(), cancel, catch_up: None }
+    }
+
+    pub(super) fn append(&mut self, delta: &str) {
+        self.text.push_str(delta);
+        self.catch_up = None;
+    }
+
+    pub(super) fn text(&self) -> &str {
+        &self.text
+    }
+
+    pub(super) fn cancel(&self) {
+        self.cancel.cancel();
+    }
+
+    /// `loading`, then everything streamed so far as one chunk (none before the first).
+    pub(super) fn catch_up_frames(&mut self, session_id: &SessionId, now: Timestamp) -> Vec<Arc<Frame>> {
+        let mut frames = Vec::with_capacity(2);
+        frames.push(Frame::new(
+            ServerEvent::Loading {
+                session_id: session_id.clone(),
+                message_id: self.message_id.clone(),
+                style: self.style,
+            },
+            now,
+        ));
+        if !self.text.is_empty() {
+            let (text, message_id, model_id, style) =
+                (&self.text, &self.message_id, &self.model_id, self.style);
+            let chunk = self.catch_up.get_or_insert_with(|| {
+                Frame::new(
+                    ServerEvent::AnswerChunk {
+                        session_id: session_id.clone(),
+                        message_id: message_id.clone(),
+                        model_id: model_id.clone(),
+                        delta: Arc::from(text.as_str()),
+                        style,
+                    },
+                    now,
+                )
+            });
+            frames.push(Arc::clone(chunk));
+        }
+        frames
+    }
+}
