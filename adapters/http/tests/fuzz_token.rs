@@ -19,16 +19,17 @@
 
 #[path = "../../../tests/support/fuzz.rs"]
 mod fuzz;
+#[path = "support/json_oracle.rs"]
+mod json_oracle;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use chatbox_http::auth::{AuthError, AuthenticatedUser, JwtSettings, JwtVerifier};
 use jsonwebtoken::{Algorithm, EncodingKey};
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
-use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::de::{Deserialize, Deserializer};
 use serde_json::{Value, json};
 
 const SECRET: &[u8] = b"fuzz-K8f3Lq9ZxW2mN7vB4tR6yU1pJ5hGcDaQ";
@@ -157,26 +158,7 @@ struct Claims(Vec<(String, Claim)>);
 
 impl<'de> Deserialize<'de> for Claims {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Fields;
-        impl<'de> Visitor<'de> for Fields {
-            type Value = Claims;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Claims, A::Error> {
-                let mut claims = Vec::new();
-                while let Some(key) = map.next_key::<String>()? {
-                    if READ_CLAIMS.contains(&key.as_str()) {
-                        let value = map.next_value::<Claim>()?;
-                        claims.push((key, value));
-                    } else {
-                        map.next_value::<IgnoredAny>()?;
-                    }
-                }
-                Ok(Claims(claims))
-            }
-        }
-        deserializer.deserialize_map(Fields)
+        json_oracle::known_fields(deserializer, &READ_CLAIMS).map(Claims)
     }
 }
 

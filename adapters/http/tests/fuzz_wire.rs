@@ -18,9 +18,10 @@
 
 #[path = "../../../tests/support/fuzz.rs"]
 mod fuzz;
+#[path = "support/json_oracle.rs"]
+mod json_oracle;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
 
 use chatbox_application::commands::ClientCommand;
 use chatbox_application::events::AnswerStyle;
@@ -29,7 +30,7 @@ use chatbox_http::wire::{Inbound, WireError, parse_frame};
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use proptest::test_runner::TestRunner;
-use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::de::{Deserialize, Deserializer};
 use serde_json::{Map, Value, json};
 
 const INVALID_FORMAT: &str = "INVALID_FORMAT";
@@ -92,26 +93,7 @@ struct TopLevel(Vec<(String, Value)>);
 
 impl<'de> Deserialize<'de> for TopLevel {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Fields;
-        impl<'de> Visitor<'de> for Fields {
-            type Value = TopLevel;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<TopLevel, A::Error> {
-                let mut fields = Vec::new();
-                while let Some(key) = map.next_key::<String>()? {
-                    if KNOWN_FIELDS.contains(&key.as_str()) {
-                        let value = map.next_value::<Value>()?;
-                        fields.push((key, value));
-                    } else {
-                        map.next_value::<IgnoredAny>()?;
-                    }
-                }
-                Ok(TopLevel(fields))
-            }
-        }
-        deserializer.deserialize_map(Fields)
+        json_oracle::known_fields(deserializer, &KNOWN_FIELDS).map(TopLevel)
     }
 }
 

@@ -1,0 +1,106 @@
+//! Limits (`chat/submit`, `socket`): the per-user message rate limit, and a socket that
+//! cannot keep up is closed rather than silently losing chunks, and costs at most one
+//! shared catch-up frame.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chatbox_application::events::ServerEvent;
+use chatbox_application::socket::{CloseReason, OutboundQueue, SocketBudget, SocketHandle};
+use chatbox_domain::rate_limit::Quota;
+use chatbox_domain::{ErrorCode, FinishReason};
+
+use crate::support::{Step, done_of, encode, harness, harness_with, settings, user};
+
+#[tokio::test(start_paused = true)]
+async fn the_message_rate_limit_answers_with_retry_after() {
+    let mut s = settings();
+    s.message_quota = Quota::new(2, Duration::from_secs(60)).expect("quota");
+    s.answer_queue_limit = 10;
+    let h = harness_with(s);
+    let mut client = h.connect("u1", None, None).await;
+    h.say(&mut client, "one").await.expect("one");
+    h.say(&mut client, "two").await.expect("two");
+    let error = h.say(&mut client, "three").await.expect_err("limited");
+    assert_eq!(error.code(), ErrorCode::TooManyRequests);
+    let retry_after = error.retry_after().expect("retry_after");
+    assert!(
+        retry_after > Duration::from_secs(20) && retry_after <= Duration::from_secs(30),
+        "{retry_after:?}"
+    );
+    let mut other = h.connect("u2", None, None).await;
+    h.say(&mut other, "unaffected").await.expect("another user is not limited");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_consumer_is_closed_instead_of_losing_chunks_silently() {
+    let h = harness();
+    let mut script = Vec::new();
+    for _ in 0..50 {
+        script.push(Step::Say("chunk "));
+        script.push(Step::Wait(Duration::from_millis(5)));
+    }
+    h.provider.push(script);
+    let mut fast = h.connect("u1", None, None).await;
+    let session = fast.session_id();
+    h.say(&mut fast, "go").await.expect("go");
+    assert!(matches!(fast.next().await, ServerEvent::Loading { .. }));
+    let slow = h.connect_with_capacity("u1", Some(session), None, 1024).await;
+    let events = fast.until_done().await;
+    assert_eq!(done_of(&events).1, FinishReason::Stop, "the fast socket is unaffected");
+    assert!(slow.connection.socket().is_closing());
+    assert_eq!(slow.connection.socket().close_reason(), Some(CloseReason::SlowConsumer));
+}
+
+#[tokio::test]
+async fn a_slow_consumer_joining_a_long_answer_costs_one_shared_frame_at_most() {
+    const CHUNK_CHARS: usize = 100_000;
+    let mut s = settings();
+    s.max_answer_chars = 2_000_000;
+    let h = harness_with(s);
+    let chunk: &'static str = Box::leak("x".repeat(CHUNK_CHARS).into_boxed_str());
+    let mut script = vec![Step::Say(chunk); 10];
+    script.push(Step::Stall);
+    h.provider.push(script);
+    let mut reader = h.connect_with_capacity("u1", None, None, 4 << 20).await;
+    let session = reader.session_id();
+    h.say(&mut reader, "long").await.expect("sent");
+    assert!(matches!(reader.next().await, ServerEvent::Loading { .. }));
+    for _ in 0..10 {
+        assert!(matches!(reader.next().await, ServerEvent::AnswerChunk { .. }));
+    }
+    // A megabyte is streaming. Two sockets join and never read.
+    let budget = SocketBudget { max_bytes: 64 * 1024, encode };
+    let mut joined = Vec::new();
+    for _ in 0..2 {
+        let (socket, queue) = SocketHandle::new(user("u1"), budget);
+        let connection =
+            h.service.connect(Arc::clone(&socket), false, Some(session.clone()), None).await.expect("join");
+        joined.push((socket, queue, connection));
+    }
+    let catch_up = |queue: &mut OutboundQueue| {
+        let mut frames = Vec::new();
+        while let Some(item) = queue.try_recv() {
+            frames.extend(item.frames().iter().cloned());
+        }
+        frames
+            .into_iter()
+            .find(|f| matches!(f.event, ServerEvent::AnswerChunk { .. }))
+            .expect("catch-up chunk")
+    };
+    let bytes: Vec<usize> = joined.iter().map(|(socket, _, _)| socket.queued_bytes()).collect();
+    let one_frame = encode(&catch_up(&mut joined[0].1)).len();
+    assert!(one_frame > 1_000_000, "the catch-up frame holds the whole answer so far");
+    for queued in bytes {
+        assert!(queued <= one_frame + 4096, "a joiner holds the catch-up once: {queued} bytes");
+    }
+    let first = catch_up(&mut joined[1].1);
+    let (socket, mut queue, _connection) = joined.remove(0);
+    assert_eq!(socket.queued_bytes(), 0, "freed once the writer took the frames");
+    drop(queue.try_recv());
+    // Both joiners got the same frame: joining copies nothing.
+    let (again, mut again_queue) = SocketHandle::new(user("u1"), budget);
+    let _third =
+        h.service.connect(Arc::clone(&again), false, Some(session.clone()), None).await.expect("join");
+    assert!(Arc::ptr_eq(&first, &catch_up(&mut again_queue)), "one catch-up frame per answer length");
+}

@@ -1,0 +1,263 @@
+//! The in-memory wiring every use-case test drives: a [`ChatService`] over the memory
+//! store (behind a write switch, [`Storage`]) and one [`ScriptedProvider`] for every
+//! model, on the runtime's clock; a [`Client`] is one socket whose queue the test
+//! reads, and the helpers below read the events it got.
+
+mod provider;
+mod storage;
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use chatbox_application::chat::{ChatPorts, Connection};
+use chatbox_application::commands::{ClientCommand, SendMessage};
+use chatbox_application::events::{AnswerStyle, Frame, ServerEvent};
+use chatbox_application::ports::{
+    Clock, IdGenerator, LlmProvider, Notifier, Randomness, SessionCatalog, SessionRepository,
+};
+use chatbox_application::settings::{ModelInfo, RetryPolicy};
+use chatbox_application::socket::{OutboundQueue, SocketBudget, SocketHandle};
+use chatbox_application::{ChatError, ChatService, ChatSettings};
+use chatbox_domain::rate_limit::Quota;
+use chatbox_domain::validation::{MessageContent, Metadata};
+use chatbox_domain::{
+    ClientMessageId, ErrorCode, FinishReason, ModelId, Seq, SessionId, StoredMessage, Timestamp, UserId,
+};
+use chatbox_memory_store::MemorySessionRepository;
+use tokio::time::Instant;
+use tokio_util::task::TaskTracker;
+
+pub use provider::{Refusal, ScriptedProvider, Step};
+use storage::FlakyRepository;
+pub use storage::Storage;
+
+/// The runtime's clock, as the service's own clock is: paused time moves both.
+struct TestClock(Instant);
+
+impl Clock for TestClock {
+    fn now(&self) -> Timestamp {
+        chrono::DateTime::from_timestamp(1_800_000_000, 0).expect("time")
+            + chrono::Duration::from_std(self.0.elapsed()).expect("dur")
+    }
+    fn monotonic(&self) -> Duration {
+        self.0.elapsed()
+    }
+}
+
+#[derive(Default)]
+struct CountingIds(AtomicUsize);
+
+impl IdGenerator for CountingIds {
+    fn new_id(&self) -> String {
+        format!("id{:04}", self.0.fetch_add(1, Ordering::SeqCst))
+    }
+}
+
+struct HalfRandom;
+
+impl Randomness for HalfRandom {
+    fn unit(&self) -> f64 {
+        0.5
+    }
+}
+
+pub struct Harness {
+    pub service: ChatService,
+    /// The store itself, for reading what was stored (never switched off).
+    pub repo: Arc<MemorySessionRepository>,
+    storage: Arc<FlakyRepository>,
+    pub provider: Arc<ScriptedProvider>,
+}
+
+pub fn settings() -> ChatSettings {
+    ChatSettings {
+        models: Arc::from(vec![
+            ModelInfo { id: ModelId::parse("scripted").expect("id"), name: "Scripted".into() },
+            ModelInfo { id: ModelId::parse("other").expect("id"), name: "Other".into() },
+        ]),
+        max_content_chars: 100,
+        message_quota: Quota::new(100, Duration::from_secs(60)).expect("quota"),
+        command_quota: Quota::new(1_000, Duration::from_secs(60)).expect("quota"),
+        answer_queue_limit: 3,
+        stream_timeout: Duration::from_secs(5),
+        idle_timeout: Duration::from_secs(2),
+        context_messages: 20,
+        context_max_chars: 10_000,
+        system_prompt: Some("Be brief.".into()),
+        session_ttl: Duration::from_secs(60),
+        reconnect_timeout: Duration::from_secs(60),
+        max_answer_chars: 10_000,
+        replay_page_size: 100,
+        retry: RetryPolicy {
+            max_retries: 2,
+            base_delay: Duration::from_millis(20),
+            max_delay: Duration::from_millis(100),
+        },
+        fallbacks: HashMap::new(),
+        storage_timeout: Duration::from_secs(5),
+        max_active_sessions_per_user: 20,
+        share_ttl: Duration::from_secs(3600),
+        help_alert_quota: Quota::new(5, Duration::from_secs(300)).expect("quota"),
+        admin_panel_url: None,
+    }
+}
+
+pub fn harness_with(settings: ChatSettings) -> Harness {
+    harness_alerting(settings, Vec::new())
+}
+
+pub fn harness_alerting(settings: ChatSettings, notifiers: Vec<Arc<dyn Notifier>>) -> Harness {
+    let repo = Arc::new(MemorySessionRepository::new(100));
+    let provider = Arc::new(ScriptedProvider::default());
+    let mut providers: HashMap<ModelId, Arc<dyn LlmProvider>> = HashMap::new();
+    for model in settings.models.iter() {
+        providers.insert(model.id.clone(), Arc::clone(&provider) as Arc<dyn LlmProvider>);
+    }
+    let storage = Arc::new(FlakyRepository::new(Arc::clone(&repo)));
+    let ports = ChatPorts {
+        repository: Arc::clone(&storage) as Arc<dyn SessionRepository>,
+        providers,
+        clock: Arc::new(TestClock(Instant::now())),
+        ids: Arc::new(CountingIds::default()),
+        random: Arc::new(HalfRandom),
+        catalog: Arc::clone(&repo) as Arc<dyn SessionCatalog>,
+        notifiers,
+        metrics: Arc::new(chatbox_application::ports::NoMetrics),
+        hub: Arc::new(chatbox_memory_store::LocalHub::new()),
+    };
+    Harness { service: ChatService::new(ports, settings, TaskTracker::new()), repo, storage, provider }
+}
+
+pub fn harness() -> Harness {
+    harness_with(settings())
+}
+
+/// Frames are sized by their debug text: the real wire encoder lives in the HTTP
+/// adapter, and the byte budget only needs a size that grows with the content.
+pub fn encode(frame: &Frame) -> String {
+    format!("{:?}", frame.event)
+}
+
+pub fn user(id: &str) -> UserId {
+    UserId::parse(id).expect("user")
+}
+
+pub struct Client {
+    pub connection: Connection,
+    frames: OutboundQueue,
+    buffered: VecDeque<ServerEvent>,
+}
+
+impl Client {
+    pub async fn next(&mut self) -> ServerEvent {
+        self.next_within(Duration::from_secs(5)).await.expect("a frame in time")
+    }
+
+    pub async fn next_within(&mut self, wait: Duration) -> Option<ServerEvent> {
+        if let Some(event) = self.buffered.pop_front() {
+            return Some(event);
+        }
+        let item = tokio::time::timeout(wait, self.frames.recv()).await.ok()??;
+        self.buffered.extend(item.frames().iter().map(|f| f.event.clone()));
+        self.buffered.pop_front()
+    }
+
+    /// Frames until (and including) the next `done`.
+    pub async fn until_done(&mut self) -> Vec<ServerEvent> {
+        let mut events = Vec::new();
+        loop {
+            let event = self.next().await;
+            let done = matches!(event, ServerEvent::AnswerDone { .. });
+            events.push(event);
+            if done {
+                return events;
+            }
+        }
+    }
+
+    pub fn session_id(&self) -> SessionId {
+        self.connection.session_id().clone()
+    }
+}
+
+impl Harness {
+    pub async fn connect(&self, user_id: &str, session: Option<SessionId>, last_seq: Option<Seq>) -> Client {
+        self.connect_with_capacity(user_id, session, last_seq, 64 * 1024).await
+    }
+
+    pub async fn connect_with_capacity(
+        &self,
+        user_id: &str,
+        session: Option<SessionId>,
+        last_seq: Option<Seq>,
+        budget_bytes: usize,
+    ) -> Client {
+        let (socket, frames) =
+            SocketHandle::new(user(user_id), SocketBudget { max_bytes: budget_bytes, encode });
+        let connection = self.service.connect(socket, false, session, last_seq).await.expect("connect");
+        let mut client = Client { connection, frames, buffered: Default::default() };
+        match client.next().await {
+            ServerEvent::ConnectionStatus { state, .. } => {
+                assert!(state == "connected" || state == "resumed")
+            }
+            other => panic!("expected connection_status first, got {other:?}"),
+        }
+        client
+    }
+
+    pub async fn say(&self, client: &mut Client, text: &str) -> Result<(), ChatError> {
+        self.say_with(client, text, None).await
+    }
+
+    pub async fn say_with(
+        &self,
+        client: &mut Client,
+        text: &str,
+        client_id: Option<&str>,
+    ) -> Result<(), ChatError> {
+        let command = ClientCommand::SendMessage(SendMessage {
+            session_id: None,
+            content: MessageContent::parse(text, 100).expect("content"),
+            model_id: None,
+            client_message_id: client_id.map(|id| ClientMessageId::parse(id).expect("id")),
+            metadata: Metadata::new(),
+            style: AnswerStyle::AiResponse,
+        });
+        self.service.handle(&mut client.connection, command).await
+    }
+
+    pub async fn stored(&self, session: &SessionId) -> Vec<StoredMessage> {
+        self.repo.messages_after(session, Seq(0), 1000).await.expect("messages")
+    }
+
+    /// From now on, the service's storage writes do what `mode` says.
+    pub fn set_storage(&self, mode: Storage) {
+        self.storage.set(mode);
+    }
+}
+
+pub fn answer_text(events: &[ServerEvent]) -> String {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            ServerEvent::AnswerChunk { delta, .. } => Some(delta.to_string()),
+            _ => None,
+        })
+        .collect()
+}
+
+pub fn done_of(events: &[ServerEvent]) -> (Option<Seq>, FinishReason) {
+    match events.last() {
+        Some(ServerEvent::AnswerDone { seq, finish_reason, .. }) => (*seq, *finish_reason),
+        other => panic!("expected done, got {other:?}"),
+    }
+}
+
+pub fn error_code(events: &[ServerEvent]) -> Option<ErrorCode> {
+    events.iter().find_map(|e| match e {
+        ServerEvent::Error { code, .. } => Some(*code),
+        _ => None,
+    })
+}
