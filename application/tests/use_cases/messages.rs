@@ -9,7 +9,7 @@ use chatbox_application::events::ServerEvent;
 use chatbox_application::ports::SessionRepository;
 use chatbox_domain::{FinishReason, Sender, Seq};
 
-use crate::support::{Step, answer_text, done_of, harness};
+use crate::support::{Step, Storage, answer_text, done_of, harness};
 
 #[tokio::test(start_paused = true)]
 async fn a_message_is_stored_answered_in_chunks_and_the_answer_stored_once() {
@@ -106,4 +106,41 @@ async fn answers_queue_in_order_up_to_the_limit_and_then_busy() {
     let last_questions: Vec<&str> =
         requests.iter().map(|r| r.history.last().expect("question").content.as_str()).collect();
     assert_eq!(last_questions, ["a", "b", "c", "d"], "each answer sees the history up to its question");
+}
+
+/// The same `client_message_id` sent by two sockets of a session at once (a client
+/// retrying on another connection): stored once, and both sockets get the one
+/// acknowledgement, even though the socket whose copy won left before its own.
+#[tokio::test(start_paused = true)]
+async fn a_key_sent_from_two_sockets_at_once_is_stored_once_and_acknowledged_to_both() {
+    let h = harness();
+    h.provider.push(vec![Step::Say("a1")]);
+    h.provider.push(vec![Step::Say("a2")]);
+    let mut first = h.connect("u1", None, None).await;
+    let session = first.session_id();
+    h.say(&mut first, "hello").await.expect("hello");
+    let (seen, _) = done_of(&first.until_done().await);
+    let mut second = h.connect("u1", Some(session.clone()), seen).await;
+
+    h.set_storage(Storage::LandsThenWaits);
+    h.say_with(&mut first, "once", Some("key-1")).await.expect("first copy");
+    h.write_landed().await;
+    h.say_with(&mut second, "once", Some("key-1")).await.expect("second copy");
+    h.service.disconnect(first.connection);
+    h.release_writes();
+
+    let events = second.until_done().await;
+    let acks: Vec<_> = events
+        .iter()
+        .filter_map(|event| match event {
+            ServerEvent::MessageAck { client_message_id, seq, .. } => {
+                Some((client_message_id.to_string(), *seq))
+            }
+            _ => None,
+        })
+        .collect();
+    let stored = h.stored(&session).await;
+    let copies: Vec<_> = stored.iter().filter(|m| m.content == "once").collect();
+    assert_eq!(copies.len(), 1, "stored once");
+    assert_eq!(acks, vec![("key-1".to_owned(), copies[0].seq)], "{events:?}");
 }

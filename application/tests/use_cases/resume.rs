@@ -10,7 +10,7 @@ use chatbox_application::events::{AnswerStyle, ServerEvent};
 use chatbox_domain::validation::{MessageContent, Metadata};
 use chatbox_domain::{FinishReason, Seq};
 
-use crate::support::{Step, answer_text, done_of, harness, harness_with, settings};
+use crate::support::{Step, Storage, answer_text, done_of, harness, harness_with, settings};
 
 #[tokio::test(start_paused = true)]
 async fn resume_mid_answer_replays_stored_then_partial_then_live_without_loss_or_doubling() {
@@ -168,4 +168,37 @@ async fn cleanup_evicts_idle_live_state_but_keeps_the_session_stored() {
     assert!(matches!(back.next().await, ServerEvent::Stored { .. }));
     h.say(&mut back, "again").await.expect("works after eviction");
     assert_eq!(done_of(&back.until_done().await).0, Some(Seq(4)), "sequence continues");
+}
+
+/// A socket resumes while another socket's message is being stored: the store already
+/// has the message when the replay reads it, the session has not recorded it yet. It
+/// must arrive once, not in the replay and again live.
+#[tokio::test(start_paused = true)]
+async fn a_resume_racing_another_sockets_message_gets_it_once() {
+    let h = harness();
+    h.provider.push(vec![Step::Say("a1")]);
+    h.provider.push(vec![Step::Say("a2")]);
+    let mut writer = h.connect("u1", None, None).await;
+    let session = writer.session_id();
+    h.say(&mut writer, "q1").await.expect("q1");
+    let (seen, _) = done_of(&writer.until_done().await);
+
+    h.set_storage(Storage::LandsThenWaits);
+    h.say(&mut writer, "q2").await.expect("q2");
+    h.write_landed().await;
+    let mut reader = h.connect("u1", Some(session.clone()), seen).await;
+    h.release_writes();
+    let events = reader.until_done().await;
+    let mut seqs: Vec<Seq> = events
+        .iter()
+        .filter_map(|event| match event {
+            ServerEvent::Stored { message, .. } => Some(message.seq),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(seqs.len(), 1, "the question once: {events:?}");
+    seqs.extend(done_of(&events).0);
+    let stored: Vec<Seq> = h.stored(&session).await.iter().map(|m| m.seq).skip(2).collect();
+    assert_eq!(seqs, stored, "the question, then the answer, each once and in order");
+    assert_eq!(answer_text(&events), "a2");
 }

@@ -236,6 +236,17 @@ impl Harness {
     pub fn set_storage(&self, mode: Storage) {
         self.storage.set(mode);
     }
+
+    /// Completes once a write held by [`Storage::LandsThenWaits`] is in the store.
+    pub async fn write_landed(&self) {
+        self.storage.write_landed().await;
+    }
+
+    /// Lets the held writes return, and later writes work.
+    pub fn release_writes(&self) {
+        self.storage.set(Storage::Works);
+        self.storage.release_writes();
+    }
 }
 
 pub fn answer_text(events: &[ServerEvent]) -> String {

@@ -3,6 +3,8 @@
 
 use std::sync::{Arc, Mutex};
 
+use tokio::sync::{Notify, Semaphore};
+
 use async_trait::async_trait;
 use chatbox_application::ports::{RepositoryError, SessionRepository};
 use chatbox_domain::{
@@ -16,17 +18,35 @@ pub enum Storage {
     Works,
     Fails,
     Stalls,
+    /// A message write lands in the store, then its call waits until
+    /// [`FlakyRepository::release_writes`]: the window between storage having a message
+    /// and the service recording it.
+    LandsThenWaits,
 }
 
 /// The memory store, with writes that can be made to fail or stall.
 pub struct FlakyRepository {
     inner: Arc<MemorySessionRepository>,
     mode: Mutex<Storage>,
+    /// Signalled when a held write has landed.
+    landed: Notify,
+    /// Permits for held writes to return.
+    release: Semaphore,
 }
 
 impl FlakyRepository {
     pub fn new(inner: Arc<MemorySessionRepository>) -> Self {
-        Self { inner, mode: Mutex::new(Storage::Works) }
+        Self { inner, mode: Mutex::new(Storage::Works), landed: Notify::new(), release: Semaphore::new(0) }
+    }
+
+    /// Completes once a write held by [`Storage::LandsThenWaits`] is in the store.
+    pub async fn write_landed(&self) {
+        self.landed.notified().await;
+    }
+
+    /// Lets every held write return.
+    pub fn release_writes(&self) {
+        self.release.add_permits(Semaphore::MAX_PERMITS / 2);
     }
 
     /// From now on, writes do what `mode` says.
@@ -40,6 +60,7 @@ impl FlakyRepository {
             Storage::Works => Ok(()),
             Storage::Fails => Err(RepositoryError::Unavailable("down".into())),
             Storage::Stalls => futures::future::pending().await,
+            Storage::LandsThenWaits => Ok(()),
         }
     }
 }
@@ -59,7 +80,12 @@ impl SessionRepository for FlakyRepository {
         effects: &MessageEffects,
     ) -> Result<(), RepositoryError> {
         self.gate().await?;
-        self.inner.append_message(id, message, effects).await
+        self.inner.append_message(id, message, effects).await?;
+        if *self.mode.lock().expect("lock") == Storage::LandsThenWaits {
+            self.landed.notify_one();
+            let _ = self.release.acquire().await.map(tokio::sync::SemaphorePermit::forget);
+        }
+        Ok(())
     }
     async fn set_model(&self, id: &SessionId, model: &ModelId, at: Timestamp) -> Result<(), RepositoryError> {
         self.gate().await?;
