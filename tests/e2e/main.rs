@@ -3,6 +3,8 @@
 
 #[path = "../support/fake_provider.rs"]
 mod fake_provider;
+#[path = "../support/mongo.rs"]
+mod mongo;
 #[path = "../support/prometheus.rs"]
 mod prometheus;
 mod support;
@@ -19,4 +21,5 @@ mod lifecycle;
 mod limits;
 mod metrics;
 mod providers;
+mod races;
 mod resume;
