@@ -5,13 +5,18 @@
 //! [`ports`], and inbound adapters call [`chat::ChatService`].
 //!
 //! The moving parts:
-//! - [`live`]: the in-memory state of sessions that are in use (bound sockets, the answer
-//!   being streamed) and the fan-out of frames to every socket of a session;
+//! - [`chat`]: the use-cases, one file per responsibility, behind [`ChatService`];
+//! - [`live`]: the sessions in use, each a [`live::LiveSession`] whose state changes only
+//!   through its verbs (admit a turn, store or refuse it, stream and finish an answer,
+//!   join and replay a socket);
 //! - [`answer`]: the per-session actor that stores messages in order and streams
 //!   answers, with the stream and idle timeouts;
+//! - [`turn`]: what a socket's message is on its way to the actor;
+//! - [`ports`]: storage, providers, clock and ids, metrics, alerts, and the fan-out
+//!   ([`ports::SessionHub`]): every frame reaches its sockets through it;
 //! - [`limits`]: the per-user message limiter and the socket caps;
-//! - [`events`]: what the server tells clients, serialised once per frame by the
-//!   inbound adapter.
+//! - [`events`], [`socket`]: what the server tells clients, serialised once per frame by
+//!   the inbound adapter, and each socket's outbound queue, bounded in bytes.
 //!
 //! Invariants: no lock is held across an `.await`; every queue is bounded; storage is
 //! written once per message, never per token.

@@ -7,6 +7,8 @@
 //!   socket that stays gets its acknowledgement even when the other leaves before its
 //!   own.
 
+use std::time::Duration;
+
 use serde_json::{Value, json};
 
 use crate::mongo;
@@ -49,8 +51,14 @@ async fn a_resume_racing_a_message_of_another_socket_gets_it_once() {
             let question = format!("question {round}");
 
             let query = format!("&session_id={session}&last_seq={last_seq}");
+            // Not a wait for anything: the reader's replay is moved across the store's
+            // latency round by round, so some rounds read while the write is in flight.
+            let offset = Duration::from_micros(250 * (round as u64 % 16));
             let (mut reader, ()) = tokio::join!(
-                app.connect("alice", &query),
+                async {
+                    tokio::time::sleep(offset).await;
+                    app.connect("alice", &query).await
+                },
                 writer.send(json!({"type": "user_message", "content": question})),
             );
             let mut frames = crate::ws::frames_until(
