@@ -29,7 +29,7 @@ impl Actor {
         let (style, model_id) = (*style, &outcome.model_id);
         let now = self.deps.clock.now();
         let session_id = self.live.id().clone();
-        let text = self.live.answer_text();
+        let (text, seq) = self.live.answer_to_store();
         let usage = (!text.is_empty() || outcome.usage.is_some()).then(|| {
             outcome.usage.unwrap_or(Usage {
                 prompt_tokens: (outcome.prompt_chars as u64).div_ceil(4),
@@ -46,7 +46,6 @@ impl Actor {
         let mut stored_seq = None;
         let mut storage_failed = false;
         if !text.is_empty() {
-            let seq = self.live.next_seq();
             let mut message = StoredMessage::text(message_id.clone(), seq, Sender::Ai, text.clone(), now);
             message.finish_reason = Some(outcome.finish_reason);
             message.usage = usage;

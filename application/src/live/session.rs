@@ -300,14 +300,11 @@ impl LiveSession {
         state.publish(chunk, None, now);
     }
 
-    /// Everything streamed so far.
-    pub(crate) fn answer_text(&self) -> String {
-        self.lock().streaming.as_ref().map(|answer| answer.text().to_owned()).unwrap_or_default()
-    }
-
-    /// The sequence number the next stored message gets.
-    pub(crate) fn next_seq(&self) -> Seq {
-        self.lock().session.next_seq()
+    /// Everything streamed so far, and the sequence number it is stored under.
+    pub(crate) fn answer_to_store(&self) -> (String, Seq) {
+        let state = self.lock();
+        let text = state.streaming.as_ref().map(|answer| answer.text().to_owned()).unwrap_or_default();
+        (text, state.session.next_seq())
     }
 
     /// Ends the answer: records it if it was `stored` (its seq, time and effects), then
