@@ -9,7 +9,8 @@ pub use catalog::{
     SessionCatalog, SessionPage, SessionQuery, SessionSort, SessionStats, SessionSummary, ShareGrant,
 };
 pub use metrics::{
-    ExpositionError, FrameType, Limiter, LlmErrorKind, Metrics, MetricsExposition, NoMetrics, StorageOutcome,
+    ExpositionError, FrameCounter, FrameDirection, Limiter, LlmErrorKind, Metrics, MetricsExposition,
+    NoMetrics, StorageOutcome,
 };
 pub use notifier::{HelpAlert, Notifier, NotifyError};
 
