@@ -3,7 +3,7 @@
 //!
 //! The frame types belong to the wire format (`wire.rs`), so they live beside it: the
 //! metrics port only learns their names. At start-up the router asks the port for one
-//! [`FrameCounter`] per type and direction ([`FrameCounters::new`]); per frame, a socket
+//! [`FrameCounter`] per type and direction (`FrameCounters::new`); per frame, a socket
 //! classifies it with a `match` on values already at hand and bumps its counter: one
 //! relaxed atomic add, no lock, no allocation, no parsing twice.
 

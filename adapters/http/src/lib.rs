@@ -5,9 +5,9 @@
 //! admin routes (`api`), the OpenAPI document (`openapi`), the metrics scrape
 //! (`/metrics`, `P/metrics/prometheus`), and what every request passes through (`edge`:
 //! client address, rate limits, security headers). Every route is declared once, in the
-//! table of [`routes`], with its access level ([`access`]); the router, the timing labels
-//! and the OpenAPI paths are derived from it. This crate translates between the wire and
-//! the application's use-cases; it holds no chat rules of its own.
+//! table of [`routes`](mod@routes), with its access level ([`access`]); the router, the
+//! timing labels and the OpenAPI paths are derived from it. This crate translates
+//! between the wire and the application's use-cases; it holds no chat rules of its own.
 //!
 //! Modules import each other in one direction only (no circle): this root only declares
 //! modules and re-exports, and the leaves (`reply`, `auth`, `wire`) import nothing above
