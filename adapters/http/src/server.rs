@@ -32,7 +32,8 @@ use tokio_util::task::TaskTracker;
 use tracing::debug;
 use warp::filters::BoxedFilter;
 
-use crate::routes::HttpResponse;
+use crate::edge::ClientAddr;
+use crate::reply::HttpResponse;
 
 /// The limits on connections that are not (yet) WebSockets.
 #[derive(Debug, Clone, Copy)]
@@ -44,10 +45,6 @@ pub struct ServerLimits {
     /// `HTTP_MAX_PENDING_CONNECTIONS`.
     pub max_pending: usize,
 }
-
-/// The address of the peer that sent a request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ClientAddr(pub SocketAddr);
 
 /// How long to wait before accepting again after the listener failed (e.g. out of file
 /// descriptors), so the loop does not spin.

@@ -1,76 +1,56 @@
 //! The counters touched once per WebSocket frame, and the open-socket count.
 //!
-//! Recording is one relaxed atomic add on a counter of its own cache line: no lock, no
-//! map, no allocation, and sockets counting different frame types never share a line.
-//! OpenTelemetry reads these totals only when scraped (observable instruments), so the
-//! SDK's attribute bookkeeping stays off the hot path.
+//! Frame counters are handed out at start-up to the adapter that speaks the wire format
+//! (it knows the frame types; this crate only learns their names) and bumped there: one
+//! relaxed atomic add on a counter of its own cache line, no lock, no map, no
+//! allocation. OpenTelemetry reads the totals only when scraped (observable
+//! instruments), so the SDK's attribute bookkeeping stays off the hot path. The list of
+//! handed-out counters is locked only when a counter is handed out and when scraped.
 
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Mutex, PoisonError};
 
-use chatbox_application::ports::FrameType;
+use chatbox_application::ports::{FrameCounter, FrameDirection};
 
-/// One counter alone on its cache line.
-#[derive(Debug, Default)]
-#[repr(align(64))]
-struct Padded(AtomicU64);
-
-/// For each frame type (by [`FrameType::index`]), its slot in `directed`: its own if it
-/// travels in that direction, else the slot of `other`, so a misclassified frame is
-/// still counted (as `other`) instead of vanishing from the scrape.
-const fn slots<const N: usize>(directed: [FrameType; N]) -> [usize; FrameType::ALL.len()] {
-    let mut other = 0;
-    while other < N && !matches!(directed[other], FrameType::Other) {
-        other += 1;
-    }
-    let mut slots = [other; FrameType::ALL.len()];
-    let mut slot = 0;
-    while slot < N {
-        slots[directed[slot].index()] = slot;
-        slot += 1;
-    }
-    slots
+/// A counter handed out, with what it counts.
+#[derive(Debug)]
+struct Handed {
+    direction: FrameDirection,
+    frame_type: &'static str,
+    counter: FrameCounter,
 }
 
-const RECEIVED_SLOTS: [usize; FrameType::ALL.len()] = slots(FrameType::RECEIVED);
-const SENT_SLOTS: [usize; FrameType::ALL.len()] = slots(FrameType::SENT);
-
 /// Frames by type and direction, and sockets open.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub(crate) struct HotCounters {
-    received: [Padded; FrameType::RECEIVED.len()],
-    sent: [Padded; FrameType::SENT.len()],
+    frames: Mutex<Vec<Handed>>,
     sockets_open: AtomicI64,
 }
 
-impl Default for HotCounters {
-    fn default() -> Self {
-        Self {
-            received: std::array::from_fn(|_| Padded::default()),
-            sent: std::array::from_fn(|_| Padded::default()),
-            sockets_open: AtomicI64::new(0),
+impl HotCounters {
+    /// The counter of `frame_type` frames travelling `direction`: the one handed out
+    /// before for this pair, else a new one (so one pair is one series).
+    pub(crate) fn frame_counter(&self, direction: FrameDirection, frame_type: &'static str) -> FrameCounter {
+        let mut frames = self.frames.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(handed) =
+            frames.iter().find(|handed| handed.direction == direction && handed.frame_type == frame_type)
+        {
+            return handed.counter.clone();
+        }
+        let counter = FrameCounter::new();
+        frames.push(Handed { direction, frame_type, counter: counter.clone() });
+        counter
+    }
+
+    /// Calls `visit` with each frame type counted in `direction` and its total, in the
+    /// order the counters were handed out.
+    pub(crate) fn frame_totals(&self, direction: FrameDirection, mut visit: impl FnMut(&'static str, u64)) {
+        let frames = self.frames.lock().unwrap_or_else(PoisonError::into_inner);
+        for handed in frames.iter().filter(|handed| handed.direction == direction) {
+            visit(handed.frame_type, handed.counter.total());
         }
     }
-}
 
-impl HotCounters {
-    pub(crate) fn frame_received(&self, frame: FrameType) {
-        // Totals only: no ordering with anything else is needed.
-        self.received[RECEIVED_SLOTS[frame.index()]].0.fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub(crate) fn frame_sent(&self, frame: FrameType) {
-        self.sent[SENT_SLOTS[frame.index()]].0.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Received frames of `frame`'s slot (its own, or `other`'s).
-    pub(crate) fn received(&self, frame: FrameType) -> u64 {
-        self.received[RECEIVED_SLOTS[frame.index()]].0.load(Ordering::Relaxed)
-    }
-
-    /// Sent frames of `frame`'s slot (its own, or `other`'s).
-    pub(crate) fn sent(&self, frame: FrameType) -> u64 {
-        self.sent[SENT_SLOTS[frame.index()]].0.load(Ordering::Relaxed)
-    }
     pub(crate) fn socket_opened(&self) {
         self.sockets_open.fetch_add(1, Ordering::Relaxed);
     }
@@ -89,17 +69,20 @@ impl HotCounters {
 mod tests {
     use super::*;
 
+    fn totals(hot: &HotCounters, direction: FrameDirection) -> Vec<(&'static str, u64)> {
+        let mut totals = Vec::new();
+        hot.frame_totals(direction, |frame_type, total| totals.push((frame_type, total)));
+        totals
+    }
+
     #[test]
-    fn a_type_outside_its_direction_counts_as_other() {
+    fn one_type_and_direction_is_one_counter_and_directions_are_apart() {
         let hot = HotCounters::default();
-        hot.frame_received(FrameType::Loading);
-        hot.frame_received(FrameType::Ping);
-        hot.frame_sent(FrameType::Resume);
-        hot.frame_sent(FrameType::Pong);
-        assert_eq!(hot.received(FrameType::Other), 1);
-        assert_eq!(hot.received(FrameType::Ping), 1);
-        assert_eq!(hot.sent(FrameType::Other), 1);
-        assert_eq!(hot.sent(FrameType::Pong), 1);
-        assert_eq!(hot.received(FrameType::UserMessage), 0);
+        hot.frame_counter(FrameDirection::Received, "ping").increment();
+        hot.frame_counter(FrameDirection::Received, "ping").increment();
+        hot.frame_counter(FrameDirection::Sent, "ping");
+        hot.frame_counter(FrameDirection::Sent, "pong").increment();
+        assert_eq!(totals(&hot, FrameDirection::Received), [("ping", 2)]);
+        assert_eq!(totals(&hot, FrameDirection::Sent), [("ping", 0), ("pong", 1)]);
     }
 }

@@ -11,11 +11,13 @@
 //! - **Nothing but our series.** The exporter's `target_info` and `otel_scope_*` labels
 //!   are turned off: a scrape shows only the `chatbox_*` families of
 //!   [`METRIC_NAMES`].
-//! - **Bounded labels.** Every label value comes from a fixed set (see `labels.rs` and
-//!   the port's enums).
-//! - **Per-frame cost: one relaxed atomic add** (`hot.rs`), read by observable counters
-//!   at scrape time. The rest uses synchronous instruments whose attribute slices are
-//!   static strings or pre-built provider labels.
+//! - **Bounded labels.** Every label value comes from a fixed set (see `labels.rs`, the
+//!   port's enums, and the frame type names the HTTP adapter hands in once each,
+//!   `&'static str` fixed in its code).
+//! - **Per-frame cost: one relaxed atomic add** on a [`FrameCounter`] handed out at
+//!   start-up (`hot.rs`), read by observable counters at scrape time. A frame type's
+//!   series exists from the moment its counter is handed out. The rest uses synchronous
+//!   instruments whose attribute slices are static strings or pre-built provider labels.
 
 #![forbid(unsafe_code)]
 
@@ -28,7 +30,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use chatbox_application::ports::{
-    ExpositionError, FrameType, Limiter, LlmErrorKind, Metrics, MetricsExposition, StorageOutcome,
+    ExpositionError, FrameCounter, FrameDirection, Limiter, LlmErrorKind, Metrics, MetricsExposition,
+    StorageOutcome,
 };
 use chatbox_domain::{FinishReason, ModelId};
 use opentelemetry::KeyValue;
@@ -161,9 +164,9 @@ fn observe_frames(meter: &Meter, hot: &Arc<HotCounters>) {
             "WebSocket frames read from clients, by type (refused or of an unknown type: other).",
         )
         .with_callback(move |observer| {
-            for frame in FrameType::RECEIVED {
-                observer.observe(received.received(frame), &[KeyValue::new("type", frame.as_str())]);
-            }
+            received.frame_totals(FrameDirection::Received, |frame_type, total| {
+                observer.observe(total, &[KeyValue::new("type", frame_type)]);
+            });
         })
         .build();
     let sent = Arc::clone(hot);
@@ -171,9 +174,9 @@ fn observe_frames(meter: &Meter, hot: &Arc<HotCounters>) {
         .u64_observable_counter("chatbox.frames.sent")
         .with_description("WebSocket frames written to clients, by type.")
         .with_callback(move |observer| {
-            for frame in FrameType::SENT {
-                observer.observe(sent.sent(frame), &[KeyValue::new("type", frame.as_str())]);
-            }
+            sent.frame_totals(FrameDirection::Sent, |frame_type, total| {
+                observer.observe(total, &[KeyValue::new("type", frame_type)]);
+            });
         })
         .build();
     let sockets = Arc::clone(hot);
@@ -194,12 +197,8 @@ impl Metrics for Telemetry {
         self.instruments.socket_lifetime.record(lifetime.as_secs_f64(), &[]);
     }
 
-    fn frame_received(&self, frame: FrameType) {
-        self.hot.frame_received(frame);
-    }
-
-    fn frame_sent(&self, frame: FrameType) {
-        self.hot.frame_sent(frame);
+    fn frame_counter(&self, direction: FrameDirection, frame_type: &'static str) -> FrameCounter {
+        self.hot.frame_counter(direction, frame_type)
     }
 
     fn slow_consumer_disconnected(&self) {

@@ -1,91 +1,51 @@
 //! Each event moves its series, with its labels; the rendering has our names, units and
 //! types only; no label value escapes its fixed set.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chatbox_application::ports::{
-    FrameType, Limiter, LlmErrorKind, Metrics, MetricsExposition, SessionRepository, StorageOutcome,
+    FrameDirection, Limiter, LlmErrorKind, Metrics, MetricsExposition, SessionRepository, StorageOutcome,
 };
 use chatbox_domain::{FinishReason, ModelId, Session, SessionId, UserId};
 
 use crate::{Gauge, METRIC_NAMES, MeteredRepository, Telemetry};
 
-/// One sample line of the text format.
-#[derive(Debug, Clone)]
-struct Sample {
-    name: String,
-    labels: BTreeMap<String, String>,
-    value: f64,
+/// The Prometheus text reader the top-level tests use.
+#[path = "../../../tests/support/prometheus.rs"]
+mod prometheus;
+
+use prometheus::Scrape;
+
+/// The value of the one sample named `name` whose labels include `labels`: a series
+/// that is absent fails here rather than reading as 0.
+fn value(scrape: &Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let matching: Vec<_> = scrape
+        .samples
+        .iter()
+        .filter(|s| {
+            s.name == name && labels.iter().all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
+        })
+        .collect();
+    assert_eq!(matching.len(), 1, "one sample {name} {labels:?}, found {matching:?}");
+    matching[0].value
 }
 
-/// A scrape, parsed: samples and each family's `# TYPE`.
-#[derive(Debug)]
-struct Scrape {
-    samples: Vec<Sample>,
-    types: BTreeMap<String, String>,
+fn families(scrape: &Scrape) -> BTreeSet<&str> {
+    scrape.types.keys().map(String::as_str).collect()
 }
 
-fn parse(text: &str) -> Scrape {
-    let mut samples = Vec::new();
-    let mut types = BTreeMap::new();
-    for line in text.lines().filter(|l| !l.is_empty()) {
-        if let Some(rest) = line.strip_prefix("# TYPE ") {
-            let (name, kind) = rest.split_once(' ').expect("TYPE line");
-            types.insert(name.to_owned(), kind.to_owned());
-            continue;
-        }
-        if line.starts_with('#') {
-            continue;
-        }
-        let (series, value) = line.rsplit_once(' ').expect("sample line");
-        let (name, labels) = match series.split_once('{') {
-            Some((name, rest)) => (name, rest.strip_suffix('}').expect("closing brace")),
-            None => (series, ""),
-        };
-        let labels = labels
-            .split(',')
-            .filter(|pair| !pair.is_empty())
-            .map(|pair| {
-                let (key, value) = pair.split_once('=').expect("label pair");
-                (key.to_owned(), value.trim_matches('"').to_owned())
-            })
-            .collect();
-        let value = match value {
-            "+Inf" => f64::INFINITY,
-            other => other.parse().expect("numeric value"),
-        };
-        samples.push(Sample { name: name.to_owned(), labels, value });
-    }
-    Scrape { samples, types }
-}
-
-impl Scrape {
-    /// The value of the one sample named `name` whose labels include `labels`.
-    fn value(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
-        let matching: Vec<_> = self
-            .samples
-            .iter()
-            .filter(|s| {
-                s.name == name && labels.iter().all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
-            })
-            .collect();
-        assert_eq!(matching.len(), 1, "one sample {name} {labels:?}, found {matching:?}");
-        matching[0].value
-    }
-
-    fn families(&self) -> BTreeSet<&str> {
-        self.types.keys().map(String::as_str).collect()
-    }
-}
+/// The frame types `record_everything` asks counters for (the HTTP adapter asks for
+/// the wire format's; this crate only passes the names through).
+const FRAME_TYPES: [&str; 4] = ["user_message", "ping", "other", "ai_response"];
 
 fn telemetry() -> Telemetry {
     Telemetry::new(["demo", "openai"]).expect("telemetry")
 }
 
 fn scrape(telemetry: &Telemetry) -> Scrape {
-    parse(&telemetry.render().expect("render"))
+    Scrape::parse(&telemetry.render().expect("render"))
 }
 
 fn model(id: &str) -> ModelId {
@@ -97,12 +57,19 @@ fn record_everything(metrics: &dyn Metrics) {
     metrics.socket_opened();
     metrics.socket_opened();
     metrics.socket_closed(Duration::from_secs(3));
+    let received = |frame_type| metrics.frame_counter(FrameDirection::Received, frame_type);
+    let user_messages = received("user_message");
     for _ in 0..3 {
-        metrics.frame_received(FrameType::UserMessage);
+        user_messages.increment();
     }
-    metrics.frame_received(FrameType::Other);
-    metrics.frame_sent(FrameType::AiResponse);
-    metrics.frame_sent(FrameType::AiResponse);
+    received("ping");
+    // Asked again, the same counter: one series.
+    received("other").increment();
+    let other = received("other");
+    assert_eq!(other.total(), 1);
+    let ai_responses = metrics.frame_counter(FrameDirection::Sent, "ai_response");
+    ai_responses.increment();
+    ai_responses.increment();
     metrics.slow_consumer_disconnected();
     metrics.session_created();
     metrics.session_ended();
@@ -134,60 +101,60 @@ fn each_event_moves_its_series_with_its_labels() {
     record_everything(&telemetry);
     let s = scrape(&telemetry);
 
-    assert_eq!(s.value("chatbox_sockets_open", &[]), 1.0);
-    assert_eq!(s.value("chatbox_socket_lifetime_seconds_count", &[]), 1.0);
-    assert_eq!(s.value("chatbox_socket_lifetime_seconds_sum", &[]), 3.0);
-    assert_eq!(s.value("chatbox_socket_lifetime_seconds_bucket", &[("le", "1")]), 0.0);
-    assert_eq!(s.value("chatbox_socket_lifetime_seconds_bucket", &[("le", "10")]), 1.0);
-    assert_eq!(s.value("chatbox_frames_received_total", &[("type", "user_message")]), 3.0);
-    assert_eq!(s.value("chatbox_frames_received_total", &[("type", "other")]), 1.0);
-    assert_eq!(s.value("chatbox_frames_received_total", &[("type", "ping")]), 0.0);
-    assert_eq!(s.value("chatbox_frames_sent_total", &[("type", "ai_response")]), 2.0);
-    assert_eq!(s.value("chatbox_slow_consumer_disconnects_total", &[]), 1.0);
-    assert_eq!(s.value("chatbox_sessions_created_total", &[]), 1.0);
-    assert_eq!(s.value("chatbox_sessions_ended_total", &[]), 1.0);
-    assert_eq!(s.value("chatbox_sessions_live", &[]), 7.0);
-    assert_eq!(s.value("chatbox_llm_requests_total", &[("provider", "demo")]), 2.0);
-    assert_eq!(s.value("chatbox_llm_requests_total", &[("provider", "openai")]), 0.0);
-    assert_eq!(s.value("chatbox_llm_requests_total", &[("provider", "other")]), 1.0);
-    assert_eq!(s.value("chatbox_llm_errors_total", &[("provider", "demo"), ("kind", "server")]), 1.0);
-    assert_eq!(s.value("chatbox_llm_retries_total", &[("provider", "demo")]), 1.0);
-    assert_eq!(s.value("chatbox_llm_time_to_first_token_seconds_count", &[("provider", "demo")]), 1.0);
+    assert_eq!(value(&s, "chatbox_sockets_open", &[]), 1.0);
+    assert_eq!(value(&s, "chatbox_socket_lifetime_seconds_count", &[]), 1.0);
+    assert_eq!(value(&s, "chatbox_socket_lifetime_seconds_sum", &[]), 3.0);
+    assert_eq!(value(&s, "chatbox_socket_lifetime_seconds_bucket", &[("le", "1")]), 0.0);
+    assert_eq!(value(&s, "chatbox_socket_lifetime_seconds_bucket", &[("le", "10")]), 1.0);
+    assert_eq!(value(&s, "chatbox_frames_received_total", &[("type", "user_message")]), 3.0);
+    assert_eq!(value(&s, "chatbox_frames_received_total", &[("type", "other")]), 1.0);
+    assert_eq!(value(&s, "chatbox_frames_received_total", &[("type", "ping")]), 0.0);
+    assert_eq!(value(&s, "chatbox_frames_sent_total", &[("type", "ai_response")]), 2.0);
+    assert_eq!(value(&s, "chatbox_slow_consumer_disconnects_total", &[]), 1.0);
+    assert_eq!(value(&s, "chatbox_sessions_created_total", &[]), 1.0);
+    assert_eq!(value(&s, "chatbox_sessions_ended_total", &[]), 1.0);
+    assert_eq!(value(&s, "chatbox_sessions_live", &[]), 7.0);
+    assert_eq!(value(&s, "chatbox_llm_requests_total", &[("provider", "demo")]), 2.0);
+    assert_eq!(value(&s, "chatbox_llm_requests_total", &[("provider", "openai")]), 0.0);
+    assert_eq!(value(&s, "chatbox_llm_requests_total", &[("provider", "other")]), 1.0);
+    assert_eq!(value(&s, "chatbox_llm_errors_total", &[("provider", "demo"), ("kind", "server")]), 1.0);
+    assert_eq!(value(&s, "chatbox_llm_retries_total", &[("provider", "demo")]), 1.0);
+    assert_eq!(value(&s, "chatbox_llm_time_to_first_token_seconds_count", &[("provider", "demo")]), 1.0);
     assert_eq!(
-        s.value("chatbox_llm_time_to_first_token_seconds_bucket", &[("provider", "demo"), ("le", "0.25")]),
+        value(&s, "chatbox_llm_time_to_first_token_seconds_bucket", &[("provider", "demo"), ("le", "0.25")]),
         0.0
     );
     assert_eq!(
-        s.value("chatbox_llm_time_to_first_token_seconds_bucket", &[("provider", "demo"), ("le", "0.5")]),
+        value(&s, "chatbox_llm_time_to_first_token_seconds_bucket", &[("provider", "demo"), ("le", "0.5")]),
         1.0
     );
-    assert_eq!(s.value("chatbox_gateway_latency_seconds_count", &[]), 1.0);
-    assert_eq!(s.value("chatbox_gateway_latency_seconds_bucket", &[("le", "0.001")]), 1.0);
-    assert_eq!(s.value("chatbox_gateway_latency_seconds_bucket", &[("le", "0.0005")]), 0.0);
+    assert_eq!(value(&s, "chatbox_gateway_latency_seconds_count", &[]), 1.0);
+    assert_eq!(value(&s, "chatbox_gateway_latency_seconds_bucket", &[("le", "0.001")]), 1.0);
+    assert_eq!(value(&s, "chatbox_gateway_latency_seconds_bucket", &[("le", "0.0005")]), 0.0);
     let answer = [("provider", "openai"), ("finish_reason", "stop")];
-    assert_eq!(s.value("chatbox_answer_duration_seconds_count", &answer), 1.0);
-    assert_eq!(s.value("chatbox_answer_duration_seconds_sum", &answer), 4.0);
-    assert_eq!(s.value("chatbox_llm_tokens_total", &[("provider", "demo"), ("type", "prompt")]), 13.0);
-    assert_eq!(s.value("chatbox_llm_tokens_total", &[("provider", "demo"), ("type", "completion")]), 32.0);
-    assert_eq!(s.value("chatbox_rate_limit_rejections_total", &[("limiter", "command_budget")]), 1.0);
-    assert_eq!(s.value("chatbox_rate_limit_rejections_total", &[("limiter", "messages")]), 0.0);
+    assert_eq!(value(&s, "chatbox_answer_duration_seconds_count", &answer), 1.0);
+    assert_eq!(value(&s, "chatbox_answer_duration_seconds_sum", &answer), 4.0);
+    assert_eq!(value(&s, "chatbox_llm_tokens_total", &[("provider", "demo"), ("type", "prompt")]), 13.0);
+    assert_eq!(value(&s, "chatbox_llm_tokens_total", &[("provider", "demo"), ("type", "completion")]), 32.0);
+    assert_eq!(value(&s, "chatbox_rate_limit_rejections_total", &[("limiter", "command_budget")]), 1.0);
+    assert_eq!(value(&s, "chatbox_rate_limit_rejections_total", &[("limiter", "messages")]), 0.0);
     let storage = [("operation", "append_message"), ("outcome", "ok")];
-    assert_eq!(s.value("chatbox_storage_operation_duration_seconds_count", &storage), 1.0);
-    assert_eq!(s.value("chatbox_storage_retries_total", &[("operation", "append_message")]), 1.0);
+    assert_eq!(value(&s, "chatbox_storage_operation_duration_seconds_count", &storage), 1.0);
+    assert_eq!(value(&s, "chatbox_storage_retries_total", &[("operation", "append_message")]), 1.0);
     let http = [("route", "/sessions/{id}/end"), ("method", "POST"), ("status", "200")];
-    assert_eq!(s.value("chatbox_http_request_duration_seconds_count", &http), 1.0);
+    assert_eq!(value(&s, "chatbox_http_request_duration_seconds_count", &http), 1.0);
     let odd = [("route", "/healthz"), ("method", "other"), ("status", "405")];
-    assert_eq!(s.value("chatbox_http_request_duration_seconds_count", &odd), 1.0);
-    assert_eq!(s.value("chatbox_takeovers_total", &[]), 1.0);
-    assert_eq!(s.value("chatbox_help_requests_total", &[]), 1.0);
-    assert_eq!(s.value("chatbox_alerts_total", &[("channel", "email"), ("outcome", "sent")]), 1.0);
-    assert_eq!(s.value("chatbox_alerts_total", &[("channel", "sms"), ("outcome", "failed")]), 1.0);
+    assert_eq!(value(&s, "chatbox_http_request_duration_seconds_count", &odd), 1.0);
+    assert_eq!(value(&s, "chatbox_takeovers_total", &[]), 1.0);
+    assert_eq!(value(&s, "chatbox_help_requests_total", &[]), 1.0);
+    assert_eq!(value(&s, "chatbox_alerts_total", &[("channel", "email"), ("outcome", "sent")]), 1.0);
+    assert_eq!(value(&s, "chatbox_alerts_total", &[("channel", "sms"), ("outcome", "failed")]), 1.0);
 
     // And the gauge comes back down.
     telemetry.socket_closed(Duration::from_secs(1));
     let s = scrape(&telemetry);
-    assert_eq!(s.value("chatbox_sockets_open", &[]), 0.0);
-    assert_eq!(s.value("chatbox_socket_lifetime_seconds_count", &[]), 2.0);
+    assert_eq!(value(&s, "chatbox_sockets_open", &[]), 0.0);
+    assert_eq!(value(&s, "chatbox_socket_lifetime_seconds_count", &[]), 2.0);
 }
 
 #[test]
@@ -198,9 +165,9 @@ fn the_rendering_has_our_families_only_with_units_and_types_in_their_names() {
     let text = telemetry.render().expect("render");
     assert!(!text.contains("target_info"), "no target_info");
     assert!(!text.contains("otel_scope"), "no scope labels");
-    let s = parse(&text);
+    let s = Scrape::parse(&text);
     let expected: BTreeSet<&str> = METRIC_NAMES.into_iter().collect();
-    assert_eq!(s.families(), expected, "exactly the documented families");
+    assert_eq!(families(&s), expected, "exactly the documented families");
     for (name, kind) in &s.types {
         assert!(name.starts_with("chatbox_"), "{name}");
         match kind.as_str() {
@@ -215,12 +182,15 @@ fn the_rendering_has_our_families_only_with_units_and_types_in_their_names() {
 
 #[test]
 fn fresh_metrics_show_their_counters_at_zero() {
-    let s = scrape(&telemetry());
-    assert_eq!(s.value("chatbox_sessions_created_total", &[]), 0.0);
-    assert_eq!(s.value("chatbox_llm_requests_total", &[("provider", "openai")]), 0.0);
-    assert_eq!(s.value("chatbox_rate_limit_rejections_total", &[("limiter", "connections")]), 0.0);
-    assert_eq!(s.value("chatbox_frames_sent_total", &[("type", "pong")]), 0.0);
-    assert_eq!(s.value("chatbox_sockets_open", &[]), 0.0);
+    let telemetry = telemetry();
+    // A frame type's series shows from the moment its counter is handed out.
+    telemetry.frame_counter(FrameDirection::Sent, "pong");
+    let s = scrape(&telemetry);
+    assert_eq!(value(&s, "chatbox_sessions_created_total", &[]), 0.0);
+    assert_eq!(value(&s, "chatbox_llm_requests_total", &[("provider", "openai")]), 0.0);
+    assert_eq!(value(&s, "chatbox_rate_limit_rejections_total", &[("limiter", "connections")]), 0.0);
+    assert_eq!(value(&s, "chatbox_frames_sent_total", &[("type", "pong")]), 0.0);
+    assert_eq!(value(&s, "chatbox_sockets_open", &[]), 0.0);
 }
 
 #[test]
@@ -243,11 +213,10 @@ fn no_label_value_leaves_its_fixed_set() {
     ] {
         telemetry.answer_finished(&model("x"), reason, Duration::from_secs(1));
     }
-    let frame_types: Vec<&str> = FrameType::ALL.iter().map(|f| f.as_str()).collect();
     let allowed = |key: &str, value: &str| -> bool {
         match key {
             "provider" => ["demo", "openai", "other"].contains(&value),
-            "type" => frame_types.contains(&value) || ["prompt", "completion"].contains(&value),
+            "type" => FRAME_TYPES.contains(&value) || ["prompt", "completion"].contains(&value),
             "kind" => LlmErrorKind::ALL.iter().any(|k| k.as_str() == value),
             "limiter" => Limiter::ALL.iter().any(|l| l.as_str() == value),
             "outcome" => {
@@ -284,8 +253,8 @@ fn every_metric_has_a_row_in_the_operations_guide() {
 fn two_instances_keep_their_series_apart() {
     let (one, two) = (telemetry(), telemetry());
     one.session_created();
-    assert_eq!(scrape(&one).value("chatbox_sessions_created_total", &[]), 1.0);
-    assert_eq!(scrape(&two).value("chatbox_sessions_created_total", &[]), 0.0);
+    assert_eq!(value(&scrape(&one), "chatbox_sessions_created_total", &[]), 1.0);
+    assert_eq!(value(&scrape(&two), "chatbox_sessions_created_total", &[]), 0.0);
 }
 
 fn session(id: &str) -> Session {
@@ -314,7 +283,8 @@ async fn storage_operations_are_timed_by_operation_and_outcome_and_abandoned_one
     assert!(stalled.is_err(), "the stalled call was abandoned");
     let s = scrape(&telemetry);
     let count = |operation: &str, outcome: &str| {
-        s.value(
+        value(
+            &s,
             "chatbox_storage_operation_duration_seconds_count",
             &[("operation", operation), ("outcome", outcome)],
         )
@@ -323,7 +293,8 @@ async fn storage_operations_are_timed_by_operation_and_outcome_and_abandoned_one
     assert_eq!(count("create", "conflict"), 1.0);
     assert_eq!(count("load", "ok"), 1.0);
     assert_eq!(count("set_model", "timeout"), 1.0);
-    let stalled_for = s.value(
+    let stalled_for = value(
+        &s,
         "chatbox_storage_operation_duration_seconds_sum",
         &[("operation", "set_model"), ("outcome", "timeout")],
     );

@@ -6,11 +6,14 @@
 //!   code, configured provider ids (a set fixed at start-up), or durations; never ids,
 //!   tokens or free text. An implementation folds anything outside its known set (an
 //!   unconfigured provider, an unusual HTTP method) into `other`.
-//! - **Cheap on the hot path.** [`Metrics::frame_received`] and [`Metrics::frame_sent`]
-//!   run once per WebSocket frame: an implementation must not lock, allocate or look
-//!   anything up there. The other events happen at most once per answer, request,
-//!   socket or storage call.
+//! - **Cheap on the hot path.** Frames are counted per WebSocket frame: the inbound
+//!   adapter asks [`Metrics::frame_counter`] once per frame type at start-up and then
+//!   bumps the returned [`FrameCounter`] (one relaxed atomic add). The frame types are
+//!   the wire format's, so they belong to the adapter that speaks it, not to this port.
+//!   The other events happen at most once per answer, request, socket or storage call.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use chatbox_domain::{FinishReason, ModelId};
@@ -18,146 +21,45 @@ use thiserror::Error;
 
 use super::{ProviderError, RepositoryError};
 
-/// The type of a WebSocket frame, as on the wire. A fixed set: frames whose type is
-/// unknown, or that were refused before their type was read, are [`FrameType::Other`].
+/// Which way a WebSocket frame travelled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum FrameType {
-    /// `user_message`.
-    UserMessage,
-    /// `user` (the short alias).
-    User,
-    /// `ai_response`.
-    AiResponse,
-    /// `assistant`.
-    Assistant,
-    /// `file_upload`.
-    FileUpload,
-    /// `voice_message`.
-    VoiceMessage,
-    /// `model_select`.
-    ModelSelect,
-    /// `stop`.
-    Stop,
-    /// `help_request`.
-    HelpRequest,
-    /// `typing_indicator`.
-    TypingIndicator,
-    /// `resume`.
-    Resume,
-    /// `ping`.
-    Ping,
-    /// `pong`.
-    Pong,
-    /// `connection_status`.
-    ConnectionStatus,
-    /// `loading`.
-    Loading,
-    /// `message_ack`.
-    MessageAck,
-    /// `admin_join`.
-    AdminJoin,
-    /// `admin_leave`.
-    AdminLeave,
-    /// `error`.
-    Error,
-    /// `notification`.
-    Notification,
-    /// Anything else.
-    Other,
+pub enum FrameDirection {
+    /// Read from a client.
+    Received,
+    /// Written to a client.
+    Sent,
 }
 
-impl FrameType {
-    /// Every frame type, in [`index`](Self::index) order.
-    pub const ALL: [Self; 21] = [
-        Self::UserMessage,
-        Self::User,
-        Self::AiResponse,
-        Self::Assistant,
-        Self::FileUpload,
-        Self::VoiceMessage,
-        Self::ModelSelect,
-        Self::Stop,
-        Self::HelpRequest,
-        Self::TypingIndicator,
-        Self::Resume,
-        Self::Ping,
-        Self::Pong,
-        Self::ConnectionStatus,
-        Self::Loading,
-        Self::MessageAck,
-        Self::AdminJoin,
-        Self::AdminLeave,
-        Self::Error,
-        Self::Notification,
-        Self::Other,
-    ];
+/// One atomic total alone on its cache line, so sockets counting different frame types
+/// never contend for a line.
+#[derive(Debug, Default)]
+#[repr(align(64))]
+struct PaddedTotal(AtomicU64);
 
-    /// The types a client sends (and `other` for the rest).
-    pub const RECEIVED: [Self; 11] = [
-        Self::UserMessage,
-        Self::User,
-        Self::FileUpload,
-        Self::VoiceMessage,
-        Self::ModelSelect,
-        Self::Stop,
-        Self::HelpRequest,
-        Self::TypingIndicator,
-        Self::Resume,
-        Self::Ping,
-        Self::Other,
-    ];
+/// The count of frames of one type in one direction: a cheap clonable handle on one
+/// atomic total. The inbound adapter bumps it once per frame ([`increment`](Self::increment):
+/// one relaxed atomic add, no lock, no allocation); a metrics adapter reads it when
+/// scraped ([`total`](Self::total)).
+#[derive(Debug, Clone, Default)]
+pub struct FrameCounter(Arc<PaddedTotal>);
 
-    /// The types the server sends.
-    pub const SENT: [Self; 15] = [
-        Self::ConnectionStatus,
-        Self::Loading,
-        Self::AiResponse,
-        Self::Assistant,
-        Self::UserMessage,
-        Self::FileUpload,
-        Self::VoiceMessage,
-        Self::MessageAck,
-        Self::AdminJoin,
-        Self::AdminLeave,
-        Self::TypingIndicator,
-        Self::Error,
-        Self::Notification,
-        Self::Pong,
-        Self::Other,
-    ];
-
-    /// Its position in [`ALL`](Self::ALL): an index into a per-type array.
+impl FrameCounter {
+    /// A counter at zero that nothing reads yet.
     #[must_use]
-    pub const fn index(self) -> usize {
-        self as usize
+    pub fn new() -> Self {
+        Self::default()
     }
 
-    /// The wire spelling (the label value).
+    /// Counts one frame.
+    pub fn increment(&self) {
+        // Totals only: no ordering with anything else is needed.
+        self.0.0.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The frames counted so far.
     #[must_use]
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::UserMessage => "user_message",
-            Self::User => "user",
-            Self::AiResponse => "ai_response",
-            Self::Assistant => "assistant",
-            Self::FileUpload => "file_upload",
-            Self::VoiceMessage => "voice_message",
-            Self::ModelSelect => "model_select",
-            Self::Stop => "stop",
-            Self::HelpRequest => "help_request",
-            Self::TypingIndicator => "typing_indicator",
-            Self::Resume => "resume",
-            Self::Ping => "ping",
-            Self::Pong => "pong",
-            Self::ConnectionStatus => "connection_status",
-            Self::Loading => "loading",
-            Self::MessageAck => "message_ack",
-            Self::AdminJoin => "admin_join",
-            Self::AdminLeave => "admin_leave",
-            Self::Error => "error",
-            Self::Notification => "notification",
-            Self::Other => "other",
-        }
+    pub fn total(&self) -> u64 {
+        self.0.0.load(Ordering::Relaxed)
     }
 }
 
@@ -316,10 +218,10 @@ pub trait Metrics: Send + Sync + 'static {
     fn socket_opened(&self);
     /// A served WebSocket ended after `lifetime`.
     fn socket_closed(&self, lifetime: Duration);
-    /// A text or binary frame was read from a client. Hot path.
-    fn frame_received(&self, frame: FrameType);
-    /// A frame was written to a client. Hot path.
-    fn frame_sent(&self, frame: FrameType);
+    /// The counter of frames of type `frame_type` (its wire spelling, the label value)
+    /// travelling `direction`. Asked once per type and direction at start-up, never per
+    /// frame; asking again for the same pair gives the same counter.
+    fn frame_counter(&self, direction: FrameDirection, frame_type: &'static str) -> FrameCounter;
     /// A socket was closed because its outbound queue overflowed.
     fn slow_consumer_disconnected(&self);
 
@@ -372,8 +274,9 @@ pub struct NoMetrics;
 impl Metrics for NoMetrics {
     fn socket_opened(&self) {}
     fn socket_closed(&self, _: Duration) {}
-    fn frame_received(&self, _: FrameType) {}
-    fn frame_sent(&self, _: FrameType) {}
+    fn frame_counter(&self, _: FrameDirection, _: &'static str) -> FrameCounter {
+        FrameCounter::new()
+    }
     fn slow_consumer_disconnected(&self) {}
     fn session_created(&self) {}
     fn session_ended(&self) {}
@@ -426,14 +329,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn frame_type_indexes_match_their_place_in_all() {
-        for (position, frame) in FrameType::ALL.iter().enumerate() {
-            assert_eq!(frame.index(), position, "{frame:?}");
-        }
-        let mut names: Vec<_> = FrameType::ALL.iter().map(|f| f.as_str()).collect();
-        names.sort_unstable();
-        names.dedup();
-        assert_eq!(names.len(), FrameType::ALL.len(), "label values are distinct");
+    fn clones_of_a_frame_counter_share_one_total() {
+        let counter = FrameCounter::new();
+        let clone = counter.clone();
+        counter.increment();
+        clone.increment();
+        assert_eq!((counter.total(), clone.total()), (2, 2));
+        assert_eq!(FrameCounter::new().total(), 0, "a new counter is its own");
     }
 
     #[test]

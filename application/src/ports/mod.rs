@@ -11,7 +11,8 @@ pub use catalog::{
 };
 pub use hub::{AnswerLease, SessionFanout, SessionHub};
 pub use metrics::{
-    ExpositionError, FrameType, Limiter, LlmErrorKind, Metrics, MetricsExposition, NoMetrics, StorageOutcome,
+    ExpositionError, FrameCounter, FrameDirection, Limiter, LlmErrorKind, Metrics, MetricsExposition,
+    NoMetrics, StorageOutcome,
 };
 pub use notifier::{HelpAlert, Notifier, NotifyError};
 

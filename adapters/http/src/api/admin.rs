@@ -1,4 +1,5 @@
-//! The admin routes (role `admin` or `chat_admin`, limited per admin): the session
+//! The admin routes (access level Admin: role `admin` or `chat_admin`, limited per
+//! admin; each handler takes the [`AdminCaller`] only that check makes): the session
 //! listing with every filter and sort and a `total`, one session in full, a user's
 //! sessions, analytics over a time range, takeover and release.
 
@@ -8,10 +9,12 @@ use http::StatusCode;
 use serde_json::json;
 
 use super::params;
-use super::{ApiError, ApiRequest, ApiResult, Query, State, admin_caller, json, session_id};
-use crate::routes::json_response;
+use super::{ApiError, ApiRequest, ApiResult, Query, json, session_id};
+use crate::access::AdminCaller;
+use crate::reply::json_response;
+use crate::state::HttpState;
 
-async fn listing(state: &State, query: &Query, user: Option<UserId>) -> ApiResult {
+async fn listing(state: &HttpState, query: &Query, user: Option<UserId>) -> ApiResult {
     let query = params::admin_query(query, user)?;
     let page = state.chat.list_sessions(&query).await?;
     let sessions: Vec<_> = page.sessions.iter().map(json::summary).collect();
@@ -28,34 +31,31 @@ async fn listing(state: &State, query: &Query, user: Option<UserId>) -> ApiResul
 }
 
 /// `GET P/admin/sessions`.
-pub(crate) async fn sessions(request: ApiRequest) -> ApiResult {
-    let ApiRequest { state, headers, query, .. } = request;
-    admin_caller(&state, &headers)?;
+pub(crate) async fn sessions(request: ApiRequest, _: AdminCaller) -> ApiResult {
+    let ApiRequest { state, query, .. } = request;
     listing(&state, &query, None).await
 }
 
 /// `GET P/admin/users/{user_id}/sessions`.
-pub(crate) async fn user_sessions(request: ApiRequest, user: String) -> ApiResult {
-    let ApiRequest { state, headers, query, .. } = request;
-    admin_caller(&state, &headers)?;
-    let user = UserId::parse(&user).map_err(|_| ApiError::NotFound("User not found"))?;
+pub(crate) async fn user_sessions(request: ApiRequest, _: AdminCaller) -> ApiResult {
+    let user =
+        UserId::parse(request.path_param("user_id")).map_err(|_| ApiError::NotFound("User not found"))?;
+    let ApiRequest { state, query, .. } = request;
     listing(&state, &query, Some(user)).await
 }
 
 /// `GET P/admin/sessions/{id}`.
-pub(crate) async fn session(request: ApiRequest, id: String) -> ApiResult {
-    let ApiRequest { state, headers, query, .. } = request;
-    admin_caller(&state, &headers)?;
-    let id = session_id(&id)?;
+pub(crate) async fn session(request: ApiRequest, _: AdminCaller) -> ApiResult {
+    let id = session_id(request.path_param("session_id"))?;
+    let ApiRequest { state, query, .. } = request;
     let (after, limit) = params::message_page(&query)?;
     let page = state.chat.read_session(Reader::Admin, &id, after, limit).await?;
     Ok(json_response(StatusCode::OK, &json::conversation(&page, true)))
 }
 
 /// `GET P/admin/metrics`.
-pub(crate) async fn metrics(request: ApiRequest) -> ApiResult {
-    let ApiRequest { state, headers, query, .. } = request;
-    admin_caller(&state, &headers)?;
+pub(crate) async fn metrics(request: ApiRequest, _: AdminCaller) -> ApiResult {
+    let ApiRequest { state, query, .. } = request;
     let (from, to) = params::metrics_range(&query)?;
     let stats = state.chat.session_stats(from, to).await?;
     Ok(json_response(
@@ -80,10 +80,10 @@ pub(crate) async fn metrics(request: ApiRequest) -> ApiResult {
 }
 
 /// `POST P/admin/takeover/{id}`.
-pub(crate) async fn take_over(request: ApiRequest, id: String) -> ApiResult {
-    let ApiRequest { state, headers, .. } = request;
-    let admin = admin_caller(&state, &headers)?;
-    let id = session_id(&id)?;
+pub(crate) async fn take_over(request: ApiRequest, caller: AdminCaller) -> ApiResult {
+    let admin = caller.admin();
+    let id = session_id(request.path_param("session_id"))?;
+    let state = request.state;
     state.chat.take_over(&admin.id, &admin.name, &id).await?;
     Ok(json_response(
         StatusCode::OK,
@@ -97,10 +97,10 @@ pub(crate) async fn take_over(request: ApiRequest, id: String) -> ApiResult {
 }
 
 /// `POST P/admin/release/{id}`.
-pub(crate) async fn release(request: ApiRequest, id: String) -> ApiResult {
-    let ApiRequest { state, headers, .. } = request;
-    let admin = admin_caller(&state, &headers)?;
-    let id = session_id(&id)?;
+pub(crate) async fn release(request: ApiRequest, caller: AdminCaller) -> ApiResult {
+    let admin = caller.admin();
+    let id = session_id(request.path_param("session_id"))?;
+    let state = request.state;
     state.chat.release(&admin.id, &id).await?;
     Ok(json_response(StatusCode::OK, &json!({ "status": "released", "session_id": id.as_str() })))
 }

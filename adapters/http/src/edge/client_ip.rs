@@ -3,11 +3,18 @@
 //! nearest proxy appended) past every trusted hop, and the first untrusted address is
 //! the client. Entries a client wrote itself sit further left and are never reached
 //! while a trusted proxy appended a real one, so a client cannot choose its address.
+//!
+//! The TCP peer itself travels with each request as a [`ClientAddr`] extension (set by
+//! the accept loop), for the checks that must not believe any header.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use http::HeaderMap;
 use ipnet::IpNet;
+
+/// The address of the peer that sent a request (the TCP peer, whatever the headers say).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddr(pub SocketAddr);
 
 /// Which peers' `X-Forwarded-For` is believed.
 #[derive(Debug, Clone, Default)]

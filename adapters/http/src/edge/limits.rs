@@ -20,7 +20,7 @@ use ipnet::IpNet;
 use serde_json::json;
 use tracing::info;
 
-use crate::routes::{HttpResponse, json_response};
+use crate::reply::{HttpResponse, json_response};
 
 /// The quotas of the three HTTP limiters.
 #[derive(Debug, Clone, Copy)]

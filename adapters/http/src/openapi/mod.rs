@@ -1,14 +1,18 @@
 //! The OpenAPI 3.1 document of every HTTP route, served at `P/openapi.json`.
 //!
-//! Written here rather than derived, next to [`ROUTES`](crate::routes::ROUTES): a test
-//! checks that the document lists exactly the routes the router serves, and CI runs
-//! `schemathesis` against the running server, so the document cannot drift from what
-//! the routes answer.
+//! Which (method, path) pairs exist, which need a bearer token, and the answers their
+//! access level gives (401, 403, 429) come from the route table
+//! ([`ROUTES`](crate::routes::ROUTES)); what each route takes and answers besides is
+//! described here by hand. A test checks that every route of the table has a
+//! description and every description a route, and CI runs `schemathesis` against the
+//! running server, so the document cannot drift from what the routes answer.
 
 use http::StatusCode;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
-use crate::routes::{HttpResponse, json_response};
+use crate::access::AccessLevel;
+use crate::reply::{HttpResponse, json_response};
+use crate::routes::route::{Method, Route};
 
 mod schemas;
 use schemas::schemas;
@@ -51,33 +55,56 @@ fn message_params() -> Vec<Value> {
     ]
 }
 
-/// The usual answers of an authenticated route.
-fn authenticated(mut responses: Value, admin: bool) -> Value {
+/// The usual answers of a route of the HTTP API besides its access level's: a malformed
+/// parameter, storage unavailable.
+fn api_answers(mut responses: Value) -> Value {
     if let Some(map) = responses.as_object_mut() {
         map.insert("400".into(), error_response("Malformed parameter"));
-        map.insert("401".into(), error_response("Missing or invalid token"));
-        map.insert("429".into(), limited());
         map.insert("503".into(), error_response("Storage unavailable"));
-        if admin {
-            map.insert("403".into(), error_response("Admin role required"));
-        }
     }
     responses
 }
 
-fn operation(id: &str, summary: &str, parameters: Vec<Value>, responses: Value, secured: bool) -> Value {
-    let mut op =
-        json!({ "operationId": id, "summary": summary, "parameters": parameters, "responses": responses });
-    if secured && let Some(map) = op.as_object_mut() {
-        map.insert("security".into(), json!([{ "bearer": [] }]));
-    }
-    op
+fn operation(id: &str, summary: &str, parameters: Vec<Value>, responses: Value) -> Value {
+    json!({ "operationId": id, "summary": summary, "parameters": parameters, "responses": responses })
 }
 
-/// The document, for the path prefix `prefix`.
-#[must_use]
+/// What `level` adds to a route's operation: the answers of its check, and the bearer
+/// security requirement.
+fn guard(operation: &mut Value, level: AccessLevel) {
+    let answers: Vec<(&str, Value)> = match level {
+        AccessLevel::Public => vec![("429", limited())],
+        AccessLevel::User => vec![("401", error_response("Missing or invalid token")), ("429", limited())],
+        AccessLevel::Admin => vec![
+            ("401", error_response("Missing or invalid token")),
+            ("403", error_response("Admin role required")),
+            ("429", limited()),
+        ],
+        AccessLevel::MetricsNetwork => vec![("403", error_response("Outside METRICS_ALLOWED_NETWORKS"))],
+        AccessLevel::WebSocket => vec![],
+    };
+    if let Some(responses) = operation.get_mut("responses").and_then(Value::as_object_mut) {
+        for (status, answer) in answers {
+            responses.insert(status.to_owned(), answer);
+        }
+    }
+    if level.needs_bearer_token()
+        && let Some(map) = operation.as_object_mut()
+    {
+        map.insert("security".into(), json!([{ "bearer": [] }]));
+    }
+}
+
+/// A route's hand-written description: its operation without what its access level adds.
+struct Described {
+    method: Method,
+    template: &'static str,
+    operation: Value,
+}
+
+/// The hand-written descriptions, one per route of the table.
 #[allow(clippy::too_many_lines)] // one entry per route, read top to bottom
-pub fn document(prefix: &str) -> Value {
+fn described() -> Vec<Described> {
     let date = json!({ "type": "string", "description": "RFC 3339 or YYYY-MM-DD" });
     let boolean = json!({ "enum": ["true", "false"] });
     let mut admin_filters = vec![
@@ -95,256 +122,220 @@ pub fn document(prefix: &str) -> Value {
     ];
     admin_filters.extend(page_params(1000));
     let not_found = error_response("No such session (or not yours)");
-    let public_limited = json!({ "429": limited() });
-    let mut paths = serde_json::Map::new();
-    let mut add = |path: &str, method: &str, op: Value| {
-        let entry = paths.entry(format!("{prefix}{path}")).or_insert_with(|| json!({}));
-        if let Some(map) = entry.as_object_mut() {
-            map.insert(method.to_owned(), op);
-        }
-    };
-    let with = |mut base: Value, extra: &[(&str, Value)]| {
-        if let Some(map) = base.as_object_mut() {
-            for (status, response) in extra {
-                map.insert((*status).to_owned(), response.clone());
-            }
-        }
-        base
-    };
-    add(
-        "/healthz",
-        "get",
-        operation(
-            "healthz",
-            "Liveness",
-            vec![],
-            with(json!({ "200": ok("Alive", "Health") }), &[("429", limited())]),
-            false,
-        ),
-    );
-    add(
-        "/readyz",
-        "get",
-        operation(
-            "readyz",
-            "Readiness: storage answers, a model is configured, not draining",
-            vec![],
-            with(
-                json!({ "200": ok("Ready", "Readiness"), "503": ok("Not ready", "Readiness") }),
-                &[("429", limited())],
-            ),
-            false,
-        ),
-    );
-    add(
-        "/ws",
-        "get",
-        operation(
-            "websocket",
-            "WebSocket upgrade (see docs/protocol.md)",
-            vec![
-                query_param("token", &json!({ "type": "string" })),
-                query_param("session_id", &json!({ "type": "string" })),
-                query_param("last_seq", &json!({ "type": "integer", "minimum": 0 })),
-            ],
-            json!({
-                "101": { "description": "Switching protocols" },
-                "400": error_response("Not a WebSocket upgrade"),
-                "401": error_response("Missing or invalid token"),
-                "403": error_response("Origin not allowed"),
-                "429": error_response("Connection limit reached"),
-                "503": error_response("Draining for shutdown")
-            }),
-            false,
-        ),
-    );
-    add(
-        "/openapi.json",
-        "get",
-        operation(
-            "openapi",
-            "This document",
-            vec![],
-            with(
-                json!({ "200": { "description": "OpenAPI 3.1", "content": { "application/json": { "schema": { "type": "object" } } } } }),
-                &[("429", limited())],
-            ),
-            false,
-        ),
-    );
-    add(
-        "/sessions",
-        "get",
-        operation(
-            "listSessions",
-            "The caller's sessions, most recent first",
-            page_params(200),
-            authenticated(json!({ "200": ok("Sessions", "UserSessions") }), false),
-            true,
-        ),
-    );
     let mut read_params = vec![path_param("session_id")];
     read_params.extend(message_params());
-    add(
-        "/sessions/{session_id}",
-        "get",
-        operation(
-            "readSession",
-            "One of the caller's sessions, messages paged by seq",
-            read_params.clone(),
-            authenticated(
-                json!({ "200": ok("Conversation", "Conversation"), "404": not_found.clone() }),
-                false,
-            ),
-            true,
-        ),
-    );
-    add(
-        "/sessions/{session_id}/end",
-        "post",
-        operation(
-            "endSession",
-            "Ends the session (idempotent)",
-            vec![path_param("session_id")],
-            authenticated(json!({ "200": ok("Ended", "Ended"), "404": not_found.clone() }), false),
-            true,
-        ),
-    );
-    add(
-        "/sessions/{session_id}/share",
-        "post",
-        operation(
-            "shareSession",
-            "Creates a share link valid for SHARE_TTL (replaces any earlier one)",
-            vec![path_param("session_id")],
-            authenticated(json!({ "200": ok("Share link", "Share"), "404": not_found.clone() }), false),
-            true,
-        ),
-    );
-    add(
-        "/sessions/{session_id}/share",
-        "delete",
-        operation(
-            "revokeShare",
-            "Revokes the share link",
-            vec![path_param("session_id")],
-            authenticated(json!({ "204": { "description": "Revoked" }, "404": not_found.clone() }), false),
-            true,
-        ),
-    );
     let mut shared_params = vec![path_param("share_token")];
     shared_params.extend(message_params());
-    add(
-        "/shared/{share_token}",
-        "get",
-        operation(
-            "readShared",
-            "The read-only conversation a share link opens",
-            shared_params,
-            with(
-                json!({ "200": ok("Conversation", "Conversation"), "400": error_response("Malformed parameter"), "404": error_response("Unknown, expired or revoked link"), "503": error_response("Storage unavailable") }),
-                &[("429", public_limited["429"].clone())],
-            ),
-            false,
-        ),
-    );
-    add(
-        "/admin/sessions",
-        "get",
-        operation(
-            "adminSessions",
-            "Every session, filtered and sorted, with a total",
-            admin_filters.clone(),
-            authenticated(json!({ "200": ok("Sessions", "AdminSessions") }), true),
-            true,
-        ),
-    );
     let mut admin_read = vec![path_param("session_id")];
     admin_read.extend(message_params());
-    add(
-        "/admin/sessions/{session_id}",
-        "get",
-        operation(
-            "adminSession",
-            "One session in full",
-            admin_read,
-            authenticated(
-                json!({ "200": ok("Conversation", "Conversation"), "404": not_found.clone() }),
-                true,
-            ),
-            true,
-        ),
-    );
     let mut user_params = vec![path_param("user_id")];
-    user_params.extend(admin_filters.into_iter().filter(|p| p["name"] != "user_id"));
-    add(
-        "/admin/users/{user_id}/sessions",
-        "get",
-        operation(
-            "adminUserSessions",
-            "One user's sessions",
-            user_params,
-            authenticated(
-                json!({ "200": ok("Sessions", "AdminSessions"), "404": error_response("Malformed user id") }),
-                true,
-            ),
-            true,
-        ),
-    );
-    add(
-        "/admin/metrics",
-        "get",
-        operation(
-            "adminMetrics",
-            "Aggregates over the sessions created in a time range",
-            vec![query_param("start_time", &date), query_param("end_time", &date)],
-            authenticated(json!({ "200": ok("Metrics", "AdminMetrics") }), true),
-            true,
-        ),
-    );
+    user_params.extend(admin_filters.iter().filter(|p| p["name"] != "user_id").cloned());
     let scrape = || {
         operation(
             "metrics",
             "Prometheus text exposition; only for METRICS_ALLOWED_NETWORKS",
             vec![],
-            json!({
-                "200": { "description": "Metrics", "content": { "text/plain": { "schema": { "type": "string" } } } },
-                "403": error_response("Outside METRICS_ALLOWED_NETWORKS")
-            }),
-            false,
+            json!({ "200": { "description": "Metrics", "content": { "text/plain": { "schema": { "type": "string" } } } } }),
         )
     };
-    add("/metrics/prometheus", "get", scrape());
     let conflict = error_response("Another admin assists it, or it has ended");
-    add(
-        "/admin/takeover/{session_id}",
-        "post",
-        operation(
-            "takeOver",
-            "The caller takes the conversation over from the model",
-            vec![path_param("session_id")],
-            authenticated(
-                json!({ "200": ok("Assisting", "Takeover"), "404": not_found.clone(), "409": conflict }),
-                true,
-            ),
-            true,
+    let describe = |method, template, operation| Described { method, template, operation };
+    vec![
+        describe(
+            Method::Get,
+            "/healthz",
+            operation("healthz", "Liveness", vec![], json!({ "200": ok("Alive", "Health") })),
         ),
-    );
-    add(
-        "/admin/release/{session_id}",
-        "post",
-        operation(
-            "release",
-            "The assisting admin hands the conversation back",
-            vec![path_param("session_id")],
-            authenticated(
-                json!({ "200": ok("Released", "Released"), "404": not_found, "409": error_response("The caller does not assist it") }),
-                true,
+        describe(
+            Method::Get,
+            "/readyz",
+            operation(
+                "readyz",
+                "Readiness: storage answers, a model is configured, not draining",
+                vec![],
+                json!({ "200": ok("Ready", "Readiness"), "503": ok("Not ready", "Readiness") }),
             ),
-            true,
         ),
-    );
-    paths.insert("/metrics".to_owned(), json!({ "get": scrape() }));
+        describe(
+            Method::Get,
+            "/ws",
+            operation(
+                "websocket",
+                "WebSocket upgrade (see docs/protocol.md)",
+                vec![
+                    query_param("token", &json!({ "type": "string" })),
+                    query_param("session_id", &json!({ "type": "string" })),
+                    query_param("last_seq", &json!({ "type": "integer", "minimum": 0 })),
+                ],
+                json!({
+                    "101": { "description": "Switching protocols" },
+                    "400": error_response("Not a WebSocket upgrade"),
+                    "401": error_response("Missing or invalid token"),
+                    "403": error_response("Origin not allowed"),
+                    "429": error_response("Connection limit reached"),
+                    "503": error_response("Draining for shutdown")
+                }),
+            ),
+        ),
+        describe(
+            Method::Get,
+            "/openapi.json",
+            operation(
+                "openapi",
+                "This document",
+                vec![],
+                json!({ "200": { "description": "OpenAPI 3.1", "content": { "application/json": { "schema": { "type": "object" } } } } }),
+            ),
+        ),
+        describe(
+            Method::Get,
+            "/sessions",
+            operation(
+                "listSessions",
+                "The caller's sessions, most recent first",
+                page_params(200),
+                api_answers(json!({ "200": ok("Sessions", "UserSessions") })),
+            ),
+        ),
+        describe(
+            Method::Get,
+            "/sessions/{session_id}",
+            operation(
+                "readSession",
+                "One of the caller's sessions, messages paged by seq",
+                read_params,
+                api_answers(json!({ "200": ok("Conversation", "Conversation"), "404": not_found.clone() })),
+            ),
+        ),
+        describe(
+            Method::Post,
+            "/sessions/{session_id}/end",
+            operation(
+                "endSession",
+                "Ends the session (idempotent)",
+                vec![path_param("session_id")],
+                api_answers(json!({ "200": ok("Ended", "Ended"), "404": not_found.clone() })),
+            ),
+        ),
+        describe(
+            Method::Post,
+            "/sessions/{session_id}/share",
+            operation(
+                "shareSession",
+                "Creates a share link valid for SHARE_TTL (replaces any earlier one)",
+                vec![path_param("session_id")],
+                api_answers(json!({ "200": ok("Share link", "Share"), "404": not_found.clone() })),
+            ),
+        ),
+        describe(
+            Method::Delete,
+            "/sessions/{session_id}/share",
+            operation(
+                "revokeShare",
+                "Revokes the share link",
+                vec![path_param("session_id")],
+                api_answers(json!({ "204": { "description": "Revoked" }, "404": not_found.clone() })),
+            ),
+        ),
+        describe(
+            Method::Get,
+            "/shared/{share_token}",
+            operation(
+                "readShared",
+                "The read-only conversation a share link opens",
+                shared_params,
+                api_answers(
+                    json!({ "200": ok("Conversation", "Conversation"), "404": error_response("Unknown, expired or revoked link") }),
+                ),
+            ),
+        ),
+        describe(
+            Method::Get,
+            "/admin/sessions",
+            operation(
+                "adminSessions",
+                "Every session, filtered and sorted, with a total",
+                admin_filters,
+                api_answers(json!({ "200": ok("Sessions", "AdminSessions") })),
+            ),
+        ),
+        describe(
+            Method::Get,
+            "/admin/sessions/{session_id}",
+            operation(
+                "adminSession",
+                "One session in full",
+                admin_read,
+                api_answers(json!({ "200": ok("Conversation", "Conversation"), "404": not_found.clone() })),
+            ),
+        ),
+        describe(
+            Method::Get,
+            "/admin/users/{user_id}/sessions",
+            operation(
+                "adminUserSessions",
+                "One user's sessions",
+                user_params,
+                api_answers(
+                    json!({ "200": ok("Sessions", "AdminSessions"), "404": error_response("Malformed user id") }),
+                ),
+            ),
+        ),
+        describe(
+            Method::Get,
+            "/admin/metrics",
+            operation(
+                "adminMetrics",
+                "Aggregates over the sessions created in a time range",
+                vec![query_param("start_time", &date), query_param("end_time", &date)],
+                api_answers(json!({ "200": ok("Metrics", "AdminMetrics") })),
+            ),
+        ),
+        describe(
+            Method::Post,
+            "/admin/takeover/{session_id}",
+            operation(
+                "takeOver",
+                "The caller takes the conversation over from the model",
+                vec![path_param("session_id")],
+                api_answers(
+                    json!({ "200": ok("Assisting", "Takeover"), "404": not_found.clone(), "409": conflict }),
+                ),
+            ),
+        ),
+        describe(
+            Method::Post,
+            "/admin/release/{session_id}",
+            operation(
+                "release",
+                "The assisting admin hands the conversation back",
+                vec![path_param("session_id")],
+                api_answers(
+                    json!({ "200": ok("Released", "Released"), "404": not_found, "409": error_response("The caller does not assist it") }),
+                ),
+            ),
+        ),
+        describe(Method::Get, "/metrics", scrape()),
+        describe(Method::Get, "/metrics/prometheus", scrape()),
+    ]
+}
+
+/// The document of `routes`, for the path prefix `prefix`.
+#[must_use]
+pub fn document(prefix: &str, routes: &[Route]) -> Value {
+    let described = described();
+    let mut paths = Map::new();
+    for route in routes {
+        let mut operation = described
+            .iter()
+            .find(|d| d.method == route.method() && d.template == route.template())
+            .map_or_else(|| json!({ "summary": "Not described", "responses": {} }), |d| d.operation.clone());
+        guard(&mut operation, route.access_level());
+        let item = paths.entry(route.full_template(prefix)).or_insert_with(|| json!({}));
+        if let Some(methods) = item.as_object_mut() {
+            methods.insert(route.method().openapi_name().to_owned(), operation);
+        }
+    }
     json!({
         "openapi": "3.1.0",
         "info": { "title": "Chatbox", "version": env!("CARGO_PKG_VERSION"), "description": "WebSocket gateway for LLM chat: HTTP routes." },
@@ -356,10 +347,10 @@ pub fn document(prefix: &str) -> Value {
     })
 }
 
-/// `GET P/openapi.json`.
+/// `GET P/openapi.json`: the document of `routes`.
 #[must_use]
-pub fn response(prefix: &str) -> HttpResponse {
-    json_response(StatusCode::OK, &document(prefix))
+pub fn response(prefix: &str, routes: &[Route]) -> HttpResponse {
+    json_response(StatusCode::OK, &document(prefix, routes))
 }
 
 #[cfg(test)]
@@ -367,30 +358,63 @@ mod tests {
     use std::collections::BTreeSet;
 
     use super::*;
-    use crate::routes::{ROOT_ROUTES, ROUTES};
+    use crate::routes::ROUTES;
 
     #[test]
-    fn the_document_lists_exactly_the_routes_the_router_serves() {
-        let document = document("/chat");
-        let documented: BTreeSet<(String, String)> = document["paths"]
+    fn the_document_lists_exactly_the_routes_of_the_table_with_bearer_security_where_they_need_it() {
+        let document = document("/chat", ROUTES);
+        let documented: BTreeSet<(String, String, bool)> = document["paths"]
             .as_object()
             .expect("paths")
             .iter()
             .flat_map(|(path, methods)| {
-                methods.as_object().expect("methods").keys().map(move |m| (m.clone(), path.clone()))
+                methods.as_object().expect("methods").iter().map(move |(method, operation)| {
+                    (method.clone(), path.clone(), operation.get("security").is_some())
+                })
             })
             .collect();
-        let served: BTreeSet<(String, String)> = ROUTES
+        let table: BTreeSet<(String, String, bool)> = ROUTES
             .iter()
-            .map(|(method, path)| ((*method).to_owned(), format!("/chat{path}")))
-            .chain(ROOT_ROUTES.iter().map(|(method, path)| ((*method).to_owned(), (*path).to_owned())))
+            .map(|route| {
+                (
+                    route.method().openapi_name().to_owned(),
+                    route.full_template("/chat"),
+                    route.access_level().needs_bearer_token(),
+                )
+            })
             .collect();
-        assert_eq!(documented, served);
+        assert_eq!(documented, table);
+        assert_eq!(documented.len(), ROUTES.len(), "no (method, path) declared twice");
+    }
+
+    #[test]
+    fn every_route_of_the_table_is_described_and_every_description_is_a_route() {
+        let described: BTreeSet<(Method, &str)> =
+            described().iter().map(|d| (d.method, d.template)).collect();
+        let table: BTreeSet<(Method, &str)> = ROUTES.iter().map(|r| (r.method(), r.template())).collect();
+        assert_eq!(described, table);
+    }
+
+    #[test]
+    fn each_access_level_documents_its_refusals() {
+        let document = document("/chat", ROUTES);
+        for route in ROUTES {
+            let path = route.full_template("/chat");
+            let responses = &document["paths"][&path][route.method().openapi_name()]["responses"];
+            let has = |status: &str| responses.get(status).is_some();
+            match route.access_level() {
+                AccessLevel::Public => assert!(has("429"), "{path}"),
+                AccessLevel::User => assert!(has("401") && has("429") && !has("403"), "{path}"),
+                AccessLevel::Admin => assert!(has("401") && has("403") && has("429"), "{path}"),
+                AccessLevel::MetricsNetwork => assert!(has("403") && !has("401"), "{path}"),
+                AccessLevel::WebSocket => assert!(has("101"), "{path}"),
+            }
+        }
     }
 
     #[test]
     fn every_reference_resolves() {
-        let document = document("/chat");
+        let document = document("/chat", ROUTES);
         let text = document.to_string();
         let schemas = document["components"]["schemas"].as_object().expect("schemas");
         for reference in text.split("#/components/schemas/").skip(1) {

@@ -14,50 +14,41 @@ use chatbox_application::limits::GateError;
 use chatbox_application::ports::Limiter;
 use chatbox_domain::{ErrorCode, Seq, SessionId};
 use http::{HeaderMap, HeaderValue, StatusCode, header};
-use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tracing::{Instrument, debug, info_span};
 
-use crate::HttpState;
 use crate::auth::{AuthError, AuthenticatedUser};
-use crate::routes::{HttpResponse, auth_error_response, error_response};
+use crate::reply::{HttpResponse, auth_error_response, bearer_token, error_response};
+use crate::routes::route::SocketRequest;
+use crate::state::HttpState;
 
 use connection::serve;
-
-type Socket = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
 
 /// The socket's read buffer: small, because idle sockets are the common case (chat
 /// frames are small; a large frame just takes a few more reads). With 1 KiB an idle
 /// socket costs the server about 8 KiB in all; see `docs/benchmarks.md`.
 const READ_BUFFER_BYTES: usize = 1024;
-/// How long closing a socket may take before it is dropped.
-const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
-
 /// Answers `GET P/ws`.
-pub(crate) fn upgrade(
-    state: &Arc<HttpState>,
-    headers: &HeaderMap,
-    query: &HashMap<String, String>,
-    on_upgrade: Option<OnUpgrade>,
-) -> HttpResponse {
+pub(crate) fn upgrade(request: SocketRequest) -> HttpResponse {
+    let SocketRequest { state, headers, query, upgrade: on_upgrade, frames } = request;
     if state.gate.is_draining() {
         return error_response(ErrorCode::ServiceUnavailable, "Server is shutting down", None);
     }
-    let offered = match OfferedProtocols::read(headers) {
+    let offered = match OfferedProtocols::read(&headers) {
         Ok(offered) => offered,
         Err(problem) => return error_response(ErrorCode::BadRequest, problem, None),
     };
-    let user = match authenticate(state, headers, offered.token.as_deref(), query) {
+    let user = match authenticate(&state, &headers, offered.token.as_deref(), &query) {
         Ok(user) => user,
         Err(error) => return auth_error_response(error),
     };
-    if !origin_allowed(&state.config.allowed_origins, headers) {
+    if !origin_allowed(&state.config.allowed_origins, &headers) {
         return error_response(ErrorCode::Forbidden, "Origin not allowed", None);
     }
-    let Some(accept_key) = handshake_accept_key(headers) else {
+    let Some(accept_key) = handshake_accept_key(&headers) else {
         return error_response(ErrorCode::BadRequest, "WebSocket upgrade required", None);
     };
     let Some(on_upgrade) = on_upgrade else {
@@ -90,7 +81,7 @@ pub(crate) fn upgrade(
         }
     };
 
-    let task_state = Arc::clone(state);
+    let task_state = Arc::clone(&state);
     // Every line this socket's task logs carries its user and socket ids (the socket id
     // is recorded once the socket exists).
     let span = info_span!("socket", user_id = %user.id, socket_id = tracing::field::Empty);
@@ -110,7 +101,7 @@ pub(crate) fn upgrade(
                     let socket =
                         WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config))
                             .await;
-                    serve(task_state, socket, user, requested, last_seq, permit).await;
+                    serve(task_state, frames, socket, user, requested, last_seq, permit).await;
                 }
                 Err(error) => debug!(%error, "websocket upgrade failed"),
             }
@@ -181,7 +172,7 @@ fn authenticate(
     protocol_token: Option<&str>,
     query: &HashMap<String, String>,
 ) -> Result<AuthenticatedUser, AuthError> {
-    let token = crate::routes::bearer_token(headers)
+    let token = bearer_token(headers)
         .or(protocol_token.map(str::trim).filter(|t| !t.is_empty()))
         .or_else(|| query.get("token").map(String::as_str).map(str::trim).filter(|t| !t.is_empty()))
         .ok_or(AuthError::Missing)?;
