@@ -103,7 +103,7 @@ pub async fn mongo_repository(settings: &Settings) -> anyhow::Result<MongoSessio
         ),
     };
     let config = MongoConfig {
-        uri: mongo.uri.expose().to_owned(),
+        uri: mongo.uri.clone(),
         database: mongo.database.clone(),
         collection: mongo.collection.clone(),
         connect_timeout: mongo.connect_timeout,
@@ -212,7 +212,7 @@ impl Application {
         };
         let chat = ChatService::new(ports, chat_settings, tasks.clone());
         let jwt = JwtVerifier::new(&JwtSettings {
-            secret: settings.jwt_secret.expose().as_bytes().to_vec(),
+            secret: settings.jwt_secret.clone(),
             algorithms: settings.jwt_algorithms.clone(),
             require_exp: settings.jwt_require_exp,
             issuer: settings.jwt_issuer.clone(),
@@ -359,7 +359,7 @@ fn http_quotas(settings: &Settings) -> anyhow::Result<HttpQuotas> {
 fn provider_adapter(provider: &ProviderSettings) -> anyhow::Result<Arc<dyn LlmProvider>> {
     let config = || ProviderConfig {
         endpoint: provider.endpoint.clone().unwrap_or_default(),
-        api_key: provider.api_key.as_ref().map(|key| key.expose().to_owned()),
+        api_key: provider.api_key.clone(),
         model: provider.model.clone(),
         max_tokens: provider.max_tokens,
         temperature: provider.temperature,
