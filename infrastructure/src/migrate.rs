@@ -23,7 +23,7 @@ pub fn main() -> ExitCode {
     let Some(settings) = startup::load_configuration(false) else {
         return ExitCode::FAILURE;
     };
-    if settings.storage_backend != StorageBackend::MongoDb {
+    if settings.storage.backend != StorageBackend::MongoDb {
         error!("chatbox migrate needs MongoDB storage: set MONGO_URI");
         return ExitCode::FAILURE;
     }
@@ -31,7 +31,7 @@ pub fn main() -> ExitCode {
         return ExitCode::FAILURE;
     };
     let result = runtime.block_on(async {
-        let repository = chatbox::app::mongo_repository(&settings).await?;
+        let repository = chatbox::app::mongo_repository(&settings.storage).await?;
         let mut last_line = Instant::now();
         let report = migrate_all(&repository, |report| {
             if report.done() % 100 == 0 || last_line.elapsed() >= PROGRESS_EVERY {

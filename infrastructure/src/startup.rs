@@ -6,14 +6,17 @@
 
 use tracing::{error, warn};
 
-use crate::config::{self, Settings};
+use crate::config::{self, Loaded, Settings};
 use crate::telemetry;
 
-/// Loads and validates the configuration and starts logging. `None` when it is
+/// Loads and validates the whole configuration and starts logging. `None` when it is
 /// invalid; every problem has then been logged, followed by the `validation failed` line.
 #[must_use]
 pub fn load_configuration(dev: bool) -> Option<Settings> {
-    let loaded = config::load_from_env(dev);
+    started(config::load_from_env(dev))
+}
+
+fn started<T>(loaded: Loaded<T>) -> Option<T> {
     let level = if loaded.settings.is_ok() { loaded.log_level.as_str() } else { "info" };
     telemetry::init(level, loaded.log_format);
     telemetry::log_panics();
