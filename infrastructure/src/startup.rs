@@ -6,7 +6,7 @@
 
 use tracing::{error, warn};
 
-use crate::config::{self, Loaded, Settings};
+use crate::config::{self, Loaded, Settings, StorageSection};
 use crate::telemetry;
 
 /// Loads and validates the whole configuration and starts logging. `None` when it is
@@ -14,6 +14,13 @@ use crate::telemetry;
 #[must_use]
 pub fn load_configuration(dev: bool) -> Option<Settings> {
     started(config::load_from_env(dev))
+}
+
+/// Loads and validates only what `chatbox migrate` uses (storage, encryption, logging)
+/// and starts logging; `None`, every problem logged, when that is invalid.
+#[must_use]
+pub fn load_storage_configuration() -> Option<StorageSection> {
+    started(config::load_storage_from_env())
 }
 
 fn started<T>(loaded: Loaded<T>) -> Option<T> {

@@ -62,6 +62,17 @@ pub fn load_from_env(dev_flag: bool) -> Loaded {
     }
 }
 
+/// Reads only what `chatbox migrate` uses (storage, encryption, logging) from the
+/// process environment (and `CHATBOX_CONFIG`): it runs without a provider or a JWT
+/// secret, and a problem elsewhere does not stop it.
+#[must_use]
+pub fn load_storage_from_env() -> Loaded<StorageSection> {
+    match environment() {
+        (Ok(source), _) => settings::load_storage(&source),
+        (Err(problem), _) => Loaded::unreadable(problem, false),
+    }
+}
+
 /// Every variable the configuration reads, sorted; a provider block's variables are
 /// written `LLM_PROVIDER_<N>_<FIELD>`. Tests compare it with the documentation and the
 /// deployment manifests, so none of the three can drift from the others.
@@ -89,6 +100,12 @@ pub fn variables_read() -> Vec<String> {
 #[must_use]
 pub fn load_from(vars: &[(&str, &str)], dev: bool) -> Loaded {
     settings::load(&explicit(vars), dev, None)
+}
+
+/// Reads what `chatbox migrate` uses from explicit values (tests).
+#[must_use]
+pub fn load_storage_from(vars: &[(&str, &str)]) -> Loaded<StorageSection> {
+    settings::load_storage(&explicit(vars))
 }
 
 #[cfg(test)]

@@ -1,7 +1,8 @@
 //! The whole configuration: one section per concern, read in one pass that reports every
 //! problem, each naming its variable. Each section reads and checks its own variables
 //! (and converts itself into its adapter's configuration) in its own module; this one
-//! puts them together.
+//! puts them together, for the service and for `chatbox migrate`, which reads only what
+//! it uses.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -116,11 +117,22 @@ pub(super) fn load(source: &Source, dev_flag: bool, config_file: Option<PathBuf>
     Loaded::finish(r, settings, &telemetry)
 }
 
+/// Reads what `chatbox migrate` uses: logging and storage (with `CHATBOX_DEV`, which
+/// decides the backend). The other sections are neither read nor checked, so neither
+/// are the file keys that belong to them.
+pub(super) fn load_storage(source: &Source) -> Loaded<StorageSection> {
+    let mut r = Reader::new(source);
+    let dev = r.boolean("CHATBOX_DEV", false);
+    let telemetry = TelemetrySection::read(&mut r, dev);
+    let storage = StorageSection::read(&mut r, dev);
+    Loaded::finish(r, storage, &telemetry)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::secret::weak_secret_reason;
-    use crate::config::{StorageBackend, load_from};
+    use crate::config::{StorageBackend, load_from, load_storage_from};
 
     const GOOD_SECRET: &str = "k3J9x7QpLm2VbN8wZr4TyU6sHd1FgCeA";
 
@@ -256,6 +268,41 @@ mod tests {
         assert_eq!(settings.providers.list[0].id.as_str(), "demo");
         assert_eq!(settings.telemetry.log_format, LogFormat::Pretty);
         assert_eq!(settings.http.server_host, std::net::IpAddr::from([127, 0, 0, 1]));
+    }
+
+    #[test]
+    fn the_storage_load_needs_no_provider_and_no_jwt_secret() {
+        let uri = [("MONGO_URI", "mongodb://127.0.0.1:27017")];
+        let storage = load_storage_from(&uri).settings.expect("storage alone is valid");
+        assert_eq!(storage.backend, StorageBackend::MongoDb);
+        // The full load refuses the same variables: the service needs both.
+        let problems = load_from(&uri, false).settings.expect_err("the service needs more");
+        assert!(problems.iter().any(|p| p.starts_with("JWT_SECRET: ")), "{problems:?}");
+        assert!(problems.iter().any(|p| p.starts_with("LLM_PROVIDER_1_ID: ")), "{problems:?}");
+        // What does not belong to storage or logging is not even looked at.
+        let unrelated = [("JWT_SECRET", "short"), ("SERVER_PORT", "70000"), ("RATE_LIMIT", "0")];
+        let loaded = load_storage_from(&[uri[0], unrelated[0], unrelated[1], unrelated[2]]);
+        assert!(loaded.settings.is_ok(), "{:?}", loaded.settings.err());
+        assert!(loaded.warnings.iter().all(|w| !w.contains("ALLOWED_ORIGINS")), "{:?}", loaded.warnings);
+    }
+
+    #[test]
+    fn the_storage_load_refuses_bad_storage_and_encryption_and_logging() {
+        let problems = load_storage_from(&[
+            ("MONGO_URI", "mongodb://127.0.0.1:27017"),
+            ("MONGO_DATABASE", "chat.prod"),
+            ("ENCRYPTION_KEY", "too-short-key"),
+            ("MEMORY_STORE_MAX_SESSIONS", "0"),
+            ("LOG_FORMAT", "xml"),
+        ])
+        .settings
+        .expect_err("invalid");
+        for variable in
+            ["MONGO_DATABASE: ", "ENCRYPTION_KEY: ", "MEMORY_STORE_MAX_SESSIONS: ", "LOG_FORMAT: "]
+        {
+            assert!(problems.iter().any(|p| p.starts_with(variable)), "{variable} in {problems:?}");
+        }
+        assert_eq!(problems.len(), 4, "{problems:?}");
     }
 
     #[test]

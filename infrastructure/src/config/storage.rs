@@ -3,7 +3,8 @@
 //! MongoDB adapter's [`MongoConfig`], the URI still wrapped.
 //!
 //! Keys and key ids are parsed here, with the storage adapter's own parser (one rule for
-//! both), so a wrong key stops the start instead of the first write.
+//! both), so a wrong key stops the start instead of the first write. This section is all
+//! `chatbox migrate` validates besides logging.
 
 use std::time::Duration;
 
