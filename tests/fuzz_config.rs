@@ -509,22 +509,22 @@ proptest! {
         };
         let duration = |name: &str| expect.get(name).map(|v| humantime::parse_duration(v).expect("written by the test"));
         if let Some(port) = expect.get("SERVER_PORT") {
-            prop_assert_eq!(settings.server_port.to_string(), port.clone());
+            prop_assert_eq!(settings.http.server_port.to_string(), port.clone());
         }
         if let Some(ttl) = duration("SESSION_TTL") {
-            prop_assert_eq!(settings.session_ttl, ttl);
+            prop_assert_eq!(settings.chat.session_ttl, ttl);
         }
         if let Some(ping) = duration("WS_PING_INTERVAL") {
-            prop_assert_eq!(settings.ws_ping_interval, ping);
+            prop_assert_eq!(settings.http.ws_ping_interval, ping);
         }
         if let Some(size) = expect.get("MAX_MESSAGE_SIZE") {
-            prop_assert_eq!(settings.max_message_size.to_string(), size.clone());
+            prop_assert_eq!(settings.http.max_message_size.to_string(), size.clone());
         }
         if let Some(leeway) = expect.get("JWT_LEEWAY") {
-            prop_assert_eq!(format!("{}s", settings.jwt_leeway.as_secs()), leeway.clone());
+            prop_assert_eq!(format!("{}s", settings.auth.jwt_leeway.as_secs()), leeway.clone());
         }
         let ids: Vec<String> = vars.iter().filter(|(k, _)| k.ends_with("_ID") && k.starts_with("LLM_PROVIDER_")).map(|(_, v)| v.clone()).collect();
-        let got: Vec<String> = settings.providers.iter().map(|p| p.id.to_string()).collect();
+        let got: Vec<String> = settings.providers.list.iter().map(|p| p.id.to_string()).collect();
         prop_assert_eq!(got, ids, "every provider, in order");
     }
 

@@ -9,7 +9,7 @@ mod migrate;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use chatbox::config::Settings;
+use chatbox::config::{Secret, Settings};
 use chatbox::{Application, startup};
 use tracing::{error, info, warn};
 
@@ -47,12 +47,12 @@ fn main() -> ExitCode {
 
 async fn run(settings: Settings) -> anyhow::Result<()> {
     let dev = settings.dev;
-    let dev_secret = settings.jwt_secret.clone();
-    let algorithm = settings.jwt_algorithms[0];
-    let prefix = settings.chatbox_path_prefix.clone();
+    let dev_secret = settings.auth.jwt_secret.clone();
+    let algorithm = settings.auth.jwt_algorithms[0];
+    let prefix = settings.http.chatbox_path_prefix.clone();
     let app = Application::build(settings).await?;
     if dev {
-        print_dev_urls(&app, dev_secret.expose(), algorithm, &prefix)?;
+        print_dev_urls(&app, &dev_secret, algorithm, &prefix)?;
     }
     app.run_until(shutdown_signal()).await
 }
@@ -61,29 +61,19 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
 /// standard output, not to the log.
 fn print_dev_urls(
     app: &Application,
-    secret: &str,
+    secret: &Secret,
     algorithm: jsonwebtoken::Algorithm,
     prefix: &str,
 ) -> anyhow::Result<()> {
     let address = app.address();
     let host = if address.ip().is_unspecified() { "127.0.0.1".to_owned() } else { address.ip().to_string() };
     let base = format!("{host}:{}{prefix}", address.port());
-    let user = chatbox_http::auth::issue_token(
-        secret.as_bytes(),
-        algorithm,
-        "dev-user",
-        "Dev User",
-        &["user"],
-        DEV_TOKEN_TTL,
-    )?;
-    let admin = chatbox_http::auth::issue_token(
-        secret.as_bytes(),
-        algorithm,
-        "dev-admin",
-        "Dev Admin",
-        &["admin"],
-        DEV_TOKEN_TTL,
-    )?;
+    // Signing is the one use of the secret here: it stays wrapped up to the signer.
+    let key = secret.expose().as_bytes();
+    let user =
+        chatbox_http::auth::issue_token(key, algorithm, "dev-user", "Dev User", &["user"], DEV_TOKEN_TTL)?;
+    let admin =
+        chatbox_http::auth::issue_token(key, algorithm, "dev-admin", "Dev Admin", &["admin"], DEV_TOKEN_TTL)?;
     println!(
         "Chatbox dev mode: user socket ws://{base}/ws?token={user} | admin socket ws://{base}/ws?token={admin} | health http://{base}/healthz (tokens valid 24h)"
     );

@@ -13,7 +13,7 @@ use chatbox_application::ports::{Metrics, MetricsExposition, SessionRepository};
 use chatbox_http::{HttpMetrics, HttpState};
 use chatbox_telemetry::{Gauge, MeteredRepository, Telemetry};
 
-use crate::config::Settings;
+use crate::config::{HttpSection, ProvidersSection};
 
 /// The application's metrics.
 #[derive(Debug, Clone)]
@@ -26,9 +26,8 @@ impl ServiceMetrics {
     ///
     /// # Errors
     /// When the exporter cannot be set up.
-    pub fn new(settings: &Settings) -> anyhow::Result<Self> {
-        let telemetry = Telemetry::new(settings.providers.iter().map(|p| p.id.as_str()))
-            .context("cannot set up the metrics")?;
+    pub fn new(providers: &ProvidersSection) -> anyhow::Result<Self> {
+        let telemetry = Telemetry::new(providers.ids()).context("cannot set up the metrics")?;
         Ok(Self { telemetry: Arc::new(telemetry) })
     }
 
@@ -44,13 +43,13 @@ impl ServiceMetrics {
         Arc::new(MeteredRepository::new(repository, self.recorder()))
     }
 
-    /// What the HTTP adapter records into and serves.
+    /// What the HTTP adapter records into and serves (to `METRICS_ALLOWED_NETWORKS`).
     #[must_use]
-    pub fn http(&self, settings: &Settings) -> HttpMetrics {
+    pub fn http(&self, http: &HttpSection) -> HttpMetrics {
         HttpMetrics {
             recorder: self.recorder(),
             exposition: Arc::clone(&self.telemetry) as Arc<dyn MetricsExposition>,
-            allowed_networks: settings.metrics_allowed_networks.clone(),
+            allowed_networks: http.metrics_allowed_networks.clone(),
         }
     }
 

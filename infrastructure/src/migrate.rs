@@ -1,6 +1,8 @@
 //! `chatbox migrate`: converts the earlier Go service's session documents (messages
-//! embedded) to the current layout, with the service's own configuration (`MONGO_*`,
-//! and `ENCRYPTION_*` holding the key that service used, so its ciphertexts open).
+//! embedded) to the current layout, with the service's own storage configuration
+//! (`MONGO_*`, and `ENCRYPTION_*` holding the key that service used, so its ciphertexts
+//! open). It reads and validates only that and the logging settings: it needs no model
+//! provider and no JWT secret.
 //!
 //! The work itself is `chatbox_mongodb_store::migrate`: idempotent and resumable, so the
 //! command can be run again after a crash or an interruption. It prints a progress line
@@ -20,10 +22,10 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 
 /// Runs the command.
 pub fn main() -> ExitCode {
-    let Some(settings) = startup::load_configuration(false) else {
+    let Some(storage) = startup::load_storage_configuration() else {
         return ExitCode::FAILURE;
     };
-    if settings.storage_backend != StorageBackend::MongoDb {
+    if storage.backend != StorageBackend::MongoDb {
         error!("chatbox migrate needs MongoDB storage: set MONGO_URI");
         return ExitCode::FAILURE;
     }
@@ -31,7 +33,7 @@ pub fn main() -> ExitCode {
         return ExitCode::FAILURE;
     };
     let result = runtime.block_on(async {
-        let repository = chatbox::app::mongo_repository(&settings).await?;
+        let repository = chatbox::app::mongo_repository(&storage).await?;
         let mut last_line = Instant::now();
         let report = migrate_all(&repository, |report| {
             if report.done() % 100 == 0 || last_line.elapsed() >= PROGRESS_EVERY {

@@ -6,14 +6,24 @@
 
 use tracing::{error, warn};
 
-use crate::config::{self, Settings};
+use crate::config::{self, Loaded, Settings, StorageSection};
 use crate::telemetry;
 
-/// Loads and validates the configuration and starts logging. `None` when it is
+/// Loads and validates the whole configuration and starts logging. `None` when it is
 /// invalid; every problem has then been logged, followed by the `validation failed` line.
 #[must_use]
 pub fn load_configuration(dev: bool) -> Option<Settings> {
-    let loaded = config::load_from_env(dev);
+    started(config::load_from_env(dev))
+}
+
+/// Loads and validates only what `chatbox migrate` uses (storage, encryption, logging)
+/// and starts logging; `None`, every problem logged, when that is invalid.
+#[must_use]
+pub fn load_storage_configuration() -> Option<StorageSection> {
+    started(config::load_storage_from_env())
+}
+
+fn started<T>(loaded: Loaded<T>) -> Option<T> {
     let level = if loaded.settings.is_ok() { loaded.log_level.as_str() } else { "info" };
     telemetry::init(level, loaded.log_format);
     telemetry::log_panics();

@@ -25,7 +25,7 @@ fn adapter(wire: Wire, server: &FakeProvider) -> Arc<dyn LlmProvider> {
 fn adapter_at(wire: Wire, endpoint: String) -> Arc<dyn LlmProvider> {
     let config = ProviderConfig {
         endpoint,
-        api_key: Some(KEY.to_owned()),
+        api_key: Some(chatbox_domain::Secret::new(KEY)),
         model: Some("model-x".to_owned()),
         max_tokens: Some(256),
         temperature: Some(0.2),

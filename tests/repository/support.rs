@@ -95,7 +95,7 @@ pub fn test_keys() -> KeyRing {
 
 pub fn config(uri: &str, database: &str, keys: Option<KeyRing>) -> MongoConfig {
     MongoConfig {
-        uri: uri.to_owned(),
+        uri: chatbox_domain::Secret::new(uri),
         database: database.to_owned(),
         collection: "sessions".to_owned(),
         connect_timeout: Duration::from_secs(5),

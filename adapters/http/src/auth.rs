@@ -4,7 +4,7 @@
 use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use chatbox_domain::UserId;
+use chatbox_domain::{Secret, UserId};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -63,11 +63,12 @@ struct Claims {
     exp: Option<u64>,
 }
 
-/// How tokens are checked.
-#[derive(Clone)]
+/// How tokens are checked. The secret stays wrapped (its `Debug` prints `***`) until
+/// the verifier's key is made from it.
+#[derive(Debug, Clone)]
 pub struct JwtSettings {
     /// The shared secret.
-    pub secret: Vec<u8>,
+    pub secret: Secret,
     /// Accepted algorithms (HMAC family).
     pub algorithms: Vec<Algorithm>,
     /// Whether `exp` is required.
@@ -78,19 +79,6 @@ pub struct JwtSettings {
     pub audience: Option<String>,
     /// Clock leeway for `exp`/`nbf`.
     pub leeway: Duration,
-}
-
-impl fmt::Debug for JwtSettings {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("JwtSettings")
-            .field("secret", &"***")
-            .field("algorithms", &self.algorithms)
-            .field("require_exp", &self.require_exp)
-            .field("issuer", &self.issuer)
-            .field("audience", &self.audience)
-            .field("leeway", &self.leeway)
-            .finish()
-    }
 }
 
 /// Verifies tokens.
@@ -135,7 +123,8 @@ impl JwtVerifier {
             Some(audience) => validation.set_audience(&[audience]),
             None => validation.validate_aud = false,
         }
-        Self { key: DecodingKey::from_secret(&settings.secret), validation, leeway: settings.leeway }
+        let key = DecodingKey::from_secret(settings.secret.expose().as_bytes());
+        Self { key, validation, leeway: settings.leeway }
     }
 
     /// Checks a token and returns its user.
@@ -202,9 +191,13 @@ mod tests {
 
     const SECRET: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz-ABCDEF";
 
+    fn secret() -> Secret {
+        Secret::new(String::from_utf8_lossy(SECRET))
+    }
+
     fn verifier(require_exp: bool) -> JwtVerifier {
         JwtVerifier::new(&JwtSettings {
-            secret: SECRET.to_vec(),
+            secret: secret(),
             algorithms: vec![Algorithm::HS256],
             require_exp,
             issuer: None,
@@ -236,9 +229,23 @@ mod tests {
     }
 
     #[test]
+    fn the_settings_never_print_the_secret() {
+        let settings = JwtSettings {
+            secret: secret(),
+            algorithms: vec![Algorithm::HS256],
+            require_exp: true,
+            issuer: None,
+            audience: None,
+            leeway: Duration::from_secs(0),
+        };
+        let printed = format!("{settings:?} {settings:#?}");
+        assert!(!printed.contains("0123456789abcdef") && printed.contains("***"), "{printed}");
+    }
+
+    #[test]
     fn issuer_and_audience_are_checked_when_configured() {
         let strict = JwtVerifier::new(&JwtSettings {
-            secret: SECRET.to_vec(),
+            secret: secret(),
             algorithms: vec![Algorithm::HS256],
             require_exp: true,
             issuer: Some("https://auth.example.com".into()),
@@ -264,7 +271,7 @@ mod tests {
     #[test]
     fn expiries_at_the_edge_of_the_clock_never_panic() {
         let v = JwtVerifier::new(&JwtSettings {
-            secret: SECRET.to_vec(),
+            secret: secret(),
             algorithms: vec![Algorithm::HS256],
             require_exp: true,
             issuer: None,

@@ -59,7 +59,7 @@ struct Setup {
 impl Setup {
     fn verifier(&self) -> JwtVerifier {
         JwtVerifier::new(&JwtSettings {
-            secret: SECRET.to_vec(),
+            secret: chatbox_domain::Secret::new(String::from_utf8_lossy(SECRET)),
             algorithms: self.algorithms.clone(),
             require_exp: self.require_exp,
             issuer: self.issuer.map(str::to_owned),

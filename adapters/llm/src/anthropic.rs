@@ -95,7 +95,7 @@ impl LlmProvider for AnthropicProvider {
         let body = self.body(&request)?;
         let mut headers = HeaderMap::new();
         if let Some(key) = &self.config.api_key {
-            headers.insert(HeaderName::from_static("x-api-key"), secret_header(key)?);
+            headers.insert(HeaderName::from_static("x-api-key"), secret_header(key.expose())?);
         }
         headers.insert(
             HeaderName::from_static("anthropic-version"),

@@ -69,7 +69,7 @@ impl LlmProvider for DifyProvider {
         let body = Self::body(&request)?;
         let mut headers = HeaderMap::new();
         if let Some(key) = &self.config.api_key {
-            headers.insert(header::AUTHORIZATION, secret_header(&format!("Bearer {key}"))?);
+            headers.insert(header::AUTHORIZATION, secret_header(&format!("Bearer {}", key.expose()))?);
         }
         let decoder = ChatMessagesDecoder { known_conversation: request.conversation_id };
         self.transport.stream(&self.config.url("chat-messages"), headers, body, decoder).await

@@ -42,7 +42,7 @@ impl OpenAiProvider {
     pub fn new(config: ProviderConfig) -> Result<Self, reqwest::Error> {
         let mut openai = OpenAIConfig::new().with_api_base(config.endpoint.trim_end_matches('/'));
         if let Some(key) = &config.api_key {
-            openai = openai.with_api_key(key.clone());
+            openai = openai.with_api_key(key.expose());
         }
         Ok(Self { transport: Transport::new("openai")?, config, openai })
     }

@@ -36,6 +36,7 @@ use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use chatbox_domain::Secret;
 use mongodb::bson::{Bson, Document, doc};
 use mongodb::options::ClientOptions;
 use mongodb::{Client, Collection, Database};
@@ -51,10 +52,11 @@ use crate::documents::{Codec, field};
 use crate::retry::retrying;
 
 /// How to reach the store and how to treat what is stored there.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct MongoConfig {
-    /// `MONGO_URI`; may carry a password, so it is never printed.
-    pub uri: String,
+    /// `MONGO_URI`; may carry a password, so it stays wrapped (`Debug` prints `***`) up
+    /// to the driver.
+    pub uri: Secret,
     /// `MONGO_DATABASE`.
     pub database: String,
     /// `MONGO_COLLECTION`: sessions; messages go to `<collection>_messages`.
@@ -65,19 +67,6 @@ pub struct MongoConfig {
     pub retry: RetryPolicy,
     /// The encryption keys, if `ENCRYPTION_KEY` is set.
     pub keys: Option<KeyRing>,
-}
-
-impl fmt::Debug for MongoConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MongoConfig")
-            .field("uri", &"<redacted>")
-            .field("database", &self.database)
-            .field("collection", &self.collection)
-            .field("connect_timeout", &self.connect_timeout)
-            .field("retry", &self.retry)
-            .field("keys", &self.keys)
-            .finish()
-    }
 }
 
 /// Sessions and messages in MongoDB.
@@ -113,14 +102,15 @@ impl MongoSessionRepository {
     /// # Errors
     /// A [`ConnectError`], whose text never holds the URI's password.
     pub async fn connect(config: MongoConfig) -> Result<Self, ConnectError> {
-        let mut options = ClientOptions::parse(&config.uri)
+        let uri = config.uri.expose();
+        let mut options = ClientOptions::parse(uri)
             .await
-            .map_err(|e| ConnectError::InvalidUri(error::redact(&e.kind.to_string(), &config.uri)))?;
+            .map_err(|e| ConnectError::InvalidUri(error::redact(&e.kind.to_string(), uri)))?;
         options.connect_timeout = Some(config.connect_timeout);
         options.server_selection_timeout = Some(config.connect_timeout);
         options.app_name = Some("chatbox".to_owned());
         let client = Client::with_options(options)
-            .map_err(|e| ConnectError::InvalidUri(error::redact(&e.kind.to_string(), &config.uri)))?;
+            .map_err(|e| ConnectError::InvalidUri(error::redact(&e.kind.to_string(), uri)))?;
         let repository = Self::with_client(&client, &config);
         retrying(&config.retry, "ping", || repository.database.run_command(doc! { "ping": 1 }).into_future())
             .await

@@ -1,9 +1,14 @@
-//! Settings of the alerts sent to admins when a user asks for a human: who receives
-//! them (`ADMIN_EMAILS`, `ADMIN_PHONES`), how email goes out (`SMTP_*`, `EMAIL_FROM`),
-//! how SMS goes out (`SMS_*`), and the link they carry (`ADMIN_PANEL_URL`). Each channel
-//! is off unless configured completely; a half-configured channel fails validation.
+//! The alerts section: the alerts sent to admins when a user asks for a human: who
+//! receives them (`ADMIN_EMAILS`, `ADMIN_PHONES`), how email goes out (`SMTP_*`,
+//! `EMAIL_FROM`), how SMS goes out (`SMS_*`), and the link they carry
+//! (`ADMIN_PANEL_URL`); and its conversion into the notify adapter's configurations, the
+//! SMTP password and SMS token still wrapped.
+//!
+//! Each channel is off unless configured completely; a half-configured channel fails
+//! validation.
 
 use chatbox_domain::validation::host_is_internal;
+use chatbox_notify::{EmailConfig, SmsConfig, SmtpCredentials, SmtpSecurity};
 
 use super::reader::Reader;
 use super::secret::Secret;
@@ -50,9 +55,9 @@ pub struct SmsSettings {
     pub endpoint: String,
 }
 
-/// Everything about admin alerts.
+/// `ADMIN_*`, `SMTP_*`, `EMAIL_FROM`, `SMS_*`.
 #[derive(Debug, Clone, Default)]
-pub struct AlertSettings {
+pub struct AlertsSection {
     /// `ADMIN_EMAILS`.
     pub admin_emails: Vec<String>,
     /// `ADMIN_PHONES`, E.164.
@@ -152,7 +157,56 @@ fn sms(r: &mut Reader<'_>) -> Option<SmsSettings> {
     }
 }
 
-pub(super) fn alerts(r: &mut Reader<'_>) -> AlertSettings {
+impl AlertsSection {
+    /// Reads the section.
+    pub(super) fn read(r: &mut Reader<'_>) -> Self {
+        alerts(r)
+    }
+
+    /// The email channel's configuration, when SMTP is configured (even with no
+    /// recipient: the caller decides what that means).
+    #[must_use]
+    pub fn email_config(&self) -> Option<EmailConfig> {
+        let email = self.email.as_ref()?;
+        let credentials = match (&email.user, &email.password) {
+            (Some(user), Some(password)) => {
+                Some(SmtpCredentials { user: user.clone(), password: password.clone() })
+            }
+            _ => None,
+        };
+        Some(EmailConfig {
+            host: email.host.clone(),
+            port: email.port,
+            security: match email.tls {
+                SmtpTls::StartTls => SmtpSecurity::StartTls,
+                SmtpTls::Tls => SmtpSecurity::Tls,
+                SmtpTls::None => SmtpSecurity::None,
+            },
+            credentials,
+            from: email.from.clone(),
+            recipients: self.admin_emails.clone(),
+            timeout: EmailConfig::DEFAULT_TIMEOUT,
+        })
+    }
+
+    /// The SMS channel's configuration, when the SMS API is configured (even with no
+    /// recipient).
+    #[must_use]
+    pub fn sms_config(&self) -> Option<SmsConfig> {
+        let sms = self.sms.as_ref()?;
+        Some(SmsConfig {
+            endpoint: sms.endpoint.clone(),
+            account_sid: sms.account_sid.clone(),
+            auth_token: sms.auth_token.clone(),
+            from: sms.from.clone(),
+            recipients: self.admin_phones.clone(),
+            connect_timeout: SmsConfig::DEFAULT_CONNECT_TIMEOUT,
+            timeout: SmsConfig::DEFAULT_TIMEOUT,
+        })
+    }
+}
+
+fn alerts(r: &mut Reader<'_>) -> AlertsSection {
     let admin_emails = r.list("ADMIN_EMAILS");
     for address in &admin_emails {
         if !is_email(address) {
@@ -171,12 +225,12 @@ pub(super) fn alerts(r: &mut Reader<'_>) -> AlertSettings {
     }
     let email = email(r);
     let sms = sms(r);
-    AlertSettings { admin_emails, admin_phones, email, sms, admin_panel_url }
+    AlertsSection { admin_emails, admin_phones, email, sms, admin_panel_url }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::load_from;
+    use crate::config::load_from;
 
     const GOOD_SECRET: &str = "k3J9x7QpLm2VbN8wZr4TyU6sHd1FgCeA";
 
@@ -228,7 +282,11 @@ mod tests {
             ("ADMIN_PANEL_URL", "https://admin.example.com/chat"),
         ]);
         let alerts = load_from(&vars, false).settings.expect("valid").alerts;
-        assert_eq!(alerts.email.expect("email").port, 2525);
+        let email = alerts.email_config().expect("email channel");
+        assert_eq!((email.port, email.recipients.len()), (2525, 0), "no recipient configured");
+        let sms_config = alerts.sms_config().expect("SMS channel");
+        assert!(!format!("{sms_config:?}").contains("token-value"), "{sms_config:?}");
+        assert!(load_from(&vars[..3], false).settings.expect("valid").alerts.sms_config().is_none());
         let sms = alerts.sms.expect("sms");
         assert_eq!((sms.from.as_str(), sms.endpoint.as_str()), ("Chatbox", "http://127.0.0.1:9000"));
         assert_eq!(format!("{:?}", sms.auth_token), "***");

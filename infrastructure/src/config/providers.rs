@@ -1,18 +1,104 @@
-//! The `LLM_PROVIDER_<N>_*` blocks: numbered without gaps, unique ids, a type each,
-//! endpoints that are https (or http to internal hosts), fallbacks that name another
-//! configured provider. `--dev` with no provider gets the built-in demo model.
+//! The providers section: the `LLM_PROVIDER_<N>_*` blocks, numbered without gaps, unique
+//! ids, a type each, endpoints that are https (or http to internal hosts), fallbacks that
+//! name another configured provider; `--dev` with no provider gets the built-in demo
+//! model. And each block's conversion into the LLM adapter's [`ProviderConfig`], its API
+//! key still wrapped.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
+use chatbox_application::settings::ModelInfo;
 use chatbox_domain::ModelId;
+use chatbox_llm::ProviderConfig;
 
 use super::reader::Reader;
 use super::secret::Secret;
 use super::syntax::endpoint_problem;
-use super::{ProviderKind, ProviderSettings};
 
-pub(super) fn providers(r: &mut Reader<'_>, dev: bool) -> Vec<ProviderSettings> {
+/// A provider type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProviderKind {
+    /// Any OpenAI-compatible server.
+    OpenAi,
+    /// Anthropic's Messages API.
+    Anthropic,
+    /// Dify's chat-messages API.
+    Dify,
+    /// The built-in demo model.
+    Demo,
+}
+
+/// One `LLM_PROVIDER_<N>_*` block.
+#[derive(Debug, Clone)]
+pub struct ProviderSettings {
+    /// `_ID`: the model id clients select.
+    pub id: ModelId,
+    /// `_NAME`: the display name.
+    pub name: String,
+    /// `_TYPE`.
+    pub kind: ProviderKind,
+    /// `_ENDPOINT`.
+    pub endpoint: Option<String>,
+    /// `_API_KEY`.
+    pub api_key: Option<Secret>,
+    /// `_MODEL`: the provider's own model name.
+    pub model: Option<String>,
+    /// `_MAX_TOKENS`.
+    pub max_tokens: Option<u32>,
+    /// `_TEMPERATURE`.
+    pub temperature: Option<f32>,
+    /// `_FALLBACK`: id of the provider to try when this one fails before its first token.
+    pub fallback: Option<ModelId>,
+    /// `_DELAY` (demo): pause between streamed words.
+    pub delay: Duration,
+}
+
+impl ProviderSettings {
+    /// The HTTP providers' configuration for this block (unused by the demo type).
+    #[must_use]
+    pub fn provider_config(&self) -> ProviderConfig {
+        ProviderConfig {
+            endpoint: self.endpoint.clone().unwrap_or_default(),
+            api_key: self.api_key.clone(),
+            model: self.model.clone(),
+            max_tokens: self.max_tokens,
+            temperature: self.temperature,
+        }
+    }
+}
+
+/// `LLM_PROVIDER_<N>_*`: the blocks in order; never empty once validated.
+#[derive(Debug, Clone)]
+pub struct ProvidersSection {
+    /// The blocks, in the order of their numbers; the first is the default model.
+    pub list: Vec<ProviderSettings>,
+}
+
+impl ProvidersSection {
+    /// Reads the section.
+    pub(super) fn read(r: &mut Reader<'_>, dev: bool) -> Self {
+        Self { list: providers(r, dev) }
+    }
+
+    /// The configured provider ids, in order.
+    pub fn ids(&self) -> impl Iterator<Item = &str> {
+        self.list.iter().map(|p| p.id.as_str())
+    }
+
+    /// The models clients may select, in order.
+    #[must_use]
+    pub fn models(&self) -> Vec<ModelInfo> {
+        self.list.iter().map(|p| ModelInfo { id: p.id.clone(), name: p.name.clone() }).collect()
+    }
+
+    /// Each provider's fallback, by provider id.
+    #[must_use]
+    pub fn fallbacks(&self) -> HashMap<ModelId, ModelId> {
+        self.list.iter().filter_map(|p| p.fallback.clone().map(|fallback| (p.id.clone(), fallback))).collect()
+    }
+}
+
+fn providers(r: &mut Reader<'_>, dev: bool) -> Vec<ProviderSettings> {
     let mut numbers: BTreeSet<usize> = BTreeSet::new();
     for name in r.source.names() {
         if let Some(rest) = name.strip_prefix("LLM_PROVIDER_")
@@ -181,7 +267,7 @@ fn provider(r: &mut Reader<'_>, n: usize) -> Option<ProviderSettings> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::load_from;
+    use crate::config::load_from;
 
     const GOOD_SECRET: &str = "k3J9x7QpLm2VbN8wZr4TyU6sHd1FgCeA";
 
@@ -228,6 +314,36 @@ mod tests {
             ],
             false,
         );
-        assert_eq!(delay.settings.expect("valid").providers[0].delay, std::time::Duration::from_millis(5));
+        assert_eq!(
+            delay.settings.expect("valid").providers.list[0].delay,
+            std::time::Duration::from_millis(5)
+        );
+    }
+
+    #[test]
+    fn a_block_converts_with_its_key_still_wrapped() {
+        let key = "sk-live-Zq8unprinted";
+        let settings = load_from(
+            &[
+                ("JWT_SECRET", GOOD_SECRET),
+                ("LLM_PROVIDER_1_ID", "gpt"),
+                ("LLM_PROVIDER_1_TYPE", "openai"),
+                ("LLM_PROVIDER_1_ENDPOINT", "https://api.example.com/v1"),
+                ("LLM_PROVIDER_1_API_KEY", key),
+                ("LLM_PROVIDER_1_MODEL", "gpt-x"),
+                ("LLM_PROVIDER_1_FALLBACK", "demo"),
+                ("LLM_PROVIDER_2_ID", "demo"),
+                ("LLM_PROVIDER_2_TYPE", "demo"),
+            ],
+            false,
+        )
+        .settings
+        .expect("valid");
+        let config = settings.providers.list[0].provider_config();
+        assert_eq!(config.api_key.as_ref().map(chatbox_domain::Secret::expose), Some(key));
+        assert!(!format!("{config:?}").contains("Zq8"), "{config:?}");
+        let fallbacks = settings.providers.fallbacks();
+        assert_eq!(fallbacks.len(), 1);
+        assert_eq!(settings.providers.ids().collect::<Vec<_>>(), ["gpt", "demo"]);
     }
 }

@@ -7,6 +7,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use ipnet::IpNet;
+use validator::Validate;
 
 use super::source::Source;
 use super::syntax::is_origin;
@@ -135,6 +136,22 @@ impl<'a> Reader<'a> {
             }
         }
         list
+    }
+
+    /// Reports each range rule of `section` (its `#[validate]` attributes) that a value
+    /// breaks, under the variable the field is named after, sorted by name.
+    pub fn check_ranges(&mut self, section: &impl Validate) {
+        let Err(errors) = section.validate() else {
+            return;
+        };
+        let mut fields: Vec<_> = errors.field_errors().into_iter().collect();
+        fields.sort_by_key(|(field, _)| field.to_string());
+        for (field, problems) in fields {
+            for problem in problems {
+                let message = problem.message.as_deref().unwrap_or("is out of range");
+                self.fail(&field.to_ascii_uppercase(), message);
+            }
+        }
     }
 }
 

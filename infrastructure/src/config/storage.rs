@@ -1,16 +1,30 @@
-//! Storage settings: the backend, MongoDB's connection and retry settings, and the
-//! encryption-at-rest keys. Keys and key ids are parsed here, with the storage adapter's
-//! own parser (one rule for both), so a wrong key stops the start instead of the first
-//! write.
+//! The storage section: the backend, MongoDB's connection and retry settings, the
+//! encryption-at-rest keys and the memory backend's cap; and its conversion into the
+//! MongoDB adapter's [`MongoConfig`], the URI still wrapped.
+//!
+//! Keys and key ids are parsed here, with the storage adapter's own parser (one rule for
+//! both), so a wrong key stops the start instead of the first write. This section is all
+//! `chatbox migrate` validates besides logging.
 
 use std::time::Duration;
 
+use anyhow::Context;
 use chatbox_mongodb_store::crypto::{EncryptionKey, KeyFormat, KeyId};
+use chatbox_mongodb_store::{KeyRing, MongoConfig, RetryPolicy};
+use validator::Validate;
 
-use super::StorageBackend;
 use super::reader::Reader;
 use super::secret::Secret;
 use super::syntax::{collection_name_problem, database_name_problem};
+
+/// The storage backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StorageBackend {
+    /// In process memory (development).
+    Memory,
+    /// MongoDB.
+    MongoDb,
+}
 
 /// `ENCRYPTION_KEY`, `ENCRYPTION_KEY_ID`, `ENCRYPTION_OLD_KEYS`.
 #[derive(Debug, Clone)]
@@ -42,12 +56,63 @@ pub struct MongoSettings {
     pub retry_max_delay: Duration,
 }
 
-/// Everything about where sessions are stored.
-#[derive(Debug, Clone)]
-pub(super) struct StorageSettings {
+/// `STORAGE_BACKEND`, `MONGO_*`, `ENCRYPTION_*`, `MEMORY_STORE_MAX_SESSIONS`.
+#[derive(Debug, Clone, Validate)]
+pub struct StorageSection {
+    /// `STORAGE_BACKEND` (memory under `--dev`, whatever it says).
     pub backend: StorageBackend,
+    /// `MONGO_*`, when `MONGO_URI` is set.
     pub mongo: Option<MongoSettings>,
+    /// `ENCRYPTION_*`, when `ENCRYPTION_KEY` is set.
     pub encryption: Option<EncryptionSettings>,
+    /// `MEMORY_STORE_MAX_SESSIONS`.
+    #[validate(range(min = 1, message = "must be at least 1"))]
+    pub memory_store_max_sessions: usize,
+}
+
+impl StorageSection {
+    /// Reads the section; `--dev` always stores in memory.
+    pub(super) fn read(r: &mut Reader<'_>, dev: bool) -> Self {
+        let mongo = mongo(r);
+        let backend = backend(r, dev, mongo.is_some());
+        let encryption = encryption(r, backend);
+        let section = Self {
+            backend,
+            mongo,
+            encryption,
+            memory_store_max_sessions: r.number("MEMORY_STORE_MAX_SESSIONS", 10_000),
+        };
+        r.check_ranges(&section);
+        section
+    }
+
+    /// The MongoDB adapter's configuration: connection, retries, and the key ring when
+    /// encryption is configured. The URI stays wrapped; the adapter alone reads it.
+    ///
+    /// # Errors
+    /// When `MONGO_URI` is not set, or the key ring refuses the keys.
+    pub fn mongo_config(&self) -> anyhow::Result<MongoConfig> {
+        let mongo = self.mongo.as_ref().context("MongoDB storage needs MONGO_URI")?;
+        let keys = match &self.encryption {
+            None => None,
+            Some(encryption) => Some(
+                KeyRing::new(encryption.key_id.clone(), &encryption.key, &encryption.old_keys)
+                    .context("ENCRYPTION_OLD_KEYS")?,
+            ),
+        };
+        Ok(MongoConfig {
+            uri: mongo.uri.clone(),
+            database: mongo.database.clone(),
+            collection: mongo.collection.clone(),
+            connect_timeout: mongo.connect_timeout,
+            retry: RetryPolicy {
+                attempts: mongo.retry_attempts,
+                delay: mongo.retry_delay,
+                max_delay: mongo.retry_max_delay,
+            },
+            keys,
+        })
+    }
 }
 
 fn encryption(r: &mut Reader<'_>, backend: StorageBackend) -> Option<EncryptionSettings> {
@@ -141,10 +206,9 @@ fn mongo(r: &mut Reader<'_>) -> Option<MongoSettings> {
     })
 }
 
-pub(super) fn storage(r: &mut Reader<'_>, dev: bool) -> StorageSettings {
-    let mongo = mongo(r);
+fn backend(r: &mut Reader<'_>, dev: bool, mongo_configured: bool) -> StorageBackend {
     let requested = match r.text("STORAGE_BACKEND").map(|b| b.to_ascii_lowercase()).as_deref() {
-        None if mongo.is_some() => StorageBackend::MongoDb,
+        None if mongo_configured => StorageBackend::MongoDb,
         None | Some("memory") => StorageBackend::Memory,
         Some("mongodb") => StorageBackend::MongoDb,
         Some(other) => {
@@ -152,28 +216,27 @@ pub(super) fn storage(r: &mut Reader<'_>, dev: bool) -> StorageSettings {
             StorageBackend::Memory
         }
     };
-    let backend = if dev {
+    if dev {
         if requested == StorageBackend::MongoDb {
             r.warnings.push("--dev uses memory storage; MONGO_URI and STORAGE_BACKEND are ignored".into());
         }
         StorageBackend::Memory
     } else {
-        if requested == StorageBackend::MongoDb && mongo.is_none() {
+        if requested == StorageBackend::MongoDb && !mongo_configured {
             r.fail("MONGO_URI", "is required when STORAGE_BACKEND is mongodb");
         }
         requested
-    };
-    let encryption = encryption(r, backend);
-    StorageSettings { backend, mongo, encryption }
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::{StorageBackend, load_from};
+    use super::StorageBackend;
+    use crate::config::{Loaded, load_from};
 
     const GOOD_SECRET: &str = "k3J9x7QpLm2VbN8wZr4TyU6sHd1FgCeA";
 
-    fn with(extra: &[(&str, &str)]) -> super::super::Loaded {
+    fn with(extra: &[(&str, &str)]) -> Loaded {
         let mut vars: Vec<(&str, &str)> =
             vec![("JWT_SECRET", GOOD_SECRET), ("LLM_PROVIDER_1_ID", "demo"), ("LLM_PROVIDER_1_TYPE", "demo")];
         vars.extend_from_slice(extra);
@@ -203,7 +266,7 @@ mod tests {
         let old_keys = format!("k0:{base64}");
         let settings =
             with(&[("ENCRYPTION_KEY", hex), ("ENCRYPTION_OLD_KEYS", &old_keys)]).settings.expect("valid");
-        let encryption = settings.encryption.expect("configured");
+        let encryption = settings.storage.encryption.expect("configured");
         assert_eq!((encryption.key_id.as_str(), encryption.old_keys.len()), ("k1", 1));
         let duplicate = format!("k1:{base64}");
         let problems = with(&[("ENCRYPTION_KEY", hex), ("ENCRYPTION_OLD_KEYS", &duplicate)]).settings;
@@ -215,8 +278,8 @@ mod tests {
     #[test]
     fn mongodb_is_chosen_by_a_uri_and_needs_one() {
         let settings = with(&[("MONGO_URI", "mongodb://127.0.0.1:27017")]).settings.expect("valid");
-        assert_eq!(settings.storage_backend, StorageBackend::MongoDb);
-        assert_eq!(settings.mongo.as_ref().map(|m| m.collection.as_str()), Some("sessions"));
+        assert_eq!(settings.storage.backend, StorageBackend::MongoDb);
+        assert_eq!(settings.storage.mongo.as_ref().map(|m| m.collection.as_str()), Some("sessions"));
         let problems = with(&[("STORAGE_BACKEND", "mongodb")]).settings.expect_err("no URI");
         assert!(problems.iter().any(|p| p.starts_with("MONGO_URI: ")), "{problems:?}");
     }
@@ -238,5 +301,20 @@ mod tests {
             assert!(problems.iter().any(|p| p.starts_with(variable)), "{variable} in {problems:?}");
         }
         assert!(problems.iter().all(|p| !p.contains("127.0.0.1")), "the URI is never echoed");
+    }
+
+    #[test]
+    fn the_mongo_config_keeps_the_uri_wrapped_and_carries_the_keys() {
+        let uri = "mongodb://chat:pw-Zq8unprinted@db:27017";
+        let hex = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+        let settings = with(&[("MONGO_URI", uri), ("MONGO_RETRY_ATTEMPTS", "4"), ("ENCRYPTION_KEY", hex)])
+            .settings
+            .expect("valid");
+        let config = settings.storage.mongo_config().expect("config");
+        assert_eq!(config.uri.expose(), uri);
+        assert_eq!((config.retry.attempts, config.keys.is_some()), (4, true));
+        assert!(!format!("{config:?}").contains("Zq8"), "{config:?}");
+        let memory = with(&[]).settings.expect("valid");
+        assert!(memory.storage.mongo_config().is_err(), "no URI, no MongoDB configuration");
     }
 }
