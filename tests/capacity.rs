@@ -217,16 +217,40 @@ fn clock_ticks_per_second() -> u64 {
         .unwrap_or(100)
 }
 
-/// CPU time the process `pid` has used so far: user plus system, all its threads.
-fn cpu_time(pid: u32, ticks_per_second: u64) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("proc stat");
-    // The command name (field 2) is in parentheses and may hold spaces: count the
-    // fields after it. Field 3 comes first there, so `utime` (field 14) is the 12th and
-    // `stime` (15) the 13th.
-    let after_name = &stat[stat.rfind(')').expect("a command name") + 1..];
-    let fields: Vec<&str> = after_name.split_whitespace().collect();
-    let ticks: u64 = fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
-    Duration::from_secs_f64(ticks as f64 / ticks_per_second as f64)
+/// CPU time a process has used, all its threads together.
+#[derive(Clone, Copy)]
+struct CpuTime {
+    user: Duration,
+    system: Duration,
+}
+
+impl CpuTime {
+    /// What the process `pid` has used so far.
+    fn of(pid: u32, ticks_per_second: u64) -> Self {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("proc stat");
+        // The command name (field 2) is in parentheses and may hold spaces: count the
+        // fields after it. Field 3 comes first there, so `utime` (field 14) is the 12th
+        // and `stime` (15) the 13th.
+        let after_name = &stat[stat.rfind(')').expect("a command name") + 1..];
+        let fields: Vec<&str> = after_name.split_whitespace().collect();
+        let time = |field: &str| {
+            let ticks: u64 = field.parse().expect("clock ticks");
+            Duration::from_secs_f64(ticks as f64 / ticks_per_second as f64)
+        };
+        Self { user: time(fields[11]), system: time(fields[12]) }
+    }
+
+    /// What was used since `earlier`.
+    fn since(self, earlier: Self) -> Self {
+        Self {
+            user: self.user.saturating_sub(earlier.user),
+            system: self.system.saturating_sub(earlier.system),
+        }
+    }
+
+    fn total(self) -> Duration {
+        self.user + self.system
+    }
 }
 
 /// Opens the sockets of a new session of `user`: the first creates the session with a
@@ -301,7 +325,7 @@ async fn cpu_per_streamed_token_with_three_sockets_per_session() {
         sessions.push(open_session(port, &format!("bench-{n}")).await);
     }
     let ticks_per_second = clock_ticks_per_second();
-    let cpu_before = cpu_time(pid, ticks_per_second);
+    let cpu_before = CpuTime::of(pid, ticks_per_second);
     let started = Instant::now();
     let runs: Vec<_> = sessions
         .into_iter()
@@ -326,18 +350,20 @@ async fn cpu_per_streamed_token_with_three_sockets_per_session() {
         open.push(sockets);
     }
     let wall = started.elapsed();
-    let cpu = cpu_time(pid, ticks_per_second).saturating_sub(cpu_before);
+    let cpu = CpuTime::of(pid, ticks_per_second).since(cpu_before);
     drop(open);
     let sockets = BENCH_SESSIONS * SOCKETS_PER_SESSION;
-    let per_token = cpu.as_secs_f64() * 1e6 / delivered as f64;
+    let per_token = cpu.total().as_secs_f64() * 1e6 / delivered as f64;
     println!(
         "cpu per streamed token: {per_token:.2} µs (server CPU {:.2} s for {delivered} tokens delivered to {sockets} sockets)",
-        cpu.as_secs_f64()
+        cpu.total().as_secs_f64()
     );
     println!(
-        "streamed tokens: {:.0} tokens/s delivered ({BENCH_SESSIONS} sessions of {SOCKETS_PER_SESSION} sockets, {answers} answers each of {} chunks, {:.2} s)",
+        "streamed tokens: {:.0} tokens/s delivered ({BENCH_SESSIONS} sessions of {SOCKETS_PER_SESSION} sockets, {answers} answers each of {} chunks, {:.2} s; server CPU user {:.2} s, system {:.2} s)",
         delivered as f64 / wall.as_secs_f64(),
         delivered / (sockets * answers),
-        wall.as_secs_f64()
+        wall.as_secs_f64(),
+        cpu.user.as_secs_f64(),
+        cpu.system.as_secs_f64()
     );
 }
