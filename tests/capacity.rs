@@ -1,9 +1,17 @@
 //! Capacity benchmarks that print numbers, with one ratio check that CI can afford: the
 //! memory an idle WebSocket costs the server. The server runs as its own process (the
-//! compiled binary) so its resident memory can be read from `/proc`.
+//! compiled binary) so its resident memory and CPU time can be read from `/proc`.
 //!
 //! Run the release numbers with:
-//! `cargo test --release -p chatbox --test capacity -- --nocapture`
+//! `cargo test --release -p chatbox --test capacity -- --nocapture --test-threads 1`
+//! (one test at a time, so no benchmark shares the cores with another).
+//!
+//! The CPU benchmark measures the server's CPU time (from `/proc/<pid>/stat`) per
+//! streamed token delivered to a socket, with three sockets bound to each session so
+//! every chunk is fanned out three times. Its only assertion is that every socket
+//! received every chunk of every answer. Its size follows the build (a few seconds in
+//! debug for CI, seconds of server CPU in release); `CHATBOX_BENCH_ANSWERS` sets the
+//! answers per session.
 //!
 //! The test raises its own open-file limit (soft up to hard), so it passes where the
 //! default soft limit is 1,024 (`ulimit -n 1024`): it holds some 2,100 sockets, and so
@@ -18,7 +26,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use futures::SinkExt;
-use serde_json::json;
+use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio_tungstenite::tungstenite::Message;
@@ -32,6 +40,15 @@ const MAX_KIB_PER_IDLE_SOCKET: f64 = 32.0;
 /// File descriptors each side needs: the sockets, plus room for the runtime, the
 /// listener, pipes and the test harness.
 const FILES_NEEDED: u64 = IDLE_SOCKETS as u64 + 100 + 400;
+/// Sessions streaming at once in the CPU benchmark, each a user of its own (so the
+/// per-user message limit is not shared).
+const BENCH_SESSIONS: usize = 8;
+/// Sockets bound to each session: the first asks, every one receives the answer.
+const SOCKETS_PER_SESSION: usize = 3;
+/// Answers per session unless `CHATBOX_BENCH_ANSWERS` says otherwise: a short run in a
+/// debug build (CI), seconds of server CPU in a release build, where ticks of 10 ms are
+/// a rounding error.
+const DEFAULT_ANSWERS_PER_SESSION: usize = if cfg!(debug_assertions) { 50 } else { 2000 };
 
 /// Raises this process's soft `RLIMIT_NOFILE` up to its hard limit (the server
 /// started afterwards inherits it), and fails clearly if even that is too low.
@@ -173,5 +190,180 @@ async fn time_to_first_chunk_through_the_gateway() {
         pick(0.5),
         pick(0.99),
         samples[samples.len() - 1]
+    );
+}
+
+/// Answers each session streams in the CPU benchmark.
+fn answers_per_session() -> usize {
+    std::env::var("CHATBOX_BENCH_ANSWERS").map_or(DEFAULT_ANSWERS_PER_SESSION, |answers| {
+        answers
+            .parse()
+            .ok()
+            .filter(|&answers| answers > 0)
+            .expect("CHATBOX_BENCH_ANSWERS is a positive number of answers per session")
+    })
+}
+
+/// Clock ticks per second of the times in `/proc/<pid>/stat`. Linux fixes this unit
+/// (`USER_HZ`) at 100 for user space on every common architecture; `getconf` is asked
+/// first so an odd system is measured right rather than assumed.
+fn clock_ticks_per_second() -> u64 {
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|out| String::from_utf8(out.stdout).ok())
+        .and_then(|ticks| ticks.trim().parse().ok())
+        .unwrap_or(100)
+}
+
+/// CPU time a process has used, all its threads together.
+#[derive(Clone, Copy)]
+struct CpuTime {
+    user: Duration,
+    system: Duration,
+}
+
+impl CpuTime {
+    /// What the process `pid` has used so far.
+    fn of(pid: u32, ticks_per_second: u64) -> Self {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("proc stat");
+        // The command name (field 2) is in parentheses and may hold spaces: count the
+        // fields after it. Field 3 comes first there, so `utime` (field 14) is the 12th
+        // and `stime` (15) the 13th.
+        let after_name = &stat[stat.rfind(')').expect("a command name") + 1..];
+        let fields: Vec<&str> = after_name.split_whitespace().collect();
+        let time = |field: &str| {
+            let ticks: u64 = field.parse().expect("clock ticks");
+            Duration::from_secs_f64(ticks as f64 / ticks_per_second as f64)
+        };
+        Self { user: time(fields[11]), system: time(fields[12]) }
+    }
+
+    /// What was used since `earlier`.
+    fn since(self, earlier: Self) -> Self {
+        Self {
+            user: self.user.saturating_sub(earlier.user),
+            system: self.system.saturating_sub(earlier.system),
+        }
+    }
+
+    fn total(self) -> Duration {
+        self.user + self.system
+    }
+}
+
+/// Opens the sockets of a new session of `user`: the first creates the session with a
+/// first answer, the others are bound to it.
+async fn open_session(port: u16, user: &str) -> Vec<ws::Socket> {
+    let url = format!("ws://127.0.0.1:{port}/chat/ws?token={}", token(user));
+    let mut asker = ws::connect(&url).await;
+    let status = ws::next_json(&mut asker, ws::deadline_in(ws::WAIT)).await;
+    let session_id = status["session_id"].as_str().expect("a session id").to_owned();
+    let frame = json!({"type": "user_message", "content": "open the session"}).to_string();
+    asker.send(Message::Text(frame.into())).await.expect("send");
+    ws::frames_until(&mut asker, ws::deadline_in(ws::WAIT), ws::is_done).await;
+    let mut sockets = vec![asker];
+    let bound_url = format!("{url}&session_id={session_id}");
+    for _ in 1..SOCKETS_PER_SESSION {
+        let mut socket = ws::connect(&bound_url).await;
+        let status = ws::next_json(&mut socket, ws::deadline_in(ws::WAIT)).await;
+        assert_eq!(status["session_id"], session_id.as_str(), "bound to the session: {status}");
+        sockets.push(socket);
+    }
+    sockets
+}
+
+/// Asks `question` on the session's first socket and reads the whole answer on every
+/// socket of the session; returns the chunk frames delivered, all sockets together.
+/// Panics unless every socket received every chunk of the answer, in order.
+async fn ask_and_read_everywhere(sockets: &mut [ws::Socket], question: &str) -> usize {
+    let frame = json!({"type": "user_message", "content": question}).to_string();
+    sockets[0].send(Message::Text(frame.into())).await.expect("send");
+    let mut first_text: Option<String> = None;
+    let mut delivered = 0;
+    // One socket after the other: the others' frames wait in their TCP buffers (an
+    // answer is some 12 KB), and no socket can fall answers behind the asker.
+    for (index, socket) in sockets.iter_mut().enumerate() {
+        let frames = ws::frames_until(socket, ws::deadline_in(ws::WAIT), ws::is_done).await;
+        let chunks: Vec<&str> = frames
+            .iter()
+            .filter(|frame| frame["type"] == "ai_response" && frame["metadata"]["done"] == "false")
+            .map(|frame| frame["content"].as_str().expect("a chunk's text"))
+            .collect();
+        let done = &frames[frames.len() - 1];
+        assert_eq!(done["metadata"]["finish_reason"], "stop", "{done}");
+        // The demo model reports one completion token per streamed word (one chunk).
+        let streamed: usize = metadata_number(done, "completion_tokens");
+        assert_eq!(
+            chunks.len(),
+            streamed,
+            "socket {index} received every chunk of the answer to {question:?}; it got {chunks:?}"
+        );
+        let text = chunks.concat();
+        assert!(text.contains(&format!("\"{question}\"")), "the answer to {question:?}: {text}");
+        match &first_text {
+            None => first_text = Some(text),
+            Some(first) => assert_eq!(&text, first, "socket {index} received what the asker did"),
+        }
+        delivered += chunks.len();
+    }
+    delivered
+}
+
+fn metadata_number(frame: &Value, key: &str) -> usize {
+    frame["metadata"][key].as_str().and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("{key}: {frame}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cpu_per_streamed_token_with_three_sockets_per_session() {
+    let (child, port) = start_server().await;
+    let pid = child.id().expect("pid");
+    let answers = answers_per_session();
+    let mut sessions = Vec::with_capacity(BENCH_SESSIONS);
+    for n in 0..BENCH_SESSIONS {
+        sessions.push(open_session(port, &format!("bench-{n}")).await);
+    }
+    let ticks_per_second = clock_ticks_per_second();
+    let cpu_before = CpuTime::of(pid, ticks_per_second);
+    let started = Instant::now();
+    let runs: Vec<_> = sessions
+        .into_iter()
+        .enumerate()
+        .map(|(n, mut sockets)| {
+            tokio::spawn(async move {
+                let mut delivered = 0;
+                for answer in 0..answers {
+                    let question = format!("session {n} question {answer}");
+                    delivered += ask_and_read_everywhere(&mut sockets, &question).await;
+                }
+                // The sockets are dropped after the reading: closing them is not streaming.
+                (delivered, sockets)
+            })
+        })
+        .collect();
+    let mut delivered = 0;
+    let mut open = Vec::with_capacity(BENCH_SESSIONS);
+    for run in runs {
+        let (session_delivered, sockets) = run.await.expect("the session streamed every answer");
+        delivered += session_delivered;
+        open.push(sockets);
+    }
+    let wall = started.elapsed();
+    let cpu = CpuTime::of(pid, ticks_per_second).since(cpu_before);
+    drop(open);
+    let sockets = BENCH_SESSIONS * SOCKETS_PER_SESSION;
+    let per_token = cpu.total().as_secs_f64() * 1e6 / delivered as f64;
+    println!(
+        "cpu per streamed token: {per_token:.2} µs (server CPU {:.2} s for {delivered} tokens delivered to {sockets} sockets)",
+        cpu.total().as_secs_f64()
+    );
+    println!(
+        "streamed tokens: {:.0} tokens/s delivered ({BENCH_SESSIONS} sessions of {SOCKETS_PER_SESSION} sockets, {answers} answers each of {} chunks, {:.2} s; server CPU user {:.2} s, system {:.2} s)",
+        delivered as f64 / wall.as_secs_f64(),
+        delivered / (sockets * answers),
+        wall.as_secs_f64(),
+        cpu.user.as_secs_f64(),
+        cpu.system.as_secs_f64()
     );
 }
