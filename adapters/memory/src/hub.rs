@@ -28,8 +28,9 @@ pub struct LocalFanout {
 }
 
 impl SessionFanout for LocalFanout {
-    fn publish(&mut self, frame: &Arc<Frame>, except: Option<SocketId>) {
+    fn publish(&mut self, frame: &Arc<Frame>, except: Option<SocketId>) -> usize {
         self.subscribers.retain(|socket| Some(socket.id()) == except || socket.send(Arc::clone(frame)));
+        self.subscribers.len()
     }
 
     fn subscribe(&mut self, socket: Arc<SocketHandle>) {
@@ -174,10 +175,10 @@ mod tests {
         assert_eq!(fanout.subscribers(), 3, "a socket is subscribed once");
         drop(gone_queue);
         gone.close(chatbox_application::socket::CloseReason::Disconnected);
-        fanout.publish(&frame(), Some(sender.id()));
+        assert_eq!(fanout.publish(&frame(), Some(sender.id())), 2, "a closing socket is dropped");
         assert!(sender_queue.try_recv().is_none(), "the sender is skipped");
         assert!(reader_queue.try_recv().is_some());
-        assert_eq!(fanout.subscribers(), 2, "a closing socket is dropped");
+        assert_eq!(fanout.subscribers(), 2);
         fanout.unsubscribe(reader.id());
         assert_eq!(fanout.subscribers(), 1);
     }

@@ -157,7 +157,9 @@ mod tests {
     struct ListFanout(Vec<SocketId>);
 
     impl SessionFanout for ListFanout {
-        fn publish(&mut self, _: &Arc<Frame>, _: Option<SocketId>) {}
+        fn publish(&mut self, _: &Arc<Frame>, _: Option<SocketId>) -> usize {
+            self.0.len()
+        }
         fn subscribe(&mut self, socket: Arc<SocketHandle>) {
             self.0.push(socket.id());
         }

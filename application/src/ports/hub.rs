@@ -36,8 +36,8 @@ use crate::socket::{SocketHandle, SocketId};
 /// The sockets of one live session.
 pub trait SessionFanout: Send + fmt::Debug {
     /// Sends `frame` to every subscribed socket except `except`. Sockets that are closing
-    /// or overflow are dropped.
-    fn publish(&mut self, frame: &Arc<Frame>, except: Option<SocketId>);
+    /// or overflow are dropped. Returns how many stay subscribed.
+    fn publish(&mut self, frame: &Arc<Frame>, except: Option<SocketId>) -> usize;
 
     /// Adds a socket (a socket already subscribed is not added twice).
     fn subscribe(&mut self, socket: Arc<SocketHandle>);

@@ -53,11 +53,13 @@ struct State {
 }
 
 impl State {
-    fn publish(&mut self, frame: &Arc<Frame>, except: Option<SocketId>, now: Duration) {
-        let before = self.fanout.subscribers();
-        self.fanout.publish(frame, except);
-        if before > 0 && self.fanout.subscribers() == 0 {
-            self.unattended_since = Some(now);
+    /// Publishes to the session's sockets. `unattended_since` is `None` exactly while a
+    /// socket is subscribed, so the clock is read only when the last one just dropped out
+    /// (a slow consumer), never per chunk.
+    fn publish(&mut self, frame: &Arc<Frame>, except: Option<SocketId>, clock: &dyn Clock) {
+        let remaining = self.fanout.publish(frame, except);
+        if remaining == 0 && self.unattended_since.is_none() {
+            self.unattended_since = Some(clock.monotonic());
         }
     }
 
@@ -241,7 +243,7 @@ impl LiveSession {
         state.stored_seq = message.seq;
         state.last_activity = now;
         let waiters = state.turn_left_queue(turn, Some((&message.id, message.seq)));
-        state.publish(echo, Some(turn.origin.id()), now);
+        state.publish(echo, Some(turn.origin.id()), &*self.clock);
         if let Some(key) = &turn.client_message_id {
             // Only now, with the message stored, is the sender told it is safe.
             let ack = ack_frame(&self.id, key, &message.id, message.seq, message.timestamp);
@@ -272,22 +274,20 @@ impl LiveSession {
         cancel: CancellationToken,
         loading: &Arc<Frame>,
     ) -> (ModelId, UserId) {
-        let now = self.now();
         let mut state = self.lock();
         let model_id = state.session.model_id.clone();
         state.streaming = Some(StreamingAnswer::new(message_id, model_id.clone(), style, cancel));
-        state.publish(loading, None, now);
+        state.publish(loading, None, &*self.clock);
         (model_id, state.session.owner.clone())
     }
 
     /// Appends streamed text to the answer and publishes its chunk frame.
     pub(crate) fn push_chunk(&self, delta: &str, chunk: &Arc<Frame>) {
-        let now = self.now();
         let mut state = self.lock();
         if let Some(streaming) = state.streaming.as_mut() {
             streaming.append(delta);
         }
-        state.publish(chunk, None, now);
+        state.publish(chunk, None, &*self.clock);
     }
 
     /// Everything streamed so far, and the sequence number it is stored under.
@@ -313,7 +313,7 @@ impl LiveSession {
         state.streaming = None;
         state.last_activity = now;
         for frame in frames {
-            state.publish(frame, None, now);
+            state.publish(frame, None, &*self.clock);
         }
     }
 
@@ -375,8 +375,7 @@ impl LiveSession {
 
     /// Sends `frame` to every socket of the session except `except`.
     pub fn publish(&self, frame: &Arc<Frame>, except: Option<SocketId>) {
-        let now = self.now();
-        self.lock().publish(frame, except, now);
+        self.lock().publish(frame, except, &*self.clock);
     }
 
     // --- Lifecycle -------------------------------------------------------------------------
