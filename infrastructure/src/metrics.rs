@@ -46,11 +46,11 @@ impl ServiceMetrics {
     /// What the HTTP adapter records into and serves (to `METRICS_ALLOWED_NETWORKS`).
     #[must_use]
     pub fn http(&self, http: &HttpSection) -> HttpMetrics {
-        HttpMetrics {
-            recorder: self.recorder(),
-            exposition: Arc::clone(&self.telemetry) as Arc<dyn MetricsExposition>,
-            allowed_networks: http.metrics_allowed_networks.clone(),
-        }
+        HttpMetrics::new(
+            self.recorder(),
+            Arc::clone(&self.telemetry) as Arc<dyn MetricsExposition>,
+            http.metrics_allowed_networks.clone(),
+        )
     }
 
     /// Publishes the gauges read from the running service.

@@ -17,6 +17,7 @@ use ipnet::IpNet;
 use tracing::warn;
 
 use crate::edge::ClientAddr;
+use crate::frame_type::FrameCounters;
 use crate::reply::{HttpResponse, error_response};
 
 /// What the HTTP adapter needs for metrics.
@@ -28,13 +29,33 @@ pub struct HttpMetrics {
     pub exposition: Arc<dyn MetricsExposition>,
     /// `METRICS_ALLOWED_NETWORKS`: who may scrape; empty allows everyone.
     pub allowed_networks: Vec<IpNet>,
+    /// A counter per frame type and direction, handed out by `recorder` once; sockets
+    /// reach them through the state they already hold, so a socket's task carries
+    /// nothing more for them.
+    frames: Arc<FrameCounters>,
 }
 
 impl HttpMetrics {
+    /// Records into `recorder`, serves `exposition` to `allowed_networks`.
+    #[must_use]
+    pub fn new(
+        recorder: Arc<dyn Metrics>,
+        exposition: Arc<dyn MetricsExposition>,
+        allowed_networks: Vec<IpNet>,
+    ) -> Self {
+        let frames = Arc::new(FrameCounters::new(recorder.as_ref()));
+        Self { recorder, exposition, allowed_networks, frames }
+    }
+
     /// No metrics: nothing recorded, an empty scrape for everyone.
     #[must_use]
     pub fn none() -> Self {
-        Self { recorder: Arc::new(NoMetrics), exposition: Arc::new(NoMetrics), allowed_networks: Vec::new() }
+        Self::new(Arc::new(NoMetrics), Arc::new(NoMetrics), Vec::new())
+    }
+
+    /// The frame counters.
+    pub(crate) fn frames(&self) -> &FrameCounters {
+        &self.frames
     }
 
     /// Whether `client` may scrape.

@@ -13,7 +13,6 @@ use hyper::upgrade::OnUpgrade;
 
 use crate::access::{AccessLevel, AdminCaller, UserCaller, Visitor};
 use crate::api::{ApiRequest, ApiResult};
-use crate::frame_type::FrameCounters;
 use crate::metrics::HttpMetrics;
 use crate::reply::HttpResponse;
 use crate::state::HttpState;
@@ -90,7 +89,6 @@ pub struct SocketRequest {
     pub(crate) headers: HeaderMap,
     pub(crate) query: HashMap<String, String>,
     pub(crate) upgrade: Option<OnUpgrade>,
-    pub(crate) frames: Arc<FrameCounters>,
 }
 
 /// An HTTP method a route answers.

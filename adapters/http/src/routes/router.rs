@@ -30,7 +30,6 @@ use super::table::ROUTES;
 use crate::access::{self, Denied};
 use crate::api::{ApiRequest, PathParams};
 use crate::edge::ClientAddr;
-use crate::frame_type::FrameCounters;
 use crate::reply::{HttpResponse, error_response, query_pairs};
 use crate::state::HttpState;
 
@@ -38,12 +37,11 @@ type Reply = BoxedFilter<(HttpResponse,)>;
 
 /// Every route of the service.
 pub fn routes(state: Arc<HttpState>) -> Reply {
-    let frames = Arc::new(FrameCounters::new(state.metrics.recorder.as_ref()));
     let mut sockets = Vec::new();
     let mut scrapes = Vec::new();
     let mut http_routes = Vec::new();
     for route in ROUTES {
-        let filter = timed(&state.metrics.recorder, route.timing_label(), endpoint(&state, &frames, route));
+        let filter = timed(&state.metrics.recorder, route.timing_label(), endpoint(&state, route));
         match route.access() {
             Access::WebSocket(_) => sockets.push(filter),
             Access::MetricsNetwork(_) => scrapes.push(filter),
@@ -71,7 +69,7 @@ pub fn routes(state: Arc<HttpState>) -> Reply {
 }
 
 /// One route: its path, its method, its access check, its handler.
-fn endpoint(state: &Arc<HttpState>, frames: &Arc<FrameCounters>, route: &Route) -> Reply {
+fn endpoint(state: &Arc<HttpState>, route: &Route) -> Reply {
     let matched = path(&state.config.path_prefix, route).and(method(route.method())).boxed();
     match route.access() {
         Access::Public(handler) => guarded(
@@ -106,19 +104,12 @@ fn endpoint(state: &Arc<HttpState>, frames: &Arc<FrameCounters>, route: &Route) 
         }
         Access::WebSocket(handler) => {
             let state = Arc::clone(state);
-            let frames = Arc::clone(frames);
             matched
                 .and(warp::header::headers_cloned())
                 .and(query_pairs())
                 .and(warp::ext::optional::<OnUpgrade>())
                 .map(move |_: PathParams, headers, query, upgrade| {
-                    handler(SocketRequest {
-                        state: Arc::clone(&state),
-                        headers,
-                        query,
-                        upgrade,
-                        frames: Arc::clone(&frames),
-                    })
+                    handler(SocketRequest { state: Arc::clone(&state), headers, query, upgrade })
                 })
                 .boxed()
         }

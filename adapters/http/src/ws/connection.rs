@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::auth::AuthenticatedUser;
-use crate::frame_type::{FrameCounters, FrameType, received_type, sent_type};
+use crate::frame_type::{FrameType, received_type, sent_type};
 use crate::state::HttpState;
 use crate::wire::{self, Inbound, WireError};
 
@@ -75,7 +75,6 @@ const SHUTDOWN_CLOSE_WAIT: Duration = Duration::from_millis(250);
 
 pub(super) async fn serve(
     state: Arc<HttpState>,
-    frames: Arc<FrameCounters>,
     socket: Socket,
     user: AuthenticatedUser,
     requested: Option<SessionId>,
@@ -100,7 +99,7 @@ pub(super) async fn serve(
     let reader = async {
         let end = match state.chat.connect(Arc::clone(&handle), user.is_admin(), requested, last_seq).await {
             Ok(mut connection) => {
-                let end = read_loop(&state, &frames, &mut stream, &mut connection, &writer_done).await;
+                let end = read_loop(&state, &mut stream, &mut connection, &writer_done).await;
                 state.chat.disconnect(connection);
                 end
             }
@@ -115,8 +114,7 @@ pub(super) async fn serve(
         end
     };
     let writer = async {
-        let closing =
-            write_loop(&state, &frames, sink, queue, &handle, deadline, &reader_done, &read_end).await;
+        let closing = write_loop(&state, sink, queue, &handle, deadline, &reader_done, &read_end).await;
         writer_done.cancel();
         closing
     };
@@ -157,7 +155,6 @@ pub(super) async fn serve(
 
 async fn read_loop(
     state: &HttpState,
-    frames: &FrameCounters,
     stream: &mut SplitStream<Socket>,
     connection: &mut Connection,
     writer_done: &CancellationToken,
@@ -185,7 +182,7 @@ async fn read_loop(
             Message::Close(_) => return ReadEnd::ClientClosed,
             Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => continue,
             Message::Binary(_) => {
-                frames.received(FrameType::Other);
+                state.metrics.frames().received(FrameType::Other);
                 if let Some(end) = refuse_frame(state, connection, &WireError::Binary) {
                     return end;
                 }
@@ -193,7 +190,7 @@ async fn read_loop(
             }
         };
         let parsed = wire::parse_frame(&text, max_chars, chat.clock().now());
-        frames.received(received_type(&parsed));
+        state.metrics.frames().received(received_type(&parsed));
         match parsed {
             Ok(Inbound::Ping) => {
                 connection.socket().send(chat.frame(ServerEvent::Pong));
@@ -244,7 +241,6 @@ fn refuse_frame(state: &HttpState, connection: &mut Connection, error: &WireErro
 #[allow(clippy::too_many_arguments)] // the socket's parts, each used on its own
 async fn write_loop(
     state: &HttpState,
-    frames: &FrameCounters,
     mut sink: SplitSink<Socket, Message>,
     mut queue: OutboundQueue,
     handle: &SocketHandle,
@@ -273,7 +269,7 @@ async fn write_loop(
                     message: "Authentication token expired".into(),
                     retry_after: None,
                 });
-                let _ = write_frames(state, frames, &mut sink, &[expired]).await;
+                let _ = write_frames(state, &mut sink, &[expired]).await;
                 break Some(Some(CloseReason::TokenExpired));
             }
             item = queue.recv() => {
@@ -282,7 +278,7 @@ async fn write_loop(
                 let written = tokio::select! {
                     biased;
                     () = handle.closed() => break Some(handle.close_reason()),
-                    written = write_frames(state, frames, &mut sink, item.frames()) => written,
+                    written = write_frames(state, &mut sink, item.frames()) => written,
                 };
                 if !written {
                     break None;
@@ -309,7 +305,7 @@ async fn write_loop(
     if deliver_queue {
         let pending: Vec<_> =
             std::iter::from_fn(|| queue.try_recv()).flat_map(|item| item.frames().to_vec()).collect();
-        let _ = write_frames(state, frames, &mut sink, &pending).await;
+        let _ = write_frames(state, &mut sink, &pending).await;
     }
     let frame = match close {
         Some(reason) => Some(close_frame(reason)),
@@ -348,7 +344,6 @@ fn close_frame(reason: Option<CloseReason>) -> CloseFrame {
 
 async fn write_frames(
     state: &HttpState,
-    counters: &FrameCounters,
     sink: &mut SplitSink<Socket, Message>,
     frames: &[Arc<chatbox_application::events::Frame>],
 ) -> bool {
@@ -363,20 +358,16 @@ async fn write_frames(
     .await;
     let written = matches!(result, Ok(Ok(())));
     if written {
-        record_written(state, counters, frames);
+        record_written(state, frames);
     }
     written
 }
 
 /// Counts frames written to the client, and for an answer's first chunk the gateway's
 /// own latency: from its token's arrival from the provider to now, written.
-fn record_written(
-    state: &HttpState,
-    counters: &FrameCounters,
-    frames: &[Arc<chatbox_application::events::Frame>],
-) {
+fn record_written(state: &HttpState, frames: &[Arc<chatbox_application::events::Frame>]) {
     for frame in frames {
-        counters.sent(sent_type(&frame.event));
+        state.metrics.frames().sent(sent_type(&frame.event));
         if let Some(arrived) = frame.first_token_at() {
             state.metrics.recorder.gateway_latency(state.chat.clock().monotonic().saturating_sub(arrived));
         }

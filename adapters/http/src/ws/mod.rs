@@ -33,7 +33,7 @@ use connection::serve;
 const READ_BUFFER_BYTES: usize = 1024;
 /// Answers `GET P/ws`.
 pub(crate) fn upgrade(request: SocketRequest) -> HttpResponse {
-    let SocketRequest { state, headers, query, upgrade: on_upgrade, frames } = request;
+    let SocketRequest { state, headers, query, upgrade: on_upgrade } = request;
     if state.gate.is_draining() {
         return error_response(ErrorCode::ServiceUnavailable, "Server is shutting down", None);
     }
@@ -101,7 +101,7 @@ pub(crate) fn upgrade(request: SocketRequest) -> HttpResponse {
                     let socket =
                         WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config))
                             .await;
-                    serve(task_state, frames, socket, user, requested, last_seq, permit).await;
+                    serve(task_state, socket, user, requested, last_seq, permit).await;
                 }
                 Err(error) => debug!(%error, "websocket upgrade failed"),
             }
