@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chatbox_domain::{ModelId, SessionId};
+use chatbox_domain::{ModelId, SessionId, UserId};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -28,6 +28,8 @@ pub(crate) struct Deps {
     pub notifiers: Vec<Arc<dyn Notifier>>,
     /// Help alerts per session.
     pub help_alerts: KeyedLimiter<SessionId>,
+    /// Help alerts per user.
+    pub help_alerts_per_user: KeyedLimiter<UserId>,
     /// What the answers count and time.
     pub metrics: Arc<dyn Metrics>,
     pub settings: ChatSettings,

@@ -86,6 +86,9 @@ pub struct ChatSettings {
     pub share_ttl: Duration,
     /// Help alerts per session (5 per 5 minutes by default); more are skipped and logged.
     pub help_alert_quota: Quota,
+    /// Help alerts per user, over all their sessions: asking for help in one session
+    /// after another cannot multiply the alerts.
+    pub help_alert_user_quota: Quota,
     /// `ADMIN_PANEL_URL`: alerts link to the session there.
     pub admin_panel_url: Option<String>,
 }

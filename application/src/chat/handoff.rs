@@ -7,7 +7,8 @@
 //!
 //! Alerts never delay the user: they are sent by a tracked task, each channel on its
 //! own with a timeout, so one channel's failure or stall never skips another. They are
-//! limited per session (`help_alert_quota`); a skipped alert is logged.
+//! limited per session (`help_alert_quota`) and per user over all their sessions
+//! (`help_alert_user_quota`); a skipped alert is logged.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -91,8 +92,14 @@ impl ChatService {
         if self.deps.notifiers.is_empty() {
             return;
         }
-        if let Err(retry_after) = self.deps.help_alerts.check(live.id(), self.deps.clock.monotonic()) {
+        let now = self.deps.clock.monotonic();
+        if let Err(retry_after) = self.deps.help_alerts.check(live.id(), now) {
             info!(session_id = %live.id(), retry_after_ms = retry_after.as_millis(), "help alert skipped: rate limited for this session");
+            return;
+        }
+        let owner = live.read(|session| session.owner.clone());
+        if let Err(retry_after) = self.deps.help_alerts_per_user.check(&owner, now) {
+            info!(session_id = %live.id(), user_id = %owner, retry_after_ms = retry_after.as_millis(), "help alert skipped: rate limited for this user");
             return;
         }
         let alert = live.read(|session| HelpAlert {
@@ -128,10 +135,13 @@ impl ChatService {
         }
     }
 
-    /// Forgets recovered help-alert keys; returns (before, after).
+    /// Forgets recovered help-alert keys (sessions and users); returns (before, after).
     #[must_use]
     pub fn cleanup_alert_limiter(&self) -> (usize, usize) {
-        self.deps.help_alerts.cleanup(self.deps.clock.monotonic())
+        let now = self.deps.clock.monotonic();
+        let (sessions_before, sessions_after) = self.deps.help_alerts.cleanup(now);
+        let (users_before, users_after) = self.deps.help_alerts_per_user.cleanup(now);
+        (sessions_before + users_before, sessions_after + users_after)
     }
 }
 

@@ -136,6 +136,7 @@ impl ChatService {
     pub fn new(ports: ChatPorts, settings: ChatSettings, tasks: TaskTracker) -> Self {
         let limiter = MessageLimiter::new(settings.message_quota);
         let help_alerts = KeyedLimiter::new(settings.help_alert_quota);
+        let help_alerts_per_user = KeyedLimiter::new(settings.help_alert_user_quota);
         let live = LiveSessions::new(Arc::clone(&ports.clock), Arc::clone(&ports.hub));
         Self {
             deps: Arc::new(Deps {
@@ -147,6 +148,7 @@ impl ChatService {
                 catalog: ports.catalog,
                 notifiers: ports.notifiers,
                 help_alerts,
+                help_alerts_per_user,
                 metrics: ports.metrics,
                 settings,
                 live,

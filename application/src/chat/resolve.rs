@@ -121,6 +121,26 @@ impl ChatService {
         Err(ChatError::Internal)
     }
 
+    /// The existing session a command names (or the bound one), bound to the socket;
+    /// [`ChatError::NotFound`] when it names none the connection may enter.
+    pub(super) async fn existing_session(
+        &self,
+        connection: &mut Connection,
+        requested: Option<&SessionId>,
+    ) -> Result<Arc<LiveSession>, ChatError> {
+        if requested.is_none() && connection.bound.is_none() {
+            return Err(ChatError::NotFound);
+        }
+        for _ in 0..EVICTION_RETRIES {
+            match self.resolve(connection, requested).await? {
+                Target::Live(live) if !self.rebind_if_needed(connection, &live) => {}
+                Target::Live(live) => return Ok(live),
+                Target::New(_) => return Err(ChatError::NotFound),
+            }
+        }
+        Err(ChatError::Internal)
+    }
+
     /// Creates a session under `id`, makes it live and binds the socket to it.
     pub(super) async fn create_session(
         &self,

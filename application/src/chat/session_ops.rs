@@ -85,16 +85,18 @@ impl ChatService {
         live.publish(&frame, Some(connection.socket.id()));
     }
 
-    /// The user asks for a human: the session is marked as waiting for one (stored), its
-    /// sockets get `connection_status` with `state="help_requested"`, and the admins are
-    /// alerted (see `handoff.rs`). Repeating it is harmless; alerts are rate limited per
-    /// session.
+    /// The user asks for a human in an existing session of theirs (the bound one, or the
+    /// one named): the session is marked as waiting for one (stored), its sockets get
+    /// `connection_status` with `state="help_requested"`, and the admins are alerted (see
+    /// `handoff.rs`). Repeating it is harmless; alerts are rate limited per session and
+    /// per user. An id that names no session of the user is `NOT_FOUND`: a help request
+    /// never creates a session, so fresh ids cannot multiply the alerts.
     pub(super) async fn request_help(
         &self,
         connection: &mut Connection,
         session_id: Option<SessionId>,
     ) -> Result<(), ChatError> {
-        let live = self.target_session(connection, session_id.as_ref(), None).await?;
+        let live = self.existing_session(connection, session_id.as_ref()).await?;
         let content = "Help request sent. An administrator will join your session shortly.";
         let _turn = live.control().await;
         let handoff = live.read(|session| session.handoff.clone().request_help());

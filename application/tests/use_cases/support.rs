@@ -100,6 +100,7 @@ pub fn settings() -> ChatSettings {
         max_active_sessions_per_user: 20,
         share_ttl: Duration::from_secs(3600),
         help_alert_quota: Quota::new(5, Duration::from_secs(300)).expect("quota"),
+        help_alert_user_quota: Quota::new(10, Duration::from_secs(3600)).expect("quota"),
         admin_panel_url: None,
     }
 }

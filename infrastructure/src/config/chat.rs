@@ -25,6 +25,10 @@ const STORAGE_TIMEOUT: Duration = Duration::from_secs(10);
 const HELP_ALERTS_PER_SESSION: u32 = 5;
 /// The window of [`HELP_ALERTS_PER_SESSION`].
 const HELP_ALERT_WINDOW: Duration = Duration::from_secs(300);
+/// Help alerts per user over all their sessions (and per [`HELP_ALERT_USER_WINDOW`]).
+const HELP_ALERTS_PER_USER: u32 = 10;
+/// The window of [`HELP_ALERTS_PER_USER`].
+const HELP_ALERT_USER_WINDOW: Duration = Duration::from_secs(3600);
 /// Stored messages per page of a replay.
 const REPLAY_PAGE_SIZE: usize = 200;
 
@@ -130,6 +134,8 @@ impl ChatSection {
             share_ttl: self.share_ttl,
             help_alert_quota: Quota::new(HELP_ALERTS_PER_SESSION, HELP_ALERT_WINDOW)
                 .context("the help alert quota")?,
+            help_alert_user_quota: Quota::new(HELP_ALERTS_PER_USER, HELP_ALERT_USER_WINDOW)
+                .context("the per-user help alert quota")?,
             admin_panel_url,
         })
     }
