@@ -225,6 +225,19 @@ fn alerts(r: &mut Reader<'_>) -> AlertsSection {
     }
     let email = email(r);
     let sms = sms(r);
+    // Recipients with no way to reach them would start a service that never alerts. (A
+    // channel set up halfway is reported under its own variables already.)
+    let any_set = |r: &Reader<'_>, names: &[&str]| names.iter().any(|name| r.source.is_set(name));
+    if !admin_emails.is_empty() && email.is_none() && !any_set(r, &["SMTP_HOST", "EMAIL_FROM"]) {
+        r.fail("ADMIN_EMAILS", "needs SMTP_HOST and EMAIL_FROM: no email alert could be sent");
+    }
+    let sms_names = ["SMS_ACCOUNT_SID", "SMS_AUTH_TOKEN", "SMS_API_KEY", "SMS_FROM"];
+    if !admin_phones.is_empty() && sms.is_none() && !any_set(r, &sms_names) {
+        r.fail(
+            "ADMIN_PHONES",
+            "needs SMS_ACCOUNT_SID, SMS_AUTH_TOKEN and SMS_FROM: no SMS alert could be sent",
+        );
+    }
     AlertsSection { admin_emails, admin_phones, email, sms, admin_panel_url }
 }
 
@@ -264,6 +277,17 @@ mod tests {
         ] {
             assert!(found.iter().any(|p| p.starts_with(&format!("{variable}: "))), "{variable} in {found:?}");
         }
+    }
+
+    #[test]
+    fn recipients_without_their_channel_fail_validation() {
+        let found = problems(&[("ADMIN_EMAILS", "ops@example.com"), ("ADMIN_PHONES", "+15551234567")]);
+        assert!(found.iter().any(|p| p.starts_with("ADMIN_EMAILS: needs SMTP_HOST")), "{found:?}");
+        assert!(found.iter().any(|p| p.starts_with("ADMIN_PHONES: needs SMS_ACCOUNT_SID")), "{found:?}");
+        // A half-configured channel is reported once, under its own variables.
+        let half = problems(&[("ADMIN_EMAILS", "ops@example.com"), ("SMTP_HOST", "smtp.example.com")]);
+        assert_eq!(half.iter().filter(|p| p.starts_with("ADMIN_EMAILS")).count(), 0, "{half:?}");
+        assert!(half.iter().any(|p| p.starts_with("SMTP_HOST: ")), "{half:?}");
     }
 
     #[test]
