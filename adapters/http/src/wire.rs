@@ -369,6 +369,19 @@ pub fn encode(frame: &Frame) -> String {
 
 #[cfg(test)]
 mod tests {
+
+    /// Every code a client can meet is explained in the protocol's error table (or, for
+    /// the handshake and HTTP-only codes, in its tables of refusals and routes).
+    #[test]
+    fn every_error_code_is_documented_in_the_protocol() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/protocol.md");
+        let protocol = std::fs::read_to_string(path).expect("docs/protocol.md");
+        for code in chatbox_domain::ErrorCode::ALL {
+            let cell = format!("| `{}` |", code.as_str());
+            assert!(protocol.contains(&cell), "docs/protocol.md has no table row for {}", code.as_str());
+        }
+    }
+
     use super::*;
 
     fn now() -> Timestamp {
