@@ -131,3 +131,36 @@ async fn socket_caps_refuse_with_429_and_failed_attempts_never_leak_slots() {
     assert!(notices.iter().all(|f| f["type"] == "notification"), "{notices:#?}");
     app.stop().await;
 }
+
+/// Writes one raw, masked client frame (`first` is FIN, RSV and opcode) under the codec.
+async fn write_raw_frame(socket: &mut ws::Socket, first: u8, payload: &[u8]) {
+    use tokio::io::AsyncWriteExt;
+    let mask = [0x37, 0xfa, 0x21, 0x3d];
+    let mut frame = vec![first, 0x80 | u8::try_from(payload.len()).expect("a short payload")];
+    frame.extend_from_slice(&mask);
+    frame.extend(payload.iter().enumerate().map(|(i, byte)| byte ^ mask[i % 4]));
+    match socket.get_mut() {
+        tokio_tungstenite::MaybeTlsStream::Plain(tcp) => tcp.write_all(&frame).await.expect("write"),
+        _ => panic!("a plain TCP test socket"),
+    }
+}
+
+/// A frame that breaks the WebSocket protocol closes the socket with 1002, a text frame
+/// that is not UTF-8 with 1007: the standard codes, not a close without any.
+#[tokio::test]
+async fn protocol_violations_close_with_1002_and_bad_text_with_1007() {
+    let app = spawn_app(&[]).await;
+    let cases: [(u8, &[u8], u16); 3] = [
+        (0x83, b"", 1002),           // a reserved opcode
+        (0xC1, b"hi", 1002),         // RSV1 set with no extension negotiated
+        (0x81, &[0xC3, 0x28], 1007), // a text frame that is not UTF-8
+    ];
+    for (first, payload, expected) in cases {
+        let mut client = app.connect("alice", "").await;
+        write_raw_frame(&mut client.socket, first, payload).await;
+        let (close, _) = client.until_closed().await;
+        let code = close.map(|frame| u16::from(frame.code));
+        assert_eq!(code, Some(expected), "frame {first:#04x} {payload:?}");
+    }
+    app.stop().await;
+}

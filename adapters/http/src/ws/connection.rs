@@ -43,6 +43,11 @@ enum ReadEnd {
     ClientClosed,
     /// A frame over `MAX_MESSAGE_SIZE`: close 1009.
     FrameTooBig,
+    /// A frame that breaks the WebSocket protocol (reserved bits or opcodes, an unmasked
+    /// client frame, a bad control frame): close 1002.
+    ProtocolViolation,
+    /// A text frame that is not UTF-8: close 1007.
+    InvalidText,
     /// Nothing (not even a pong) arrived in time.
     PingTimeout,
     /// The connection broke.
@@ -61,6 +66,8 @@ impl ReadEnd {
     fn close_frame(self) -> Option<CloseFrame> {
         let (code, reason) = match self {
             Self::FrameTooBig => (CloseCode::Size, "Message too big"),
+            Self::ProtocolViolation => (CloseCode::Protocol, "Protocol error"),
+            Self::InvalidText => (CloseCode::Invalid, "Invalid UTF-8"),
             Self::PingTimeout => (CloseCode::Policy, "Ping timeout"),
             Self::Internal => (CloseCode::Error, "Internal error"),
             Self::Flooding => (CloseCode::Policy, "Too many requests"),
@@ -125,6 +132,8 @@ pub(super) async fn serve(
             ReadEnd::Stopped
                 | ReadEnd::PingTimeout
                 | ReadEnd::FrameTooBig
+                | ReadEnd::ProtocolViolation
+                | ReadEnd::InvalidText
                 | ReadEnd::Internal
                 | ReadEnd::Flooding
         )
@@ -171,6 +180,11 @@ async fn read_loop(
             Err(_) => return ReadEnd::PingTimeout,
             Ok(None) => return ReadEnd::ClientClosed,
             Ok(Some(Err(tungstenite::Error::Capacity(_)))) => return ReadEnd::FrameTooBig,
+            Ok(Some(Err(tungstenite::Error::Protocol(error)))) => {
+                debug!(%error, "protocol violation");
+                return ReadEnd::ProtocolViolation;
+            }
+            Ok(Some(Err(tungstenite::Error::Utf8(_)))) => return ReadEnd::InvalidText,
             Ok(Some(Err(error))) => {
                 debug!(%error, "socket read failed");
                 return ReadEnd::Broken;
