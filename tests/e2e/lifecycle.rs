@@ -56,6 +56,14 @@ async fn cors_answers_listed_origins_refuses_others_and_leaves_websockets_alone(
         tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(url).expect("request");
     request.headers_mut().insert("origin", "https://elsewhere.example.com".parse().expect("origin"));
     assert!(crate::support::try_open(request).await.is_ok(), "WebSockets follow ALLOWED_ORIGINS, not CORS");
+    // The scrapes too: another origin gets 403, a scraper (no Origin) its metrics.
+    for scrape in ["/chat/metrics/prometheus", "/metrics"] {
+        let (status, _, body) = app.http_raw("GET", scrape, &[("Origin", "https://evil.example.com")]).await;
+        assert_eq!(status, 403, "{scrape}: {body}");
+        let (status, _, body) = app.http_raw("GET", scrape, &[]).await;
+        assert_eq!(status, 200, "{scrape}");
+        assert!(body.contains("# TYPE"), "{scrape}: {body}");
+    }
     app.stop().await;
 }
 

@@ -48,15 +48,15 @@ pub fn routes(state: Arc<HttpState>) -> Reply {
             Access::Public(_) | Access::User(_) | Access::Admin(_) => http_routes.push(filter),
         }
     }
-    let http_routes = any_of(http_routes);
+    // CORS wraps every plain HTTP route, the scrapes included (a scraper sends no
+    // Origin); WebSocket upgrades have their own Origin rule.
+    let http_routes = any_of(scrapes).or(any_of(http_routes)).unify().boxed();
     let http_routes = match cors(&state.config.cors_allowed_origins) {
         Some(cors) => http_routes.with(cors).map(warp::Reply::into_response).boxed(),
         None => http_routes,
     };
     let headers = state.security_headers.clone();
     any_of(sockets)
-        .or(any_of(scrapes))
-        .unify()
         .or(http_routes)
         .unify()
         .recover(|rejection: warp::Rejection| async move { Ok::<_, Infallible>(rejected(&rejection)) })
