@@ -448,3 +448,29 @@ async fn a_share_link_stops_working_when_share_ttl_has_passed() {
     assert_eq!((status, body["code"].as_str()), (404, Some("NOT_FOUND")));
     app.stop().await;
 }
+
+/// Every method the OpenAPI document says a path refuses is refused with 405
+/// `METHOD_NOT_ALLOWED`, before any authentication.
+#[tokio::test]
+async fn every_documented_405_is_answered_405() {
+    let app = spawn_app(&[]).await;
+    let (status, _, document) = app.json("GET", "/chat/openapi.json", None).await;
+    assert_eq!(status, 200);
+    let mut checked = 0;
+    for (path, methods) in document["paths"].as_object().expect("paths") {
+        for (method, operation) in methods.as_object().expect("methods") {
+            let responses = operation["responses"].as_object().expect("responses");
+            if !(responses.len() == 1 && responses.contains_key("405")) {
+                continue;
+            }
+            let concrete =
+                path.replace("{session_id}", "s1").replace("{user_id}", "u1").replace("{share_token}", "t1");
+            let (status, head, body) = app.http_raw(&method.to_uppercase(), &concrete, &[]).await;
+            assert_eq!(status, 405, "{method} {concrete}: {head}{body}");
+            assert!(body.contains("METHOD_NOT_ALLOWED"), "{method} {concrete}: {body}");
+            checked += 1;
+        }
+    }
+    assert!(checked >= 30, "every path refuses the methods it does not serve ({checked} checked)");
+    app.stop().await;
+}

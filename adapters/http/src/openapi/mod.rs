@@ -21,6 +21,16 @@ fn error_response(description: &str) -> Value {
     json!({ "description": description, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } })
 }
 
+/// The operation of a method a path does not serve: 405 `METHOD_NOT_ALLOWED`.
+fn not_allowed(path: &str, method: &str) -> Value {
+    let id: String = path.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
+    json!({
+        "operationId": format!("{method}{id}_not_allowed"),
+        "summary": "Not served on this path",
+        "responses": { "405": error_response("The path exists, not with this method") }
+    })
+}
+
 fn limited() -> Value {
     json!({
         "description": "Rate limited",
@@ -336,6 +346,15 @@ pub fn document(prefix: &str, routes: &[Route]) -> Value {
             methods.insert(route.method().openapi_name().to_owned(), operation);
         }
     }
+    // A path answers every other method of the API with 405.
+    for (path, item) in &mut paths {
+        let Some(methods) = item.as_object_mut() else { continue };
+        for method in Method::ALL.map(Method::openapi_name) {
+            if !methods.contains_key(method) {
+                methods.insert(method.to_owned(), not_allowed(path, method));
+            }
+        }
+    }
     json!({
         "openapi": "3.1.0",
         "info": { "title": "Chatbox", "version": env!("CARGO_PKG_VERSION"), "description": "WebSocket gateway for LLM chat: HTTP routes." },
@@ -360,6 +379,11 @@ mod tests {
     use super::*;
     use crate::routes::ROUTES;
 
+    /// An operation documented only as 405: the path does not serve that method.
+    fn refused(operation: &Value) -> bool {
+        operation["responses"].as_object().is_some_and(|r| r.len() == 1 && r.contains_key("405"))
+    }
+
     #[test]
     fn the_document_lists_exactly_the_routes_of_the_table_with_bearer_security_where_they_need_it() {
         let document = document("/chat", ROUTES);
@@ -368,7 +392,13 @@ mod tests {
             .expect("paths")
             .iter()
             .flat_map(|(path, methods)| {
-                methods.as_object().expect("methods").iter().map(move |(method, operation)| {
+                let methods = methods.as_object().expect("methods");
+                assert_eq!(
+                    methods.len(),
+                    Method::ALL.len(),
+                    "{path}: every method is documented, served or 405"
+                );
+                methods.iter().filter(|(_, operation)| !refused(operation)).map(move |(method, operation)| {
                     (method.clone(), path.clone(), operation.get("security").is_some())
                 })
             })

@@ -113,6 +113,9 @@ impl Method {
         }
     }
 
+    /// Every method a route can answer.
+    pub const ALL: [Self; 3] = [Self::Get, Self::Post, Self::Delete];
+
     /// As an OpenAPI path item names it: `get`, `post`, `delete`.
     #[must_use]
     pub const fn openapi_name(self) -> &'static str {
