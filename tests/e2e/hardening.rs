@@ -1,7 +1,8 @@
 //! Hostile and unlucky input from a client with a valid account: odd and huge claim
-//! values, floods of every command type, tokens in the subprotocol header, half-open
-//! HTTP requests, idle keep-alive connections, and the binary's refusal of bad
-//! configuration. Each gets its documented answer and the server keeps serving.
+//! values, floods of every command type, tokens in the subprotocol header, paging
+//! offsets past what a store can skip, half-open HTTP requests, idle keep-alive
+//! connections, and the binary's refusal of bad configuration. Each gets its documented
+//! answer and the server keeps serving.
 
 use std::process::Stdio;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -14,7 +15,8 @@ use tokio::process::Command;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
-use crate::support::{SECRET, TestApp, WAIT, spawn_app, token, token_with};
+use crate::mongo;
+use crate::support::{SECRET, TestApp, WAIT, admin_token, spawn_app, token, token_with};
 
 fn now_secs() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).expect("time").as_secs()
@@ -100,6 +102,53 @@ async fn the_token_can_travel_in_the_subprotocol_header_and_only_the_real_name_c
         app.refused(&app.ws_url(""), &[("Sec-WebSocket-Protocol", "chatbox.v1, bearer.not-a-token")]).await;
     assert_eq!((status, body["code"].as_str()), (401, Some("INVALID_TOKEN")));
     app.stop().await;
+}
+
+/// The memory store, and MongoDB when one is reachable.
+async fn on_every_store(test: &str) -> Vec<TestApp> {
+    let mut apps = vec![spawn_app(&[]).await];
+    if let Some(mongo) = mongo::reachable(test).await {
+        let database = mongo::fresh_database(test);
+        apps.push(
+            spawn_app(&[
+                ("STORAGE_BACKEND", "mongodb"),
+                ("MONGO_URI", mongo.uri.as_str()),
+                ("MONGO_DATABASE", database.as_str()),
+            ])
+            .await,
+        );
+    }
+    apps
+}
+
+#[tokio::test]
+async fn an_offset_past_the_largest_skip_is_a_bad_request_on_every_store() {
+    for app in on_every_store("offset bound").await {
+        let mut client = app.connect("pager", "").await;
+        let session = client.session_id();
+        client.ask("hello").await;
+        let (user, admin) = (token("pager"), admin_token("boss"));
+        let pages = [
+            ("/chat/sessions".to_owned(), &user),
+            (format!("/chat/sessions/{session}"), &user),
+            ("/chat/admin/sessions".to_owned(), &admin),
+            ("/chat/admin/users/pager/sessions".to_owned(), &admin),
+            (format!("/chat/admin/sessions/{session}"), &admin),
+        ];
+        for (path, bearer) in &pages {
+            let largest = format!("{path}?offset=9223372036854775807");
+            let (status, _, body) = app.json("GET", &largest, Some(bearer)).await;
+            assert_eq!(status, 200, "{largest}: the largest offset is served: {body}");
+            for above in ["9223372036854775808", "18446744073709551615", "99999999999999999999"] {
+                let url = format!("{path}?offset={above}");
+                let (status, _, body) = app.json("GET", &url, Some(bearer)).await;
+                assert_eq!((status, body["code"].as_str()), (400, Some("BAD_REQUEST")), "{url}: {body}");
+                let text = body["error"].as_str().unwrap_or_default();
+                assert!(text.contains("offset") && text.contains("9223372036854775807"), "{url}: {text}");
+            }
+        }
+        app.stop().await;
+    }
 }
 
 #[tokio::test]
