@@ -1,7 +1,8 @@
 //! Hostile and unlucky input from a client with a valid account: odd and huge claim
-//! values, floods of every command type, tokens in the subprotocol header, half-open
-//! HTTP requests, idle keep-alive connections, and the binary's refusal of bad
-//! configuration. Each gets its documented answer and the server keeps serving.
+//! values, floods of every command type, tokens in the subprotocol header, credentials
+//! naming different users, paging offsets past what a store can skip, half-open HTTP
+//! requests, idle keep-alive connections, and the binary's refusal of bad configuration.
+//! Each gets its documented answer and the server keeps serving.
 
 use std::process::Stdio;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -14,7 +15,10 @@ use tokio::process::Command;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
-use crate::support::{SECRET, TestApp, WAIT, spawn_app, token, token_with};
+use tokio_tungstenite::tungstenite;
+
+use crate::mongo;
+use crate::support::{SECRET, TestApp, WAIT, admin_token, spawn_app, token, token_expiring, token_with};
 
 fn now_secs() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).expect("time").as_secs()
@@ -100,6 +104,188 @@ async fn the_token_can_travel_in_the_subprotocol_header_and_only_the_real_name_c
         app.refused(&app.ws_url(""), &[("Sec-WebSocket-Protocol", "chatbox.v1, bearer.not-a-token")]).await;
     assert_eq!((status, body["code"].as_str()), (401, Some("INVALID_TOKEN")));
     app.stop().await;
+}
+
+/// Opens a socket at `query` with `headers`, each its own header line (so a name may
+/// repeat). The user of its `connection_status` when accepted; the refusal's status and
+/// JSON body otherwise.
+async fn upgrade(app: &TestApp, query: &str, headers: &[(&str, &str)]) -> Result<String, (u16, Value)> {
+    let mut request = app.ws_url(query).into_client_request().expect("request");
+    for (name, value) in headers {
+        request.headers_mut().append(
+            http::HeaderName::from_bytes(name.as_bytes()).expect("name"),
+            http::HeaderValue::from_str(value).expect("value"),
+        );
+    }
+    match tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(request))
+        .await
+        .expect("answered in time")
+    {
+        Ok((mut socket, _)) => {
+            let status = socket.next().await.expect("frame").expect("text");
+            let status: Value = serde_json::from_str(status.to_text().expect("text")).expect("json");
+            let _ = socket.close(None).await;
+            Ok(status["user_id"].as_str().expect("user_id").to_owned())
+        }
+        Err(tungstenite::Error::Http(response)) => {
+            let body =
+                response.body().as_deref().map_or(Value::Null, |b| serde_json::from_slice(b).expect("json"));
+            Err((response.status().as_u16(), body))
+        }
+        Err(other) => panic!("unexpected error {other}"),
+    }
+}
+
+/// A refusal for conflicting credentials, whose text shows none of `tokens`.
+fn assert_conflicting(refusal: &(u16, Value), tokens: &[&str], what: &str) {
+    let (status, body) = refusal;
+    assert_eq!((*status, body["code"].as_str()), (400, Some("BAD_REQUEST")), "{what}: {body}");
+    let text = body.to_string();
+    assert!(text.contains("Conflicting credentials"), "{what}: {text}");
+    assert!(tokens.iter().all(|token| !text.contains(token)), "{what}: no token in the reply");
+}
+
+#[tokio::test]
+async fn two_authorization_headers_naming_different_users_are_a_bad_request() {
+    let app = spawn_app(&[]).await;
+    let (alice, bob, boss) = (token("alice"), token("bob"), admin_token("boss"));
+    let alice_later = token_expiring("alice", 600);
+    let line = |token: &str| format!("Bearer {token}");
+    for (path, first, second) in [
+        ("/chat/sessions", &alice, &bob),
+        ("/chat/sessions", &bob, &alice),
+        ("/chat/admin/sessions", &boss, &alice),
+        ("/chat/admin/sessions", &alice, &boss),
+    ] {
+        let headers = [("Authorization", line(first)), ("Authorization", line(second))];
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        let (status, _, body) = app.http_raw("GET", path, &headers).await;
+        let body: Value = serde_json::from_str(&body).expect("json");
+        assert_conflicting(&(status, body), &[first, second], path);
+    }
+    for (path, first, second) in [
+        ("/chat/sessions", &alice, &alice),
+        ("/chat/sessions", &alice, &alice_later),
+        ("/chat/admin/sessions", &boss, &boss),
+    ] {
+        let headers = [("Authorization", line(first)), ("Authorization", line(second))];
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        let (status, _, body) = app.http_raw("GET", path, &headers).await;
+        assert_eq!(status, 200, "{path}: one user's tokens are one credential: {body}");
+    }
+    let headers = [("Authorization", line(&alice)), ("Authorization", "Bearer not-a-token".to_owned())];
+    let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+    let (status, _, body) = app.http_raw("GET", "/chat/sessions", &headers).await;
+    assert_eq!(status, 401, "a bad token beside a good one is still a bad token: {body}");
+    app.stop().await;
+}
+
+/// `chatbox.v1` and a `bearer.` entry per token, in one `Sec-WebSocket-Protocol` value.
+fn offer(tokens: &[&str]) -> String {
+    let entries: Vec<String> = tokens.iter().map(|token| format!("bearer.{token}")).collect();
+    format!("chatbox.v1, {}", entries.join(", "))
+}
+
+fn bearer(token: &str) -> String {
+    format!("Bearer {token}")
+}
+
+#[tokio::test]
+async fn two_bearer_subprotocol_entries_naming_different_users_are_a_bad_request() {
+    let app = spawn_app(&[]).await;
+    let (alice, bob) = (token("alice"), token("bob"));
+    let refusal = upgrade(&app, "", &[("Sec-WebSocket-Protocol", &offer(&[&alice, &bob]))]).await;
+    assert_conflicting(&refusal.expect_err("refused"), &[&alice, &bob], "two entries in one header");
+    let (bob_entry, alice_entry) = (format!("bearer.{bob}"), format!("bearer.{alice}"));
+    let lines = [
+        ("Sec-WebSocket-Protocol", "chatbox.v1"),
+        ("Sec-WebSocket-Protocol", bob_entry.as_str()),
+        ("Sec-WebSocket-Protocol", alice_entry.as_str()),
+    ];
+    let refusal = upgrade(&app, "", &lines).await;
+    assert_conflicting(&refusal.expect_err("refused"), &[&alice, &bob], "entries on two header lines");
+
+    let repeated = upgrade(&app, "", &[("Sec-WebSocket-Protocol", &offer(&[&alice, &alice]))]).await;
+    assert_eq!(repeated, Ok("alice".to_owned()), "one token in two entries is one credential");
+    assert_still_serving(&app).await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_socket_token_in_a_header_and_another_users_in_the_query_is_a_bad_request() {
+    let app = spawn_app(&[]).await;
+    let (alice, bob) = (token("alice"), token("bob"));
+    let alice_later = token_expiring("alice", 600);
+    let (to_alice, to_bob) = (format!("?token={alice}"), format!("?token={bob}"));
+
+    let refusal = upgrade(&app, &to_alice, &[("Authorization", &bearer(&bob))]).await;
+    assert_conflicting(&refusal.expect_err("refused"), &[&alice, &bob], "header and query");
+    let refusal = upgrade(&app, &to_bob, &[("Sec-WebSocket-Protocol", &offer(&[&alice]))]).await;
+    assert_conflicting(&refusal.expect_err("refused"), &[&alice, &bob], "subprotocol and query");
+    let refusal =
+        upgrade(&app, "", &[("Authorization", &bearer(&alice)), ("Authorization", &bearer(&bob))]).await;
+    assert_conflicting(&refusal.expect_err("refused"), &[&alice, &bob], "two Authorization headers");
+    let everywhere = [("Authorization", bearer(&alice)), ("Sec-WebSocket-Protocol", offer(&[&bob]))];
+    let everywhere: Vec<(&str, &str)> = everywhere.iter().map(|(n, v)| (*n, v.as_str())).collect();
+    let refusal = upgrade(&app, &to_alice, &everywhere).await;
+    assert_conflicting(&refusal.expect_err("refused"), &[&alice, &bob], "header, subprotocol and query");
+
+    // The same user's credentials, repeated or refreshed, are one caller.
+    let same = upgrade(&app, &to_alice, &[("Authorization", &bearer(&alice))]).await;
+    assert_eq!(same, Ok("alice".to_owned()), "the same token in header and query");
+    let refreshed = [("Authorization", bearer(&alice)), ("Sec-WebSocket-Protocol", offer(&[&alice_later]))];
+    let refreshed: Vec<(&str, &str)> = refreshed.iter().map(|(n, v)| (*n, v.as_str())).collect();
+    let caller = upgrade(&app, &format!("?token={alice_later}"), &refreshed).await;
+    assert_eq!(caller, Ok("alice".to_owned()), "two tokens of one user everywhere");
+    assert_still_serving(&app).await;
+    app.stop().await;
+}
+
+/// The memory store, and MongoDB when one is reachable.
+async fn on_every_store(test: &str) -> Vec<TestApp> {
+    let mut apps = vec![spawn_app(&[]).await];
+    if let Some(mongo) = mongo::reachable(test).await {
+        let database = mongo::fresh_database(test);
+        apps.push(
+            spawn_app(&[
+                ("STORAGE_BACKEND", "mongodb"),
+                ("MONGO_URI", mongo.uri.as_str()),
+                ("MONGO_DATABASE", database.as_str()),
+            ])
+            .await,
+        );
+    }
+    apps
+}
+
+#[tokio::test]
+async fn an_offset_past_the_largest_skip_is_a_bad_request_on_every_store() {
+    for app in on_every_store("offset bound").await {
+        let mut client = app.connect("pager", "").await;
+        let session = client.session_id();
+        client.ask("hello").await;
+        let (user, admin) = (token("pager"), admin_token("boss"));
+        let pages = [
+            ("/chat/sessions".to_owned(), &user),
+            (format!("/chat/sessions/{session}"), &user),
+            ("/chat/admin/sessions".to_owned(), &admin),
+            ("/chat/admin/users/pager/sessions".to_owned(), &admin),
+            (format!("/chat/admin/sessions/{session}"), &admin),
+        ];
+        for (path, bearer) in &pages {
+            let largest = format!("{path}?offset=9223372036854775807");
+            let (status, _, body) = app.json("GET", &largest, Some(bearer)).await;
+            assert_eq!(status, 200, "{largest}: the largest offset is served: {body}");
+            for above in ["9223372036854775808", "18446744073709551615", "99999999999999999999"] {
+                let url = format!("{path}?offset={above}");
+                let (status, _, body) = app.json("GET", &url, Some(bearer)).await;
+                assert_eq!((status, body["code"].as_str()), (400, Some("BAD_REQUEST")), "{url}: {body}");
+                let text = body["error"].as_str().unwrap_or_default();
+                assert!(text.contains("offset") && text.contains("9223372036854775807"), "{url}: {text}");
+            }
+        }
+        app.stop().await;
+    }
 }
 
 #[tokio::test]

@@ -3,15 +3,16 @@
 //!
 //! - **Public**: counted per client address (`PUBLIC_RATE_LIMIT`; clients in
 //!   `METRICS_ALLOWED_NETWORKS`, probes and scrapers, are exempt) → a [`Visitor`].
-//! - **User**: `Authorization: Bearer` (401), then the per-user limit (429) → a
-//!   [`UserCaller`].
-//! - **Admin**: `Authorization: Bearer` (401), an admin role (403), then the per-admin
-//!   limit (429) → an [`AdminCaller`].
+//! - **User**: `Authorization: Bearer` (401; 400 when two headers name different
+//!   users), then the per-user limit (429) → a [`UserCaller`].
+//! - **Admin**: `Authorization: Bearer` (401; 400 when two headers name different
+//!   users), an admin role (403), then the per-admin limit (429) → an [`AdminCaller`].
 //! - **`MetricsNetwork`**: the TCP peer inside `METRICS_ALLOWED_NETWORKS` (403 otherwise;
 //!   `X-Forwarded-For` is not believed).
 //! - **`WebSocket`**: the upgrade's handshake authenticates by itself (the token may come
-//!   from `Authorization`, the `bearer.` subprotocol entry or `?token=`, and a draining
-//!   server answers 503 before any token is read); the socket caps limit it.
+//!   from `Authorization`, the `bearer.` subprotocol entry or `?token=`, all of them
+//!   naming one user, and a draining server answers 503 before any token is read); the
+//!   socket caps limit it.
 //!
 //! Invariant: a [`UserCaller`] or an [`AdminCaller`] exists only once its check has
 //! passed. Their fields are private and only this module makes them, so a handler that
@@ -97,7 +98,7 @@ impl AdminCaller {
 /// Why a check refused a request; each becomes one reply.
 #[derive(Debug)]
 pub(crate) enum Denied {
-    /// No token, or a bad one.
+    /// No token, a bad one, or tokens naming different users.
     Auth(AuthError),
     /// The route needs the admin role.
     NotAdmin,

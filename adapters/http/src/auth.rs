@@ -47,6 +47,11 @@ pub enum AuthError {
     /// a required claim.
     #[error("invalid or expired authentication token")]
     Invalid,
+    /// Tokens that name different users were presented together (two `Authorization`
+    /// headers, two `bearer.` subprotocol entries, or a header, an entry and a `?token=`
+    /// that disagree): which one the caller meant is not guessed.
+    #[error("conflicting credentials")]
+    Conflicting,
 }
 
 #[derive(Debug, Deserialize)]

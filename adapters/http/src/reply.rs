@@ -1,7 +1,8 @@
 //! What every route answers with, and reading the caller's bearer token: the JSON
 //! replies (the error-code table's `{"error","code"}` with the code's HTTP status and
-//! `Retry-After`), `Authorization: Bearer`, the reply to a failed authentication, and the
-//! query string as pairs.
+//! `Retry-After`), `Authorization: Bearer`, the one caller a request's tokens name (tokens
+//! naming different users are refused, never one of them picked), the reply to a failed
+//! authentication, and the query string as pairs.
 //!
 //! A leaf: it uses nothing else of this crate but `auth`'s types, so any module may use
 //! it without closing an import circle.
@@ -42,12 +43,39 @@ pub(crate) fn error_response(code: ErrorCode, message: &str, retry_after: Option
     response
 }
 
-/// The token of `Authorization: Bearer <token>`.
-pub(crate) fn bearer_token(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    let token = token.trim();
-    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+/// The token of each `Authorization: Bearer <token>` header, in the order they came.
+/// A value of another scheme, or an empty token, is no credential and is skipped.
+pub(crate) fn bearer_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
+    headers.get_all(header::AUTHORIZATION).iter().filter_map(|value| {
+        let (scheme, token) = value.to_str().ok()?.split_once(' ')?;
+        let token = token.trim();
+        (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+    })
+}
+
+/// The one caller every presented token names, the first token's user (tokens come in
+/// order of precedence). The same token repeated is one credential; different tokens of
+/// the same user are accepted; tokens naming different users are
+/// [`AuthError::Conflicting`], whichever comes first.
+///
+/// # Errors
+/// [`AuthError::Missing`] without a token, [`AuthError::Invalid`] when any token is bad,
+/// [`AuthError::Conflicting`] when two name different users.
+pub(crate) fn authenticate_tokens<'a>(
+    jwt: &JwtVerifier,
+    tokens: impl IntoIterator<Item = &'a str>,
+) -> Result<AuthenticatedUser, AuthError> {
+    let mut tokens = tokens.into_iter();
+    let first = tokens.next().ok_or(AuthError::Missing)?;
+    let caller = jwt.verify(first)?;
+    for token in tokens.filter(|token| *token != first) {
+        if jwt.verify(token)?.id != caller.id {
+            // Neither the tokens nor the users they name are logged.
+            tracing::debug!("request refused: credentials name different users");
+            return Err(AuthError::Conflicting);
+        }
+    }
+    Ok(caller)
 }
 
 /// The caller of an HTTP route: `Authorization: Bearer` only (no query tokens here).
@@ -55,7 +83,7 @@ pub(crate) fn authenticate_http(
     jwt: &JwtVerifier,
     headers: &HeaderMap,
 ) -> Result<AuthenticatedUser, AuthError> {
-    jwt.verify(bearer_token(headers).ok_or(AuthError::Missing)?)
+    authenticate_tokens(jwt, bearer_tokens(headers))
 }
 
 /// The reply to a failed authentication.
@@ -65,6 +93,7 @@ pub(crate) fn auth_error_response(error: AuthError) -> HttpResponse {
         AuthError::Invalid => {
             error_response(ErrorCode::InvalidToken, "Invalid or expired authentication token", None)
         }
+        AuthError::Conflicting => error_response(ErrorCode::BadRequest, "Conflicting credentials", None),
     }
 }
 
@@ -74,4 +103,63 @@ pub(crate) fn query_pairs() -> impl Filter<Extract = (HashMap<String, String>,),
     warp::filters::query::raw().or(warp::any().map(String::new)).unify().map(|raw: String| {
         serde_urlencoded::from_str::<Vec<(String, String)>>(&raw).unwrap_or_default().into_iter().collect()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use chatbox_domain::Secret;
+    use jsonwebtoken::Algorithm;
+
+    use super::*;
+    use crate::auth::{JwtSettings, issue_token};
+
+    const SECRET: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz-ABCDEF";
+
+    fn verifier() -> JwtVerifier {
+        JwtVerifier::new(&JwtSettings {
+            secret: Secret::new(String::from_utf8_lossy(SECRET)),
+            algorithms: vec![Algorithm::HS256],
+            require_exp: true,
+            issuer: None,
+            audience: None,
+            leeway: Duration::from_secs(0),
+        })
+    }
+
+    fn token(user: &str, ttl_secs: u64) -> String {
+        issue_token(SECRET, Algorithm::HS256, user, user, &[], Duration::from_secs(ttl_secs)).expect("token")
+    }
+
+    fn authorization(values: &[&str]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for value in values {
+            headers.append(header::AUTHORIZATION, HeaderValue::from_str(value).expect("value"));
+        }
+        headers
+    }
+
+    #[test]
+    fn every_bearer_header_counts_and_other_schemes_do_not() {
+        let headers = authorization(&["Bearer a", "Basic b", "bearer  c ", "Bearer ", "Bearer"]);
+        assert_eq!(bearer_tokens(&headers).collect::<Vec<_>>(), ["a", "c"]);
+    }
+
+    #[test]
+    fn tokens_must_all_name_one_user() {
+        let jwt = verifier();
+        let (ann, ann_later, bob) = (token("ann", 60), token("ann", 600), token("bob", 60));
+        let caller = |tokens: &[&str]| authenticate_tokens(&jwt, tokens.iter().copied()).map(|u| u.id);
+        assert_eq!(caller(&[]), Err(AuthError::Missing));
+        assert_eq!(caller(&[&ann, &ann]).map(|id| id.as_str().to_owned()), Ok("ann".to_owned()));
+        assert_eq!(caller(&[&ann, &ann_later]).map(|id| id.as_str().to_owned()), Ok("ann".to_owned()));
+        assert_eq!(caller(&[&ann, &bob]), Err(AuthError::Conflicting));
+        assert_eq!(caller(&[&bob, &ann, &ann]), Err(AuthError::Conflicting));
+        assert_eq!(caller(&[&ann, &ann_later, &bob]), Err(AuthError::Conflicting));
+        assert_eq!(caller(&[&ann, "garbage"]), Err(AuthError::Invalid));
+        assert_eq!(caller(&["garbage", &ann]), Err(AuthError::Invalid));
+        let text = format!("{} {:?}", AuthError::Conflicting, AuthError::Conflicting);
+        assert!(!text.contains(&ann) && !text.contains(&bob), "{text}");
+    }
 }

@@ -17,6 +17,10 @@ pub const MAX_ADMIN_LIMIT: usize = 1000;
 pub const MAX_USER_LIMIT: usize = 200;
 /// Most messages per page.
 pub const MAX_MESSAGE_LIMIT: usize = 1000;
+/// The largest `offset`: `i64::MAX`, the largest skip MongoDB takes (its driver sends
+/// the skip as a signed 64-bit integer). Above it the request is refused as malformed on
+/// every store, rather than failing in the store and reading as an outage.
+pub const MAX_OFFSET: usize = 9_223_372_036_854_775_807;
 
 fn number(
     query: &HashMap<String, String>,
@@ -31,7 +35,7 @@ fn number(
     }
 }
 
-/// `limit` (default `default`, 1..=`max`) and `offset`.
+/// `limit` (default `default`, 1..=`max`) and `offset` (0..=[`MAX_OFFSET`]).
 ///
 /// # Errors
 /// When either is not a number in range.
@@ -41,7 +45,13 @@ pub fn page(query: &HashMap<String, String>, default: usize, max: usize) -> Resu
     if limit == 0 {
         return Err(BadParam("limit must be a whole number between 1 and the maximum"));
     }
-    let offset = number(query, "offset", 0, usize::MAX, "offset must be a whole number")?;
+    let offset = number(
+        query,
+        "offset",
+        0,
+        MAX_OFFSET,
+        "offset must be a whole number between 0 and 9223372036854775807",
+    )?;
     Ok((limit, offset))
 }
 
@@ -233,6 +243,19 @@ mod tests {
         assert!(
             admin_query(&query(&[("start_time", "2026-02-01"), ("end_time", "2026-01-01")]), None).is_err()
         );
+    }
+
+    #[test]
+    fn the_offset_stops_at_the_largest_skip_a_store_takes() {
+        assert_eq!(i64::try_from(MAX_OFFSET), Ok(i64::MAX), "the documented maximum is i64::MAX");
+        let largest = page(&query(&[("offset", "9223372036854775807")]), 50, MAX_USER_LIMIT);
+        assert_eq!(largest, Ok((50, MAX_OFFSET)));
+        for above in ["9223372036854775808", "18446744073709551615", "18446744073709551616"] {
+            let refused = page(&query(&[("offset", above)]), 50, MAX_USER_LIMIT);
+            assert!(matches!(refused, Err(BadParam(text)) if text.contains("offset")), "{above}");
+            assert!(admin_query(&query(&[("offset", above)]), None).is_err(), "{above}");
+            assert!(message_page(&query(&[("offset", above)])).is_err(), "{above}");
+        }
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! The WebSocket endpoint: every check that can refuse a socket happens before the
 //! upgrade (draining, token — from `Authorization`, the `bearer.` subprotocol entry or
-//! `?token=` —, Origin, handshake headers, socket caps), then the upgrade is answered by
-//! hand so each socket gets small buffers (a few KiB instead of tungstenite's 128 KiB
-//! default), and one task per socket runs its reader and writer (`connection.rs`).
+//! `?token=`, every one presented naming the same user —, Origin, handshake headers,
+//! socket caps), then the upgrade is answered by hand so each socket gets small buffers
+//! (a few KiB instead of tungstenite's 128 KiB default), and one task per socket runs its
+//! reader and writer (`connection.rs`).
 
 mod connection;
 
@@ -21,7 +22,7 @@ use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tracing::{Instrument, debug, info_span};
 
 use crate::auth::{AuthError, AuthenticatedUser};
-use crate::reply::{HttpResponse, auth_error_response, bearer_token, error_response};
+use crate::reply::{HttpResponse, auth_error_response, authenticate_tokens, bearer_tokens, error_response};
 use crate::routes::route::SocketRequest;
 use crate::state::HttpState;
 
@@ -41,7 +42,7 @@ pub(crate) fn upgrade(request: SocketRequest) -> HttpResponse {
         Ok(offered) => offered,
         Err(problem) => return error_response(ErrorCode::BadRequest, problem, None),
     };
-    let user = match authenticate(&state, &headers, offered.token.as_deref(), &query) {
+    let user = match authenticate(&state, &headers, &offered.tokens, &query) {
         Ok(user) => user,
         Err(error) => return auth_error_response(error),
     };
@@ -133,8 +134,8 @@ const BEARER_PROTOCOL_PREFIX: &str = "bearer.";
 /// What the client offered in `Sec-WebSocket-Protocol`.
 #[derive(Default)]
 struct OfferedProtocols {
-    /// The token of a `bearer.<token>` entry.
-    token: Option<String>,
+    /// The token of each `bearer.<token>` entry, in the order offered.
+    tokens: Vec<String>,
     /// Whether [`SUBPROTOCOL`] was offered.
     speaks_ours: bool,
 }
@@ -152,31 +153,32 @@ impl OfferedProtocols {
             if entry == SUBPROTOCOL {
                 offered.speaks_ours = true;
             } else if let Some(token) = entry.strip_prefix(BEARER_PROTOCOL_PREFIX) {
-                offered.token = Some(token.to_owned());
+                offered.tokens.push(token.to_owned());
             }
         }
         // A browser fails the handshake unless one offered name comes back, and the
         // bearer entry must never be echoed: it needs the real name beside it.
-        if offered.token.is_some() && !offered.speaks_ours {
+        if !offered.tokens.is_empty() && !offered.speaks_ours {
             return Err("Offer the chatbox.v1 subprotocol next to the bearer entry");
         }
         Ok(offered)
     }
 }
 
-/// The token from `Authorization: Bearer`, else from the `bearer.` subprotocol entry,
-/// else from `?token=` (kept for the earlier clients).
+/// The caller named by every token presented: those of `Authorization: Bearer`, then of
+/// the `bearer.` subprotocol entries, then of `?token=` (kept for the earlier clients).
+/// Tokens that name different users are refused as conflicting, wherever each came from.
 fn authenticate(
     state: &HttpState,
     headers: &HeaderMap,
-    protocol_token: Option<&str>,
+    protocol_tokens: &[String],
     query: &HashMap<String, String>,
 ) -> Result<AuthenticatedUser, AuthError> {
-    let token = bearer_token(headers)
-        .or(protocol_token.map(str::trim).filter(|t| !t.is_empty()))
-        .or_else(|| query.get("token").map(String::as_str).map(str::trim).filter(|t| !t.is_empty()))
-        .ok_or(AuthError::Missing)?;
-    state.jwt.verify(token)
+    let from_protocol = protocol_tokens.iter().map(String::as_str);
+    let from_query = query.get("token").map(String::as_str);
+    let tokens = bearer_tokens(headers)
+        .chain(from_protocol.chain(from_query).map(str::trim).filter(|t| !t.is_empty()));
+    authenticate_tokens(&state.jwt, tokens)
 }
 
 /// An empty allow-list allows every origin; otherwise the Origin header must match one
