@@ -54,7 +54,7 @@ fn query_param(name: &str, schema: &Value) -> Value {
 fn page_params(max: u64) -> Vec<Value> {
     vec![
         query_param("limit", &json!({ "type": "integer", "minimum": 1, "maximum": max })),
-        query_param("offset", &json!({ "type": "integer", "minimum": 0 })),
+        query_param("offset", &json!({ "type": "integer", "minimum": 0, "maximum": i64::MAX })),
     ]
 }
 
@@ -69,7 +69,7 @@ fn message_params() -> Vec<Value> {
 /// parameter, storage unavailable.
 fn api_answers(mut responses: Value) -> Value {
     if let Some(map) = responses.as_object_mut() {
-        map.insert("400".into(), error_response("Malformed parameter"));
+        map.insert("400".into(), error_response("Malformed parameter or conflicting credentials"));
         map.insert("503".into(), error_response("Storage unavailable"));
     }
     responses
@@ -179,7 +179,7 @@ fn described() -> Vec<Described> {
                 ],
                 json!({
                     "101": { "description": "Switching protocols" },
-                    "400": error_response("Not a WebSocket upgrade"),
+                    "400": error_response("Not a WebSocket upgrade, a malformed parameter, or conflicting credentials"),
                     "401": error_response("Missing or invalid token"),
                     "403": error_response("Origin not allowed"),
                     "429": error_response("Connection limit reached"),
