@@ -226,7 +226,9 @@ if backend == "mongodb":
     hosts = rest.split("/")[0].split("?")[0].rpartition("@")[2]
     for host in hosts.split(","):
         # mongodb+srv: the SRV records name the hosts; 27017 is what they use.
-        name, _, port = host.rpartition(":") if scheme == "mongodb" and ":" in host.lstrip("[").rpartition("]")[2] else (host, "", "")
+        name, port = host, ""
+        if scheme == "mongodb" and ":" in host.rpartition("]")[2]:  # [v6]:port or name:port
+            name, _, port = host.rpartition(":")
         endpoints.append(("TCP", int(port or 27017), name.strip("[]"), "MONGO_URI"))
 if setting("SMTP_HOST"):
     endpoints.append(("TCP", int(setting("SMTP_PORT") or 587), setting("SMTP_HOST"), "SMTP_HOST:SMTP_PORT"))
