@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Checks the deployment artifacts: every Kubernetes manifest validated against the API
-# schemas, checkov's security checks on the manifests and the Dockerfile, the shell
-# scripts linted, create-secret.sh's refusal of weak JWT secrets, and, where the tool is
-# on the machine, the compose file, the kustomization, the nginx example and the k6
-# script. Exits non-zero when anything fails; prints a summary either way.
+# schemas, checkov's security checks on the manifests and the Dockerfile, its secret
+# scan over deployments/, the shell scripts linted, create-secret.sh's refusal of weak
+# JWT secrets, and, where the tool is on the machine, the compose file, the kustomization,
+# the network policy of each combination of components against the endpoints that
+# configuration reaches, the nginx example and the k6 script. Exits non-zero when
+# anything fails; prints a summary either way.
 #
 # Installs its own tools on first use (about 3 minutes) in a Python virtual environment
 # under ${XDG_CACHE_HOME:-$HOME/.cache}/chatbox-tools; later runs take seconds.
@@ -69,6 +71,17 @@ if "$VENV/bin/checkov" -d "$MANIFESTS" --framework kubernetes --skip-download --
   pass "checkov kubernetes (skips: $(grep -rhoE 'checkov\.io/skip[0-9]+: *"?CKV[0-9A-Z_]+' "$MANIFESTS" | grep -oE 'CKV[0-9A-Z_]+' | sort -u | tr '\n' ' '))"
 else
   fail "checkov kubernetes"
+fi
+section "checkov secrets: deployments"
+# Secret scanning over every deployment file (the Secret template, the compose file, the
+# examples): a placeholder must not look like a credential, so that a real one stands out.
+# The Secret create-secret.sh --write leaves in kubernetes/secret.yaml (git-ignored) holds
+# real values on purpose.
+if "$VENV/bin/checkov" -d deployments --framework secrets --skip-download --compact --quiet \
+  --skip-path 'kubernetes/secret\.yaml$'; then
+  pass "checkov secrets"
+else
+  fail "checkov secrets"
 fi
 section "checkov: deployments/Dockerfile"
 if "$VENV/bin/checkov" -f deployments/Dockerfile --framework dockerfile --skip-download --compact --quiet; then
@@ -156,13 +169,193 @@ fi
 section "kustomize"
 if command -v kubectl >/dev/null 2>&1; then
   if rendered=$(kubectl kustomize "$MANIFESTS") &&
-    [[ $(grep -c '^kind:' <<<"$rendered") == "$(grep -c '^  - ' "$MANIFESTS/kustomization.yaml")" ]]; then
+    [[ $(grep -c '^kind:' <<<"$rendered") == "$(sed -n '/^resources:/,/^[^ ]/p' "$MANIFESTS/kustomization.yaml" | grep -c '^  - ')" ]]; then
     pass "kustomization.yaml renders ($(grep '^kind:' <<<"$rendered" | cut -d' ' -f2 | tr '\n' ' '))"
   else
     fail "kustomization.yaml"
   fi
 else
   skip "kustomization.yaml: kubectl is not installed"
+fi
+
+section "network policy admits what each configuration reaches"
+# For each supported combination of dependencies (the components under
+# $MANIFESTS/components, docs/operations.md "Install"), an overlay as an operator would
+# write it: the base, the components, a ConfigMap patch with that configuration's
+# settings and the Secret create-secret.sh writes. The rendered policy must admit every
+# endpoint the rendered configuration names (DNS, each provider's endpoint, MONGO_URI's
+# hosts, SMTP_HOST:SMTP_PORT, the SMS API, REDIS_URL if any). The last combinations
+# leave a component out and must be refused: they prove the check can fail.
+# The checker reads the rendered YAML as YAML (PyYAML, which kubernetes-validate brings).
+read -r -d '' ENDPOINT_CHECKER <<'PY' || true
+import base64, ipaddress, sys, urllib.parse, yaml
+
+docs = [d for d in yaml.safe_load_all(sys.stdin) if d]
+def one(kind, name):
+    found = [d for d in docs if d["kind"] == kind and d["metadata"]["name"] == name]
+    if len(found) != 1:
+        sys.exit(f"rendered output has {len(found)} {kind} {name}")
+    return found[0]
+
+config = dict(one("ConfigMap", "chatbox-config").get("data") or {})
+secret = one("Secret", "chatbox-secrets")
+# envFrom lists the ConfigMap, then the Secret: the Secret wins.
+config.update({k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()})
+config.update(secret.get("stringData") or {})
+setting = lambda key: (config.get(key) or "").strip()
+
+pod_labels = one("Deployment", "chatbox-websocket")["spec"]["template"]["metadata"]["labels"]
+# (protocol, port, host, why); host None: the cluster DNS in kube-system.
+endpoints = [("UDP", 53, None, "DNS"), ("TCP", 53, None, "DNS")]
+def url(value, why, default_scheme="https"):
+    parsed = urllib.parse.urlsplit(value if "://" in value else f"{default_scheme}://{value}")
+    port = parsed.port or {"https": 443, "http": 80, "redis": 6379, "rediss": 6379}[parsed.scheme]
+    endpoints.append(("TCP", port, parsed.hostname, why))
+
+n = 1
+while setting(f"LLM_PROVIDER_{n}_ID") or setting(f"LLM_PROVIDER_{n}_TYPE"):
+    kind = setting(f"LLM_PROVIDER_{n}_TYPE").lower()
+    if kind != "demo":
+        # Each type's default endpoint is its vendor's HTTPS API.
+        url(setting(f"LLM_PROVIDER_{n}_ENDPOINT") or "https://provider.invalid", f"LLM_PROVIDER_{n}_ENDPOINT")
+    n += 1
+backend = setting("STORAGE_BACKEND").lower() or ("mongodb" if setting("MONGO_URI") else "memory")
+if backend == "mongodb":
+    uri = setting("MONGO_URI")
+    scheme, _, rest = uri.partition("://")
+    hosts = rest.split("/")[0].split("?")[0].rpartition("@")[2]
+    for host in hosts.split(","):
+        # mongodb+srv: the SRV records name the hosts; 27017 is what they use.
+        name, port = host, ""
+        if scheme == "mongodb" and ":" in host.rpartition("]")[2]:  # [v6]:port or name:port
+            name, _, port = host.rpartition(":")
+        endpoints.append(("TCP", int(port or 27017), name.strip("[]"), "MONGO_URI"))
+if setting("SMTP_HOST"):
+    endpoints.append(("TCP", int(setting("SMTP_PORT") or 587), setting("SMTP_HOST"), "SMTP_HOST:SMTP_PORT"))
+if setting("SMS_ACCOUNT_SID"):
+    url(setting("SMS_ENDPOINT") or "https://api.twilio.com", "SMS_ENDPOINT")
+if setting("REDIS_URL"):
+    url(setting("REDIS_URL"), "REDIS_URL", "redis")
+
+def selects(selector, labels):
+    if selector.get("matchExpressions"):
+        sys.exit("matchExpressions: not understood by this check")
+    return all(labels.get(k) == v for k, v in (selector.get("matchLabels") or {}).items())
+
+def peer_admits(peer, host):
+    if host is None:  # the cluster DNS: pods in kube-system
+        namespaces = peer.get("namespaceSelector")
+        return namespaces is not None and selects(namespaces, {"kubernetes.io/metadata.name": "kube-system"}) \
+            and "podSelector" not in peer
+    parts = host.split(".")
+    if "ipBlock" in peer:
+        block = peer["ipBlock"]
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            # A name: its address is not known here, so only a block of every address
+            # of the family (but the excepted ones) admits it for sure.
+            return ipaddress.ip_network(block["cidr"]).prefixlen == 0
+        return address in ipaddress.ip_network(block["cidr"]) and not any(
+            address in ipaddress.ip_network(e) for e in block.get("except") or [])
+    in_cluster = len(parts) == 1 or host.endswith(".svc") or ".svc.cluster" in host
+    if not in_cluster or "podSelector" in peer:
+        return False
+    namespace = parts[1] if len(parts) > 1 else "chatbox"
+    return selects(peer.get("namespaceSelector", {}), {"kubernetes.io/metadata.name": namespace})
+
+def rule_admits(rule, protocol, port, host):
+    ports = rule.get("ports")
+    if ports and not any(p.get("protocol", "TCP") == protocol and
+                         (p.get("port") is None or p["port"] <= port <= p.get("endPort", p["port"]))
+                         for p in ports):
+        return False
+    peers = rule.get("to")
+    return not peers or any(peer_admits(peer, host) for peer in peers)
+
+policies = [d for d in docs if d["kind"] == "NetworkPolicy" and selects(d["spec"]["podSelector"], pod_labels)
+            and "Egress" in d["spec"].get("policyTypes", [])]
+refused = 0
+for protocol, port, host, why in endpoints:
+    admitted = not policies or any(rule_admits(rule, protocol, port, host)
+                                   for policy in policies for rule in policy["spec"].get("egress") or [])
+    refused += not admitted
+    print(f"  {'admitted' if admitted else 'REFUSED '} {protocol}/{port} {host or 'kube-system'} ({why})")
+sys.exit(1 if refused else 0)
+PY
+
+# endpoint_combination NAME EXPECTED(admitted|refused) "COMPONENTS" KEY=VALUE...
+# Secret keys go through create-secret.sh, the others into the ConfigMap patch.
+endpoint_combination() {
+  local name=$1 expected=$2 components=$3 dir base setting verdict
+  shift 3
+  dir=$(mktemp -d "$tmp/overlay.XXXXXX")
+  base=$(realpath --relative-to="$dir" "$MANIFESTS")
+  local secret_env=("JWT_SECRET=$strong") config=()
+  for setting in "$@"; do
+    case ${setting%%=*} in
+      MONGO_URI | SMTP_PASS | SMS_AUTH_TOKEN | LLM_PROVIDER_*_API_KEY) secret_env+=("$setting") ;;
+      *) config+=("$setting") ;;
+    esac
+  done
+  env -i PATH="$PATH" "${secret_env[@]}" bash "$MANIFESTS/create-secret.sh" --write "$dir/secret.yaml" >/dev/null
+  {
+    printf 'resources:\n  - %s\n  - secret.yaml\n' "$base"
+    if [[ -n $components ]]; then
+      echo "components:"
+      for component in $components; do printf '  - %s/components/%s\n' "$base" "$component"; done
+    fi
+    if ((${#config[@]})); then
+      printf 'patches:\n  - patch: |-\n      apiVersion: v1\n      kind: ConfigMap\n'
+      printf '      metadata:\n        name: chatbox-config\n        namespace: chatbox\n      data:\n'
+      for setting in "${config[@]}"; do printf '        %s: "%s"\n' "${setting%%=*}" "${setting#*=}"; done
+    fi
+  } >"$dir/kustomization.yaml"
+  echo "$name (components: ${components:-none}):"
+  if ! kubectl kustomize "$dir" >"$dir/rendered.yaml" ||
+    ! "$VENV/bin/kubernetes-validate" --strict --quiet -k "${K8S_VERSIONS[0]}" "$dir/rendered.yaml"; then
+    echo "  does not render to valid manifests"
+    endpoints_ok=0
+  fi
+  verdict=refused
+  if "$VENV/bin/python" -c "$ENDPOINT_CHECKER" <"$dir/rendered.yaml"; then
+    verdict=admitted
+  fi
+  if [[ $verdict != "$expected" ]]; then
+    echo "  expected: $expected, got: $verdict"
+    endpoints_ok=0
+  fi
+}
+
+if command -v kubectl >/dev/null 2>&1; then
+  endpoints_ok=1
+  openai=(LLM_PROVIDER_1_TYPE=openai LLM_PROVIDER_1_ENDPOINT=https://api.openai.com/v1 LLM_PROVIDER_1_MODEL=gpt-4o-mini LLM_PROVIDER_1_API_KEY=sk-check-only)
+  mongo_in_cluster=(MONGO_URI="mongodb://chatbox:pw-check-only@mongodb.databases.svc.cluster.local:27017/chat?authSource=admin")
+  mongo_replica_set=(MONGO_URI="mongodb://chatbox:pw-check-only@db-0.db.databases.svc.cluster.local,db-1.db.databases.svc.cluster.local:27017/?replicaSet=rs0")
+  mongo_hosted=(MONGO_URI="mongodb+srv://chatbox:pw-check-only@cluster0.abcde.mongodb.net/chat")
+  smtp_starttls=(SMTP_HOST=smtp.mail.example.net EMAIL_FROM=chatbox@example.com ADMIN_EMAILS=ops@example.com SMTP_USER=chatbox SMTP_PASS=pw-check-only)
+  sms=(SMS_ACCOUNT_SID=AC0123456789 SMS_AUTH_TOKEN=tok-check-only SMS_FROM=+15551234567 ADMIN_PHONES=+15557654321)
+  endpoint_combination "memory storage, demo model" admitted ""
+  endpoint_combination "memory storage, OpenAI, SMS alerts" admitted "" "${openai[@]}" "${sms[@]}"
+  endpoint_combination "MongoDB in the cluster" admitted mongodb "${openai[@]}" "${mongo_in_cluster[@]}"
+  endpoint_combination "MongoDB replica set, default port" admitted mongodb "${openai[@]}" "${mongo_replica_set[@]}"
+  endpoint_combination "hosted MongoDB (mongodb+srv)" admitted mongodb "${openai[@]}" "${mongo_hosted[@]}"
+  endpoint_combination "email alerts, STARTTLS on 587" admitted smtp "${openai[@]}" "${smtp_starttls[@]}"
+  endpoint_combination "email alerts, TLS on 465" admitted smtp "${openai[@]}" "${smtp_starttls[@]}" SMTP_PORT=465 SMTP_TLS=tls
+  endpoint_combination "MongoDB, email and SMS alerts" admitted "mongodb smtp" "${openai[@]}" "${mongo_in_cluster[@]}" "${smtp_starttls[@]}" "${sms[@]}"
+  # Must be refused: a dependency without its component, a port no component opens.
+  endpoint_combination "MongoDB without its component" refused "" "${openai[@]}" "${mongo_in_cluster[@]}"
+  endpoint_combination "email alerts without their component" refused mongodb "${mongo_in_cluster[@]}" "${smtp_starttls[@]}"
+  endpoint_combination "MongoDB on a port no component opens" refused mongodb "${mongo_in_cluster[@]/:27017/:27018}"
+  endpoint_combination "email alerts on port 25" refused smtp "${smtp_starttls[@]}" SMTP_PORT=25
+  endpoint_combination "a provider over plain HTTP in the cluster" refused "" LLM_PROVIDER_1_TYPE=openai LLM_PROVIDER_1_ENDPOINT=http://vllm.models.svc:8000/v1
+  if ((endpoints_ok)); then
+    pass "network policy: every combination admits what it reaches; the broken ones are refused"
+  else
+    fail "network policy and configuration disagree"
+  fi
+else
+  skip "network policy combinations: kubectl is not installed"
 fi
 
 section "nginx -t"

@@ -1,8 +1,10 @@
 //! The deployment manifests agree with the service: the ConfigMap and the Secret template
 //! name exactly the variables the configuration reads, the ConfigMap's values are the
 //! built-in defaults, the Deployments leave the service time to drain and probe the
-//! right paths, and `create-secret.sh` refuses exactly the JWT secrets the service
-//! refuses.
+//! right paths, the kustomize components change only ConfigMap keys that exist, to values
+//! the service accepts, and `create-secret.sh` refuses exactly the JWT secrets the service
+//! refuses. (Whether each combination of components lets the pods reach what its
+//! configuration names is checked by `scripts/check-deployments.sh`, which renders them.)
 //!
 //! The manifests are read with a small line parser rather than a YAML library: their
 //! `data:` blocks are flat `KEY: "value"` lines by design, and the parser refuses any
@@ -14,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use chatbox::config::{WEAK_PATTERNS, load_from, variables_read, weak_secret_reason};
+use chatbox::config::{StorageBackend, WEAK_PATTERNS, load_from, variables_read, weak_secret_reason};
 
 /// Variables the service reads that the cluster manifests leave out on purpose.
 const NOT_IN_MANIFESTS: &[(&str, &str)] = &[
@@ -303,4 +305,96 @@ fn create_secret_refuses_exactly_what_the_service_refuses() {
     }
     assert!(disagreements.is_empty(), "create-secret.sh disagrees with the service on {disagreements:#?}");
     assert!(cases.iter().any(|c| weak_secret_reason(c).is_none()), "the cases include accepted secrets");
+}
+
+const GOOD_JWT_SECRET: &str = "k3J9x7QpLm2VbN8wZr4TyU6sHd1FgCeA";
+
+/// The ConfigMap values a component sets: its JSON patches' `replace` operations on
+/// `/data/<KEY>`, as `(KEY, value)`. A patch on `/data` in another form fails the test, so
+/// a change this reader cannot see is not skipped.
+fn component_configmap_changes(component: &str) -> Vec<(String, String)> {
+    let path = kubernetes(&format!("components/{component}/kustomization.yaml"));
+    let text = read(&path);
+    let lines: Vec<&str> = text.lines().map(str::trim).collect();
+    let mut changes = Vec::new();
+    for (index, line) in lines.iter().enumerate() {
+        let Some(key) = line.strip_prefix("path: /data/") else {
+            assert!(!line.contains("/data"), "{}: cannot read {line:?}", path.display());
+            continue;
+        };
+        let operation = index.checked_sub(1).map(|i| lines[i]);
+        let value = lines.get(index + 1).and_then(|next| next.strip_prefix("value: "));
+        match (operation, value) {
+            (Some("- op: replace"), Some(value)) => {
+                changes.push((key.to_owned(), value.trim_matches('"').to_owned()));
+            }
+            _ => panic!("{}: expected `- op: replace`, `path: /data/{key}`, `value: ...`", path.display()),
+        }
+    }
+    changes
+}
+
+/// The ConfigMap with `changes` applied, plus `secret`'s entries, as the pod sees them.
+fn environment(changes: &[(String, String)], secret: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut entries = configmap();
+    for (key, value) in changes {
+        let entry = entries.iter_mut().find(|(name, _)| name == key);
+        let entry = entry.unwrap_or_else(|| panic!("a component replaces {key}, which configmap.yaml lacks"));
+        entry.1.clone_from(value);
+    }
+    entries.extend(secret.iter().map(|(key, value)| ((*key).to_owned(), (*value).to_owned())));
+    entries
+}
+
+fn as_pairs(entries: &[(String, String)]) -> Vec<(&str, &str)> {
+    entries.iter().map(|(key, value)| (key.as_str(), value.as_str())).collect()
+}
+
+#[test]
+fn the_mongodb_component_makes_mongodb_the_store_and_needs_the_uri() {
+    let changes = component_configmap_changes("mongodb");
+    assert!(!changes.is_empty(), "the mongodb component sets no ConfigMap value");
+    let uri = "mongodb://chatbox:pw-Zq8check@mongodb.databases.svc.cluster.local:27017/chat";
+    let with_uri = environment(&changes, &[("JWT_SECRET", GOOD_JWT_SECRET), ("MONGO_URI", uri)]);
+    let settings = match load_from(&as_pairs(&with_uri), false).settings {
+        Ok(settings) => settings,
+        Err(problems) => panic!("configmap.yaml with components/mongodb is refused: {problems:?}"),
+    };
+    assert_eq!(settings.storage.backend, StorageBackend::MongoDb);
+
+    // Without the URI the start stops, instead of falling back to memory.
+    let without_uri = environment(&changes, &[("JWT_SECRET", GOOD_JWT_SECRET)]);
+    let problems = load_from(&as_pairs(&without_uri), false).settings.expect_err("no MONGO_URI");
+    assert!(problems.iter().any(|problem| problem.starts_with("MONGO_URI: ")), "{problems:?}");
+}
+
+#[test]
+fn the_smtp_component_changes_no_setting() {
+    // The relay's settings are the operator's; the component only opens the ports.
+    assert_eq!(component_configmap_changes("smtp"), Vec::<(String, String)>::new());
+}
+
+#[test]
+fn sms_alerts_are_on_with_the_three_settings_whatever_sms_provider_says() {
+    // What configmap.yaml says above SMS_PROVIDER.
+    let sms = [
+        ("JWT_SECRET", GOOD_JWT_SECRET),
+        ("SMS_ACCOUNT_SID", "AC0123456789"),
+        ("SMS_FROM", "+15551234567"),
+        ("SMS_AUTH_TOKEN", "tok-Zq8check"),
+    ];
+    let configmap: BTreeMap<String, String> = configmap().into_iter().collect();
+    assert_eq!(configmap["SMS_PROVIDER"], "", "configmap.yaml ships SMS_PROVIDER empty");
+    for provider in ["", "twilio"] {
+        let entries = environment(&[("SMS_PROVIDER".to_owned(), provider.to_owned())], &sms);
+        let settings = load_from(&as_pairs(&entries), false).settings.expect("valid");
+        assert!(settings.alerts.sms.is_some(), "SMS_PROVIDER={provider:?}: SMS alerts are off");
+    }
+    let partial = environment(&[], &sms[..3]);
+    assert!(load_from(&as_pairs(&partial), false).settings.is_err(), "SMS without its token is accepted");
+    let wrong = environment(&[("SMS_PROVIDER".to_owned(), "vonage".to_owned())], &sms);
+    assert!(load_from(&as_pairs(&wrong), false).settings.is_err(), "SMS_PROVIDER=vonage is accepted");
+    let off = environment(&[("SMS_PROVIDER".to_owned(), "twilio".to_owned())], &sms[..1]);
+    let settings = load_from(&as_pairs(&off), false).settings.expect("valid");
+    assert!(settings.alerts.sms.is_none(), "SMS_PROVIDER=twilio alone turns SMS on");
 }
