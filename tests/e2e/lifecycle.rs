@@ -513,3 +513,60 @@ async fn provider_stalls_are_logged_as_timeouts_before_and_after_the_first_token
     let (status, _) = run.exit(Duration::from_secs(10)).await;
     assert!(status.success());
 }
+
+/// The start-up lines come in the order the operations guide shows them (the guide's
+/// block is read here, so the two cannot drift apart): every documented line the binary
+/// logs, in that order, and the four lines every configuration logs.
+#[tokio::test]
+async fn the_start_up_lines_come_in_the_documented_order() {
+    let guide = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/operations.md"))
+        .expect("docs/operations.md");
+    let block = guide
+        .split("### Check the pods and the start-up lines")
+        .nth(1)
+        .and_then(|section| section.split("In this order").nth(1))
+        .and_then(|after| after.split("```").nth(1))
+        .expect("the start-up block of the operations guide");
+    // A line is known by the words of its message before any value.
+    let key = |message: &str| -> String {
+        message
+            .split_whitespace()
+            .take_while(|w| !w.contains('=') && !w.contains(':'))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let documented: Vec<String> = block
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| {
+            let line: serde_json::Value = serde_json::from_str(line).expect("a JSON line");
+            key(line["message"].as_str().expect("message"))
+        })
+        .collect();
+    assert!(documented.len() >= 4, "{documented:?}");
+
+    let mut run = Running::spawn(&mut server_binary(&[("ALLOWED_ORIGINS", "")]));
+    let lines = run.until("Server listening on").await;
+    let logged: Vec<String> = lines
+        .iter()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter_map(|line| line["message"].as_str().map(key))
+        .collect();
+    let positions: Vec<usize> = documented
+        .iter()
+        .filter_map(|expected| logged.iter().position(|message| message == expected))
+        .collect();
+    assert!(
+        positions.windows(2).all(|pair| pair[0] < pair[1]),
+        "documented {documented:?}, logged {logged:?}"
+    );
+    for always in [
+        "Configuration validated successfully",
+        "Starting session cleanup task",
+        "Starting rate limiter cleanup task",
+        "Server listening on",
+    ] {
+        assert!(logged.iter().any(|message| message == always), "{always} in {logged:?}");
+    }
+    assert!(positions.len() >= 5, "the warning for an empty ALLOWED_ORIGINS too: {logged:?}");
+}
