@@ -13,6 +13,7 @@ mod ws;
 
 mod alerts;
 mod api;
+mod bodies;
 mod chat;
 mod connect;
 mod handoff;

@@ -10,16 +10,23 @@
 //!   connection is closed at once. A WebSocket stops counting the moment it is upgraded
 //!   (sockets have their own caps).
 //!
+//! A request body the route did not read is drained after the route answered (at most
+//! [`MAX_DRAIN_BYTES`], within `header_read_timeout`): left unread, hyper would close
+//! the connection with bytes pending, the kernel would answer them with a reset, and a
+//! client still sending could lose the answer, and keep-alive would end for nothing.
+//!
 //! Every request carries the peer's address as a [`ClientAddr`] extension.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::pin::pin;
+use std::pin::{Pin, pin};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use hyper::body::Incoming;
+use bytes::Bytes;
+use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::server::conn::http1;
 use hyper::service::Service as _;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -85,6 +92,10 @@ pub async fn serve(
     connections.wait().await;
 }
 
+/// The most of an unread request body drained to keep its connection; a longer one is
+/// left to hyper, which closes the connection (as it would without draining).
+const MAX_DRAIN_BYTES: u64 = 1024 * 1024;
+
 /// When the connection last finished a request, and how many are in progress.
 #[derive(Debug)]
 struct Activity {
@@ -139,10 +150,25 @@ async fn serve_connection(
         hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
             request.extensions_mut().insert(ClientAddr(peer));
             let in_flight = activity.begin();
+            // Draining would make hyper send `100 Continue` after the answer: a client
+            // that waits for it has sent no body, and hyper closes the connection.
+            let expects_continue = request.headers().contains_key(hyper::header::EXPECT);
+            let unread = UnreadSlot::default();
+            let request = request.map(|body| TrackedBody { body: Some(body), unread: Arc::clone(&unread) });
             let response = routes.call(request);
+            let drain_within = limits.header_read_timeout;
             async move {
+                // The route and its request (and so its body) are dropped once answered.
                 let response = response.await;
-                drop(in_flight);
+                let unread = unread.lock().unwrap_or_else(PoisonError::into_inner).take();
+                match unread {
+                    // Drained while hyper writes the answer; the request counts as in
+                    // progress until then, so the idle timer leaves the connection be.
+                    Some(body) if !expects_continue => {
+                        tokio::spawn(drain(body, drain_within, in_flight));
+                    }
+                    _ => drop(in_flight),
+                }
                 response.map_err(|never: Infallible| match never {})
             }
         })
@@ -180,4 +206,64 @@ async fn serve_connection(
     // Upgraded (the WebSocket lives on in its own task) or closed: either way this
     // connection no longer waits for a request.
     drop(permit);
+}
+
+/// Where a request body the route dropped before its end is left for draining.
+type UnreadSlot = Arc<Mutex<Option<Incoming>>>;
+
+/// A request body that, dropped before its end, leaves itself in its [`UnreadSlot`].
+struct TrackedBody {
+    body: Option<Incoming>,
+    unread: UnreadSlot,
+}
+
+impl Body for TrackedBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        match self.get_mut().body.as_mut() {
+            Some(body) => Pin::new(body).poll_frame(cx),
+            None => Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.as_ref().is_none_or(Body::is_end_stream)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.as_ref().map_or_else(|| SizeHint::with_exact(0), Body::size_hint)
+    }
+}
+
+impl Drop for TrackedBody {
+    fn drop(&mut self) {
+        if let Some(body) = self.body.take().filter(|body| !body.is_end_stream()) {
+            *self.unread.lock().unwrap_or_else(PoisonError::into_inner) = Some(body);
+        }
+    }
+}
+
+/// Reads `body` to its end, unless it is longer than [`MAX_DRAIN_BYTES`] or takes longer
+/// than `within`; then drops it (hyper closes the connection). `in_flight` ends after.
+async fn drain(mut body: Incoming, within: Duration, in_flight: InFlight) {
+    if body.size_hint().lower() > MAX_DRAIN_BYTES {
+        return;
+    }
+    let read = async {
+        let mut left = MAX_DRAIN_BYTES;
+        while let Some(Ok(frame)) = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
+            let len = frame.data_ref().map_or(0, |data| data.len() as u64);
+            let Some(rest) = left.checked_sub(len) else { return };
+            left = rest;
+        }
+    };
+    if tokio::time::timeout(within, read).await.is_err() {
+        debug!("an unread request body was not drained in time");
+    }
+    drop(in_flight);
 }

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use tracing::debug;
 
 use crate::config::ProviderConfig;
+use crate::redact::redact;
 use crate::sse::SseEvent;
 use crate::transport::{EventDecoder, Transport, parse_typed, secret_header};
 
@@ -54,7 +55,7 @@ impl AnthropicProvider {
     /// # Errors
     /// When the HTTP client cannot be built.
     pub fn new(config: ProviderConfig) -> Result<Self, reqwest::Error> {
-        Ok(Self { transport: Transport::new("anthropic")?, config })
+        Ok(Self { transport: Transport::new("anthropic", config.api_key.clone())?, config })
     }
 
     /// The JSON body for `request`.
@@ -176,7 +177,9 @@ pub struct MessagesDecoder {
 impl EventDecoder for MessagesDecoder {
     fn decode(&mut self, event: SseEvent, out: &mut Vec<StreamEvent>) -> Result<(), ProviderError> {
         let Some(parsed) = parse_typed::<Event>(&event, "type") else {
-            debug!(event = ?event.event, "skipping a malformed Anthropic event");
+            // The event name is the provider's text: credential shapes are redacted.
+            let name = event.event.as_deref().map(|name| redact(name, None));
+            debug!(event = ?name, "skipping a malformed Anthropic event");
             return Ok(());
         };
         match parsed {

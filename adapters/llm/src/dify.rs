@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use tracing::debug;
 
 use crate::config::ProviderConfig;
+use crate::redact::redact;
 use crate::sse::SseEvent;
 use crate::transport::{EventDecoder, Transport, classify_status, parse_typed, secret_header};
 
@@ -41,7 +42,7 @@ impl DifyProvider {
     /// # Errors
     /// When the HTTP client cannot be built.
     pub fn new(config: ProviderConfig) -> Result<Self, reqwest::Error> {
-        Ok(Self { transport: Transport::new("dify")?, config })
+        Ok(Self { transport: Transport::new("dify", config.api_key.clone())?, config })
     }
 
     /// The JSON body for `request`.
@@ -114,7 +115,9 @@ pub struct ChatMessagesDecoder {
 impl EventDecoder for ChatMessagesDecoder {
     fn decode(&mut self, event: SseEvent, out: &mut Vec<StreamEvent>) -> Result<(), ProviderError> {
         let Some(parsed) = parse_typed::<Event>(&event, "event") else {
-            debug!(event = ?event.event, "skipping a malformed Dify event");
+            // The event name is the provider's text: credential shapes are redacted.
+            let name = event.event.as_deref().map(|name| redact(name, None));
+            debug!(event = ?name, "skipping a malformed Dify event");
             return Ok(());
         };
         if let Some(id) = parsed.conversation_id.filter(|id| !id.is_empty())

@@ -16,6 +16,7 @@ pub mod config;
 pub mod demo;
 pub mod dify;
 pub mod openai;
+pub mod redact;
 pub mod sse;
 pub mod transport;
 

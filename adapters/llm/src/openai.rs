@@ -23,6 +23,7 @@ use serde::Deserialize;
 use tracing::debug;
 
 use crate::config::ProviderConfig;
+use crate::redact::redact;
 use crate::sse::SseEvent;
 use crate::transport::{EventDecoder, Transport};
 
@@ -44,7 +45,7 @@ impl OpenAiProvider {
         if let Some(key) = &config.api_key {
             openai = openai.with_api_key(key.expose());
         }
-        Ok(Self { transport: Transport::new("openai")?, config, openai })
+        Ok(Self { transport: Transport::new("openai", config.api_key.clone())?, config, openai })
     }
 
     /// The JSON body for `request`.
@@ -160,6 +161,8 @@ impl EventDecoder for ChunkDecoder {
         let chunk: Chunk = match serde_json::from_str(data) {
             Ok(chunk) => chunk,
             Err(error) => {
+                // A parse error may quote the chunk: credential shapes are redacted.
+                let error = redact(&error.to_string(), None);
                 debug!(%error, "skipping a malformed chat-completion chunk");
                 return Ok(());
             }

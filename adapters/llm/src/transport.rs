@@ -4,6 +4,9 @@
 //!
 //! Provider error bodies can hold prompts, account details or echoed keys: they are
 //! logged truncated and at debug level only, and never leave this module in an error.
+//! Every provider text this module logs or puts into an error passes through
+//! [`redact`] first (the configured key and anything shaped like a credential), and
+//! only then is truncated.
 //! Dropping the returned stream drops the response, which closes the connection: that
 //! is how `stop`, timeouts and shutdown abort a provider request.
 
@@ -12,11 +15,13 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use chatbox_application::ports::{AnswerStream, ProviderError, StreamEvent};
+use chatbox_domain::Secret;
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use reqwest::header::{self, HeaderMap, HeaderValue};
 use tracing::debug;
 
+use crate::redact::redact;
 use crate::sse::{SseDecoder, SseEvent};
 
 /// The largest event (or line) accepted from a provider.
@@ -50,19 +55,22 @@ pub trait EventDecoder: Send + 'static {
 pub struct Transport {
     client: reqwest::Client,
     provider: &'static str,
+    /// Only to redact it from what the provider answers; `Debug` prints `***`.
+    api_key: Option<Secret>,
 }
 
 impl Transport {
-    /// A client for the provider named `provider` (used in logs).
+    /// A client for the provider named `provider` (used in logs), whose `api_key` is
+    /// redacted from every provider text logged or put into an error.
     ///
     /// # Errors
     /// When the TLS stack cannot be set up.
-    pub fn new(provider: &'static str) -> Result<Self, reqwest::Error> {
+    pub fn new(provider: &'static str, api_key: Option<Secret>) -> Result<Self, reqwest::Error> {
         let client = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
             .pool_idle_timeout(Duration::from_secs(90))
             .build()?;
-        Ok(Self { client, provider })
+        Ok(Self { client, provider, api_key })
     }
 
     /// Posts a JSON body and returns the answer stream decoded by `decoder`.
@@ -80,14 +88,14 @@ impl Transport {
         headers.insert(header::ACCEPT, HeaderValue::from_static("text/event-stream"));
         let response = self.client.post(url).headers(headers).body(body).send().await.map_err(|error| {
             // `without_url`: a URL may carry a key in its query (some gateways do that).
-            let error = error.without_url();
+            let error = self.redact(&error.without_url().to_string());
             debug!(provider = self.provider, %error, "provider request failed");
-            ProviderError::Connect(error.to_string())
+            ProviderError::Connect(error)
         })?;
         let status = response.status();
         if !status.is_success() {
             let retry_after = retry_after(response.headers());
-            let body = read_bounded(response).await;
+            let body = self.redact(&read_bounded(response).await);
             debug!(provider = self.provider, status = status.as_u16(), body = %truncate(&body), "provider refused the request");
             return Err(classify_status(status.as_u16(), retry_after));
         }
@@ -97,13 +105,17 @@ impl Transport {
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with("application/json"));
         if is_json {
-            let body = read_bounded(response).await;
+            let body = self.redact(&read_bounded(response).await);
             debug!(provider = self.provider, body = %truncate(&body), "provider answered JSON, not an event stream");
             return Err(ProviderError::Stream(
                 "the provider answered JSON instead of an event stream".into(),
             ));
         }
-        Ok(events(response.bytes_stream().boxed(), decoder, self.provider))
+        Ok(events(response.bytes_stream().boxed(), decoder, self.provider, self.api_key.clone()))
+    }
+
+    fn redact(&self, text: &str) -> String {
+        redact(text, self.api_key.as_ref().map(Secret::expose))
     }
 }
 
@@ -170,6 +182,7 @@ struct Driver<D> {
     finished: bool,
     ended: bool,
     provider: &'static str,
+    api_key: Option<Secret>,
 }
 
 impl<D: EventDecoder> Driver<D> {
@@ -196,9 +209,20 @@ impl<D: EventDecoder> Driver<D> {
         }
     }
 
+    /// Ends the answer with `error`, whose text (a decoder may quote the provider) is
+    /// redacted first.
     fn fail(&mut self, error: ProviderError) {
         self.ended = true;
+        let error = match error {
+            ProviderError::Stream(text) => ProviderError::Stream(self.redact(&text)),
+            ProviderError::Connect(text) => ProviderError::Connect(self.redact(&text)),
+            other => other,
+        };
         self.failure.get_or_insert(error);
+    }
+
+    fn redact(&self, text: &str) -> String {
+        redact(text, self.api_key.as_ref().map(Secret::expose))
     }
 
     async fn next(&mut self) -> Option<Result<StreamEvent, ProviderError>> {
@@ -218,7 +242,8 @@ impl<D: EventDecoder> Driver<D> {
                     }
                 },
                 Some(Err(error)) => {
-                    debug!(provider = self.provider, error = %error.without_url(), "provider stream broke");
+                    let error = self.redact(&error.without_url().to_string());
+                    debug!(provider = self.provider, %error, "provider stream broke");
                     self.fail(ProviderError::Stream("the provider connection was lost mid-answer".into()));
                 }
                 None => {
@@ -240,11 +265,13 @@ impl<D: EventDecoder> Driver<D> {
 }
 
 /// Drives `body` through the SSE decoder and `decoder`. Reads only as fast as the
-/// consumer polls: nothing is buffered beyond one network chunk.
+/// consumer polls: nothing is buffered beyond one network chunk. `api_key` is redacted
+/// from the failures reported.
 pub fn events(
     body: BoxStream<'static, reqwest::Result<Bytes>>,
     decoder: impl EventDecoder,
     provider: &'static str,
+    api_key: Option<Secret>,
 ) -> AnswerStream {
     let driver = Driver {
         body,
@@ -257,6 +284,7 @@ pub fn events(
         finished: false,
         ended: false,
         provider,
+        api_key,
     };
     futures::stream::unfold(
         driver,
