@@ -85,7 +85,16 @@ pub async fn serve(
             debug!(%peer, "connection refused: too many connections waiting for a request");
             continue;
         };
-        connections.spawn(serve_connection(stream, peer, routes.clone(), limits, stop.clone(), permit));
+        let drains = connections.clone();
+        connections.spawn(serve_connection(
+            stream,
+            peer,
+            routes.clone(),
+            limits,
+            stop.clone(),
+            permit,
+            drains,
+        ));
     }
     drop(listener);
     connections.close();
@@ -141,12 +150,14 @@ async fn serve_connection(
     limits: ServerLimits,
     stop: CancellationToken,
     permit: OwnedSemaphorePermit,
+    drains: TaskTracker,
 ) {
     let activity =
         Arc::new(Activity { in_flight: AtomicUsize::new(0), last_done: Mutex::new(Instant::now()) });
     let routes = TowerToHyperService::new(warp::service(routes));
     let service = {
         let activity = Arc::clone(&activity);
+        let drains = drains.clone();
         hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
             request.extensions_mut().insert(ClientAddr(peer));
             let in_flight = activity.begin();
@@ -157,6 +168,7 @@ async fn serve_connection(
             let request = request.map(|body| TrackedBody { body: Some(body), unread: Arc::clone(&unread) });
             let response = routes.call(request);
             let drain_within = limits.header_read_timeout;
+            let drains = drains.clone();
             async move {
                 // The route and its request (and so its body) are dropped once answered.
                 let response = response.await;
@@ -165,7 +177,8 @@ async fn serve_connection(
                     // Drained while hyper writes the answer; the request counts as in
                     // progress until then, so the idle timer leaves the connection be.
                     Some(body) if !expects_continue => {
-                        tokio::spawn(drain(body, drain_within, in_flight));
+                        // Tracked with the connections, so the server's end waits for it.
+                        drains.spawn(drain(body, drain_within, in_flight));
                     }
                     _ => drop(in_flight),
                 }
