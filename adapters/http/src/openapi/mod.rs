@@ -24,9 +24,15 @@ fn error_response(description: &str) -> Value {
 /// The operation of a method a path does not serve: 405 `METHOD_NOT_ALLOWED`.
 fn not_allowed(path: &str, method: &str) -> Value {
     let id: String = path.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
+    let parameters: Vec<Value> = path
+        .split('/')
+        .filter_map(|segment| segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+        .map(path_param)
+        .collect();
     json!({
         "operationId": format!("{method}{id}_not_allowed"),
         "summary": "Not served on this path",
+        "parameters": parameters,
         "responses": { "405": error_response("The path exists, not with this method") }
     })
 }
@@ -415,6 +421,27 @@ mod tests {
             .collect();
         assert_eq!(documented, table);
         assert_eq!(documented.len(), ROUTES.len(), "no (method, path) declared twice");
+    }
+
+    #[test]
+    fn every_operation_declares_exactly_the_parameters_of_its_path() {
+        let document = document("/chat", ROUTES);
+        for (path, methods) in document["paths"].as_object().expect("paths") {
+            let in_path: BTreeSet<&str> = path
+                .split('/')
+                .filter_map(|segment| segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+                .collect();
+            for (method, operation) in methods.as_object().expect("methods") {
+                let declared: BTreeSet<&str> = operation["parameters"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|parameter| parameter["in"] == "path")
+                    .filter_map(|parameter| parameter["name"].as_str())
+                    .collect();
+                assert_eq!(declared, in_path, "{method} {path}");
+            }
+        }
     }
 
     #[test]
