@@ -102,48 +102,43 @@ fn token_end(bytes: &[u8], from: usize) -> usize {
     bytes[from..].iter().position(|b| !is_token_byte(*b)).map_or(bytes.len(), |len| from + len)
 }
 
-/// Replaces the token after `Bearer` (any case).
+/// Replaces the token after `Bearer` (any case, after a space or tab).
 fn redact_bearer(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = String::with_capacity(text.len());
-    let mut copied = 0;
-    let mut at = 0;
-    while let Some(found) = find_ignore_case(&bytes[at..], b"bearer") {
-        let start = at + found;
-        let word_start = start == 0 || !bytes[start - 1].is_ascii_alphanumeric();
-        let mut token = start + b"bearer".len();
-        let spaced = token < bytes.len() && matches!(bytes[token], b' ' | b'\t');
-        while token < bytes.len() && matches!(bytes[token], b' ' | b'\t') {
-            token += 1;
-        }
-        let end = token_end(bytes, token);
-        let long_enough = end - token >= MIN_BEARER_TOKEN || (end == bytes.len() && end > token);
-        if word_start && spaced && long_enough {
-            out.push_str(&text[copied..token]);
-            out.push_str(REDACTED);
-            copied = end;
-            at = end;
-        } else {
-            at = start + 1;
-        }
-    }
-    out.push_str(&text[copied..]);
-    out
+    redact_after_marker(text, b"bearer", true, MIN_BEARER_TOKEN)
 }
 
 /// Replaces `sk-...` keys (`sk-proj-...`, `sk-ant-...`, ...).
 fn redact_sk_keys(text: &str) -> String {
+    redact_after_marker(text, b"sk-", false, MIN_SK_BODY)
+}
+
+/// Replaces what follows each `marker` (any case) at the start of a word: the token
+/// after it (after blanks when `spaced`, which they must then be), when it is at least
+/// `min_len` bytes long or runs to the end of `text` (where truncation may have cut it).
+/// A spaced marker keeps itself (`Bearer [redacted]`); an unspaced one is part of the
+/// token and goes with it.
+fn redact_after_marker(text: &str, marker: &[u8], spaced: bool, min_len: usize) -> String {
     let bytes = text.as_bytes();
     let mut out = String::with_capacity(text.len());
     let mut copied = 0;
     let mut at = 0;
-    while let Some(found) = find_ignore_case(&bytes[at..], b"sk-") {
+    while let Some(found) = find_ignore_case(&bytes[at..], marker) {
         let start = at + found;
-        let word_start = start == 0 || !is_token_byte(bytes[start - 1]);
-        let body = start + 3;
-        let end = token_end(bytes, body);
-        if word_start && (end - body >= MIN_SK_BODY || (end == bytes.len() && end > body)) {
-            out.push_str(&text[copied..start]);
+        let word_start = start == 0
+            || if spaced {
+                !bytes[start - 1].is_ascii_alphanumeric()
+            } else {
+                !is_token_byte(bytes[start - 1])
+            };
+        let mut token = start + marker.len();
+        let blanks = token < bytes.len() && matches!(bytes[token], b' ' | b'\t');
+        while spaced && token < bytes.len() && matches!(bytes[token], b' ' | b'\t') {
+            token += 1;
+        }
+        let end = token_end(bytes, token);
+        let long_enough = end - token >= min_len || (end == bytes.len() && end > token);
+        if word_start && blanks == spaced && long_enough {
+            out.push_str(&text[copied..if spaced { token } else { start }]);
             out.push_str(REDACTED);
             copied = end;
             at = end;
