@@ -2,10 +2,11 @@
 # Checks the deployment artifacts: every Kubernetes manifest validated against the API
 # schemas, checkov's security checks on the manifests and the Dockerfile, its secret
 # scan over deployments/, the shell scripts linted, create-secret.sh's refusal of weak
-# JWT secrets, the image's dependency stage (cargo-chef's prepare and cook, as the
-# Dockerfile runs them, with cook --check), and, where the tool is on the machine, the
-# compose file, the kustomization, the network policy of each combination of components
-# against the endpoints that configuration reaches, the nginx example and the k6 script.
+# JWT secrets, the image's build stages (cargo-chef's prepare and cook as the Dockerfile
+# runs them, cook with --check, then the sources checked over the cooked skeleton), and,
+# where the tool is on the machine, the compose file, the kustomization, the network
+# policy of each combination of components against the endpoints that configuration
+# reaches, the nginx example and the k6 script.
 # Exits non-zero when anything fails; prints a summary either way.
 #
 # Installs its own tools on first use (about 3 minutes) in a Python virtual environment
@@ -157,8 +158,10 @@ fi
 # through `cargo chef cook` with the Dockerfile's flags, plus --check (cargo check: the
 # same resolution and the same crates, minutes instead of a release build). A recipe that
 # misses a workspace member, or a lock file that disagrees with the manifests, fails here
-# as it would fail `docker build`. The cargo-chef version is the Dockerfile's pin.
-section "image dependency stage (cargo chef prepare, cook --check)"
+# as it would fail `docker build`. Then the context goes over the cooked skeleton, as the
+# builder's `COPY . .`, and `cargo check` stands in for its `cargo build`. The cargo-chef
+# version is the Dockerfile's pin.
+section "image build stages (cargo chef prepare, cook --check, then cargo check)"
 DOCKERFILE=deployments/Dockerfile
 COOK_ARGS=(--release --locked --recipe-path recipe.json --package chatbox)
 # The Dockerfile lines this check stands in for; if one changes, this check must too.
@@ -242,17 +245,23 @@ if ((image_deps_ok)); then
   if (cd "$tmp/context" && PATH="$chef_root/bin:$PATH" cargo chef prepare --recipe-path recipe.json) &&
     cp "$tmp/context/recipe.json" "$tmp/cook/" &&
     (cd "$tmp/cook" && PATH="$chef_root/bin:$PATH" CARGO_TARGET_DIR="$CACHE/image-deps-target" \
-      cargo chef cook --check "${COOK_ARGS[@]}"); then
-    echo "prepare and cook --check: $((SECONDS - started)) s"
+      cargo chef cook --check "${COOK_ARGS[@]}") &&
+    echo "prepare and cook --check: $((SECONDS - started)) s" &&
+    # The builder's next step, checked too: the whole context over the cooked skeleton,
+    # so a file the build needs but .dockerignore keeps out fails here.
+    (cd "$tmp/context" && tar -cf - .) | tar -xf - -C "$tmp/cook" &&
+    (cd "$tmp/cook" && CARGO_TARGET_DIR="$CACHE/image-deps-target" \
+      cargo check --release --locked --package chatbox); then
+    echo "and the workspace's crates over it: $((SECONDS - started)) s in all"
   else
     echo "the image's dependency stage fails (see above)"
     image_deps_ok=0
   fi
 fi
 if ((image_deps_ok)); then
-  pass "image dependency stage: cargo chef $chef_version prepare + cook --check ${COOK_ARGS[*]}"
+  pass "image build stages: cargo chef $chef_version prepare + cook --check ${COOK_ARGS[*]}, then the sources checked over it"
 else
-  fail "image dependency stage (cargo chef)"
+  fail "image build stages (cargo chef)"
 fi
 
 # --- optional: tools that are on the machine or not --------------------------------
