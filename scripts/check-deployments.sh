@@ -2,13 +2,16 @@
 # Checks the deployment artifacts: every Kubernetes manifest validated against the API
 # schemas, checkov's security checks on the manifests and the Dockerfile, its secret
 # scan over deployments/, the shell scripts linted, create-secret.sh's refusal of weak
-# JWT secrets, and, where the tool is on the machine, the compose file, the kustomization,
-# the network policy of each combination of components against the endpoints that
-# configuration reaches, the nginx example and the k6 script. Exits non-zero when
-# anything fails; prints a summary either way.
+# JWT secrets, the image's build stages (cargo-chef's prepare and cook as the Dockerfile
+# runs them, cook with --check, then the sources checked over the cooked skeleton), and,
+# where the tool is on the machine, the compose file, the kustomization, the network
+# policy of each combination of components against the endpoints that configuration
+# reaches, the nginx example and the k6 script.
+# Exits non-zero when anything fails; prints a summary either way.
 #
 # Installs its own tools on first use (about 3 minutes) in a Python virtual environment
-# under ${XDG_CACHE_HOME:-$HOME/.cache}/chatbox-tools; later runs take seconds.
+# and cargo-chef (about 2 minutes, then 4 for the first cook --check, on 2 cores) under
+# ${XDG_CACHE_HOME:-$HOME/.cache}/chatbox-tools; later runs take seconds.
 #
 # Kubernetes versions: 1.30, the oldest this project supports (the Deployments' preStop
 # `sleep` action is on by default from 1.30), and 1.37, the newest whose schemas the
@@ -146,6 +149,119 @@ if ((refusals == 0)); then
   pass "create-secret.sh: weak and missing secrets refused, --write gives a valid private manifest"
 else
   fail "create-secret.sh"
+fi
+
+# --- the image's dependency stage ---------------------------------------------------
+# The image's cook stage, as the Dockerfile runs it, without a container engine: the
+# build context (the tracked files less what .dockerignore keeps out) goes through
+# `cargo chef prepare`, then a second, empty directory holding only recipe.json goes
+# through `cargo chef cook` with the Dockerfile's flags, plus --check (cargo check: the
+# same resolution and the same crates, minutes instead of a release build). A recipe that
+# misses a workspace member, or a lock file that disagrees with the manifests, fails here
+# as it would fail `docker build`. Then the context goes over the cooked skeleton, as the
+# builder's `COPY . .`, and `cargo check` stands in for its `cargo build`. The cargo-chef
+# version is the Dockerfile's pin.
+section "image build stages (cargo chef prepare, cook --check, then cargo check)"
+DOCKERFILE=deployments/Dockerfile
+COOK_ARGS=(--release --locked --recipe-path recipe.json --package chatbox)
+# The Dockerfile lines this check stands in for; if one changes, this check must too.
+dockerfile_lines=(
+  "FROM chef AS planner"
+  "RUN cargo chef prepare --recipe-path recipe.json"
+  "FROM chef AS builder"
+  "COPY --from=planner /src/recipe.json recipe.json"
+  "RUN cargo chef cook ${COOK_ARGS[*]}"
+  "cargo build --release --locked --package chatbox"
+  "COPY --from=builder /chatbox /usr/local/bin/chatbox"
+)
+image_deps_ok=1
+chef_version=$(sed -n 's/^ARG CARGO_CHEF_VERSION=\([0-9.]*\)$/\1/p' "$DOCKERFILE")
+if [[ -z $chef_version ]]; then
+  echo "$DOCKERFILE pins no CARGO_CHEF_VERSION"
+  image_deps_ok=0
+fi
+for line in "${dockerfile_lines[@]}"; do
+  if ! grep -qF -- "$line" "$DOCKERFILE"; then
+    echo "$DOCKERFILE lacks: $line"
+    image_deps_ok=0
+  fi
+done
+# The recipe names the crates; a manifest copied by hand would bypass it.
+if grep -nE '^COPY .*Cargo\.toml' "$DOCKERFILE"; then
+  echo "$DOCKERFILE copies a manifest by hand"
+  image_deps_ok=0
+fi
+chef_root="$CACHE/cargo-chef-$chef_version"
+if ((image_deps_ok)) && [[ ! -x $chef_root/bin/cargo-chef ]]; then
+  echo "installing cargo-chef $chef_version"
+  cargo install cargo-chef --version "$chef_version" --locked --quiet --root "$chef_root" || image_deps_ok=0
+fi
+# The build context: git's files (as in the work tree), less .dockerignore's patterns
+# (Docker's rules: anchored at the root, `**` any depth, a directory excludes what it
+# holds, `!` re-includes, the last matching line wins).
+read -r -d '' DOCKER_CONTEXT <<'PY' || true
+import os, re, sys
+
+def regex(pattern):
+    out, i = "", 0
+    while i < len(pattern):
+        if pattern.startswith("**/", i):
+            out, i = out + "(?:.*/)?", i + 3
+        elif pattern.startswith("**", i):
+            out, i = out + ".*", i + 2
+        elif pattern[i] == "*":
+            out, i = out + "[^/]*", i + 1
+        elif pattern[i] == "?":
+            out, i = out + "[^/]", i + 1
+        else:
+            out, i = out + re.escape(pattern[i]), i + 1
+    return re.compile(out + r"\Z")
+
+rules = []
+for line in open(".dockerignore"):
+    line = line.strip()
+    if line and not line.startswith("#"):
+        keep = line.startswith("!")
+        rules.append((keep, regex(os.path.normpath(line.lstrip("!").strip("/")))))
+
+def excluded(path):
+    parts = path.split("/")
+    prefixes = ["/".join(parts[: n + 1]) for n in range(len(parts))]
+    verdict = False
+    for keep, rule in rules:
+        if any(rule.match(prefix) for prefix in prefixes):
+            verdict = not keep
+    return verdict
+
+for path in sys.stdin.read().split("\0"):
+    if path and os.path.isfile(path) and not excluded(path):
+        sys.stdout.write(path + "\0")
+PY
+if ((image_deps_ok)); then
+  mkdir -p "$tmp/context" "$tmp/cook"
+  git ls-files -z | "$VENV/bin/python" -c "$DOCKER_CONTEXT" | tar --null -T - -cf - | tar -xf - -C "$tmp/context"
+  started=$SECONDS
+  # CARGO_TARGET_DIR in the cache: a rerun with the same lock file checks in seconds.
+  if (cd "$tmp/context" && PATH="$chef_root/bin:$PATH" cargo chef prepare --recipe-path recipe.json) &&
+    cp "$tmp/context/recipe.json" "$tmp/cook/" &&
+    (cd "$tmp/cook" && PATH="$chef_root/bin:$PATH" CARGO_TARGET_DIR="$CACHE/image-deps-target" \
+      cargo chef cook --check "${COOK_ARGS[@]}") &&
+    echo "prepare and cook --check: $((SECONDS - started)) s" &&
+    # The builder's next step, checked too: the whole context over the cooked skeleton,
+    # so a file the build needs but .dockerignore keeps out fails here.
+    (cd "$tmp/context" && tar -cf - .) | tar -xf - -C "$tmp/cook" &&
+    (cd "$tmp/cook" && CARGO_TARGET_DIR="$CACHE/image-deps-target" \
+      cargo check --release --locked --package chatbox); then
+    echo "and the workspace's crates over it: $((SECONDS - started)) s in all"
+  else
+    echo "the image's dependency stage fails (see above)"
+    image_deps_ok=0
+  fi
+fi
+if ((image_deps_ok)); then
+  pass "image build stages: cargo chef $chef_version prepare + cook --check ${COOK_ARGS[*]}, then the sources checked over it"
+else
+  fail "image build stages (cargo chef)"
 fi
 
 # --- optional: tools that are on the machine or not --------------------------------
