@@ -148,12 +148,24 @@ impl Telemetry {
         }
         for provider in self.providers.all() {
             i.llm_requests.add(0, std::slice::from_ref(provider));
+            i.llm_retries.add(0, std::slice::from_ref(provider));
+            for kind in LlmErrorKind::ALL {
+                i.llm_errors.add(0, &[provider.clone(), KeyValue::new("kind", kind.as_str())]);
+            }
+        }
+        for channel in ALERT_CHANNELS {
+            for outcome in ["sent", "failed"] {
+                i.alerts.add(0, &[KeyValue::new("channel", channel), KeyValue::new("outcome", outcome)]);
+            }
         }
         for limiter in Limiter::ALL {
             i.rate_limited.add(0, &[KeyValue::new("limiter", limiter.as_str())]);
         }
     }
 }
+
+/// The alert channels the service has (the `channel` label of `chatbox_alerts_total`).
+const ALERT_CHANNELS: [&str; 2] = ["email", "sms"];
 
 /// The per-frame counters, read from their atomics at scrape time.
 fn observe_frames(meter: &Meter, hot: &Arc<HotCounters>) {

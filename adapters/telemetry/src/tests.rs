@@ -191,6 +191,17 @@ fn fresh_metrics_show_their_counters_at_zero() {
     assert_eq!(value(&s, "chatbox_rate_limit_rejections_total", &[("limiter", "connections")]), 0.0);
     assert_eq!(value(&s, "chatbox_frames_sent_total", &[("type", "pong")]), 0.0);
     assert_eq!(value(&s, "chatbox_sockets_open", &[]), 0.0);
+    for kind in LlmErrorKind::ALL {
+        let labels = [("provider", "openai"), ("kind", kind.as_str())];
+        assert_eq!(value(&s, "chatbox_llm_errors_total", &labels), 0.0, "{kind:?}");
+    }
+    assert_eq!(value(&s, "chatbox_llm_retries_total", &[("provider", "demo")]), 0.0);
+    for channel in ["email", "sms"] {
+        for outcome in ["sent", "failed"] {
+            let labels = [("channel", channel), ("outcome", outcome)];
+            assert_eq!(value(&s, "chatbox_alerts_total", &labels), 0.0, "{channel} {outcome}");
+        }
+    }
 }
 
 #[test]
