@@ -258,6 +258,33 @@ impl FrameCounters {
 
 #[cfg(test)]
 mod tests {
+
+    /// The `type` values the operations guide lists for a frame counter.
+    fn documented_types(metric: &str) -> std::collections::BTreeSet<String> {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/operations.md");
+        let guide = std::fs::read_to_string(path).expect("docs/operations.md");
+        let row = guide
+            .lines()
+            .find(|line| line.starts_with(&format!("| `{metric}`")))
+            .unwrap_or_else(|| panic!("docs/operations.md has a row for {metric}"));
+        let description = row.rsplit('|').nth(1).expect("a description cell");
+        description.split('`').skip(1).step_by(2).map(str::to_owned).collect()
+    }
+
+    /// The label values each frame counter can take are exactly those the operations
+    /// guide lists (dashboards are written from it).
+    #[test]
+    fn the_guide_lists_exactly_the_frame_types_of_each_counter() {
+        for (metric, types) in [
+            ("chatbox_frames_received_total", &FrameType::RECEIVED[..]),
+            ("chatbox_frames_sent_total", &FrameType::SENT[..]),
+        ] {
+            let code: std::collections::BTreeSet<String> =
+                types.iter().map(|frame| frame.as_str().to_owned()).collect();
+            assert_eq!(documented_types(metric), code, "{metric}");
+        }
+    }
+
     use std::sync::Arc;
     use std::time::Duration;
 
