@@ -4,6 +4,8 @@
 
 #[path = "../support/fake_provider.rs"]
 mod fake_provider;
+#[path = "../support/logs.rs"]
+mod logs;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -365,33 +367,6 @@ async fn nothing_after_the_end_of_an_answer_is_read() {
     }
 }
 
-/// Log lines written while the returned guard lives (this thread only), at every level.
-fn capture_logs() -> (Arc<std::sync::Mutex<Vec<u8>>>, tracing::subscriber::DefaultGuard) {
-    #[derive(Clone)]
-    struct Buffer(Arc<std::sync::Mutex<Vec<u8>>>);
-    impl std::io::Write for Buffer {
-        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).extend_from_slice(bytes);
-            Ok(bytes.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let buffer = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let writer = Buffer(Arc::clone(&buffer));
-    let subscriber = tracing_subscriber::fmt()
-        .with_ansi(false)
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || writer.clone())
-        .finish();
-    let guard = tracing::subscriber::set_default(subscriber);
-    // A log line's callsite caches whether anyone listens when first reached: another
-    // test may have reached it before this capture existed.
-    tracing::callsite::rebuild_interest_cache();
-    (buffer, guard)
-}
-
 #[tokio::test]
 async fn a_provider_echoing_the_key_in_an_error_body_never_puts_it_in_the_logs() {
     // What a provider (or a proxy in front of it) that echoes the request sends back;
@@ -409,7 +384,7 @@ async fn a_provider_echoing_the_key_in_an_error_body_never_puts_it_in_the_logs()
         for (status, body) in &bodies {
             let server = FakeProvider::start().await;
             server.push(Script::error(*status, body));
-            let (logs, guard) = capture_logs();
+            let (logs, guard) = logs::capture_logs(tracing::Level::TRACE);
             let error = adapter(wire, &server).stream(request(None)).await.err().expect("refused");
             drop(guard);
             let logs = String::from_utf8_lossy(&logs.lock().expect("logs")).into_owned();

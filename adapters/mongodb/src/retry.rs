@@ -280,6 +280,11 @@ where
     }
 }
 
+/// The shared log capture of the test binaries.
+#[cfg(test)]
+#[path = "../../../tests/support/logs.rs"]
+mod test_logs;
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -366,31 +371,10 @@ mod tests {
     /// thread while the capture is being installed can leave it cached as unheard.
     static LOG_CALLSITE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-    /// Log lines written while the returned guard lives (this thread only).
-    fn capture_logs() -> (Arc<std::sync::Mutex<Vec<u8>>>, tracing::subscriber::DefaultGuard) {
-        #[derive(Clone)]
-        struct Buffer(Arc<std::sync::Mutex<Vec<u8>>>);
-        impl std::io::Write for Buffer {
-            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-                self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).extend_from_slice(bytes);
-                Ok(bytes.len())
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
-            }
-        }
-        let buffer = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let writer = Buffer(buffer.clone());
-        let subscriber =
-            tracing_subscriber::fmt().with_ansi(false).with_writer(move || writer.clone()).finish();
-        (buffer, tracing::subscriber::set_default(subscriber))
-    }
-
     #[tokio::test]
     async fn each_retry_logs_one_line_with_the_operation_and_attempt_and_no_text() {
         let _alone = LOG_CALLSITE.lock().await;
-        let (logs, _guard) = capture_logs();
-        tracing::callsite::rebuild_interest_cache();
+        let (logs, _guard) = super::test_logs::capture_logs(tracing::Level::INFO);
         let policy =
             RetryPolicy { attempts: 3, delay: Duration::from_millis(1), max_delay: Duration::from_millis(2) };
         let _: Result<(), Error> =
