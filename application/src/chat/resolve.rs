@@ -110,12 +110,23 @@ impl ChatService {
         requested: Option<&SessionId>,
         model: Option<ModelId>,
     ) -> Result<Arc<LiveSession>, ChatError> {
+        match self.resolve_and_bind(connection, requested).await? {
+            Target::Live(live) => Ok(live),
+            Target::New(id) => self.create_session(connection, id, requested, model).await,
+        }
+    }
+
+    /// [`Self::resolve`], with the socket bound to the live session it names; a session
+    /// evicted between resolving and binding is resolved again (which reloads it).
+    async fn resolve_and_bind(
+        &self,
+        connection: &mut Connection,
+        requested: Option<&SessionId>,
+    ) -> Result<Target, ChatError> {
         for _ in 0..EVICTION_RETRIES {
             match self.resolve(connection, requested).await? {
-                // Evicted between resolving and binding: resolve again (it reloads).
                 Target::Live(live) if !self.rebind_if_needed(connection, &live) => {}
-                Target::Live(live) => return Ok(live),
-                Target::New(id) => return self.create_session(connection, id, requested, model).await,
+                target => return Ok(target),
             }
         }
         Err(ChatError::Internal)
@@ -131,14 +142,10 @@ impl ChatService {
         if requested.is_none() && connection.bound.is_none() {
             return Err(ChatError::NotFound);
         }
-        for _ in 0..EVICTION_RETRIES {
-            match self.resolve(connection, requested).await? {
-                Target::Live(live) if !self.rebind_if_needed(connection, &live) => {}
-                Target::Live(live) => return Ok(live),
-                Target::New(_) => return Err(ChatError::NotFound),
-            }
+        match self.resolve_and_bind(connection, requested).await? {
+            Target::Live(live) => Ok(live),
+            Target::New(_) => Err(ChatError::NotFound),
         }
-        Err(ChatError::Internal)
     }
 
     /// Creates a session under `id`, makes it live and binds the socket to it.

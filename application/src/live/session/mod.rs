@@ -57,9 +57,15 @@ impl State {
     /// socket is subscribed, so the clock is read only when the last one just dropped out
     /// (a slow consumer), never per chunk.
     fn publish(&mut self, frame: &Arc<Frame>, except: Option<SocketId>, clock: &dyn Clock) {
-        let remaining = self.fanout.publish(frame, except);
-        if remaining == 0 && self.unattended_since.is_none() {
+        if self.fanout.publish(frame, except) == 0 && self.unattended_since.is_none() {
             self.unattended_since = Some(clock.monotonic());
+        }
+    }
+
+    /// Starts the reconnect countdown when the last socket just left.
+    fn note_if_unattended(&mut self, now: Duration) {
+        if self.fanout.subscribers() == 0 && self.unattended_since.is_none() {
+            self.unattended_since = Some(now);
         }
     }
 

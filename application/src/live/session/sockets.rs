@@ -95,11 +95,8 @@ impl LiveSession {
     pub fn leave(&self, socket: SocketId) {
         let now = self.now();
         let mut state = self.lock();
-        let before = state.fanout.subscribers();
         state.fanout.unsubscribe(socket);
-        if before > 0 && state.fanout.subscribers() == 0 {
-            state.unattended_since = Some(now);
-        }
+        state.note_if_unattended(now);
         state.last_activity = now;
     }
 }
