@@ -147,3 +147,23 @@ async fn an_admin_cannot_enter_a_session_they_do_not_assist_and_ended_sessions_c
     assert_eq!((status, body["code"].as_str()), (409, Some("SESSION_ENDED")));
     app.stop().await;
 }
+
+/// A help request over the socket needs an existing session of the user: a fresh id, or
+/// none on a socket bound to nothing, is `NOT_FOUND`, and no session appears for it.
+#[tokio::test]
+async fn a_help_request_for_no_session_of_the_user_is_not_found() {
+    let app = spawn_app(&[]).await;
+    let mut client = app.connect("alice", "").await;
+    for request in
+        [json!({"type": "help_request"}), json!({"type": "help_request", "session_id": "fresh-id-1"})]
+    {
+        client.send(request.clone()).await;
+        let frames = client.frames_before_pong().await;
+        let codes: Vec<&Value> = frames.iter().map(|f| &f["error"]["code"]).collect();
+        assert_eq!(codes, [&json!("NOT_FOUND")], "{request}: {frames:?}");
+    }
+    let (status, _, listing) = app.json("GET", "/chat/sessions", Some(&token("alice"))).await;
+    assert_eq!(status, 200);
+    assert_eq!(listing["sessions"], json!([]), "no session was created: {listing}");
+    app.stop().await;
+}
