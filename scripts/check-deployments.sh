@@ -3,10 +3,12 @@
 # schemas, checkov's security checks on the manifests and the Dockerfile, its secret
 # scan over deployments/, the shell scripts linted, create-secret.sh's refusal of weak
 # JWT secrets, the image's build stages (cargo-chef's prepare and cook as the Dockerfile
-# runs them, cook with --check, then the sources checked over the cooked skeleton), and,
-# where the tool is on the machine, the compose file, the kustomization, the network
-# policy of each combination of components against the endpoints that configuration
-# reaches, the nginx example and the k6 script.
+# runs them, cook with --check, then the sources checked over the cooked skeleton), the
+# monitoring files (the Prometheus rules and their unit tests with promtool, the
+# PrometheusRule's copy of the rules, the Grafana dashboard), and, where the tool is on
+# the machine, the compose file, the kustomization, the network policy of each
+# combination of components against the endpoints that configuration reaches, the nginx
+# example and the k6 script.
 # Exits non-zero when anything fails; prints a summary either way.
 #
 # Installs its own tools on first use (about 3 minutes) in a Python virtual environment
@@ -50,8 +52,13 @@ fi
 echo "$TOOLS"
 
 # --- schemas -----------------------------------------------------------------------
-# Every manifest but kustomization.yaml, which is kustomize's input, not an API object.
-mapfile -t manifests < <(find "$MANIFESTS" -name '*.yaml' ! -name kustomization.yaml | sort)
+# Every manifest but kustomization.yaml, which is kustomize's input, not an API object,
+# and the monitoring component's PrometheusRule: a custom resource (the
+# prometheus-operator's CRD) the bundled API schemas do not know, so kubernetes-validate
+# would only warn and count it as valid. The monitoring section below checks it against
+# the plain rules file instead.
+mapfile -t manifests < <(find "$MANIFESTS" -name '*.yaml' ! -name kustomization.yaml \
+  ! -path "$MANIFESTS/components/monitoring/prometheusrule.yaml" | sort)
 for version in "${K8S_VERSIONS[@]}"; do
   section "kubernetes-validate --strict, Kubernetes $version"
   if "$VENV/bin/kubernetes-validate" --strict --quiet -k "$version" "${manifests[@]}"; then
@@ -149,6 +156,78 @@ if ((refusals == 0)); then
   pass "create-secret.sh: weak and missing secrets refused, --write gives a valid private manifest"
 else
   fail "create-secret.sh"
+fi
+
+# --- monitoring --------------------------------------------------------------------
+MONITORING=deployments/monitoring
+PROMETHEUS_RULE=$MANIFESTS/components/monitoring/prometheusrule.yaml
+section "promtool: $MONITORING"
+if command -v promtool >/dev/null 2>&1; then
+  if promtool check rules "$MONITORING/chatbox-rules.yml" &&
+    promtool test rules "$MONITORING/chatbox-rules.test.yml"; then
+    pass "chatbox-rules.yml (promtool check rules) and its unit tests (promtool test rules)"
+  else
+    fail "monitoring rules (promtool)"
+  fi
+elif [[ "${CI:-}" == "true" ]]; then
+  echo "promtool is not installed, and CI requires it"
+  fail "monitoring rules: promtool is not installed"
+else
+  skip "monitoring rules: promtool is not installed (it comes with Prometheus)"
+fi
+
+section "the PrometheusRule holds the rules file's groups"
+# The kustomize component's copy must be the plain file's groups, parsed (comments and
+# layout may differ, nothing else). PyYAML comes with checkov.
+read -r -d '' SAME_GROUPS <<'PY' || true
+import sys, yaml
+
+plain = yaml.safe_load(open(sys.argv[1]))["groups"]
+rule = yaml.safe_load(open(sys.argv[2]))
+if rule.get("apiVersion") != "monitoring.coreos.com/v1" or rule.get("kind") != "PrometheusRule":
+    sys.exit(f"{sys.argv[2]}: not a monitoring.coreos.com/v1 PrometheusRule")
+operator = (rule.get("spec") or {}).get("groups")
+if operator == plain:
+    sys.exit(0)
+names = lambda groups: [g.get("name") for g in groups or []]
+if names(operator) != names(plain):
+    sys.exit(f"groups differ: {names(operator)} in {sys.argv[2]}, {names(plain)} in {sys.argv[1]}")
+for mine, theirs in zip(operator, plain):
+    for index in range(max(len(mine.get("rules") or []), len(theirs.get("rules") or []))):
+        a = (mine.get("rules") or [])[index:index + 1]
+        b = (theirs.get("rules") or [])[index:index + 1]
+        if a != b:
+            sys.exit(f"group {mine.get('name')}, rule {index + 1}: {a} in {sys.argv[2]}, {b} in {sys.argv[1]}")
+sys.exit(f"group settings differ between {sys.argv[2]} and {sys.argv[1]}")
+PY
+if "$VENV/bin/python" -c "$SAME_GROUPS" "$MONITORING/chatbox-rules.yml" "$PROMETHEUS_RULE"; then
+  pass "$PROMETHEUS_RULE: spec.groups equals chatbox-rules.yml's groups"
+else
+  fail "$PROMETHEUS_RULE and chatbox-rules.yml differ"
+fi
+
+section "Grafana dashboard"
+read -r -d '' DASHBOARD_CHECKER <<'PY' || true
+import json, sys
+
+dashboard = json.load(open(sys.argv[1]))
+# Row panels hold their collapsed panels; a row itself queries nothing.
+panels = []
+for panel in dashboard.get("panels") or []:
+    if panel.get("type") == "row":
+        panels.extend(panel.get("panels") or [])
+    else:
+        panels.append(panel)
+empty = [panel.get("title") for panel in panels
+         if not any((target.get("expr") or "").strip() for target in panel.get("targets") or [])]
+if not panels or empty:
+    sys.exit(f"panels without a query: {empty or 'no panels at all'}")
+print(f"{len(panels)} panels, each with a query")
+PY
+if "$VENV/bin/python" -c "$DASHBOARD_CHECKER" "$MONITORING/grafana-dashboard.json"; then
+  pass "grafana-dashboard.json parses; every panel has a query"
+else
+  fail "grafana-dashboard.json"
 fi
 
 # --- the image's dependency stage ---------------------------------------------------
@@ -451,6 +530,8 @@ if command -v kubectl >/dev/null 2>&1; then
   mongo_hosted=(MONGO_URI="mongodb+srv://chatbox:pw-check-only@cluster0.abcde.mongodb.net/chat")
   smtp_starttls=(SMTP_HOST=smtp.mail.example.net EMAIL_FROM=chatbox@example.com ADMIN_EMAILS=ops@example.com SMTP_USER=chatbox SMTP_PASS=pw-check-only)
   sms=(SMS_ACCOUNT_SID=AC0123456789 SMS_AUTH_TOKEN=tok-check-only SMS_FROM=+15551234567 ADMIN_PHONES=+15557654321)
+  # components/monitoring opens no egress (it adds a PrometheusRule only): no combination
+  # needs it, and kubernetes-validate could not check its custom resource.
   endpoint_combination "memory storage, demo model" admitted ""
   endpoint_combination "memory storage, OpenAI, SMS alerts" admitted "" "${openai[@]}" "${sms[@]}"
   endpoint_combination "MongoDB in the cluster" admitted mongodb "${openai[@]}" "${mongo_in_cluster[@]}"
