@@ -41,6 +41,7 @@ use crate::documents::{
 };
 use crate::error::{storage_error, unreadable};
 use crate::legacy;
+use crate::operation::Operation;
 use crate::retry::retrying;
 
 /// Documents per cursor batch when streaming a range: bounds the memory of `stats`.
@@ -174,9 +175,9 @@ impl MongoSessionRepository {
         let windows = if missing.is_empty() {
             Vec::new()
         } else {
-            retrying(&self.retry, "read_windows", || self.windows(&missing))
+            retrying(&self.retry, Operation::ReadWindows, || self.windows(&missing))
                 .await
-                .map_err(|e| storage_error("read_windows", &e))?
+                .map_err(|e| storage_error(Operation::ReadWindows, &e))?
         };
         documents
             .into_iter()
@@ -235,11 +236,11 @@ impl SessionCatalog for MongoSessionRepository {
     async fn list_sessions(&self, query: &SessionQuery) -> Result<SessionPage, RepositoryError> {
         let filter = listing_filter(query);
         let total = if query.with_total {
-            let counted = retrying(&self.retry, "count_sessions", || {
+            let counted = retrying(&self.retry, Operation::CountSessions, || {
                 self.sessions.count_documents(filter.clone()).into_future()
             })
             .await
-            .map_err(|e| storage_error("count_sessions", &e))?;
+            .map_err(|e| storage_error(Operation::CountSessions, &e))?;
             Some(counted)
         } else {
             None
@@ -251,7 +252,7 @@ impl SessionCatalog for MongoSessionRepository {
         let sort = sort_document(query.sort, query.descending);
         let skip = u64::try_from(query.offset).unwrap_or(u64::MAX);
         let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
-        let documents: Vec<Document> = retrying(&self.retry, "list_sessions", || async {
+        let documents: Vec<Document> = retrying(&self.retry, Operation::ListSessions, || async {
             self.sessions
                 .find(filter.clone())
                 .projection(summary_projection())
@@ -263,19 +264,19 @@ impl SessionCatalog for MongoSessionRepository {
                 .await
         })
         .await
-        .map_err(|e| storage_error("list_sessions", &e))?;
+        .map_err(|e| storage_error(Operation::ListSessions, &e))?;
         Ok(SessionPage { sessions: self.summaries(documents).await?, total })
     }
 
     async fn summary(&self, id: &SessionId) -> Result<Option<SessionSummary>, RepositoryError> {
-        let found = retrying(&self.retry, "session_summary", || {
+        let found = retrying(&self.retry, Operation::SessionSummary, || {
             self.sessions
                 .find_one(doc! { field::ID: id.as_str() })
                 .projection(summary_projection())
                 .into_future()
         })
         .await
-        .map_err(|e| storage_error("session_summary", &e))?;
+        .map_err(|e| storage_error(Operation::SessionSummary, &e))?;
         match found {
             None => Ok(None),
             Some(doc) if legacy::is_legacy(&doc) => self.legacy_summary(id).await,
@@ -290,7 +291,7 @@ impl SessionCatalog for MongoSessionRepository {
     ) -> Result<SessionStats, RepositoryError> {
         let filter = created_in(from, to);
         // A transient failure restarts the pass; an unreadable document ends it.
-        let streamed = retrying(&self.retry, "session_stats", || async {
+        let streamed = retrying(&self.retry, Operation::SessionStats, || async {
             match self.stream_stats(&filter).await {
                 Ok(stats) => Ok(Ok(stats)),
                 Err(StreamError::Store(error)) => Err(error),
@@ -298,7 +299,7 @@ impl SessionCatalog for MongoSessionRepository {
             }
         })
         .await
-        .map_err(|e| storage_error("session_stats", &e))?;
+        .map_err(|e| storage_error(Operation::SessionStats, &e))?;
         streamed.map_err(|e| unreadable("session", &e))
     }
 
@@ -315,7 +316,7 @@ impl SessionCatalog for MongoSessionRepository {
             None => doc! { "$unset": { field::SHARE: "", field::SHARE_TOKEN: "" } },
         };
         self.update_fields(
-            "set_share",
+            Operation::SetShare,
             id,
             doc! { field::ID: id.as_str(), field::SCHEMA: SCHEMA_VERSION },
             update,
@@ -332,11 +333,11 @@ impl SessionCatalog for MongoSessionRepository {
             field::SHARE_TOKEN_DIGEST: token_digest,
             field::SHARE_EXPIRES_AT: { "$gt": bson_date(now) },
         };
-        let found = retrying(&self.retry, "find_shared", || {
+        let found = retrying(&self.retry, Operation::FindShared, || {
             self.sessions.find_one(filter.clone()).projection(doc! { field::ID: 1 }).into_future()
         })
         .await
-        .map_err(|e| storage_error("find_shared", &e))?;
+        .map_err(|e| storage_error(Operation::FindShared, &e))?;
         found
             .map(|doc| {
                 string(&doc, field::ID)
@@ -352,11 +353,11 @@ impl MongoSessionRepository {
     /// embedded, so only here and only for such a session).
     async fn legacy_summary(&self, id: &SessionId) -> Result<Option<SessionSummary>, RepositoryError> {
         self.note_legacy();
-        let found = retrying(&self.retry, "load_legacy", || {
+        let found = retrying(&self.retry, Operation::LoadLegacy, || {
             self.sessions.find_one(doc! { field::ID: id.as_str() }).into_future()
         })
         .await
-        .map_err(|e| storage_error("load_legacy", &e))?;
+        .map_err(|e| storage_error(Operation::LoadLegacy, &e))?;
         match found {
             None => Ok(None),
             Some(doc) if legacy::is_legacy(&doc) => {

@@ -8,6 +8,7 @@ use chatbox_application::ports::RepositoryError;
 use thiserror::Error;
 
 use crate::documents::DocumentError;
+use crate::operation::Operation;
 use crate::retry::Signals;
 
 /// Why the repository could not be set up.
@@ -34,9 +35,9 @@ pub enum ConnectError {
 }
 
 /// A driver failure as the port's error: transient classes are `Unavailable`.
-pub(crate) fn storage_error(operation: &str, error: &mongodb::error::Error) -> RepositoryError {
+pub(crate) fn storage_error(operation: Operation, error: &mongodb::error::Error) -> RepositoryError {
     let signals = Signals::of(error);
-    let text = format!("mongodb {operation}: {}", signals.describe());
+    let text = format!("mongodb {}: {}", operation.as_str(), signals.describe());
     if signals.is_transient() { RepositoryError::Unavailable(text) } else { RepositoryError::Other(text) }
 }
 

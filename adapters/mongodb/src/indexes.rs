@@ -28,6 +28,7 @@ use mongodb::options::IndexOptions;
 use crate::MongoSessionRepository;
 use crate::documents::field;
 use crate::error::storage_error;
+use crate::operation::Operation;
 use crate::retry::retrying;
 
 fn index(name: &str, keys: Document, unique: bool) -> IndexModel {
@@ -69,9 +70,9 @@ pub(crate) async fn ensure(repository: &MongoSessionRepository) -> Result<(), Re
         .map(|index| (&repository.messages, index))
         .chain(session_indexes().into_iter().map(|index| (&repository.sessions, index)));
     for (collection, index) in all {
-        retrying(policy, "create_index", || collection.create_index(index.clone()).into_future())
+        retrying(policy, Operation::CreateIndex, || collection.create_index(index.clone()).into_future())
             .await
-            .map_err(|e| storage_error("create_index", &e))?;
+            .map_err(|e| storage_error(Operation::CreateIndex, &e))?;
     }
     Ok(())
 }

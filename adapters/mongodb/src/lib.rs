@@ -29,6 +29,7 @@ mod indexes;
 mod legacy;
 mod locks;
 pub mod migrate;
+mod operation;
 mod repository;
 pub mod retry;
 
@@ -49,6 +50,7 @@ pub use crate::retry::RetryPolicy;
 pub use mongodb;
 
 use crate::documents::{Codec, field};
+use crate::operation::Operation;
 use crate::retry::retrying;
 
 /// How to reach the store and how to treat what is stored there.
@@ -112,19 +114,21 @@ impl MongoSessionRepository {
         let client = Client::with_options(options)
             .map_err(|e| ConnectError::InvalidUri(error::redact(&e.kind.to_string(), uri)))?;
         let repository = Self::with_client(&client, &config);
-        retrying(&config.retry, "ping", || repository.database.run_command(doc! { "ping": 1 }).into_future())
-            .await
-            .map_err(|e| {
-                let signals = retry::Signals::of(&e);
-                if signals.is_transient() {
-                    ConnectError::Unreachable {
-                        attempts: config.retry.attempts.max(1),
-                        reason: signals.describe(),
-                    }
-                } else {
-                    ConnectError::Refused(signals.describe())
+        retrying(&config.retry, Operation::Ping, || {
+            repository.database.run_command(doc! { "ping": 1 }).into_future()
+        })
+        .await
+        .map_err(|e| {
+            let signals = retry::Signals::of(&e);
+            if signals.is_transient() {
+                ConnectError::Unreachable {
+                    attempts: config.retry.attempts.max(1),
+                    reason: signals.describe(),
                 }
-            })?;
+            } else {
+                ConnectError::Refused(signals.describe())
+            }
+        })?;
         repository.ensure_indexes().await.map_err(|e| ConnectError::Indexes(e.to_string()))?;
         repository.detect_legacy().await.map_err(|e| ConnectError::Indexes(e.to_string()))?;
         Ok(repository)
@@ -144,9 +148,10 @@ impl MongoSessionRepository {
     }
 
     /// The same repository, counting each storage retry in `metrics`
-    /// (`storage_retry`, by operation).
+    /// (`storage_retry`, by operation; every operation's series starts at 0).
     #[must_use]
     pub fn with_metrics(mut self, metrics: std::sync::Arc<dyn chatbox_application::ports::Metrics>) -> Self {
+        metrics.storage_retry_operations(&Operation::NAMES);
         self.retry.metrics = metrics;
         self
     }
@@ -161,14 +166,14 @@ impl MongoSessionRepository {
     }
 
     async fn detect_legacy(&self) -> Result<(), chatbox_application::ports::RepositoryError> {
-        let found = retrying(&self.retry, "detect_legacy", || {
+        let found = retrying(&self.retry, Operation::DetectLegacy, || {
             self.sessions
                 .find_one(doc! { field::SCHEMA: { "$exists": false } })
                 .projection(doc! { field::ID: 1 })
                 .into_future()
         })
         .await
-        .map_err(|e| error::storage_error("detect_legacy", &e))?;
+        .map_err(|e| error::storage_error(Operation::DetectLegacy, &e))?;
         if found.is_some() {
             tracing::warn!(
                 "sessions of the earlier service's layout found: they are readable, and converted on their next \
@@ -179,14 +184,14 @@ impl MongoSessionRepository {
         // Sessions written before the catalog's derived fields existed: listed and
         // counted correctly, but sorted as the shortest by duration until filled in. A
         // missing field equals null, which the `duration_id` index finds.
-        let underived = retrying(&self.retry, "detect_underived", || {
+        let underived = retrying(&self.retry, Operation::DetectUnderived, || {
             self.sessions
                 .find_one(doc! { field::SCHEMA: documents::SCHEMA_VERSION, field::DURATION_MS: Bson::Null })
                 .projection(doc! { field::ID: 1 })
                 .into_future()
         })
         .await
-        .map_err(|e| error::storage_error("detect_underived", &e))?;
+        .map_err(|e| error::storage_error(Operation::DetectUnderived, &e))?;
         if underived.is_some() {
             tracing::warn!(
                 "sessions without a stored duration found (written by an earlier version): they sort as the \

@@ -34,6 +34,7 @@ use crate::documents::{
 };
 use crate::error::{storage_error, unreadable};
 use crate::legacy;
+use crate::operation::Operation;
 use crate::retry::{DUPLICATE_KEY, retrying};
 
 /// Messages inserted per round trip.
@@ -97,7 +98,7 @@ pub async fn migrate_all(
     // The ids first: converting documents while a cursor walks the collection could make
     // it meet a document twice or not at all.
     let filter = doc! { field::SCHEMA: { "$exists": false } };
-    let ids = matching_ids(repository, filter, "list_legacy").await?;
+    let ids = matching_ids(repository, filter, Operation::ListLegacy).await?;
     let mut report =
         MigrationReport { found: u64::try_from(ids.len()).unwrap_or(u64::MAX), ..Default::default() };
     for id in &ids {
@@ -146,7 +147,7 @@ pub async fn backfill_derived(repository: &MongoSessionRepository) -> Result<u64
             { field::RESPONSE_COUNT: { "$exists": false } },
         ],
     };
-    let ids = matching_ids(repository, filter, "list_underived").await?;
+    let ids = matching_ids(repository, filter, Operation::ListUnderived).await?;
     let mut filled = 0_u64;
     for id in &ids {
         let Some(id) = id.get_str(field::ID).ok().and_then(|raw| SessionId::parse(raw).ok()) else {
@@ -167,7 +168,7 @@ async fn backfill_session(
     let mut projection = Timeline::projection();
     projection.extend(doc! { field::LAST_SEQ: 1, field::RESPONSE_TIMES_MS: 1 });
     for _ in 0..CONVERT_TRIES {
-        let found = retrying(&repository.retry, "load_underived", || {
+        let found = retrying(&repository.retry, Operation::LoadUnderived, || {
             repository
                 .sessions
                 .find_one(doc! { field::ID: id.as_str(), field::SCHEMA: SCHEMA_VERSION })
@@ -175,7 +176,7 @@ async fn backfill_session(
                 .into_future()
         })
         .await
-        .map_err(|e| storage_error("load_underived", &e))?;
+        .map_err(|e| storage_error(Operation::LoadUnderived, &e))?;
         let Some(stored) = found else {
             return Ok(false);
         };
@@ -184,8 +185,9 @@ async fn backfill_session(
         for name in [field::LAST_SEQ, field::STATUS, field::LAST_ACTIVITY] {
             unchanged.insert(name, stored.get(name).cloned().unwrap_or(Bson::Null));
         }
-        let result =
-            repository.update_session("backfill_session", id, &unchanged, &doc! { "$set": fields }).await?;
+        let result = repository
+            .update_session(Operation::BackfillSession, id, &unchanged, &doc! { "$set": fields })
+            .await?;
         if result.matched_count > 0 {
             return Ok(true);
         }
@@ -221,11 +223,11 @@ pub async fn migrate_session(
     id: &SessionId,
 ) -> Result<Outcome, RepositoryError> {
     for _ in 0..CONVERT_TRIES {
-        let found = retrying(&repository.retry, "load_legacy", || {
+        let found = retrying(&repository.retry, Operation::LoadLegacy, || {
             repository.sessions.find_one(doc! { field::ID: id.as_str() }).into_future()
         })
         .await
-        .map_err(|e| storage_error("load_legacy", &e))?;
+        .map_err(|e| storage_error(Operation::LoadLegacy, &e))?;
         let Some(old) = found else {
             return Ok(Outcome::Missing);
         };
@@ -260,11 +262,11 @@ pub async fn migrate_session(
             );
         }
         let serialised = repository.locks.lock(id).await;
-        let replaced = retrying(&repository.retry, "convert_session", || {
+        let replaced = retrying(&repository.retry, Operation::ConvertSession, || {
             repository.sessions.replace_one(unchanged.clone(), current.clone()).into_future()
         })
         .await
-        .map_err(|e| storage_error("convert_session", &e))?;
+        .map_err(|e| storage_error(Operation::ConvertSession, &e))?;
         drop(serialised);
         if replaced.matched_count > 0 {
             return Ok(Outcome::Converted { messages: u64::try_from(messages.len()).unwrap_or(u64::MAX) });
@@ -286,7 +288,7 @@ async fn insert_messages(
         .map(|message| message_document(id, message, &repository.codec))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| unreadable("message", &e))?;
-    let inserted = retrying(&repository.retry, "insert_messages", || {
+    let inserted = retrying(&repository.retry, Operation::InsertMessages, || {
         repository.messages.insert_many(documents.clone()).ordered(false).into_future()
     })
     .await;
@@ -302,7 +304,7 @@ async fn insert_messages(
         _ => None,
     };
     let Some(duplicates) = duplicates else {
-        return Err(storage_error("insert_messages", &error));
+        return Err(storage_error(Operation::InsertMessages, &error));
     };
     for index in duplicates {
         let message =
@@ -319,7 +321,7 @@ async fn insert_messages(
 async fn matching_ids(
     repository: &MongoSessionRepository,
     filter: Document,
-    operation: &'static str,
+    operation: Operation,
 ) -> Result<Vec<Document>, RepositoryError> {
     retrying(&repository.retry, operation, || async {
         repository

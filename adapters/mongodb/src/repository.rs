@@ -41,6 +41,7 @@ use crate::documents::{
     handoff_fields, message_document, message_from_document, millis, session_document, session_from_document,
 };
 use crate::error::{storage_error, unreadable};
+use crate::operation::Operation;
 use crate::retry::{is_duplicate_key, retrying};
 use crate::{legacy, migrate};
 
@@ -73,14 +74,14 @@ impl MongoSessionRepository {
 
     /// The session document (projected), telling apart a missing and a layout-1 one.
     async fn find_session(&self, id: &SessionId, projection: Document) -> Result<Found, RepositoryError> {
-        let found = retrying(&self.retry, "find_session", || {
+        let found = retrying(&self.retry, Operation::FindSession, || {
             self.sessions
                 .find_one(doc! { field::ID: id.as_str() })
                 .projection(projection.clone())
                 .into_future()
         })
         .await
-        .map_err(|e| storage_error("find_session", &e))?;
+        .map_err(|e| storage_error(Operation::FindSession, &e))?;
         Ok(match found {
             None => Found::Missing,
             Some(doc) if legacy::is_legacy(&doc) => Found::Legacy,
@@ -126,11 +127,11 @@ impl MongoSessionRepository {
         when_absent: RepositoryError,
     ) -> Result<(), RepositoryError> {
         let filter = doc! { field::SESSION_ID: id.as_str(), field::SEQ: bson_count_value(message.seq.0) };
-        let stored = retrying(&self.retry, "find_message", || {
+        let stored = retrying(&self.retry, Operation::FindMessage, || {
             self.messages.find_one(filter.clone()).projection(doc! { field::ID: 1 }).into_future()
         })
         .await
-        .map_err(|e| storage_error("find_message", &e))?;
+        .map_err(|e| storage_error(Operation::FindMessage, &e))?;
         match stored {
             Some(doc) if doc.get_str(field::ID).is_ok_and(|stored| stored == message.id.as_str()) => Ok(()),
             Some(_) => Err(RepositoryError::Conflict),
@@ -188,7 +189,7 @@ impl MongoSessionRepository {
     /// One update of a session document, under the session's lock (see `locks.rs`).
     pub(crate) async fn update_session(
         &self,
-        operation: &'static str,
+        operation: Operation,
         id: &SessionId,
         filter: &Document,
         update: &Document,
@@ -237,7 +238,7 @@ impl MongoSessionRepository {
     /// session).
     async fn update_timed(
         &self,
-        operation: &'static str,
+        operation: Operation,
         id: &SessionId,
         build: impl Fn(&Timeline) -> Option<Document> + Send + Sync,
     ) -> Result<(), RepositoryError> {
@@ -261,7 +262,7 @@ impl MongoSessionRepository {
     /// layout is not an error.
     pub(crate) async fn update_fields(
         &self,
-        operation: &'static str,
+        operation: Operation,
         id: &SessionId,
         filter: Document,
         update: Document,
@@ -285,7 +286,7 @@ impl MongoSessionRepository {
 impl SessionRepository for MongoSessionRepository {
     async fn create(&self, session: &Session) -> Result<(), RepositoryError> {
         let document = session_document(session, &self.codec).map_err(|e| unreadable("session", &e))?;
-        let inserted = retrying(&self.retry, "create_session", || {
+        let inserted = retrying(&self.retry, Operation::CreateSession, || {
             self.sessions.insert_one(document.clone()).into_future()
         })
         .await;
@@ -305,16 +306,16 @@ impl SessionRepository for MongoSessionRepository {
                     _ => Err(RepositoryError::AlreadyExists),
                 }
             }
-            Err(e) => Err(storage_error("create_session", &e)),
+            Err(e) => Err(storage_error(Operation::CreateSession, &e)),
         }
     }
 
     async fn load(&self, id: &SessionId) -> Result<Option<Session>, RepositoryError> {
-        let found = retrying(&self.retry, "load_session", || {
+        let found = retrying(&self.retry, Operation::LoadSession, || {
             self.sessions.find_one(doc! { field::ID: id.as_str() }).into_future()
         })
         .await
-        .map_err(|e| storage_error("load_session", &e))?;
+        .map_err(|e| storage_error(Operation::LoadSession, &e))?;
         let Some(doc) = found else {
             return Ok(None);
         };
@@ -343,7 +344,7 @@ impl SessionRepository for MongoSessionRepository {
             return Err(RepositoryError::Conflict);
         }
         let document = message_document(id, message, &self.codec).map_err(|e| unreadable("message", &e))?;
-        let inserted = retrying(&self.retry, "insert_message", || {
+        let inserted = retrying(&self.retry, Operation::InsertMessage, || {
             self.messages.insert_one(document.clone()).into_future()
         })
         .await;
@@ -353,14 +354,14 @@ impl SessionRepository for MongoSessionRepository {
                 let reused = RepositoryError::Other("message id already used by another message".into());
                 self.confirm_stored(id, message, reused).await?;
             }
-            Err(e) => return Err(storage_error("insert_message", &e)),
+            Err(e) => return Err(storage_error(Operation::InsertMessage, &e)),
         }
         for _ in 0..STATUS_TRIES {
             let update = self.append_update(&state, message, effects)?;
             let mut filter = Self::current_layout(id);
             filter.insert(field::LAST_SEQ, bson_count_value(seq - 1));
             filter.insert(field::STATUS, state.timeline.status());
-            let result = self.update_session("count_message", id, &filter, &update).await?;
+            let result = self.update_session(Operation::CountMessage, id, &filter, &update).await?;
             if result.matched_count > 0 {
                 return Ok(());
             }
@@ -378,7 +379,7 @@ impl SessionRepository for MongoSessionRepository {
     }
 
     async fn set_model(&self, id: &SessionId, model: &ModelId, at: Timestamp) -> Result<(), RepositoryError> {
-        self.update_timed("set_model", id, |timeline| {
+        self.update_timed(Operation::SetModel, id, |timeline| {
             let mut update = doc! {
                 "$set": { field::MODEL_ID: model.as_str() },
                 "$max": { field::LAST_ACTIVITY: bson_date(at) },
@@ -395,7 +396,7 @@ impl SessionRepository for MongoSessionRepository {
         handoff: &HandoffState,
         at: Timestamp,
     ) -> Result<(), RepositoryError> {
-        self.update_timed("set_handoff", id, |timeline| {
+        self.update_timed(Operation::SetHandoff, id, |timeline| {
             let mut update =
                 doc! { "$set": handoff_fields(handoff), "$max": { field::LAST_ACTIVITY: bson_date(at) } };
             timeline.touch(at, &mut update);
@@ -405,7 +406,7 @@ impl SessionRepository for MongoSessionRepository {
     }
 
     async fn end(&self, id: &SessionId, at: Timestamp) -> Result<(), RepositoryError> {
-        self.update_timed("end_session", id, |timeline| {
+        self.update_timed(Operation::EndSession, id, |timeline| {
             // An ended session keeps its first end time: nothing to write.
             timeline.is_active().then(|| {
                 let mut update = doc! {
@@ -433,7 +434,7 @@ impl SessionRepository for MongoSessionRepository {
         }
         let filter =
             doc! { field::SESSION_ID: id.as_str(), field::SEQ: { "$gt": bson_count_value(after.0) } };
-        self.find_messages("messages_after", filter, doc! { field::SEQ: 1 }, limit).await
+        self.find_messages(Operation::MessagesAfter, filter, doc! { field::SEQ: 1 }, limit).await
     }
 
     async fn recent_messages(
@@ -450,21 +451,25 @@ impl SessionRepository for MongoSessionRepository {
         }
         let filter = doc! { field::SESSION_ID: id.as_str() };
         let mut messages =
-            self.find_messages("recent_messages", filter, doc! { field::SEQ: -1 }, limit).await?;
+            self.find_messages(Operation::RecentMessages, filter, doc! { field::SEQ: -1 }, limit).await?;
         messages.reverse();
         Ok(messages)
     }
 
     async fn ping(&self) -> Result<(), RepositoryError> {
         // One attempt: readiness reports the store as it is now.
-        self.database.run_command(doc! { "ping": 1 }).await.map(|_| ()).map_err(|e| storage_error("ping", &e))
+        self.database
+            .run_command(doc! { "ping": 1 })
+            .await
+            .map(|_| ())
+            .map_err(|e| storage_error(Operation::Ping, &e))
     }
 }
 
 impl MongoSessionRepository {
     async fn find_messages(
         &self,
-        operation: &'static str,
+        operation: Operation,
         filter: Document,
         sort: Document,
         limit: usize,
@@ -488,10 +493,11 @@ impl MongoSessionRepository {
             return Ok(None);
         }
         let filter = doc! { field::ID: id.as_str(), field::SCHEMA: { "$exists": false } };
-        let found =
-            retrying(&self.retry, "load_legacy", || self.sessions.find_one(filter.clone()).into_future())
-                .await
-                .map_err(|e| storage_error("load_legacy", &e))?;
+        let found = retrying(&self.retry, Operation::LoadLegacy, || {
+            self.sessions.find_one(filter.clone()).into_future()
+        })
+        .await
+        .map_err(|e| storage_error(Operation::LoadLegacy, &e))?;
         found
             .map(|doc| legacy::messages(&doc, &self.codec).map_err(|e| unreadable("session", &e)))
             .transpose()

@@ -22,6 +22,8 @@ use std::time::Duration;
 use std::sync::Arc;
 
 use chatbox_application::ports::{Metrics, NoMetrics};
+
+use crate::operation::Operation;
 use mongodb::error::{Error, ErrorKind, WriteFailure};
 use tracing::warn;
 
@@ -199,7 +201,7 @@ pub(crate) trait RetryContext {
     /// The policy.
     fn policy(&self) -> &RetryPolicy;
     /// Called once per retry of `operation`.
-    fn retried(&self, _operation: &'static str) {}
+    fn retried(&self, _operation: Operation) {}
 }
 
 impl RetryContext for RetryPolicy {
@@ -233,8 +235,8 @@ impl RetryContext for Retry {
         &self.policy
     }
 
-    fn retried(&self, operation: &'static str) {
-        self.metrics.storage_retry(operation);
+    fn retried(&self, operation: Operation) {
+        self.metrics.storage_retry(operation.as_str());
     }
 }
 
@@ -242,7 +244,7 @@ impl RetryContext for Retry {
 /// attempts have been made, waiting [`RetryPolicy::backoff`] between attempts.
 pub(crate) async fn retrying<T, F, Fut>(
     context: &impl RetryContext,
-    operation: &'static str,
+    operation: Operation,
     mut call: F,
 ) -> Result<T, Error>
 where
@@ -263,13 +265,14 @@ where
                 let wait = policy.backoff(attempt, rand::random::<f64>());
                 let wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX);
                 let failure = signals.describe();
+                let name = operation.as_str();
                 warn!(
-                    operation,
+                    operation = name,
                     attempt,
                     attempts,
                     wait_ms,
                     failure,
-                    "mongodb {operation} failed ({failure}); retry {} of {attempts} in {wait_ms}ms",
+                    "mongodb {name} failed ({failure}); retry {} of {attempts} in {wait_ms}ms",
                     attempt + 1,
                 );
                 context.retried(operation);
@@ -378,7 +381,7 @@ mod tests {
         let policy =
             RetryPolicy { attempts: 3, delay: Duration::from_millis(1), max_delay: Duration::from_millis(2) };
         let _: Result<(), Error> =
-            retrying(&policy, "insert_message", || async { Err(command_error(10107)) }).await;
+            retrying(&policy, Operation::InsertMessage, || async { Err(command_error(10107)) }).await;
         let logs = String::from_utf8(logs.lock().expect("logs").clone()).expect("text");
         let lines: Vec<&str> = logs.lines().filter(|line| line.contains("retry")).collect();
         assert_eq!(lines.len(), 2, "one line per retry (3 attempts): {logs}");
@@ -396,7 +399,7 @@ mod tests {
         let policy =
             RetryPolicy { attempts: 3, delay: Duration::from_millis(1), max_delay: Duration::from_millis(2) };
         let calls = AtomicU32::new(0);
-        let result: Result<(), Error> = retrying(&policy, "test", || {
+        let result: Result<(), Error> = retrying(&policy, Operation::Ping, || {
             calls.fetch_add(1, Ordering::SeqCst);
             async { Err(command_error(10107)) }
         })
@@ -404,7 +407,7 @@ mod tests {
         assert!(result.is_err());
         assert_eq!(calls.swap(0, Ordering::SeqCst), 3, "all attempts used");
 
-        let result: Result<(), Error> = retrying(&policy, "test", || {
+        let result: Result<(), Error> = retrying(&policy, Operation::Ping, || {
             calls.fetch_add(1, Ordering::SeqCst);
             async { Err(command_error(DUPLICATE_KEY)) }
         })
@@ -412,7 +415,7 @@ mod tests {
         assert!(result.is_err());
         assert_eq!(calls.swap(0, Ordering::SeqCst), 1, "a permanent failure is not retried");
 
-        let result = retrying(&policy, "test", || {
+        let result = retrying(&policy, Operation::Ping, || {
             let call = calls.fetch_add(1, Ordering::SeqCst);
             async move { if call == 0 { Err(command_error(91)) } else { Ok(call) } }
         })
