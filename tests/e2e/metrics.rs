@@ -45,7 +45,7 @@ async fn scrape_until(app: &TestApp, what: &str, ready: impl Fn(&Scrape) -> bool
 async fn a_conversation_moves_the_socket_frame_answer_and_storage_series() {
     let app = spawn_app(&[]).await;
     let before = scrape(&app).await;
-    assert_eq!(before.get("chatbox_sockets_open", &[]), 0.0);
+    assert_eq!(before.get("chatbox_websocket_connections", &[]), 0.0);
     assert_eq!(before.get("chatbox_llm_requests_total", &[("provider", "demo")]), 0.0);
 
     let mut client = app.connect("alice", "").await;
@@ -59,20 +59,20 @@ async fn a_conversation_moves_the_socket_frame_answer_and_storage_series() {
     assert_eq!(client.next_json().await["error"]["code"], "INVALID_FORMAT");
 
     let s = scrape(&app).await;
-    assert_eq!(s.get("chatbox_sockets_open", &[]), 2.0);
-    assert_eq!(s.get("chatbox_frames_received_total", &[("type", "user_message")]), 1.0);
-    assert_eq!(s.get("chatbox_frames_received_total", &[("type", "ping")]), 1.0);
-    assert_eq!(s.get("chatbox_frames_received_total", &[("type", "other")]), 1.0);
-    assert_eq!(s.get("chatbox_frames_sent_total", &[("type", "connection_status")]), 2.0);
-    assert_eq!(s.get("chatbox_frames_sent_total", &[("type", "loading")]), 1.0);
-    assert_eq!(s.get("chatbox_frames_sent_total", &[("type", "ai_response")]), chunks as f64);
-    assert!(s.get("chatbox_frames_sent_total", &[("type", "pong")]) <= 1.0);
+    assert_eq!(s.get("chatbox_websocket_connections", &[]), 2.0);
+    assert_eq!(s.get("chatbox_messages_received_total", &[("type", "user_message")]), 1.0);
+    assert_eq!(s.get("chatbox_messages_received_total", &[("type", "ping")]), 1.0);
+    assert_eq!(s.get("chatbox_message_errors_total", &[]), 1.0);
+    assert_eq!(s.get("chatbox_messages_sent_total", &[("type", "connection_status")]), 2.0);
+    assert_eq!(s.get("chatbox_messages_sent_total", &[("type", "loading")]), 1.0);
+    assert_eq!(s.get("chatbox_messages_sent_total", &[("type", "ai_response")]), chunks as f64);
+    assert!(s.get("chatbox_messages_sent_total", &[("type", "pong")]) <= 1.0);
     assert_eq!(s.get("chatbox_llm_requests_total", &[("provider", "demo")]), 1.0);
     assert_eq!(s.get("chatbox_llm_requests_total", &[("provider", "second")]), 0.0);
     let answer = [("provider", "demo"), ("finish_reason", "stop")];
     assert_eq!(s.get("chatbox_answer_duration_seconds_count", &answer), 1.0);
     assert!(s.get("chatbox_answer_duration_seconds_sum", &answer) > 0.0);
-    assert_eq!(s.get("chatbox_llm_time_to_first_token_seconds_count", &[("provider", "demo")]), 1.0);
+    assert_eq!(s.get("chatbox_llm_latency_seconds_count", &[("provider", "demo")]), 1.0);
     assert_eq!(s.get("chatbox_gateway_latency_seconds_count", &[]), 1.0, "the first chunk, written once");
     let gateway = s.get("chatbox_gateway_latency_seconds_sum", &[]);
     assert!((0.0..1.0).contains(&gateway), "the gateway's own latency is small: {gateway}");
@@ -81,37 +81,37 @@ async fn a_conversation_moves_the_socket_frame_answer_and_storage_series() {
         done["metadata"][format!("{kind}_tokens")].as_str().expect("usage").parse::<f64>().expect("n")
     };
     assert_eq!(
-        s.get("chatbox_llm_tokens_total", &[("provider", "demo"), ("type", "prompt")]),
+        s.get("chatbox_tokens_used_total", &[("provider", "demo"), ("type", "prompt")]),
         tokens("prompt")
     );
     assert_eq!(
-        s.get("chatbox_llm_tokens_total", &[("provider", "demo"), ("type", "completion")]),
+        s.get("chatbox_tokens_used_total", &[("provider", "demo"), ("type", "completion")]),
         tokens("completion")
     );
-    assert_eq!(s.get("chatbox_sessions_live", &[]), 1.0);
+    assert_eq!(s.get("chatbox_active_sessions", &[]), 1.0);
     let stored = [("operation", "append_message"), ("outcome", "ok")];
     assert_eq!(
-        s.get("chatbox_storage_operation_duration_seconds_count", &stored),
+        s.get("chatbox_mongodb_operation_seconds_count", &stored),
         2.0,
         "question and answer"
     );
     assert_eq!(
         s.get(
-            "chatbox_storage_operation_duration_seconds_count",
-            &[("operation", "create"), ("outcome", "ok")]
+            "chatbox_mongodb_operation_seconds_count",
+            &[("operation", "create_session"), ("outcome", "ok")]
         ),
         1.0
     );
 
     // Closing a socket moves the lifetime histogram and brings the gauge back.
-    assert_eq!(s.get("chatbox_socket_lifetime_seconds_count", &[]), 0.0);
+    assert_eq!(s.get("chatbox_websocket_connection_duration_seconds_count", &[]), 0.0);
     other.socket.close(None).await.expect("close");
     let _ = ws::until_closed(&mut other.socket, ws::deadline_in(WAIT)).await;
     let s = scrape_until(&app, "the closed socket", |s| {
-        s.get("chatbox_socket_lifetime_seconds_count", &[]) == 1.0
+        s.get("chatbox_websocket_connection_duration_seconds_count", &[]) == 1.0
     })
     .await;
-    assert_eq!(s.get("chatbox_sockets_open", &[]), 1.0);
+    assert_eq!(s.get("chatbox_websocket_connections", &[]), 1.0);
     app.stop().await;
 }
 
@@ -135,12 +135,12 @@ async fn a_flood_and_a_refused_connection_move_their_limiters() {
 
     let s = scrape(&app).await;
     assert_eq!(
-        s.get("chatbox_rate_limit_rejections_total", &[("limiter", "command_budget")]),
+        s.get("chatbox_ratelimit_blocked_total", &[("limiter", "command_budget")]),
         refusals as f64
     );
-    assert_eq!(s.get("chatbox_rate_limit_rejections_total", &[("limiter", "connections")]), 1.0);
-    assert_eq!(s.get("chatbox_rate_limit_rejections_total", &[("limiter", "messages")]), 0.0);
-    assert!(s.get("chatbox_frames_received_total", &[("type", "typing_indicator")]) >= refusals as f64);
+    assert_eq!(s.get("chatbox_ratelimit_blocked_total", &[("limiter", "connection")]), 1.0);
+    assert_eq!(s.get("chatbox_ratelimit_blocked_total", &[("limiter", "message")]), 0.0);
+    assert!(s.get("chatbox_messages_received_total", &[("type", "typing_indicator")]) >= refusals as f64);
     let told = held.frames_before_pong().await;
     assert!(
         told.iter().any(|f| f["type"] == "notification"),
@@ -198,8 +198,8 @@ async fn provider_failures_and_retries_are_counted_by_provider() {
     assert_eq!(s.get("chatbox_llm_errors_total", &[("provider", "primary"), ("kind", "server")]), 1.0);
     assert_eq!(s.get("chatbox_llm_retries_total", &[("provider", "primary")]), 1.0);
     // The provider's own counts (prompt 11, completion 7), not estimates.
-    assert_eq!(s.get("chatbox_llm_tokens_total", &[("provider", "primary"), ("type", "prompt")]), 11.0);
-    assert_eq!(s.get("chatbox_llm_tokens_total", &[("provider", "primary"), ("type", "completion")]), 7.0);
+    assert_eq!(s.get("chatbox_tokens_used_total", &[("provider", "primary"), ("type", "prompt")]), 11.0);
+    assert_eq!(s.get("chatbox_tokens_used_total", &[("provider", "primary"), ("type", "completion")]), 7.0);
     app.stop().await;
 }
 
@@ -219,7 +219,7 @@ async fn both_paths_serve_the_same_prometheus_text() {
     let families = |s: &Scrape| s.types.keys().filter(|n| *n != family).cloned().collect::<Vec<_>>();
     assert_eq!(families(&root), families(&prefixed));
     // The first scrape is in the second: recorded before its response was sent.
-    let scrapes = [("route", "/metrics"), ("method", "GET"), ("status", "200")];
+    let scrapes = [("endpoint", "/metrics"), ("method", "GET"), ("status", "200")];
     assert_eq!(root.get("chatbox_http_request_duration_seconds_count", &scrapes), 0.0);
     assert_eq!(prefixed.get("chatbox_http_request_duration_seconds_count", &scrapes), 1.0);
     assert!(root.types.keys().all(|name| name.starts_with("chatbox_")), "{:?}", root.types);
@@ -269,15 +269,87 @@ async fn sessions_help_requests_takeovers_and_http_routes_move_their_series() {
     assert_eq!(scrape.get("chatbox_sessions_created_total", &[]), 1.0);
     assert_eq!(scrape.get("chatbox_sessions_ended_total", &[]), 1.0);
     assert_eq!(scrape.get("chatbox_help_requests_total", &[]), 1.0);
-    assert_eq!(scrape.get("chatbox_takeovers_total", &[]), 1.0);
-    assert_eq!(scrape.get("chatbox_rate_limit_rejections_total", &[("limiter", "admin_http")]), 1.0);
-    let takeover = [("route", "/admin/takeover/{session_id}"), ("method", "POST"), ("status", "200")];
+    assert_eq!(scrape.get("chatbox_admin_takeovers_total", &[]), 1.0);
+    assert_eq!(scrape.get("chatbox_ratelimit_blocked_total", &[("limiter", "admin_http")]), 1.0);
+    let takeover = [("endpoint", "/admin/takeover/{session_id}"), ("method", "POST"), ("status", "200")];
     assert_eq!(scrape.get("chatbox_http_request_duration_seconds_count", &takeover), 1.0);
-    let limited = [("route", "/admin/metrics"), ("method", "GET"), ("status", "429")];
+    let limited = [("endpoint", "/admin/metrics"), ("method", "GET"), ("status", "429")];
     assert_eq!(scrape.get("chatbox_http_request_duration_seconds_count", &limited), 1.0);
     assert!(
         scrape.samples.iter().all(|s| s.labels.values().all(|v| !v.contains(&session))),
         "no label carries a session id"
     );
+    app.stop().await;
+}
+
+/// The earlier service's series that dashboards and alerts use, by name, type and the
+/// labels it had (an added label is allowed), as a fresh service serves them.
+const EARLIER_SERIES: [(&str, &str, &[&str]); 14] = [
+    ("chatbox_messages_received_total", "counter", &["type"]),
+    ("chatbox_messages_sent_total", "counter", &["type"]),
+    ("chatbox_llm_requests_total", "counter", &["provider"]),
+    ("chatbox_llm_latency_seconds", "histogram", &["provider"]),
+    ("chatbox_llm_errors_total", "counter", &["provider"]),
+    ("chatbox_sessions_created_total", "counter", &[]),
+    ("chatbox_sessions_ended_total", "counter", &[]),
+    ("chatbox_admin_takeovers_total", "counter", &[]),
+    ("chatbox_message_errors_total", "counter", &[]),
+    ("chatbox_tokens_used_total", "counter", &["provider"]),
+    ("chatbox_mongodb_operation_seconds", "histogram", &["operation"]),
+    ("chatbox_ratelimit_blocked_total", "counter", &["limiter"]),
+    ("chatbox_websocket_connection_duration_seconds", "histogram", &[]),
+    ("chatbox_http_request_duration_seconds", "histogram", &["endpoint", "method"]),
+];
+
+#[tokio::test]
+async fn the_earlier_services_series_keep_their_names_types_and_labels() {
+    let app = spawn_app(&[]).await;
+    // One of each event that creates a labelled series not shown at 0 from the start.
+    let mut client = app.connect("alice", "").await;
+    client.ask("Hello there").await;
+    assert!(client.frames_before_pong().await.is_empty());
+    client.socket.close(None).await.expect("close");
+    let _ = ws::until_closed(&mut client.socket, ws::deadline_in(WAIT)).await;
+    let s = scrape_until(&app, "the closed socket", |s| {
+        s.get("chatbox_websocket_connection_duration_seconds_count", &[]) == 1.0
+    })
+    .await;
+    for (name, kind, labels) in EARLIER_SERIES {
+        assert_eq!(s.types.get(name).map(String::as_str), Some(kind), "{name} is a {kind}");
+        let sample = if kind == "histogram" { format!("{name}_count") } else { name.to_owned() };
+        let samples: Vec<_> = s.samples.iter().filter(|x| x.name == sample).collect();
+        assert!(!samples.is_empty(), "{name} has a series");
+        for sample in samples {
+            for label in labels {
+                assert!(sample.labels.contains_key(*label), "{name} has label {label}: {sample:?}");
+            }
+        }
+    }
+    assert!(s.get("chatbox_messages_received_total", &[("type", "user_message")]) >= 1.0);
+    assert!(s.get("chatbox_ratelimit_blocked_total", &[("limiter", "message")]) == 0.0);
+    // The earlier upgrade guide's check: `curl /metrics | grep -E "websocket|session|rate"`.
+    let (_, _, body) = get(&app, "/metrics").await;
+    let grepped: Vec<&str> = body
+        .lines()
+        .filter(|line| ["websocket", "session", "rate"].iter().any(|word| line.contains(word)))
+        .collect();
+    for family in [
+        "chatbox_websocket_connections ",
+        "chatbox_websocket_connection_duration_seconds_count",
+        "chatbox_active_sessions ",
+        "chatbox_sessions_created_total",
+        "chatbox_ratelimit_blocked_total{",
+    ] {
+        assert!(grepped.iter().any(|line| line.starts_with(family)), "the grep shows {family}");
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_readiness_gauge_is_the_last_readiness_verdict() {
+    let app = spawn_app(&[]).await;
+    assert!(!scrape(&app).await.types.contains_key("chatbox_ready"), "absent before the first check");
+    assert_eq!(get(&app, "/chat/readyz").await.0, 200);
+    assert_eq!(scrape(&app).await.get("chatbox_ready", &[]), 1.0);
     app.stop().await;
 }

@@ -88,8 +88,9 @@ impl FrameType {
         Self::Other,
     ];
 
-    /// The types a client sends (and `other` for the rest).
-    pub const RECEIVED: [Self; 11] = [
+    /// The types a client sends. A frame refused before it reached the service is
+    /// counted apart, as refused ([`FrameDirection::Refused`]), whatever its type.
+    pub const RECEIVED: [Self; 10] = [
         Self::UserMessage,
         Self::User,
         Self::FileUpload,
@@ -100,7 +101,6 @@ impl FrameType {
         Self::TypingIndicator,
         Self::Resume,
         Self::Ping,
-        Self::Other,
     ];
 
     /// The types the server sends.
@@ -209,9 +209,10 @@ pub(crate) fn sent_type(event: &ServerEvent) -> FrameType {
     }
 }
 
-/// The frame counters, by direction and [`FrameType::index`]. A type that does not
-/// travel in a direction shares that direction's `other` counter, so a misclassified
-/// frame is still counted (as `other`) instead of vanishing from the scrape.
+/// The frame counters, by direction and [`FrameType::index`]. A frame read and refused
+/// (type `other`) counts as refused. A type that does not travel in a direction shares
+/// that direction's fallback counter (refused for reads, `other` for writes), so a
+/// misclassified frame is still counted instead of vanishing from the scrape.
 #[derive(Debug)]
 pub(crate) struct FrameCounters {
     received: [FrameCounter; FrameType::ALL.len()],
@@ -227,11 +228,11 @@ impl FrameCounters {
 
     /// The counters `hand_out` gives for each type of each direction.
     fn handed_out_by(mut hand_out: impl FnMut(FrameDirection, &'static str) -> FrameCounter) -> Self {
-        let mut by_type = |direction, directed: &[FrameType]| {
+        let mut by_type = |direction, directed: &[FrameType], fallback| {
             let handed: Vec<(FrameType, FrameCounter)> =
                 directed.iter().map(|frame| (*frame, hand_out(direction, frame.as_str()))).collect();
             let other = handed.iter().find(|(frame, _)| *frame == FrameType::Other).map_or_else(
-                || hand_out(direction, FrameType::Other.as_str()),
+                || hand_out(fallback, FrameType::Other.as_str()),
                 |(_, counter)| counter.clone(),
             );
             let mut counters: [FrameCounter; FrameType::ALL.len()] = std::array::from_fn(|_| other.clone());
@@ -240,8 +241,8 @@ impl FrameCounters {
             }
             counters
         };
-        let received = by_type(FrameDirection::Received, &FrameType::RECEIVED);
-        let sent = by_type(FrameDirection::Sent, &FrameType::SENT);
+        let received = by_type(FrameDirection::Received, &FrameType::RECEIVED, FrameDirection::Refused);
+        let sent = by_type(FrameDirection::Sent, &FrameType::SENT, FrameDirection::Sent);
         Self { received, sent }
     }
 
@@ -276,8 +277,8 @@ mod tests {
     #[test]
     fn the_guide_lists_exactly_the_frame_types_of_each_counter() {
         for (metric, types) in [
-            ("chatbox_frames_received_total", &FrameType::RECEIVED[..]),
-            ("chatbox_frames_sent_total", &FrameType::SENT[..]),
+            ("chatbox_messages_received_total", &FrameType::RECEIVED[..]),
+            ("chatbox_messages_sent_total", &FrameType::SENT[..]),
         ] {
             let code: std::collections::BTreeSet<String> =
                 types.iter().map(|frame| frame.as_str().to_owned()).collect();
@@ -327,12 +328,13 @@ mod tests {
         counters.sent(FrameType::Resume);
         counters.sent(FrameType::Pong);
         counters.sent(FrameType::Pong);
-        assert_eq!(total(FrameDirection::Received, "other"), 1, "loading is never read");
+        counters.received(FrameType::Other);
+        assert_eq!(total(FrameDirection::Refused, "other"), 2, "refused, and loading is never read");
         assert_eq!(total(FrameDirection::Received, "ping"), 1);
         assert_eq!(total(FrameDirection::Received, "user_message"), 0);
         assert_eq!(total(FrameDirection::Sent, "other"), 1, "resume is never written");
         assert_eq!(total(FrameDirection::Sent, "pong"), 2);
-        assert_eq!(handed.len(), FrameType::RECEIVED.len() + FrameType::SENT.len());
+        assert_eq!(handed.len(), FrameType::RECEIVED.len() + 1 + FrameType::SENT.len());
     }
 
     fn id<T>(parse: fn(&str) -> Result<T, chatbox_domain::validation::InvalidValue>, s: &str) -> T {

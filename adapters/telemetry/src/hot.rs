@@ -1,4 +1,5 @@
-//! The counters touched once per WebSocket frame, and the open-socket count.
+//! The counters touched once per WebSocket frame, the open-socket count and the last
+//! readiness verdict.
 //!
 //! Frame counters are handed out at start-up to the adapter that speaks the wire format
 //! (it knows the frame types; this crate only learns their names) and bumped there: one
@@ -7,7 +8,7 @@
 //! instruments), so the SDK's attribute bookkeeping stays off the hot path. The list of
 //! handed-out counters is locked only when a counter is handed out and when scraped.
 
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU8, Ordering};
 use std::sync::{Mutex, PoisonError};
 
 use chatbox_application::ports::{FrameCounter, FrameDirection};
@@ -25,7 +26,13 @@ struct Handed {
 pub(crate) struct HotCounters {
     frames: Mutex<Vec<Handed>>,
     sockets_open: AtomicI64,
+    /// [`UNCHECKED`], [`READY`] or [`NOT_READY`].
+    readiness: AtomicU8,
 }
+
+const UNCHECKED: u8 = 0;
+const READY: u8 = 1;
+const NOT_READY: u8 = 2;
 
 impl HotCounters {
     /// The counter of `frame_type` frames travelling `direction`: the one handed out
@@ -57,6 +64,18 @@ impl HotCounters {
 
     pub(crate) fn socket_closed(&self) {
         self.sockets_open.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn readiness_checked(&self, ready: bool) {
+        self.readiness.store(if ready { READY } else { NOT_READY }, Ordering::Relaxed);
+    }
+
+    /// The last readiness verdict; `None` before the first check.
+    pub(crate) fn ready(&self) -> Option<bool> {
+        match self.readiness.load(Ordering::Relaxed) {
+            UNCHECKED => None,
+            verdict => Some(verdict == READY),
+        }
     }
 
     /// Sockets open now (never negative, even if a scrape races a close).

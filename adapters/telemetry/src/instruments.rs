@@ -4,38 +4,51 @@
 //!
 //! Durations are recorded in seconds (Prometheus' base unit); the buckets fit each
 //! measurement's range.
+//!
+//! Where the earlier Go service exported a series with the same meaning, the instrument
+//! carries its name, type and labels (an added label at most), so existing dashboards and
+//! alerts keep working: `docs/operations.md` has the table, old name to new. Its two
+//! gauges named `_total` are the exception: they are served as conventional gauge names
+//! (`chatbox_websocket_connections`, `chatbox_active_sessions`), and the shipped
+//! recording rules give dashboards the old names.
 
 use opentelemetry::metrics::{Counter, Histogram, Meter};
 
 /// The Prometheus names of every family [`crate::Telemetry`] renders (the table in
 /// `docs/operations.md` lists each).
-pub const METRIC_NAMES: [&str; 22] = [
-    "chatbox_sockets_open",
-    "chatbox_socket_lifetime_seconds",
-    "chatbox_frames_received_total",
-    "chatbox_frames_sent_total",
+pub const METRIC_NAMES: [&str; 24] = [
+    "chatbox_websocket_connections",
+    "chatbox_websocket_connection_duration_seconds",
+    "chatbox_messages_received_total",
+    "chatbox_message_errors_total",
+    "chatbox_messages_sent_total",
     "chatbox_slow_consumer_disconnects_total",
     "chatbox_sessions_created_total",
     "chatbox_sessions_ended_total",
-    "chatbox_sessions_live",
+    "chatbox_active_sessions",
     "chatbox_llm_requests_total",
     "chatbox_llm_errors_total",
     "chatbox_llm_retries_total",
-    "chatbox_llm_time_to_first_token_seconds",
+    "chatbox_llm_latency_seconds",
     "chatbox_gateway_latency_seconds",
     "chatbox_answer_duration_seconds",
-    "chatbox_llm_tokens_total",
-    "chatbox_rate_limit_rejections_total",
-    "chatbox_storage_operation_duration_seconds",
+    "chatbox_tokens_used_total",
+    "chatbox_ratelimit_blocked_total",
+    "chatbox_mongodb_operation_seconds",
     "chatbox_storage_retries_total",
     "chatbox_http_request_duration_seconds",
-    "chatbox_takeovers_total",
+    "chatbox_admin_takeovers_total",
     "chatbox_help_requests_total",
     "chatbox_alerts_total",
+    "chatbox_ready",
 ];
 
-const SOCKET_LIFETIME: [f64; 11] =
-    [1.0, 10.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 14_400.0, 43_200.0, 86_400.0];
+/// The earlier service's bounds (1 s to 1 h, so its dashboards' `le` values exist) and
+/// longer ones up to a day.
+const SOCKET_LIFETIME: [f64; 15] = [
+    1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0, 7200.0, 14_400.0, 43_200.0,
+    86_400.0,
+];
 const FIRST_TOKEN: [f64; 12] = [0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 30.0, 60.0];
 /// The gateway's own latency is expected in microseconds to a few milliseconds.
 const GATEWAY: [f64; 12] =
@@ -86,7 +99,7 @@ impl Instruments {
         Self {
             socket_lifetime: seconds(
                 meter,
-                "chatbox.socket.lifetime",
+                "chatbox.websocket.connection.duration",
                 "How long WebSockets stayed open, measured when they close.",
                 &SOCKET_LIFETIME,
             ),
@@ -114,8 +127,8 @@ impl Instruments {
             ),
             first_token: seconds(
                 meter,
-                "chatbox.llm.time_to_first_token",
-                "From the start of an answer to its first token.",
+                "chatbox.llm.latency",
+                "Time to first token: from the start of an answer (history loading, retries and fallbacks included) to its first token.",
                 &FIRST_TOKEN,
             ),
             gateway_latency: seconds(
@@ -132,18 +145,18 @@ impl Instruments {
             ),
             tokens: counter(
                 meter,
-                "chatbox.llm.tokens",
+                "chatbox.tokens.used",
                 "Tokens used by answers (estimated when the provider reported none), by type.",
             ),
             rate_limited: counter(
                 meter,
-                "chatbox.rate_limit.rejections",
+                "chatbox.ratelimit.blocked",
                 "Requests, commands and connections refused by a limiter.",
             ),
             storage_duration: seconds(
                 meter,
-                "chatbox.storage.operation.duration",
-                "Storage operations, by operation and outcome.",
+                "chatbox.mongodb.operation",
+                "Storage operations (MongoDB, or the in-memory store), by operation and outcome.",
                 &STORAGE,
             ),
             storage_retries: counter(
@@ -154,10 +167,10 @@ impl Instruments {
             http_duration: seconds(
                 meter,
                 "chatbox.http.request.duration",
-                "HTTP requests, by route, method and status.",
+                "HTTP requests, by endpoint (route template), method and status.",
                 &HTTP,
             ),
-            takeovers: counter(meter, "chatbox.takeovers", "Sessions taken over by an admin."),
+            takeovers: counter(meter, "chatbox.admin.takeovers", "Sessions taken over by an admin."),
             help_requests: counter(meter, "chatbox.help_requests", "Help requests from users."),
             alerts: counter(meter, "chatbox.alerts", "Alerts sent to admins, by channel and outcome."),
         }

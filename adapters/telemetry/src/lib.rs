@@ -55,14 +55,14 @@ pub struct TelemetryError(String);
 /// A gauge whose value the wiring reads from elsewhere at scrape time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Gauge {
-    /// `chatbox_sessions_live`: sessions held in memory.
+    /// `chatbox_active_sessions`: sessions held in memory.
     LiveSessions,
 }
 
 impl Gauge {
     const fn name(self) -> &'static str {
         match self {
-            Self::LiveSessions => "chatbox.sessions.live",
+            Self::LiveSessions => "chatbox.active_sessions",
         }
     }
 
@@ -171,19 +171,29 @@ const ALERT_CHANNELS: [&str; 2] = ["email", "sms"];
 fn observe_frames(meter: &Meter, hot: &Arc<HotCounters>) {
     let received = Arc::clone(hot);
     meter
-        .u64_observable_counter("chatbox.frames.received")
-        .with_description(
-            "WebSocket frames read from clients, by type (refused or of an unknown type: other).",
-        )
+        .u64_observable_counter("chatbox.messages.received")
+        .with_description("WebSocket frames read from clients and accepted, by type.")
         .with_callback(move |observer| {
             received.frame_totals(FrameDirection::Received, |frame_type, total| {
                 observer.observe(total, &[KeyValue::new("type", frame_type)]);
             });
         })
         .build();
+    let refused = Arc::clone(hot);
+    meter
+        .u64_observable_counter("chatbox.message.errors")
+        .with_description(
+            "WebSocket frames read from clients and refused: not JSON, an unknown type, a missing or invalid field, binary.",
+        )
+        .with_callback(move |observer| {
+            let mut total = 0_u64;
+            refused.frame_totals(FrameDirection::Refused, |_, count| total = total.saturating_add(count));
+            observer.observe(total, &[]);
+        })
+        .build();
     let sent = Arc::clone(hot);
     meter
-        .u64_observable_counter("chatbox.frames.sent")
+        .u64_observable_counter("chatbox.messages.sent")
         .with_description("WebSocket frames written to clients, by type.")
         .with_callback(move |observer| {
             sent.frame_totals(FrameDirection::Sent, |frame_type, total| {
@@ -193,9 +203,21 @@ fn observe_frames(meter: &Meter, hot: &Arc<HotCounters>) {
         .build();
     let sockets = Arc::clone(hot);
     meter
-        .i64_observable_gauge("chatbox.sockets.open")
+        .i64_observable_gauge("chatbox.websocket.connections")
         .with_description("WebSockets open now.")
         .with_callback(move |observer| observer.observe(sockets.sockets_open(), &[]))
+        .build();
+    let readiness = Arc::clone(hot);
+    meter
+        .u64_observable_gauge("chatbox.ready")
+        .with_description(
+            "1 when the last readiness check passed, 0 when it failed; absent before the first.",
+        )
+        .with_callback(move |observer| {
+            if let Some(ready) = readiness.ready() {
+                observer.observe(u64::from(ready), &[]);
+            }
+        })
         .build();
 }
 
@@ -271,9 +293,19 @@ impl Metrics for Telemetry {
         self.instruments.storage_retries.add(1, &[KeyValue::new("operation", operation)]);
     }
 
+    fn storage_retry_operations(&self, operations: &'static [&'static str]) {
+        for operation in operations {
+            self.instruments.storage_retries.add(0, &[KeyValue::new("operation", *operation)]);
+        }
+    }
+
+    fn readiness_checked(&self, ready: bool) {
+        self.hot.readiness_checked(ready);
+    }
+
     fn http_request(&self, route: &'static str, method: &str, status: u16, duration: Duration) {
         let attributes = [
-            KeyValue::new("route", route),
+            KeyValue::new("endpoint", route),
             KeyValue::new("method", labels::method(method)),
             KeyValue::new("status", i64::from(status)),
         ];

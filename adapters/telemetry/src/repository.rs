@@ -1,6 +1,8 @@
 //! Storage operations, timed: a [`SessionRepository`] that passes every call to the real
-//! one and records its duration and outcome under the name of the port method
-//! (`chatbox_storage_operation_duration_seconds{operation,outcome}`).
+//! one and records its duration and outcome under the operation's name
+//! (`chatbox_mongodb_operation_seconds{operation,outcome}`, whichever the store). The
+//! names are the port methods', except where the earlier service had a name for the same
+//! operation (`create_session`, `load_session`, `end_session`), which dashboards know.
 //!
 //! The use-cases bound each storage call with a deadline and drop the call when it
 //! passes; a call dropped before it completed is recorded with outcome `timeout`, so a
@@ -72,11 +74,11 @@ impl Drop for Timer<'_> {
 #[async_trait]
 impl SessionRepository for MeteredRepository {
     async fn create(&self, session: &Session) -> Result<(), RepositoryError> {
-        self.timed("create", self.inner.create(session)).await
+        self.timed("create_session", self.inner.create(session)).await
     }
 
     async fn load(&self, id: &SessionId) -> Result<Option<Session>, RepositoryError> {
-        self.timed("load", self.inner.load(id)).await
+        self.timed("load_session", self.inner.load(id)).await
     }
 
     async fn append_message(
@@ -102,7 +104,7 @@ impl SessionRepository for MeteredRepository {
     }
 
     async fn end(&self, id: &SessionId, at: Timestamp) -> Result<(), RepositoryError> {
-        self.timed("end", self.inner.end(id, at)).await
+        self.timed("end_session", self.inner.end(id, at)).await
     }
 
     async fn messages_after(

@@ -63,9 +63,10 @@ fn record_everything(metrics: &dyn Metrics) {
         user_messages.increment();
     }
     received("ping");
+    let refused = |frame_type| metrics.frame_counter(FrameDirection::Refused, frame_type);
     // Asked again, the same counter: one series.
-    received("other").increment();
-    let other = received("other");
+    refused("other").increment();
+    let other = refused("other");
     assert_eq!(other.total(), 1);
     let ai_responses = metrics.frame_counter(FrameDirection::Sent, "ai_response");
     ai_responses.increment();
@@ -85,7 +86,10 @@ fn record_everything(metrics: &dyn Metrics) {
     metrics.tokens_used(&model("demo"), 1, 2);
     metrics.rate_limited(Limiter::CommandBudget);
     metrics.storage_operation("append_message", StorageOutcome::Ok, Duration::from_millis(2));
+    metrics.storage_retry_operations(&["append_message", "create_index"]);
     metrics.storage_retry("append_message");
+    metrics.readiness_checked(false);
+    metrics.readiness_checked(true);
     metrics.http_request("/sessions/{id}/end", "POST", 200, Duration::from_millis(8));
     metrics.http_request("/healthz", "BREW", 405, Duration::from_millis(1));
     metrics.takeover();
@@ -101,51 +105,52 @@ fn each_event_moves_its_series_with_its_labels() {
     record_everything(&telemetry);
     let s = scrape(&telemetry);
 
-    assert_eq!(value(&s, "chatbox_sockets_open", &[]), 1.0);
-    assert_eq!(value(&s, "chatbox_socket_lifetime_seconds_count", &[]), 1.0);
-    assert_eq!(value(&s, "chatbox_socket_lifetime_seconds_sum", &[]), 3.0);
-    assert_eq!(value(&s, "chatbox_socket_lifetime_seconds_bucket", &[("le", "1")]), 0.0);
-    assert_eq!(value(&s, "chatbox_socket_lifetime_seconds_bucket", &[("le", "10")]), 1.0);
-    assert_eq!(value(&s, "chatbox_frames_received_total", &[("type", "user_message")]), 3.0);
-    assert_eq!(value(&s, "chatbox_frames_received_total", &[("type", "other")]), 1.0);
-    assert_eq!(value(&s, "chatbox_frames_received_total", &[("type", "ping")]), 0.0);
-    assert_eq!(value(&s, "chatbox_frames_sent_total", &[("type", "ai_response")]), 2.0);
+    assert_eq!(value(&s, "chatbox_websocket_connections", &[]), 1.0);
+    assert_eq!(value(&s, "chatbox_websocket_connection_duration_seconds_count", &[]), 1.0);
+    assert_eq!(value(&s, "chatbox_websocket_connection_duration_seconds_sum", &[]), 3.0);
+    assert_eq!(value(&s, "chatbox_websocket_connection_duration_seconds_bucket", &[("le", "1")]), 0.0);
+    assert_eq!(value(&s, "chatbox_websocket_connection_duration_seconds_bucket", &[("le", "5")]), 1.0);
+    assert_eq!(value(&s, "chatbox_messages_received_total", &[("type", "user_message")]), 3.0);
+    assert!(
+        s.samples.iter().all(|sample| sample.name != "chatbox_messages_received_total"
+            || sample.labels.iter().all(|(key, value)| key != "type" || value != "other")),
+        "refused frames are not received messages"
+    );
+    assert_eq!(value(&s, "chatbox_message_errors_total", &[]), 1.0);
+    assert_eq!(value(&s, "chatbox_ready", &[]), 1.0, "the last verdict");
+    assert_eq!(value(&s, "chatbox_messages_received_total", &[("type", "ping")]), 0.0);
+    assert_eq!(value(&s, "chatbox_messages_sent_total", &[("type", "ai_response")]), 2.0);
     assert_eq!(value(&s, "chatbox_slow_consumer_disconnects_total", &[]), 1.0);
     assert_eq!(value(&s, "chatbox_sessions_created_total", &[]), 1.0);
     assert_eq!(value(&s, "chatbox_sessions_ended_total", &[]), 1.0);
-    assert_eq!(value(&s, "chatbox_sessions_live", &[]), 7.0);
+    assert_eq!(value(&s, "chatbox_active_sessions", &[]), 7.0);
     assert_eq!(value(&s, "chatbox_llm_requests_total", &[("provider", "demo")]), 2.0);
     assert_eq!(value(&s, "chatbox_llm_requests_total", &[("provider", "openai")]), 0.0);
     assert_eq!(value(&s, "chatbox_llm_requests_total", &[("provider", "other")]), 1.0);
     assert_eq!(value(&s, "chatbox_llm_errors_total", &[("provider", "demo"), ("kind", "server")]), 1.0);
     assert_eq!(value(&s, "chatbox_llm_retries_total", &[("provider", "demo")]), 1.0);
-    assert_eq!(value(&s, "chatbox_llm_time_to_first_token_seconds_count", &[("provider", "demo")]), 1.0);
-    assert_eq!(
-        value(&s, "chatbox_llm_time_to_first_token_seconds_bucket", &[("provider", "demo"), ("le", "0.25")]),
-        0.0
-    );
-    assert_eq!(
-        value(&s, "chatbox_llm_time_to_first_token_seconds_bucket", &[("provider", "demo"), ("le", "0.5")]),
-        1.0
-    );
+    assert_eq!(value(&s, "chatbox_llm_latency_seconds_count", &[("provider", "demo")]), 1.0);
+    assert_eq!(value(&s, "chatbox_llm_latency_seconds_bucket", &[("provider", "demo"), ("le", "0.25")]), 0.0);
+    assert_eq!(value(&s, "chatbox_llm_latency_seconds_bucket", &[("provider", "demo"), ("le", "0.5")]), 1.0);
     assert_eq!(value(&s, "chatbox_gateway_latency_seconds_count", &[]), 1.0);
     assert_eq!(value(&s, "chatbox_gateway_latency_seconds_bucket", &[("le", "0.001")]), 1.0);
     assert_eq!(value(&s, "chatbox_gateway_latency_seconds_bucket", &[("le", "0.0005")]), 0.0);
     let answer = [("provider", "openai"), ("finish_reason", "stop")];
     assert_eq!(value(&s, "chatbox_answer_duration_seconds_count", &answer), 1.0);
     assert_eq!(value(&s, "chatbox_answer_duration_seconds_sum", &answer), 4.0);
-    assert_eq!(value(&s, "chatbox_llm_tokens_total", &[("provider", "demo"), ("type", "prompt")]), 13.0);
-    assert_eq!(value(&s, "chatbox_llm_tokens_total", &[("provider", "demo"), ("type", "completion")]), 32.0);
-    assert_eq!(value(&s, "chatbox_rate_limit_rejections_total", &[("limiter", "command_budget")]), 1.0);
-    assert_eq!(value(&s, "chatbox_rate_limit_rejections_total", &[("limiter", "messages")]), 0.0);
+    assert_eq!(value(&s, "chatbox_tokens_used_total", &[("provider", "demo"), ("type", "prompt")]), 13.0);
+    assert_eq!(value(&s, "chatbox_tokens_used_total", &[("provider", "demo"), ("type", "completion")]), 32.0);
+    assert_eq!(value(&s, "chatbox_ratelimit_blocked_total", &[("limiter", "command_budget")]), 1.0);
+    assert_eq!(value(&s, "chatbox_ratelimit_blocked_total", &[("limiter", "message")]), 0.0);
     let storage = [("operation", "append_message"), ("outcome", "ok")];
-    assert_eq!(value(&s, "chatbox_storage_operation_duration_seconds_count", &storage), 1.0);
+    assert_eq!(value(&s, "chatbox_mongodb_operation_seconds_count", &storage), 1.0);
     assert_eq!(value(&s, "chatbox_storage_retries_total", &[("operation", "append_message")]), 1.0);
-    let http = [("route", "/sessions/{id}/end"), ("method", "POST"), ("status", "200")];
+    assert_eq!(value(&s, "chatbox_storage_retries_total", &[("operation", "create_index")]), 0.0);
+    let http = [("endpoint", "/sessions/{id}/end"), ("method", "POST"), ("status", "200")];
     assert_eq!(value(&s, "chatbox_http_request_duration_seconds_count", &http), 1.0);
-    let odd = [("route", "/healthz"), ("method", "other"), ("status", "405")];
+    let odd = [("endpoint", "/healthz"), ("method", "other"), ("status", "405")];
     assert_eq!(value(&s, "chatbox_http_request_duration_seconds_count", &odd), 1.0);
-    assert_eq!(value(&s, "chatbox_takeovers_total", &[]), 1.0);
+    assert_eq!(value(&s, "chatbox_admin_takeovers_total", &[]), 1.0);
     assert_eq!(value(&s, "chatbox_help_requests_total", &[]), 1.0);
     assert_eq!(value(&s, "chatbox_alerts_total", &[("channel", "email"), ("outcome", "sent")]), 1.0);
     assert_eq!(value(&s, "chatbox_alerts_total", &[("channel", "sms"), ("outcome", "failed")]), 1.0);
@@ -153,8 +158,8 @@ fn each_event_moves_its_series_with_its_labels() {
     // And the gauge comes back down.
     telemetry.socket_closed(Duration::from_secs(1));
     let s = scrape(&telemetry);
-    assert_eq!(value(&s, "chatbox_sockets_open", &[]), 0.0);
-    assert_eq!(value(&s, "chatbox_socket_lifetime_seconds_count", &[]), 2.0);
+    assert_eq!(value(&s, "chatbox_websocket_connections", &[]), 0.0);
+    assert_eq!(value(&s, "chatbox_websocket_connection_duration_seconds_count", &[]), 2.0);
 }
 
 #[test]
@@ -188,9 +193,11 @@ fn fresh_metrics_show_their_counters_at_zero() {
     let s = scrape(&telemetry);
     assert_eq!(value(&s, "chatbox_sessions_created_total", &[]), 0.0);
     assert_eq!(value(&s, "chatbox_llm_requests_total", &[("provider", "openai")]), 0.0);
-    assert_eq!(value(&s, "chatbox_rate_limit_rejections_total", &[("limiter", "connections")]), 0.0);
-    assert_eq!(value(&s, "chatbox_frames_sent_total", &[("type", "pong")]), 0.0);
-    assert_eq!(value(&s, "chatbox_sockets_open", &[]), 0.0);
+    assert_eq!(value(&s, "chatbox_ratelimit_blocked_total", &[("limiter", "connection")]), 0.0);
+    assert_eq!(value(&s, "chatbox_messages_sent_total", &[("type", "pong")]), 0.0);
+    assert_eq!(value(&s, "chatbox_websocket_connections", &[]), 0.0);
+    assert_eq!(value(&s, "chatbox_message_errors_total", &[]), 0.0);
+    assert!(!families(&s).contains("chatbox_ready"), "no verdict before the first readiness check");
     for kind in LlmErrorKind::ALL {
         let labels = [("provider", "openai"), ("kind", kind.as_str())];
         assert_eq!(value(&s, "chatbox_llm_errors_total", &labels), 0.0, "{kind:?}");
@@ -240,7 +247,7 @@ fn no_label_value_leaves_its_fixed_set() {
             "status" => value.parse::<u16>().is_ok(),
             "le" => value == "+Inf" || value.parse::<f64>().is_ok(),
             // Names fixed in the code that calls the port (`&'static str`).
-            "route" | "operation" | "channel" => !value.is_empty(),
+            "endpoint" | "operation" | "channel" => !value.is_empty(),
             other => panic!("unexpected label {other}={value}"),
         }
     };
@@ -296,17 +303,17 @@ async fn storage_operations_are_timed_by_operation_and_outcome_and_abandoned_one
     let count = |operation: &str, outcome: &str| {
         value(
             &s,
-            "chatbox_storage_operation_duration_seconds_count",
+            "chatbox_mongodb_operation_seconds_count",
             &[("operation", operation), ("outcome", outcome)],
         )
     };
-    assert_eq!(count("create", "ok"), 1.0);
-    assert_eq!(count("create", "conflict"), 1.0);
-    assert_eq!(count("load", "ok"), 1.0);
+    assert_eq!(count("create_session", "ok"), 1.0);
+    assert_eq!(count("create_session", "conflict"), 1.0);
+    assert_eq!(count("load_session", "ok"), 1.0);
     assert_eq!(count("set_model", "timeout"), 1.0);
     let stalled_for = value(
         &s,
-        "chatbox_storage_operation_duration_seconds_sum",
+        "chatbox_mongodb_operation_seconds_sum",
         &[("operation", "set_model"), ("outcome", "timeout")],
     );
     assert!(stalled_for >= 0.005, "timed until abandoned: {stalled_for}");

@@ -28,6 +28,9 @@ pub enum FrameDirection {
     Received,
     /// Written to a client.
     Sent,
+    /// Read from a client and refused before it reached the service (not JSON, an
+    /// unknown type, a missing or invalid field, binary).
+    Refused,
 }
 
 /// One atomic total alone on its cache line, so sockets counting different frame types
@@ -95,9 +98,9 @@ impl Limiter {
     #[must_use]
     pub const fn as_str(self) -> &'static str {
         match self {
-            Self::Messages => "messages",
+            Self::Messages => "message",
             Self::CommandBudget => "command_budget",
-            Self::Connections => "connections",
+            Self::Connections => "connection",
             Self::AdminHttp => "admin_http",
             Self::PublicHttp => "public_http",
             Self::UserHttp => "user_http",
@@ -254,6 +257,14 @@ pub trait Metrics: Send + Sync + 'static {
     fn storage_operation(&self, operation: &'static str, outcome: StorageOutcome, duration: Duration);
     /// A storage operation is retried after a transient failure.
     fn storage_retry(&self, operation: &'static str);
+    /// The store announces every operation name it may pass to
+    /// [`storage_retry`](Self::storage_retry), once at start-up, so each series exists
+    /// (at 0) before its first retry. A store that never retries announces nothing.
+    fn storage_retry_operations(&self, _operations: &'static [&'static str]) {}
+
+    /// A readiness check ended: `ready` is its verdict (storage answering, a model
+    /// configured, not draining).
+    fn readiness_checked(&self, _ready: bool) {}
 
     /// An HTTP request to `route` (its template, e.g. `/sessions/{id}/end`) was answered
     /// with `status` after `duration`. `method` outside the standard set counts as `other`.

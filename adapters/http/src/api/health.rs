@@ -1,5 +1,6 @@
 //! Liveness (`GET P/healthz`) and readiness (`GET P/readyz`: storage answers within
 //! two seconds, a model is configured, the server is not draining). Access level Public.
+//! Each readiness verdict is also the `chatbox_ready` gauge, for alerting.
 
 use std::time::Duration;
 
@@ -26,6 +27,7 @@ pub(crate) async fn readyz(request: ApiRequest, _: Visitor) -> ApiResult {
     let storage_ok = matches!(storage, Ok(Ok(())));
     let models = state.chat.settings().models.len();
     let ready = !draining && storage_ok && models > 0;
+    state.metrics.recorder.readiness_checked(ready);
     let body = json!({
         "status": if ready { "ready" } else { "not ready" },
         "checks": {
