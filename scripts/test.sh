@@ -2,11 +2,13 @@
 # The project's one test command (CI runs exactly this):
 #   1. starts a real MongoDB-compatible server (FerretDB, built once from source, on
 #      loopback) for the storage tests, and stops it at the end;
-#   2. runs every Rust test: `cargo test --workspace`;
-#   3. exercises the HTTP API of the built server against its OpenAPI document with
+#   2. installs Debian's `prometheus` when it is missing and this runs as root (the
+#      monitoring test starts it against the service; promtool checks the rules);
+#   3. runs every Rust test: `cargo test --workspace`;
+#   4. exercises the HTTP API of the built server against its OpenAPI document with
 #      schemathesis (scripts/check-api.sh);
-#   4. checks the deployment artifacts (Kubernetes schemas, checkov, shellcheck, the
-#      secret script), installing its tools on first use.
+#   5. checks the deployment artifacts (Kubernetes schemas, checkov, shellcheck, the
+#      secret script, the Prometheus rules), installing its tools on first use.
 #
 # Outside CI, a step whose tools cannot be had here (no Go for FerretDB) says so and its
 # tests are skipped with a printed reason; in CI (CI=true) everything is required.
@@ -35,6 +37,24 @@ if [[ -x scripts/ferretdb.sh ]]; then
   else
     echo "FerretDB did not start: the MongoDB tests will say they were skipped" >&2
   fi
+fi
+
+echo "== Prometheus (the monitoring rules and dashboard are checked with it)"
+if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2>&1; then
+  if [[ "$(id -u)" -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing Debian's prometheus package"
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+  fi
+fi
+if command -v prometheus >/dev/null 2>&1; then
+  prometheus --version 2>&1 | head -1
+  $ci && export CHATBOX_REQUIRE_PROMETHEUS=1
+elif $ci; then
+  echo "prometheus is not installed, and CI requires the monitoring checks" >&2
+  exit 1
+else
+  echo "no prometheus here (apt-get install prometheus): the monitoring checks will say they were skipped" >&2
 fi
 
 echo "== cargo test --workspace"

@@ -90,11 +90,7 @@ async fn a_conversation_moves_the_socket_frame_answer_and_storage_series() {
     );
     assert_eq!(s.get("chatbox_active_sessions", &[]), 1.0);
     let stored = [("operation", "append_message"), ("outcome", "ok")];
-    assert_eq!(
-        s.get("chatbox_mongodb_operation_seconds_count", &stored),
-        2.0,
-        "question and answer"
-    );
+    assert_eq!(s.get("chatbox_mongodb_operation_seconds_count", &stored), 2.0, "question and answer");
     assert_eq!(
         s.get(
             "chatbox_mongodb_operation_seconds_count",
@@ -134,10 +130,7 @@ async fn a_flood_and_a_refused_connection_move_their_limiters() {
     assert_eq!((status, body["code"].as_str()), (429, Some("CONNECTION_LIMIT_EXCEEDED")));
 
     let s = scrape(&app).await;
-    assert_eq!(
-        s.get("chatbox_ratelimit_blocked_total", &[("limiter", "command_budget")]),
-        refusals as f64
-    );
+    assert_eq!(s.get("chatbox_ratelimit_blocked_total", &[("limiter", "command_budget")]), refusals as f64);
     assert_eq!(s.get("chatbox_ratelimit_blocked_total", &[("limiter", "connection")]), 1.0);
     assert_eq!(s.get("chatbox_ratelimit_blocked_total", &[("limiter", "message")]), 0.0);
     assert!(s.get("chatbox_messages_received_total", &[("type", "typing_indicator")]) >= refusals as f64);
