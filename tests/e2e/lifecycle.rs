@@ -304,8 +304,8 @@ async fn dev_mode_starts_with_nothing_configured_and_prints_a_working_token() {
     assert_eq!(status["user_id"], "dev-user");
     assert_eq!(status["model_id"], "demo");
     run.sigterm();
-    let (status, _) = run.exit(Duration::from_secs(10)).await;
-    assert!(status.success());
+    let (status, rest) = run.exit(Duration::from_secs(10)).await;
+    assert!(status.success(), "{status}; the log after the signal:\n{rest}");
 }
 
 #[tokio::test]
