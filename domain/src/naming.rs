@@ -85,10 +85,57 @@ mod tests {
         }
 
         #[test]
+        fn a_cut_name_ends_at_a_word_boundary(words in proptest::collection::vec("[a-z]{1,12}", 2..20)) {
+            let text = words.join(" ");
+            let name = session_name(&text);
+            if let Some(stem) = name.strip_suffix(ELLIPSIS) {
+                // Words of at most 12 letters always leave a boundary within 47 characters.
+                prop_assert!(text.chars().count() > MAX_NAME_CHARS);
+                prop_assert!(stem.chars().count() <= MAX_NAME_CHARS - 3);
+                prop_assert!(text[stem.len()..].starts_with(' '), "{:?} cut inside a word", name);
+                prop_assert!(!stem.ends_with(' '));
+            } else {
+                prop_assert_eq!(name, text);
+            }
+        }
+
+        #[test]
         fn multibyte_text_never_panics_and_stays_valid(text in "[日本語🦀 ]{40,120}") {
             // Slicing inside a character would panic; reaching here proves it did not.
             let name = session_name(&text);
             prop_assert!(name.chars().count() <= MAX_NAME_CHARS);
         }
+    }
+
+    #[test]
+    fn a_word_crossing_the_limit_is_dropped_whole() {
+        // Character 47 ("s" of "ownerships") is inside a word: the cut goes back to the
+        // space before that word.
+        let text = "Please explain the difference between ownerships and borrowing";
+        assert_eq!(text.chars().nth(47), Some('s'));
+        assert_eq!(session_name(text), "Please explain the difference between...");
+    }
+
+    #[test]
+    fn a_word_ending_exactly_at_the_limit_is_kept() {
+        // Characters 0..47 end with a whole word and character 47 is a space.
+        let text = "Please explain the difference between ownership and borrowing";
+        assert_eq!(text.chars().nth(47), Some(' '));
+        assert_eq!(session_name(text), "Please explain the difference between ownership...");
+    }
+
+    #[test]
+    fn fifty_characters_stay_whole_and_fifty_one_are_cut() {
+        let fifty = format!("{} {}", "a".repeat(24), "b".repeat(25));
+        assert_eq!(fifty.chars().count(), 50);
+        assert_eq!(session_name(&fifty), fifty);
+        let fifty_one = format!("{fifty}b");
+        assert_eq!(session_name(&fifty_one), format!("{}...", "a".repeat(24)));
+    }
+
+    #[test]
+    fn a_long_first_word_is_cut_at_47_characters() {
+        let text = format!("{} tail", "x".repeat(60));
+        assert_eq!(session_name(&text), format!("{}...", "x".repeat(47)));
     }
 }
