@@ -319,4 +319,48 @@ mod tests {
         assert_eq!(s.response_times.max(), Some(Duration::from_millis(250)));
         assert_eq!(s.response_times.iter().next(), Some(Duration::from_millis(151)));
     }
+
+    fn model(id: &str) -> ModelId {
+        ModelId::parse(id).expect("id")
+    }
+
+    #[test]
+    fn a_provider_conversation_is_sent_only_to_the_model_that_issued_it() {
+        let mut s = session();
+        assert_eq!(s.conversation_for(&model("demo")), None);
+        s.provider_conversation = Some(ProviderConversation { model_id: model("demo"), id: "conv-1".into() });
+        assert_eq!(s.conversation_for(&model("demo")), Some("conv-1"));
+        assert_eq!(s.conversation_for(&model("other")), None);
+    }
+
+    #[test]
+    fn a_session_is_owned_by_its_owner_only() {
+        let s = session();
+        assert!(s.is_owned_by(&UserId::parse("u1").expect("id")));
+        assert!(!s.is_owned_by(&UserId::parse("u2").expect("id")));
+    }
+
+    #[test]
+    fn response_times_average_is_the_mean_and_none_when_empty() {
+        let empty = ResponseTimes::default();
+        assert!(empty.is_empty());
+        assert_eq!(empty.average(), None);
+        assert_eq!(empty.max(), None);
+        let times: ResponseTimes = [10, 20, 60].into_iter().map(Duration::from_millis).collect();
+        assert!(!times.is_empty());
+        assert_eq!(times.len(), 3);
+        assert_eq!(times.average(), Some(Duration::from_millis(30)));
+        assert_eq!(times.max(), Some(Duration::from_millis(60)));
+        let one: ResponseTimes = std::iter::once(Duration::from_millis(8)).collect();
+        assert_eq!(one.average(), Some(Duration::from_millis(8)));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_average_of_equal_durations_is_that_duration(ms in 0u64..100_000, count in 1usize..=250) {
+            let times: ResponseTimes = std::iter::repeat_n(Duration::from_millis(ms), count).collect();
+            proptest::prop_assert_eq!(times.len(), count.min(RESPONSE_TIME_WINDOW));
+            proptest::prop_assert_eq!(times.average(), Some(Duration::from_millis(ms)));
+        }
+    }
 }
