@@ -159,4 +159,16 @@ mod tests {
             }
         }
     }
+
+    #[test]
+    fn each_command_costs_its_documented_units() {
+        assert_eq!(CommandKind::Message.cost(), 1);
+        assert_eq!(CommandKind::Attachment.cost(), 1);
+        assert_eq!(CommandKind::Typing.cost(), 1);
+        assert_eq!(CommandKind::Stop.cost(), 1);
+        assert_eq!(CommandKind::Malformed.cost(), 1);
+        assert_eq!(CommandKind::ModelSelect.cost(), 2);
+        assert_eq!(CommandKind::HelpRequest.cost(), 5);
+        assert_eq!(CommandKind::Resume.cost(), 10);
+    }
 }

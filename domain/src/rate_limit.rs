@@ -191,4 +191,25 @@ mod tests {
             prop_assert_eq!(check(q, Some(state), later), check(q, None, later));
         }
     }
+
+    #[test]
+    fn a_quota_keeps_its_limit_and_window() {
+        let q = quota(3, 60_000);
+        assert_eq!(q.limit(), 3);
+        assert_eq!(q.window(), Duration::from_secs(60));
+        assert_eq!(q.emission_interval(), Duration::from_secs(20));
+    }
+
+    #[test]
+    fn a_key_is_not_idle_before_its_tat() {
+        // One request of a 3-per-minute quota costs 20 s: the TAT is now + 20 s.
+        let q = quota(3, 60_000);
+        let now = Duration::from_secs(100);
+        let state = allowed(check(q, None, now)).expect("first request passes");
+        assert!(!state.is_idle(now));
+        assert!(!state.is_idle(now + Duration::from_secs(20) - Duration::from_nanos(1)));
+        assert!(state.is_idle(now + Duration::from_secs(20)));
+        assert!(LimiterState::fresh(now).is_idle(now));
+        assert!(!LimiterState::fresh(now).is_idle(now - Duration::from_nanos(1)));
+    }
 }
