@@ -105,4 +105,20 @@ mod tests {
         assert_eq!(Usage::estimate_tokens("abcde"), 2);
         assert_eq!(Usage::estimate_tokens("ééééé"), 2);
     }
+
+    #[test]
+    fn a_finish_reason_displays_as_its_wire_name() {
+        assert_eq!(FinishReason::Stop.to_string(), "stop");
+        assert_eq!(FinishReason::Length.to_string(), "length");
+        assert_eq!(FinishReason::Cancelled.to_string(), "cancelled");
+        assert_eq!(FinishReason::Timeout.to_string(), "timeout");
+        assert_eq!(FinishReason::Error.to_string(), "error");
+    }
+
+    #[test]
+    fn total_tokens_is_prompt_plus_completion() {
+        let usage = Usage { prompt_tokens: 7, completion_tokens: 4, estimated: false };
+        assert_eq!(usage.total_tokens(), 11);
+        assert_eq!(Usage::default().total_tokens(), 0);
+    }
 }

@@ -105,4 +105,32 @@ mod tests {
         assert_eq!(ErrorCode::ConnectionLimitExceeded.http_status(), 429);
         assert_eq!(ErrorCode::InvalidToken.http_status(), 401);
     }
+
+    #[test]
+    fn an_error_code_displays_as_its_wire_name() {
+        let expected = [
+            (ErrorCode::InvalidFormat, "INVALID_FORMAT"),
+            (ErrorCode::MissingField, "MISSING_FIELD"),
+            (ErrorCode::Unauthorized, "UNAUTHORIZED"),
+            (ErrorCode::InvalidToken, "INVALID_TOKEN"),
+            (ErrorCode::Forbidden, "FORBIDDEN"),
+            (ErrorCode::NotFound, "NOT_FOUND"),
+            (ErrorCode::Conflict, "CONFLICT"),
+            (ErrorCode::TooManyRequests, "TOO_MANY_REQUESTS"),
+            (ErrorCode::ConnectionLimitExceeded, "CONNECTION_LIMIT_EXCEEDED"),
+            (ErrorCode::LlmUnavailable, "LLM_UNAVAILABLE"),
+            (ErrorCode::LlmTimeout, "LLM_TIMEOUT"),
+            (ErrorCode::DatabaseError, "DATABASE_ERROR"),
+            (ErrorCode::ServiceError, "SERVICE_ERROR"),
+            (ErrorCode::SessionEnded, "SESSION_ENDED"),
+            (ErrorCode::TokenExpired, "TOKEN_EXPIRED"),
+            (ErrorCode::ServiceUnavailable, "SERVICE_UNAVAILABLE"),
+            (ErrorCode::BadRequest, "BAD_REQUEST"),
+            (ErrorCode::MethodNotAllowed, "METHOD_NOT_ALLOWED"),
+        ];
+        assert_eq!(expected.len(), ErrorCode::ALL.len());
+        for (code, name) in expected {
+            assert_eq!(code.to_string(), name);
+        }
+    }
 }

@@ -111,4 +111,21 @@ mod tests {
         assert_eq!(state.release(&admin("a2")), Err(HandoffError::NotAssisting));
         assert_eq!(HandoffState::Ai.release(&admin("a1")), Err(HandoffError::NotAssisting));
     }
+
+    #[test]
+    fn the_model_answers_until_an_admin_assists() {
+        assert!(HandoffState::Ai.ai_answers());
+        assert!(HandoffState::HelpRequested.ai_answers(), "the model still answers until one takes over");
+        let assisting = HandoffState::AdminAssisting { admin_id: admin("a1"), admin_name: "Ann".into() };
+        assert!(!assisting.ai_answers());
+    }
+
+    #[test]
+    fn only_the_assisting_admin_assists() {
+        let assisting = HandoffState::AdminAssisting { admin_id: admin("a1"), admin_name: "Ann".into() };
+        assert!(assisting.assisted_by(&admin("a1")));
+        assert!(!assisting.assisted_by(&admin("a2")));
+        assert!(!HandoffState::Ai.assisted_by(&admin("a1")));
+        assert!(!HandoffState::HelpRequested.assisted_by(&admin("a1")));
+    }
 }

@@ -174,4 +174,41 @@ mod tests {
         assert_eq!(Sender::parse("assistant"), None);
         assert_eq!(Seq::default().next(), Seq(1));
     }
+
+    fn answer(finish_reason: Option<FinishReason>) -> StoredMessage {
+        let now = chrono::DateTime::from_timestamp(1_700_000_000, 0).expect("valid");
+        StoredMessage {
+            finish_reason,
+            ..StoredMessage::text(MessageId::parse("m1").expect("id"), Seq(1), Sender::Ai, "Hi".into(), now)
+        }
+    }
+
+    #[test]
+    fn a_sender_displays_as_its_wire_name() {
+        assert_eq!(Sender::User.to_string(), "user");
+        assert_eq!(Sender::Ai.to_string(), "ai");
+        assert_eq!(Sender::Admin.to_string(), "admin");
+        assert_eq!(Sender::System.to_string(), "system");
+    }
+
+    #[test]
+    fn a_seq_displays_as_its_bare_number() {
+        // Message ids are built from it, e.g. `m{seq}`.
+        assert_eq!(Seq(0).to_string(), "0");
+        assert_eq!(Seq(42).to_string(), "42");
+        assert_eq!(format!("m{}", Seq(7)), "m7");
+        assert_eq!(Seq(u64::MAX).to_string(), "18446744073709551615");
+        assert_eq!(Seq(u64::MAX).next(), Seq(u64::MAX), "saturates");
+    }
+
+    #[test]
+    fn only_an_unfinished_answer_is_partial() {
+        for reason in [FinishReason::Cancelled, FinishReason::Timeout, FinishReason::Error] {
+            assert!(answer(Some(reason)).is_partial(), "{reason}");
+        }
+        for reason in [FinishReason::Stop, FinishReason::Length] {
+            assert!(!answer(Some(reason)).is_partial(), "{reason}");
+        }
+        assert!(!answer(None).is_partial(), "a message that is no answer");
+    }
 }
