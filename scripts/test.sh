@@ -8,7 +8,9 @@
 #   4. exercises the HTTP API of the built server against its OpenAPI document with
 #      schemathesis (scripts/check-api.sh);
 #   5. checks the deployment artifacts (Kubernetes schemas, checkov, shellcheck, the
-#      secret script, the Prometheus rules), installing its tools on first use.
+#      secret script, the Prometheus rules), installing its tools on first use;
+#   6. mutation-tests the change to the rules crates (scripts/mutants.sh): a mutant of
+#      the changed code in `domain` or `application` that their tests miss fails the run.
 #
 # Outside CI, a step whose tools cannot be had here (no Go for FerretDB) says so and its
 # tests are skipped with a printed reason; in CI (CI=true) everything is required.
@@ -65,4 +67,6 @@ if [[ $# -eq 0 ]]; then
   scripts/check-api.sh
   echo "== deployment artifacts"
   scripts/check-deployments.sh
+  echo "== mutation testing of the change (domain, application)"
+  scripts/mutants.sh
 fi
