@@ -65,13 +65,17 @@ echo "mutants: the change to ${CRATES[*]} since $(git rev-parse --short "$base")
 status=0
 timeout --signal=INT "$BUDGET" cargo mutants "${packages[@]}" --in-diff "$diff_file" --output "$OUT" || status=$?
 results="$OUT/mutants.out"
-count() { [[ -f "$results/$1" ]] && grep -c . "$results/$1" || echo 0; }
+count() {
+  if [[ -f "$results/$1" ]]; then grep -c . "$results/$1" || true; else echo 0; fi
+}
 missed="$(count missed.txt)"
 timeouts="$(count timeout.txt)"
 echo "mutants: $(count caught.txt) caught, $missed missed, $timeouts hung, $(count unviable.txt) unviable"
 if [[ "$missed" -gt 0 || "$timeouts" -gt 0 ]]; then
   echo "Mutants no test noticed (add a test that fails for each, or exclude it with its reason in .cargo/mutants.toml):" >&2
-  cat "$results/missed.txt" "$results/timeout.txt" 2>/dev/null >&2 || true
+  for list in missed.txt timeout.txt; do
+    if [[ -f "$results/$list" ]]; then cat "$results/$list" >&2; fi
+  done
   exit 1
 fi
 case "$status" in
