@@ -191,3 +191,29 @@ pub enum Outbound {
     /// Several frames, in order.
     Batch(Vec<Arc<Frame>>),
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunk() -> ServerEvent {
+        ServerEvent::Notification { content: "x".into() }
+    }
+
+    #[test]
+    fn only_an_answers_first_chunk_carries_its_token_arrival() {
+        let arrival = Duration::from_millis(1_234);
+        assert_eq!(
+            Frame::first_chunk(chunk(), Timestamp::default(), arrival).first_token_at(),
+            Some(arrival)
+        );
+        assert_eq!(Frame::new(chunk(), Timestamp::default()).first_token_at(), None);
+    }
+
+    #[test]
+    fn a_frame_is_encoded_once_and_keeps_its_bytes() {
+        let frame = Frame::new(chunk(), Timestamp::default());
+        assert_eq!(&frame.encoded(|_| "first".to_owned())[..], b"first");
+        assert_eq!(&frame.encoded(|_| "second".to_owned())[..], b"first", "later encoders are not run");
+    }
+}

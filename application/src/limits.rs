@@ -239,4 +239,40 @@ mod tests {
         assert!(limiter.check(&user("b"), now).is_ok(), "other users are unaffected");
         assert_eq!(limiter.cleanup(now + Duration::from_secs(20)), (2, 0));
     }
+
+    #[test]
+    fn a_limiter_tracks_one_key_per_user_until_it_recovers() {
+        let quota = Quota::new(2, Duration::from_secs(10)).expect("quota");
+        let limiter = MessageLimiter::new(quota);
+        assert!(limiter.is_empty());
+        assert_eq!(limiter.len(), 0);
+        let now = Duration::from_secs(100);
+        for id in ["a", "a", "b"] {
+            limiter.check(&user(id), now).expect("within quota");
+        }
+        assert!(!limiter.is_empty());
+        assert_eq!(limiter.len(), 2, "one bucket per key, however many requests");
+        assert_eq!(limiter.cleanup(now + Duration::from_secs(20)), (2, 0));
+        assert!(limiter.is_empty());
+        assert_eq!(limiter.len(), 0);
+    }
+
+    #[test]
+    fn the_gate_counts_sockets_per_user_and_users_holding_one() {
+        let gate = ConnectionGate::new(10, 3);
+        assert_eq!((gate.users(), gate.held_by(&user("a"))), (0, 0));
+        let a1 = gate.try_acquire(&user("a")).expect("a");
+        let a2 = gate.try_acquire(&user("a")).expect("a");
+        let b1 = gate.try_acquire(&user("b")).expect("b");
+        assert_eq!(gate.held_by(&user("a")), 2);
+        assert_eq!(gate.held_by(&user("b")), 1);
+        assert_eq!(gate.held_by(&user("c")), 0, "a user with no socket holds none");
+        assert_eq!(gate.users(), 2);
+        drop(a1);
+        assert_eq!(gate.users(), 2, "a still holds a socket");
+        drop(b1);
+        assert_eq!(gate.users(), 1, "b left with its last socket");
+        drop(a2);
+        assert_eq!((gate.users(), gate.total()), (0, 0));
+    }
 }

@@ -313,4 +313,80 @@ mod tests {
         assert!(socket.is_closing());
         drop(queue.try_recv());
     }
+
+    fn user() -> UserId {
+        UserId::parse("u").expect("id")
+    }
+
+    #[test]
+    fn a_queue_holding_its_whole_budget_is_full() {
+        // Two items of 436 + 64 bytes: exactly the 1000-byte budget.
+        let (socket, _queue) = SocketHandle::new(user(), budget(1000));
+        assert!(socket.send(note(436)) && socket.send(note(436)));
+        assert_eq!(socket.queued_bytes(), 1000);
+        assert!(!socket.send(note(0)), "at the budget: a slow consumer");
+        assert_eq!(socket.close_reason(), Some(CloseReason::SlowConsumer));
+
+        let (socket, _queue) = SocketHandle::new(user(), budget(1000));
+        assert!(socket.send(note(436)) && socket.send(note(435)));
+        assert_eq!(socket.queued_bytes(), 999);
+        assert!(socket.send(note(0)), "one byte under the budget: one more item lands");
+        assert!(!socket.is_closing());
+    }
+
+    #[test]
+    fn frames_encoded_ahead_keep_the_sockets_encoding() {
+        let (socket, _queue) = SocketHandle::new(user(), budget(1000));
+        let frame = note(3);
+        socket.encode_ahead([&frame]);
+        assert_eq!(&frame.encoded(|_| String::new())[..], b"xxx", "serialised once, by the socket's encoder");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_socket_is_open_until_closed_and_the_first_reason_wins() {
+        let patience = std::time::Duration::from_secs(60);
+        let (socket, _queue) = SocketHandle::new(user(), budget(1000));
+        assert!(!socket.is_closing());
+        assert_eq!(socket.close_reason(), None);
+        assert!(tokio::time::timeout(patience, socket.closed()).await.is_err(), "open: closed() waits");
+        socket.close(CloseReason::TokenExpired);
+        socket.close(CloseReason::SlowConsumer);
+        tokio::time::timeout(patience, socket.closed()).await.expect("closing");
+        assert!(socket.is_closing());
+        assert_eq!(socket.close_reason(), Some(CloseReason::TokenExpired));
+        assert!(!socket.send(note(1)), "a closing socket takes nothing");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_replay_waits_until_at_most_half_the_budget_is_queued() {
+        let patience = std::time::Duration::from_secs(60);
+        let writer_pause = std::time::Duration::from_secs(1);
+
+        // 436 + 64 bytes: exactly half of 1000.
+        let (socket, _queue) = SocketHandle::new(user(), budget(1000));
+        assert!(socket.send(note(436)));
+        tokio::time::timeout(patience, socket.wait_for_room()).await.expect("half the budget queued: room");
+
+        // One byte past half: it waits until the writer is done with an item.
+        let (socket, mut queue) = SocketHandle::new(user(), budget(1000));
+        assert!(socket.send(note(437)));
+        assert_eq!(socket.queued_bytes(), 501);
+        assert!(tokio::time::timeout(patience, socket.wait_for_room()).await.is_err(), "over half: waits");
+        let writer = async {
+            tokio::time::sleep(writer_pause).await;
+            drop(queue.try_recv().expect("queued"));
+        };
+        let (waited, ()) = tokio::join!(tokio::time::timeout(patience, socket.wait_for_room()), writer);
+        waited.expect("room once the writer is done");
+
+        // A socket that closes meanwhile stops the wait too.
+        let (socket, _queue) = SocketHandle::new(user(), budget(1000));
+        assert!(socket.send(note(437)));
+        let closer = async {
+            tokio::time::sleep(writer_pause).await;
+            socket.close(CloseReason::Disconnected);
+        };
+        let (waited, ()) = tokio::join!(tokio::time::timeout(patience, socket.wait_for_room()), closer);
+        waited.expect("no waiting on a closing socket");
+    }
 }

@@ -170,6 +170,29 @@ mod tests {
     }
 
     #[test]
+    fn the_window_holds_the_last_remembered_keys_not_the_newest_alone() {
+        let socket = socket();
+        let mut keys = RecentClientIds::default();
+        let message_id = MessageId::parse("m").expect("id");
+        for n in 0..REMEMBERED_CLIENT_IDS {
+            assert_eq!(keys.admit(&key(n), &socket), KeySeen::New);
+            keys.stored(&key(n), &message_id, Seq(n as u64));
+        }
+        // A retry of any of the last REMEMBERED_CLIENT_IDS keys, the oldest included, is
+        // recognised: its message is not stored and answered twice.
+        for n in 0..REMEMBERED_CLIENT_IDS {
+            assert_eq!(
+                keys.admit(&key(n), &socket),
+                KeySeen::Stored(message_id.clone(), Seq(n as u64)),
+                "key {n}"
+            );
+        }
+        assert_eq!(keys.admit(&key(REMEMBERED_CLIENT_IDS), &socket), KeySeen::New);
+        assert_eq!(keys.admit(&key(0), &socket), KeySeen::New, "one key past the window: the oldest went");
+        assert_eq!(keys.admit(&key(2), &socket), KeySeen::Stored(message_id, Seq(2)), "the others stay");
+    }
+
+    #[test]
     fn every_socket_that_repeated_a_pending_key_waits_for_its_ack_once() {
         let (origin, a, b) = (socket(), socket(), socket());
         let mut keys = RecentClientIds::default();

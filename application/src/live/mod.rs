@@ -214,7 +214,9 @@ mod tests {
         let (same, none) = sessions.activate(session("s"), Vec::new(), 4);
         assert!(Arc::ptr_eq(&live, &same) && none.is_none(), "the live one wins");
 
+        assert!(!live.is_evicted());
         assert_eq!(sessions.evict_idle(Duration::ZERO), 1);
+        assert!(live.is_evicted(), "a holder of the evicted session can tell");
         // A socket that resolved the session just before the eviction must not join it:
         // its actor is gone.
         let budget = SocketBudget { max_bytes: 4096, encode: |_| String::new() };
@@ -229,11 +231,32 @@ mod tests {
         assert_eq!(sessions.evict_idle(Duration::ZERO), 1, "evicted once its last socket left");
     }
 
+    #[test]
+    fn the_registry_finds_and_counts_its_live_sessions() {
+        let sessions = registry();
+        assert!(sessions.is_empty());
+        assert_eq!(sessions.len(), 0);
+        let (first, _) = sessions.activate(session("one"), Vec::new(), 4);
+        let (second, _) = sessions.activate(session("two"), Vec::new(), 4);
+        let _ = sessions.activate(session("one"), Vec::new(), 4);
+        assert!(!sessions.is_empty());
+        assert_eq!(sessions.len(), 2, "activating a live session again adds none");
+        let found = sessions.get(first.id()).expect("live");
+        assert!(Arc::ptr_eq(&found, &first));
+        assert!(Arc::ptr_eq(&sessions.get(second.id()).expect("live"), &second));
+        assert!(sessions.get(&SessionId::parse("three").expect("id")).is_none());
+        assert_eq!(sessions.evict_idle(Duration::ZERO), 2);
+        assert!(sessions.is_empty());
+        assert_eq!(sessions.len(), 0);
+    }
+
     #[tokio::test]
     async fn a_session_made_live_after_shutdown_began_is_retired_at_once() {
         let sessions = registry();
+        assert!(!sessions.is_shutting_down());
         let (before, _) = sessions.activate(session("before"), Vec::new(), 4);
         sessions.retire_all();
+        assert!(sessions.is_shutting_down());
         let (after, _) = sessions.activate(session("after"), Vec::new(), 4);
         let retired = async {
             before.retired().await;

@@ -363,4 +363,42 @@ mod tests {
             StorageOutcome::Unavailable
         );
     }
+
+    #[test]
+    fn every_provider_failure_has_its_documented_kind() {
+        let cases = [
+            (ProviderError::Connect("refused".into()), "connect"),
+            (ProviderError::RateLimited { retry_after: None }, "rate_limited"),
+            (ProviderError::Overloaded, "overloaded"),
+            (ProviderError::Server { status: 500 }, "server"),
+            (ProviderError::Rejected { status: 400 }, "rejected"),
+            (ProviderError::Stream("bad event".into()), "stream"),
+        ];
+        for (error, label) in cases {
+            assert_eq!(LlmErrorKind::of(&error).as_str(), label, "{error:?}");
+        }
+    }
+
+    // The label values operations.md lists for each metric, in its order.
+    #[test]
+    fn label_values_are_the_documented_ones() {
+        let kinds = LlmErrorKind::ALL.map(LlmErrorKind::as_str);
+        assert_eq!(
+            kinds,
+            ["connect", "rate_limited", "overloaded", "server", "rejected", "stream", "timeout"]
+        );
+        let limiters = Limiter::ALL.map(Limiter::as_str);
+        assert_eq!(
+            limiters,
+            ["message", "command_budget", "connection", "admin_http", "public_http", "user_http"]
+        );
+        let outcomes = StorageOutcome::ALL.map(StorageOutcome::as_str);
+        assert_eq!(outcomes, ["ok", "not_found", "conflict", "unavailable", "error", "timeout"]);
+    }
+
+    #[test]
+    fn no_metrics_exposes_an_empty_prometheus_text() {
+        assert!(NoMetrics.content_type().starts_with("text/plain; version=0.0.4"));
+        assert_eq!(NoMetrics.render().expect("renders"), "");
+    }
 }

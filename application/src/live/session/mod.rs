@@ -22,6 +22,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 mod sockets;
+#[cfg(test)]
+mod tests;
 
 pub use sockets::ReplayStep;
 
