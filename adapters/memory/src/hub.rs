@@ -157,6 +157,9 @@ mod tests {
         assert!(phone_queue.try_recv().is_some() && laptop_queue.try_recv().is_some());
         assert!(other_queue.try_recv().is_none(), "another user's socket hears nothing");
         hub.unregister(&phone);
+        assert_eq!(hub.user_sockets(&alice), 1, "the laptop stays when the phone goes");
+        hub.publish_to_user(&alice, &frame());
+        assert!(laptop_queue.try_recv().is_some() && phone_queue.try_recv().is_none());
         hub.unregister(&laptop);
         assert_eq!(hub.user_sockets(&alice), 0);
         assert_eq!(hub.users(), 1, "alice's entry went with her last socket");
