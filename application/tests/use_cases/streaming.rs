@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use chatbox_application::events::ServerEvent;
 use chatbox_application::ports::{Role, SessionRepository};
-use chatbox_domain::{ErrorCode, FinishReason, Seq, Usage};
+use chatbox_domain::{ErrorCode, FinishReason, ModelId, Seq, Usage};
 
 use crate::support::{Step, answer_text, done_of, harness, harness_with, settings, user};
 
@@ -132,6 +132,12 @@ async fn done_carries_the_usage_the_provider_reported() {
     assert_eq!(*usage, Some(Usage { prompt_tokens: 12, completion_tokens: 7, estimated: false }));
     let stored = h.stored(&client.session_id()).await;
     assert_eq!(stored[1].usage, *usage, "stored with the answer");
+    // Counted for the operators: the answer by its finish reason, its first token, its
+    // tokens as the provider reported them.
+    let scripted = ModelId::parse("scripted").expect("id");
+    assert_eq!(*h.metrics.answers.lock().expect("lock"), [(scripted.clone(), FinishReason::Stop)]);
+    assert_eq!(*h.metrics.first_tokens.lock().expect("lock"), std::slice::from_ref(&scripted));
+    assert_eq!(*h.metrics.tokens.lock().expect("lock"), [(scripted, 12, 7)]);
 }
 
 /// With no usage from the provider, the prompt is estimated at four characters per
@@ -146,6 +152,12 @@ async fn without_reported_usage_the_prompt_is_estimated_at_four_characters_a_tok
     let Some(ServerEvent::AnswerDone { usage: Some(usage), .. }) = events.last() else { panic!("done") };
     assert!(usage.estimated);
     assert_eq!(usage.prompt_tokens, 5);
+    let counted = h.metrics.tokens.lock().expect("lock").clone();
+    assert_eq!(
+        counted,
+        [(ModelId::parse("scripted").expect("id"), 5, usage.completion_tokens)],
+        "the estimate shown to the client"
+    );
 }
 
 /// The first chunk carries when its token arrived from the provider (for the gateway's

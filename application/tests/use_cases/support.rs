@@ -3,6 +3,8 @@
 //! model, on the runtime's clock; a [`Client`] is one socket whose queue the test
 //! reads, and the helpers below read the events it got.
 
+mod logs;
+mod metrics;
 mod provider;
 mod storage;
 
@@ -29,6 +31,8 @@ use chatbox_memory_store::MemorySessionRepository;
 use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 
+pub use logs::LogLines;
+pub use metrics::RecordingMetrics;
 pub use provider::{Refusal, ScriptedProvider, Step};
 use storage::FlakyRepository;
 pub use storage::Storage;
@@ -85,6 +89,8 @@ pub struct Harness {
     pub provider: Arc<ScriptedProvider>,
     /// The service's id generator.
     pub ids: Arc<CountingIds>,
+    /// What the service counted.
+    pub metrics: Arc<RecordingMetrics>,
 }
 
 pub fn settings() -> ChatSettings {
@@ -134,6 +140,7 @@ pub fn harness_alerting(settings: ChatSettings, notifiers: Vec<Arc<dyn Notifier>
     }
     let storage = Arc::new(FlakyRepository::new(Arc::clone(&repo)));
     let ids = Arc::new(CountingIds::default());
+    let metrics = Arc::new(RecordingMetrics::default());
     let ports = ChatPorts {
         repository: Arc::clone(&storage) as Arc<dyn SessionRepository>,
         providers,
@@ -142,10 +149,17 @@ pub fn harness_alerting(settings: ChatSettings, notifiers: Vec<Arc<dyn Notifier>
         random: Arc::new(HalfRandom),
         catalog: Arc::clone(&repo) as Arc<dyn SessionCatalog>,
         notifiers,
-        metrics: Arc::new(chatbox_application::ports::NoMetrics),
+        metrics: Arc::clone(&metrics) as Arc<dyn chatbox_application::ports::Metrics>,
         hub: Arc::new(chatbox_memory_store::LocalHub::new()),
     };
-    Harness { service: ChatService::new(ports, settings, TaskTracker::new()), repo, storage, provider, ids }
+    Harness {
+        service: ChatService::new(ports, settings, TaskTracker::new()),
+        repo,
+        storage,
+        provider,
+        ids,
+        metrics,
+    }
 }
 
 pub fn harness() -> Harness {
