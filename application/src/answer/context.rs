@@ -66,4 +66,29 @@ mod tests {
         let only_question = context_window(&[message(1, Sender::User, &"x".repeat(50))], 10);
         assert_eq!(only_question.len(), 1);
     }
+
+    #[test]
+    fn an_attachment_is_shown_to_the_model_by_its_url_after_its_caption() {
+        let attachment = |seq: u64, kind: MessageKind, caption: &str| {
+            let mut message = message(seq, Sender::User, caption);
+            message.kind = kind;
+            message.file_url = Some(format!("https://files.example/{seq}"));
+            message
+        };
+        let recent = vec![
+            attachment(1, MessageKind::File, ""),
+            attachment(2, MessageKind::Voice, "listen"),
+            message(3, Sender::User, "what do you think?"),
+        ];
+        let turns = context_window(&recent, 1_000);
+        let contents: Vec<&str> = turns.iter().map(|turn| turn.content.as_str()).collect();
+        assert_eq!(
+            contents,
+            [
+                "[attachment: https://files.example/1]",
+                "listen [attachment: https://files.example/2]",
+                "what do you think?"
+            ]
+        );
+    }
 }

@@ -5,6 +5,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use chatbox_application::ChatError;
+use chatbox_application::commands::ClientCommand;
 use chatbox_application::events::ServerEvent;
 use chatbox_application::socket::{CloseReason, OutboundQueue, SocketBudget, SocketHandle};
 use chatbox_domain::rate_limit::Quota;
@@ -103,4 +105,69 @@ async fn a_slow_consumer_joining_a_long_answer_costs_one_shared_frame_at_most() 
     let _third =
         h.service.connect(Arc::clone(&again), false, Some(session.clone()), None).await.expect("join");
     assert!(Arc::ptr_eq(&first, &catch_up(&mut again_queue)), "one catch-up frame per answer length");
+}
+
+/// The per-connection command budget (`COMMAND_QUOTA` units, each command its cost —
+/// typing costs 1): over it a command is refused with `retry_after`, and a socket that
+/// keeps sending far past it (more than 30 refusals in a row) is flooding.
+#[tokio::test(start_paused = true)]
+async fn the_command_budget_refuses_then_calls_it_flooding() {
+    let mut s = settings();
+    s.command_quota = Quota::new(3, Duration::from_secs(60)).expect("quota");
+    let h = harness_with(s);
+    let mut client = h.connect("u1", None, None).await;
+    let typing = || ClientCommand::Typing { session_id: None, typing: true };
+    for _ in 0..3 {
+        h.service.handle(&mut client.connection, typing()).await.expect("within the budget");
+    }
+    for _ in 0..30 {
+        let refused = h.service.handle(&mut client.connection, typing()).await;
+        assert!(matches!(refused, Err(ChatError::RateLimited { .. })), "{refused:?}");
+    }
+    let flooding = h.service.handle(&mut client.connection, typing()).await;
+    assert!(matches!(flooding, Err(ChatError::Flooding)), "{flooding:?}");
+}
+
+/// The memory reports: live sessions, message-limiter keys, users with sockets; and the
+/// limiter forgets a user once their quota recovered.
+#[tokio::test(start_paused = true)]
+async fn memory_reports_count_live_state_and_recovered_limiter_keys_are_forgotten() {
+    let h = harness();
+    let mut phone = h.connect("u1", None, None).await;
+    let _laptop = h.connect("u1", None, None).await;
+    let mut other = h.connect("u2", None, None).await;
+    assert_eq!(h.service.users_with_sockets(), 2, "two users, one with two sockets");
+    assert_eq!(h.service.live_sessions(), 0, "nothing live before a message");
+    h.say(&mut phone, "hi").await.expect("u1");
+    h.say(&mut other, "hi").await.expect("u2");
+    phone.until_done().await;
+    other.until_done().await;
+    assert_eq!(h.service.live_sessions(), 2);
+    assert_eq!(h.service.running_actors(), 2, "one actor per live session");
+    assert_eq!(h.service.rate_limiter_keys(), 2);
+    assert_eq!(h.service.cleanup_rate_limiter(), (2, 2), "neither recovered yet");
+    // 100 messages a minute: one message is recovered after 0.6 s.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(h.service.cleanup_rate_limiter(), (2, 0));
+    assert_eq!(h.service.rate_limiter_keys(), 0);
+}
+
+/// A refused connection is explained to the user's other sockets.
+#[tokio::test(start_paused = true)]
+async fn a_refused_connection_is_announced_to_the_users_sockets() {
+    let h = harness();
+    let mut phone = h.connect("u1", None, None).await;
+    let mut laptop = h.connect("u1", None, None).await;
+    let mut other = h.connect("u2", None, None).await;
+    h.service.notify_connection_refused(&user("u1"));
+    for client in [&mut phone, &mut laptop] {
+        match client.next().await {
+            ServerEvent::Notification { content } => assert_eq!(
+                &*content,
+                "Connection limit reached: a new connection was refused. Close another tab or device to connect it."
+            ),
+            other => panic!("expected a notification, got {other:?}"),
+        }
+    }
+    assert!(other.is_quiet().await, "only that user's sockets");
 }

@@ -12,6 +12,7 @@
 mod support;
 
 mod handoff;
+mod history;
 mod limits;
 mod messages;
 mod provider_failures;
@@ -20,3 +21,4 @@ mod session_ops;
 mod shutdown;
 mod storage_failures;
 mod streaming;
+mod switching;

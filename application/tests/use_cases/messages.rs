@@ -5,11 +5,13 @@
 use std::time::Duration;
 
 use chatbox_application::ChatError;
+use chatbox_application::commands::{Attachment, ClientCommand};
 use chatbox_application::events::ServerEvent;
 use chatbox_application::ports::SessionRepository;
-use chatbox_domain::{FinishReason, Sender, Seq};
+use chatbox_domain::validation::Metadata;
+use chatbox_domain::{FinishReason, MessageKind, ModelId, Sender, Seq};
 
-use crate::support::{Step, Storage, answer_text, done_of, harness};
+use crate::support::{Step, Storage, answer_text, done_of, harness, message};
 
 #[tokio::test(start_paused = true)]
 async fn a_message_is_stored_answered_in_chunks_and_the_answer_stored_once() {
@@ -143,4 +145,79 @@ async fn a_key_sent_from_two_sockets_at_once_is_stored_once_and_acknowledged_to_
     let copies: Vec<_> = stored.iter().filter(|m| m.content == "once").collect();
     assert_eq!(copies.len(), 1, "stored once");
     assert_eq!(acks, vec![("key-1".to_owned(), copies[0].seq)], "{events:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_message_may_name_a_known_model_which_becomes_the_sessions() {
+    let h = harness();
+    let mut client = h.connect("u1", None, None).await;
+    let other = ModelId::parse("other").expect("id");
+    let mut unknown = message("hi");
+    unknown.model_id = Some(ModelId::parse("nope").expect("id"));
+    let refused = h.service.handle(&mut client.connection, ClientCommand::SendMessage(unknown)).await;
+    assert!(matches!(refused, Err(ChatError::UnknownModel)), "{refused:?}");
+
+    h.say(&mut client, "first").await.expect("first");
+    client.until_done().await;
+    let session = client.session_id();
+    let mut switching = message("second");
+    switching.model_id = Some(other.clone());
+    h.service.handle(&mut client.connection, ClientCommand::SendMessage(switching)).await.expect("second");
+    let events = client.until_done().await;
+    assert!(matches!(events.last(), Some(ServerEvent::AnswerDone { model_id, .. }) if *model_id == other));
+    assert_eq!(h.provider.requests()[1].model_id, other);
+    assert_eq!(h.repo.load(&session).await.expect("load").expect("session").model_id, other, "stored");
+}
+
+fn attachment(kind: MessageKind, caption: &str) -> ClientCommand {
+    ClientCommand::Attachment(Attachment {
+        kind,
+        session_id: None,
+        file_id: "f-1".into(),
+        file_url: "https://files.example/f-1".into(),
+        content: caption.into(),
+        metadata: Metadata::new(),
+        client_message_id: None,
+    })
+}
+
+/// `file_upload` and `voice_message` are stored and fanned out, with no model call; the
+/// first user text message, not a caption, names the session.
+#[tokio::test(start_paused = true)]
+async fn attachments_are_stored_and_fanned_out_without_an_answer() {
+    let h = harness();
+    let mut phone = h.connect("u1", None, None).await;
+    h.service
+        .handle(&mut phone.connection, attachment(MessageKind::File, "Quarterly report"))
+        .await
+        .expect("file");
+    let session = phone.session_id();
+    let mut laptop = h.connect("u1", Some(session.clone()), None).await;
+    h.service.handle(&mut phone.connection, attachment(MessageKind::Voice, "")).await.expect("voice");
+    // The socket joined before the actor stored the file: it gets both, in order.
+    for kind in [MessageKind::File, MessageKind::Voice] {
+        match laptop.next().await {
+            ServerEvent::Stored { message, .. } => assert_eq!(message.kind, kind),
+            other => panic!("the other socket gets the attachment, got {other:?}"),
+        }
+    }
+    assert!(phone.is_quiet().await, "no answer to an attachment");
+    assert!(h.provider.requests().is_empty());
+
+    let stored = h.stored(&session).await;
+    assert_eq!(stored.len(), 2);
+    assert_eq!((stored[0].kind, stored[0].content.as_str()), (MessageKind::File, "Quarterly report"));
+    assert_eq!(stored[0].file_id.as_deref(), Some("f-1"));
+    assert_eq!(stored[0].file_url.as_deref(), Some("https://files.example/f-1"));
+    assert_eq!(stored[1].kind, MessageKind::Voice);
+    assert_eq!(
+        h.repo.load(&session).await.expect("load").expect("session").name,
+        None,
+        "a caption names nothing"
+    );
+
+    h.say(&mut phone, "Hello there").await.expect("text");
+    phone.until_done().await;
+    let named = h.repo.load(&session).await.expect("load").expect("session").name;
+    assert_eq!(named.as_deref(), Some("Hello there"));
 }

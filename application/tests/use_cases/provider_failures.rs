@@ -8,7 +8,9 @@ use std::time::Duration;
 use chatbox_application::events::ServerEvent;
 use chatbox_domain::{ErrorCode, FinishReason, ModelId, Seq};
 
-use crate::support::{Refusal, Step, answer_text, done_of, error_code, harness, harness_with, settings};
+use crate::support::{
+    LogLines, Refusal, Step, answer_text, done_of, error_code, harness, harness_with, settings,
+};
 
 #[tokio::test(start_paused = true)]
 async fn a_provider_failure_mid_stream_sends_an_error_without_internal_text_then_done() {
@@ -68,6 +70,27 @@ async fn server_errors_are_retried_then_the_fallback_answers() {
         ["scripted", "scripted", "scripted", "other"],
         "1 try + LLM_MAX_RETRIES=2, then the fallback"
     );
+}
+
+/// Operators see the switch to a fallback (docs/operations.md: INFO `falling back to
+/// another provider`), once per switch, and a first attempt is no switch; with every
+/// level enabled the answer is the same.
+#[tokio::test(start_paused = true)]
+async fn a_fallback_is_logged_once_and_a_first_attempt_is_not() {
+    let (logs, _guard) = LogLines::capture();
+    let mut s = settings();
+    s.fallbacks.insert(ModelId::parse("scripted").expect("id"), ModelId::parse("other").expect("id"));
+    let h = harness_with(s);
+    let mut client = h.connect("u1", None, None).await;
+    h.say(&mut client, "q").await.expect("q");
+    assert_eq!(answer_text(&client.until_done().await), "ok");
+    assert_eq!(logs.count("falling back to another provider"), 0, "the first provider answered");
+
+    h.provider.push(vec![Step::Refuse(Refusal::Unauthorized)]);
+    h.provider.push(vec![Step::Say("from the fallback")]);
+    h.say(&mut client, "again").await.expect("again");
+    assert_eq!(answer_text(&client.until_done().await), "from the fallback");
+    assert_eq!(logs.count("falling back to another provider"), 1);
 }
 
 #[tokio::test(start_paused = true)]

@@ -100,3 +100,13 @@ async fn an_answer_that_finished_while_storage_failed_is_held_and_stored_once_wh
     let seqs: Vec<u64> = h.stored(&session).await.into_iter().map(|m| m.seq.0).collect();
     assert_eq!(seqs, [1, 2, 3, 4], "stored exactly once, gapless");
 }
+
+#[tokio::test(start_paused = true)]
+async fn readiness_follows_the_store() {
+    let h = harness();
+    h.service.storage_ready().await.expect("ready");
+    h.set_storage(Storage::Fails);
+    assert!(h.service.storage_ready().await.is_err(), "not ready while storage fails");
+    h.set_storage(Storage::Works);
+    h.service.storage_ready().await.expect("ready again");
+}

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use chatbox_application::events::ServerEvent;
 use chatbox_application::ports::{Role, SessionRepository};
-use chatbox_domain::{ErrorCode, FinishReason, Seq};
+use chatbox_domain::{ErrorCode, FinishReason, ModelId, Seq, Usage};
 
 use crate::support::{Step, answer_text, done_of, harness, harness_with, settings, user};
 
@@ -119,4 +119,69 @@ async fn done_reports_time_to_first_token_and_duration() {
         first >= Duration::from_millis(100) && timing.total >= first + Duration::from_millis(100),
         "{timing:?}"
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn done_carries_the_usage_the_provider_reported() {
+    let h = harness();
+    h.provider.push(vec![Step::Say("counted"), Step::Usage(12, 7)]);
+    let mut client = h.connect("u1", None, None).await;
+    h.say(&mut client, "q").await.expect("q");
+    let events = client.until_done().await;
+    let Some(ServerEvent::AnswerDone { usage, .. }) = events.last() else { panic!("done") };
+    assert_eq!(*usage, Some(Usage { prompt_tokens: 12, completion_tokens: 7, estimated: false }));
+    let stored = h.stored(&client.session_id()).await;
+    assert_eq!(stored[1].usage, *usage, "stored with the answer");
+    // Counted for the operators: the answer by its finish reason, its first token, its
+    // tokens as the provider reported them.
+    let scripted = ModelId::parse("scripted").expect("id");
+    assert_eq!(*h.metrics.answers.lock().expect("lock"), [(scripted.clone(), FinishReason::Stop)]);
+    assert_eq!(*h.metrics.first_tokens.lock().expect("lock"), std::slice::from_ref(&scripted));
+    assert_eq!(*h.metrics.tokens.lock().expect("lock"), [(scripted, 12, 7)]);
+}
+
+/// With no usage from the provider, the prompt is estimated at four characters per
+/// token: the system prompt and the history the model saw.
+#[tokio::test(start_paused = true)]
+async fn without_reported_usage_the_prompt_is_estimated_at_four_characters_a_token() {
+    let h = harness();
+    let mut client = h.connect("u1", None, None).await;
+    // "Be brief." (9) + "hello there" (11) = 20 characters: 5 tokens.
+    h.say(&mut client, "hello there").await.expect("q");
+    let events = client.until_done().await;
+    let Some(ServerEvent::AnswerDone { usage: Some(usage), .. }) = events.last() else { panic!("done") };
+    assert!(usage.estimated);
+    assert_eq!(usage.prompt_tokens, 5);
+    let counted = h.metrics.tokens.lock().expect("lock").clone();
+    assert_eq!(
+        counted,
+        [(ModelId::parse("scripted").expect("id"), 5, usage.completion_tokens)],
+        "the estimate shown to the client"
+    );
+}
+
+/// The first chunk carries when its token arrived from the provider (for the gateway's
+/// own latency); an empty delta before it is no token.
+#[tokio::test(start_paused = true)]
+async fn the_first_non_empty_chunk_is_stamped_as_the_first_token() {
+    let h = harness();
+    h.provider.push(vec![Step::Say(""), Step::Say("one"), Step::Say(""), Step::Say(" two")]);
+    let mut client = h.connect("u1", None, None).await;
+    h.say(&mut client, "q").await.expect("q");
+    assert!(matches!(client.next().await, ServerEvent::Loading { .. }));
+    let first = client.next_frame().await;
+    assert!(
+        matches!(&first.event, ServerEvent::AnswerChunk { delta, .. } if &**delta == "one"),
+        "{:?}",
+        first.event
+    );
+    assert!(first.first_token_at().is_some(), "the first chunk is stamped");
+    let second = client.next_frame().await;
+    assert!(
+        matches!(&second.event, ServerEvent::AnswerChunk { delta, .. } if &**delta == " two"),
+        "{:?}",
+        second.event
+    );
+    assert!(second.first_token_at().is_none());
+    assert_eq!(done_of(&client.until_done().await).1, FinishReason::Stop);
 }

@@ -3,6 +3,8 @@
 //! model, on the runtime's clock; a [`Client`] is one socket whose queue the test
 //! reads, and the helpers below read the events it got.
 
+mod logs;
+mod metrics;
 mod provider;
 mod storage;
 
@@ -29,6 +31,8 @@ use chatbox_memory_store::MemorySessionRepository;
 use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 
+pub use logs::LogLines;
+pub use metrics::RecordingMetrics;
 pub use provider::{Refusal, ScriptedProvider, Step};
 use storage::FlakyRepository;
 pub use storage::Storage;
@@ -46,12 +50,26 @@ impl Clock for TestClock {
     }
 }
 
+/// Counting ids (`id0000`, `id0001`, …), unless a test queued the next ones.
 #[derive(Default)]
-struct CountingIds(AtomicUsize);
+pub struct CountingIds {
+    count: AtomicUsize,
+    queued: std::sync::Mutex<VecDeque<String>>,
+}
+
+impl CountingIds {
+    /// The next ids handed out are these, in order.
+    pub fn queue(&self, ids: &[&str]) {
+        self.queued.lock().expect("lock").extend(ids.iter().map(|id| (*id).to_owned()));
+    }
+}
 
 impl IdGenerator for CountingIds {
     fn new_id(&self) -> String {
-        format!("id{:04}", self.0.fetch_add(1, Ordering::SeqCst))
+        if let Some(id) = self.queued.lock().expect("lock").pop_front() {
+            return id;
+        }
+        format!("id{:04}", self.count.fetch_add(1, Ordering::SeqCst))
     }
 }
 
@@ -69,6 +87,10 @@ pub struct Harness {
     pub repo: Arc<MemorySessionRepository>,
     storage: Arc<FlakyRepository>,
     pub provider: Arc<ScriptedProvider>,
+    /// The service's id generator.
+    pub ids: Arc<CountingIds>,
+    /// What the service counted.
+    pub metrics: Arc<RecordingMetrics>,
 }
 
 pub fn settings() -> ChatSettings {
@@ -117,18 +139,27 @@ pub fn harness_alerting(settings: ChatSettings, notifiers: Vec<Arc<dyn Notifier>
         providers.insert(model.id.clone(), Arc::clone(&provider) as Arc<dyn LlmProvider>);
     }
     let storage = Arc::new(FlakyRepository::new(Arc::clone(&repo)));
+    let ids = Arc::new(CountingIds::default());
+    let metrics = Arc::new(RecordingMetrics::default());
     let ports = ChatPorts {
         repository: Arc::clone(&storage) as Arc<dyn SessionRepository>,
         providers,
         clock: Arc::new(TestClock(Instant::now())),
-        ids: Arc::new(CountingIds::default()),
+        ids: Arc::clone(&ids) as Arc<dyn IdGenerator>,
         random: Arc::new(HalfRandom),
         catalog: Arc::clone(&repo) as Arc<dyn SessionCatalog>,
         notifiers,
-        metrics: Arc::new(chatbox_application::ports::NoMetrics),
+        metrics: Arc::clone(&metrics) as Arc<dyn chatbox_application::ports::Metrics>,
         hub: Arc::new(chatbox_memory_store::LocalHub::new()),
     };
-    Harness { service: ChatService::new(ports, settings, TaskTracker::new()), repo, storage, provider }
+    Harness {
+        service: ChatService::new(ports, settings, TaskTracker::new()),
+        repo,
+        storage,
+        provider,
+        ids,
+        metrics,
+    }
 }
 
 pub fn harness() -> Harness {
@@ -148,7 +179,7 @@ pub fn user(id: &str) -> UserId {
 pub struct Client {
     pub connection: Connection,
     frames: OutboundQueue,
-    buffered: VecDeque<ServerEvent>,
+    buffered: VecDeque<Arc<Frame>>,
 }
 
 impl Client {
@@ -157,12 +188,26 @@ impl Client {
     }
 
     pub async fn next_within(&mut self, wait: Duration) -> Option<ServerEvent> {
-        if let Some(event) = self.buffered.pop_front() {
-            return Some(event);
+        self.frame_within(wait).await.map(|frame| frame.event.clone())
+    }
+
+    /// The next frame itself (its stamps as well as its event).
+    pub async fn next_frame(&mut self) -> Arc<Frame> {
+        self.frame_within(Duration::from_secs(5)).await.expect("a frame in time")
+    }
+
+    async fn frame_within(&mut self, wait: Duration) -> Option<Arc<Frame>> {
+        if let Some(frame) = self.buffered.pop_front() {
+            return Some(frame);
         }
         let item = tokio::time::timeout(wait, self.frames.recv()).await.ok()??;
-        self.buffered.extend(item.frames().iter().map(|f| f.event.clone()));
+        self.buffered.extend(item.frames().iter().cloned());
         self.buffered.pop_front()
+    }
+
+    /// Nothing arrives within 200 ms.
+    pub async fn is_quiet(&mut self) -> bool {
+        self.next_within(Duration::from_millis(200)).await.is_none()
     }
 
     /// Frames until (and including) the next `done`.
@@ -195,9 +240,30 @@ impl Harness {
         last_seq: Option<Seq>,
         budget_bytes: usize,
     ) -> Client {
+        self.connect_as(user_id, false, session, last_seq, budget_bytes).await
+    }
+
+    /// A socket whose token carries an admin role.
+    pub async fn connect_admin(
+        &self,
+        user_id: &str,
+        session: Option<SessionId>,
+        last_seq: Option<Seq>,
+    ) -> Client {
+        self.connect_as(user_id, true, session, last_seq, 64 * 1024).await
+    }
+
+    async fn connect_as(
+        &self,
+        user_id: &str,
+        admin: bool,
+        session: Option<SessionId>,
+        last_seq: Option<Seq>,
+        budget_bytes: usize,
+    ) -> Client {
         let (socket, frames) =
             SocketHandle::new(user(user_id), SocketBudget { max_bytes: budget_bytes, encode });
-        let connection = self.service.connect(socket, false, session, last_seq).await.expect("connect");
+        let connection = self.service.connect(socket, admin, session, last_seq).await.expect("connect");
         let mut client = Client { connection, frames, buffered: Default::default() };
         match client.next().await {
             ServerEvent::ConnectionStatus { state, .. } => {
@@ -218,15 +284,21 @@ impl Harness {
         text: &str,
         client_id: Option<&str>,
     ) -> Result<(), ChatError> {
-        let command = ClientCommand::SendMessage(SendMessage {
-            session_id: None,
-            content: MessageContent::parse(text, 100).expect("content"),
-            model_id: None,
-            client_message_id: client_id.map(|id| ClientMessageId::parse(id).expect("id")),
-            metadata: Metadata::new(),
-            style: AnswerStyle::AiResponse,
-        });
-        self.service.handle(&mut client.connection, command).await
+        let mut message = message(text);
+        message.client_message_id = client_id.map(|id| ClientMessageId::parse(id).expect("id"));
+        self.service.handle(&mut client.connection, ClientCommand::SendMessage(message)).await
+    }
+
+    /// Sends `text` naming session `session`.
+    pub async fn say_in(
+        &self,
+        client: &mut Client,
+        session: &SessionId,
+        text: &str,
+    ) -> Result<(), ChatError> {
+        let mut message = message(text);
+        message.session_id = Some(session.clone());
+        self.service.handle(&mut client.connection, ClientCommand::SendMessage(message)).await
     }
 
     pub async fn stored(&self, session: &SessionId) -> Vec<StoredMessage> {
@@ -247,6 +319,18 @@ impl Harness {
     pub fn release_writes(&self) {
         self.storage.set(Storage::Works);
         self.storage.release_writes();
+    }
+}
+
+/// A `user_message` with `text`, for the connection's session, no key, the default model.
+pub fn message(text: &str) -> SendMessage {
+    SendMessage {
+        session_id: None,
+        content: MessageContent::parse(text, 100).expect("content"),
+        model_id: None,
+        client_message_id: None,
+        metadata: Metadata::new(),
+        style: AnswerStyle::AiResponse,
     }
 }
 

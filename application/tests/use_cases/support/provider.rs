@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chatbox_application::ports::{AnswerStream, ChatRequest, LlmProvider, ProviderError, StreamEvent};
+use chatbox_domain::Usage;
 use futures::StreamExt;
 use tokio::time::Instant;
 
@@ -23,6 +24,8 @@ pub enum Step {
     /// A stream error of this kind (before or after tokens).
     Break(Refusal),
     Conversation(&'static str),
+    /// The provider reports the answer's usage (prompt, completion tokens).
+    Usage(u64, u64),
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -107,6 +110,10 @@ impl LlmProvider for ScriptedProvider {
                     Step::Break(refusal) => return Some((Err(refusal.error()), (steps, guard))),
                     Step::Conversation(id) => {
                         return Some((Ok(StreamEvent::Conversation(id.to_owned())), (steps, guard)));
+                    }
+                    Step::Usage(prompt_tokens, completion_tokens) => {
+                        let usage = Usage { prompt_tokens, completion_tokens, estimated: false };
+                        return Some((Ok(StreamEvent::Usage(usage)), (steps, guard)));
                     }
                     Step::Refuse(_) => {}
                     Step::Fail => {

@@ -1,5 +1,6 @@
 //! The memory store behind a switch: message and session-field writes work, fail, or
-//! never complete, as the test sets it; reads always go through.
+//! never complete, as the test sets it, and so does the readiness ping; reads always go
+//! through.
 
 use std::sync::{Arc, Mutex};
 
@@ -120,6 +121,7 @@ impl SessionRepository for FlakyRepository {
         self.inner.recent_messages(id, limit).await
     }
     async fn ping(&self) -> Result<(), RepositoryError> {
+        self.gate().await?;
         self.inner.ping().await
     }
 }

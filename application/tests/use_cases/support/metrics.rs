@@ -1,0 +1,51 @@
+//! Metrics that record what the answers report (docs/operations.md: answer duration by
+//! finish reason, time to first token, tokens used); everything else goes nowhere.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use chatbox_application::ports::{
+    FrameCounter, FrameDirection, Limiter, LlmErrorKind, Metrics, NoMetrics, StorageOutcome,
+};
+use chatbox_domain::{FinishReason, ModelId};
+
+#[derive(Default)]
+pub struct RecordingMetrics {
+    /// Every `answer_finished`: provider and finish reason.
+    pub answers: Mutex<Vec<(ModelId, FinishReason)>>,
+    /// Every `time_to_first_token`: provider.
+    pub first_tokens: Mutex<Vec<ModelId>>,
+    /// Every `tokens_used`: provider, prompt and completion tokens.
+    pub tokens: Mutex<Vec<(ModelId, u64, u64)>>,
+}
+
+impl Metrics for RecordingMetrics {
+    fn socket_opened(&self) {}
+    fn socket_closed(&self, _: Duration) {}
+    fn frame_counter(&self, direction: FrameDirection, frame_type: &'static str) -> FrameCounter {
+        NoMetrics.frame_counter(direction, frame_type)
+    }
+    fn slow_consumer_disconnected(&self) {}
+    fn session_created(&self) {}
+    fn session_ended(&self) {}
+    fn llm_request(&self, _: &ModelId) {}
+    fn llm_error(&self, _: &ModelId, _: LlmErrorKind) {}
+    fn llm_retry(&self, _: &ModelId) {}
+    fn time_to_first_token(&self, provider: &ModelId, _: Duration) {
+        self.first_tokens.lock().expect("lock").push(provider.clone());
+    }
+    fn gateway_latency(&self, _: Duration) {}
+    fn answer_finished(&self, provider: &ModelId, reason: FinishReason, _: Duration) {
+        self.answers.lock().expect("lock").push((provider.clone(), reason));
+    }
+    fn tokens_used(&self, provider: &ModelId, prompt: u64, completion: u64) {
+        self.tokens.lock().expect("lock").push((provider.clone(), prompt, completion));
+    }
+    fn rate_limited(&self, _: Limiter) {}
+    fn storage_operation(&self, _: &'static str, _: StorageOutcome, _: Duration) {}
+    fn storage_retry(&self, _: &'static str) {}
+    fn http_request(&self, _: &'static str, _: &str, _: u16, _: Duration) {}
+    fn takeover(&self) {}
+    fn help_requested(&self) {}
+    fn alert(&self, _: &'static str, _: bool) {}
+}
