@@ -28,11 +28,13 @@ BUDGET="${CHATBOX_MUTANTS_BUDGET:-600}"
 OUT="target/mutants"
 CRATES=(domain application)
 
-if [[ ! -x "$ROOT/bin/cargo-mutants" ]]; then
-  echo "installing cargo-mutants $VERSION"
-  cargo install --quiet --locked --version "$VERSION" --root "$ROOT" cargo-mutants
-fi
-export PATH="$ROOT/bin:$PATH"
+install() {
+  if [[ ! -x "$ROOT/bin/cargo-mutants" ]]; then
+    echo "installing cargo-mutants $VERSION"
+    cargo install --quiet --locked --version "$VERSION" --root "$ROOT" cargo-mutants
+  fi
+  export PATH="$ROOT/bin:$PATH"
+}
 packages=()
 for crate in "${CRATES[@]}"; do
   packages+=(--package "chatbox-$crate")
@@ -40,6 +42,7 @@ done
 
 mkdir -p "$OUT"
 if [[ "${1:-}" == "--full" ]]; then
+  install
   exec cargo mutants "${packages[@]}" --output "$OUT"
 fi
 
@@ -60,11 +63,14 @@ if [[ ! -s "$diff_file" ]]; then
   echo "mutants: no change to ${CRATES[*]} since $(git rev-parse --short "$base"); nothing to check"
   exit 0
 fi
+install
 echo "mutants: the change to ${CRATES[*]} since $(git rev-parse --short "$base"), within ${BUDGET}s"
 
+results="$OUT/mutants.out"
+# A run that finds no mutant writes no results: leave none from an earlier run.
+rm -rf "$results" "$results.old"
 status=0
 timeout --signal=INT "$BUDGET" cargo mutants "${packages[@]}" --in-diff "$diff_file" --output "$OUT" || status=$?
-results="$OUT/mutants.out"
 count() {
   if [[ -f "$results/$1" ]]; then grep -c . "$results/$1" || true; else echo 0; fi
 }
