@@ -2,14 +2,16 @@
 # The project's one test command (CI runs exactly this):
 #   1. starts a real MongoDB-compatible server (FerretDB, built once from source, on
 #      loopback) for the storage tests, and stops it at the end;
-#   2. installs Debian's `prometheus` when it is missing and this runs as root (the
+#   2. starts Debian's `redis-server` on loopback (scripts/redis.sh, installing the package
+#      when it is missing and this runs as root) for the shared-state tests;
+#   3. installs Debian's `prometheus` when it is missing and this runs as root (the
 #      monitoring test starts it against the service; promtool checks the rules);
-#   3. runs every Rust test: `cargo test --workspace`;
-#   4. exercises the HTTP API of the built server against its OpenAPI document with
+#   4. runs every Rust test: `cargo test --workspace`;
+#   5. exercises the HTTP API of the built server against its OpenAPI document with
 #      schemathesis (scripts/check-api.sh);
-#   5. checks the deployment artifacts (Kubernetes schemas, checkov, shellcheck, the
+#   6. checks the deployment artifacts (Kubernetes schemas, checkov, shellcheck, the
 #      secret script, the Prometheus rules), installing its tools on first use;
-#   6. mutation-tests the change to the rules crates (scripts/mutants.sh): a mutant of
+#   7. mutation-tests the change to the rules crates (scripts/mutants.sh): a mutant of
 #      the changed code in `domain` or `application` that their tests miss fails the run.
 #
 # Outside CI, a step whose tools cannot be had here (no Go for FerretDB) says so and its
@@ -39,6 +41,21 @@ if [[ -x scripts/ferretdb.sh ]]; then
   else
     echo "FerretDB did not start: the MongoDB tests will say they were skipped" >&2
   fi
+fi
+
+echo "== Redis (state shared between replicas)"
+if redis_env="$(scripts/redis.sh start)"; then
+  # KEY=value lines: REDIS_URL, and CHATBOX_REQUIRE_REDIS=1 in CI.
+  while IFS= read -r line; do
+    [[ "$line" == *=* ]] && export "${line?}"
+  done <<<"$redis_env"
+  trap 'scripts/redis.sh stop || true; scripts/ferretdb.sh stop || true' EXIT
+  echo "Redis tests run against $REDIS_URL"
+elif $ci; then
+  echo "Redis did not start, and CI requires the Redis tests" >&2
+  exit 1
+else
+  echo "Redis did not start: the Redis tests will say they were skipped" >&2
 fi
 
 echo "== Prometheus (the monitoring rules and dashboard are checked with it)"

@@ -5,6 +5,7 @@ mod catalog;
 mod hub;
 mod metrics;
 mod notifier;
+mod shared_limits;
 
 pub use catalog::{
     SessionCatalog, SessionPage, SessionQuery, SessionSort, SessionStats, SessionSummary, ShareGrant,
@@ -15,6 +16,7 @@ pub use metrics::{
     NoMetrics, StorageOutcome,
 };
 pub use notifier::{HelpAlert, Notifier, NotifyError};
+pub use shared_limits::{LimitVerdict, LimiterUnavailable, SharedLimiter};
 
 use std::fmt;
 use std::time::Duration;

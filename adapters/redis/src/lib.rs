@@ -1,0 +1,34 @@
+//! # Redis adapter: state shared between replicas
+//!
+//! What several replicas of the service must agree on lives in Redis. This crate holds the
+//! pieces built so far:
+//! - [`RedisLimiter`], the application's `SharedLimiter` port: the rate limiter of the
+//!   domain (`chatbox_domain::rate_limit`, GCRA)
+//!   with its one timestamp per key kept in Redis and decided by one Lua script, so every
+//!   replica draws on the same budget and two replicas deciding at once cannot both spend
+//!   its last unit.
+//!
+//! Invariants:
+//! - **One clock.** Decisions use the Redis server's clock (`TIME`), not each replica's.
+//! - **Same rule as the domain.** For the same quota, cost and times, a decision here is
+//!   the domain's decision (tested against it), at a resolution of one microsecond.
+//! - **Nothing secret in errors.** A failure is described by its kind, never by the URL
+//!   (which may carry a password) or a value read.
+
+#![forbid(unsafe_code)]
+
+mod error;
+mod limiter;
+
+pub use error::RedisStateError;
+pub use limiter::RedisLimiter;
+
+/// Opens a managed connection to `url` (`redis://` or `rediss://`): it reconnects by
+/// itself, with backoff, after a failure.
+///
+/// # Errors
+/// When `url` is not a Redis URL, or no server answers it.
+pub async fn connect(url: &str) -> Result<redis::aio::ConnectionManager, RedisStateError> {
+    let client = redis::Client::open(url).map_err(|_| RedisStateError::InvalidUrl)?;
+    redis::aio::ConnectionManager::new(client).await.map_err(|error| RedisStateError::of(&error))
+}
