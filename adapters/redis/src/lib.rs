@@ -7,6 +7,9 @@
 //!   with its one timestamp per key kept in Redis and decided by one Lua script, so every
 //!   replica draws on the same budget and two replicas deciding at once cannot both spend
 //!   its last unit.
+//! - [`SessionStreams`]: each session's frames as a Redis Stream, bounded in length, read
+//!   in order by every replica and continued from the last entry seen (the transport of
+//!   the Redis fan-out being built).
 //!
 //! Invariants:
 //! - **One clock.** Decisions use the Redis server's clock (`TIME`), not each replica's.
@@ -19,9 +22,11 @@
 
 mod error;
 mod limiter;
+mod stream;
 
 pub use error::RedisStateError;
 pub use limiter::RedisLimiter;
+pub use stream::{FROM_START, SessionStreams, StreamEntry};
 
 /// Opens a managed connection to `url` (`redis://` or `rediss://`): it reconnects by
 /// itself, with backoff, after a failure.

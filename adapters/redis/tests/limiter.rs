@@ -6,37 +6,15 @@
 //! Without `REDIS_URL` the tests say they were skipped; with `CHATBOX_REQUIRE_REDIS=1`
 //! (CI) a missing server fails them.
 
-use std::io::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+mod support;
+
+use std::time::Duration;
 
 use chatbox_application::ports::{LimitVerdict as Verdict, SharedLimiter};
 use chatbox_domain::rate_limit::{self, Decision, LimiterState, Quota};
 use chatbox_redis::{RedisLimiter, RedisStateError, connect};
 use proptest::prelude::*;
-
-fn redis_url(test: &str) -> Option<String> {
-    match std::env::var("REDIS_URL") {
-        Ok(url) => Some(url),
-        Err(_) if std::env::var("CHATBOX_REQUIRE_REDIS").is_ok_and(|v| v == "1" || v == "true") => {
-            panic!("CHATBOX_REQUIRE_REDIS is set but REDIS_URL is not")
-        }
-        Err(_) => {
-            let _ = writeln!(
-                std::io::stderr(),
-                "{test}: Redis checks SKIPPED (no REDIS_URL); run `scripts/redis.sh start` and export REDIS_URL"
-            );
-            None
-        }
-    }
-}
-
-/// A key prefix no other test or run uses.
-fn fresh_prefix() -> String {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_nanos();
-    format!("chatbox-test:{nanos}:{}", NEXT.fetch_add(1, Ordering::Relaxed))
-}
+use support::{fresh_prefix, redis_url};
 
 /// A limiter on its own key prefix, and that prefix.
 async fn limiter(url: &str) -> (RedisLimiter, String) {
