@@ -10,6 +10,9 @@
 //! - [`SessionStreams`]: each session's frames as a Redis Stream, bounded in length, read
 //!   in order by every replica and continued from the last entry seen (the transport of
 //!   the Redis fan-out being built).
+//! - [`Leases`]: which replica runs a session's answer actor — a key set if absent with
+//!   an expiry, renewed by its holder, renewed or released only by the token that holds
+//!   it, with a fencing number that grows with every grant.
 //!
 //! Invariants:
 //! - **One clock.** Decisions use the Redis server's clock (`TIME`), not each replica's.
@@ -21,10 +24,12 @@
 #![forbid(unsafe_code)]
 
 mod error;
+mod lease;
 mod limiter;
 mod stream;
 
 pub use error::RedisStateError;
+pub use lease::{Grant, Leases};
 pub use limiter::RedisLimiter;
 pub use stream::{FROM_START, SessionStreams, StreamEntry};
 

@@ -1,0 +1,151 @@
+//! Leases with expiry: which replica runs a session's answer actor.
+//!
+//! A lease is one key holding its holder's token, set only if absent and expiring after
+//! its time to live. The holder renews it while it works; a holder that stops (killed,
+//! paused, cut off) stops renewing, and once the key expires another replica may take
+//! it. Renewing and releasing are scripts that act only while the key still holds the
+//! caller's token, so a holder whose lease expired and was taken can neither extend nor
+//! delete the new holder's.
+//!
+//! Each grant also carries a fencing number, strictly greater than every earlier grant's
+//! for the same name. A writer passes it with its writes, so a store can refuse a write
+//! from an older grant that woke up late (the session store's unique `seq` plays that
+//! part for messages).
+
+use std::time::Duration;
+
+use redis::Script;
+use redis::aio::ConnectionManager;
+
+use crate::error::RedisStateError;
+
+/// Extends the lease if it still holds the caller's token. KEYS[1] lease, ARGV[1] token,
+/// ARGV[2] time to live in ms. Returns 1 when extended, 0 when the lease is not ours.
+const RENEW: &str = r#"
+if redis.call("GET", KEYS[1]) == ARGV[1] then
+  return redis.call("PEXPIRE", KEYS[1], ARGV[2])
+end
+return 0
+"#;
+
+/// Deletes the lease if it still holds the caller's token. Returns 1 when released.
+const RELEASE: &str = r#"
+if redis.call("GET", KEYS[1]) == ARGV[1] then
+  return redis.call("DEL", KEYS[1])
+end
+return 0
+"#;
+
+/// A lease held: its name, the holder's token and its fencing number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    name: String,
+    token: String,
+    fence: u64,
+}
+
+impl Grant {
+    /// Strictly greater than the fencing number of every earlier grant of this name.
+    #[must_use]
+    pub const fn fence(&self) -> u64 {
+        self.fence
+    }
+}
+
+/// Leases under one key prefix.
+#[derive(Clone)]
+pub struct Leases {
+    connection: ConnectionManager,
+    prefix: String,
+    renew: Script,
+    release: Script,
+}
+
+impl std::fmt::Debug for Leases {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Leases").field("prefix", &self.prefix).finish_non_exhaustive()
+    }
+}
+
+impl Leases {
+    /// Leases named `prefix:lease:<name>` (fencing counters `prefix:fence:<name>`).
+    #[must_use]
+    pub fn new(connection: ConnectionManager, prefix: impl Into<String>) -> Self {
+        Self { connection, prefix: prefix.into(), renew: Script::new(RENEW), release: Script::new(RELEASE) }
+    }
+
+    fn key(&self, name: &str) -> String {
+        format!("{}:lease:{name}", self.prefix)
+    }
+
+    /// Takes the lease `name` for `holder` (a token unique to this holder and grant, e.g.
+    /// the replica id and a counter) for `ttl`, unless someone holds it.
+    ///
+    /// # Errors
+    /// When Redis cannot answer.
+    pub async fn try_acquire(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<Option<Grant>, RedisStateError> {
+        let mut connection = self.connection.clone();
+        let taken: Option<String> = redis::cmd("SET")
+            .arg(self.key(name))
+            .arg(holder)
+            .arg("NX")
+            .arg("PX")
+            .arg(millis(ttl))
+            .query_async(&mut connection)
+            .await
+            .map_err(|error| RedisStateError::of(&error))?;
+        if taken.is_none() {
+            return Ok(None);
+        }
+        let fence: u64 = redis::cmd("INCR")
+            .arg(format!("{}:fence:{name}", self.prefix))
+            .query_async(&mut connection)
+            .await
+            .map_err(|error| RedisStateError::of(&error))?;
+        Ok(Some(Grant { name: name.to_owned(), token: holder.to_owned(), fence }))
+    }
+
+    /// Extends `grant` to `ttl` from now; false when it is no longer held (it expired, and
+    /// perhaps someone else holds the name now): its holder must stop.
+    ///
+    /// # Errors
+    /// When Redis cannot answer.
+    pub async fn renew(&self, grant: &Grant, ttl: Duration) -> Result<bool, RedisStateError> {
+        let mut connection = self.connection.clone();
+        let extended: i64 = self
+            .renew
+            .key(self.key(&grant.name))
+            .arg(&grant.token)
+            .arg(millis(ttl))
+            .invoke_async(&mut connection)
+            .await
+            .map_err(|error| RedisStateError::of(&error))?;
+        Ok(extended == 1)
+    }
+
+    /// Gives `grant` back, if it is still held; true when it was.
+    ///
+    /// # Errors
+    /// When Redis cannot answer (the lease then ends at its expiry).
+    pub async fn release(&self, grant: Grant) -> Result<bool, RedisStateError> {
+        let mut connection = self.connection.clone();
+        let released: i64 = self
+            .release
+            .key(self.key(&grant.name))
+            .arg(&grant.token)
+            .invoke_async(&mut connection)
+            .await
+            .map_err(|error| RedisStateError::of(&error))?;
+        Ok(released == 1)
+    }
+}
+
+/// Whole milliseconds, at least one (Redis refuses an expiry of 0).
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX).max(1)
+}
