@@ -2,11 +2,14 @@
 //! that can only hold a value that passed them.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use thiserror::Error;
 
 use crate::Timestamp;
+
+mod host;
+
+pub use host::{host_is_internal, ip_is_internal};
 
 /// The limits of the wire contract.
 pub mod limits {
@@ -191,49 +194,6 @@ pub fn parse_file_url(value: &str) -> Result<String, InvalidValue> {
 fn strip_prefix_ignore_case<'a>(value: &'a str, prefix: &str) -> Option<&'a str> {
     let head = value.get(..prefix.len())?;
     head.eq_ignore_ascii_case(prefix).then(|| &value[prefix.len()..])
-}
-
-/// True for a host that names this machine or a private network.
-#[must_use]
-pub fn host_is_internal(host: &str) -> bool {
-    let host = host.trim_end_matches('.').to_ascii_lowercase();
-    if let Ok(ip) = host.parse::<IpAddr>() {
-        return ip_is_internal(ip);
-    }
-    host == "localhost"
-        || host.ends_with(".localhost")
-        || host.ends_with(".local")
-        || host.ends_with(".internal")
-        || !host.contains('.')
-}
-
-/// True for loopback, private, link-local, unspecified, CGNAT and unique-local addresses.
-#[must_use]
-pub fn ip_is_internal(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => ipv4_is_internal(v4),
-        IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return ipv4_is_internal(v4);
-            }
-            ipv6_is_internal(v6)
-        }
-    }
-}
-
-fn ipv4_is_internal(ip: Ipv4Addr) -> bool {
-    let [a, b, ..] = ip.octets();
-    ip.is_loopback()
-        || ip.is_private()
-        || ip.is_link_local()
-        || ip.is_unspecified()
-        || ip.is_broadcast()
-        || (a == 100 && (64..128).contains(&b))
-}
-
-fn ipv6_is_internal(ip: Ipv6Addr) -> bool {
-    let first = ip.segments()[0];
-    ip.is_loopback() || ip.is_unspecified() || (first & 0xfe00) == 0xfc00 || (first & 0xffc0) == 0xfe80
 }
 
 /// Frame metadata: string values only, ≤32 keys, keys ≤64 bytes, values ≤1000 bytes.

@@ -1,5 +1,7 @@
 //! The validation rules at their documented limits, host filter included.
 
+use std::net::{IpAddr, Ipv4Addr};
+
 use super::*;
 use proptest::prelude::*;
 
