@@ -9,7 +9,8 @@
 //!   its last unit.
 //! - [`SessionStreams`]: each session's frames as a Redis Stream, bounded in length, read
 //!   in order by every replica and continued from the last entry seen (the transport of
-//!   the Redis fan-out being built).
+//!   the Redis fan-out being built); [`StreamFollower`] reads every stream a replica
+//!   follows with one blocking read on a connection of its own, skipping its own entries.
 //! - [`Leases`]: which replica runs a session's answer actor — a key set if absent with
 //!   an expiry, renewed by its holder, renewed or released only by the token that holds
 //!   it, with a fencing number that grows with every grant.
@@ -24,11 +25,13 @@
 #![forbid(unsafe_code)]
 
 mod error;
+mod follow;
 mod lease;
 mod limiter;
 mod stream;
 
 pub use error::RedisStateError;
+pub use follow::StreamFollower;
 pub use lease::{Grant, Leases};
 pub use limiter::RedisLimiter;
 pub use stream::{FROM_START, SessionStreams, StreamEntry};

@@ -127,7 +127,7 @@ impl SessionStreams {
 }
 
 /// An entry from its id and its flat field list.
-fn entry(id: String, fields: &[String]) -> Result<StreamEntry, RedisStateError> {
+pub(crate) fn entry(id: String, fields: &[String]) -> Result<StreamEntry, RedisStateError> {
     let field = |name: &str| {
         fields
             .chunks_exact(2)

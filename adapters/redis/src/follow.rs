@@ -1,0 +1,136 @@
+//! Following many sessions' frame streams on one connection: what other replicas publish
+//! for the sessions this replica serves.
+//!
+//! One `XREAD BLOCK` names every followed stream with the last entry read from it, so a
+//! replica needs one reader connection however many sessions it serves, and each stream
+//! continues exactly where it was. The read blocks its connection, so the follower has a
+//! connection of its own (not the shared, multiplexed one). The followed set changes
+//! between reads: a caller blocks for short intervals and follows or unfollows in between.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chatbox_domain::SessionId;
+use redis::AsyncConnectionConfig;
+use redis::aio::MultiplexedConnection;
+
+use crate::error::RedisStateError;
+use crate::stream::{StreamEntry, entry};
+
+/// How much longer than its block a read may take before the server counts as gone.
+const READ_MARGIN: Duration = Duration::from_secs(5);
+
+/// One stream of an `XREAD` answer: its key and its entries (id, flat field list).
+type RawStream = (String, Vec<(String, Vec<String>)>);
+
+/// Reads the frame streams of the sessions it follows, skipping its own replica's.
+pub struct StreamFollower {
+    connection: MultiplexedConnection,
+    prefix: String,
+    origin: String,
+    /// The stream key of each followed session, and the last entry read from it.
+    followed: BTreeMap<String, (SessionId, String)>,
+}
+
+impl std::fmt::Debug for StreamFollower {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamFollower")
+            .field("origin", &self.origin)
+            .field("followed", &self.followed.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl StreamFollower {
+    /// A follower of streams under `prefix:` (as [`crate::SessionStreams`] writes them)
+    /// for replica `origin`, on a connection of its own to `url`.
+    ///
+    /// # Errors
+    /// When `url` is not a Redis URL, or no server answers it.
+    pub async fn connect(
+        url: &str,
+        prefix: impl Into<String>,
+        origin: impl Into<String>,
+    ) -> Result<Self, RedisStateError> {
+        let client = redis::Client::open(url).map_err(|_| RedisStateError::InvalidUrl)?;
+        // The client's response timeout would cut a long block short; `next` bounds each
+        // read itself instead.
+        let config = AsyncConnectionConfig::new().set_response_timeout(None);
+        let connection = client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+            .map_err(|error| RedisStateError::of(&error))?;
+        Ok(Self { connection, prefix: prefix.into(), origin: origin.into(), followed: BTreeMap::new() })
+    }
+
+    /// Follows `session` from after the entry `after` (an id read before, or
+    /// [`crate::FROM_START`]). Following it again moves its place.
+    pub fn follow(&mut self, session: &SessionId, after: &str) {
+        let key = format!("{}:{}", self.prefix, session.as_str());
+        self.followed.insert(key, (session.clone(), after.to_owned()));
+    }
+
+    /// Stops following `session`.
+    pub fn unfollow(&mut self, session: &SessionId) {
+        self.followed.remove(&format!("{}:{}", self.prefix, session.as_str()));
+    }
+
+    /// How many sessions are followed.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.followed.len()
+    }
+
+    /// True when no session is followed.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.followed.is_empty()
+    }
+
+    /// The entries other replicas appended to the followed streams, up to `count` per
+    /// stream, oldest first within each; waits up to `block` (at least a millisecond) for
+    /// the first. Every followed stream's place moves past what was read, this replica's
+    /// own entries included.
+    ///
+    /// # Errors
+    /// When Redis cannot answer, or an entry is not one this adapter wrote.
+    pub async fn next(
+        &mut self,
+        block: Duration,
+        count: usize,
+    ) -> Result<Vec<(SessionId, StreamEntry)>, RedisStateError> {
+        if self.followed.is_empty() {
+            return Ok(Vec::new());
+        }
+        let millis = u64::try_from(block.as_millis()).unwrap_or(u64::MAX).max(1);
+        let mut command = redis::cmd("XREAD");
+        command.arg("COUNT").arg(count.max(1)).arg("BLOCK").arg(millis).arg("STREAMS");
+        for key in self.followed.keys() {
+            command.arg(key);
+        }
+        for (_, after) in self.followed.values() {
+            command.arg(after);
+        }
+        // Nil when the block ran out with nothing new. A server that stops answering (a
+        // half-open connection) is given the block and a margin, then reported.
+        let answer = tokio::time::timeout(
+            block.saturating_add(READ_MARGIN),
+            command.query_async(&mut self.connection),
+        )
+        .await
+        .map_err(|_| RedisStateError::Unavailable("no answer to a blocking read".to_owned()))?;
+        let streams: Option<Vec<RawStream>> = answer.map_err(|error| RedisStateError::of(&error))?;
+        let mut read = Vec::new();
+        for (key, entries) in streams.unwrap_or_default() {
+            let Some((session, after)) = self.followed.get_mut(&key) else { continue };
+            for (id, fields) in entries {
+                let entry = entry(id, &fields)?;
+                after.clone_from(&entry.id);
+                if entry.origin != self.origin {
+                    read.push((session.clone(), entry));
+                }
+            }
+        }
+        Ok(read)
+    }
+}
