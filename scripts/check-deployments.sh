@@ -102,7 +102,7 @@ fi
 
 # --- shell scripts -----------------------------------------------------------------
 section "shellcheck"
-if "$VENV/bin/shellcheck" "$MANIFESTS/create-secret.sh" scripts/*.sh .ci/run; then
+if "$VENV/bin/shellcheck" --external-sources "$MANIFESTS/create-secret.sh" scripts/*.sh scripts/lib/*.sh .ci/run; then
   pass "shellcheck"
 else
   fail "shellcheck"

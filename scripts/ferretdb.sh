@@ -52,26 +52,9 @@ log_file="$state_dir/ferretdb.log"
 data_dir="$state_dir/data"
 start_timeout="${FERRETDB_START_TIMEOUT:-30}"
 
-say() { printf 'ferretdb.sh: %s\n' "$*" >&2; }
-die() {
-  say "error: $*"
-  exit 1
-}
-
-# True when something accepts TCP connections on 127.0.0.1:$1.
-port_open() {
-  (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
-}
-
-# The pid of our running server, or nothing.
-running_pid() {
-  [[ -f "$pid_file" ]] || return 0
-  local pid
-  pid="$(cat "$pid_file")"
-  if [[ "$pid" =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null; then
-    printf '%s\n' "$pid"
-  fi
-}
+server_name=ferretdb.sh
+# shellcheck source=scripts/lib/local-server.sh
+source "$repo_root/scripts/lib/local-server.sh"
 
 build() {
   if [[ -x "$binary" ]]; then
@@ -102,24 +85,6 @@ build() {
   mv -f "$work/ferretdb" "$binary"
   rm -rf "$work"
   say "built $binary in $((SECONDS - started))s"
-}
-
-pick_port() {
-  # Below the kernel's ephemeral range, so no outgoing connection (a test's client
-  # socket) can take the port between this pick and FerretDB's bind.
-  local low=32768 port attempt
-  if [[ -r /proc/sys/net/ipv4/ip_local_port_range ]]; then
-    read -r low _ </proc/sys/net/ipv4/ip_local_port_range
-  fi
-  ((low > 11000)) || die "the ephemeral port range starts too low ($low) to pick a port below it"
-  for attempt in $(seq 1 50); do
-    port=$((10000 + (RANDOM * 32768 + RANDOM) % (low - 10000)))
-    if ! port_open "$port"; then
-      printf '%s\n' "$port"
-      return 0
-    fi
-  done
-  die "no free port found after $attempt tries"
 }
 
 print_env() {
@@ -198,28 +163,6 @@ launch() {
   done
   say "started on 127.0.0.1:$port (pid $pid, data $data_dir)"
   print_env "$port"
-}
-
-stop() {
-  local pid
-  pid="$(running_pid)"
-  if [[ -z "$pid" ]]; then
-    rm -f "$pid_file"
-    say "not running"
-    return 0
-  fi
-  kill -TERM "$pid" 2>/dev/null || true
-  local deadline=$((SECONDS + 10))
-  while kill -0 "$pid" 2>/dev/null; do
-    if ((SECONDS >= deadline)); then
-      say "did not stop within 10s; killing pid $pid"
-      kill -KILL "$pid" 2>/dev/null || true
-      break
-    fi
-    sleep 0.1
-  done
-  rm -f "$pid_file"
-  say "stopped (pid $pid)"
 }
 
 uri() {

@@ -23,15 +23,9 @@ pid_file="$state_dir/redis.pid"
 port_file="$state_dir/redis.port"
 log_file="$state_dir/redis.log"
 
-say() { printf 'redis.sh: %s\n' "$*" >&2; }
-die() {
-  say "error: $*"
-  exit 1
-}
-
-running() {
-  [[ -f "$pid_file" ]] && kill -0 "$(cat "$pid_file")" 2>/dev/null
-}
+server_name=redis.sh
+# shellcheck source=scripts/lib/local-server.sh
+source "$repo_root/scripts/lib/local-server.sh"
 
 answers() {
   redis-cli -h 127.0.0.1 -p "$1" ping 2>/dev/null | grep -q PONG
@@ -42,29 +36,15 @@ print_env() {
   if [[ "${CI:-}" == "true" ]]; then echo "CHATBOX_REQUIRE_REDIS=1"; fi
 }
 
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-install() {
-  command -v redis-server >/dev/null 2>&1 && return 0
-  if [[ "$(id -u)" -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
-    say "installing Debian's redis-server package"
-    apt-get update -qq >/dev/null
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server >/dev/null
-  fi
-  command -v redis-server >/dev/null 2>&1 || die "redis-server is not installed (apt-get install redis-server)"
-}
-
 start() {
-  install
+  install_package redis-server redis-server || die "redis-server is not installed (apt-get install redis-server)"
   mkdir -p "$state_dir"
-  if running && answers "$(cat "$port_file")"; then
+  if [[ -n "$(running_pid)" ]] && answers "$(cat "$port_file")"; then
     say "already running on 127.0.0.1:$(cat "$port_file")"
     print_env
     return 0
   fi
-  local port="${REDIS_PORT:-$(free_port)}"
+  local port="${REDIS_PORT:-$(pick_port)}"
   echo "$port" >"$port_file"
   redis-server --bind 127.0.0.1 --port "$port" --save "" --appendonly no \
     --daemonize yes --pidfile "$pid_file" --logfile "$log_file" --dir "$state_dir" >/dev/null
@@ -77,31 +57,11 @@ start() {
   print_env
 }
 
-stop() {
-  running || {
-    say "not running"
-    return 0
-  }
-  local pid
-  pid="$(cat "$pid_file")"
-  kill "$pid" 2>/dev/null || true
-  local deadline=$((SECONDS + 10))
-  while kill -0 "$pid" 2>/dev/null; do
-    if ((SECONDS >= deadline)); then
-      kill -9 "$pid" 2>/dev/null || true
-      break
-    fi
-    sleep 0.1
-  done
-  rm -f "$pid_file"
-  say "stopped (pid $pid)"
-}
-
 case "${1:-}" in
   start) start ;;
   stop) stop ;;
   url)
-    running || die "not running"
+    [[ -n "$(running_pid)" ]] || die "not running"
     print_env
     ;;
   *) die "usage: scripts/redis.sh start|stop|url" ;;

@@ -26,47 +26,51 @@ ci=false
 HOME="${HOME:-$(getent passwd "$(id -u)" | cut -d: -f6)}"
 export HOME
 
-echo "== MongoDB-compatible server (FerretDB)"
-if [[ -x scripts/ferretdb.sh ]]; then
-  if mongo_env="$(scripts/ferretdb.sh start)"; then
-    # KEY=value lines: MONGO_URI, and CHATBOX_REQUIRE_MONGO=1 in CI.
+server_name=test.sh
+# shellcheck source=scripts/lib/local-server.sh
+source scripts/lib/local-server.sh
+
+# The test servers started here, stopped (last first) when this script exits.
+started=()
+stop_started() {
+  local index
+  for ((index = ${#started[@]} - 1; index >= 0; index--)); do
+    "${started[index]}" stop || true
+  done
+}
+trap stop_started EXIT
+
+# Starts a test server with `$1 start` and exports the KEY=value lines it prints (its
+# URL, and CHATBOX_REQUIRE_…=1 in CI); $2 names the tests that need it. A server that
+# does not start fails the run in CI and is reported elsewhere.
+start_server() {
+  local script="$1" tests="$2" env line
+  if env="$("$script" start)"; then
     while IFS= read -r line; do
       [[ "$line" == *=* ]] && export "${line?}"
-    done <<<"$mongo_env"
-    trap 'scripts/ferretdb.sh stop || true' EXIT
-    echo "MongoDB tests run against ${MONGO_URI%%\?*}"
+    done <<<"$env"
+    started+=("$script")
   elif $ci; then
-    echo "FerretDB did not start, and CI requires the MongoDB tests" >&2
+    echo "$script did not start, and CI requires the $tests tests" >&2
     exit 1
   else
-    echo "FerretDB did not start: the MongoDB tests will say they were skipped" >&2
+    echo "$script did not start: the $tests tests will say they were skipped" >&2
+    return 1
   fi
+}
+
+echo "== MongoDB-compatible server (FerretDB)"
+if start_server scripts/ferretdb.sh MongoDB; then
+  echo "MongoDB tests run against ${MONGO_URI%%\?*}"
 fi
 
 echo "== Redis (state shared between replicas)"
-if redis_env="$(scripts/redis.sh start)"; then
-  # KEY=value lines: REDIS_URL, and CHATBOX_REQUIRE_REDIS=1 in CI.
-  while IFS= read -r line; do
-    [[ "$line" == *=* ]] && export "${line?}"
-  done <<<"$redis_env"
-  trap 'scripts/redis.sh stop || true; scripts/ferretdb.sh stop || true' EXIT
+if start_server scripts/redis.sh Redis; then
   echo "Redis tests run against $REDIS_URL"
-elif $ci; then
-  echo "Redis did not start, and CI requires the Redis tests" >&2
-  exit 1
-else
-  echo "Redis did not start: the Redis tests will say they were skipped" >&2
 fi
 
 echo "== Prometheus (the monitoring rules and dashboard are checked with it)"
-if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2>&1; then
-  if [[ "$(id -u)" -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
-    echo "installing Debian's prometheus package"
-    apt-get update -qq >/dev/null
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
-  fi
-fi
-if command -v prometheus >/dev/null 2>&1; then
+if install_package prometheus prometheus && install_package prometheus promtool; then
   prometheus --version 2>&1 | head -1
   $ci && export CHATBOX_REQUIRE_PROMETHEUS=1
 elif $ci; then
