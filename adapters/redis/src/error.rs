@@ -17,9 +17,9 @@ pub enum RedisStateError {
     Refused(String),
 }
 
-impl RedisStateError {
-    /// Classifies a client error by its kind.
-    pub(crate) fn of(error: &redis::RedisError) -> Self {
+impl From<redis::RedisError> for RedisStateError {
+    /// Classifies a client error by its kind (its text may hold the URL).
+    fn from(error: redis::RedisError) -> Self {
         let kind = format!("{:?}", error.kind());
         if error.is_io_error()
             || error.is_timeout()

@@ -15,7 +15,7 @@ use redis::AsyncConnectionConfig;
 use redis::aio::MultiplexedConnection;
 
 use crate::error::RedisStateError;
-use crate::stream::{StreamEntry, entry};
+use crate::stream::{StreamEntry, entry, stream_key};
 
 /// How much longer than its block a read may take before the server counts as gone.
 const READ_MARGIN: Duration = Duration::from_secs(5);
@@ -52,27 +52,22 @@ impl StreamFollower {
         prefix: impl Into<String>,
         origin: impl Into<String>,
     ) -> Result<Self, RedisStateError> {
-        let client = redis::Client::open(url).map_err(|_| RedisStateError::InvalidUrl)?;
         // The client's response timeout would cut a long block short; `next` bounds each
         // read itself instead.
         let config = AsyncConnectionConfig::new().set_response_timeout(None);
-        let connection = client
-            .get_multiplexed_async_connection_with_config(&config)
-            .await
-            .map_err(|error| RedisStateError::of(&error))?;
+        let connection = crate::client(url)?.get_multiplexed_async_connection_with_config(&config).await?;
         Ok(Self { connection, prefix: prefix.into(), origin: origin.into(), followed: BTreeMap::new() })
     }
 
     /// Follows `session` from after the entry `after` (an id read before, or
     /// [`crate::FROM_START`]). Following it again moves its place.
     pub fn follow(&mut self, session: &SessionId, after: &str) {
-        let key = format!("{}:{}", self.prefix, session.as_str());
-        self.followed.insert(key, (session.clone(), after.to_owned()));
+        self.followed.insert(stream_key(&self.prefix, session), (session.clone(), after.to_owned()));
     }
 
     /// Stops following `session`.
     pub fn unfollow(&mut self, session: &SessionId) {
-        self.followed.remove(&format!("{}:{}", self.prefix, session.as_str()));
+        self.followed.remove(&stream_key(&self.prefix, session));
     }
 
     /// How many sessions are followed.
@@ -119,7 +114,7 @@ impl StreamFollower {
         )
         .await
         .map_err(|_| RedisStateError::Unavailable("no answer to a blocking read".to_owned()))?;
-        let streams: Option<Vec<RawStream>> = answer.map_err(|error| RedisStateError::of(&error))?;
+        let streams: Option<Vec<RawStream>> = answer?;
         let mut read = Vec::new();
         for (key, entries) in streams.unwrap_or_default() {
             let Some((session, after)) = self.followed.get_mut(&key) else { continue };

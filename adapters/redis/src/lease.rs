@@ -97,16 +97,14 @@ impl Leases {
             .arg("PX")
             .arg(millis(ttl))
             .query_async(&mut connection)
-            .await
-            .map_err(|error| RedisStateError::of(&error))?;
+            .await?;
         if taken.is_none() {
             return Ok(None);
         }
         let fence: u64 = redis::cmd("INCR")
             .arg(format!("{}:fence:{name}", self.prefix))
             .query_async(&mut connection)
-            .await
-            .map_err(|error| RedisStateError::of(&error))?;
+            .await?;
         Ok(Some(Grant { name: name.to_owned(), token: holder.to_owned(), fence }))
     }
 
@@ -123,8 +121,7 @@ impl Leases {
             .arg(&grant.token)
             .arg(millis(ttl))
             .invoke_async(&mut connection)
-            .await
-            .map_err(|error| RedisStateError::of(&error))?;
+            .await?;
         Ok(extended == 1)
     }
 
@@ -134,13 +131,8 @@ impl Leases {
     /// When Redis cannot answer (the lease then ends at its expiry).
     pub async fn release(&self, grant: Grant) -> Result<bool, RedisStateError> {
         let mut connection = self.connection.clone();
-        let released: i64 = self
-            .release
-            .key(self.key(&grant.name))
-            .arg(&grant.token)
-            .invoke_async(&mut connection)
-            .await
-            .map_err(|error| RedisStateError::of(&error))?;
+        let released: i64 =
+            self.release.key(self.key(&grant.name)).arg(&grant.token).invoke_async(&mut connection).await?;
         Ok(released == 1)
     }
 }

@@ -19,8 +19,10 @@
 //! - **One clock.** Decisions use the Redis server's clock (`TIME`), not each replica's.
 //! - **Same rule as the domain.** For the same quota, cost and times, a decision here is
 //!   the domain's decision (tested against it), at a resolution of one microsecond.
-//! - **Nothing secret in errors.** A failure is described by its kind, never by the URL
-//!   (which may carry a password) or a value read.
+//! - **Nothing secret in errors or `Debug`.** A failure is described by its kind, never by
+//!   the URL (which may carry a password) or a value read; the `Debug` of a type holding a
+//!   connection leaves the connection out (the client's own `Debug` shows its address and
+//!   credentials).
 
 #![forbid(unsafe_code)]
 
@@ -42,6 +44,10 @@ pub use stream::{FROM_START, SessionStreams, StreamEntry};
 /// # Errors
 /// When `url` is not a Redis URL, or no server answers it.
 pub async fn connect(url: &str) -> Result<redis::aio::ConnectionManager, RedisStateError> {
-    let client = redis::Client::open(url).map_err(|_| RedisStateError::InvalidUrl)?;
-    redis::aio::ConnectionManager::new(client).await.map_err(|error| RedisStateError::of(&error))
+    redis::aio::ConnectionManager::new(client(url)?).await.map_err(RedisStateError::from)
+}
+
+/// The client of `url`; its text is never repeated in the error (it may hold a password).
+pub(crate) fn client(url: &str) -> Result<redis::Client, RedisStateError> {
+    redis::Client::open(url).map_err(|_| RedisStateError::InvalidUrl)
 }

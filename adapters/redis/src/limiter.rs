@@ -35,18 +35,9 @@ impl RedisLimiter {
         Self { connection, script: Script::new(include_str!("gcra.lua")), prefix: prefix.into() }
     }
 
-    /// Decides one request of `key` costing `cost` requests (clamped to 1..=limit, as in
-    /// the domain), on the Redis server's clock.
-    ///
-    /// # Errors
-    /// When Redis cannot answer; the caller decides whether to fail open or closed.
-    pub async fn check(&self, key: &str, quota: Quota, cost: u32) -> Result<LimitVerdict, RedisStateError> {
-        self.decide(key, quota, cost, None).await
-    }
-
-    /// As [`check`](Self::check), at `now` (time since the Unix epoch) instead of the
-    /// server's clock: for tests that hold the decision against the domain's at chosen
-    /// times.
+    /// As [`SharedLimiter::check`] (which decides on the Redis server's clock), at `now`
+    /// (time since the Unix epoch): for tests that hold the decision against the domain's
+    /// at chosen times.
     ///
     /// # Errors
     /// When Redis cannot answer.
@@ -80,8 +71,7 @@ impl RedisLimiter {
             .arg(cost)
             .arg(now)
             .invoke_async(&mut connection)
-            .await
-            .map_err(|error| RedisStateError::of(&error))?;
+            .await?;
         Ok(if allowed == 1 {
             LimitVerdict::Allowed
         } else {
@@ -93,7 +83,7 @@ impl RedisLimiter {
 #[async_trait]
 impl SharedLimiter for RedisLimiter {
     async fn check(&self, key: &str, quota: Quota, cost: u32) -> Result<LimitVerdict, LimiterUnavailable> {
-        Self::check(self, key, quota, cost).await.map_err(|error| LimiterUnavailable(error.to_string()))
+        self.decide(key, quota, cost, None).await.map_err(|error| LimiterUnavailable(error.to_string()))
     }
 }
 

@@ -57,7 +57,7 @@ impl SessionStreams {
     }
 
     fn key(&self, session: &SessionId) -> String {
-        format!("{}:{}", self.prefix, session.as_str())
+        stream_key(&self.prefix, session)
     }
 
     /// Appends `frame`, published by replica `origin`, to `session`'s stream; returns the
@@ -84,7 +84,7 @@ impl SessionStreams {
             .arg(frame)
             .query_async(&mut connection)
             .await
-            .map_err(|error| RedisStateError::of(&error))
+            .map_err(RedisStateError::from)
     }
 
     /// Up to `count` entries of `session`'s stream after the entry `after` (exclusive;
@@ -106,8 +106,7 @@ impl SessionStreams {
             .arg("COUNT")
             .arg(count.max(1))
             .query_async(&mut connection)
-            .await
-            .map_err(|error| RedisStateError::of(&error))?;
+            .await?;
         entries.into_iter().map(|(id, fields)| entry(id, &fields)).collect()
     }
 
@@ -122,8 +121,13 @@ impl SessionStreams {
             .query_async::<i64>(&mut connection)
             .await
             .map(drop)
-            .map_err(|error| RedisStateError::of(&error))
+            .map_err(RedisStateError::from)
     }
+}
+
+/// The key of `session`'s stream under `prefix`.
+pub(crate) fn stream_key(prefix: &str, session: &SessionId) -> String {
+    format!("{prefix}:{}", session.as_str())
 }
 
 /// An entry from its id and its flat field list.

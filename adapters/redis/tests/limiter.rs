@@ -112,7 +112,8 @@ fn domain_decides(quota: Quota, state: &mut Option<LimiterState>, now: Duration,
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    // No regression file beside the sources: a failure prints its shrunk input.
+    #![proptest_config(ProptestConfig { cases: 48, failure_persistence: None, ..ProptestConfig::default() })]
 
     /// For any quota (whole microseconds per request), costs and gaps, Redis decides what
     /// the domain decides, refusal times included.
