@@ -169,16 +169,13 @@ const ALERT_CHANNELS: [&str; 2] = ["email", "sms"];
 
 /// The per-frame counters, read from their atomics at scrape time.
 fn observe_frames(meter: &Meter, hot: &Arc<HotCounters>) {
-    let received = Arc::clone(hot);
-    meter
-        .u64_observable_counter("chatbox.messages.received")
-        .with_description("WebSocket frames read from clients and accepted, by type.")
-        .with_callback(move |observer| {
-            received.frame_totals(FrameDirection::Received, |frame_type, total| {
-                observer.observe(total, &[KeyValue::new("type", frame_type)]);
-            });
-        })
-        .build();
+    frames_by_type(
+        meter,
+        hot,
+        FrameDirection::Received,
+        "chatbox.messages.received",
+        "WebSocket frames read from clients and accepted, by type.",
+    );
     let refused = Arc::clone(hot);
     meter
         .u64_observable_counter("chatbox.message.errors")
@@ -191,16 +188,13 @@ fn observe_frames(meter: &Meter, hot: &Arc<HotCounters>) {
             observer.observe(total, &[]);
         })
         .build();
-    let sent = Arc::clone(hot);
-    meter
-        .u64_observable_counter("chatbox.messages.sent")
-        .with_description("WebSocket frames written to clients, by type.")
-        .with_callback(move |observer| {
-            sent.frame_totals(FrameDirection::Sent, |frame_type, total| {
-                observer.observe(total, &[KeyValue::new("type", frame_type)]);
-            });
-        })
-        .build();
+    frames_by_type(
+        meter,
+        hot,
+        FrameDirection::Sent,
+        "chatbox.messages.sent",
+        "WebSocket frames written to clients, by type.",
+    );
     let sockets = Arc::clone(hot);
     meter
         .i64_observable_gauge("chatbox.websocket.connections")
@@ -217,6 +211,26 @@ fn observe_frames(meter: &Meter, hot: &Arc<HotCounters>) {
             if let Some(ready) = readiness.ready() {
                 observer.observe(u64::from(ready), &[]);
             }
+        })
+        .build();
+}
+
+/// A counter of the frames travelling `direction`, one series per frame type.
+fn frames_by_type(
+    meter: &Meter,
+    hot: &Arc<HotCounters>,
+    direction: FrameDirection,
+    name: &'static str,
+    description: &'static str,
+) {
+    let hot = Arc::clone(hot);
+    meter
+        .u64_observable_counter(name)
+        .with_description(description)
+        .with_callback(move |observer| {
+            hot.frame_totals(direction, |frame_type, total| {
+                observer.observe(total, &[KeyValue::new("type", frame_type)]);
+            });
         })
         .build();
 }

@@ -43,9 +43,7 @@ async fn help_alerts_go_to_every_channel_and_are_limited_per_session() {
     let mut s = settings();
     s.admin_panel_url = Some("https://panel.example/admin".into());
     let h = harness_alerting(s, channels);
-    let mut client = h.connect("u1", None, None).await;
-    h.say(&mut client, "hello").await.expect("hello");
-    client.until_done().await;
+    let mut client = h.answered("u1", "hello").await;
     let session = client.session_id();
     let ask = || ClientCommand::HelpRequest { session_id: None };
     for _ in 0..6 {
@@ -103,9 +101,7 @@ async fn a_help_request_for_no_session_of_the_user_is_not_found_and_alerts_nobod
         assert!(h.repo.load(&fresh).await.expect("load").is_none(), "no session is created for it");
     }
     // Someone else's session answers the same.
-    let mut other = h.connect("u2", None, None).await;
-    h.say(&mut other, "mine").await.expect("mine");
-    other.until_done().await;
+    let other = h.answered("u2", "mine").await;
     let foreign = h
         .service
         .handle(&mut client.connection, ClientCommand::HelpRequest { session_id: Some(other.session_id()) })
@@ -156,9 +152,7 @@ fn admin_joined(event: &ServerEvent) -> Option<(bool, String, String)> {
 #[tokio::test(start_paused = true)]
 async fn an_admin_takes_a_session_over_speaks_in_it_and_hands_it_back() {
     let h = crate::support::harness();
-    let mut owner = h.connect("u1", None, None).await;
-    h.say(&mut owner, "hello").await.expect("hello");
-    owner.until_done().await;
+    let mut owner = h.answered("u1", "hello").await;
     let session = owner.session_id();
     let admin = user("boss");
 
@@ -222,9 +216,7 @@ async fn an_admin_takes_a_session_over_speaks_in_it_and_hands_it_back() {
 #[tokio::test(start_paused = true)]
 async fn a_stop_naming_the_bound_session_stops_its_answer() {
     let h = crate::support::harness();
-    let mut owner = h.connect("u1", None, None).await;
-    h.say(&mut owner, "hello").await.expect("hello");
-    owner.until_done().await;
+    let mut owner = h.answered("u1", "hello").await;
     let session = owner.session_id();
     let admin = user("boss");
     h.service.take_over(&admin, "Ada", &session).await.expect("take over");
@@ -249,9 +241,7 @@ async fn a_stop_naming_the_bound_session_stops_its_answer() {
 #[tokio::test(start_paused = true)]
 async fn an_admin_socket_enters_only_a_session_its_admin_assists() {
     let h = crate::support::harness();
-    let mut owner = h.connect("u1", None, None).await;
-    h.say(&mut owner, "hello").await.expect("hello");
-    owner.until_done().await;
+    let owner = h.answered("u1", "hello").await;
     let session = owner.session_id();
     let stranger = h.connect_admin("boss", Some(session.clone()), None).await;
     assert_ne!(stranger.session_id(), session, "an admin role alone does not open someone's session");
@@ -266,9 +256,7 @@ async fn an_admin_socket_enters_only_a_session_its_admin_assists() {
 #[tokio::test(start_paused = true)]
 async fn an_ended_or_unknown_session_cannot_be_taken_over() {
     let h = crate::support::harness();
-    let mut owner = h.connect("u1", None, None).await;
-    h.say(&mut owner, "hello").await.expect("hello");
-    owner.until_done().await;
+    let owner = h.answered("u1", "hello").await;
     let session = owner.session_id();
     h.service.end_session(&user("u1"), &session).await.expect("end");
     assert!(matches!(

@@ -13,11 +13,9 @@ use crate::support::{Client, Harness, harness, harness_with, settings, user};
 
 /// A new session of `user_id` with one exchange (question, answer), a second later.
 async fn conversation(h: &Harness, user_id: &str, text: &str) -> Client {
+    // Virtual time: each session gets its own creation second, so listings sort by it.
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let mut client = h.connect(user_id, None, None).await;
-    h.say(&mut client, text).await.expect("say");
-    client.until_done().await;
-    client
+    h.answered(user_id, text).await
 }
 
 #[tokio::test(start_paused = true)]

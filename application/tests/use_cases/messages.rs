@@ -47,9 +47,7 @@ async fn a_message_is_stored_answered_in_chunks_and_the_answer_stored_once() {
 #[tokio::test(start_paused = true)]
 async fn other_sockets_of_the_session_get_the_echo_and_the_stream_but_the_sender_no_echo() {
     let h = harness();
-    let mut phone = h.connect("u1", None, None).await;
-    h.say(&mut phone, "hello").await.expect("accepted");
-    phone.until_done().await;
+    let mut phone = h.answered("u1", "hello").await;
     let mut laptop = h.connect("u1", Some(phone.session_id()), None).await;
     h.say(&mut phone, "from phone").await.expect("accepted");
     let laptop_events = laptop.until_done().await;

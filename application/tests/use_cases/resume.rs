@@ -118,9 +118,7 @@ async fn a_long_history_is_replayed_page_by_page_without_loss_or_doubles() {
 #[tokio::test(start_paused = true)]
 async fn a_foreign_session_id_starts_a_new_session_and_reveals_nothing() {
     let h = harness();
-    let mut owner = h.connect("owner", None, None).await;
-    h.say(&mut owner, "private").await.expect("owner");
-    owner.until_done().await;
+    let mut owner = h.answered("owner", "private").await;
     let victim = owner.session_id();
 
     let mut intruder = h.connect("intruder", Some(victim.clone()), Some(Seq(0))).await;
@@ -153,9 +151,7 @@ async fn cleanup_evicts_idle_live_state_but_keeps_the_session_stored() {
     let mut s = settings();
     s.session_ttl = Duration::from_millis(50);
     let h = harness_with(s);
-    let mut client = h.connect("u1", None, None).await;
-    h.say(&mut client, "hello").await.expect("hello");
-    client.until_done().await;
+    let client = h.answered("u1", "hello").await;
     assert_eq!(h.service.cleanup_sessions(), 0, "a bound socket keeps it live");
     let session = client.session_id();
     h.service.disconnect(client.connection);

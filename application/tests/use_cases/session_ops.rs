@@ -48,9 +48,7 @@ async fn model_select_changes_the_model_that_answers() {
 #[tokio::test(start_paused = true)]
 async fn an_ended_session_refuses_messages_and_notifies_its_sockets() {
     let h = harness();
-    let mut client = h.connect("u1", None, None).await;
-    h.say(&mut client, "hello").await.expect("hello");
-    client.until_done().await;
+    let mut client = h.answered("u1", "hello").await;
     let session = client.session_id();
     assert!(matches!(h.service.end_session(&user("other"), &session).await, Err(ChatError::NotFound)));
     h.service.end_session(&user("u1"), &session).await.expect("end");
@@ -62,9 +60,7 @@ async fn an_ended_session_refuses_messages_and_notifies_its_sockets() {
 #[tokio::test(start_paused = true)]
 async fn selecting_a_model_in_a_session_stores_it_and_the_next_answer_uses_it() {
     let h = harness();
-    let mut client = h.connect("u1", None, None).await;
-    h.say(&mut client, "hi").await.expect("hi");
-    client.until_done().await;
+    let mut client = h.answered("u1", "hi").await;
     let session = client.session_id();
     let other = ModelId::parse("other").expect("id");
     let select = ClientCommand::SelectModel { session_id: None, model_id: other.clone() };
@@ -84,13 +80,9 @@ async fn selecting_a_model_in_a_session_stores_it_and_the_next_answer_uses_it() 
 #[tokio::test(start_paused = true)]
 async fn selecting_a_model_for_another_session_moves_the_socket_there() {
     let h = harness();
-    let mut tablet = h.connect("u1", None, None).await;
-    h.say(&mut tablet, "in B").await.expect("B");
-    tablet.until_done().await;
+    let tablet = h.answered("u1", "in B").await;
     let b = tablet.session_id();
-    let mut phone = h.connect("u1", None, None).await;
-    h.say(&mut phone, "in A").await.expect("A");
-    phone.until_done().await;
+    let mut phone = h.answered("u1", "in A").await;
     let a = phone.session_id();
 
     let other = ModelId::parse("other").expect("id");
@@ -118,9 +110,7 @@ async fn a_stop_naming_another_session_leaves_the_bound_sessions_answer_running(
         Step::Wait(std::time::Duration::from_millis(100)),
         Step::Say("answer"),
     ]);
-    let mut tablet = h.connect("u1", None, None).await;
-    h.say(&mut tablet, "in B").await.expect("B");
-    tablet.until_done().await;
+    let tablet = h.answered("u1", "in B").await;
     let b = tablet.session_id();
     let mut phone = h.connect("u1", None, None).await;
     h.say(&mut phone, "in A").await.expect("A");
@@ -135,9 +125,7 @@ async fn a_stop_naming_another_session_leaves_the_bound_sessions_answer_running(
 #[tokio::test(start_paused = true)]
 async fn typing_is_relayed_to_the_sessions_other_sockets() {
     let h = harness();
-    let mut phone = h.connect("u1", None, None).await;
-    h.say(&mut phone, "hi").await.expect("hi");
-    phone.until_done().await;
+    let mut phone = h.answered("u1", "hi").await;
     let session = phone.session_id();
     let mut laptop = h.connect("u1", Some(session.clone()), None).await;
 

@@ -32,9 +32,7 @@ async fn at_the_shutdown_deadline_running_answers_are_cancelled_and_stored() {
 #[tokio::test(start_paused = true)]
 async fn after_shutdown_began_messages_are_refused() {
     let h = harness();
-    let mut client = h.connect("u1", None, None).await;
-    h.say(&mut client, "before").await.expect("before");
-    client.until_done().await;
+    let mut client = h.answered("u1", "before").await;
     let mut fresh = h.connect("u2", None, None).await;
     h.service.begin_shutdown();
     assert!(matches!(h.say(&mut client, "after").await, Err(ChatError::ShuttingDown)));
@@ -69,14 +67,9 @@ async fn actors_stop_only_after_their_answers_ended() {
 #[tokio::test(start_paused = true)]
 async fn a_held_answer_is_stored_before_the_actor_stops() {
     let h = harness();
-    h.provider.push(vec![Step::Say("held"), Step::Wait(Duration::from_millis(50)), Step::Say(" answer")]);
-    let mut client = h.connect("u1", None, None).await;
+    let (client, events) = h.held_answer("q", "held", " answer").await;
     let session = client.session_id();
-    h.say(&mut client, "q").await.expect("q");
-    assert!(matches!(client.next().await, ServerEvent::Loading { .. }));
-    assert!(matches!(client.next().await, ServerEvent::AnswerChunk { .. }));
-    h.set_storage(Storage::Fails);
-    assert_eq!(done_of(&client.until_done().await).0, None, "held, not stored");
+    assert_eq!(done_of(&events).0, None, "held, not stored");
     h.set_storage(Storage::Works);
     h.service.begin_shutdown();
     tokio::time::timeout(Duration::from_secs(5), h.service.actors_stopped()).await.expect("stopped");

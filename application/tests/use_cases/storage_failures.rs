@@ -8,14 +8,12 @@ use chatbox_application::events::ServerEvent;
 use chatbox_domain::{ErrorCode, FinishReason, Seq};
 use tokio::time::Instant;
 
-use crate::support::{Step, Storage, done_of, error_code, harness, harness_with, settings};
+use crate::support::{Storage, done_of, error_code, harness, harness_with, settings};
 
 #[tokio::test(start_paused = true)]
 async fn a_failing_store_answers_database_error_to_the_sender_and_a_retry_loses_nothing() {
     let h = harness();
-    let mut phone = h.connect("u1", None, None).await;
-    h.say(&mut phone, "first").await.expect("first");
-    phone.until_done().await;
+    let mut phone = h.answered("u1", "first").await;
     let session = phone.session_id();
     let mut laptop = h.connect("u1", Some(session.clone()), None).await;
 
@@ -51,9 +49,7 @@ async fn a_stalled_store_times_out_and_the_session_keeps_working() {
     let mut s = settings();
     s.storage_timeout = Duration::from_millis(200);
     let h = harness_with(s);
-    let mut client = h.connect("u1", None, None).await;
-    h.say(&mut client, "hello").await.expect("hello");
-    client.until_done().await;
+    let mut client = h.answered("u1", "hello").await;
 
     h.set_storage(Storage::Stalls);
     let started = Instant::now();
@@ -69,14 +65,8 @@ async fn a_stalled_store_times_out_and_the_session_keeps_working() {
 #[tokio::test(start_paused = true)]
 async fn an_answer_that_finished_while_storage_failed_is_held_and_stored_once_when_it_returns() {
     let h = harness();
-    h.provider.push(vec![Step::Say("part"), Step::Wait(Duration::from_millis(50)), Step::Say(" two")]);
-    let mut client = h.connect("u1", None, None).await;
+    let (mut client, events) = h.held_answer("question", "part", " two").await;
     let session = client.session_id();
-    h.say(&mut client, "question").await.expect("sent");
-    assert!(matches!(client.next().await, ServerEvent::Loading { .. }));
-    assert!(matches!(client.next().await, ServerEvent::AnswerChunk { .. }));
-    h.set_storage(Storage::Fails);
-    let events = client.until_done().await;
     assert_eq!(error_code(&events), Some(ErrorCode::DatabaseError), "the client is told: {events:?}");
     assert_eq!(done_of(&events), (None, FinishReason::Stop), "not stored yet, so no seq");
 

@@ -13,9 +13,7 @@ use crate::support::{Step, answer_text, done_of, harness, harness_with, settings
 #[tokio::test(start_paused = true)]
 async fn the_provider_sees_the_history_and_the_system_prompt() {
     let h = harness();
-    let mut client = h.connect("u1", None, None).await;
-    h.say(&mut client, "first question").await.expect("accepted");
-    client.until_done().await;
+    let mut client = h.answered("u1", "first question").await;
     h.say(&mut client, "second question").await.expect("accepted");
     client.until_done().await;
     let requests = h.provider.requests();
@@ -87,9 +85,7 @@ async fn the_providers_conversation_id_is_kept_with_the_session_and_sent_back() 
     let h = harness();
     h.provider.push(vec![Step::Conversation("conv-7"), Step::Say("hello")]);
     h.provider.push(vec![Step::Say("again")]);
-    let mut client = h.connect("u1", None, None).await;
-    h.say(&mut client, "one").await.expect("one");
-    client.until_done().await;
+    let mut client = h.answered("u1", "one").await;
     h.say(&mut client, "two").await.expect("two");
     client.until_done().await;
     let sent: Vec<Option<String>> = h.provider.requests().iter().map(|r| r.conversation_id.clone()).collect();

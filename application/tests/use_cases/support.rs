@@ -278,6 +278,34 @@ impl Harness {
         self.say_with(client, text, None).await
     }
 
+    /// A new client of `user_id` whose first message, `text`, has been answered: its
+    /// session exists, stored, with one exchange.
+    pub async fn answered(&self, user_id: &str, text: &str) -> Client {
+        let mut client = self.connect(user_id, None, None).await;
+        self.say(&mut client, text).await.expect("the first message is accepted");
+        client.until_done().await;
+        client
+    }
+
+    /// A client whose answer to `question` (`first`, then after 50 ms `rest`) ended while
+    /// storage failed: the actor holds it unstored. Storage is left failing. Returns the
+    /// client and the answer's events up to its `done`.
+    pub async fn held_answer(
+        &self,
+        question: &str,
+        first: &'static str,
+        rest: &'static str,
+    ) -> (Client, Vec<ServerEvent>) {
+        self.provider.push(vec![Step::Say(first), Step::Wait(Duration::from_millis(50)), Step::Say(rest)]);
+        let mut client = self.connect("u1", None, None).await;
+        self.say(&mut client, question).await.expect("the question is accepted");
+        assert!(matches!(client.next().await, ServerEvent::Loading { .. }));
+        assert!(matches!(client.next().await, ServerEvent::AnswerChunk { .. }));
+        self.set_storage(Storage::Fails);
+        let events = client.until_done().await;
+        (client, events)
+    }
+
     pub async fn say_with(
         &self,
         client: &mut Client,

@@ -38,9 +38,7 @@ async fn a_message_naming_another_session_lands_there_and_moves_the_socket_off_i
     h.provider.push(slow);
     h.provider.push(vec![Step::Say("b1")]);
 
-    let mut tablet = h.connect("u1", None, None).await;
-    h.say(&mut tablet, "hello B").await.expect("B");
-    tablet.until_done().await;
+    let mut tablet = h.answered("u1", "hello B").await;
     let b = tablet.session_id();
 
     let mut phone = h.connect("u1", None, None).await;
