@@ -18,7 +18,10 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite;
 
 use crate::mongo;
-use crate::support::{SECRET, TestApp, WAIT, admin_token, spawn_app, token, token_expiring, token_with};
+use crate::support::{
+    SECRET, TestApp, WAIT, admin_token, spawn_app, token, token_expiring, token_with, upgrade_request,
+};
+use crate::ws;
 
 fn now_secs() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).expect("time").as_secs()
@@ -110,20 +113,13 @@ async fn the_token_can_travel_in_the_subprotocol_header_and_only_the_real_name_c
 /// repeat). The user of its `connection_status` when accepted; the refusal's status and
 /// JSON body otherwise.
 async fn upgrade(app: &TestApp, query: &str, headers: &[(&str, &str)]) -> Result<String, (u16, Value)> {
-    let mut request = app.ws_url(query).into_client_request().expect("request");
-    for (name, value) in headers {
-        request.headers_mut().append(
-            http::HeaderName::from_bytes(name.as_bytes()).expect("name"),
-            http::HeaderValue::from_str(value).expect("value"),
-        );
-    }
+    let request = upgrade_request(&app.ws_url(query), headers);
     match tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(request))
         .await
         .expect("answered in time")
     {
         Ok((mut socket, _)) => {
-            let status = socket.next().await.expect("frame").expect("text");
-            let status: Value = serde_json::from_str(status.to_text().expect("text")).expect("json");
+            let status = ws::next_json(&mut socket, ws::deadline_in(WAIT)).await;
             let _ = socket.close(None).await;
             Ok(status["user_id"].as_str().expect("user_id").to_owned())
         }

@@ -108,6 +108,19 @@ pub async fn open(request: impl IntoClientRequest + Unpin) -> Socket {
     try_open(request).await.expect("the upgrade is accepted")
 }
 
+/// The upgrade request for `url` with `headers` added, each its own header line (so a
+/// name may repeat).
+pub fn upgrade_request(url: &str, headers: &[(&str, &str)]) -> tungstenite::handshake::client::Request {
+    let mut request = url.into_client_request().expect("request");
+    for (name, value) in headers {
+        request.headers_mut().append(
+            http::HeaderName::from_bytes(name.as_bytes()).expect("name"),
+            http::HeaderValue::from_str(value).expect("value"),
+        );
+    }
+    request
+}
+
 /// A connected client that has read its `connection_status`.
 pub struct Client {
     pub socket: Socket,
@@ -137,13 +150,7 @@ impl TestApp {
 
     /// Tries to open a socket; returns the HTTP status and JSON body of a refusal.
     pub async fn refused(&self, url: &str, headers: &[(&str, &str)]) -> (u16, Value, Option<String>) {
-        let mut request = url.into_client_request().expect("request");
-        for (name, value) in headers {
-            request.headers_mut().insert(
-                http::HeaderName::from_bytes(name.as_bytes()).expect("name"),
-                http::HeaderValue::from_str(value).expect("value"),
-            );
-        }
+        let request = upgrade_request(url, headers);
         match tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(request))
             .await
             .expect("answered in time")
