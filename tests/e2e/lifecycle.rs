@@ -106,6 +106,10 @@ async fn shutdown_closes_sockets_with_1001_drains_and_stops_within_the_deadline(
     }
     let (status, body) = app.http("GET", "/chat/readyz", None).await;
     assert_eq!(status, 503, "not ready while draining: {body}");
+    let (status, scrape) = app.http("GET", "/metrics", None).await;
+    assert_eq!(status, 200, "{scrape}");
+    let readiness = crate::prometheus::Scrape::parse(&scrape).get("chatbox_ready", &[]);
+    assert_eq!(readiness, 0.0, "the readiness gauge holds the 503 verdict");
     let (status, _) = app.http("GET", &format!("/chat/ws?token={}", token("carol")), None).await;
     assert_eq!(status, 503, "no new sockets while draining");
     tokio::time::timeout(Duration::from_secs(5), app.handle)
