@@ -9,7 +9,7 @@ use crate::Timestamp;
 
 mod host;
 
-pub use host::{host_is_internal, ip_is_internal};
+pub use host::{host_is_internal, ip_is_internal, is_invalid_numeric_host};
 
 /// The limits of the wire contract.
 pub mod limits {
@@ -182,7 +182,7 @@ pub fn parse_file_url(value: &str) -> Result<String, InvalidValue> {
     } else {
         authority.split(':').next().unwrap_or_default()
     };
-    if host.is_empty() {
+    if host.is_empty() || is_invalid_numeric_host(host) {
         return Err(InvalidValue::Malformed { field: "file_url" });
     }
     if host_is_internal(host) {

@@ -5,13 +5,15 @@
 //! standard) and to `inet_aton`: `127.1`, `0x7f.1`, `0177.0.0.1`, `127.000.000.001`,
 //! `10.1` and `2130706433` all mean an address, in one to four parts, each decimal, octal
 //! (a leading `0`) or hexadecimal (`0x`), the last part filling the bytes left. So the
-//! filter reads them the same way; a host that ends in a number but is not a valid
-//! address (`1.2.3.4.5`, `256.1.1.1`) is refused as well, since a browser refuses it.
+//! filter reads them the same way. A host that ends in a number but is not a valid
+//! address (`1.2.3.4.5`, `256.1.1.1`) is no host at all to a browser:
+//! [`is_invalid_numeric_host`] tells it apart, so each caller refuses it as malformed
+//! rather than guessing whether it is internal.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-/// True for a host that names this machine or a private network, or that ends in a
-/// number without being an address.
+/// True for a host that names this machine or a private network. A host that ends in a
+/// number without being an address is not one ([`is_invalid_numeric_host`]).
 #[must_use]
 pub fn host_is_internal(host: &str) -> bool {
     let host = host.trim_end_matches('.').to_ascii_lowercase();
@@ -19,13 +21,21 @@ pub fn host_is_internal(host: &str) -> bool {
         return ip_is_internal(ip);
     }
     if ends_in_a_number(&host) {
-        return numeric_ipv4(&host).is_none_or(ipv4_is_internal);
+        return numeric_ipv4(&host).is_some_and(ipv4_is_internal);
     }
     host == "localhost"
         || host.ends_with(".localhost")
         || host.ends_with(".local")
         || host.ends_with(".internal")
         || !host.contains('.')
+}
+
+/// True for a host that ends in a number but is no IPv4 address (`1.2.3.4.5`,
+/// `256.1.1.1`): a browser refuses it, so it is malformed wherever a host is expected.
+#[must_use]
+pub fn is_invalid_numeric_host(host: &str) -> bool {
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    ends_in_a_number(&host) && host.parse::<IpAddr>().is_err() && numeric_ipv4(&host).is_none()
 }
 
 /// True for loopback, private, link-local, unspecified, CGNAT and unique-local addresses.
@@ -136,7 +146,7 @@ mod tests {
     }
 
     #[test]
-    fn a_host_that_ends_in_a_number_but_is_no_address_is_refused() {
+    fn a_host_that_ends_in_a_number_but_is_no_address_is_invalid() {
         for host in [
             "1.2.3.4.5",
             "256.1.1.1",
@@ -147,8 +157,13 @@ mod tests {
             "4294967296",
             "example.0x",
             "a.1",
+            "1.2.3.4.5.",
         ] {
-            assert!(host_is_internal(host), "{host}");
+            assert!(is_invalid_numeric_host(host), "{host}");
+            assert!(!host_is_internal(host), "{host}: no host, so neither internal nor public");
+        }
+        for host in ["127.1", "8.8.8.8", "134744072", "::1", "example.com", "intranet", "123.example"] {
+            assert!(!is_invalid_numeric_host(host), "{host}");
         }
     }
 

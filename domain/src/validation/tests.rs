@@ -252,3 +252,12 @@ proptest! {
         );
     }
 }
+
+#[test]
+fn a_file_url_whose_host_ends_in_a_number_but_is_no_address_is_malformed() {
+    for url in ["https://1.2.3.4.5/x", "https://256.1.1.1/x", "https://example.0x/x"] {
+        assert_eq!(parse_file_url(url), Err(InvalidValue::Malformed { field: "file_url" }), "{url}");
+    }
+    assert_eq!(parse_file_url("https://127.1/x"), Err(InvalidValue::PrivateHost));
+    assert_eq!(parse_file_url("https://134744072/x"), Ok("https://134744072/x".to_owned()));
+}

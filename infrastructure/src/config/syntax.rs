@@ -2,7 +2,7 @@
 //! addresses, phone numbers, database names. (Encryption keys and their ids follow the
 //! storage adapter's own parser.) Pure functions, no I/O.
 
-use chatbox_domain::validation::host_is_internal;
+use chatbox_domain::validation::{host_is_internal, is_invalid_numeric_host};
 
 /// `scheme://host[:port]` with no path, query or credentials.
 pub(super) fn is_origin(value: &str) -> bool {
@@ -29,7 +29,7 @@ pub(super) fn endpoint_problem(url: &str) -> Option<&'static str> {
     let Some((scheme, host)) = url_host(url) else {
         return Some("must be an http(s) URL");
     };
-    if host.is_empty() || host.contains(['@', ' ']) {
+    if host.is_empty() || host.contains(['@', ' ']) || is_invalid_numeric_host(host) {
         return Some("has no valid host");
     }
     match scheme {
@@ -116,6 +116,12 @@ mod tests {
         assert!(endpoint_problem("http://api.example.com/v1").is_some());
         assert!(endpoint_problem("api.example.com").is_some());
         assert!(endpoint_problem("ftp://api.example.com").is_some());
+        // Numeric hosts as a browser reads them: 10.1 is 10.0.0.1, 1.2.3.4.5 is no host.
+        assert_eq!(endpoint_problem("http://10.1:8000/v1"), None);
+        assert_eq!(endpoint_problem("http://0x7f.1/v1"), None);
+        assert_eq!(endpoint_problem("http://1.2.3.4.5/v1"), Some("has no valid host"));
+        assert_eq!(endpoint_problem("https://256.1.1.1/v1"), Some("has no valid host"));
+        assert!(endpoint_problem("http://134744072/v1").is_some(), "8.8.8.8 is public");
     }
 
     #[test]
