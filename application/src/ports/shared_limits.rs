@@ -1,7 +1,7 @@
 //! The rate-limit port for budgets that several replicas share: one budget per key,
 //! decided by the domain's rule (`chatbox_domain::rate_limit`, GCRA) wherever the request
 //! arrives. In one process the use-cases keep their budgets in memory (`limits.rs`); a
-//! shared store (Redis) implements this port for a cluster.
+//! store every replica reaches implements this port for a cluster.
 //!
 //! Contract: a decision is atomic per key (two replicas asking at once cannot both spend
 //! the last unit), a refusal spends nothing, and the decision for a quota, cost and time
