@@ -2,7 +2,7 @@
 //! and an optional TOML file, parsed into typed settings and validated as a whole.
 //!
 //! [`Settings`] is nested by concern, one module per section (`http`, `auth`, `chat`,
-//! `limits`, `storage`, `providers`, `alerts`, `telemetry`); each module reads and checks
+//! `limits`, `storage`, `hub`, `providers`, `alerts`, `telemetry`); each module reads and checks
 //! its variables and converts its section into the configuration type of the adapter
 //! that uses it. `settings` puts the sections together.
 //!
@@ -14,6 +14,7 @@ mod alerts;
 mod auth;
 mod chat;
 mod http;
+mod hub;
 mod limits;
 mod providers;
 mod reader;
@@ -30,6 +31,7 @@ pub use alerts::{AlertsSection, EmailSettings, SmsSettings, SmtpTls};
 pub use auth::AuthSection;
 pub use chat::ChatSection;
 pub use http::HttpSection;
+pub use hub::{HubBackend, HubSection, RedisSettings};
 pub use limits::LimitsSection;
 pub use providers::{ProviderKind, ProviderSettings, ProvidersSection};
 pub use secret::{Secret, SecretProblem, WEAK_PATTERNS, weak_secret_reason};

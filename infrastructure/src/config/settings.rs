@@ -11,6 +11,7 @@ use super::alerts::AlertsSection;
 use super::auth::AuthSection;
 use super::chat::ChatSection;
 use super::http::HttpSection;
+use super::hub::HubSection;
 use super::limits::LimitsSection;
 use super::providers::ProvidersSection;
 use super::reader::Reader;
@@ -38,6 +39,8 @@ pub struct Settings {
     pub limits: LimitsSection,
     /// Where sessions are stored, and their encryption.
     pub storage: StorageSection,
+    /// Where replicas share live state.
+    pub hub: HubSection,
     /// The model providers.
     pub providers: ProvidersSection,
     /// Admin alerts.
@@ -92,6 +95,7 @@ pub(super) fn load(source: &Source, dev_flag: bool, config_file: Option<PathBuf>
     let chat = ChatSection::read(&mut r);
     let providers = ProvidersSection::read(&mut r, dev);
     let storage = StorageSection::read(&mut r, dev);
+    let hub = HubSection::read(&mut r, dev, storage.backend);
     let alerts = AlertsSection::read(&mut r);
     let shutdown_timeout = r.duration("SHUTDOWN_TIMEOUT", "30s");
     let unread = source.unread_file_keys();
@@ -110,6 +114,7 @@ pub(super) fn load(source: &Source, dev_flag: bool, config_file: Option<PathBuf>
         chat,
         limits,
         storage,
+        hub,
         providers,
         alerts,
         telemetry: telemetry.clone(),
@@ -308,7 +313,7 @@ mod tests {
     #[test]
     fn every_variable_is_read_by_exactly_one_section() {
         type ReadSection = fn(&mut Reader<'_>);
-        let sections: [(&str, ReadSection); 8] = [
+        let sections: [(&str, ReadSection); 9] = [
             ("telemetry", |r| {
                 let _ = TelemetrySection::read(r, false);
             }),
@@ -320,6 +325,9 @@ mod tests {
             }),
             ("limits", |r| {
                 let _ = LimitsSection::read(r);
+            }),
+            ("hub", |r| {
+                let _ = HubSection::read(r, false, StorageBackend::MongoDb);
             }),
             ("chat", |r| {
                 let _ = ChatSection::read(r);
