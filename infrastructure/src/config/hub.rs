@@ -27,7 +27,7 @@ pub enum HubBackend {
 pub struct RedisSettings {
     /// `REDIS_URL` (may carry a password).
     pub url: Secret,
-    /// `REDIS_KEY_PREFIX`: every key the service writes starts with it.
+    /// `REDIS_KEY_PREFIX`: every key the service writes is `<prefix>:…`.
     pub key_prefix: String,
     /// `REDIS_TIMEOUT`: the longest one operation may take before it counts as failed.
     pub timeout: Duration,
@@ -62,7 +62,7 @@ impl HubSection {
         {
             r.fail("REDIS_URL", "must start with redis:// or rediss:// (TLS)");
         }
-        let key_prefix = r.text("REDIS_KEY_PREFIX").unwrap_or_else(|| "chatbox:".to_owned());
+        let key_prefix = r.text("REDIS_KEY_PREFIX").unwrap_or_else(|| "chatbox".to_owned());
         if key_prefix.len() > MAX_PREFIX_BYTES || !key_prefix.bytes().all(|b| b.is_ascii_graphic()) {
             r.fail(
                 "REDIS_KEY_PREFIX",
@@ -138,7 +138,7 @@ mod tests {
             .expect("valid");
         assert_eq!(redis.hub.backend, HubBackend::Redis);
         let settings = redis.hub.redis.expect("redis settings");
-        assert_eq!(settings.key_prefix, "chatbox:");
+        assert_eq!(settings.key_prefix, "chatbox");
         assert_eq!(settings.timeout, std::time::Duration::from_secs(2));
         assert_eq!(settings.url.expose(), "rediss://u:pw@r:6380/1");
     }
