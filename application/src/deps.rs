@@ -16,6 +16,7 @@ use crate::ports::{
     SessionHub, SessionRepository,
 };
 use crate::settings::ChatSettings;
+use crate::shared_state::SharedStateClient;
 
 /// Everything the use-cases and the session actors share.
 pub(crate) struct Deps {
@@ -37,6 +38,8 @@ pub(crate) struct Deps {
     pub limiter: MessageLimiter,
     /// The fan-out to sockets, and the answer leases.
     pub hub: Arc<dyn SessionHub>,
+    /// The limits and caps shared by every replica, when configured.
+    pub shared: Option<Arc<SharedStateClient>>,
     pub tasks: TaskTracker,
     /// The session actors, apart from the other tasks: shutdown waits for them (the
     /// answers) before it closes the sockets.

@@ -8,6 +8,9 @@ use thiserror::Error;
 
 use crate::ports::RepositoryError;
 
+/// When a client refused because shared state is unreachable may try again.
+pub const SHARED_STATE_RETRY: Duration = Duration::from_secs(2);
+
 /// A use-case failure. Its `Display` text is safe to show to the client: internal
 /// details (driver errors, provider bodies) are logged where they happen, never here.
 #[derive(Debug, Error)]
@@ -57,6 +60,10 @@ pub enum ChatError {
     /// The server is shutting down: it finishes what it holds and takes nothing new.
     #[error("Server is shutting down")]
     ShuttingDown,
+    /// The state replicas share (limits, socket counts) cannot be reached: the request is
+    /// refused rather than let past a limit nobody can check.
+    #[error("Service temporarily unavailable, please retry shortly")]
+    SharedStateUnavailable,
     /// A query value is out of range or malformed (HTTP routes).
     #[error("{0}")]
     BadRequest(&'static str),
@@ -78,6 +85,7 @@ impl ChatError {
             Self::Forbidden => ErrorCode::Forbidden,
             Self::ShuttingDown => ErrorCode::ServiceUnavailable,
             Self::BadRequest(_) => ErrorCode::BadRequest,
+            Self::SharedStateUnavailable => ErrorCode::SharedStateUnavailable,
         }
     }
 
@@ -86,6 +94,7 @@ impl ChatError {
     pub const fn retry_after(&self) -> Option<Duration> {
         match self {
             Self::RateLimited { retry_after } => Some(*retry_after),
+            Self::SharedStateUnavailable => Some(SHARED_STATE_RETRY),
             _ => None,
         }
     }

@@ -15,6 +15,8 @@
 //! - [`ports`]: storage, providers, clock and ids, metrics, alerts, and the fan-out
 //!   ([`ports::SessionHub`]): every frame reaches its sockets through it;
 //! - [`limits`]: the per-user message limiter and the socket caps;
+//! - [`shared_state`]: the same limits and caps held across replicas, when a shared store
+//!   is configured ([`ports::SharedState`]), watched for outages;
 //! - [`events`], [`socket`]: what the server tells clients, serialised once per frame by
 //!   the inbound adapter, and each socket's outbound queue, bounded in bytes.
 //!
@@ -33,6 +35,7 @@ pub mod limits;
 pub mod live;
 pub mod ports;
 pub mod settings;
+pub mod shared_state;
 pub mod socket;
 pub mod turn;
 

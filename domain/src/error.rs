@@ -72,6 +72,9 @@ error_codes! {
     TokenExpired => "TOKEN_EXPIRED", recoverable: false, http: 401;
     /// The server is draining for shutdown.
     ServiceUnavailable => "SERVICE_UNAVAILABLE", recoverable: false, http: 503;
+    /// State the replicas share (limits, socket counts) cannot be reached just now; the
+    /// same request passes once it answers again.
+    SharedStateUnavailable => "SHARED_STATE_UNAVAILABLE", recoverable: true, http: 503;
     /// A request body or parameter is wrong (HTTP only).
     BadRequest => "BAD_REQUEST", recoverable: true, http: 400;
     /// The route exists but not with this HTTP method (HTTP only).
@@ -125,6 +128,7 @@ mod tests {
             (ErrorCode::SessionEnded, "SESSION_ENDED"),
             (ErrorCode::TokenExpired, "TOKEN_EXPIRED"),
             (ErrorCode::ServiceUnavailable, "SERVICE_UNAVAILABLE"),
+            (ErrorCode::SharedStateUnavailable, "SHARED_STATE_UNAVAILABLE"),
             (ErrorCode::BadRequest, "BAD_REQUEST"),
             (ErrorCode::MethodNotAllowed, "METHOD_NOT_ALLOWED"),
         ];

@@ -18,6 +18,7 @@ use redis::Script;
 use redis::aio::ConnectionManager;
 
 use crate::error::RedisStateError;
+use crate::millis;
 
 /// Extends the lease if it still holds the caller's token. KEYS[1] lease, ARGV[1] token,
 /// ARGV[2] time to live in ms. Returns 1 when extended, 0 when the lease is not ours.
@@ -135,9 +136,4 @@ impl Leases {
             self.release.key(self.key(&grant.name)).arg(&grant.token).invoke_async(&mut connection).await?;
         Ok(released == 1)
     }
-}
-
-/// Whole milliseconds, at least one (Redis refuses an expiry of 0).
-fn millis(duration: Duration) -> u64 {
-    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX).max(1)
 }

@@ -6,8 +6,7 @@
 
 use std::time::Duration;
 
-use async_trait::async_trait;
-use chatbox_application::ports::{LimitVerdict, LimiterUnavailable, SharedLimiter};
+use chatbox_application::ports::LimitVerdict;
 use chatbox_domain::rate_limit::Quota;
 use redis::Script;
 use redis::aio::ConnectionManager;
@@ -35,9 +34,17 @@ impl RedisLimiter {
         Self { connection, script: Script::new(include_str!("gcra.lua")), prefix: prefix.into() }
     }
 
-    /// As [`SharedLimiter::check`] (which decides on the Redis server's clock), at `now`
-    /// (time since the Unix epoch): for tests that hold the decision against the domain's
-    /// at chosen times.
+    /// Decides one request of `key` costing `cost` (clamped to 1..=limit, as the domain
+    /// does), on the Redis server's clock.
+    ///
+    /// # Errors
+    /// When Redis cannot answer.
+    pub async fn check(&self, key: &str, quota: Quota, cost: u32) -> Result<LimitVerdict, RedisStateError> {
+        self.decide(key, quota, cost, None).await
+    }
+
+    /// As [`Self::check`], at `now` (time since the Unix epoch): for tests that hold the
+    /// decision against the domain's at chosen times.
     ///
     /// # Errors
     /// When Redis cannot answer.
@@ -77,13 +84,6 @@ impl RedisLimiter {
         } else {
             LimitVerdict::Limited { retry_after: Duration::from_micros(retry_after) }
         })
-    }
-}
-
-#[async_trait]
-impl SharedLimiter for RedisLimiter {
-    async fn check(&self, key: &str, quota: Quota, cost: u32) -> Result<LimitVerdict, LimiterUnavailable> {
-        self.decide(key, quota, cost, None).await.map_err(|error| LimiterUnavailable(error.to_string()))
     }
 }
 

@@ -10,9 +10,9 @@ mod support;
 
 use std::time::Duration;
 
-use chatbox_application::ports::{LimitVerdict as Verdict, SharedLimiter};
+use chatbox_application::ports::{LimitVerdict as Verdict, SharedState};
 use chatbox_domain::rate_limit::{self, Decision, LimiterState, Quota};
-use chatbox_redis::{RedisLimiter, RedisStateError, connect};
+use chatbox_redis::{RedisLimiter, RedisSharedState, RedisStateError, connect};
 use proptest::prelude::*;
 use support::{fresh_prefix, redis_url};
 
@@ -46,14 +46,15 @@ async fn a_burst_of_the_limit_then_a_refusal_until_one_interval_has_passed() {
 #[tokio::test]
 async fn connections_of_different_replicas_share_one_budget() {
     let Some(url) = redis_url("shared") else { return };
-    let (one, prefix) = limiter(&url).await;
-    let other = RedisLimiter::new(connect(&url).await.expect("Redis answers"), prefix);
+    let prefix = support::fresh_prefix();
+    let one = RedisSharedState::new(connect(&url).await.expect("Redis answers"), &prefix, "one");
+    let other = RedisSharedState::new(connect(&url).await.expect("Redis answers"), &prefix, "other");
     let ten_a_minute = quota(10, Duration::from_secs(60));
-    // Through the application's port, as the use-cases will call it.
-    let replicas: [&dyn SharedLimiter; 2] = [&one, &other];
+    // Through the application's port, as the use-cases call it.
+    let replicas: [&dyn SharedState; 2] = [&one, &other];
     let mut decisions = Vec::new();
     for index in 0..12 {
-        decisions.push(replicas[index % 2].check("alice", ten_a_minute, 1).await.expect("answer"));
+        decisions.push(replicas[index % 2].check_rate("alice", ten_a_minute, 1).await.expect("answer"));
     }
     let allowed = decisions.iter().filter(|verdict| **verdict == Verdict::Allowed).count();
     assert_eq!(allowed, 10, "ten in all, whichever replica asked: {decisions:?}");

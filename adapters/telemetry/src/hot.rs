@@ -1,5 +1,5 @@
-//! The counters touched once per WebSocket frame, the open-socket count and the last
-//! readiness verdict.
+//! The counters touched once per WebSocket frame, the open-socket count, the last
+//! readiness verdict and whether the shared state store answers.
 //!
 //! Frame counters are handed out at start-up to the adapter that speaks the wire format
 //! (it knows the frame types; this crate only learns their names) and bumped there: one
@@ -28,6 +28,8 @@ pub(crate) struct HotCounters {
     sockets_open: AtomicI64,
     /// [`UNCHECKED`], [`READY`] or [`NOT_READY`].
     readiness: AtomicU8,
+    /// The same three states, for the shared state store (unchecked: none configured).
+    shared_state: AtomicU8,
 }
 
 const UNCHECKED: u8 = 0;
@@ -72,15 +74,28 @@ impl HotCounters {
 
     /// The last readiness verdict; `None` before the first check.
     pub(crate) fn ready(&self) -> Option<bool> {
-        match self.readiness.load(Ordering::Relaxed) {
-            UNCHECKED => None,
-            verdict => Some(verdict == READY),
-        }
+        verdict(&self.readiness)
+    }
+
+    pub(crate) fn shared_state_reachable(&self, reachable: bool) {
+        self.shared_state.store(if reachable { READY } else { NOT_READY }, Ordering::Relaxed);
+    }
+
+    /// Whether the shared state store answered last; `None` when none is configured.
+    pub(crate) fn shared_state(&self) -> Option<bool> {
+        verdict(&self.shared_state)
     }
 
     /// Sockets open now (never negative, even if a scrape races a close).
     pub(crate) fn sockets_open(&self) -> i64 {
         self.sockets_open.load(Ordering::Relaxed).max(0)
+    }
+}
+
+fn verdict(state: &AtomicU8) -> Option<bool> {
+    match state.load(Ordering::Relaxed) {
+        UNCHECKED => None,
+        verdict => Some(verdict == READY),
     }
 }
 

@@ -16,7 +16,7 @@ use opentelemetry::metrics::{Counter, Histogram, Meter};
 
 /// The Prometheus names of every family [`crate::Telemetry`] renders (the table in
 /// `docs/operations.md` lists each).
-pub const METRIC_NAMES: [&str; 24] = [
+pub const METRIC_NAMES: [&str; 26] = [
     "chatbox_websocket_connections",
     "chatbox_websocket_connection_duration_seconds",
     "chatbox_messages_received_total",
@@ -41,6 +41,8 @@ pub const METRIC_NAMES: [&str; 24] = [
     "chatbox_help_requests_total",
     "chatbox_alerts_total",
     "chatbox_ready",
+    "chatbox_redis_up",
+    "chatbox_redis_outages_total",
 ];
 
 /// The earlier service's bounds (1 s to 1 h, so its dashboards' `le` values exist) and
@@ -79,6 +81,7 @@ pub(crate) struct Instruments {
     pub takeovers: Counter<u64>,
     pub help_requests: Counter<u64>,
     pub alerts: Counter<u64>,
+    pub redis_outages: Counter<u64>,
 }
 
 fn seconds(meter: &Meter, name: &'static str, description: &'static str, buckets: &[f64]) -> Histogram<f64> {
@@ -173,6 +176,11 @@ impl Instruments {
             takeovers: counter(meter, "chatbox.admin.takeovers", "Sessions taken over by an admin."),
             help_requests: counter(meter, "chatbox.help_requests", "Help requests from users."),
             alerts: counter(meter, "chatbox.alerts", "Alerts sent to admins, by channel and outcome."),
+            redis_outages: counter(
+                meter,
+                "chatbox.redis.outages",
+                "Times Redis (HUB_BACKEND=redis) stopped answering; absent with HUB_BACKEND=memory.",
+            ),
         }
     }
 }

@@ -213,6 +213,18 @@ fn observe_frames(meter: &Meter, hot: &Arc<HotCounters>) {
             }
         })
         .build();
+    let shared_state = Arc::clone(hot);
+    meter
+        .u64_observable_gauge("chatbox.redis.up")
+        .with_description(
+            "1 while Redis (HUB_BACKEND=redis) answers, 0 during an outage; absent with HUB_BACKEND=memory.",
+        )
+        .with_callback(move |observer| {
+            if let Some(reachable) = shared_state.shared_state() {
+                observer.observe(u64::from(reachable), &[]);
+            }
+        })
+        .build();
 }
 
 /// A counter of the frames travelling `direction`, one series per frame type.
@@ -315,6 +327,12 @@ impl Metrics for Telemetry {
 
     fn readiness_checked(&self, ready: bool) {
         self.hot.readiness_checked(ready);
+    }
+
+    fn shared_state_reachable(&self, reachable: bool) {
+        self.hot.shared_state_reachable(reachable);
+        // Added at 0 when it answers, so the series exists from the start.
+        self.instruments.redis_outages.add(u64::from(!reachable), &[]);
     }
 
     fn http_request(&self, route: &'static str, method: &str, status: u16, duration: Duration) {

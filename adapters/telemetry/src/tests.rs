@@ -90,6 +90,10 @@ fn record_everything(metrics: &dyn Metrics) {
     metrics.storage_retry("append_message");
     metrics.readiness_checked(false);
     metrics.readiness_checked(true);
+    metrics.shared_state_reachable(true);
+    metrics.shared_state_reachable(false);
+    metrics.shared_state_reachable(true);
+    metrics.shared_state_reachable(false);
     metrics.http_request("/sessions/{id}/end", "POST", 200, Duration::from_millis(8));
     metrics.http_request("/healthz", "BREW", 405, Duration::from_millis(1));
     metrics.takeover();
@@ -118,6 +122,8 @@ fn each_event_moves_its_series_with_its_labels() {
     );
     assert_eq!(value(&s, "chatbox_message_errors_total", &[]), 1.0);
     assert_eq!(value(&s, "chatbox_ready", &[]), 1.0, "the last verdict");
+    assert_eq!(value(&s, "chatbox_redis_up", &[]), 0.0, "the last change: an outage");
+    assert_eq!(value(&s, "chatbox_redis_outages_total", &[]), 2.0, "one per outage");
     assert_eq!(value(&s, "chatbox_messages_received_total", &[("type", "ping")]), 0.0);
     assert_eq!(value(&s, "chatbox_messages_sent_total", &[("type", "ai_response")]), 2.0);
     assert_eq!(value(&s, "chatbox_slow_consumer_disconnects_total", &[]), 1.0);
@@ -198,6 +204,8 @@ fn fresh_metrics_show_their_counters_at_zero() {
     assert_eq!(value(&s, "chatbox_websocket_connections", &[]), 0.0);
     assert_eq!(value(&s, "chatbox_message_errors_total", &[]), 0.0);
     assert!(!families(&s).contains("chatbox_ready"), "no verdict before the first readiness check");
+    assert!(!families(&s).contains("chatbox_redis_up"), "no Redis series without Redis");
+    assert!(!families(&s).contains("chatbox_redis_outages_total"), "no Redis series without Redis");
     for kind in LlmErrorKind::ALL {
         let labels = [("provider", "openai"), ("kind", kind.as_str())];
         assert_eq!(value(&s, "chatbox_llm_errors_total", &labels), 0.0, "{kind:?}");

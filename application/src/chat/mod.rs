@@ -41,9 +41,10 @@ use crate::limits::{KeyedLimiter, MessageLimiter};
 use crate::live::{LiveSession, LiveSessions};
 use crate::ports::{
     Clock, IdGenerator, Limiter, LlmProvider, Metrics, Notifier, Randomness, SessionCatalog, SessionHub,
-    SessionRepository,
+    SessionRepository, SocketSlot,
 };
 use crate::settings::ChatSettings;
+use crate::shared_state::{ConnectionRefused, SharedStateClient};
 use crate::socket::SocketHandle;
 
 /// The outside world the chat use-cases need.
@@ -66,6 +67,8 @@ pub struct ChatPorts {
     pub metrics: Arc<dyn Metrics>,
     /// How frames reach the sockets of a session or a user, and who answers a session.
     pub hub: Arc<dyn SessionHub>,
+    /// The limits and caps shared by every replica (none: this process keeps them).
+    pub shared: Option<Arc<SharedStateClient>>,
 }
 
 impl std::fmt::Debug for ChatPorts {
@@ -154,6 +157,7 @@ impl ChatService {
                 live,
                 limiter,
                 hub: ports.hub,
+                shared: ports.shared,
                 tasks,
                 answers_cutoff: CancellationToken::new(),
                 actors: TaskTracker::new(),
@@ -197,6 +201,36 @@ impl ChatService {
     /// The storage failure.
     pub async fn storage_ready(&self) -> Result<(), ChatError> {
         Ok(self.deps.storage(self.deps.repo.ping()).await?)
+    }
+
+    /// Whether the store the replicas share answers (readiness); `None` when there is
+    /// none (one process).
+    pub async fn shared_state_ready(&self) -> Option<bool> {
+        match &self.deps.shared {
+            Some(shared) => Some(shared.ping().await.is_ok()),
+            None => None,
+        }
+    }
+
+    /// Takes a slot of `user`'s sockets across the replicas, under `cap`, when they share
+    /// a store: `Ok(None)` when they do not (the process's own gate counts then).
+    ///
+    /// # Errors
+    /// [`ConnectionRefused::Cap`] when `user` holds `cap` sockets across the replicas,
+    /// [`ConnectionRefused::Unavailable`] when the store cannot count.
+    pub async fn claim_shared_socket(
+        &self,
+        user: &UserId,
+        cap: usize,
+    ) -> Result<Option<SocketSlot>, ConnectionRefused> {
+        let Some(shared) = &self.deps.shared else {
+            return Ok(None);
+        };
+        match shared.claim_socket(user, cap).await {
+            Ok(Some(slot)) => Ok(Some(slot)),
+            Ok(None) => Err(ConnectionRefused::Cap),
+            Err(_) => Err(ConnectionRefused::Unavailable),
+        }
     }
 
     /// A frame stamped now.

@@ -11,7 +11,7 @@ use super::{ChatService, Connection};
 use crate::commands::{Attachment, SendMessage};
 use crate::error::ChatError;
 use crate::live::LiveSession;
-use crate::ports::Limiter;
+use crate::ports::{LimitVerdict, Limiter};
 use crate::turn::Turn;
 
 impl ChatService {
@@ -20,7 +20,7 @@ impl ChatService {
         connection: &mut Connection,
         message: SendMessage,
     ) -> Result<(), ChatError> {
-        self.check_rate(connection.socket.user())?;
+        self.check_rate(connection.socket.user()).await?;
         if let Some(model_id) = &message.model_id
             && !self.deps.settings.knows_model(model_id)
         {
@@ -52,7 +52,7 @@ impl ChatService {
         connection: &mut Connection,
         attachment: Attachment,
     ) -> Result<(), ChatError> {
-        self.check_rate(connection.socket.user())?;
+        self.check_rate(connection.socket.user()).await?;
         let live = self.target_session(connection, attachment.session_id.as_ref(), None).await?;
         let turn = Turn {
             origin: Arc::clone(&connection.socket),
@@ -82,8 +82,22 @@ impl ChatService {
         }
     }
 
-    pub(super) fn check_rate(&self, user: &UserId) -> Result<(), ChatError> {
-        self.deps.limiter.check(user, self.deps.clock.monotonic()).map_err(|retry_after| {
+    /// Counts one message of `user` against `RATE_LIMIT` per `RATE_WINDOW`: in the
+    /// store the replicas share when there is one (a store that cannot decide refuses the
+    /// message), else in this process.
+    pub(super) async fn check_rate(&self, user: &UserId) -> Result<(), ChatError> {
+        let verdict = match &self.deps.shared {
+            Some(shared) => {
+                let key = format!("rate:message:{user}");
+                match shared.check_rate(&key, self.deps.settings.message_quota, 1).await {
+                    Ok(LimitVerdict::Allowed) => Ok(()),
+                    Ok(LimitVerdict::Limited { retry_after }) => Err(retry_after),
+                    Err(_) => return Err(ChatError::SharedStateUnavailable),
+                }
+            }
+            None => self.deps.limiter.check(user, self.deps.clock.monotonic()),
+        };
+        verdict.map_err(|retry_after| {
             info!(user_id = %user, retry_after_ms = retry_after.as_millis(), "rate limit exceeded: messages");
             self.deps.metrics.rate_limited(Limiter::Messages);
             ChatError::RateLimited { retry_after }

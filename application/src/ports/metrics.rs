@@ -262,6 +262,10 @@ pub trait Metrics: Send + Sync + 'static {
     /// (at 0) before its first retry. A store that never retries announces nothing.
     fn storage_retry_operations(&self, _operations: &'static [&'static str]) {}
 
+    /// The state replicas share was reached (`true`) or not (`false`) by a call whose
+    /// predecessor saw the opposite: called once per change of state, never per call.
+    fn shared_state_reachable(&self, _reachable: bool) {}
+
     /// A readiness check ended: `ready` is its verdict (storage answering, a model
     /// configured, not draining).
     fn readiness_checked(&self, _ready: bool) {}

@@ -5,7 +5,7 @@ mod catalog;
 mod hub;
 mod metrics;
 mod notifier;
-mod shared_limits;
+mod shared;
 
 pub use catalog::{
     SessionCatalog, SessionPage, SessionQuery, SessionSort, SessionStats, SessionSummary, ShareGrant,
@@ -16,7 +16,7 @@ pub use metrics::{
     NoMetrics, StorageOutcome,
 };
 pub use notifier::{HelpAlert, Notifier, NotifyError};
-pub use shared_limits::{LimitVerdict, LimiterUnavailable, SharedLimiter};
+pub use shared::{LimitVerdict, SharedState, SharedStateUnavailable, SocketSlot};
 
 use std::fmt;
 use std::time::Duration;

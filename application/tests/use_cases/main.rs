@@ -18,6 +18,7 @@ mod messages;
 mod provider_failures;
 mod resume;
 mod session_ops;
+mod shared_state;
 mod shutdown;
 mod storage_failures;
 mod streaming;

@@ -6,6 +6,7 @@
 mod logs;
 mod metrics;
 mod provider;
+mod shared;
 mod storage;
 
 use std::collections::{HashMap, VecDeque};
@@ -17,9 +18,10 @@ use chatbox_application::chat::{ChatPorts, Connection};
 use chatbox_application::commands::{ClientCommand, SendMessage};
 use chatbox_application::events::{AnswerStyle, Frame, ServerEvent};
 use chatbox_application::ports::{
-    Clock, IdGenerator, LlmProvider, Notifier, Randomness, SessionCatalog, SessionRepository,
+    Clock, IdGenerator, LlmProvider, Notifier, Randomness, SessionCatalog, SessionRepository, SharedState,
 };
 use chatbox_application::settings::{ModelInfo, RetryPolicy};
+use chatbox_application::shared_state::SharedStateClient;
 use chatbox_application::socket::{OutboundQueue, SocketBudget, SocketHandle};
 use chatbox_application::{ChatError, ChatService, ChatSettings};
 use chatbox_domain::rate_limit::Quota;
@@ -34,6 +36,7 @@ use tokio_util::task::TaskTracker;
 pub use logs::LogLines;
 pub use metrics::RecordingMetrics;
 pub use provider::{Refusal, ScriptedProvider, Step};
+pub use shared::{SharedMode, SharedStore};
 use storage::FlakyRepository;
 pub use storage::Storage;
 
@@ -132,6 +135,23 @@ pub fn harness_with(settings: ChatSettings) -> Harness {
 }
 
 pub fn harness_alerting(settings: ChatSettings, notifiers: Vec<Arc<dyn Notifier>>) -> Harness {
+    build(settings, notifiers, None)
+}
+
+/// A service whose limits live in `shared` (as replicas sharing a store), its calls
+/// ended after `SHARED_TIMEOUT`.
+pub fn harness_sharing(settings: ChatSettings, shared: Arc<dyn SharedState>) -> Harness {
+    build(settings, Vec::new(), Some(shared))
+}
+
+/// How long a call to the shared state may take in the tests.
+pub const SHARED_TIMEOUT: Duration = Duration::from_secs(2);
+
+fn build(
+    settings: ChatSettings,
+    notifiers: Vec<Arc<dyn Notifier>>,
+    shared: Option<Arc<dyn SharedState>>,
+) -> Harness {
     let repo = Arc::new(MemorySessionRepository::new(100));
     let provider = Arc::new(ScriptedProvider::default());
     let mut providers: HashMap<ModelId, Arc<dyn LlmProvider>> = HashMap::new();
@@ -151,6 +171,10 @@ pub fn harness_alerting(settings: ChatSettings, notifiers: Vec<Arc<dyn Notifier>
         notifiers,
         metrics: Arc::clone(&metrics) as Arc<dyn chatbox_application::ports::Metrics>,
         hub: Arc::new(chatbox_memory_store::LocalHub::new()),
+        shared: shared.map(|store| {
+            let metrics = Arc::clone(&metrics) as Arc<dyn chatbox_application::ports::Metrics>;
+            Arc::new(SharedStateClient::new(store, metrics, SHARED_TIMEOUT))
+        }),
     };
     Harness {
         service: ChatService::new(ports, settings, TaskTracker::new()),

@@ -1,5 +1,6 @@
 //! Metrics that record what the answers report (docs/operations.md: answer duration by
-//! finish reason, time to first token, tokens used); everything else goes nowhere.
+//! finish reason, time to first token, tokens used) and the shared state's changes of
+//! reachability; everything else goes nowhere.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -17,6 +18,8 @@ pub struct RecordingMetrics {
     pub first_tokens: Mutex<Vec<ModelId>>,
     /// Every `tokens_used`: provider, prompt and completion tokens.
     pub tokens: Mutex<Vec<(ModelId, u64, u64)>>,
+    /// Every `shared_state_reachable`, in order.
+    pub shared_state: Mutex<Vec<bool>>,
 }
 
 impl Metrics for RecordingMetrics {
@@ -48,4 +51,7 @@ impl Metrics for RecordingMetrics {
     fn takeover(&self) {}
     fn help_requested(&self) {}
     fn alert(&self, _: &'static str, _: bool) {}
+    fn shared_state_reachable(&self, reachable: bool) {
+        self.shared_state.lock().expect("lock").push(reachable);
+    }
 }
