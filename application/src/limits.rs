@@ -151,6 +151,12 @@ impl ConnectionGate {
         self.total.fetch_sub(1, Ordering::AcqRel);
     }
 
+    /// `MAX_CONNECTIONS_PER_USER`.
+    #[must_use]
+    pub const fn max_per_user(&self) -> usize {
+        self.max_per_user
+    }
+
     /// Sockets open now.
     #[must_use]
     pub fn total(&self) -> usize {
@@ -205,6 +211,7 @@ mod tests {
     #[test]
     fn per_user_and_global_caps_and_release_on_drop() {
         let gate = ConnectionGate::new(3, 2);
+        assert_eq!(gate.max_per_user(), 2);
         let a1 = gate.try_acquire(&user("a")).expect("first");
         let _a2 = gate.try_acquire(&user("a")).expect("second");
         assert_eq!(gate.try_acquire(&user("a")).err(), Some(GateError::PerUser));

@@ -41,7 +41,7 @@ impl std::fmt::Debug for SharedStateClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SharedStateClient")
             .field("store", &self.store)
-            .field("reachable", &self.is_reachable())
+            .field("reachable", &self.reachable.load(Ordering::Relaxed))
             .finish_non_exhaustive()
     }
 }
@@ -86,12 +86,6 @@ impl SharedStateClient {
     /// When it does not.
     pub async fn ping(&self) -> Result<(), SharedStateUnavailable> {
         self.watched(self.store.ping()).await
-    }
-
-    /// True unless the last call failed.
-    #[must_use]
-    pub fn is_reachable(&self) -> bool {
-        self.reachable.load(Ordering::Acquire)
     }
 
     async fn watched<T>(

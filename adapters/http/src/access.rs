@@ -25,7 +25,9 @@
 //! }
 //! ```
 
+use std::future::Future;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use chatbox_application::ports::Limiter;
 use chatbox_domain::ErrorCode;
@@ -135,33 +137,60 @@ impl From<Limited> for Denied {
 }
 
 /// The public check: one request from `client`, counted against the per-address limit.
-pub(crate) fn visitor(state: &HttpState, client: IpAddr) -> Result<Visitor, Denied> {
-    state.limiters.public(client, state.chat.clock().monotonic()).inspect_err(|_| {
-        state.metrics.recorder.rate_limited(Limiter::PublicHttp);
-    })?;
-    Ok(Visitor { _admitted: () })
+pub(crate) fn visitor(
+    state: &Arc<HttpState>,
+    client: IpAddr,
+) -> impl Future<Output = Result<Visitor, Denied>> + Send + use<> {
+    let state = Arc::clone(state);
+    async move {
+        let now = state.chat.clock().monotonic();
+        counted(&state, Limiter::PublicHttp, state.limiters.public(client, now).await)?;
+        Ok(Visitor { _admitted: () })
+    }
 }
 
 /// The user check: authenticated, then counted against the per-user limit.
-pub(crate) fn user(state: &HttpState, headers: &HeaderMap) -> Result<UserCaller, Denied> {
-    let user = authenticate_http(&state.jwt, headers)?;
-    state.limiters.user(&user.id, state.chat.clock().monotonic()).inspect_err(|_| {
-        state.metrics.recorder.rate_limited(Limiter::UserHttp);
-    })?;
-    Ok(UserCaller { user })
+pub(crate) fn user(
+    state: &Arc<HttpState>,
+    headers: &HeaderMap,
+) -> impl Future<Output = Result<UserCaller, Denied>> + Send + use<> {
+    let authenticated = authenticate_http(&state.jwt, headers);
+    let state = Arc::clone(state);
+    async move {
+        let user = authenticated?;
+        let now = state.chat.clock().monotonic();
+        counted(&state, Limiter::UserHttp, state.limiters.user(&user.id, now).await)?;
+        Ok(UserCaller { user })
+    }
 }
 
 /// The admin check: authenticated, an admin (403 otherwise), then counted against the
 /// per-admin limit.
-pub(crate) fn admin(state: &HttpState, headers: &HeaderMap) -> Result<AdminCaller, Denied> {
-    let admin = authenticate_http(&state.jwt, headers)?;
-    if !admin.is_admin() {
-        return Err(Denied::NotAdmin);
+pub(crate) fn admin(
+    state: &Arc<HttpState>,
+    headers: &HeaderMap,
+) -> impl Future<Output = Result<AdminCaller, Denied>> + Send + use<> {
+    let authenticated = authenticate_http(&state.jwt, headers);
+    let state = Arc::clone(state);
+    async move {
+        let admin = authenticated?;
+        if !admin.is_admin() {
+            return Err(Denied::NotAdmin);
+        }
+        let now = state.chat.clock().monotonic();
+        counted(&state, Limiter::AdminHttp, state.limiters.admin(&admin.id, now).await)?;
+        Ok(AdminCaller { admin })
     }
-    state.limiters.admin(&admin.id, state.chat.clock().monotonic()).inspect_err(|_| {
-        state.metrics.recorder.rate_limited(Limiter::AdminHttp);
-    })?;
-    Ok(AdminCaller { admin })
+}
+
+/// Counts a refusal by the quota of `limiter` (a store that could not decide is no
+/// rate-limit refusal).
+fn counted(state: &HttpState, limiter: Limiter, decided: Result<(), Limited>) -> Result<(), Limited> {
+    decided.inspect_err(|limited| {
+        if limited.is_over_quota() {
+            state.metrics.recorder.rate_limited(limiter);
+        }
+    })
 }
 
 /// The scrape check: the TCP peer `client` inside `METRICS_ALLOWED_NETWORKS`.

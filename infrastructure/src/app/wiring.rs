@@ -13,7 +13,8 @@ use std::sync::Arc;
 use anyhow::Context;
 use chatbox_application::ChatService;
 use chatbox_application::chat::ChatPorts;
-use chatbox_application::ports::{LlmProvider, SessionCatalog, SessionRepository};
+use chatbox_application::ports::LlmProvider;
+use chatbox_application::shared_state::SharedStateClient;
 use chatbox_domain::ModelId;
 use chatbox_http::edge::HttpLimiters;
 use chatbox_http::{HttpState, JwtVerifier};
@@ -26,8 +27,9 @@ use tracing::info;
 
 use super::background::Cleanup;
 use super::listener::{Server, listen};
+use super::shared;
 use super::shutdown::{Running, shut_down};
-use super::storage;
+use super::storage::{self, Stores};
 use super::system::{RandomIds, SystemClock, ThreadRandomness};
 use crate::config::{ProviderKind, ProviderSettings, ProvidersSection, Settings};
 use crate::memory_report::MemoryProbe;
@@ -56,7 +58,8 @@ impl Application {
         let tasks = TaskTracker::new();
         let metrics = ServiceMetrics::new(&settings.providers)?;
         let stores = storage::open(&settings.storage, &metrics).await?;
-        let chat = chat_service(&settings, stores.repository, stores.catalog, &metrics, &tasks)?;
+        let shared_state = shared::open(&settings.hub, metrics.recorder()).await?;
+        let chat = chat_service(&settings, &stores, shared_state.clone(), &metrics, &tasks)?;
         let http = Arc::new(HttpState {
             chat: chat.clone(),
             gate: settings.limits.connection_gate(),
@@ -67,6 +70,7 @@ impl Application {
             limiters: HttpLimiters::new(
                 settings.limits.http_quotas()?,
                 settings.http.metrics_allowed_networks.clone(),
+                shared_state,
             ),
             client_ip: settings.http.client_ip_policy(),
             security_headers: settings.http.security_headers()?,
@@ -117,22 +121,23 @@ impl Application {
 /// and their settings; their tasks (session actors) are tracked by `tasks`.
 fn chat_service(
     settings: &Settings,
-    repository: Arc<dyn SessionRepository>,
-    catalog: Arc<dyn SessionCatalog>,
+    stores: &Stores,
+    shared: Option<Arc<SharedStateClient>>,
     metrics: &ServiceMetrics,
     tasks: &TaskTracker,
 ) -> anyhow::Result<ChatService> {
     let ports = ChatPorts {
-        repository,
+        repository: Arc::clone(&stores.repository),
         providers: llm_providers(&settings.providers)?,
         clock: Arc::new(SystemClock::default()),
         ids: Arc::new(RandomIds),
         random: Arc::new(ThreadRandomness),
-        catalog,
+        catalog: Arc::clone(&stores.catalog),
         notifiers: crate::alerts::notifiers(&settings.alerts)?,
         metrics: metrics.recorder(),
         // Every socket of a session is in this process: the in-process fan-out.
         hub: Arc::new(LocalHub::new()),
+        shared,
     };
     let chat_settings = settings.chat.chat_settings(
         &settings.limits,

@@ -1,5 +1,6 @@
 //! Liveness (`GET P/healthz`) and readiness (`GET P/readyz`: storage answers within
-//! two seconds, a model is configured, the server is not draining). Access level Public.
+//! two seconds, so does the state the replicas share when there is one, a model is
+//! configured, the server is not draining). Access level Public.
 //! Each readiness verdict is also the `chatbox_ready` gauge, for alerting.
 
 use std::time::Duration;
@@ -23,18 +24,23 @@ pub(crate) async fn healthz(_: ApiRequest, _: Visitor) -> ApiResult {
 pub(crate) async fn readyz(request: ApiRequest, _: Visitor) -> ApiResult {
     let state = &request.state;
     let draining = state.gate.is_draining();
-    let storage = tokio::time::timeout(READINESS_STORAGE_TIMEOUT, state.chat.storage_ready()).await;
+    let storage = tokio::time::timeout(READINESS_STORAGE_TIMEOUT, state.chat.storage_ready());
+    let (storage, shared_state) = tokio::join!(storage, state.chat.shared_state_ready());
     let storage_ok = matches!(storage, Ok(Ok(())));
     let models = state.chat.settings().models.len();
-    let ready = !draining && storage_ok && models > 0;
+    let ready = !draining && storage_ok && shared_state != Some(false) && models > 0;
     state.metrics.recorder.readiness_checked(ready);
-    let body = json!({
-        "status": if ready { "ready" } else { "not ready" },
+    let verdict = |ok: bool| if ok { "ready" } else { "not ready" };
+    let mut body = json!({
+        "status": verdict(ready),
         "checks": {
-            "storage": { "status": if storage_ok { "ready" } else { "not ready" } },
-            "llm": { "status": if models > 0 { "ready" } else { "not ready" }, "providers_count": models },
+            "storage": { "status": verdict(storage_ok) },
+            "llm": { "status": verdict(models > 0), "providers_count": models },
             "shutdown": { "status": if draining { "draining" } else { "running" } },
         }
     });
+    if let Some(reachable) = shared_state {
+        body["checks"]["shared_state"] = json!({ "status": verdict(reachable) });
+    }
     Ok(json_response(if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, &body))
 }

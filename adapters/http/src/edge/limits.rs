@@ -8,11 +8,19 @@
 //! `rate limit exceeded`. Limiter state is bounded the same way as the message
 //! limiter's: recovered keys are dropped by the cleanup task, and no key is ever refused
 //! because the map is large.
+//!
+//! With a store the replicas share (`HUB_BACKEND=redis`) every replica draws on the same
+//! budgets there; when it cannot decide, the request is refused with 503 (fails closed),
+//! except for exempt clients, whose probes must keep working.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
+use chatbox_application::ChatError;
 use chatbox_application::limits::KeyedLimiter;
+use chatbox_application::ports::LimitVerdict;
+use chatbox_application::shared_state::SharedStateClient;
 use chatbox_domain::UserId;
 use chatbox_domain::rate_limit::Quota;
 use http::{HeaderValue, StatusCode, header};
@@ -20,7 +28,7 @@ use ipnet::IpNet;
 use serde_json::json;
 use tracing::info;
 
-use crate::reply::{HttpResponse, json_response};
+use crate::reply::{HttpResponse, error_response, json_response};
 
 /// The quotas of the three HTTP limiters.
 #[derive(Debug, Clone, Copy)]
@@ -33,31 +41,48 @@ pub struct HttpQuotas {
     pub public: Quota,
 }
 
-/// The three HTTP limiters.
+/// The three HTTP limiters: in this process, or in the store the replicas share.
 #[derive(Debug)]
 pub struct HttpLimiters {
+    quotas: HttpQuotas,
     admin: KeyedLimiter<UserId>,
     user: KeyedLimiter<UserId>,
     public: KeyedLimiter<IpAddr>,
     exempt: Vec<IpNet>,
+    shared: Option<Arc<SharedStateClient>>,
 }
 
-/// A refused request: what its 429 says.
+/// A refused request: what its reply says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limited {
-    message: &'static str,
-    retry_after: Duration,
+pub enum Limited {
+    /// Over the quota: 429.
+    Over {
+        /// Client-safe text.
+        message: &'static str,
+        /// When the same request passes.
+        retry_after: Duration,
+    },
+    /// The shared store could not decide: 503, retry shortly (fails closed).
+    Undecided,
 }
 
 impl Limited {
-    /// The 429 reply: `{"error":"rate_limit_exceeded","message","retry_after_ms"}` and
-    /// `Retry-After` in whole seconds, rounded up, at least 1.
+    /// The reply: over the quota, `429 {"error":"rate_limit_exceeded","message",
+    /// "retry_after_ms"}` and `Retry-After` in whole seconds, rounded up, at least 1;
+    /// undecided, the API's `503` error body with `SHARED_STATE_UNAVAILABLE`.
     #[must_use]
     pub fn response(&self) -> HttpResponse {
-        let retry_after_ms = u64::try_from(self.retry_after.as_millis()).unwrap_or(u64::MAX);
+        let (message, retry_after) = match *self {
+            Self::Over { message, retry_after } => (message, retry_after),
+            Self::Undecided => {
+                let error = ChatError::SharedStateUnavailable;
+                return error_response(error.code(), &error.to_string(), error.retry_after());
+            }
+        };
+        let retry_after_ms = u64::try_from(retry_after.as_millis()).unwrap_or(u64::MAX);
         let mut response = json_response(
             StatusCode::TOO_MANY_REQUESTS,
-            &json!({ "error": "rate_limit_exceeded", "message": self.message, "retry_after_ms": retry_after_ms }),
+            &json!({ "error": "rate_limit_exceeded", "message": message, "retry_after_ms": retry_after_ms }),
         );
         let seconds = retry_after_ms.div_ceil(1000).max(1);
         if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
@@ -65,53 +90,75 @@ impl Limited {
         }
         response
     }
+
+    /// True when the quota refused (not the store).
+    #[must_use]
+    pub const fn is_over_quota(&self) -> bool {
+        matches!(self, Self::Over { .. })
+    }
 }
 
 impl HttpLimiters {
-    /// Limiters with `quotas`; clients in `exempt` skip the public limit.
+    /// Limiters with `quotas`; clients in `exempt` skip the public limit. With `shared`,
+    /// the budgets are the replicas' common ones, kept in that store.
     #[must_use]
-    pub fn new(quotas: HttpQuotas, exempt: Vec<IpNet>) -> Self {
+    pub fn new(quotas: HttpQuotas, exempt: Vec<IpNet>, shared: Option<Arc<SharedStateClient>>) -> Self {
         Self {
+            quotas,
             admin: KeyedLimiter::new(quotas.admin),
             user: KeyedLimiter::new(quotas.user),
             public: KeyedLimiter::new(quotas.public),
             exempt,
+            shared,
         }
     }
 
     /// Counts one admin request.
     ///
     /// # Errors
-    /// The 429 reply when `admin` is over the quota.
-    pub fn admin(&self, admin: &UserId, now: Duration) -> Result<(), Limited> {
-        self.admin.check(admin, now).map_err(|wait| {
+    /// The refusal when `admin` is over the quota or the shared store cannot decide.
+    pub async fn admin(&self, admin: &UserId, now: Duration) -> Result<(), Limited> {
+        let decided = match &self.shared {
+            Some(shared) => shared_check(shared, &format!("rate:admin:{admin}"), self.quotas.admin).await?,
+            None => self.admin.check(admin, now),
+        };
+        decided.map_err(|wait| {
             info!(user_id = %admin, retry_after_ms = wait.as_millis(), "rate limit exceeded: admin requests");
-            refusal("Too many admin requests", wait)
+            over("Too many admin requests", wait)
         })
     }
 
     /// Counts one request on a user route.
     ///
     /// # Errors
-    /// The 429 reply when `user` is over the quota.
-    pub fn user(&self, user: &UserId, now: Duration) -> Result<(), Limited> {
-        self.user.check(user, now).map_err(|wait| {
+    /// The refusal when `user` is over the quota or the shared store cannot decide.
+    pub async fn user(&self, user: &UserId, now: Duration) -> Result<(), Limited> {
+        let decided = match &self.shared {
+            Some(shared) => shared_check(shared, &format!("rate:user:{user}"), self.quotas.user).await?,
+            None => self.user.check(user, now),
+        };
+        decided.map_err(|wait| {
             info!(user_id = %user, retry_after_ms = wait.as_millis(), "rate limit exceeded: user requests");
-            refusal("Too many requests", wait)
+            over("Too many requests", wait)
         })
     }
 
     /// Counts one request on a public route from `client`.
     ///
     /// # Errors
-    /// The 429 reply when `client` is over the quota (never for exempt clients).
-    pub fn public(&self, client: IpAddr, now: Duration) -> Result<(), Limited> {
+    /// The refusal when `client` is over the quota or the shared store cannot decide
+    /// (never for exempt clients: probes and scrapers keep working during an outage).
+    pub async fn public(&self, client: IpAddr, now: Duration) -> Result<(), Limited> {
         if self.exempt.iter().any(|net| net.contains(&client)) {
             return Ok(());
         }
-        self.public.check(&client, now).map_err(|wait| {
+        let decided = match &self.shared {
+            Some(shared) => shared_check(shared, &format!("rate:ip:{client}"), self.quotas.public).await?,
+            None => self.public.check(&client, now),
+        };
+        decided.map_err(|wait| {
             info!(client_ip = %client, retry_after_ms = wait.as_millis(), "rate limit exceeded: public requests");
-            refusal("Too many requests", wait)
+            over("Too many requests", wait)
         })
     }
 
@@ -124,21 +171,34 @@ impl HttpLimiters {
         (a + c + e, b + d + f)
     }
 
-    /// Keys tracked by all three.
+    /// Keys tracked in this process by all three.
     #[must_use]
     pub fn len(&self) -> usize {
         self.admin.len() + self.user.len() + self.public.len()
     }
 
-    /// True when no key is tracked.
+    /// True when no key is tracked in this process.
     #[must_use]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 }
 
-const fn refusal(message: &'static str, retry_after: Duration) -> Limited {
-    Limited { message, retry_after }
+/// One request of `key` decided by the shared store: `Ok(Err(wait))` when over the quota.
+async fn shared_check(
+    shared: &SharedStateClient,
+    key: &str,
+    quota: Quota,
+) -> Result<Result<(), Duration>, Limited> {
+    match shared.check_rate(key, quota, 1).await {
+        Ok(LimitVerdict::Allowed) => Ok(Ok(())),
+        Ok(LimitVerdict::Limited { retry_after }) => Ok(Err(retry_after)),
+        Err(_) => Err(Limited::Undecided),
+    }
+}
+
+const fn over(message: &'static str, retry_after: Duration) -> Limited {
+    Limited::Over { message, retry_after }
 }
 
 #[cfg(test)]
@@ -150,35 +210,37 @@ mod tests {
         HttpLimiters::new(
             HttpQuotas { admin: quota(2), user: quota(3), public: quota(1) },
             vec!["127.0.0.0/8".parse().expect("net")],
+            None,
         )
     }
 
-    #[test]
-    fn over_the_quota_the_reply_is_429_with_whole_seconds_rounded_up() {
+    #[tokio::test]
+    async fn over_the_quota_the_reply_is_429_with_whole_seconds_rounded_up() {
         let limiters = limiters();
         let admin = UserId::parse("a").expect("id");
         let now = Duration::from_secs(100);
-        assert!(limiters.admin(&admin, now).is_ok());
-        assert!(limiters.admin(&admin, now).is_ok());
-        let reply = limiters.admin(&admin, now).expect_err("third is refused").response();
+        assert!(limiters.admin(&admin, now).await.is_ok());
+        assert!(limiters.admin(&admin, now).await.is_ok());
+        let reply = limiters.admin(&admin, now).await.expect_err("third is refused").response();
         assert_eq!(reply.status(), StatusCode::TOO_MANY_REQUESTS);
         // 2 per minute: the next slot frees in 30 s.
         assert_eq!(reply.headers()[header::RETRY_AFTER], "30");
-        let reply = limiters.admin(&admin, now + Duration::from_millis(100)).expect_err("still").response();
+        let reply =
+            limiters.admin(&admin, now + Duration::from_millis(100)).await.expect_err("still").response();
         assert_eq!(reply.headers()[header::RETRY_AFTER], "30", "29.9 s rounds up");
-        assert!(limiters.user(&admin, now).is_ok(), "each limiter has its own buckets");
+        assert!(limiters.user(&admin, now).await.is_ok(), "each limiter has its own buckets");
     }
 
-    #[test]
-    fn exempt_networks_are_never_limited_and_cleanup_forgets_recovered_keys() {
+    #[tokio::test]
+    async fn exempt_networks_are_never_limited_and_cleanup_forgets_recovered_keys() {
         let limiters = limiters();
         let now = Duration::from_secs(100);
         for _ in 0..10 {
-            assert!(limiters.public("127.0.0.1".parse().expect("ip"), now).is_ok());
+            assert!(limiters.public("127.0.0.1".parse().expect("ip"), now).await.is_ok());
         }
         let outside: IpAddr = "203.0.113.1".parse().expect("ip");
-        assert!(limiters.public(outside, now).is_ok());
-        assert!(limiters.public(outside, now).is_err());
+        assert!(limiters.public(outside, now).await.is_ok());
+        assert!(limiters.public(outside, now).await.is_err());
         assert_eq!(limiters.len(), 1, "exempt clients take no key");
         assert_eq!(limiters.cleanup(now + Duration::from_secs(120)), (1, 0));
     }

@@ -20,6 +20,9 @@ use crate::state::HttpState;
 /// What a handler of the HTTP API gives back: its outcome, to come.
 pub type Handled = Pin<Box<dyn Future<Output = ApiResult> + Send>>;
 
+/// What the WebSocket upgrade gives back: its reply, to come.
+pub type Answered = Pin<Box<dyn Future<Output = HttpResponse> + Send>>;
+
 /// A handler of the HTTP API, given the request and the proof its access check made.
 pub type Handler<Caller> = fn(ApiRequest, Caller) -> Handled;
 
@@ -65,7 +68,7 @@ pub enum Access {
     /// Clients inside `METRICS_ALLOWED_NETWORKS`, by TCP peer (the scrape).
     MetricsNetwork(fn(&HttpMetrics) -> HttpResponse),
     /// The WebSocket upgrade: its handshake authenticates by itself.
-    WebSocket(fn(SocketRequest) -> HttpResponse),
+    WebSocket(fn(SocketRequest) -> Answered),
 }
 
 impl Access {

@@ -14,6 +14,7 @@
 //!   Origin 403; every reply gets the security headers.
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::Instant;
@@ -108,7 +109,7 @@ fn endpoint(state: &Arc<HttpState>, route: &Route) -> Reply {
                 .and(warp::header::headers_cloned())
                 .and(query_pairs())
                 .and(warp::ext::optional::<OnUpgrade>())
-                .map(move |_: PathParams, headers, query, upgrade| {
+                .then(move |_: PathParams, headers, query, upgrade| {
                     handler(SocketRequest { state: Arc::clone(&state), headers, query, upgrade })
                 })
                 .boxed()
@@ -118,7 +119,7 @@ fn endpoint(state: &Arc<HttpState>, route: &Route) -> Reply {
 
 /// A route of the HTTP API: once `matched`, the request is read, `check` decides (its
 /// refusal is the reply), and `handler` answers with the proof `check` made.
-fn guarded<Caller, Check>(
+fn guarded<Caller, Check, Checked>(
     matched: BoxedFilter<(PathParams,)>,
     request: BoxedFilter<(ApiRequest,)>,
     check: Check,
@@ -126,7 +127,8 @@ fn guarded<Caller, Check>(
 ) -> Reply
 where
     Caller: Send + 'static,
-    Check: Fn(&ApiRequest) -> Result<Caller, Denied> + Clone + Send + Sync + 'static,
+    Check: Fn(&ApiRequest) -> Checked + Clone + Send + Sync + 'static,
+    Checked: Future<Output = Result<Caller, Denied>> + Send + 'static,
 {
     matched
         .and(request)
@@ -134,7 +136,7 @@ where
             request.path_params = path_params;
             let admitted = check(&request);
             async move {
-                match admitted {
+                match admitted.await {
                     Ok(caller) => handler(request, caller).await.unwrap_or_else(|error| error.response()),
                     Err(denied) => denied.response(),
                 }

@@ -23,7 +23,7 @@ macro_rules! handler {
 pub static ROUTES: &[Route] = &[
     Route::get("/healthz", Access::Public(handler!(health::healthz))),
     Route::get("/readyz", Access::Public(handler!(health::readyz))),
-    Route::get("/ws", Access::WebSocket(ws::upgrade)),
+    Route::get("/ws", Access::WebSocket(|request| Box::pin(ws::upgrade(request)))),
     Route::get("/openapi.json", Access::Public(handler!(openapi_document))),
     Route::get("/sessions", Access::User(handler!(user::list))),
     Route::get("/sessions/{session_id}", Access::User(handler!(user::read))),

@@ -11,8 +11,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use chatbox_application::ChatError;
 use chatbox_application::limits::GateError;
 use chatbox_application::ports::Limiter;
+use chatbox_application::shared_state::ConnectionRefused;
 use chatbox_domain::{ErrorCode, Seq, SessionId};
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use hyper_util::rt::TokioIo;
@@ -33,7 +35,7 @@ use connection::serve;
 /// socket costs the server about 8 KiB in all; see `docs/benchmarks.md`.
 const READ_BUFFER_BYTES: usize = 1024;
 /// Answers `GET P/ws`.
-pub(crate) fn upgrade(request: SocketRequest) -> HttpResponse {
+pub(crate) async fn upgrade(request: SocketRequest) -> HttpResponse {
     let SocketRequest { state, headers, query, upgrade: on_upgrade } = request;
     if state.gate.is_draining() {
         return error_response(ErrorCode::ServiceUnavailable, "Server is shutting down", None);
@@ -68,17 +70,16 @@ pub(crate) fn upgrade(request: SocketRequest) -> HttpResponse {
         Err(GateError::Draining) => {
             return error_response(ErrorCode::ServiceUnavailable, "Server is shutting down", None);
         }
-        Err(limit) => {
-            state.metrics.recorder.rate_limited(Limiter::Connections);
-            debug!(user_id = %user.id, ?limit, "socket refused: connection limit");
-            if limit == GateError::PerUser {
-                state.chat.notify_connection_refused(&user.id);
-            }
-            return error_response(
-                ErrorCode::ConnectionLimitExceeded,
-                "Connection limit exceeded, please try again later",
-                Some(Duration::from_secs(5)),
-            );
+        Err(limit) => return connection_limit_reached(&state, &user, limit),
+    };
+    // Across the replicas too, when they share a store; the local permit is given back
+    // if this refuses.
+    let shared_slot = match state.chat.claim_shared_socket(&user.id, state.gate.max_per_user()).await {
+        Ok(slot) => slot,
+        Err(ConnectionRefused::Cap) => return connection_limit_reached(&state, &user, GateError::PerUser),
+        Err(ConnectionRefused::Unavailable) => {
+            let error = ChatError::SharedStateUnavailable;
+            return error_response(error.code(), &error.to_string(), error.retry_after());
         }
     };
 
@@ -88,7 +89,9 @@ pub(crate) fn upgrade(request: SocketRequest) -> HttpResponse {
     let span = info_span!("socket", user_id = %user.id, socket_id = tracing::field::Empty);
     state.tasks.spawn(
         async move {
-            // The permit lives as long as this task: a failed upgrade drops it at once.
+            // The permit and the shared slot live as long as this task: a failed upgrade
+            // drops them at once.
+            let _shared_slot = shared_slot;
             match on_upgrade.await {
                 Ok(upgraded) => {
                     let config = WebSocketConfig::default()
@@ -122,6 +125,21 @@ pub(crate) fn upgrade(request: SocketRequest) -> HttpResponse {
         headers.insert(header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(SUBPROTOCOL));
     }
     response
+}
+
+/// The refusal of a socket over a cap: counted, logged, and, for the per-user cap, told
+/// to the user's other sockets.
+fn connection_limit_reached(state: &HttpState, user: &AuthenticatedUser, limit: GateError) -> HttpResponse {
+    state.metrics.recorder.rate_limited(Limiter::Connections);
+    debug!(user_id = %user.id, ?limit, "socket refused: connection limit");
+    if limit == GateError::PerUser {
+        state.chat.notify_connection_refused(&user.id);
+    }
+    error_response(
+        ErrorCode::ConnectionLimitExceeded,
+        "Connection limit exceeded, please try again later",
+        Some(Duration::from_secs(5)),
+    )
 }
 
 /// The subprotocol this server speaks. A browser cannot set `Authorization` on a
