@@ -437,7 +437,13 @@ def selects(selector, labels):
         sys.exit("matchExpressions: not understood by this check")
     return all(labels.get(k) == v for k, v in (selector.get("matchLabels") or {}).items())
 
-def peer_admits(peer, host):
+# The Services rendered with the configuration (components/redis's `redis`): a peer that
+# selects pods admits a name of the cluster only when the Service of that name selects
+# pods it selects.
+services = {(d["metadata"].get("namespace"), d["metadata"]["name"]): d["spec"].get("selector") or {}
+            for d in docs if d["kind"] == "Service"}
+
+def peer_admits(peer, host, policy_namespace):
     if host is None:  # the cluster DNS: pods in kube-system
         namespaces = peer.get("namespaceSelector")
         return namespaces is not None and selects(namespaces, {"kubernetes.io/metadata.name": "kube-system"}) \
@@ -454,25 +460,32 @@ def peer_admits(peer, host):
         return address in ipaddress.ip_network(block["cidr"]) and not any(
             address in ipaddress.ip_network(e) for e in block.get("except") or [])
     in_cluster = len(parts) == 1 or host.endswith(".svc") or ".svc.cluster" in host
-    if not in_cluster or "podSelector" in peer:
+    if not in_cluster:
         return False
     namespace = parts[1] if len(parts) > 1 else "chatbox"
-    return selects(peer.get("namespaceSelector", {}), {"kubernetes.io/metadata.name": namespace})
+    if "namespaceSelector" in peer:
+        same_namespace = selects(peer["namespaceSelector"], {"kubernetes.io/metadata.name": namespace})
+    else:  # a podSelector alone: pods of the policy's namespace
+        same_namespace = namespace == policy_namespace
+    if "podSelector" not in peer:
+        return same_namespace
+    service = services.get((namespace, parts[0]))
+    return same_namespace and service is not None and selects(peer["podSelector"], service)
 
-def rule_admits(rule, protocol, port, host):
+def rule_admits(rule, protocol, port, host, policy_namespace):
     ports = rule.get("ports")
     if ports and not any(p.get("protocol", "TCP") == protocol and
                          (p.get("port") is None or p["port"] <= port <= p.get("endPort", p["port"]))
                          for p in ports):
         return False
     peers = rule.get("to")
-    return not peers or any(peer_admits(peer, host) for peer in peers)
+    return not peers or any(peer_admits(peer, host, policy_namespace) for peer in peers)
 
 policies = [d for d in docs if d["kind"] == "NetworkPolicy" and selects(d["spec"]["podSelector"], pod_labels)
             and "Egress" in d["spec"].get("policyTypes", [])]
 refused = 0
 for protocol, port, host, why in endpoints:
-    admitted = not policies or any(rule_admits(rule, protocol, port, host)
+    admitted = not policies or any(rule_admits(rule, protocol, port, host, policy["metadata"].get("namespace"))
                                    for policy in policies for rule in policy["spec"].get("egress") or [])
     refused += not admitted
     print(f"  {'admitted' if admitted else 'REFUSED '} {protocol}/{port} {host or 'kube-system'} ({why})")
@@ -489,7 +502,7 @@ endpoint_combination() {
   local secret_env=("JWT_SECRET=$strong") config=()
   for setting in "$@"; do
     case ${setting%%=*} in
-      MONGO_URI | SMTP_PASS | SMS_AUTH_TOKEN | LLM_PROVIDER_*_API_KEY) secret_env+=("$setting") ;;
+      MONGO_URI | REDIS_URL | SMTP_PASS | SMS_AUTH_TOKEN | LLM_PROVIDER_*_API_KEY) secret_env+=("$setting") ;;
       *) config+=("$setting") ;;
     esac
   done
@@ -530,6 +543,11 @@ if command -v kubectl >/dev/null 2>&1; then
   mongo_hosted=(MONGO_URI="mongodb+srv://chatbox:pw-check-only@cluster0.abcde.mongodb.net/chat")
   smtp_starttls=(SMTP_HOST=smtp.mail.example.net EMAIL_FROM=chatbox@example.com ADMIN_EMAILS=ops@example.com SMTP_USER=chatbox SMTP_PASS=pw-check-only)
   sms=(SMS_ACCOUNT_SID=AC0123456789 SMS_AUTH_TOKEN=tok-check-only SMS_FROM=+15551234567 ADMIN_PHONES=+15557654321)
+  # HUB_BACKEND=redis (set by either Redis component) comes with MongoDB storage.
+  redis_in_cluster=(REDIS_URL=redis://redis.chatbox.svc.cluster.local:6379/0)
+  redis_short_name=(REDIS_URL=redis://redis:6379/0)
+  redis_managed=(REDIS_URL="rediss://default:pw-check-only@redis.example.net:6379/0")
+  redis_other_namespace=(REDIS_URL=redis://redis.databases.svc.cluster.local:6379/0)
   # components/monitoring opens no egress (it adds a PrometheusRule only): no combination
   # needs it, and kubernetes-validate could not check its custom resource.
   endpoint_combination "memory storage, demo model" admitted ""
@@ -540,12 +558,21 @@ if command -v kubectl >/dev/null 2>&1; then
   endpoint_combination "email alerts, STARTTLS on 587" admitted smtp "${openai[@]}" "${smtp_starttls[@]}"
   endpoint_combination "email alerts, TLS on 465" admitted smtp "${openai[@]}" "${smtp_starttls[@]}" SMTP_PORT=465 SMTP_TLS=tls
   endpoint_combination "MongoDB, email and SMS alerts" admitted "mongodb smtp" "${openai[@]}" "${mongo_in_cluster[@]}" "${smtp_starttls[@]}" "${sms[@]}"
+  endpoint_combination "Redis of components/redis" admitted "mongodb redis" "${openai[@]}" "${mongo_in_cluster[@]}" "${redis_in_cluster[@]}"
+  endpoint_combination "Redis of components/redis, short name" admitted "mongodb redis" "${mongo_in_cluster[@]}" "${redis_short_name[@]}"
+  endpoint_combination "managed Redis over TLS (rediss://)" admitted "mongodb redis-external" "${openai[@]}" "${mongo_hosted[@]}" "${redis_managed[@]}"
+  endpoint_combination "Redis in another namespace" admitted "mongodb redis-external" "${mongo_in_cluster[@]}" "${redis_other_namespace[@]}"
+  endpoint_combination "Redis, MongoDB, email and SMS alerts" admitted "mongodb redis smtp" "${openai[@]}" "${mongo_in_cluster[@]}" "${redis_in_cluster[@]}" "${smtp_starttls[@]}" "${sms[@]}"
   # Must be refused: a dependency without its component, a port no component opens.
   endpoint_combination "MongoDB without its component" refused "" "${openai[@]}" "${mongo_in_cluster[@]}"
   endpoint_combination "email alerts without their component" refused mongodb "${mongo_in_cluster[@]}" "${smtp_starttls[@]}"
   endpoint_combination "MongoDB on a port no component opens" refused mongodb "${mongo_in_cluster[@]/:27017/:27018}"
   endpoint_combination "email alerts on port 25" refused smtp "${smtp_starttls[@]}" SMTP_PORT=25
   endpoint_combination "a provider over plain HTTP in the cluster" refused "" LLM_PROVIDER_1_TYPE=openai LLM_PROVIDER_1_ENDPOINT=http://vllm.models.svc:8000/v1
+  endpoint_combination "Redis without its component" refused mongodb "${openai[@]}" "${mongo_in_cluster[@]}" "${redis_in_cluster[@]}"
+  endpoint_combination "managed Redis without its component" refused mongodb "${mongo_hosted[@]}" "${redis_managed[@]}"
+  endpoint_combination "Redis in another namespace with components/redis" refused "mongodb redis" "${mongo_in_cluster[@]}" "${redis_other_namespace[@]}"
+  endpoint_combination "managed Redis on a port no component opens" refused "mongodb redis-external" "${mongo_hosted[@]}" "${redis_managed[@]/:6379/:6380}"
   if ((endpoints_ok)); then
     pass "network policy: every combination admits what it reaches; the broken ones are refused"
   else

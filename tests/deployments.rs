@@ -146,6 +146,7 @@ const SECRETS: &[&str] = &[
     "MONGO_URI",
     "ENCRYPTION_KEY",
     "ENCRYPTION_OLD_KEYS",
+    "REDIS_URL",
     "SMTP_PASS",
     "SMS_AUTH_TOKEN",
 ];
@@ -366,6 +367,30 @@ fn the_mongodb_component_makes_mongodb_the_store_and_needs_the_uri() {
     let without_uri = environment(&changes, &[("JWT_SECRET", GOOD_JWT_SECRET)]);
     let problems = load_from(&as_pairs(&without_uri), false).settings.expect_err("no MONGO_URI");
     assert!(problems.iter().any(|problem| problem.starts_with("MONGO_URI: ")), "{problems:?}");
+}
+
+#[test]
+fn the_redis_components_make_redis_the_hub_and_need_the_url() {
+    let changes = component_configmap_changes("redis");
+    assert!(!changes.is_empty(), "the redis component sets no ConfigMap value");
+    // The managed-Redis variant differs only in what it installs and where it opens 6379.
+    assert_eq!(component_configmap_changes("redis-external"), changes, "the two Redis components disagree");
+    // HUB_BACKEND=redis needs MongoDB storage (replicas share the store), as the component
+    // comments say: both components' changes, and the URIs in the Secret.
+    let mut changes = changes;
+    changes.extend(component_configmap_changes("mongodb"));
+    let mongo = "mongodb://chatbox:pw-Zq8check@mongodb.databases.svc.cluster.local:27017/chat";
+    let redis = "redis://redis.chatbox.svc.cluster.local:6379/0";
+    let with_url =
+        environment(&changes, &[("JWT_SECRET", GOOD_JWT_SECRET), ("MONGO_URI", mongo), ("REDIS_URL", redis)]);
+    if let Err(problems) = load_from(&as_pairs(&with_url), false).settings {
+        panic!("configmap.yaml with components/redis and components/mongodb is refused: {problems:?}");
+    }
+
+    // Without the URL the start stops, instead of keeping the state in each pod.
+    let without_url = environment(&changes, &[("JWT_SECRET", GOOD_JWT_SECRET), ("MONGO_URI", mongo)]);
+    let problems = load_from(&as_pairs(&without_url), false).settings.expect_err("no REDIS_URL");
+    assert!(problems.iter().any(|problem| problem.starts_with("REDIS_URL: ")), "{problems:?}");
 }
 
 #[test]
