@@ -187,7 +187,10 @@ async fn the_socket_cap_and_the_limits_hold_across_replicas() {
     assert_eq!(outcome(&mut laptop).await, None, "the second, on another replica, too");
     send(&mut phone, "three").await;
     let refused = outcome(&mut phone).await.expect("refused");
-    assert_eq!(refused["error"]["code"], "TOO_MANY_REQUESTS", "the budget was spent across replicas: {refused}");
+    assert_eq!(
+        refused["error"]["code"], "TOO_MANY_REQUESTS",
+        "the budget was spent across replicas: {refused}"
+    );
 
     // A closed socket gives its slot back, whichever replica held it.
     drop(laptop);

@@ -10,11 +10,11 @@
 //! - A session's answer lease is a one-permit semaphore, kept in a map only while
 //!   someone holds or awaits it.
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use async_trait::async_trait;
 use chatbox_application::events::Frame;
-use chatbox_application::ports::{AnswerLease, SessionFanout, SessionHub};
+use chatbox_application::ports::{AnswerLease, ReplicaEvents, SessionFanout, SessionHub};
 use chatbox_application::socket::{SocketHandle, SocketId};
 use chatbox_domain::{SessionId, UserId};
 use dashmap::DashMap;
@@ -82,7 +82,7 @@ impl Drop for HeldLease {
 
 #[async_trait]
 impl SessionHub for LocalHub {
-    fn open(&self, _session: &SessionId) -> Box<dyn SessionFanout> {
+    fn open(&self, _session: &SessionId, _events: Weak<dyn ReplicaEvents>) -> Box<dyn SessionFanout> {
         Box::new(LocalFanout::default())
     }
 
@@ -138,6 +138,16 @@ mod tests {
         SocketHandle::new(UserId::parse(user).expect("id"), budget)
     }
 
+    /// No other replica: nobody to hand events to.
+    fn no_events() -> Weak<dyn ReplicaEvents> {
+        struct Nobody;
+        impl ReplicaEvents for Nobody {
+            fn apply_remote(&self, _: Arc<Frame>) {}
+            fn stop_requested(&self) {}
+        }
+        Weak::<Nobody>::new()
+    }
+
     fn frame() -> Arc<Frame> {
         Frame::new(ServerEvent::Notification { content: "hi".into() }, chatbox_domain::Timestamp::default())
     }
@@ -168,7 +178,7 @@ mod tests {
     #[test]
     fn a_session_fanout_skips_the_sender_and_drops_closed_sockets() {
         let hub = LocalHub::new();
-        let mut fanout = hub.open(&SessionId::parse("s").expect("id"));
+        let mut fanout = hub.open(&SessionId::parse("s").expect("id"), no_events());
         let (sender, mut sender_queue) = socket("u");
         let (reader, mut reader_queue) = socket("u");
         let (gone, gone_queue) = socket("u");

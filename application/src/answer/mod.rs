@@ -13,6 +13,7 @@
 
 mod context;
 mod finish;
+mod lease;
 mod outbox;
 mod start;
 mod stream;
@@ -31,7 +32,7 @@ use tracing::{debug, warn};
 use crate::deps::Deps;
 use crate::events::{AnswerStyle, Frame, ServerEvent};
 use crate::live::LiveSession;
-use crate::ports::ChatRequest;
+use crate::ports::{AnswerLease, ChatRequest};
 use crate::turn::Turn;
 use context::context_window;
 
@@ -88,15 +89,16 @@ pub(crate) struct Actor {
     deps: Arc<Deps>,
     /// An answer that finished while storage was failing (see `outbox.rs`).
     held: Option<outbox::HeldAnswer>,
+    /// The session's writer lease, while there is work (see `lease.rs`).
+    lease: Option<AnswerLease>,
 }
 
 /// Runs a session's actor until the session is retired and its queue is drained.
 pub(crate) async fn run(live: Arc<LiveSession>, mut turns: mpsc::Receiver<Turn>, deps: Arc<Deps>) {
-    // One answerer per session: an actor of an evicted copy may still be finishing.
-    let _lease = deps.hub.lease_answerer(live.id()).await;
-    let mut actor = Actor { live, deps, held: None };
+    let mut actor = Actor { live, deps, held: None, lease: None };
     let mut retiring = false;
     loop {
+        let watching_orphan = actor.lease.is_none() && actor.live.mirrors_an_answer();
         let turn = tokio::select! {
             biased;
             () = actor.live.retired(), if !retiring => {
@@ -107,19 +109,31 @@ pub(crate) async fn run(live: Arc<LiveSession>, mut turns: mpsc::Receiver<Turn>,
             }
             () = tokio::time::sleep(outbox::RETRY_INTERVAL), if actor.held.is_some() => {
                 actor.flush().await;
+                actor.release_if_idle(&turns);
+                continue;
+            }
+            // Another replica streams an answer here; if it stops holding the lease
+            // without ending it, it died: end the answer from here.
+            () = actor.deps.hub.answerer_gone(actor.live.id()), if watching_orphan => {
+                actor.take_lease().await;
+                actor.end_orphaned_answer().await;
+                actor.release_if_idle(&turns);
                 continue;
             }
             turn = turns.recv() => turn,
         };
         let Some(turn) = turn else { break };
+        // One writer per session: across replicas, the lease's holder in turn.
+        actor.take_lease().await;
         // Nothing is stored after a held answer until it is: sequence numbers stay in order.
         if !actor.flush().await {
             actor.refuse(&turn);
-            continue;
-        }
-        if let Some(style) = actor.store_turn(turn).await {
+        } else if !actor.live.take_if_stored_elsewhere(&turn)
+            && let Some(style) = actor.store_turn(turn).await
+        {
             actor.answer(style).await;
         }
+        actor.release_if_idle(&turns);
     }
     actor.flush_before_exit().await;
     debug!(session_id = %actor.live.id(), "session actor stopped");

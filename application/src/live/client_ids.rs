@@ -95,8 +95,9 @@ impl RecentClientIds {
         KeySeen::New
     }
 
-    /// Records where the message of a pending key was stored; returns the sockets
-    /// waiting for its acknowledgement besides the one that sent it.
+    /// Records where the message of a key was stored (a pending key here, or one another
+    /// replica stored); returns the sockets waiting for its acknowledgement besides the
+    /// one that sent it.
     pub(super) fn stored(
         &mut self,
         id: &ClientMessageId,
@@ -104,12 +105,25 @@ impl RecentClientIds {
         seq: Seq,
     ) -> Vec<Arc<SocketHandle>> {
         let Some(known) = self.entries.iter_mut().find(|known| &known.id == id) else {
+            if self.entries.len() >= REMEMBERED_CLIENT_IDS {
+                self.entries.pop_front();
+            }
+            let state = KeyState::Stored(message_id.clone(), seq);
+            self.entries.push_back(Entry { id: id.clone(), state });
             return Vec::new();
         };
         match std::mem::replace(&mut known.state, KeyState::Stored(message_id.clone(), seq)) {
             KeyState::Pending { waiters, .. } => waiters,
             KeyState::Stored(..) => Vec::new(),
         }
+    }
+
+    /// Where the message of `id` was stored, if it was.
+    pub(super) fn stored_as(&self, id: &ClientMessageId) -> Option<(MessageId, Seq)> {
+        self.entries.iter().find(|known| &known.id == id).and_then(|known| match &known.state {
+            KeyState::Stored(message_id, seq) => Some((message_id.clone(), *seq)),
+            KeyState::Pending { .. } => None,
+        })
     }
 
     /// Forgets a key whose message could not be stored, so a retry is accepted; returns
@@ -200,9 +214,25 @@ mod tests {
         for repeat in [&a, &b, &a, &origin] {
             assert_eq!(keys.admit(&key(1), repeat), KeySeen::Pending);
         }
+        assert_eq!(keys.stored_as(&key(1)), None, "pending is not stored");
         let waiters = keys.stored(&key(1), &MessageId::parse("m").expect("id"), Seq(3));
         let ids: Vec<_> = waiters.iter().map(|w| w.id()).collect();
         assert_eq!(ids, vec![a.id(), b.id()]);
+        assert_eq!(keys.stored_as(&key(1)), Some((MessageId::parse("m").expect("id"), Seq(3))));
+    }
+
+    #[test]
+    fn a_key_another_replica_stored_is_learnt_and_recognised() {
+        let mut keys = RecentClientIds::default();
+        let message_id = MessageId::parse("elsewhere").expect("id");
+        assert!(keys.stored(&key(9), &message_id, Seq(4)).is_empty(), "nobody here waited");
+        assert_eq!(keys.stored_as(&key(9)), Some((message_id.clone(), Seq(4))));
+        assert_eq!(keys.admit(&key(9), &socket()), KeySeen::Stored(message_id, Seq(4)));
+        for n in 0..REMEMBERED_CLIENT_IDS {
+            keys.stored(&key(100 + n), &MessageId::parse("m").expect("id"), Seq(n as u64));
+        }
+        assert_eq!(keys.entries.len(), REMEMBERED_CLIENT_IDS, "learning stays within the window");
+        assert_eq!(keys.stored_as(&key(9)), None, "the oldest fell out");
     }
 
     #[test]

@@ -26,9 +26,9 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 pub use client_ids::{REMEMBERED_CLIENT_IDS, StoredKey};
-pub use session::{LiveSession, ReplayStep};
+pub use session::{LiveSession, OrphanedAnswer, ReplayStep};
 
-use crate::ports::{Clock, SessionHub};
+use crate::ports::{Clock, ReplicaEvents, SessionHub};
 use crate::turn::Turn;
 
 /// The registry of live sessions.
@@ -74,15 +74,18 @@ impl LiveSessions {
             Entry::Occupied(existing) if !existing.get().is_evicted() => (Arc::clone(existing.get()), None),
             entry => {
                 let (turns, receiver) = mpsc::channel(queue_capacity.max(1));
-                let fanout = self.hub.open(&session.id);
-                let live = Arc::new(LiveSession::new(
-                    session,
-                    client_keys,
-                    fanout,
-                    Arc::clone(&self.clock),
-                    turns,
-                    self.shutdown.child_token(),
-                ));
+                let live = Arc::new_cyclic(|events: &std::sync::Weak<LiveSession>| {
+                    let events: std::sync::Weak<dyn ReplicaEvents> = events.clone();
+                    let fanout = self.hub.open(&session.id, events);
+                    LiveSession::new(
+                        session,
+                        client_keys,
+                        fanout,
+                        Arc::clone(&self.clock),
+                        turns,
+                        self.shutdown.child_token(),
+                    )
+                });
                 match entry {
                     Entry::Occupied(mut stale) => {
                         stale.insert(Arc::clone(&live));
@@ -176,7 +179,7 @@ mod tests {
 
     #[async_trait::async_trait]
     impl SessionHub for ListHub {
-        fn open(&self, _: &SessionId) -> Box<dyn SessionFanout> {
+        fn open(&self, _: &SessionId, _: std::sync::Weak<dyn ReplicaEvents>) -> Box<dyn SessionFanout> {
             Box::new(ListFanout::default())
         }
         fn register(&self, _: &Arc<SocketHandle>) {}

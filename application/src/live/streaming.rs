@@ -1,6 +1,8 @@
 //! The answer a live session is streaming: its text so far (bounded by
 //! `MAX_ANSWER_CHARS`, which the actor enforces), its cancellation, and the catch-up
-//! frames a socket joining mid-answer gets.
+//! frames a socket joining mid-answer gets. An answer streamed by another replica is
+//! mirrored here from its frames, so a socket joining on this replica catches up too;
+//! stopping it is asked of that replica.
 
 use std::sync::Arc;
 
@@ -16,7 +18,8 @@ pub(super) struct StreamingAnswer {
     model_id: ModelId,
     style: AnswerStyle,
     text: String,
-    cancel: CancellationToken,
+    /// `None` for a mirror: the answer runs on another replica.
+    cancel: Option<CancellationToken>,
     /// The chunk frame with everything streamed so far, built once per length and shared
     /// by every socket that joins meanwhile, so joining copies nothing.
     catch_up: Option<Arc<Frame>>,
@@ -29,7 +32,29 @@ impl StreamingAnswer {
         style: AnswerStyle,
         cancel: CancellationToken,
     ) -> Self {
-        Self { message_id, model_id, style, text: String::new(), cancel, catch_up: None }
+        Self { message_id, model_id, style, text: String::new(), cancel: Some(cancel), catch_up: None }
+    }
+
+    /// The mirror of an answer another replica streams.
+    pub(super) fn mirror(message_id: MessageId, model_id: ModelId, style: AnswerStyle) -> Self {
+        Self { message_id, model_id, style, text: String::new(), cancel: None, catch_up: None }
+    }
+
+    /// True when the answer runs on another replica.
+    pub(super) const fn is_mirror(&self) -> bool {
+        self.cancel.is_none()
+    }
+
+    pub(super) const fn message_id(&self) -> &MessageId {
+        &self.message_id
+    }
+
+    pub(super) const fn model_id(&self) -> &ModelId {
+        &self.model_id
+    }
+
+    pub(super) const fn style(&self) -> AnswerStyle {
+        self.style
     }
 
     pub(super) fn append(&mut self, delta: &str) {
@@ -41,8 +66,9 @@ impl StreamingAnswer {
         &self.text
     }
 
-    pub(super) fn cancel(&self) {
-        self.cancel.cancel();
+    /// Cancels the answer if it runs here; false for a mirror (its replica must be asked).
+    pub(super) fn cancel(&self) -> bool {
+        self.cancel.as_ref().map(CancellationToken::cancel).is_some()
     }
 
     /// `loading`, then everything streamed so far as one chunk (none before the first).

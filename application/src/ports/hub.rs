@@ -8,7 +8,9 @@
 //!   it becomes live; sockets subscribe to it and frames are published through it;
 //! - a user's sockets: [`SessionHub::register`], [`SessionHub::publish_to_user`],
 //!   [`SessionHub::user_sockets`];
-//! - the single answerer of a session: [`SessionHub::lease_answerer`].
+//! - the single answerer of a session: [`SessionHub::lease_answerer`];
+//! - what other replicas did in a session this replica serves: handed to the session's
+//!   live copy here through its [`ReplicaEvents`].
 //!
 //! # Contract
 //! - A [`SessionFanout`] is owned by its live session and only ever called under that
@@ -22,10 +24,18 @@
 //!   however many sockets get them. A publication costs no task hop.
 //! - Queues are the sockets' own, bounded in bytes: a socket that cannot take a frame is
 //!   closed as a slow consumer and dropped from the fan-out, never waited for.
+//! - Across replicas, a publication also reaches the session's live copies on the other
+//!   replicas, in publication order, where [`ReplicaEvents::apply_remote`] records it and
+//!   delivers it to their sockets ([`SessionFanout::deliver`]). Only the holder of the
+//!   answer lease stores messages, so the copies agree on every `seq`.
+//! - An answer lease is held while its actor works (a turn, its answer, an answer
+//!   waiting to be stored) and given back when it is idle. One that says
+//!   [`AnswerLease::may_be_behind`] was held by another replica since: its holder first
+//!   brings the session up to date from the store.
 
 use std::any::Any;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use async_trait::async_trait;
 use chatbox_domain::{SessionId, UserId};
@@ -47,19 +57,56 @@ pub trait SessionFanout: Send + fmt::Debug {
 
     /// How many sockets are subscribed here.
     fn subscribers(&self) -> usize;
+
+    /// Sends `frame`, which another replica published, to the sockets subscribed here
+    /// (and to no other replica). Returns how many stay subscribed.
+    fn deliver(&mut self, frame: &Arc<Frame>) -> usize {
+        self.publish(frame, None)
+    }
+
+    /// Asks the replica streaming the session's answer to stop it (a `stop` or a
+    /// takeover arrived here, and the answer runs elsewhere). Nothing to do in one
+    /// process.
+    fn relay_stop(&mut self) {}
 }
 
-/// The right to be the one answerer of a session: held by its actor while it runs,
+/// What another replica did in a session, handed to its live copy on this replica.
+pub trait ReplicaEvents: Send + Sync {
+    /// Another replica published `frame` in the session: record what it says (a stored
+    /// message, an answer's progress, a handoff, an end) and deliver it to the sockets
+    /// here.
+    fn apply_remote(&self, frame: Arc<Frame>);
+
+    /// Another replica asks for the answer this replica streams to stop.
+    fn stop_requested(&self);
+}
+
+/// The right to be the one writer of a session: held by its actor while it works,
 /// released when dropped.
 pub struct AnswerLease {
-    _held: Box<dyn Any + Send>,
+    _held: Box<dyn Any + Send + Sync>,
+    may_be_behind: bool,
 }
 
 impl AnswerLease {
-    /// A lease that stays held as long as `held` lives.
+    /// A lease that stays held as long as `held` lives, held by nobody else before in
+    /// between (one process).
     #[must_use]
-    pub fn new(held: impl Any + Send) -> Self {
-        Self { _held: Box::new(held) }
+    pub fn new(held: impl Any + Send + Sync) -> Self {
+        Self { _held: Box::new(held), may_be_behind: false }
+    }
+
+    /// A lease that another replica may have held since this one last did: the session's
+    /// copy here may miss what that replica stored.
+    #[must_use]
+    pub fn after_others(held: impl Any + Send + Sync) -> Self {
+        Self { _held: Box::new(held), may_be_behind: true }
+    }
+
+    /// Whether the session's copy here may be behind the store.
+    #[must_use]
+    pub const fn may_be_behind(&self) -> bool {
+        self.may_be_behind
     }
 }
 
@@ -72,8 +119,9 @@ impl fmt::Debug for AnswerLease {
 /// Fan-out of frames to sessions' and users' sockets, and the answer leases.
 #[async_trait]
 pub trait SessionHub: Send + Sync + fmt::Debug {
-    /// The fan-out of a session that becomes live here.
-    fn open(&self, session: &SessionId) -> Box<dyn SessionFanout>;
+    /// The fan-out of a session that becomes live here; what other replicas do in it is
+    /// handed to `events` (its live copy here) while that lives.
+    fn open(&self, session: &SessionId, events: Weak<dyn ReplicaEvents>) -> Box<dyn SessionFanout>;
 
     /// A socket connected: what is published to its user reaches it.
     fn register(&self, socket: &Arc<SocketHandle>);
@@ -90,7 +138,17 @@ pub trait SessionHub: Send + Sync + fmt::Debug {
     /// How many users have a registered socket (memory reports).
     fn users(&self) -> usize;
 
-    /// Waits until this caller is the one answerer of `session` (an actor that is still
-    /// finishing holds it until it stops).
+    /// Waits until this caller is the one writer of `session` (an actor that is still
+    /// finishing, here or on another replica, holds it until it is idle). Across
+    /// replicas, it returns once every frame other replicas published in the session
+    /// before it was granted has been applied here.
     async fn lease_answerer(&self, session: &SessionId) -> AnswerLease;
+
+    /// Completes once nobody holds `session`'s lease: watched while another replica
+    /// streams an answer here, so that an answer whose replica died is ended. In one
+    /// process there is no other replica, and it never completes.
+    async fn answerer_gone(&self, session: &SessionId) {
+        let _ = session;
+        std::future::pending::<()>().await;
+    }
 }

@@ -21,10 +21,14 @@ use chatbox_domain::{
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+mod remote;
+#[cfg(test)]
+mod remote_tests;
 mod sockets;
 #[cfg(test)]
 mod tests;
 
+pub use remote::OrphanedAnswer;
 pub use sockets::ReplayStep;
 
 use super::client_ids::{KeySeen, RecentClientIds, StoredKey};
@@ -61,6 +65,22 @@ impl State {
     fn publish(&mut self, frame: &Arc<Frame>, except: Option<SocketId>, clock: &dyn Clock) {
         if self.fanout.publish(frame, except) == 0 && self.unattended_since.is_none() {
             self.unattended_since = Some(clock.monotonic());
+        }
+    }
+
+    /// Delivers a frame another replica published to the sockets here.
+    fn deliver(&mut self, frame: &Arc<Frame>, clock: &dyn Clock) {
+        if self.fanout.deliver(frame) == 0 && self.unattended_since.is_none() {
+            self.unattended_since = Some(clock.monotonic());
+        }
+    }
+
+    /// Stops the answer in progress: here, or through the replica that streams it.
+    fn stop_answer(&mut self) {
+        if let Some(answer) = &self.streaming
+            && !answer.cancel()
+        {
+            self.fanout.relay_stop();
         }
     }
 
@@ -341,11 +361,10 @@ impl LiveSession {
         state.unstored_answer = false;
     }
 
-    /// Stops the answer in progress, if any (it is stored with what it has).
+    /// Stops the answer in progress, if any (it is stored with what it has); one that
+    /// runs on another replica is asked to stop there.
     pub fn stop_answer(&self) {
-        if let Some(answer) = &self.lock().streaming {
-            answer.cancel();
-        }
+        self.lock().stop_answer();
     }
 
     // --- Field changes (under the control turn, after the store accepted them) ----------
@@ -372,10 +391,8 @@ impl LiveSession {
     pub fn set_handoff(&self, next: HandoffState) {
         let now = self.now();
         let mut state = self.lock();
-        if matches!(next, HandoffState::AdminAssisting { .. })
-            && let Some(answer) = &state.streaming
-        {
-            answer.cancel();
+        if matches!(next, HandoffState::AdminAssisting { .. }) {
+            state.stop_answer();
         }
         state.session.handoff = next;
         state.last_activity = now;

@@ -12,10 +12,10 @@ use crate::socket::{CloseReason, OutboundQueue, SocketBudget};
 
 /// A monotonic clock the test moves by hand.
 #[derive(Debug, Default)]
-struct HandClock(Mutex<Duration>);
+pub(super) struct HandClock(Mutex<Duration>);
 
 impl HandClock {
-    fn set(&self, at: Duration) {
+    pub(super) fn set(&self, at: Duration) {
         *self.0.lock().expect("clock") = at;
     }
 }
@@ -53,15 +53,15 @@ impl SessionFanout for TestFanout {
     }
 }
 
-fn user(id: &str) -> UserId {
+pub(super) fn user(id: &str) -> UserId {
     UserId::parse(id).expect("id")
 }
 
-fn now() -> Timestamp {
+pub(super) fn now() -> Timestamp {
     HandClock::default().now()
 }
 
-fn socket(id: &str) -> (Arc<SocketHandle>, OutboundQueue) {
+pub(super) fn socket(id: &str) -> (Arc<SocketHandle>, OutboundQueue) {
     SocketHandle::new(user(id), SocketBudget { max_bytes: 4096, encode: |_| "frame".to_owned() })
 }
 
@@ -87,11 +87,11 @@ fn live(clock: &Arc<HandClock>, created: Duration) -> (LiveSession, mpsc::Receiv
     (live, receiver)
 }
 
-fn note(text: &str) -> Arc<Frame> {
+pub(super) fn note(text: &str) -> Arc<Frame> {
     Frame::new(ServerEvent::Notification { content: text.to_owned() }, now())
 }
 
-fn turn(origin: &Arc<SocketHandle>, sender: Sender, key: Option<&str>) -> Turn {
+pub(super) fn turn(origin: &Arc<SocketHandle>, sender: Sender, key: Option<&str>) -> Turn {
     Turn {
         origin: Arc::clone(origin),
         sender,
@@ -110,7 +110,7 @@ fn assisting(admin: &str) -> HandoffState {
 }
 
 /// Every frame waiting in a socket's queue, in order.
-fn drain(queue: &mut OutboundQueue) -> Vec<Arc<Frame>> {
+pub(super) fn drain(queue: &mut OutboundQueue) -> Vec<Arc<Frame>> {
     let mut frames = Vec::new();
     while let Some(item) = queue.try_recv() {
         frames.extend(item.frames().iter().cloned());
@@ -118,7 +118,7 @@ fn drain(queue: &mut OutboundQueue) -> Vec<Arc<Frame>> {
     frames
 }
 
-fn secs(n: u64) -> Duration {
+pub(super) fn secs(n: u64) -> Duration {
     Duration::from_secs(n)
 }
 

@@ -1,0 +1,227 @@
+//! Unit tests of a live session as one copy among replicas: frames from another replica
+//! are recorded and delivered once by `seq`, an answer streamed elsewhere is mirrored for
+//! joining sockets and stopped through its replica, a catch-up from the store delivers
+//! what the stream missed, and a key stored elsewhere is acknowledged, not stored again.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use chatbox_domain::{MessageId, Sender, StoredMessage};
+
+use super::tests::{HandClock, drain, now, socket, turn, user};
+use super::*;
+use crate::ports::ReplicaEvents;
+
+/// A fan-out across replicas as the session sees it: local sockets, and the stop
+/// requests it relays.
+#[derive(Debug)]
+struct ReplicaFanout {
+    sockets: Vec<Arc<SocketHandle>>,
+    stops: Arc<AtomicUsize>,
+}
+
+impl SessionFanout for ReplicaFanout {
+    fn publish(&mut self, frame: &Arc<Frame>, except: Option<SocketId>) -> usize {
+        self.sockets.retain(|socket| Some(socket.id()) == except || socket.send(Arc::clone(frame)));
+        self.sockets.len()
+    }
+    fn subscribe(&mut self, socket: Arc<SocketHandle>) {
+        self.sockets.push(socket);
+    }
+    fn unsubscribe(&mut self, socket: SocketId) {
+        self.sockets.retain(|known| known.id() != socket);
+    }
+    fn subscribers(&self) -> usize {
+        self.sockets.len()
+    }
+    fn relay_stop(&mut self) {
+        self.stops.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// A session copy, its actor queue (kept alive) and the count of relayed stops.
+fn copy() -> (LiveSession, mpsc::Receiver<Turn>, Arc<AtomicUsize>) {
+    let clock: Arc<dyn Clock> = Arc::new(HandClock::default());
+    let session = Session::new(
+        SessionId::parse("s").expect("id"),
+        user("owner"),
+        ModelId::parse("m").expect("id"),
+        now(),
+    );
+    let (turns, receiver) = mpsc::channel(8);
+    let stops = Arc::new(AtomicUsize::new(0));
+    let fanout = ReplicaFanout { sockets: Vec::new(), stops: Arc::clone(&stops) };
+    let live =
+        LiveSession::new(session, Vec::new(), Box::new(fanout), clock, turns, CancellationToken::new());
+    (live, receiver, stops)
+}
+
+fn message(seq: u64, text: &str, key: Option<&str>) -> StoredMessage {
+    let mut message = StoredMessage::text(
+        MessageId::parse(&format!("m{seq}")).expect("id"),
+        Seq(seq),
+        Sender::User,
+        text.to_owned(),
+        now(),
+    );
+    message.client_message_id = key.map(|key| chatbox_domain::ClientMessageId::parse(key).expect("key"));
+    message
+}
+
+fn stored(message: &StoredMessage) -> Arc<Frame> {
+    let session_id = SessionId::parse("s").expect("id");
+    Frame::new(ServerEvent::Stored { session_id, message: Arc::new(message.clone()) }, now())
+}
+
+fn loading(id: &str) -> Arc<Frame> {
+    let (session_id, message_id) = (SessionId::parse("s").expect("id"), MessageId::parse(id).expect("id"));
+    Frame::new(ServerEvent::Loading { session_id, message_id, style: AnswerStyle::AiResponse }, now())
+}
+
+fn chunk(id: &str, delta: &str) -> Arc<Frame> {
+    Frame::new(
+        ServerEvent::AnswerChunk {
+            session_id: SessionId::parse("s").expect("id"),
+            message_id: MessageId::parse(id).expect("id"),
+            model_id: ModelId::parse("m").expect("id"),
+            delta: Arc::from(delta),
+            style: AnswerStyle::AiResponse,
+        },
+        now(),
+    )
+}
+
+fn kinds(frames: &[Arc<Frame>]) -> Vec<String> {
+    frames
+        .iter()
+        .map(|frame| match &frame.event {
+            ServerEvent::Stored { message, .. } => format!("stored {}", message.seq),
+            ServerEvent::Loading { .. } => "loading".to_owned(),
+            ServerEvent::AnswerChunk { delta, .. } => format!("chunk {delta}"),
+            ServerEvent::AnswerDone { seq, .. } => format!("done {seq:?}"),
+            ServerEvent::MessageAck { seq, .. } => format!("ack {seq}"),
+            other => format!("{other:?}"),
+        })
+        .collect()
+}
+
+#[test]
+fn a_message_stored_elsewhere_is_recorded_and_delivered_once() {
+    let (live, _turns, _) = copy();
+    let (phone, mut queue) = socket("owner");
+    assert!(live.join(&phone, now()));
+    let first = message(1, "hello", None);
+    live.apply_remote(stored(&first));
+    live.apply_remote(stored(&first));
+    assert_eq!(kinds(&drain(&mut queue)), ["stored 1"], "the repeat is dropped by seq");
+    assert_eq!(live.stored_seq(), Seq(1));
+    assert_eq!(
+        live.read(|session| session.name.clone()).as_deref(),
+        Some("hello"),
+        "the first text names it"
+    );
+    assert_eq!(live.read(|session| session.message_count), 1);
+}
+
+#[test]
+fn an_answer_streamed_elsewhere_is_mirrored_for_a_joining_socket_and_stopped_through_its_replica() {
+    let (live, _turns, stops) = copy();
+    live.apply_remote(loading("a1"));
+    live.apply_remote(chunk("a1", "Hel"));
+    live.apply_remote(chunk("a1", "lo"));
+    assert!(live.mirrors_an_answer());
+    let (late, mut queue) = socket("owner");
+    assert!(live.join(&late, now()));
+    assert_eq!(kinds(&drain(&mut queue)), ["loading", "chunk Hello"], "caught up with the mirrored text");
+    live.stop_answer();
+    assert_eq!(stops.load(Ordering::SeqCst), 1, "the stop is relayed to the replica that streams it");
+    live.set_handoff(HandoffState::AdminAssisting { admin_id: user("ada"), admin_name: "Ada".into() });
+    assert_eq!(stops.load(Ordering::SeqCst), 2, "so is a takeover's");
+
+    let done = Frame::new(
+        ServerEvent::AnswerDone {
+            session_id: SessionId::parse("s").expect("id"),
+            message_id: MessageId::parse("a1").expect("id"),
+            model_id: ModelId::parse("m").expect("id"),
+            seq: Some(Seq(2)),
+            finish_reason: chatbox_domain::FinishReason::Stop,
+            usage: None,
+            timing: chatbox_domain::AnswerTiming::default(),
+            style: AnswerStyle::AiResponse,
+        },
+        now(),
+    );
+    live.apply_remote(Arc::clone(&done));
+    assert!(!live.mirrors_an_answer());
+    assert_eq!(live.stored_seq(), Seq(2));
+    live.apply_remote(done);
+    assert_eq!(kinds(&drain(&mut queue)), ["done Some(Seq(2))"], "the end is delivered once");
+}
+
+#[test]
+fn a_catch_up_delivers_what_the_stream_missed_and_ends_a_mirrored_answer_the_store_has() {
+    let (live, _turns, _) = copy();
+    let (phone, mut queue) = socket("owner");
+    assert!(live.join(&phone, now()));
+    live.apply_remote(loading("m2"));
+    live.apply_remote(chunk("m2", "partial"));
+    drain(&mut queue);
+    let question = message(1, "question", None);
+    let mut answer = message(2, "partial and the rest", None);
+    answer.sender = Sender::Ai;
+    answer.finish_reason = Some(chatbox_domain::FinishReason::Stop);
+    let mut loaded = live.read(Clone::clone);
+    loaded.last_seq = Seq(2);
+    loaded.model_id = ModelId::parse("other").expect("id");
+    live.catch_up(loaded, &[question.clone(), answer], now());
+    assert_eq!(kinds(&drain(&mut queue)), ["stored 1", "done Some(Seq(2))"]);
+    assert!(!live.mirrors_an_answer(), "the mirrored answer ended with the stored one");
+    assert_eq!(live.stored_seq(), Seq(2));
+    assert_eq!(live.model_id().as_str(), "other", "the fields are the store's");
+    live.apply_remote(stored(&question));
+    assert!(drain(&mut queue).is_empty(), "a frame arriving after the catch-up is not delivered twice");
+}
+
+#[test]
+fn a_key_stored_elsewhere_is_acknowledged_to_every_sender_here_and_not_stored_again() {
+    let (live, _turns, _) = copy();
+    let (origin, mut origin_queue) = socket("owner");
+    let (repeat, mut repeat_queue) = socket("owner");
+    assert!(live.admit_turn(turn(&origin, Sender::User, Some("k1")), 3, now()).is_ok());
+    assert!(live.admit_turn(turn(&repeat, Sender::User, Some("k1")), 3, now()).is_ok(), "a repeat waits");
+    live.apply_remote(stored(&message(1, "hello", Some("k1"))));
+    assert_eq!(kinds(&drain(&mut repeat_queue)), ["ack 1"], "the waiting repeat is told at once");
+    assert!(live.take_if_stored_elsewhere(&turn(&origin, Sender::User, Some("k1"))));
+    assert_eq!(kinds(&drain(&mut origin_queue)), ["ack 1"], "its sender too, when the actor takes it");
+    assert!(
+        !live.take_if_stored_elsewhere(&turn(&origin, Sender::User, Some("k2"))),
+        "an unknown key is stored"
+    );
+    assert!(!live.take_if_stored_elsewhere(&turn(&origin, Sender::User, None)));
+}
+
+#[test]
+fn a_takeover_elsewhere_silences_the_answer_streamed_here() {
+    let (live, _turns, stops) = copy();
+    let cancel = CancellationToken::new();
+    let loading = loading("mine");
+    let _ = live.start_answer(
+        MessageId::parse("mine").expect("id"),
+        AnswerStyle::AiResponse,
+        cancel.clone(),
+        &loading,
+    );
+    live.apply_remote(Frame::new(
+        ServerEvent::Handoff {
+            session_id: SessionId::parse("s").expect("id"),
+            joined: true,
+            admin_id: user("ada"),
+            admin_name: "Ada".into(),
+        },
+        now(),
+    ));
+    assert!(cancel.is_cancelled(), "the answer streamed here stops");
+    assert_eq!(stops.load(Ordering::SeqCst), 0, "nothing to relay: it ran here");
+    assert!(live.read(|session| session.handoff.assisted_by(&user("ada"))));
+    live.stop_requested();
+    assert!(!live.mirrors_an_answer());
+}
