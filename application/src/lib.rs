@@ -17,6 +17,8 @@
 //! - [`limits`]: the per-user message limiter and the socket caps;
 //! - [`shared_state`]: the same limits and caps held across replicas, when a shared store
 //!   is configured ([`ports::SharedState`]), watched for outages;
+//! - [`local_sockets`]: the sockets of this process, a session's and a user's, as both
+//!   fan-outs keep them;
 //! - [`events`], [`socket`]: what the server tells clients, serialised once per frame by
 //!   the inbound adapter, and each socket's outbound queue, bounded in bytes.
 //!
@@ -33,6 +35,7 @@ pub mod error;
 pub mod events;
 pub mod limits;
 pub mod live;
+pub mod local_sockets;
 pub mod ports;
 pub mod settings;
 pub mod shared_state;

@@ -1,12 +1,11 @@
 //! The in-process [`SessionHub`]: one process holds every socket, so fan-out is a walk
 //! over a list and a lease is a local semaphore.
 //!
-//! - A session's [`LocalFanout`] is a plain list of its sockets, owned by the live
-//!   session and called under its lock (the port's contract), so publishing takes no
-//!   lock of its own, serialises nothing and hops to no task: it queues the shared frame
-//!   on each socket.
-//! - The user directory is a sharded map of each user's sockets; an entry disappears
-//!   with the user's last socket.
+//! - A session's [`LocalFanout`] is the plain list of its sockets
+//!   (`chatbox_application::local_sockets`), owned by the live session and called under
+//!   its lock, so publishing takes no lock of its own, serialises nothing and hops to no
+//!   task.
+//! - The user directory is the same crate's sharded map of each user's sockets.
 //! - A session's answer lease is a one-permit semaphore, kept in a map only while
 //!   someone holds or awaits it.
 
@@ -14,33 +13,30 @@ use std::sync::{Arc, Weak};
 
 use async_trait::async_trait;
 use chatbox_application::events::Frame;
+use chatbox_application::local_sockets::{SocketList, UserDirectory};
 use chatbox_application::ports::{AnswerLease, ReplicaEvents, SessionFanout, SessionHub};
 use chatbox_application::socket::{SocketHandle, SocketId};
-use chatbox_domain::{SessionId, UserId};
+use chatbox_domain::{Seq, SessionId, UserId};
 use dashmap::DashMap;
-use dashmap::mapref::entry::Entry;
 use tokio::sync::Semaphore;
 
 /// The sockets of one session in this process.
 #[derive(Debug, Default)]
 pub struct LocalFanout {
-    subscribers: Vec<Arc<SocketHandle>>,
+    subscribers: SocketList,
 }
 
 impl SessionFanout for LocalFanout {
-    fn publish(&mut self, frame: &Arc<Frame>, except: Option<SocketId>) -> usize {
-        self.subscribers.retain(|socket| Some(socket.id()) == except || socket.send(Arc::clone(frame)));
-        self.subscribers.len()
+    fn publish(&mut self, frame: &Arc<Frame>, except: Option<SocketId>, _stored_seq: Seq) -> usize {
+        self.subscribers.send(frame, except)
     }
 
     fn subscribe(&mut self, socket: Arc<SocketHandle>) {
-        if !self.subscribers.iter().any(|known| known.id() == socket.id()) {
-            self.subscribers.push(socket);
-        }
+        self.subscribers.add(socket);
     }
 
     fn unsubscribe(&mut self, socket: SocketId) {
-        self.subscribers.retain(|known| known.id() != socket);
+        self.subscribers.remove(socket);
     }
 
     fn subscribers(&self) -> usize {
@@ -51,7 +47,7 @@ impl SessionFanout for LocalFanout {
 /// Fan-out within one process.
 #[derive(Debug, Default)]
 pub struct LocalHub {
-    by_user: DashMap<UserId, Vec<Arc<SocketHandle>>>,
+    users: UserDirectory,
     leases: Arc<DashMap<SessionId, Arc<Semaphore>>>,
 }
 
@@ -87,32 +83,23 @@ impl SessionHub for LocalHub {
     }
 
     fn register(&self, socket: &Arc<SocketHandle>) {
-        self.by_user.entry(socket.user().clone()).or_default().push(Arc::clone(socket));
+        self.users.register(socket);
     }
 
     fn unregister(&self, socket: &SocketHandle) {
-        if let Entry::Occupied(mut sockets) = self.by_user.entry(socket.user().clone()) {
-            sockets.get_mut().retain(|known| known.id() != socket.id());
-            if sockets.get().is_empty() {
-                sockets.remove();
-            }
-        }
+        self.users.unregister(socket);
     }
 
     fn publish_to_user(&self, user: &UserId, frame: &Arc<Frame>) {
-        if let Some(sockets) = self.by_user.get(user) {
-            for socket in sockets.iter() {
-                socket.send(Arc::clone(frame));
-            }
-        }
+        self.users.send(user, frame);
     }
 
     fn user_sockets(&self, user: &UserId) -> usize {
-        self.by_user.get(user).map_or(0, |sockets| sockets.len())
+        self.users.sockets_of(user)
     }
 
     fn users(&self) -> usize {
-        self.by_user.len()
+        self.users.users()
     }
 
     async fn lease_answerer(&self, session: &SessionId) -> AnswerLease {
@@ -142,7 +129,7 @@ mod tests {
     fn no_events() -> Weak<dyn ReplicaEvents> {
         struct Nobody;
         impl ReplicaEvents for Nobody {
-            fn apply_remote(&self, _: Arc<Frame>) {}
+            fn apply_remote(&self, _: Arc<Frame>, _: Seq) {}
             fn stop_requested(&self) {}
         }
         Weak::<Nobody>::new()
@@ -188,7 +175,7 @@ mod tests {
         assert_eq!(fanout.subscribers(), 3, "a socket is subscribed once");
         drop(gone_queue);
         gone.close(chatbox_application::socket::CloseReason::Disconnected);
-        assert_eq!(fanout.publish(&frame(), Some(sender.id())), 2, "a closing socket is dropped");
+        assert_eq!(fanout.publish(&frame(), Some(sender.id()), Seq(0)), 2, "a closing socket is dropped");
         assert!(sender_queue.try_recv().is_none(), "the sender is skipped");
         assert!(reader_queue.try_recv().is_some());
         assert_eq!(fanout.subscribers(), 2);

@@ -29,6 +29,7 @@
 
 #![forbid(unsafe_code)]
 
+mod codec;
 mod error;
 mod follow;
 mod lease;

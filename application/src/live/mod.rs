@@ -160,7 +160,7 @@ mod tests {
     struct ListFanout(Vec<SocketId>);
 
     impl SessionFanout for ListFanout {
-        fn publish(&mut self, _: &Arc<Frame>, _: Option<SocketId>) -> usize {
+        fn publish(&mut self, _: &Arc<Frame>, _: Option<SocketId>, _: chatbox_domain::Seq) -> usize {
             self.0.len()
         }
         fn subscribe(&mut self, socket: Arc<SocketHandle>) {

@@ -38,16 +38,19 @@ use std::fmt;
 use std::sync::{Arc, Weak};
 
 use async_trait::async_trait;
-use chatbox_domain::{SessionId, UserId};
+use chatbox_domain::{Seq, SessionId, UserId};
 
 use crate::events::Frame;
 use crate::socket::{SocketHandle, SocketId};
 
 /// The sockets of one live session.
 pub trait SessionFanout: Send + fmt::Debug {
-    /// Sends `frame` to every subscribed socket except `except`. Sockets that are closing
-    /// or overflow are dropped. Returns how many stay subscribed.
-    fn publish(&mut self, frame: &Arc<Frame>, except: Option<SocketId>) -> usize;
+    /// Sends `frame` to every subscribed socket except `except`, and to the session's
+    /// copies on other replicas. Sockets that are closing or overflow are dropped. Returns
+    /// how many stay subscribed here. `stored_seq` is the session's last stored `seq` as
+    /// the frame is published: a copy elsewhere that already has a later message drops
+    /// the frame as stale.
+    fn publish(&mut self, frame: &Arc<Frame>, except: Option<SocketId>, stored_seq: Seq) -> usize;
 
     /// Adds a socket (a socket already subscribed is not added twice).
     fn subscribe(&mut self, socket: Arc<SocketHandle>);
@@ -61,7 +64,7 @@ pub trait SessionFanout: Send + fmt::Debug {
     /// Sends `frame`, which another replica published, to the sockets subscribed here
     /// (and to no other replica). Returns how many stay subscribed.
     fn deliver(&mut self, frame: &Arc<Frame>) -> usize {
-        self.publish(frame, None)
+        self.publish(frame, None, Seq(0))
     }
 
     /// Asks the replica streaming the session's answer to stop it (a `stop` or a
@@ -72,10 +75,10 @@ pub trait SessionFanout: Send + fmt::Debug {
 
 /// What another replica did in a session, handed to its live copy on this replica.
 pub trait ReplicaEvents: Send + Sync {
-    /// Another replica published `frame` in the session: record what it says (a stored
-    /// message, an answer's progress, a handoff, an end) and deliver it to the sockets
-    /// here.
-    fn apply_remote(&self, frame: Arc<Frame>);
+    /// Another replica published `frame` in the session when its last stored `seq` was
+    /// `published_at`: record what it says (a stored message, an answer's progress, a
+    /// handoff, an end) and deliver it to the sockets here, unless it is stale.
+    fn apply_remote(&self, frame: Arc<Frame>, published_at: Seq);
 
     /// Another replica asks for the answer this replica streams to stop.
     fn stop_requested(&self);

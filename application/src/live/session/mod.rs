@@ -63,7 +63,7 @@ impl State {
     /// socket is subscribed, so the clock is read only when the last one just dropped out
     /// (a slow consumer), never per chunk.
     fn publish(&mut self, frame: &Arc<Frame>, except: Option<SocketId>, clock: &dyn Clock) {
-        if self.fanout.publish(frame, except) == 0 && self.unattended_since.is_none() {
+        if self.fanout.publish(frame, except, self.stored_seq) == 0 && self.unattended_since.is_none() {
             self.unattended_since = Some(clock.monotonic());
         }
     }

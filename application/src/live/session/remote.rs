@@ -27,10 +27,12 @@ use crate::ports::ReplicaEvents;
 use crate::turn::Turn;
 
 impl ReplicaEvents for LiveSession {
-    fn apply_remote(&self, frame: Arc<Frame>) {
+    fn apply_remote(&self, frame: Arc<Frame>, published_at: Seq) {
         let now = self.now();
         let mut state = self.lock();
-        if !state.record_remote(&self.id, &frame) {
+        // Published before a message this copy has: whatever it says is already here
+        // (an answer that has ended, a message recorded).
+        if published_at < state.stored_seq || !state.record_remote(&self.id, &frame) {
             return;
         }
         state.last_activity = now;

@@ -20,7 +20,7 @@ struct ReplicaFanout {
 }
 
 impl SessionFanout for ReplicaFanout {
-    fn publish(&mut self, frame: &Arc<Frame>, except: Option<SocketId>) -> usize {
+    fn publish(&mut self, frame: &Arc<Frame>, except: Option<SocketId>, _: Seq) -> usize {
         self.sockets.retain(|socket| Some(socket.id()) == except || socket.send(Arc::clone(frame)));
         self.sockets.len()
     }
@@ -110,8 +110,8 @@ fn a_message_stored_elsewhere_is_recorded_and_delivered_once() {
     let (phone, mut queue) = socket("owner");
     assert!(live.join(&phone, now()));
     let first = message(1, "hello", None);
-    live.apply_remote(stored(&first));
-    live.apply_remote(stored(&first));
+    live.apply_remote(stored(&first), Seq(1));
+    live.apply_remote(stored(&first), Seq(1));
     assert_eq!(kinds(&drain(&mut queue)), ["stored 1"], "the repeat is dropped by seq");
     assert_eq!(live.stored_seq(), Seq(1));
     assert_eq!(
@@ -120,14 +120,19 @@ fn a_message_stored_elsewhere_is_recorded_and_delivered_once() {
         "the first text names it"
     );
     assert_eq!(live.read(|session| session.message_count), 1);
+    // An answer that started before message 1 (published at seq 0) has ended already.
+    live.apply_remote(loading("old"), Seq(0));
+    assert!(drain(&mut queue).is_empty() && !live.mirrors_an_answer(), "a stale frame is dropped");
+    live.apply_remote(loading("new"), Seq(1));
+    assert_eq!(kinds(&drain(&mut queue)), ["loading"], "one published at the copy's seq is current");
 }
 
 #[test]
 fn an_answer_streamed_elsewhere_is_mirrored_for_a_joining_socket_and_stopped_through_its_replica() {
     let (live, _turns, stops) = copy();
-    live.apply_remote(loading("a1"));
-    live.apply_remote(chunk("a1", "Hel"));
-    live.apply_remote(chunk("a1", "lo"));
+    live.apply_remote(loading("a1"), Seq(0));
+    live.apply_remote(chunk("a1", "Hel"), Seq(0));
+    live.apply_remote(chunk("a1", "lo"), Seq(0));
     assert!(live.mirrors_an_answer());
     let (late, mut queue) = socket("owner");
     assert!(live.join(&late, now()));
@@ -150,10 +155,10 @@ fn an_answer_streamed_elsewhere_is_mirrored_for_a_joining_socket_and_stopped_thr
         },
         now(),
     );
-    live.apply_remote(Arc::clone(&done));
+    live.apply_remote(Arc::clone(&done), Seq(2));
     assert!(!live.mirrors_an_answer());
     assert_eq!(live.stored_seq(), Seq(2));
-    live.apply_remote(done);
+    live.apply_remote(done, Seq(2));
     assert_eq!(kinds(&drain(&mut queue)), ["done Some(Seq(2))"], "the end is delivered once");
 }
 
@@ -162,8 +167,8 @@ fn a_catch_up_delivers_what_the_stream_missed_and_ends_a_mirrored_answer_the_sto
     let (live, _turns, _) = copy();
     let (phone, mut queue) = socket("owner");
     assert!(live.join(&phone, now()));
-    live.apply_remote(loading("m2"));
-    live.apply_remote(chunk("m2", "partial"));
+    live.apply_remote(loading("m2"), Seq(0));
+    live.apply_remote(chunk("m2", "partial"), Seq(0));
     drain(&mut queue);
     let question = message(1, "question", None);
     let mut answer = message(2, "partial and the rest", None);
@@ -177,7 +182,7 @@ fn a_catch_up_delivers_what_the_stream_missed_and_ends_a_mirrored_answer_the_sto
     assert!(!live.mirrors_an_answer(), "the mirrored answer ended with the stored one");
     assert_eq!(live.stored_seq(), Seq(2));
     assert_eq!(live.model_id().as_str(), "other", "the fields are the store's");
-    live.apply_remote(stored(&question));
+    live.apply_remote(stored(&question), Seq(1));
     assert!(drain(&mut queue).is_empty(), "a frame arriving after the catch-up is not delivered twice");
 }
 
@@ -188,7 +193,7 @@ fn a_key_stored_elsewhere_is_acknowledged_to_every_sender_here_and_not_stored_ag
     let (repeat, mut repeat_queue) = socket("owner");
     assert!(live.admit_turn(turn(&origin, Sender::User, Some("k1")), 3, now()).is_ok());
     assert!(live.admit_turn(turn(&repeat, Sender::User, Some("k1")), 3, now()).is_ok(), "a repeat waits");
-    live.apply_remote(stored(&message(1, "hello", Some("k1"))));
+    live.apply_remote(stored(&message(1, "hello", Some("k1"))), Seq(1));
     assert_eq!(kinds(&drain(&mut repeat_queue)), ["ack 1"], "the waiting repeat is told at once");
     assert!(live.take_if_stored_elsewhere(&turn(&origin, Sender::User, Some("k1"))));
     assert_eq!(kinds(&drain(&mut origin_queue)), ["ack 1"], "its sender too, when the actor takes it");
@@ -210,15 +215,18 @@ fn a_takeover_elsewhere_silences_the_answer_streamed_here() {
         cancel.clone(),
         &loading,
     );
-    live.apply_remote(Frame::new(
-        ServerEvent::Handoff {
-            session_id: SessionId::parse("s").expect("id"),
-            joined: true,
-            admin_id: user("ada"),
-            admin_name: "Ada".into(),
-        },
-        now(),
-    ));
+    live.apply_remote(
+        Frame::new(
+            ServerEvent::Handoff {
+                session_id: SessionId::parse("s").expect("id"),
+                joined: true,
+                admin_id: user("ada"),
+                admin_name: "Ada".into(),
+            },
+            now(),
+        ),
+        Seq(0),
+    );
     assert!(cancel.is_cancelled(), "the answer streamed here stops");
     assert_eq!(stops.load(Ordering::SeqCst), 0, "nothing to relay: it ran here");
     assert!(live.read(|session| session.handoff.assisted_by(&user("ada"))));

@@ -36,7 +36,7 @@ impl Clock for HandClock {
 struct TestFanout(Vec<Arc<SocketHandle>>);
 
 impl SessionFanout for TestFanout {
-    fn publish(&mut self, frame: &Arc<Frame>, except: Option<SocketId>) -> usize {
+    fn publish(&mut self, frame: &Arc<Frame>, except: Option<SocketId>, _: Seq) -> usize {
         self.0.retain(|socket| Some(socket.id()) == except || socket.send(Arc::clone(frame)));
         self.0.len()
     }
