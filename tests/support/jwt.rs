@@ -13,3 +13,14 @@ pub fn user_token(user: &str, secret: &str) -> String {
     )
     .expect("sign")
 }
+
+/// A token of `user` with the role `admin`, valid for an hour, signed with `secret`.
+pub fn admin_token(user: &str, secret: &str) -> String {
+    let exp = SystemTime::now().duration_since(UNIX_EPOCH).expect("time").as_secs() + 3600;
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &serde_json::json!({"user_id": user, "name": format!("Ada {user}"), "roles": ["admin"], "exp": exp}),
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .expect("sign")
+}

@@ -124,6 +124,11 @@ impl Server {
         assert!(status.success(), "kill -TERM {} failed", self.pid);
     }
 
+    /// Kills the process at once (SIGKILL: no drain, no goodbye), and waits for it.
+    pub async fn kill(&mut self) {
+        self.child.kill().await.expect("kill");
+    }
+
     /// True while the process has not exited.
     pub fn is_running(&mut self) -> bool {
         self.child.try_wait().expect("try_wait").is_none()

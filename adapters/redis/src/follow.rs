@@ -65,6 +65,35 @@ impl StreamFollower {
         self.followed.insert(stream_key(&self.prefix, session), (session.clone(), after.to_owned()));
     }
 
+    /// Where `session`'s stream is read up to (the last entry read, this replica's own
+    /// included), if it is followed.
+    #[must_use]
+    pub fn position(&self, session: &SessionId) -> Option<&str> {
+        self.followed.get(&stream_key(&self.prefix, session)).map(|(_, after)| after.as_str())
+    }
+
+    /// Whether `session` is followed.
+    #[must_use]
+    pub fn follows(&self, session: &SessionId) -> bool {
+        self.followed.contains_key(&stream_key(&self.prefix, session))
+    }
+
+    /// The followed sessions.
+    pub fn sessions(&self) -> impl Iterator<Item = &SessionId> {
+        self.followed.values().map(|(session, _)| session)
+    }
+
+    /// Replaces a connection that failed with a new one to `url`; every stream is read on
+    /// from where it was.
+    ///
+    /// # Errors
+    /// When no server answers.
+    pub async fn reconnect(&mut self, url: &str) -> Result<(), RedisStateError> {
+        let config = AsyncConnectionConfig::new().set_response_timeout(None);
+        self.connection = crate::client(url)?.get_multiplexed_async_connection_with_config(&config).await?;
+        Ok(())
+    }
+
     /// Stops following `session`.
     pub fn unfollow(&mut self, session: &SessionId) {
         self.followed.remove(&stream_key(&self.prefix, session));

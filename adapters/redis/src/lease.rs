@@ -46,6 +46,12 @@ pub struct Grant {
 }
 
 impl Grant {
+    /// The lease's name.
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     /// Strictly greater than the fencing number of every earlier grant of this name.
     #[must_use]
     pub const fn fence(&self) -> u64 {
@@ -124,6 +130,30 @@ impl Leases {
             .invoke_async(&mut connection)
             .await?;
         Ok(extended == 1)
+    }
+
+    /// Moves `name`'s fencing number on without a grant: the next grant's number then
+    /// does not follow the previous grant's, so its holder knows someone wrote between.
+    ///
+    /// # Errors
+    /// When Redis cannot answer.
+    pub async fn bump(&self, name: &str) -> Result<(), RedisStateError> {
+        let mut connection = self.connection.clone();
+        let _: u64 = redis::cmd("INCR")
+            .arg(format!("{}:fence:{name}", self.prefix))
+            .query_async(&mut connection)
+            .await?;
+        Ok(())
+    }
+
+    /// Whether someone holds the lease `name`.
+    ///
+    /// # Errors
+    /// When Redis cannot answer.
+    pub async fn is_held(&self, name: &str) -> Result<bool, RedisStateError> {
+        let mut connection = self.connection.clone();
+        let count: i64 = redis::cmd("EXISTS").arg(self.key(name)).query_async(&mut connection).await?;
+        Ok(count > 0)
     }
 
     /// Gives `grant` back, if it is still held; true when it was.

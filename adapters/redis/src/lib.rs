@@ -32,6 +32,7 @@
 mod codec;
 mod error;
 mod follow;
+mod hub;
 mod lease;
 mod limiter;
 mod shared;
@@ -40,6 +41,7 @@ mod stream;
 
 pub use error::RedisStateError;
 pub use follow::StreamFollower;
+pub use hub::{HubSettings, RedisHub};
 pub use lease::{Grant, Leases};
 pub use limiter::RedisLimiter;
 pub use shared::RedisSharedState;

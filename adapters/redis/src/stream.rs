@@ -110,6 +110,37 @@ impl SessionStreams {
         entries.into_iter().map(|(id, fields)| entry(id, &fields)).collect()
     }
 
+    /// The id of the last entry of `session`'s stream, if it has one.
+    ///
+    /// # Errors
+    /// When Redis cannot answer.
+    pub async fn last_id(&self, session: &SessionId) -> Result<Option<String>, RedisStateError> {
+        let mut connection = self.connection.clone();
+        let entries: Vec<(String, Vec<String>)> = redis::cmd("XREVRANGE")
+            .arg(self.key(session))
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(1)
+            .query_async(&mut connection)
+            .await?;
+        Ok(entries.into_iter().next().map(|(id, _)| id))
+    }
+
+    /// The id of the entry that started `session`'s answer in progress, if one is (as
+    /// the hub's writer records it).
+    ///
+    /// # Errors
+    /// When Redis cannot answer.
+    pub async fn answer_start(&self, session: &SessionId) -> Result<Option<String>, RedisStateError> {
+        let mut connection = self.connection.clone();
+        redis::cmd("GET")
+            .arg(answering_key(&self.prefix, session))
+            .query_async(&mut connection)
+            .await
+            .map_err(RedisStateError::from)
+    }
+
     /// Forgets `session`'s stream (the session ended or left memory everywhere).
     ///
     /// # Errors
@@ -127,7 +158,12 @@ impl SessionStreams {
 
 /// The key of `session`'s stream under `prefix`.
 pub(crate) fn stream_key(prefix: &str, session: &SessionId) -> String {
-    format!("{prefix}:{}", session.as_str())
+    format!("{prefix}:frames:{}", session.as_str())
+}
+
+/// The key naming the entry that started `session`'s answer in progress, under `prefix`.
+pub(crate) fn answering_key(prefix: &str, session: &SessionId) -> String {
+    format!("{prefix}:answering:{}", session.as_str())
 }
 
 /// An entry from its id and its flat field list.
@@ -140,4 +176,36 @@ pub(crate) fn entry(id: String, fields: &[String]) -> Result<StreamEntry, RedisS
             .ok_or_else(|| RedisStateError::Refused(format!("stream entry without {name}")))
     };
     Ok(StreamEntry { origin: field("origin")?, frame: field("frame")?, id })
+}
+
+/// A stream entry id as its two numbers (milliseconds, sequence); `None` for text that
+/// is not one.
+pub(crate) fn id_parts(id: &str) -> Option<(u64, u64)> {
+    let (millis, sequence) = id.split_once('-')?;
+    Some((millis.parse().ok()?, sequence.parse().ok()?))
+}
+
+/// The id just before `id`, so that reading after it reads `id` itself.
+pub(crate) fn before(id: &str) -> Option<String> {
+    let (millis, sequence) = id_parts(id)?;
+    Some(match sequence.checked_sub(1) {
+        Some(sequence) => format!("{millis}-{sequence}"),
+        None => format!("{}-{}", millis.checked_sub(1)?, u64::MAX),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_ordered_as_numbers_and_have_a_predecessor() {
+        assert_eq!(id_parts("1700000000000-3"), Some((1_700_000_000_000, 3)));
+        assert_eq!(id_parts("x-1"), None);
+        assert_eq!(id_parts("17"), None);
+        assert!(id_parts("99-0") < id_parts("100-0"), "numbers, not text");
+        assert_eq!(before("100-3").as_deref(), Some("100-2"));
+        assert_eq!(before("100-0"), Some(format!("99-{}", u64::MAX)));
+        assert_eq!(before("0-0"), None);
+    }
 }

@@ -114,6 +114,7 @@ pub(crate) async fn run(live: Arc<LiveSession>, mut turns: mpsc::Receiver<Turn>,
             }
             // Another replica streams an answer here; if it stops holding the lease
             // without ending it, it died: end the answer from here.
+            () = actor.live.mirror_started(), if !watching_orphan => continue,
             () = actor.deps.hub.answerer_gone(actor.live.id()), if watching_orphan => {
                 actor.take_lease().await;
                 actor.end_orphaned_answer().await;

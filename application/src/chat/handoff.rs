@@ -45,6 +45,7 @@ impl ChatService {
         }
         let next = current.take_over(admin.clone(), admin_name.to_owned()).map_err(handoff_error)?;
         self.deps.storage(self.deps.repo.set_handoff(id, &next, self.deps.clock.now())).await?;
+        self.deps.hub.field_changed(id).await;
         // The model falls silent at once: the answer in progress is cut (and stored with
         // what it has) rather than finished.
         live.set_handoff(next);
@@ -70,6 +71,7 @@ impl ChatService {
         let admin_name = admin_name.clone();
         let next = current.release(admin).map_err(handoff_error)?;
         self.deps.storage(self.deps.repo.set_handoff(id, &next, self.deps.clock.now())).await?;
+        self.deps.hub.field_changed(id).await;
         live.set_handoff(next);
         info!("session released by its admin");
         self.announce_handoff(&live, false, admin, &admin_name);

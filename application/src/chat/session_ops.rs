@@ -49,6 +49,7 @@ impl ChatService {
         let _turn = live.control().await;
         let now = self.deps.clock.now();
         self.deps.storage(self.deps.repo.set_model(live.id(), &model_id, now)).await?;
+        self.deps.hub.field_changed(live.id()).await;
         live.apply_stored_change(|session| session.model_id = model_id);
         Ok(())
     }
@@ -161,6 +162,7 @@ impl ChatService {
     {
         let now = self.deps.clock.now();
         self.deps.storage(write(now)).await?;
+        self.deps.hub.field_changed(live.id()).await;
         let snapshot = live.apply_stored_change(|session| change(session, now));
         let frame = self.frame(ServerEvent::ConnectionStatus {
             user_id: snapshot.owner.clone(),

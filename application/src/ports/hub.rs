@@ -147,6 +147,13 @@ pub trait SessionHub: Send + Sync + fmt::Debug {
     /// before it was granted has been applied here.
     async fn lease_answerer(&self, session: &SessionId) -> AnswerLease;
 
+    /// A field of `session` (its model, handoff or status) was stored here without the
+    /// writer's lease: the next holder on another replica must read the session from the
+    /// store before it writes. Nothing to do in one process.
+    async fn field_changed(&self, session: &SessionId) {
+        let _ = session;
+    }
+
     /// Completes once nobody holds `session`'s lease: watched while another replica
     /// streams an answer here, so that an answer whose replica died is ended. In one
     /// process there is no other replica, and it never completes.

@@ -14,12 +14,11 @@ use anyhow::Context;
 use chatbox_application::ChatService;
 use chatbox_application::chat::ChatPorts;
 use chatbox_application::ports::LlmProvider;
-use chatbox_application::shared_state::SharedStateClient;
 use chatbox_domain::ModelId;
 use chatbox_http::edge::HttpLimiters;
 use chatbox_http::{HttpState, JwtVerifier};
 use chatbox_llm::{AnthropicProvider, DemoProvider, DifyProvider, OpenAiProvider};
-use chatbox_memory_store::{LocalHub, MemorySessionRepository};
+use chatbox_memory_store::MemorySessionRepository;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -27,7 +26,7 @@ use tracing::info;
 
 use super::background::Cleanup;
 use super::listener::{Server, listen};
-use super::shared;
+use super::shared::{self, Replicas};
 use super::shutdown::{Running, shut_down};
 use super::storage::{self, Stores};
 use super::system::{RandomIds, SystemClock, ThreadRandomness};
@@ -58,8 +57,10 @@ impl Application {
         let tasks = TaskTracker::new();
         let metrics = ServiceMetrics::new(&settings.providers)?;
         let stores = storage::open(&settings.storage, &metrics).await?;
-        let shared_state = shared::open(&settings.hub, metrics.recorder()).await?;
-        let chat = chat_service(&settings, &stores, shared_state.clone(), &metrics, &tasks)?;
+        let models: Arc<[_]> = Arc::from(settings.providers.models());
+        let replicas = shared::open(&settings.hub, models, metrics.recorder()).await?;
+        let shared_state = replicas.shared_state.clone();
+        let chat = chat_service(&settings, &stores, replicas, &metrics, &tasks)?;
         let http = Arc::new(HttpState {
             chat: chat.clone(),
             gate: settings.limits.connection_gate(),
@@ -122,7 +123,7 @@ impl Application {
 fn chat_service(
     settings: &Settings,
     stores: &Stores,
-    shared: Option<Arc<SharedStateClient>>,
+    replicas: Replicas,
     metrics: &ServiceMetrics,
     tasks: &TaskTracker,
 ) -> anyhow::Result<ChatService> {
@@ -135,9 +136,8 @@ fn chat_service(
         catalog: Arc::clone(&stores.catalog),
         notifiers: crate::alerts::notifiers(&settings.alerts)?,
         metrics: metrics.recorder(),
-        // Every socket of a session is in this process: the in-process fan-out.
-        hub: Arc::new(LocalHub::new()),
-        shared,
+        hub: replicas.hub,
+        shared: replicas.shared_state,
     };
     let chat_settings = settings.chat.chat_settings(
         &settings.limits,

@@ -114,6 +114,9 @@ pub struct LiveSession {
     control: tokio::sync::Mutex<()>,
     turns: mpsc::Sender<Turn>,
     retired: CancellationToken,
+    /// Signalled when an answer streamed by another replica starts being mirrored here
+    /// (the actor then watches that replica's lease).
+    mirror_started: tokio::sync::Notify,
 }
 
 impl std::fmt::Debug for LiveSession {
@@ -155,6 +158,7 @@ impl LiveSession {
             control: tokio::sync::Mutex::new(()),
             turns,
             retired,
+            mirror_started: tokio::sync::Notify::new(),
         }
     }
 

@@ -37,6 +37,10 @@ impl ReplicaEvents for LiveSession {
         }
         state.last_activity = now;
         state.deliver(&frame, &*self.clock);
+        drop(state);
+        if matches!(frame.event, ServerEvent::Loading { .. }) {
+            self.mirror_started.notify_one();
+        }
     }
 
     fn stop_requested(&self) {
@@ -145,6 +149,12 @@ impl LiveSession {
     #[must_use]
     pub fn stored_seq(&self) -> Seq {
         self.lock().stored_seq
+    }
+
+    /// Completes when an answer streamed by another replica has started being mirrored
+    /// here since the last call (at once if one did meanwhile).
+    pub async fn mirror_started(&self) {
+        self.mirror_started.notified().await;
     }
 
     /// True while an answer streamed by another replica is mirrored here.
