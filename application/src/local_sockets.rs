@@ -100,3 +100,69 @@ impl UserDirectory {
         self.by_user.len()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use chatbox_domain::Timestamp;
+
+    use super::*;
+    use crate::events::ServerEvent;
+    use crate::socket::{CloseReason, OutboundQueue, SocketBudget};
+
+    fn socket(user: &str) -> (Arc<SocketHandle>, OutboundQueue) {
+        let budget = SocketBudget { max_bytes: 4096, encode: |_| "frame".to_owned() };
+        SocketHandle::new(UserId::parse(user).expect("id"), budget)
+    }
+
+    fn frame() -> Arc<Frame> {
+        Frame::new(ServerEvent::Notification { content: "hi".into() }, Timestamp::default())
+    }
+
+    #[test]
+    fn a_list_skips_the_sender_counts_once_and_drops_closed_sockets() {
+        let mut list = SocketList::default();
+        assert!(list.is_empty());
+        let (sender, mut sender_queue) = socket("u");
+        let (reader, mut reader_queue) = socket("u");
+        let (gone, gone_queue) = socket("u");
+        for socket in [&sender, &reader, &gone, &reader] {
+            list.add(Arc::clone(socket));
+        }
+        assert_eq!(list.len(), 3, "a socket is listed once");
+        assert!(!list.is_empty());
+        drop(gone_queue);
+        gone.close(CloseReason::Disconnected);
+        assert_eq!(list.send(&frame(), Some(sender.id())), 2, "a closing socket is dropped");
+        assert!(sender_queue.try_recv().is_none(), "the sender is skipped");
+        assert!(reader_queue.try_recv().is_some());
+        list.remove(reader.id());
+        list.remove(sender.id());
+        assert!(list.is_empty());
+    }
+
+    #[test]
+    fn the_directory_reaches_every_socket_of_a_user_and_forgets_the_last_one() {
+        let users = UserDirectory::default();
+        let (phone, mut phone_queue) = socket("alice");
+        let (laptop, mut laptop_queue) = socket("alice");
+        let (other, mut other_queue) = socket("bob");
+        for socket in [&phone, &laptop, &other] {
+            users.register(socket);
+        }
+        let alice = UserId::parse("alice").expect("id");
+        assert_eq!((users.sockets_of(&alice), users.users()), (2, 2));
+        users.send(&alice, &frame());
+        assert!(phone_queue.try_recv().is_some() && laptop_queue.try_recv().is_some());
+        assert!(other_queue.try_recv().is_none(), "another user's socket hears nothing");
+        users.unregister(&phone);
+        assert_eq!(users.sockets_of(&alice), 1, "the laptop stays when the phone goes");
+        users.send(&alice, &frame());
+        assert!(laptop_queue.try_recv().is_some() && phone_queue.try_recv().is_none());
+        users.unregister(&laptop);
+        assert_eq!(
+            (users.sockets_of(&alice), users.users()),
+            (0, 1),
+            "alice's entry went with her last socket"
+        );
+    }
+}

@@ -40,6 +40,8 @@ const SECRET: &str = "k3J9x7QpLm2VbN8wZr4TyU6sHd1FgCeA-cluster";
 struct Cluster {
     replicas: Vec<Server>,
     proxy: RoundRobin,
+    /// The environment every replica starts with.
+    vars: Vec<(String, String)>,
 }
 
 async fn cluster(
@@ -72,10 +74,20 @@ async fn cluster(
         replicas.push(Server::start(&vars).await);
     }
     let proxy = RoundRobin::start(replicas.iter().map(|replica| replica.port).collect()).await;
-    Cluster { replicas, proxy }
+    let vars = vars.into_iter().map(|(name, value)| (name.to_owned(), value.to_owned())).collect();
+    Cluster { replicas, proxy, vars }
 }
 
 impl Cluster {
+    /// Starts one more replica with the same environment; returns its index. The proxy
+    /// does not send it anything until told ([`RoundRobin::set_backends`]).
+    async fn start_replica(&mut self) -> usize {
+        let vars: Vec<(&str, &str)> =
+            self.vars.iter().map(|(name, value)| (name.as_str(), value.as_str())).collect();
+        self.replicas.push(Server::start(&vars).await);
+        self.replicas.len() - 1
+    }
+
     fn ws_url(&self, user: &str) -> String {
         format!("ws://127.0.0.1:{}/chat/ws?token={}", self.proxy.port, jwt::user_token(user, SECRET))
     }
@@ -216,3 +228,4 @@ macro_rules! needs_redis_and_mongo {
 
 mod fanout;
 mod limits;
+mod rolling;

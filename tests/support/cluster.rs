@@ -10,8 +10,8 @@
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
@@ -98,10 +98,13 @@ impl Redis {
     }
 }
 
-/// A round-robin TCP proxy: each accepted connection is piped to the next backend.
+/// A round-robin TCP proxy: each accepted connection is piped to the next backend. The
+/// backends can be replaced while it runs (a rolling update takes a replica out of the
+/// rotation before stopping it); connections already piped stay where they are.
 pub struct RoundRobin {
     pub port: u16,
     accepted: Arc<AtomicUsize>,
+    backends: Arc<Mutex<Vec<u16>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -117,10 +120,14 @@ impl RoundRobin {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind the proxy");
         let port = listener.local_addr().expect("address").port();
         let accepted = Arc::new(AtomicUsize::new(0));
-        let counter = Arc::clone(&accepted);
+        let backends = Arc::new(Mutex::new(backends));
+        let (counter, rotation) = (Arc::clone(&accepted), Arc::clone(&backends));
         let task = tokio::spawn(async move {
             while let Ok((mut client, _)) = listener.accept().await {
-                let backend = backends[counter.fetch_add(1, Ordering::SeqCst) % backends.len()];
+                let backend = {
+                    let rotation = rotation.lock().expect("backends");
+                    rotation[counter.fetch_add(1, Ordering::SeqCst) % rotation.len()]
+                };
                 tokio::spawn(async move {
                     if let Ok(mut server) = TcpStream::connect(("127.0.0.1", backend)).await {
                         let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
@@ -128,11 +135,16 @@ impl RoundRobin {
                 });
             }
         });
-        Self { port, accepted, task }
+        Self { port, accepted, backends, task }
     }
 
-    /// Which replica the next connection reaches (its index among the backends).
+    /// Which backend the next connection reaches (its index among the backends).
     pub fn next_index(&self, replicas: usize) -> usize {
         self.accepted.load(Ordering::SeqCst) % replicas
+    }
+
+    /// From now on, new connections go to `backends`.
+    pub fn set_backends(&self, backends: Vec<u16>) {
+        *self.backends.lock().expect("backends") = backends;
     }
 }

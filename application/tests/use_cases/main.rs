@@ -16,6 +16,7 @@ mod history;
 mod limits;
 mod messages;
 mod provider_failures;
+mod replicas;
 mod resume;
 mod session_ops;
 mod shared_state;

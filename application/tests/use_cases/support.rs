@@ -6,6 +6,7 @@
 mod logs;
 mod metrics;
 mod provider;
+mod replicas;
 mod shared;
 mod storage;
 
@@ -18,7 +19,8 @@ use chatbox_application::chat::{ChatPorts, Connection};
 use chatbox_application::commands::{ClientCommand, SendMessage};
 use chatbox_application::events::{AnswerStyle, Frame, ServerEvent};
 use chatbox_application::ports::{
-    Clock, IdGenerator, LlmProvider, Notifier, Randomness, SessionCatalog, SessionRepository, SharedState,
+    Clock, IdGenerator, LlmProvider, Notifier, Randomness, SessionCatalog, SessionHub, SessionRepository,
+    SharedState,
 };
 use chatbox_application::settings::{ModelInfo, RetryPolicy};
 use chatbox_application::shared_state::SharedStateClient;
@@ -36,6 +38,7 @@ use tokio_util::task::TaskTracker;
 pub use logs::LogLines;
 pub use metrics::RecordingMetrics;
 pub use provider::{Refusal, ScriptedProvider, Step};
+pub use replicas::ReplicaBus;
 pub use shared::{SharedMode, SharedStore};
 use storage::FlakyRepository;
 pub use storage::Storage;
@@ -147,19 +150,55 @@ pub fn harness_sharing(settings: ChatSettings, shared: Arc<dyn SharedState>) -> 
 /// How long a call to the shared state may take in the tests.
 pub const SHARED_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// What replicas share: the store (behind its write switch), the provider, the ids.
+#[derive(Clone)]
+struct Shared {
+    repo: Arc<MemorySessionRepository>,
+    storage: Arc<FlakyRepository>,
+    provider: Arc<ScriptedProvider>,
+    ids: Arc<CountingIds>,
+}
+
+impl Shared {
+    fn new() -> Self {
+        let repo = Arc::new(MemorySessionRepository::new(100));
+        let storage = Arc::new(FlakyRepository::new(Arc::clone(&repo)));
+        Self { repo, storage, provider: Arc::default(), ids: Arc::default() }
+    }
+}
+
 fn build(
     settings: ChatSettings,
     notifiers: Vec<Arc<dyn Notifier>>,
     shared: Option<Arc<dyn SharedState>>,
 ) -> Harness {
-    let repo = Arc::new(MemorySessionRepository::new(100));
-    let provider = Arc::new(ScriptedProvider::default());
+    build_on(&Shared::new(), settings, notifiers, shared, Arc::new(chatbox_memory_store::LocalHub::new()))
+}
+
+/// `n` services sharing one store, provider and id generator, their sessions' copies
+/// connected by an in-process stand-in for Redis ([`ReplicaBus`]): replicas of one
+/// cluster.
+pub fn replicas(settings: &ChatSettings, n: usize) -> (Vec<Harness>, ReplicaBus) {
+    let shared = Shared::new();
+    let bus = ReplicaBus::default();
+    let harnesses = (0..n)
+        .map(|replica| build_on(&shared, settings.clone(), Vec::new(), None, Arc::new(bus.hub(replica))))
+        .collect();
+    (harnesses, bus)
+}
+
+fn build_on(
+    parts: &Shared,
+    settings: ChatSettings,
+    notifiers: Vec<Arc<dyn Notifier>>,
+    shared: Option<Arc<dyn SharedState>>,
+    hub: Arc<dyn SessionHub>,
+) -> Harness {
+    let Shared { repo, storage, provider, ids } = parts.clone();
     let mut providers: HashMap<ModelId, Arc<dyn LlmProvider>> = HashMap::new();
     for model in settings.models.iter() {
         providers.insert(model.id.clone(), Arc::clone(&provider) as Arc<dyn LlmProvider>);
     }
-    let storage = Arc::new(FlakyRepository::new(Arc::clone(&repo)));
-    let ids = Arc::new(CountingIds::default());
     let metrics = Arc::new(RecordingMetrics::default());
     let ports = ChatPorts {
         repository: Arc::clone(&storage) as Arc<dyn SessionRepository>,
@@ -170,7 +209,7 @@ fn build(
         catalog: Arc::clone(&repo) as Arc<dyn SessionCatalog>,
         notifiers,
         metrics: Arc::clone(&metrics) as Arc<dyn chatbox_application::ports::Metrics>,
-        hub: Arc::new(chatbox_memory_store::LocalHub::new()),
+        hub,
         shared: shared.map(|store| {
             let metrics = Arc::clone(&metrics) as Arc<dyn chatbox_application::ports::Metrics>;
             Arc::new(SharedStateClient::new(store, metrics, SHARED_TIMEOUT))
