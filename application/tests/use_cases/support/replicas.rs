@@ -33,9 +33,12 @@ struct Lease {
     last_holder: Option<usize>,
 }
 
+/// A session's copy on a replica: the replica, the session, the copy.
+type Copy = (usize, SessionId, Weak<dyn ReplicaEvents>);
+
 #[derive(Default)]
 struct Bus {
-    copies: Mutex<Vec<(usize, SessionId, Weak<dyn ReplicaEvents>)>>,
+    copies: Mutex<Vec<Copy>>,
     leases: Mutex<HashMap<SessionId, Lease>>,
     cut_off: Mutex<Vec<usize>>,
     /// While set, nothing travels between replicas (frames are lost, as in an outage).
