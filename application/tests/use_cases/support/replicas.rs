@@ -34,11 +34,11 @@ struct Lease {
 }
 
 /// A session's copy on a replica: the replica, the session, the copy.
-type Copy = (usize, SessionId, Weak<dyn ReplicaEvents>);
+type SessionCopy = (usize, SessionId, Weak<dyn ReplicaEvents>);
 
 #[derive(Default)]
 struct Bus {
-    copies: Mutex<Vec<Copy>>,
+    copies: Mutex<Vec<SessionCopy>>,
     leases: Mutex<HashMap<SessionId, Lease>>,
     cut_off: Mutex<Vec<usize>>,
     /// While set, nothing travels between replicas (frames are lost, as in an outage).
