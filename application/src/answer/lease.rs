@@ -18,8 +18,8 @@ use tracing::{info, warn};
 use super::{Actor, Answer, Outcome};
 use crate::turn::Turn;
 
-/// Messages read per page while catching up with the store.
-const CATCH_UP_PAGE: usize = 200;
+/// The most messages read while catching up with the store.
+const CATCH_UP_LIMIT: usize = 1_000;
 
 const ANSWER_INTERRUPTED: &str = "The answer was interrupted; please ask again";
 
@@ -57,21 +57,21 @@ impl Actor {
                 return;
             }
         };
-        let mut missed = Vec::new();
-        let mut after = self.live.stored_seq();
-        while after < loaded.last_seq {
-            match self.deps.storage(self.deps.repo.messages_after(id, after, CATCH_UP_PAGE)).await {
-                Ok(page) if !page.is_empty() => {
-                    after = page.last().map_or(after, |message| message.seq);
-                    missed.extend(page);
-                }
-                Ok(_) => break,
+        // Everything stored after this copy's last message, up to a bound: a copy further
+        // behind than that records what it can; the store still refuses a taken `seq`.
+        let behind = loaded.last_seq.0.saturating_sub(self.live.stored_seq().0);
+        let missed = if behind == 0 {
+            Vec::new()
+        } else {
+            let limit = usize::try_from(behind).unwrap_or(usize::MAX).min(CATCH_UP_LIMIT);
+            match self.deps.storage(self.deps.repo.messages_after(id, self.live.stored_seq(), limit)).await {
+                Ok(missed) => missed,
                 Err(error) => {
                     warn!(session_id = %id, %error, "catching up with the store failed");
                     return;
                 }
             }
-        }
+        };
         self.live.catch_up(loaded, &missed, self.deps.clock.now());
     }
 

@@ -114,11 +114,15 @@ pub(crate) async fn run(live: Arc<LiveSession>, mut turns: mpsc::Receiver<Turn>,
             }
             // Another replica streams an answer here; if it stops holding the lease
             // without ending it, it died: end the answer from here.
-            () = actor.live.mirror_started(), if !watching_orphan => continue,
+            () = actor.live.mirror_started().notified(), if !watching_orphan => continue,
             () = actor.deps.hub.answerer_gone(actor.live.id()), if watching_orphan => {
-                actor.take_lease().await;
-                actor.end_orphaned_answer().await;
-                actor.release_if_idle(&turns);
+                // Its end usually arrived meanwhile (it was written before the lease was
+                // given back): only an answer still open here was orphaned.
+                if actor.live.mirrors_an_answer() {
+                    actor.take_lease().await;
+                    actor.end_orphaned_answer().await;
+                    actor.release_if_idle(&turns);
+                }
                 continue;
             }
             turn = turns.recv() => turn,

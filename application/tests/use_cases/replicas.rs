@@ -59,6 +59,21 @@ async fn a_sessions_sockets_on_two_replicas_see_one_conversation() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_replica_that_only_watches_takes_no_lease() {
+    let (hs, bus) = replicas(&settings(), 2);
+    let mut phone = hs[0].answered("u1", "hello").await;
+    let mut laptop = joined(&hs[1], "u1", &phone.session_id()).await;
+    for text in ["one", "two"] {
+        hs[0].say(&mut phone, text).await.expect("accepted");
+        phone.until_done().await;
+        laptop.until_done().await;
+    }
+    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+    assert_eq!(bus.grants(1), 0, "the laptop's replica watched answers that ended: no lease, no catch-up");
+    assert_eq!(bus.grants(0), 3, "one grant per message on the replica that wrote");
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_writer_whose_copy_missed_frames_catches_up_from_the_store_first() {
     let (hs, bus) = replicas(&settings(), 2);
     let mut phone = hs[0].answered("u1", "hello").await;

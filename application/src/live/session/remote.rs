@@ -88,9 +88,11 @@ impl State {
                 if streaming_this {
                     self.streaming = None;
                 }
-                if let Some(seq) = seq.filter(|seq| *seq > self.stored_seq) {
+                if let Some(seq) = *seq {
+                    // The session ignores a seq it has; the counters are the store's, read
+                    // when this copy next catches up.
                     self.session.record(seq, frame.timestamp, &MessageEffects::default());
-                    self.stored_seq = seq;
+                    self.stored_seq = self.stored_seq.max(seq);
                 }
             }
             ServerEvent::Handoff { joined, admin_id, admin_name, .. } => {
@@ -151,10 +153,11 @@ impl LiveSession {
         self.lock().stored_seq
     }
 
-    /// Completes when an answer streamed by another replica has started being mirrored
-    /// here since the last call (at once if one did meanwhile).
-    pub async fn mirror_started(&self) {
-        self.mirror_started.notified().await;
+    /// Signalled when an answer streamed by another replica starts being mirrored here
+    /// (one stored signal if nobody waited).
+    #[must_use]
+    pub fn mirror_started(&self) -> &tokio::sync::Notify {
+        &self.mirror_started
     }
 
     /// True while an answer streamed by another replica is mirrored here.

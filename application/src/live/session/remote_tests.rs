@@ -5,11 +5,12 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use chatbox_domain::{MessageId, Sender, StoredMessage};
+use chatbox_domain::{MessageId, MessageKind, Sender, StoredMessage};
 
 use super::tests::{HandClock, drain, now, socket, turn, user};
 use super::*;
 use crate::ports::ReplicaEvents;
+use crate::socket::SocketBudget;
 
 /// A fan-out across replicas as the session sees it: local sockets, and the stop
 /// requests it relays.
@@ -128,6 +129,20 @@ fn a_message_stored_elsewhere_is_recorded_and_delivered_once() {
 }
 
 #[test]
+fn only_a_first_user_text_names_the_session() {
+    let (live, _turns, _) = copy();
+    let mut file = message(1, "holiday.png", None);
+    file.kind = MessageKind::File;
+    live.apply_remote(stored(&file), Seq(1));
+    let mut answer = message(2, "a picture", None);
+    answer.sender = Sender::Ai;
+    live.apply_remote(stored(&answer), Seq(2));
+    assert_eq!(live.read(|session| session.name.clone()), None, "neither a file nor an answer names it");
+    live.apply_remote(stored(&message(3, "trip plans", None)), Seq(3));
+    assert_eq!(live.read(|session| session.name.clone()).as_deref(), Some("trip plans"));
+}
+
+#[test]
 fn an_answer_streamed_elsewhere_is_mirrored_for_a_joining_socket_and_stopped_through_its_replica() {
     let (live, _turns, stops) = copy();
     live.apply_remote(loading("a1"), Seq(0));
@@ -232,4 +247,79 @@ fn a_takeover_elsewhere_silences_the_answer_streamed_here() {
     assert!(live.read(|session| session.handoff.assisted_by(&user("ada"))));
     live.stop_requested();
     assert!(!live.mirrors_an_answer());
+}
+
+fn status(state: &'static str) -> Arc<Frame> {
+    Frame::new(
+        ServerEvent::ConnectionStatus {
+            user_id: user("owner"),
+            session_id: SessionId::parse("s").expect("id"),
+            models: Arc::from(Vec::new()),
+            model_id: ModelId::parse("m").expect("id"),
+            state,
+            content: None,
+        },
+        now(),
+    )
+}
+
+#[test]
+fn a_help_request_or_an_end_elsewhere_changes_the_copy_here() {
+    let (live, _turns, _) = copy();
+    let (phone, _queue) = socket("owner");
+    live.apply_remote(status("help_requested"), Seq(0));
+    assert_eq!(live.read(|session| session.handoff.clone()), HandoffState::HelpRequested);
+    live.apply_remote(status("ended"), Seq(0));
+    assert!(!live.read(Session::is_active), "ended here too");
+    let refused = live.admit_turn(turn(&phone, Sender::User, None), 3, now());
+    assert!(matches!(refused, Err(ChatError::SessionEnded)), "{refused:?}");
+}
+
+#[test]
+fn a_stop_requested_by_another_replica_cancels_the_answer_streamed_here() {
+    let (live, _turns, stops) = copy();
+    let cancel = CancellationToken::new();
+    let _ = live.start_answer(
+        MessageId::parse("a").expect("id"),
+        AnswerStyle::AiResponse,
+        cancel.clone(),
+        &loading("a"),
+    );
+    live.stop_requested();
+    assert!(cancel.is_cancelled());
+    assert_eq!(stops.load(Ordering::SeqCst), 0, "it ran here: nothing to relay");
+}
+
+#[test]
+fn the_end_of_an_answer_this_copy_did_not_see_start_is_still_delivered() {
+    let (live, _turns, _) = copy();
+    let (phone, mut queue) = socket("owner");
+    assert!(live.join(&phone, now()));
+    let done = Frame::new(
+        ServerEvent::AnswerDone {
+            session_id: SessionId::parse("s").expect("id"),
+            message_id: MessageId::parse("unseen").expect("id"),
+            model_id: ModelId::parse("m").expect("id"),
+            seq: None,
+            finish_reason: chatbox_domain::FinishReason::Error,
+            usage: None,
+            timing: chatbox_domain::AnswerTiming::default(),
+            style: AnswerStyle::AiResponse,
+        },
+        now(),
+    );
+    live.apply_remote(done, Seq(0));
+    assert_eq!(kinds(&drain(&mut queue)), ["done None"], "its sockets learn the answer ended");
+}
+
+#[test]
+fn a_copy_whose_last_socket_dropped_out_on_a_remote_frame_counts_as_unattended() {
+    let (live, _turns, _) = copy();
+    let (reader, _queue) = socket("owner");
+    assert!(live.join(&reader, now()));
+    live.apply_remote(loading("a"), Seq(0));
+    assert_eq!(live.unattended_since(), None, "a socket still reads");
+    reader.close(crate::socket::CloseReason::SlowConsumer);
+    live.apply_remote(chunk("a", "more"), Seq(0));
+    assert!(live.unattended_since().is_some(), "nobody is left to read it");
 }

@@ -43,6 +43,8 @@ struct Bus {
     cut_off: Mutex<Vec<usize>>,
     /// While set, nothing travels between replicas (frames are lost, as in an outage).
     partitioned: AtomicBool,
+    /// Leases granted, by replica.
+    grants: Mutex<HashMap<usize, usize>>,
     deliveries: Mutex<Option<mpsc::UnboundedSender<Delivery>>>,
 }
 
@@ -56,6 +58,11 @@ impl ReplicaBus {
     /// The hub of replica number `replica`.
     pub fn hub(&self, replica: usize) -> BusHub {
         BusHub { bus: Arc::clone(&self.bus), replica, users: UserDirectory::default() }
+    }
+
+    /// How many writer leases replica `replica` was granted.
+    pub fn grants(&self, replica: usize) -> usize {
+        self.bus.grants.lock().expect("lock").get(&replica).copied().unwrap_or(0)
     }
 
     /// While `lost`, frames between replicas are lost (the store keeps every message).
@@ -210,6 +217,7 @@ impl SessionHub for BusHub {
     async fn lease_answerer(&self, session: &SessionId) -> AnswerLease {
         let permit: OwnedSemaphorePermit =
             self.bus.permit(session).acquire_owned().await.expect("the semaphore is never closed");
+        *self.bus.grants.lock().expect("lock").entry(self.replica).or_default() += 1;
         let mut leases = self.bus.leases.lock().expect("lock");
         let lease = leases.entry(session.clone()).or_default();
         let behind = lease.last_holder != Some(self.replica);
