@@ -10,7 +10,6 @@ use chatbox_domain::{MessageId, MessageKind, Sender, StoredMessage};
 use super::tests::{HandClock, drain, now, socket, turn, user};
 use super::*;
 use crate::ports::ReplicaEvents;
-use crate::socket::SocketBudget;
 
 /// A fan-out across replicas as the session sees it: local sockets, and the stop
 /// requests it relays.
