@@ -16,6 +16,14 @@
 //! The test raises its own open-file limit (soft up to hard), so it passes where the
 //! default soft limit is 1,024 (`ulimit -n 1024`): it holds some 2,100 sockets, and so
 //! does the server it starts (which inherits the raised limit).
+//!
+//! What the servers run on, for comparing setups in one sitting (all default to one
+//! process with the in-memory store):
+//! - `CHATBOX_BENCH_STORE=mongodb`: MongoDB storage (`MONGO_URI`, a fresh database);
+//! - `CHATBOX_BENCH_HUB=redis`: the Redis hub (`REDIS_URL`; MongoDB storage, which it
+//!   needs), and `CHATBOX_BENCH_REPLICAS=N` replicas: the CPU benchmark then spreads each
+//!   session's sockets over the replicas (so every chunk crosses Redis) and sums their
+//!   CPU time; the other two use the first replica.
 
 #[path = "support/jwt.rs"]
 mod jwt;
@@ -79,8 +87,66 @@ fn token(user: &str) -> String {
     jwt::user_token(user, SECRET)
 }
 
+/// The servers' environment beyond the common one, and how many replicas to start.
+struct Setup {
+    vars: Vec<(String, String)>,
+    replicas: usize,
+    label: String,
+}
+
+fn setting(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|value| !value.is_empty())
+}
+
+/// The setup the `CHATBOX_BENCH_*` variables ask for.
+fn setup() -> Setup {
+    let redis = setting("CHATBOX_BENCH_HUB").as_deref() == Some("redis");
+    let mongodb = redis || setting("CHATBOX_BENCH_STORE").as_deref() == Some("mongodb");
+    let unique =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_nanos();
+    let mut vars = Vec::new();
+    if mongodb {
+        vars.push((
+            "MONGO_URI".into(),
+            setting("MONGO_URI").expect("CHATBOX_BENCH_STORE=mongodb needs MONGO_URI"),
+        ));
+        vars.push(("MONGO_DATABASE".into(), format!("bench{unique}")));
+    }
+    let replicas = if redis {
+        vars.push(("HUB_BACKEND".into(), "redis".into()));
+        vars.push((
+            "REDIS_URL".into(),
+            setting("REDIS_URL").expect("CHATBOX_BENCH_HUB=redis needs REDIS_URL"),
+        ));
+        vars.push(("REDIS_KEY_PREFIX".into(), format!("bench{unique}")));
+        setting("CHATBOX_BENCH_REPLICAS").map_or(1, |n| n.parse().expect("CHATBOX_BENCH_REPLICAS: a number"))
+    } else {
+        1
+    };
+    let label = match (redis, mongodb) {
+        (true, _) => format!("Redis hub, {replicas} replica(s), MongoDB"),
+        (false, true) => "one process, MongoDB".to_owned(),
+        (false, false) => "one process, memory store".to_owned(),
+    };
+    Setup { vars, replicas, label }
+}
+
 async fn start_server() -> (Child, u16) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_chatbox"))
+    start_servers(&setup()).await.swap_remove(0)
+}
+
+/// Starts the setup's replicas; each is ready when it logs its address.
+async fn start_servers(setup: &Setup) -> Vec<(Child, u16)> {
+    let mut servers = Vec::with_capacity(setup.replicas);
+    for _ in 0..setup.replicas {
+        servers.push(start_one(&setup.vars).await);
+    }
+    servers
+}
+
+async fn start_one(vars: &[(String, String)]) -> (Child, u16) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_chatbox"));
+    command
         .env_clear()
         .env("JWT_SECRET", SECRET)
         .env("SERVER_HOST", "127.0.0.1")
@@ -91,12 +157,12 @@ async fn start_server() -> (Child, u16) {
         .env("MAX_CONNECTIONS_PER_USER", "10000")
         .env("RATE_LIMIT", "100000")
         .env("WS_COMMAND_BUDGET", "100000")
-        .env("LOG_LEVEL", "warn,chatbox=info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn");
+        .env("LOG_LEVEL", "warn,chatbox=info");
+    for (name, value) in vars {
+        command.env(name, value);
+    }
+    let mut child =
+        command.stdout(Stdio::piped()).stderr(Stdio::inherit()).kill_on_drop(true).spawn().expect("spawn");
     let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     let port = loop {
@@ -144,6 +210,7 @@ async fn an_idle_socket_costs_the_server_a_few_kib() {
     ping_pong(sockets.last_mut().expect("a socket")).await;
     let after = rss_kib(pid);
     let per_socket = (after - before) / IDLE_SOCKETS as f64;
+    println!("setup: {}", setup().label);
     println!(
         "idle sockets: {IDLE_SOCKETS}, server RSS {before:.0} KiB -> {after:.0} KiB, {per_socket:.1} KiB per idle socket"
     );
@@ -184,6 +251,7 @@ async fn time_to_first_chunk_through_the_gateway() {
         samples.push(first.expect("a first chunk"));
     }
     samples.sort();
+    println!("setup: {}", setup().label);
     let pick = |q: f64| samples[((samples.len() - 1) as f64 * q) as usize];
     println!(
         "time to first chunk (store the question, read the history, start the model, fan out), 200 answers: p50 {:?}, p99 {:?}, max {:?}",
@@ -240,6 +308,11 @@ impl CpuTime {
         Self { user: time(fields[11]), system: time(fields[12]) }
     }
 
+    /// Both together (several replicas).
+    fn plus(self, other: Self) -> Self {
+        Self { user: self.user + other.user, system: self.system + other.system }
+    }
+
     /// What was used since `earlier`.
     fn since(self, earlier: Self) -> Self {
         Self {
@@ -254,19 +327,20 @@ impl CpuTime {
 }
 
 /// Opens the sockets of a new session of `user`: the first creates the session with a
-/// first answer, the others are bound to it.
-async fn open_session(port: u16, user: &str) -> Vec<ws::Socket> {
-    let url = format!("ws://127.0.0.1:{port}/chat/ws?token={}", token(user));
-    let mut asker = ws::connect(&url).await;
+/// first answer, the others are bound to it; socket `i` goes to `ports[(first + i) %
+/// ports.len()]`, so with several replicas each session spans them.
+async fn open_session(ports: &[u16], first: usize, user: &str) -> Vec<ws::Socket> {
+    let url =
+        |index: usize| format!("ws://127.0.0.1:{}/chat/ws?token={}", ports[index % ports.len()], token(user));
+    let mut asker = ws::connect(&url(first)).await;
     let status = ws::next_json(&mut asker, ws::deadline_in(ws::WAIT)).await;
     let session_id = status["session_id"].as_str().expect("a session id").to_owned();
     let frame = json!({"type": "user_message", "content": "open the session"}).to_string();
     asker.send(Message::Text(frame.into())).await.expect("send");
     ws::frames_until(&mut asker, ws::deadline_in(ws::WAIT), ws::is_done).await;
     let mut sockets = vec![asker];
-    let bound_url = format!("{url}&session_id={session_id}");
-    for _ in 1..SOCKETS_PER_SESSION {
-        let mut socket = ws::connect(&bound_url).await;
+    for index in 1..SOCKETS_PER_SESSION {
+        let mut socket = ws::connect(&format!("{}&session_id={session_id}", url(first + index))).await;
         let status = ws::next_json(&mut socket, ws::deadline_in(ws::WAIT)).await;
         assert_eq!(status["session_id"], session_id.as_str(), "bound to the session: {status}");
         sockets.push(socket);
@@ -317,15 +391,20 @@ fn metadata_number(frame: &Value, key: &str) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cpu_per_streamed_token_with_three_sockets_per_session() {
-    let (child, port) = start_server().await;
-    let pid = child.id().expect("pid");
+    let setup = setup();
+    let servers = start_servers(&setup).await;
+    let pids: Vec<u32> = servers.iter().map(|(child, _)| child.id().expect("pid")).collect();
+    let ports: Vec<u16> = servers.iter().map(|(_, port)| *port).collect();
     let answers = answers_per_session();
     let mut sessions = Vec::with_capacity(BENCH_SESSIONS);
     for n in 0..BENCH_SESSIONS {
-        sessions.push(open_session(port, &format!("bench-{n}")).await);
+        sessions.push(open_session(&ports, n, &format!("bench-{n}")).await);
     }
     let ticks_per_second = clock_ticks_per_second();
-    let cpu_before = CpuTime::of(pid, ticks_per_second);
+    let cpu_of_all = || {
+        pids.iter().map(|pid| CpuTime::of(*pid, ticks_per_second)).reduce(CpuTime::plus).expect("a server")
+    };
+    let cpu_before = cpu_of_all();
     let started = Instant::now();
     let runs: Vec<_> = sessions
         .into_iter()
@@ -350,10 +429,11 @@ async fn cpu_per_streamed_token_with_three_sockets_per_session() {
         open.push(sockets);
     }
     let wall = started.elapsed();
-    let cpu = CpuTime::of(pid, ticks_per_second).since(cpu_before);
+    let cpu = cpu_of_all().since(cpu_before);
     drop(open);
     let sockets = BENCH_SESSIONS * SOCKETS_PER_SESSION;
     let per_token = cpu.total().as_secs_f64() * 1e6 / delivered as f64;
+    println!("setup: {}", setup.label);
     println!(
         "cpu per streamed token: {per_token:.2} µs (server CPU {:.2} s for {delivered} tokens delivered to {sockets} sockets)",
         cpu.total().as_secs_f64()
