@@ -7,7 +7,9 @@
 //! - `fanout`: a session's sockets on different replicas see one conversation, one
 //!   writer stores it whichever replica a message reaches, a socket resumes on another
 //!   replica exactly, a takeover silences the model everywhere, and the answer of a
-//!   replica killed mid-stream is ended by another.
+//!   replica killed mid-stream is ended by another;
+//! - `load`: a rolling update and a Redis outage under a conversation load lose and
+//!   double nothing.
 //!
 //! Needs `redis-server` on `PATH` and a MongoDB-compatible server (`MONGO_URI`); without
 //! them the tests say what they skip, and in CI (`CHATBOX_REQUIRE_REDIS=1`,
@@ -228,4 +230,4 @@ macro_rules! needs_redis_and_mongo {
 
 mod fanout;
 mod limits;
-mod rolling;
+mod load;

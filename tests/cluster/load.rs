@@ -1,7 +1,8 @@
-//! A rolling update under a conversation load: every replica is replaced, one by one
-//! (a new one joins the rotation, the old one leaves it and drains on SIGTERM), while
-//! users keep chatting. Clients behave as the protocol asks: a message is sent with a
-//! `client_message_id` until it is acknowledged, a closed socket reconnects through the
+//! Disruptions under a conversation load: a rolling update (every replica replaced, one
+//! by one: a new one joins the rotation, the old one leaves it and drains on SIGTERM),
+//! and Redis stopped and started again, while users keep chatting. Clients behave as the
+//! protocol asks: a message is sent with a `client_message_id` until it is acknowledged,
+//! a refused one is sent again a moment later, a closed socket reconnects through the
 //! load balancer and resumes with `last_seq`. Afterwards MongoDB holds every
 //! acknowledged message exactly once, each answered once.
 
@@ -148,16 +149,27 @@ async fn a_rolling_update_under_load_loses_and_doubles_nothing() {
     }
     updated.store(true, Ordering::SeqCst);
 
+    check_every_conversation(&c, serving[0], clients, 2).await;
+}
+
+/// Waits for the clients and checks, in the store (read through replica `reader`), that
+/// each one's acknowledged messages are stored once, in one order, each answered once;
+/// every client reconnected at least `min_connects - 1` times.
+async fn check_every_conversation(
+    c: &crate::Cluster,
+    reader: usize,
+    clients: Vec<tokio::task::JoinHandle<Conversation>>,
+    min_connects: usize,
+) {
     for client in clients {
         let conversation = client.await.expect("the client ran");
-        // Every replica it was on was replaced under it.
         assert!(
-            conversation.reconnects >= 2,
-            "{} was never moved: {}",
+            conversation.reconnects >= min_connects,
+            "{} connected {} times",
             conversation.user,
             conversation.reconnects
         );
-        let history = c.history(serving[0], &conversation.user, &conversation.session).await;
+        let history = c.history(reader, &conversation.user, &conversation.session).await;
         let seqs: Vec<u64> = history.iter().filter_map(|m| m["seq"].as_u64()).collect();
         assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>(), "one order: {history:#?}");
         for key in &conversation.acknowledged {
@@ -169,5 +181,28 @@ async fn a_rolling_update_under_load_loses_and_doubles_nothing() {
         let questions = history.iter().filter(|m| m["sender"] == "user").count();
         let answers = history.iter().filter(|m| m["sender"] == "ai").count();
         assert_eq!((questions, answers), (sent, sent), "each message stored and answered once: {history:#?}");
+    }
+}
+
+#[tokio::test]
+async fn redis_stopped_and_started_under_load_loses_and_doubles_nothing() {
+    let Some(binary) = redis_binary("cluster redis under load") else { return };
+    let Some(mongo) = mongo::reachable("cluster redis under load").await else { return };
+    let mut redis = Redis::start(&binary).await;
+    let c = cluster("redisload", &redis, &mongo, 3, &[("LLM_PROVIDER_1_DELAY", "5ms")]).await;
+    let over = Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> = (0..USERS)
+        .map(|n| tokio::spawn(converse(c.proxy.port, format!("steady-{n}"), Arc::clone(&over))))
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    redis.stop().await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    redis.resume().await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    over.store(true, Ordering::SeqCst);
+    check_every_conversation(&c, 0, clients, 1).await;
+    for replica in &c.replicas {
+        let outages = crate::metric(replica, "chatbox_redis_outages_total").await;
+        assert!(outages.is_some_and(|count| count >= 1.0), "each replica saw the outage: {outages:?}");
     }
 }
