@@ -7,7 +7,8 @@
 # monitoring files (the Prometheus rules and their unit tests with promtool, the
 # PrometheusRule's copy of the rules, the Grafana dashboard), and, where the tool is on
 # the machine, the compose file, the kustomization, the network policy of each
-# combination of components against the endpoints that configuration reaches, the nginx
+# combination of components against the endpoints that configuration reaches (and its
+# replica count against its hub: one replica, or the HPA from 3 with Redis), the nginx
 # example and the k6 script.
 # Exits non-zero when anything fails; prints a summary either way.
 #
@@ -373,7 +374,7 @@ else
   skip "kustomization.yaml: kubectl is not installed"
 fi
 
-section "network policy admits what each configuration reaches"
+section "network policy admits what each configuration reaches; replicas fit the hub"
 # For each supported combination of dependencies (the components under
 # $MANIFESTS/components, docs/operations.md "Install"), an overlay as an operator would
 # write it: the base, the components, a ConfigMap patch with that configuration's
@@ -381,6 +382,7 @@ section "network policy admits what each configuration reaches"
 # endpoint the rendered configuration names (DNS, each provider's endpoint, MONGO_URI's
 # hosts, SMTP_HOST:SMTP_PORT, the SMS API, REDIS_URL if any). The last combinations
 # leave a component out and must be refused: they prove the check can fail.
+# The replica count is checked on the same renderings (REPLICA_CHECKER below).
 # The checker reads the rendered YAML as YAML (PyYAML, which kubernetes-validate brings).
 read -r -d '' ENDPOINT_CHECKER <<'PY' || true
 import base64, ipaddress, sys, urllib.parse, yaml
@@ -492,6 +494,55 @@ for protocol, port, host, why in endpoints:
 sys.exit(1 if refused else 0)
 PY
 
+# The replica count each rendering runs: with HUB_BACKEND=redis (the Redis components)
+# the HPA of components/scale-out owns it (the Deployment has no spec.replicas; one HPA
+# on it, minReplicas 3), rolling updates add a pod before one goes and the PDB lets one
+# go at a time; with HUB_BACKEND=memory one replica and no HPA. A rendering that breaks
+# this is refused like one whose policy refuses an endpoint.
+read -r -d '' REPLICA_CHECKER <<'PY' || true
+import sys, yaml
+
+docs = [d for d in yaml.safe_load_all(sys.stdin) if d]
+def one(kind, name):
+    found = [d for d in docs if d["kind"] == kind and d["metadata"]["name"] == name]
+    if len(found) != 1:
+        sys.exit(f"rendered output has {len(found)} {kind} {name}")
+    return found[0]
+
+hub = (one("ConfigMap", "chatbox-config").get("data") or {}).get("HUB_BACKEND") or "memory"
+deployment = one("Deployment", "chatbox-websocket")
+replicas = deployment["spec"].get("replicas")
+hpas = [d for d in docs if d["kind"] == "HorizontalPodAutoscaler"]
+rolling = (deployment["spec"].get("strategy") or {}).get("rollingUpdate") or {}
+pdb = one("PodDisruptionBudget", "chatbox-websocket")["spec"]
+problems = []
+if rolling.get("maxSurge") != 1 or rolling.get("maxUnavailable") != 0:
+    problems.append(f"rolling update {rolling}, not maxSurge 1, maxUnavailable 0")
+if pdb.get("maxUnavailable") != 1:
+    problems.append(f"PodDisruptionBudget {pdb}, not maxUnavailable 1")
+if hub == "redis":
+    if replicas is not None:
+        problems.append(f"HUB_BACKEND=redis, but the Deployment fixes replicas: {replicas} (the HPA owns it)")
+    target = [h for h in hpas if h["spec"]["scaleTargetRef"].get("kind") == "Deployment"
+              and h["spec"]["scaleTargetRef"].get("name") == "chatbox-websocket"]
+    if len(hpas) != 1 or len(target) != 1:
+        problems.append(f"HUB_BACKEND=redis needs one HPA on Deployment chatbox-websocket, found {len(hpas)} HPA(s), {len(target)} on it")
+    elif target[0]["spec"].get("minReplicas") != 3 or target[0]["spec"].get("maxReplicas", 0) < 3:
+        spec = target[0]["spec"]
+        problems.append(f"HPA replicas {spec.get('minReplicas')} to {spec.get('maxReplicas')}, not from 3")
+    shown = f"HPA {hpas[0]['spec'].get('minReplicas')} to {hpas[0]['spec'].get('maxReplicas')}" if hpas else "no HPA"
+else:
+    if replicas != 1:
+        problems.append(f"HUB_BACKEND={hub} runs one replica, the Deployment says {replicas}")
+    if hpas:
+        problems.append(f"HUB_BACKEND={hub} runs one replica, yet {len(hpas)} HPA(s) are rendered")
+    shown = f"replicas {replicas}" + (", an HPA" if hpas else "")
+print(f"  {'replicas ok' if not problems else 'REPLICAS  '} HUB_BACKEND={hub}: {shown}")
+for problem in problems:
+    print(f"    {problem}")
+sys.exit(1 if problems else 0)
+PY
+
 # endpoint_combination NAME EXPECTED(admitted|refused) "COMPONENTS" KEY=VALUE...
 # Secret keys go through create-secret.sh, the others into the ConfigMap patch.
 endpoint_combination() {
@@ -526,7 +577,11 @@ endpoint_combination() {
     endpoints_ok=0
   fi
   verdict=refused
-  if "$VENV/bin/python" -c "$ENDPOINT_CHECKER" <"$dir/rendered.yaml"; then
+  # Both checkers run (each prints its findings); admitted only when both pass.
+  local endpoints_pass=0 replicas_pass=0
+  "$VENV/bin/python" -c "$ENDPOINT_CHECKER" <"$dir/rendered.yaml" && endpoints_pass=1
+  "$VENV/bin/python" -c "$REPLICA_CHECKER" <"$dir/rendered.yaml" && replicas_pass=1
+  if ((endpoints_pass && replicas_pass)); then
     verdict=admitted
   fi
   if [[ $verdict != "$expected" ]]; then
@@ -573,10 +628,12 @@ if command -v kubectl >/dev/null 2>&1; then
   endpoint_combination "managed Redis without its component" refused mongodb "${mongo_hosted[@]}" "${redis_managed[@]}"
   endpoint_combination "Redis in another namespace with components/redis" refused "mongodb redis" "${mongo_in_cluster[@]}" "${redis_other_namespace[@]}"
   endpoint_combination "managed Redis on a port no component opens" refused "mongodb redis-external" "${mongo_hosted[@]}" "${redis_managed[@]/:6379/:6380}"
+  # Several replicas without Redis (HUB_BACKEND=memory): must be refused.
+  endpoint_combination "components/scale-out without Redis" refused "mongodb scale-out" "${openai[@]}" "${mongo_in_cluster[@]}"
   if ((endpoints_ok)); then
-    pass "network policy: every combination admits what it reaches; the broken ones are refused"
+    pass "network policy and replicas: every combination admits what it reaches and runs 1 replica (memory) or the HPA from 3 (redis); the broken ones are refused"
   else
-    fail "network policy and configuration disagree"
+    fail "network policy or replica count and configuration disagree"
   fi
 else
   skip "network policy combinations: kubectl is not installed"

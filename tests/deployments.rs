@@ -237,7 +237,8 @@ fn deployments_drain_in_time_and_probe_the_service() {
             text.contains(&format!("containerPort: {port}\n")),
             "{file}: containerPort is not SERVER_PORT"
         );
-        assert!(text.contains("replicas: 1\n"), "{file}: one replica until sessions can be shared");
+        // One replica as shipped (HUB_BACKEND=memory); the Redis components remove the pin.
+        assert!(text.contains("replicas: 1\n"), "{file}: one replica without Redis");
         assert!(text.contains("maxUnavailable: 0\n"), "{file}: a rolling update must never leave zero pods");
         if file != "deployment.yaml" {
             let containers = |text: &str| -> Vec<String> {
@@ -391,6 +392,79 @@ fn the_redis_components_make_redis_the_hub_and_need_the_url() {
     let without_url = environment(&changes, &[("JWT_SECRET", GOOD_JWT_SECRET), ("MONGO_URI", mongo)]);
     let problems = load_from(&as_pairs(&without_url), false).settings.expect_err("no REDIS_URL");
     assert!(problems.iter().any(|problem| problem.starts_with("REDIS_URL: ")), "{problems:?}");
+}
+
+/// The lines of a component's kustomization.yaml without comments, trimmed at the end.
+fn component_lines(component: &str) -> Vec<String> {
+    let text = read(&kubernetes(&format!("components/{component}/kustomization.yaml")));
+    text.lines()
+        .filter(|line| !line.trim_start().starts_with('#') && !line.trim().is_empty())
+        .map(|line| line.trim_end().to_owned())
+        .collect()
+}
+
+/// The items of the top-level list `key:` (`  - item` lines) of a kustomization.
+fn top_level_list(lines: &[String], key: &str) -> Vec<String> {
+    lines
+        .iter()
+        .skip_while(|line| *line != &format!("{key}:"))
+        .skip(1)
+        .map_while(|line| line.strip_prefix("  - ").map(str::to_owned))
+        .collect()
+}
+
+#[test]
+fn the_redis_components_run_several_replicas_and_nothing_else_does() {
+    // Both Redis components include components/scale-out; no other component, nor the
+    // base, does (without Redis the service must run one replica).
+    for component in ["redis", "redis-external"] {
+        let included = top_level_list(&component_lines(component), "components");
+        assert_eq!(included, ["../scale-out"], "components/{component} must include components/scale-out");
+    }
+    for component in ["mongodb", "smtp", "monitoring"] {
+        let included = top_level_list(&component_lines(component), "components");
+        assert!(
+            included.is_empty(),
+            "components/{component} includes {included:?}: only Redis may scale out"
+        );
+    }
+    let base = read(&kubernetes("kustomization.yaml"));
+    let base: Vec<String> = base.lines().map(str::to_owned).collect();
+    let resources = top_level_list(&base, "resources");
+    assert!(!resources.is_empty(), "kustomization.yaml lists no resources");
+    assert!(!resources.iter().any(|r| r.contains("hpa")), "the base must not apply an HPA: {resources:?}");
+    assert!(top_level_list(&base, "components").is_empty(), "the base enables no component as shipped");
+
+    // components/scale-out: the HPA, and the Deployment's count removed so it owns it.
+    let scale_out = component_lines("scale-out");
+    assert_eq!(top_level_list(&scale_out, "resources"), ["hpa.yaml"]);
+    let patch: Vec<&str> = scale_out.iter().map(|line| line.trim()).collect();
+    let remove = patch.windows(2).position(|pair| pair == ["- op: remove", "path: /spec/replicas"]);
+    assert!(remove.is_some(), "components/scale-out must remove /spec/replicas: {patch:?}");
+    assert!(
+        patch.windows(2).any(|pair| pair == ["kind: Deployment", "name: chatbox-websocket"]),
+        "components/scale-out's patch must target Deployment chatbox-websocket"
+    );
+    assert_eq!(patch.iter().filter(|line| line.starts_with("- op:")).count(), 1, "one operation only");
+
+    let hpa = read(&kubernetes("components/scale-out/hpa.yaml"));
+    assert_eq!(number_after(&hpa, "minReplicas", "hpa.yaml"), 3, "hpa.yaml: at least 3 replicas");
+    assert_eq!(number_after(&hpa, "maxReplicas", "hpa.yaml"), 10, "hpa.yaml: at most 10 replicas");
+    assert!(
+        hpa.contains("    kind: Deployment\n    name: chatbox-websocket\n"),
+        "hpa.yaml scales chatbox-websocket"
+    );
+    assert!(
+        hpa.contains("scaleDown:\n      stabilizationWindowSeconds: 600\n"),
+        "hpa.yaml: scale down slowly"
+    );
+
+    // All but one pod keep serving through drains; rolling updates add before removing.
+    let pdb = read(&kubernetes("pdb.yaml"));
+    assert_eq!(number_after(&pdb, "maxUnavailable", "pdb.yaml"), 1, "pdb.yaml: maxUnavailable 1");
+    let deployment = read(&kubernetes("deployment.yaml"));
+    assert_eq!(number_after(&deployment, "maxSurge", "deployment.yaml"), 1);
+    assert_eq!(number_after(&deployment, "maxUnavailable", "deployment.yaml"), 0);
 }
 
 #[test]
