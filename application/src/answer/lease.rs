@@ -47,7 +47,7 @@ impl Actor {
     /// Reads what the store has beyond this copy and applies it. A store that fails
     /// leaves the copy as it is: a write at a `seq` another replica took is refused by
     /// the store, never stored twice.
-    async fn catch_up(&self) {
+    pub(super) async fn catch_up(&self) {
         let id = self.live.id();
         let loaded = match self.deps.storage(self.deps.repo.load(id)).await {
             Ok(Some(session)) => session,

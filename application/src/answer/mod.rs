@@ -32,7 +32,7 @@ use tracing::{debug, warn};
 use crate::deps::Deps;
 use crate::events::{AnswerStyle, Frame, ServerEvent};
 use crate::live::LiveSession;
-use crate::ports::{AnswerLease, ChatRequest};
+use crate::ports::{AnswerLease, ChatRequest, RepositoryError};
 use crate::turn::Turn;
 use context::context_window;
 
@@ -173,8 +173,8 @@ impl Actor {
             warn!("id generator produced an invalid message id");
             return None;
         };
-        let (seq, effects) = self.live.next_message(user_text);
-        let message = StoredMessage {
+        let (seq, mut effects) = self.live.next_message(user_text);
+        let mut message = StoredMessage {
             id: message_id,
             seq,
             sender: turn.sender,
@@ -190,8 +190,21 @@ impl Actor {
             model_id: None,
             timing: None,
         };
-        let stored =
+        let mut stored =
             self.deps.storage(self.deps.repo.append_message(self.live.id(), &message, &effects)).await;
+        if matches!(stored, Err(RepositoryError::Conflict)) {
+            // Another writer took this seq, which this copy did not know of (its lease
+            // did not say so: a shared store that lost its memory). Catch up, then try
+            // once more at the store's next seq.
+            warn!(session_id = %self.live.id(), seq = %message.seq, "seq already taken: catching up with the store");
+            self.catch_up().await;
+            if self.live.take_if_stored_elsewhere(&turn) {
+                return None;
+            }
+            (message.seq, effects) = self.live.next_message(user_text);
+            stored =
+                self.deps.storage(self.deps.repo.append_message(self.live.id(), &message, &effects)).await;
+        }
         if let Err(error) = stored {
             warn!(session_id = %self.live.id(), %error, "storing a message failed");
             self.refuse(&turn);

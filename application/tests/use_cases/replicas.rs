@@ -104,6 +104,30 @@ async fn a_writer_whose_copy_missed_frames_catches_up_from_the_store_first() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_writer_that_finds_its_seq_taken_catches_up_and_stores_after() {
+    let (hs, bus) = replicas(&settings(), 2);
+    let mut phone = hs[0].answered("u1", "hello").await;
+    let session = phone.session_id();
+    let mut laptop = joined(&hs[1], "u1", &session).await;
+    bus.partition(true);
+    hs[0].say(&mut phone, "while apart").await.expect("accepted");
+    phone.until_done().await;
+    bus.partition(false);
+    // The leases forgot who held them: the laptop's replica believes its copy current.
+    bus.amnesia(true);
+    hs[1].say_with(&mut laptop, "after", Some("k-after")).await.expect("accepted");
+    let events = laptop.until_done().await;
+    assert!(events.iter().all(|e| !matches!(e, ServerEvent::Error { .. })), "not refused: {events:?}");
+    assert!(
+        events.iter().any(|e| matches!(e, ServerEvent::MessageAck { seq, .. } if *seq == Seq(5))),
+        "stored after what the other replica wrote: {events:?}"
+    );
+    let stored = hs[1].stored(&session).await;
+    assert_eq!(stored.iter().map(|m| m.seq.0).collect::<Vec<_>>(), [1, 2, 3, 4, 5, 6]);
+    assert_eq!(stored[4].content, "after");
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_model_chosen_on_one_replica_answers_on_another() {
     let (hs, _bus) = replicas(&settings(), 2);
     let mut phone = hs[0].answered("u1", "hello").await;

@@ -45,6 +45,9 @@ struct Bus {
     partitioned: AtomicBool,
     /// Leases granted, by replica.
     grants: Mutex<HashMap<usize, usize>>,
+    /// While set, every lease is handed out as current, whoever held it before (a store
+    /// of leases that lost its memory).
+    amnesia: AtomicBool,
     deliveries: Mutex<Option<mpsc::UnboundedSender<Delivery>>>,
 }
 
@@ -63,6 +66,11 @@ impl ReplicaBus {
     /// How many writer leases replica `replica` was granted.
     pub fn grants(&self, replica: usize) -> usize {
         self.bus.grants.lock().expect("lock").get(&replica).copied().unwrap_or(0)
+    }
+
+    /// While `forgets`, leases say nobody else held them (as after Redis came back empty).
+    pub fn amnesia(&self, forgets: bool) {
+        self.bus.amnesia.store(forgets, Ordering::SeqCst);
     }
 
     /// While `lost`, frames between replicas are lost (the store keeps every message).
@@ -220,7 +228,7 @@ impl SessionHub for BusHub {
         *self.bus.grants.lock().expect("lock").entry(self.replica).or_default() += 1;
         let mut leases = self.bus.leases.lock().expect("lock");
         let lease = leases.entry(session.clone()).or_default();
-        let behind = lease.last_holder != Some(self.replica);
+        let behind = lease.last_holder != Some(self.replica) && !self.bus.amnesia.load(Ordering::SeqCst);
         lease.last_holder = Some(self.replica);
         if behind { AnswerLease::after_others(permit) } else { AnswerLease::new(permit) }
     }
