@@ -1,6 +1,8 @@
 //! Disruptions under a conversation load: a rolling update (every replica replaced, one
-//! by one: a new one joins the rotation, the old one leaves it and drains on SIGTERM),
-//! and Redis stopped and started again, while users keep chatting. Clients behave as the
+//! by one: a new one joins the rotation, the old one leaves it and drains on SIGTERM), a
+//! blue-green switch (a second set of replicas beside the first, the load balancer
+//! switched at once, the first set stopped), and Redis stopped and started again, while
+//! users keep chatting. Clients behave as the
 //! protocol asks: a message is sent with a `client_message_id` until it is acknowledged,
 //! a refused one is sent again a moment later, a closed socket reconnects through the
 //! load balancer and resumes with `last_seq`. Afterwards MongoDB holds every
@@ -136,20 +138,57 @@ async fn a_rolling_update_under_load_loses_and_doubles_nothing() {
         serving.retain(|index| *index != old);
         serving.push(new);
         c.proxy.set_backends(serving.iter().map(|index| c.replicas[*index].port).collect());
-        c.replicas[old].sigterm();
-        let exit = Instant::now() + Duration::from_secs(30);
-        while c.replicas[old].is_running() {
-            assert!(
-                Instant::now() < exit,
-                "the old replica did not drain:\n{}",
-                c.replicas[old].log().join("\n")
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        drain(&mut c, old).await;
     }
     updated.store(true, Ordering::SeqCst);
 
     check_every_conversation(&c, serving[0], clients, 2).await;
+}
+
+/// Sends SIGTERM to replica `index` and waits until it has drained and exited.
+async fn drain(c: &mut crate::Cluster, index: usize) {
+    c.replicas[index].sigterm();
+    exited(c, index).await;
+}
+
+/// Waits until replica `index`, told to stop, has drained and exited.
+async fn exited(c: &mut crate::Cluster, index: usize) {
+    let exit = Instant::now() + Duration::from_secs(30);
+    while c.replicas[index].is_running() {
+        assert!(Instant::now() < exit, "the replica did not drain:\n{}", c.replicas[index].log().join("\n"));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_blue_green_switch_under_load_loses_and_doubles_nothing() {
+    let Some(binary) = redis_binary("cluster blue-green") else { return };
+    let Some(mongo) = mongo::reachable("cluster blue-green").await else { return };
+    let redis = Redis::start(&binary).await;
+    let mut c = cluster(
+        "bluegreen",
+        &redis,
+        &mongo,
+        2,
+        &[("LLM_PROVIDER_1_DELAY", "5ms"), ("SHUTDOWN_TIMEOUT", "10s")],
+    )
+    .await;
+    let switched = Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> = (0..USERS)
+        .map(|n| tokio::spawn(converse(c.proxy.port, format!("switcher-{n}"), Arc::clone(&switched))))
+        .collect();
+    // Green starts beside blue, on the same Redis prefix and database; the load balancer
+    // switches to it at once; then blue is stopped, both replicas together.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let green = [c.start_replica().await, c.start_replica().await];
+    c.proxy.set_backends(green.iter().map(|index| c.replicas[*index].port).collect());
+    c.replicas[0].sigterm();
+    c.replicas[1].sigterm();
+    exited(&mut c, 0).await;
+    exited(&mut c, 1).await;
+    switched.store(true, Ordering::SeqCst);
+
+    check_every_conversation(&c, green[0], clients, 2).await;
 }
 
 /// Waits for the clients and checks, in the store (read through replica `reader`), that

@@ -16,7 +16,10 @@
 //! - **One writer** ([`lease`]): the writer's lease of a session is a Redis key held by
 //!   one replica at a time while its actor works, renewed while held, expiring if the
 //!   replica dies; giving it back is queued behind that replica's last frames, so the
-//!   next holder reads them before it writes.
+//!   next holder reads them before it writes. A message is not forwarded to the replica
+//!   that wrote last: the replica it reaches waits for the lease (another replica holds
+//!   it only while it stores and answers) and writes it there, so no message depends on
+//!   a second replica being alive, and an answer is streamed from where it was asked.
 //! - **Users**: a user's sockets are counted and reached on this replica only
 //!   (`local_sockets`); the per-user cap across replicas is the shared state's.
 
