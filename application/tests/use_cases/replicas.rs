@@ -10,7 +10,7 @@ use chatbox_application::commands::ClientCommand;
 use chatbox_application::events::ServerEvent;
 use chatbox_domain::{ErrorCode, FinishReason, ModelId, Sender, Seq};
 
-use crate::support::{Client, Step, replicas, settings};
+use crate::support::{Client, Step, Storage, harness, replicas, settings};
 
 fn stored_texts(events: &[ServerEvent]) -> Vec<String> {
     events
@@ -218,4 +218,37 @@ async fn the_answer_of_a_replica_that_died_is_ended_by_another() {
     let answer = stored.last().expect("answer");
     assert_eq!((answer.content.as_str(), answer.finish_reason), ("partial ", Some(FinishReason::Error)));
     assert_eq!(answer.sender, Sender::Ai);
+}
+
+#[tokio::test(start_paused = true)]
+async fn one_process_does_not_read_a_live_session_again_before_each_message() {
+    let h = harness();
+    let mut client = h.answered("u1", "hello").await;
+    let loads = h.session_loads();
+    for text in ["two", "three"] {
+        h.say(&mut client, text).await.expect("accepted");
+        client.until_done().await;
+    }
+    assert_eq!(h.session_loads(), loads, "its lease never says another replica wrote");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_lease_stays_with_an_answer_waiting_to_be_stored() {
+    let (hs, _bus) = replicas(&settings(), 2);
+    let (phone, _) = hs[0].held_answer("question", "held ", "answer").await;
+    let session = phone.session_id();
+    hs[0].set_storage(Storage::Works);
+    // The other replica writes next: only once the held answer is stored (the retry
+    // timer), so it lands after it instead of taking its seq.
+    let mut laptop = joined(&hs[1], "u1", &session).await;
+    hs[1].say(&mut laptop, "next").await.expect("accepted");
+    loop {
+        if matches!(laptop.next().await, ServerEvent::AnswerDone { .. }) {
+            break;
+        }
+    }
+    let stored = hs[1].stored(&session).await;
+    let texts: Vec<&str> = stored.iter().map(|m| m.content.as_str()).collect();
+    assert_eq!(&texts[1..], ["held answer", "next", "ok"], "{stored:?}");
+    assert_eq!(stored.iter().map(|m| m.seq.0).collect::<Vec<_>>(), [1, 2, 3, 4]);
 }

@@ -396,6 +396,11 @@ impl Harness {
         self.repo.messages_after(session, Seq(0), 1000).await.expect("messages")
     }
 
+    /// How many times the service read a session whole from storage.
+    pub fn session_loads(&self) -> usize {
+        self.storage.loads()
+    }
+
     /// From now on, the service's storage writes do what `mode` says.
     pub fn set_storage(&self, mode: Storage) {
         self.storage.set(mode);

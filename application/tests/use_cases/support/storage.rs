@@ -33,16 +33,29 @@ pub struct FlakyRepository {
     landed: Notify,
     /// Permits for held writes to return.
     release: Semaphore,
+    /// How many times a session was read whole (`load`).
+    loads: std::sync::atomic::AtomicUsize,
 }
 
 impl FlakyRepository {
     pub fn new(inner: Arc<MemorySessionRepository>) -> Self {
-        Self { inner, mode: Mutex::new(Storage::Works), landed: Notify::new(), release: Semaphore::new(0) }
+        Self {
+            inner,
+            mode: Mutex::new(Storage::Works),
+            landed: Notify::new(),
+            release: Semaphore::new(0),
+            loads: std::sync::atomic::AtomicUsize::new(0),
+        }
     }
 
     /// Completes once a write held by [`Storage::LandsThenWaits`] is in the store.
     pub async fn write_landed(&self) {
         self.landed.notified().await;
+    }
+
+    /// How many times a session was read whole so far.
+    pub fn loads(&self) -> usize {
+        self.loads.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Lets every held write return.
@@ -72,6 +85,7 @@ impl SessionRepository for FlakyRepository {
         self.inner.create(session).await
     }
     async fn load(&self, id: &SessionId) -> Result<Option<Session>, RepositoryError> {
+        self.loads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.inner.load(id).await
     }
     async fn append_message(
