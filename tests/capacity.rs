@@ -124,7 +124,9 @@ fn setup() -> Setup {
         1
     };
     let label = match (redis, mongodb) {
-        (true, _) => format!("Redis hub, {replicas} replica(s), MongoDB"),
+        (true, _) => {
+            format!("Redis hub, {replicas} {}, MongoDB", if replicas == 1 { "replica" } else { "replicas" })
+        }
         (false, true) => "one process, MongoDB".to_owned(),
         (false, false) => "one process, memory store".to_owned(),
     };
@@ -445,5 +447,60 @@ async fn cpu_per_streamed_token_with_three_sockets_per_session() {
         wall.as_secs_f64(),
         cpu.user.as_secs_f64(),
         cpu.system.as_secs_f64()
+    );
+}
+
+/// Answers measured for the fan-out lag across replicas.
+const LAG_ANSWERS: usize = 40;
+
+/// The frames' arrival times on one socket, by chunk, until `done`.
+async fn chunk_arrivals(socket: &mut ws::Socket) -> Vec<Instant> {
+    let mut arrivals = Vec::new();
+    loop {
+        let frame = ws::next_json(socket, ws::deadline_in(ws::WAIT)).await;
+        if frame["type"] == "ai_response" && frame["metadata"]["done"] == "false" {
+            arrivals.push(Instant::now());
+        }
+        if ws::is_done(&frame) {
+            return arrivals;
+        }
+    }
+}
+
+/// With `CHATBOX_BENCH_REPLICAS` of 2 or more: how much later a chunk reaches a socket on
+/// another replica than one on the replica that streams it (the price of crossing Redis:
+/// encode, append, the follower's read, decode, deliver), chunk by chunk, both sockets
+/// read at once. Prints the percentiles; asserts only that both got every chunk.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fan_out_lag_across_replicas() {
+    let mut setup = setup();
+    // Tokens 10 ms apart, as a model streams them: each chunk's lag is its own.
+    setup.vars.push(("LLM_PROVIDER_1_DELAY".into(), "10ms".into()));
+    if setup.replicas < 2 {
+        println!("fan-out lag: needs CHATBOX_BENCH_HUB=redis and CHATBOX_BENCH_REPLICAS >= 2; skipped");
+        return;
+    }
+    let servers = start_servers(&setup).await;
+    let ports: Vec<u16> = servers.iter().map(|(_, port)| *port).collect();
+    let mut sockets = open_session(&ports, 0, "lag").await;
+    let (mut asker, mut watcher) = (sockets.remove(0), sockets.remove(0));
+    let mut lags = Vec::new();
+    for answer in 0..LAG_ANSWERS {
+        let frame = json!({"type": "user_message", "content": format!("lag question {answer}")}).to_string();
+        asker.send(Message::Text(frame.into())).await.expect("send");
+        let (near, far) = tokio::join!(chunk_arrivals(&mut asker), chunk_arrivals(&mut watcher));
+        assert_eq!(near.len(), far.len(), "both sockets got every chunk of answer {answer}");
+        lags.extend(near.iter().zip(&far).map(|(near, far)| far.saturating_duration_since(*near)));
+    }
+    lags.sort();
+    let pick = |q: f64| lags[((lags.len() - 1) as f64 * q) as usize];
+    println!("setup: {}", setup.label);
+    println!(
+        "fan-out lag across replicas ({} chunks): p50 {:?}, p99 {:?}, p999 {:?}, max {:?}",
+        lags.len(),
+        pick(0.5),
+        pick(0.99),
+        pick(0.999),
+        lags[lags.len() - 1]
     );
 }
