@@ -25,21 +25,20 @@
 //!   session's sockets over the replicas (so every chunk crosses Redis) and sums their
 //!   CPU time; the other two use the first replica.
 
+#[path = "support/bench_servers.rs"]
+mod bench_servers;
 #[path = "support/jwt.rs"]
 mod jwt;
 #[path = "support/ws.rs"]
 mod ws;
 
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use bench_servers::{SECRET, setup, start_server, start_servers};
 use futures::SinkExt;
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
 use tokio_tungstenite::tungstenite::Message;
 
-const SECRET: &str = "capacity-K8f3Lq9ZxW2mN7vB4tR6yU1pJ5hG";
 /// Idle sockets opened for the memory measurement.
 const IDLE_SOCKETS: usize = 2000;
 /// tungstenite's default read buffer alone is 128 KiB per socket; the gateway sizes its
@@ -85,103 +84,6 @@ async fn ping_pong(socket: &mut ws::Socket) {
 
 fn token(user: &str) -> String {
     jwt::user_token(user, SECRET)
-}
-
-/// The servers' environment beyond the common one, and how many replicas to start.
-struct Setup {
-    vars: Vec<(String, String)>,
-    replicas: usize,
-    label: String,
-}
-
-fn setting(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|value| !value.is_empty())
-}
-
-/// The setup the `CHATBOX_BENCH_*` variables ask for.
-fn setup() -> Setup {
-    let redis = setting("CHATBOX_BENCH_HUB").as_deref() == Some("redis");
-    let mongodb = redis || setting("CHATBOX_BENCH_STORE").as_deref() == Some("mongodb");
-    let unique =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_nanos();
-    let mut vars = Vec::new();
-    if mongodb {
-        vars.push((
-            "MONGO_URI".into(),
-            setting("MONGO_URI").expect("CHATBOX_BENCH_STORE=mongodb needs MONGO_URI"),
-        ));
-        vars.push(("MONGO_DATABASE".into(), format!("bench{unique}")));
-    }
-    let replicas = if redis {
-        vars.push(("HUB_BACKEND".into(), "redis".into()));
-        vars.push((
-            "REDIS_URL".into(),
-            setting("REDIS_URL").expect("CHATBOX_BENCH_HUB=redis needs REDIS_URL"),
-        ));
-        vars.push(("REDIS_KEY_PREFIX".into(), format!("bench{unique}")));
-        setting("CHATBOX_BENCH_REPLICAS").map_or(1, |n| n.parse().expect("CHATBOX_BENCH_REPLICAS: a number"))
-    } else {
-        1
-    };
-    let label = match (redis, mongodb) {
-        (true, _) => {
-            format!("Redis hub, {replicas} {}, MongoDB", if replicas == 1 { "replica" } else { "replicas" })
-        }
-        (false, true) => "one process, MongoDB".to_owned(),
-        (false, false) => "one process, memory store".to_owned(),
-    };
-    Setup { vars, replicas, label }
-}
-
-async fn start_server() -> (Child, u16) {
-    start_servers(&setup()).await.swap_remove(0)
-}
-
-/// Starts the setup's replicas; each is ready when it logs its address.
-async fn start_servers(setup: &Setup) -> Vec<(Child, u16)> {
-    let mut servers = Vec::with_capacity(setup.replicas);
-    for _ in 0..setup.replicas {
-        servers.push(start_one(&setup.vars).await);
-    }
-    servers
-}
-
-async fn start_one(vars: &[(String, String)]) -> (Child, u16) {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_chatbox"));
-    command
-        .env_clear()
-        .env("JWT_SECRET", SECRET)
-        .env("SERVER_HOST", "127.0.0.1")
-        .env("SERVER_PORT", "0")
-        .env("LLM_PROVIDER_1_ID", "demo")
-        .env("LLM_PROVIDER_1_TYPE", "demo")
-        .env("LLM_PROVIDER_1_DELAY", "0ms")
-        .env("MAX_CONNECTIONS_PER_USER", "10000")
-        .env("RATE_LIMIT", "100000")
-        .env("WS_COMMAND_BUDGET", "100000")
-        .env("LOG_LEVEL", "warn,chatbox=info");
-    for (name, value) in vars {
-        command.env(name, value);
-    }
-    let mut child =
-        command.stdout(Stdio::piped()).stderr(Stdio::inherit()).kill_on_drop(true).spawn().expect("spawn");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    let port = loop {
-        let line = tokio::time::timeout_at(deadline, lines.next_line())
-            .await
-            .expect("starts in time")
-            .expect("read")
-            .expect("a listening line");
-        if let Some(after) = line.split("Server listening on ").nth(1) {
-            let address: String =
-                after.chars().take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':').collect();
-            break address.rsplit(':').next().and_then(|p| p.parse().ok()).expect("port");
-        }
-    };
-    // Keep draining the log so the server never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, port)
 }
 
 fn rss_kib(pid: u32) -> f64 {
