@@ -14,6 +14,7 @@ use chatbox_domain::SessionId;
 use redis::AsyncConnectionConfig;
 use redis::aio::MultiplexedConnection;
 
+use crate::connection::RedisConnection;
 use crate::error::RedisStateError;
 use crate::stream::{StreamEntry, entry, stream_key};
 
@@ -22,6 +23,13 @@ const READ_MARGIN: Duration = Duration::from_secs(5);
 
 /// One stream of an `XREAD` answer: its key and its entries (id, flat field list).
 type RawStream = (String, Vec<(String, Vec<String>)>);
+
+/// A connection of its own to the primary, for blocking reads: the client's response
+/// timeout would cut a long block short, so `next` bounds each read itself instead.
+async fn blocking_connection(shared: &RedisConnection) -> Result<MultiplexedConnection, RedisStateError> {
+    let config = AsyncConnectionConfig::new().set_response_timeout(None);
+    Ok(shared.primary_client().await?.get_multiplexed_async_connection_with_config(&config).await?)
+}
 
 /// Reads the frame streams of the sessions it follows, skipping its own replica's.
 pub struct StreamFollower {
@@ -43,19 +51,16 @@ impl std::fmt::Debug for StreamFollower {
 
 impl StreamFollower {
     /// A follower of streams under `prefix:` (as [`crate::SessionStreams`] writes them)
-    /// for replica `origin`, on a connection of its own to `url`.
+    /// for replica `origin`, on a connection of its own to the primary `shared` reaches.
     ///
     /// # Errors
-    /// When `url` is not a Redis URL, or no server answers it.
+    /// When no primary answers.
     pub async fn connect(
-        url: &str,
+        shared: &RedisConnection,
         prefix: impl Into<String>,
         origin: impl Into<String>,
     ) -> Result<Self, RedisStateError> {
-        // The client's response timeout would cut a long block short; `next` bounds each
-        // read itself instead.
-        let config = AsyncConnectionConfig::new().set_response_timeout(None);
-        let connection = crate::client(url)?.get_multiplexed_async_connection_with_config(&config).await?;
+        let connection = blocking_connection(shared).await?;
         Ok(Self { connection, prefix: prefix.into(), origin: origin.into(), followed: BTreeMap::new() })
     }
 
@@ -83,14 +88,13 @@ impl StreamFollower {
         self.followed.values().map(|(session, _)| session)
     }
 
-    /// Replaces a connection that failed with a new one to `url`; every stream is read on
-    /// from where it was.
+    /// Replaces a connection that failed with a new one to the primary `shared` reaches
+    /// now; every stream is read on from where it was.
     ///
     /// # Errors
-    /// When no server answers.
-    pub async fn reconnect(&mut self, url: &str) -> Result<(), RedisStateError> {
-        let config = AsyncConnectionConfig::new().set_response_timeout(None);
-        self.connection = crate::client(url)?.get_multiplexed_async_connection_with_config(&config).await?;
+    /// When no primary answers.
+    pub async fn reconnect(&mut self, shared: &RedisConnection) -> Result<(), RedisStateError> {
+        self.connection = blocking_connection(shared).await?;
         Ok(())
     }
 

@@ -14,8 +14,8 @@
 
 use std::time::Duration;
 
+use crate::connection::RedisConnection;
 use redis::Script;
-use redis::aio::ConnectionManager;
 
 use crate::error::RedisStateError;
 use crate::millis;
@@ -62,7 +62,7 @@ impl Grant {
 /// Leases under one key prefix.
 #[derive(Clone)]
 pub struct Leases {
-    connection: ConnectionManager,
+    connection: RedisConnection,
     prefix: String,
     renew: Script,
     release: Script,
@@ -77,7 +77,7 @@ impl std::fmt::Debug for Leases {
 impl Leases {
     /// Leases named `prefix:lease:<name>` (fencing counters `prefix:fence:<name>`).
     #[must_use]
-    pub fn new(connection: ConnectionManager, prefix: impl Into<String>) -> Self {
+    pub fn new(connection: RedisConnection, prefix: impl Into<String>) -> Self {
         Self { connection, prefix: prefix.into(), renew: Script::new(RENEW), release: Script::new(RELEASE) }
     }
 

@@ -1,7 +1,11 @@
 //! # Redis adapter: state shared between replicas
 //!
-//! What several replicas of the service must agree on lives in Redis. This crate holds the
-//! pieces built so far:
+//! What several replicas of the service must agree on lives in Redis:
+//! - [`RedisHub`], the application's `SessionHub` port across replicas: each session's
+//!   frames reach its sockets on every replica, and one replica at a time writes it (see
+//!   the `hub` module);
+//! - [`RedisConnection`]: the one connection everything here shares, to one Redis or to
+//!   the primary a set of Sentinels names (followed through failovers);
 //! - [`RedisSharedState`], the application's `SharedState` port: budgets, socket counts
 //!   and a ping over one managed connection;
 //! - [`RedisLimiter`]: the rate limiter of the domain (`chatbox_domain::rate_limit`, GCRA)
@@ -11,10 +15,10 @@
 //! - [`SocketCounts`]: a user's sockets counted across replicas, each slot lapsing unless
 //!   its replica renews it, so a dead replica's slots free themselves.
 //! - [`SessionStreams`]: each session's frames as a Redis Stream, bounded in length, read
-//!   in order by every replica and continued from the last entry seen (the transport of
-//!   the Redis fan-out being built); [`StreamFollower`] reads every stream a replica
+//!   in order by every replica and continued from the last entry seen (the hub's
+//!   transport); [`StreamFollower`] reads every stream a replica
 //!   follows with one blocking read on a connection of its own, skipping its own entries.
-//! - [`Leases`]: which replica runs a session's answer actor — a key set if absent with
+//! - [`Leases`]: which replica writes a session — a key set if absent with
 //!   an expiry, renewed by its holder, renewed or released only by the token that holds
 //!   it, with a fencing number that grows with every grant.
 //!
@@ -30,6 +34,7 @@
 #![forbid(unsafe_code)]
 
 mod codec;
+mod connection;
 mod error;
 mod follow;
 mod hub;
@@ -39,6 +44,7 @@ mod shared;
 mod sockets;
 mod stream;
 
+pub use connection::RedisConnection;
 pub use error::RedisStateError;
 pub use follow::StreamFollower;
 pub use hub::{HubSettings, RedisHub};
@@ -48,31 +54,25 @@ pub use shared::RedisSharedState;
 pub use sockets::{SLOT_TTL, SocketCounts};
 pub use stream::{FROM_START, SessionStreams, StreamEntry};
 
-/// Opens a managed connection to `url` (`redis://` or `rediss://`): it reconnects by
-/// itself, with backoff, after a failure.
+/// Opens a connection to `url` (see [`RedisConnection`]) and waits until the primary
+/// answers.
 ///
 /// # Errors
-/// When `url` is not a Redis URL, or no server answers it.
-pub async fn connect(url: &str) -> Result<redis::aio::ConnectionManager, RedisStateError> {
-    redis::aio::ConnectionManager::new(client(url)?).await.map_err(RedisStateError::from)
+/// When `url` is not a Redis or Sentinel URL, or no primary answers.
+pub async fn connect(url: &str) -> Result<RedisConnection, RedisStateError> {
+    let mut connection = RedisConnection::open(url, std::time::Duration::from_secs(5))?;
+    let _: String = redis::cmd("PING").query_async(&mut connection).await?;
+    Ok(connection)
 }
 
-/// A managed connection to `url` that connects on first use and gives up on a call
-/// (connecting or waiting for its answer) after `timeout`, so a Redis that stalls fails
-/// calls instead of holding them; it reconnects by itself, with backoff.
+/// A connection to `url` (see [`RedisConnection`]) that connects on first use and gives
+/// up on a call (connecting or waiting for its answer) after `timeout`, so a Redis that
+/// stalls fails calls instead of holding them.
 ///
 /// # Errors
-/// When `url` is not a Redis URL.
-pub fn connect_lazily(
-    url: &str,
-    timeout: std::time::Duration,
-) -> Result<redis::aio::ConnectionManager, RedisStateError> {
-    let config = redis::aio::ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(timeout))
-        .set_response_timeout(Some(timeout))
-        .set_number_of_retries(1)
-        .set_max_delay(std::time::Duration::from_secs(1));
-    redis::aio::ConnectionManager::new_lazy_with_config(client(url)?, config).map_err(RedisStateError::from)
+/// When `url` is not a Redis or Sentinel URL.
+pub fn connect_lazily(url: &str, timeout: std::time::Duration) -> Result<RedisConnection, RedisStateError> {
+    RedisConnection::open(url, timeout)
 }
 
 /// Whole milliseconds, at least one (Redis refuses an expiry of 0).

@@ -6,17 +6,17 @@
 
 use std::time::Duration;
 
+use crate::connection::RedisConnection;
 use chatbox_application::ports::LimitVerdict;
 use chatbox_domain::rate_limit::Quota;
 use redis::Script;
-use redis::aio::ConnectionManager;
 
 use crate::error::RedisStateError;
 
 /// Rate limits shared by every replica connected to the same Redis.
 #[derive(Clone)]
 pub struct RedisLimiter {
-    connection: ConnectionManager,
+    connection: RedisConnection,
     script: Script,
     prefix: String,
 }
@@ -30,7 +30,7 @@ impl std::fmt::Debug for RedisLimiter {
 impl RedisLimiter {
     /// A limiter whose keys are `prefix:` followed by the caller's key.
     #[must_use]
-    pub fn new(connection: ConnectionManager, prefix: impl Into<String>) -> Self {
+    pub fn new(connection: RedisConnection, prefix: impl Into<String>) -> Self {
         Self { connection, script: Script::new(include_str!("gcra.lua")), prefix: prefix.into() }
     }
 

@@ -2,11 +2,11 @@
 //! ([`RedisLimiter`]), the per-user socket counts ([`SocketCounts`]) and a ping, over one
 //! managed connection that reconnects by itself with backoff.
 
+use crate::connection::RedisConnection;
 use async_trait::async_trait;
 use chatbox_application::ports::{LimitVerdict, SharedState, SharedStateUnavailable, SocketSlot};
 use chatbox_domain::UserId;
 use chatbox_domain::rate_limit::Quota;
-use redis::aio::ConnectionManager;
 
 use crate::error::RedisStateError;
 use crate::limiter::RedisLimiter;
@@ -15,7 +15,7 @@ use crate::sockets::{SLOT_TTL, SocketCounts};
 /// What the replicas share, in Redis.
 #[derive(Debug, Clone)]
 pub struct RedisSharedState {
-    connection: ConnectionManager,
+    connection: RedisConnection,
     limiter: RedisLimiter,
     sockets: SocketCounts,
 }
@@ -24,7 +24,7 @@ impl RedisSharedState {
     /// The shared state under `prefix`, for the replica named `replica` (unique among
     /// the replicas: its socket slots are named after it).
     #[must_use]
-    pub fn new(connection: ConnectionManager, prefix: &str, replica: &str) -> Self {
+    pub fn new(connection: RedisConnection, prefix: &str, replica: &str) -> Self {
         Self {
             limiter: RedisLimiter::new(connection.clone(), prefix),
             sockets: SocketCounts::new(connection.clone(), prefix, replica, SLOT_TTL),

@@ -17,10 +17,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
+use crate::connection::RedisConnection;
 use chatbox_application::ports::SocketSlot;
 use chatbox_domain::UserId;
 use redis::Script;
-use redis::aio::ConnectionManager;
 
 use crate::error::RedisStateError;
 use crate::millis;
@@ -73,7 +73,7 @@ impl Held {
 /// The socket counts of one replica.
 #[derive(Clone)]
 pub struct SocketCounts {
-    connection: ConnectionManager,
+    connection: RedisConnection,
     prefix: String,
     replica: String,
     next: Arc<AtomicU64>,
@@ -120,7 +120,7 @@ impl SocketCounts {
     /// the task that renews them, which ends when every clone is dropped.
     #[must_use]
     pub fn new(
-        connection: ConnectionManager,
+        connection: RedisConnection,
         prefix: impl Into<String>,
         replica: impl Into<String>,
         ttl: Duration,
@@ -182,7 +182,7 @@ impl SocketCounts {
 /// Renews every held slot each third of `ttl`, until the table is dropped. A failed
 /// renewal is tried again at the next tick (the slots lapse only if Redis stays away for
 /// two more thirds).
-async fn renew_while_held(mut connection: ConnectionManager, held: Weak<Held>, ttl: Duration) {
+async fn renew_while_held(mut connection: RedisConnection, held: Weak<Held>, ttl: Duration) {
     let script = Script::new(RENEW);
     let mut ticks = tokio::time::interval(ttl / 3);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -12,8 +12,8 @@
 //! published it) and the publishing replica's id, so a replica skips its own entries
 //! (its local sockets already had them).
 
+use crate::connection::RedisConnection;
 use chatbox_domain::SessionId;
-use redis::aio::ConnectionManager;
 
 use crate::error::RedisStateError;
 
@@ -34,7 +34,7 @@ pub struct StreamEntry {
 /// The frame streams of sessions.
 #[derive(Clone)]
 pub struct SessionStreams {
-    connection: ConnectionManager,
+    connection: RedisConnection,
     prefix: String,
     max_len: usize,
 }
@@ -52,7 +52,7 @@ impl SessionStreams {
     /// Streams under `prefix:`, each keeping about its last `max_len` entries (at least
     /// one).
     #[must_use]
-    pub fn new(connection: ConnectionManager, prefix: impl Into<String>, max_len: usize) -> Self {
+    pub fn new(connection: RedisConnection, prefix: impl Into<String>, max_len: usize) -> Self {
         Self { connection, prefix: prefix.into(), max_len: max_len.max(1) }
     }
 

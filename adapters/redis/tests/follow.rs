@@ -21,7 +21,10 @@ async fn a_replica_reads_what_others_publish_for_its_sessions_once_and_in_order(
     let Some(url) = redis_url("follow") else { return };
     let prefix = fresh_prefix();
     let streams = SessionStreams::new(connect(&url).await.expect("Redis answers"), prefix.clone(), 1_000);
-    let mut replica_b = StreamFollower::connect(&url, prefix, "replica-b").await.expect("Redis answers");
+    let mut replica_b =
+        StreamFollower::connect(&connect(&url).await.expect("Redis answers"), prefix, "replica-b")
+            .await
+            .expect("Redis answers");
     let (s1, s2, s3) = (session("s1"), session("s2"), session("s3"));
     replica_b.follow(&s1, FROM_START);
     replica_b.follow(&s2, FROM_START);
@@ -62,7 +65,10 @@ async fn a_blocked_read_wakes_when_another_replica_publishes() {
     let Some(url) = redis_url("follow wake") else { return };
     let prefix = fresh_prefix();
     let streams = SessionStreams::new(connect(&url).await.expect("Redis answers"), prefix.clone(), 1_000);
-    let mut replica_b = StreamFollower::connect(&url, prefix, "replica-b").await.expect("Redis answers");
+    let mut replica_b =
+        StreamFollower::connect(&connect(&url).await.expect("Redis answers"), prefix, "replica-b")
+            .await
+            .expect("Redis answers");
     let s1 = session("s1");
     let last = streams.append(&s1, "replica-a", "before").await.expect("appended");
     replica_b.follow(&s1, &last);

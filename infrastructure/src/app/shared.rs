@@ -46,7 +46,7 @@ pub(super) async fn open(
     let store = RedisSharedState::new(connection.clone(), &redis.key_prefix, &replica);
     let client = Arc::new(SharedStateClient::new(Arc::new(store), metrics, redis.timeout));
     let settings = HubSettings::new(&redis.key_prefix, &replica, models);
-    let hub = RedisHub::start(connection, redis.url.expose(), settings).context("cannot use Redis")?;
+    let hub = RedisHub::start(connection, settings);
     if client.ping().await.is_ok() {
         info!(key_prefix = %redis.key_prefix, replica = %replica, "Redis shared state ready");
     }

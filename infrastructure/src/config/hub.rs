@@ -43,6 +43,8 @@ pub struct HubSection {
 }
 
 const MAX_PREFIX_BYTES: usize = 64;
+/// One Redis, or the primary a set of Sentinels names.
+const SCHEMES: [&str; 4] = ["redis://", "rediss://", "redis+sentinel://", "rediss+sentinel://"];
 
 impl HubSection {
     /// Reads the section; `storage` is the store already chosen (replicas sharing live
@@ -58,9 +60,12 @@ impl HubSection {
         };
         let url = r.text("REDIS_URL");
         if let Some(url) = &url
-            && !(url.starts_with("redis://") || url.starts_with("rediss://"))
+            && !SCHEMES.iter().any(|scheme| url.starts_with(scheme))
         {
-            r.fail("REDIS_URL", "must start with redis:// or rediss:// (TLS)");
+            r.fail(
+                "REDIS_URL",
+                "must start with redis:// or rediss:// (TLS), or redis+sentinel:// or rediss+sentinel:// (a Sentinel-monitored primary)",
+            );
         }
         let key_prefix = r.text("REDIS_KEY_PREFIX").unwrap_or_else(|| "chatbox".to_owned());
         if key_prefix.len() > MAX_PREFIX_BYTES || !key_prefix.bytes().all(|b| b.is_ascii_graphic()) {
@@ -133,6 +138,9 @@ mod tests {
             "{unshared:?}"
         );
 
+        let sentinel =
+            [("HUB_BACKEND", "redis"), ("REDIS_URL", "redis+sentinel://s1:26379,s2:26379/primary/0"), MONGO];
+        assert!(with(&sentinel, false).settings.is_ok(), "a Sentinel URL is accepted");
         let redis = with(&[("HUB_BACKEND", "Redis"), ("REDIS_URL", "rediss://u:pw@r:6380/1"), MONGO], false)
             .settings
             .expect("valid");

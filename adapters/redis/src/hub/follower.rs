@@ -16,6 +16,7 @@ use tracing::{info, warn};
 
 use super::Shared;
 use crate::codec::{self, Carried};
+use crate::connection::RedisConnection;
 use crate::follow::StreamFollower;
 use crate::stream::{before, id_parts};
 
@@ -28,14 +29,14 @@ const COUNT: usize = 256;
 const RETRY: Duration = Duration::from_millis(500);
 
 /// Follows until the hub is dropped.
-pub(super) async fn run(shared: Weak<Shared>, url: String, stopped: CancellationToken) {
+pub(super) async fn run(shared: Weak<Shared>, connection: RedisConnection, stopped: CancellationToken) {
     let Some((prefix, origin)) =
         shared.upgrade().map(|shared| (shared.settings.prefix.clone(), shared.settings.replica.clone()))
     else {
         return;
     };
     let mut follower = loop {
-        match StreamFollower::connect(&url, prefix.clone(), origin.clone()).await {
+        match StreamFollower::connect(&connection, prefix.clone(), origin.clone()).await {
             Ok(follower) => break follower,
             Err(_) => {
                 if pause(&stopped).await {
@@ -79,7 +80,7 @@ pub(super) async fn run(shared: Weak<Shared>, url: String, stopped: Cancellation
                 if pause(&stopped).await {
                     return;
                 }
-                let _ = follower.reconnect(&url).await;
+                let _ = follower.reconnect(&connection).await;
             }
         }
     }

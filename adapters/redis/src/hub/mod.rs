@@ -31,6 +31,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use crate::connection::RedisConnection;
 use async_trait::async_trait;
 use chatbox_application::events::{Frame, ServerEvent};
 use chatbox_application::local_sockets::{SocketList, UserDirectory};
@@ -39,12 +40,10 @@ use chatbox_application::settings::ModelInfo;
 use chatbox_application::socket::{SocketHandle, SocketId};
 use chatbox_domain::{Seq, SessionId, UserId};
 use dashmap::DashMap;
-use redis::aio::ConnectionManager;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::codec;
-use crate::error::RedisStateError;
 use crate::lease::Leases;
 use crate::stream::SessionStreams;
 use writer::{Outbox, Write};
@@ -130,17 +129,11 @@ impl Drop for RedisHub {
 }
 
 impl RedisHub {
-    /// A hub on `connection` (commands) and `url` (the follower's own connection, which
-    /// blocks), with its writer and follower tasks started; they stop when it is dropped.
-    ///
-    /// # Errors
-    /// When `url` is not a Redis URL.
-    pub fn start(
-        connection: ConnectionManager,
-        url: &str,
-        settings: HubSettings,
-    ) -> Result<Self, RedisStateError> {
-        let _ = crate::client(url)?;
+    /// A hub on `connection` (the follower opens a blocking connection of its own to the
+    /// same primary), with its writer and follower tasks started; they stop when it is
+    /// dropped.
+    #[must_use]
+    pub fn start(connection: RedisConnection, settings: HubSettings) -> Self {
         let (outbox, queued) = Outbox::new(settings.outbox_bytes);
         let shared = Arc::new(Shared {
             streams: SessionStreams::new(connection.clone(), settings.prefix.clone(), settings.stream_len),
@@ -152,9 +145,9 @@ impl RedisHub {
             next_token: AtomicU64::new(0),
             stopped: CancellationToken::new(),
         });
-        tokio::spawn(writer::run(Arc::clone(&shared), connection, queued));
-        tokio::spawn(follower::run(Arc::downgrade(&shared), url.to_owned(), shared.stopped.clone()));
-        Ok(Self { shared, users: UserDirectory::default() })
+        tokio::spawn(writer::run(Arc::clone(&shared), connection.clone(), queued));
+        tokio::spawn(follower::run(Arc::downgrade(&shared), connection, shared.stopped.clone()));
+        Self { shared, users: UserDirectory::default() }
     }
 }
 

@@ -10,9 +10,9 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
+use crate::connection::RedisConnection;
 use chatbox_domain::SessionId;
 use redis::Script;
-use redis::aio::ConnectionManager;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
@@ -124,7 +124,7 @@ impl Outbox {
 }
 
 /// Writes the queue until the hub is dropped.
-pub(super) async fn run(shared: Arc<Shared>, mut connection: ConnectionManager, mut queued: Queued) {
+pub(super) async fn run(shared: Arc<Shared>, mut connection: RedisConnection, mut queued: Queued) {
     let script = Script::new(APPEND);
     let mut failing = false;
     let mut batch: Vec<(SessionId, String, Mark)> = Vec::with_capacity(BATCH);
@@ -160,7 +160,7 @@ pub(super) async fn run(shared: Arc<Shared>, mut connection: ConnectionManager, 
 /// Appends `batch` (emptied); returns whether Redis is failing, logging each change.
 async fn append(
     shared: &Shared,
-    connection: &mut ConnectionManager,
+    connection: &mut RedisConnection,
     script: &Script,
     batch: &mut Vec<(SessionId, String, Mark)>,
     failing: bool,

@@ -1,4 +1,6 @@
 //! Shared by the Redis tests: the server to use, and key prefixes no other test uses.
+//! Each test binary uses a subset.
+#![allow(dead_code)]
 
 use std::io::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
