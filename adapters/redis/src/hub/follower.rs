@@ -20,8 +20,7 @@ use crate::connection::RedisConnection;
 use crate::follow::StreamFollower;
 use crate::stream::{before, id_parts};
 
-/// How long one read waits for an entry: also how soon a session that became live here
-/// is read for the first time.
+/// How long one read waits for an entry (a session that becomes live here ends the wait).
 const BLOCK: Duration = Duration::from_millis(200);
 /// Entries read per stream per read.
 const COUNT: usize = 256;
@@ -50,14 +49,18 @@ pub(super) async fn run(shared: Weak<Shared>, connection: RedisConnection, stopp
         let Some(shared) = shared.upgrade() else { return };
         follow_live_sessions(&shared, &mut follower).await;
         if follower.is_empty() {
-            drop(shared);
-            if pause(&stopped).await {
-                return;
+            // Nothing to read until a session becomes live here.
+            tokio::select! {
+                () = stopped.cancelled() => return,
+                () = shared.new_session.notified() => {}
             }
             continue;
         }
         let read = tokio::select! {
             () = stopped.cancelled() => return,
+            // A session became live here: read again with it. The read given up reads
+            // nothing twice or never: positions move only with a read's answer.
+            () = shared.new_session.notified() => continue,
             read = follower.next(BLOCK, COUNT) => read,
         };
         match read {

@@ -105,6 +105,9 @@ struct Shared {
     fences: DashMap<SessionId, u64>,
     next_token: AtomicU64,
     stopped: CancellationToken,
+    /// Signalled when a session becomes live here, so the follower starts reading its
+    /// stream at once instead of after the read it is blocked in.
+    new_session: tokio::sync::Notify,
 }
 
 /// Fan-out and writer leases across the replicas sharing a Redis.
@@ -144,6 +147,7 @@ impl RedisHub {
             fences: DashMap::new(),
             next_token: AtomicU64::new(0),
             stopped: CancellationToken::new(),
+            new_session: tokio::sync::Notify::new(),
         });
         tokio::spawn(writer::run(Arc::clone(&shared), connection.clone(), queued));
         tokio::spawn(follower::run(Arc::downgrade(&shared), connection, shared.stopped.clone()));
@@ -250,6 +254,7 @@ impl SessionHub for RedisHub {
         let start = format!("{}-0", epoch_millis().saturating_sub(read_back));
         let (applied, _) = watch::channel(None);
         self.shared.sessions.insert(session.clone(), Followed { token, events, start, applied });
+        self.shared.new_session.notify_one();
         Box::new(RedisFanout {
             session: session.clone(),
             token,
