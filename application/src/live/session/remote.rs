@@ -30,9 +30,12 @@ impl ReplicaEvents for LiveSession {
     fn apply_remote(&self, frame: Arc<Frame>, published_at: Seq) {
         let now = self.now();
         let mut state = self.lock();
-        // Published before a message this copy has: whatever it says is already here
-        // (an answer that has ended, a message recorded).
-        if published_at < state.stored_seq || !state.record_remote(&self.id, &frame) {
+        // A message or an answer's progress published before a message this copy has is
+        // already here (recorded, or an answer that has ended). A session-wide event (a
+        // handoff, an end, typing) is applied whatever its publisher had stored: it may
+        // come from a replica that does not write the session.
+        let stale = published_at < state.stored_seq && concerns_messages(&frame.event);
+        if stale || !state.record_remote(&self.id, &frame) {
             return;
         }
         state.last_activity = now;
@@ -60,6 +63,9 @@ impl State {
                 if message.seq <= self.stored_seq {
                     return false;
                 }
+                // One writer answers a turn before it stores another: a later message means
+                // an answer mirrored here has ended, even if its `done` never came.
+                self.close_mirror();
                 let effects = self.effects_of(message);
                 self.record_stored(message, &effects);
                 if let Some(key) = &message.client_message_id {
@@ -81,11 +87,14 @@ impl State {
                 }
             }
             ServerEvent::AnswerDone { message_id, seq, .. } => {
-                let streaming_this = self.streaming.as_ref().is_some_and(|a| a.message_id() == message_id);
-                if seq.is_some_and(|seq| seq <= self.stored_seq) && !streaming_this {
+                // Only a mirror ends here: an answer this replica streams ends when it says
+                // so (another replica's `done` for it means that replica took it over).
+                let mirroring_this =
+                    self.streaming.as_ref().is_some_and(|a| a.is_mirror() && a.message_id() == message_id);
+                if seq.is_some_and(|seq| seq <= self.stored_seq) && !mirroring_this {
                     return false;
                 }
-                if streaming_this {
+                if mirroring_this {
                     self.streaming = None;
                 }
                 if let Some(seq) = *seq {
@@ -118,6 +127,13 @@ impl State {
         true
     }
 
+    /// Forgets an answer mirrored from another replica (it has ended).
+    fn close_mirror(&mut self) {
+        if self.streaming.as_ref().is_some_and(StreamingAnswer::is_mirror) {
+            self.streaming = None;
+        }
+    }
+
     /// The effects a stored message had on the session (its name, for a first user
     /// text); an answer's counters are the store's, read when this copy next catches up.
     fn effects_of(&self, message: &StoredMessage) -> MessageEffects {
@@ -130,6 +146,18 @@ impl State {
         self.session.record(message.seq, message.timestamp, effects);
         self.stored_seq = message.seq;
     }
+}
+
+/// Whether `event` is a message or an answer's progress (ordered by `seq`), rather than a
+/// session-wide event.
+const fn concerns_messages(event: &ServerEvent) -> bool {
+    matches!(
+        event,
+        ServerEvent::Stored { .. }
+            | ServerEvent::Loading { .. }
+            | ServerEvent::AnswerChunk { .. }
+            | ServerEvent::AnswerDone { .. }
+    )
 }
 
 /// An answer another replica was streaming when it stopped holding the writer's lease

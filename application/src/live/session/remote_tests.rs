@@ -322,3 +322,70 @@ fn a_copy_whose_last_socket_dropped_out_on_a_remote_frame_counts_as_unattended()
     live.apply_remote(chunk("a", "more"), Seq(0));
     assert!(live.unattended_since().is_some(), "nobody is left to read it");
 }
+
+#[test]
+fn a_later_message_closes_a_mirror_whose_end_never_came() {
+    let (live, _turns, _) = copy();
+    live.apply_remote(loading("lost"), Seq(0));
+    live.apply_remote(chunk("lost", "half"), Seq(0));
+    assert!(live.mirrors_an_answer());
+    // Its `done` was lost; the writer's next message shows the answer ended.
+    live.apply_remote(stored(&message(2, "next", None)), Seq(2));
+    assert!(!live.mirrors_an_answer(), "nothing is left to end for a replica that died");
+    assert_eq!(live.orphaned_answer(), None);
+}
+
+#[test]
+fn another_replicas_end_of_an_answer_streamed_here_does_not_end_it_here() {
+    let (live, _turns, _) = copy();
+    let cancel = CancellationToken::new();
+    let _ = live.start_answer(
+        MessageId::parse("mine").expect("id"),
+        AnswerStyle::AiResponse,
+        cancel,
+        &loading("mine"),
+    );
+    live.push_chunk("streamed here", &chunk("mine", "streamed here"));
+    let done = Frame::new(
+        ServerEvent::AnswerDone {
+            session_id: SessionId::parse("s").expect("id"),
+            message_id: MessageId::parse("mine").expect("id"),
+            model_id: ModelId::parse("m").expect("id"),
+            seq: Some(Seq(1)),
+            finish_reason: chatbox_domain::FinishReason::Error,
+            usage: None,
+            timing: chatbox_domain::AnswerTiming::default(),
+            style: AnswerStyle::AiResponse,
+        },
+        now(),
+    );
+    live.apply_remote(done, Seq(1));
+    assert_eq!(live.answer_to_store().0, "streamed here", "this replica's answer keeps its text");
+}
+
+#[test]
+fn a_session_wide_event_from_a_replica_that_is_behind_is_applied() {
+    let (live, _turns, _) = copy();
+    let (phone, mut queue) = socket("owner");
+    assert!(live.join(&phone, now()));
+    live.apply_remote(stored(&message(1, "one", None)), Seq(1));
+    live.apply_remote(stored(&message(2, "two", None)), Seq(2));
+    drain(&mut queue);
+    // The admin took over on a replica whose copy had seen nothing yet.
+    live.apply_remote(
+        Frame::new(
+            ServerEvent::Handoff {
+                session_id: SessionId::parse("s").expect("id"),
+                joined: true,
+                admin_id: user("ada"),
+                admin_name: "Ada".into(),
+            },
+            now(),
+        ),
+        Seq(0),
+    );
+    assert!(live.read(|session| session.handoff.assisted_by(&user("ada"))), "applied");
+    assert_eq!(drain(&mut queue).len(), 1, "and delivered");
+    live.apply_remote(loading("old"), Seq(0));
+    assert!(drain(&mut queue).is_empty(), "an answer's progress from before is still stale");
+}
