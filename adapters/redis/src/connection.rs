@@ -37,9 +37,15 @@ struct Shared {
     /// The connection to the primary and its generation (one more each time it is
     /// replaced); `None` until the Sentinels named a primary.
     current: RwLock<Option<(u64, ConnectionManager)>>,
-    /// One re-resolution at a time.
+    /// One re-resolution at a time; a caller that finds one running does not wait for it.
     resolving: Mutex<()>,
+    /// When the Sentinels were last asked: they are asked at most once per pause, so a
+    /// burst of failures does not turn into a burst of questions.
+    last_asked: std::sync::Mutex<Option<tokio::time::Instant>>,
 }
+
+/// The shortest pause between two questions to the Sentinels.
+const ASK_PAUSE: Duration = Duration::from_millis(500);
 
 /// A shared connection to the primary (cheap to clone).
 #[derive(Clone)]
@@ -125,7 +131,13 @@ impl RedisConnection {
             }
             Some(sentinel) => (Endpoint::Sentinel(Mutex::new(sentinel_client(&sentinel)?)), None),
         };
-        let shared = Shared { endpoint, timeout, current: RwLock::new(current), resolving: Mutex::new(()) };
+        let shared = Shared {
+            endpoint,
+            timeout,
+            current: RwLock::new(current),
+            resolving: Mutex::new(()),
+            last_asked: std::sync::Mutex::new(None),
+        };
         Ok(Self { shared: Arc::new(shared) })
     }
 
@@ -151,14 +163,23 @@ impl RedisConnection {
     }
 
     /// Asks the Sentinels for the primary again and connects to it, unless the connection
-    /// of generation `failed` was replaced meanwhile (one caller at a time; the others
-    /// find the new connection in place).
+    /// of generation `failed` was replaced meanwhile, someone is asking already, or they
+    /// were asked less than [`ASK_PAUSE`] ago. Bounded by the timeout; callers never queue.
     async fn resolve_again(&self, failed: Option<u64>) {
         let Endpoint::Sentinel(_) = self.shared.endpoint else { return };
-        let _turn = self.shared.resolving.lock().await;
+        // Another caller is asking already: this one fails as it would have, at once.
+        let Ok(_turn) = self.shared.resolving.try_lock() else { return };
         let now = self.current().map(|(generation, _)| generation);
         if now != failed {
             return;
+        }
+        {
+            let mut last_asked =
+                self.shared.last_asked.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if last_asked.is_some_and(|at| at.elapsed() < ASK_PAUSE) {
+                return;
+            }
+            *last_asked = Some(tokio::time::Instant::now());
         }
         if let Ok(client) = self.primary_client().await
             && let Ok(manager) =

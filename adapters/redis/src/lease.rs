@@ -29,6 +29,30 @@ end
 return 0
 "#;
 
+/// Takes the lease if nobody holds it and moves its fencing number on, in one step (a
+/// grant never exists without its number). KEYS[1] lease, KEYS[2] fencing number; ARGV[1]
+/// token, ARGV[2] time to live in ms, ARGV[3] the fencing number's life in ms. Returns the
+/// new fencing number, or nil when the lease is held.
+const ACQUIRE: &str = r#"
+if not redis.call("SET", KEYS[1], ARGV[1], "NX", "PX", ARGV[2]) then
+  return false
+end
+local fence = redis.call("INCR", KEYS[2])
+redis.call("PEXPIRE", KEYS[2], ARGV[3])
+return fence
+"#;
+
+/// Moves the fencing number on. KEYS[1] fencing number; ARGV[1] its life in ms.
+const BUMP: &str = r#"
+redis.call("INCR", KEYS[1])
+return redis.call("PEXPIRE", KEYS[1], ARGV[1])
+"#;
+
+/// How long a session's fencing number lives after its last grant or change: a number
+/// that expires starts over, which only makes the next grant count as possibly behind
+/// (safe), while a session nobody writes any more leaves nothing behind.
+const FENCE_LIFE: Duration = Duration::from_secs(7 * 24 * 60 * 60);
+
 /// Deletes the lease if it still holds the caller's token. Returns 1 when released.
 const RELEASE: &str = r#"
 if redis.call("GET", KEYS[1]) == ARGV[1] then
@@ -64,8 +88,10 @@ impl Grant {
 pub struct Leases {
     connection: RedisConnection,
     prefix: String,
+    acquire: Script,
     renew: Script,
     release: Script,
+    bump: Script,
 }
 
 impl std::fmt::Debug for Leases {
@@ -78,11 +104,22 @@ impl Leases {
     /// Leases named `prefix:lease:<name>` (fencing counters `prefix:fence:<name>`).
     #[must_use]
     pub fn new(connection: RedisConnection, prefix: impl Into<String>) -> Self {
-        Self { connection, prefix: prefix.into(), renew: Script::new(RENEW), release: Script::new(RELEASE) }
+        Self {
+            connection,
+            prefix: prefix.into(),
+            acquire: Script::new(ACQUIRE),
+            renew: Script::new(RENEW),
+            release: Script::new(RELEASE),
+            bump: Script::new(BUMP),
+        }
     }
 
     fn key(&self, name: &str) -> String {
         format!("{}:lease:{name}", self.prefix)
+    }
+
+    fn fence_key(&self, name: &str) -> String {
+        format!("{}:fence:{name}", self.prefix)
     }
 
     /// Takes the lease `name` for `holder` (a token unique to this holder and grant, e.g.
@@ -97,22 +134,16 @@ impl Leases {
         ttl: Duration,
     ) -> Result<Option<Grant>, RedisStateError> {
         let mut connection = self.connection.clone();
-        let taken: Option<String> = redis::cmd("SET")
-            .arg(self.key(name))
+        let fence: Option<u64> = self
+            .acquire
+            .key(self.key(name))
+            .key(self.fence_key(name))
             .arg(holder)
-            .arg("NX")
-            .arg("PX")
             .arg(millis(ttl))
-            .query_async(&mut connection)
+            .arg(millis(FENCE_LIFE))
+            .invoke_async(&mut connection)
             .await?;
-        if taken.is_none() {
-            return Ok(None);
-        }
-        let fence: u64 = redis::cmd("INCR")
-            .arg(format!("{}:fence:{name}", self.prefix))
-            .query_async(&mut connection)
-            .await?;
-        Ok(Some(Grant { name: name.to_owned(), token: holder.to_owned(), fence }))
+        Ok(fence.map(|fence| Grant { name: name.to_owned(), token: holder.to_owned(), fence }))
     }
 
     /// Extends `grant` to `ttl` from now; false when it is no longer held (it expired, and
@@ -139,10 +170,8 @@ impl Leases {
     /// When Redis cannot answer.
     pub async fn bump(&self, name: &str) -> Result<(), RedisStateError> {
         let mut connection = self.connection.clone();
-        let _: u64 = redis::cmd("INCR")
-            .arg(format!("{}:fence:{name}", self.prefix))
-            .query_async(&mut connection)
-            .await?;
+        let _: i64 =
+            self.bump.key(self.fence_key(name)).arg(millis(FENCE_LIFE)).invoke_async(&mut connection).await?;
         Ok(())
     }
 

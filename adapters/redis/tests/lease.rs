@@ -76,3 +76,19 @@ async fn a_renewed_lease_outlives_its_first_expiry() {
         assert_eq!(replica_b.try_acquire("session-1", "b:1", ttl).await.expect("answer"), None);
     }
 }
+
+#[tokio::test]
+async fn a_fencing_number_expires_long_after_its_last_use_and_a_bump_moves_it_on() {
+    let Some(url) = redis_url("lease fence life") else { return };
+    let prefix = fresh_prefix();
+    let leases = Leases::new(connect(&url).await.expect("Redis answers"), prefix.clone());
+    let grant = leases.try_acquire("s", "a:1", Duration::from_secs(30)).await.expect("answer").expect("free");
+    let mut probe = connect(&url).await.expect("Redis answers");
+    let life: i64 =
+        redis::cmd("PTTL").arg(format!("{prefix}:fence:s")).query_async(&mut probe).await.expect("answer");
+    assert!(life > 24 * 60 * 60 * 1000, "kept for days, not for ever: {life} ms");
+    assert!(leases.release(grant.clone()).await.expect("answer"));
+    leases.bump("s").await.expect("answer");
+    let next = leases.try_acquire("s", "a:2", Duration::from_secs(30)).await.expect("answer").expect("free");
+    assert_eq!(next.fence(), grant.fence() + 2, "the bump counted between the grants");
+}
