@@ -25,6 +25,12 @@ impl Actor {
 
     /// Stores what was streamed and ends the answer with its `done` frame.
     pub(super) async fn finish(&mut self, outcome: Outcome, answer: &Answer) {
+        if self.live.answer_taken_over() {
+            // Another replica stored and ended it; its `done` reached every socket.
+            warn!(session_id = %self.live.id(), "an answer was ended by another replica while this one lost the lease");
+            self.live.finish_answer(None, &[]);
+            return;
+        }
         let Answer { message_id, style, started, .. } = answer;
         let (style, model_id) = (*style, &outcome.model_id);
         let now = self.deps.clock.now();

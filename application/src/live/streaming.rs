@@ -20,6 +20,9 @@ pub(super) struct StreamingAnswer {
     text: String,
     /// `None` for a mirror: the answer runs on another replica.
     cancel: Option<CancellationToken>,
+    /// Another replica ended this answer (it took the session over while this replica
+    /// was cut off from the lease): it is neither stored nor ended here.
+    taken_over: bool,
     /// The chunk frame with everything streamed so far, built once per length and shared
     /// by every socket that joins meanwhile, so joining copies nothing.
     catch_up: Option<Arc<Frame>>,
@@ -32,12 +35,38 @@ impl StreamingAnswer {
         style: AnswerStyle,
         cancel: CancellationToken,
     ) -> Self {
-        Self { message_id, model_id, style, text: String::new(), cancel: Some(cancel), catch_up: None }
+        Self {
+            message_id,
+            model_id,
+            style,
+            text: String::new(),
+            cancel: Some(cancel),
+            taken_over: false,
+            catch_up: None,
+        }
     }
 
     /// The mirror of an answer another replica streams.
     pub(super) fn mirror(message_id: MessageId, model_id: ModelId, style: AnswerStyle) -> Self {
-        Self { message_id, model_id, style, text: String::new(), cancel: None, catch_up: None }
+        Self {
+            message_id,
+            model_id,
+            style,
+            text: String::new(),
+            cancel: None,
+            taken_over: false,
+            catch_up: None,
+        }
+    }
+
+    /// Another replica ended this answer: it stops here, without being stored or ended.
+    pub(super) fn take_over(&mut self) {
+        self.taken_over = true;
+        let _ = self.cancel();
+    }
+
+    pub(super) const fn is_taken_over(&self) -> bool {
+        self.taken_over
     }
 
     /// True when the answer runs on another replica.

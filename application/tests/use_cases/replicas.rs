@@ -218,6 +218,11 @@ async fn the_answer_of_a_replica_that_died_is_ended_by_another() {
     let answer = stored.last().expect("answer");
     assert_eq!((answer.content.as_str(), answer.finish_reason), ("partial ", Some(FinishReason::Error)));
     assert_eq!(answer.sender, Sender::Ai);
+    // The cut-off replica's answer, still streaming there, hears of the end and stops
+    // without storing a second answer (long after its stream timeout).
+    tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+    let answers = hs[1].stored(&session).await.iter().filter(|m| m.sender == Sender::Ai).count();
+    assert_eq!(answers, 2, "the first exchange's answer and the one ended by the other replica");
 }
 
 #[tokio::test(start_paused = true)]

@@ -96,6 +96,11 @@ impl State {
                 }
                 if mirroring_this {
                     self.streaming = None;
+                } else if let Some(answer) = self.streaming.as_mut().filter(|a| a.message_id() == message_id)
+                {
+                    // This replica streams it, yet another one ended it: that one held the
+                    // lease after this one lost it (cut off from Redis). Its end stands.
+                    answer.take_over();
                 }
                 if let Some(seq) = *seq {
                     // The session ignores a seq it has; the counters are the store's, read
@@ -244,6 +249,13 @@ impl LiveSession {
             model_id: answer.model_id().clone(),
             style: answer.style(),
         })
+    }
+
+    /// True when another replica ended the answer this replica streams (see
+    /// [`StreamingAnswer`]): its actor neither stores nor ends it.
+    #[must_use]
+    pub(crate) fn answer_taken_over(&self) -> bool {
+        self.lock().streaming.as_ref().is_some_and(StreamingAnswer::is_taken_over)
     }
 
     /// A turn whose key another replica stored meanwhile: its sender (and whoever

@@ -336,16 +336,17 @@ fn a_later_message_closes_a_mirror_whose_end_never_came() {
 }
 
 #[test]
-fn another_replicas_end_of_an_answer_streamed_here_does_not_end_it_here() {
+fn another_replicas_end_of_an_answer_streamed_here_takes_it_over() {
     let (live, _turns, _) = copy();
     let cancel = CancellationToken::new();
     let _ = live.start_answer(
         MessageId::parse("mine").expect("id"),
         AnswerStyle::AiResponse,
-        cancel,
+        cancel.clone(),
         &loading("mine"),
     );
     live.push_chunk("streamed here", &chunk("mine", "streamed here"));
+    assert!(!live.answer_taken_over());
     let done = Frame::new(
         ServerEvent::AnswerDone {
             session_id: SessionId::parse("s").expect("id"),
@@ -360,7 +361,9 @@ fn another_replicas_end_of_an_answer_streamed_here_does_not_end_it_here() {
         now(),
     );
     live.apply_remote(done, Seq(1));
-    assert_eq!(live.answer_to_store().0, "streamed here", "this replica's answer keeps its text");
+    assert!(live.answer_taken_over(), "another replica ended it: it is not stored or ended here");
+    assert!(cancel.is_cancelled(), "and it stops streaming here");
+    assert!(!live.mirrors_an_answer(), "it was never a mirror");
 }
 
 #[test]
