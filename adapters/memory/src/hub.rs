@@ -14,7 +14,7 @@ use std::sync::{Arc, Weak};
 use async_trait::async_trait;
 use chatbox_application::events::Frame;
 use chatbox_application::local_sockets::{SocketList, UserDirectory};
-use chatbox_application::ports::{AnswerLease, ReplicaEvents, SessionFanout, SessionHub};
+use chatbox_application::ports::{AnswerLease, LeaseUnavailable, ReplicaEvents, SessionFanout, SessionHub};
 use chatbox_application::socket::{SocketHandle, SocketId};
 use chatbox_domain::{Seq, SessionId, UserId};
 use dashmap::DashMap;
@@ -102,12 +102,12 @@ impl SessionHub for LocalHub {
         self.users.users()
     }
 
-    async fn lease_answerer(&self, session: &SessionId) -> AnswerLease {
+    async fn lease_answerer(&self, session: &SessionId) -> Result<AnswerLease, LeaseUnavailable> {
         let semaphore =
             Arc::clone(&self.leases.entry(session.clone()).or_insert_with(|| Arc::new(Semaphore::new(1))));
         // The semaphore is never closed, so acquiring only waits for the holder.
         let permit = semaphore.acquire_owned().await.ok();
-        AnswerLease::new(HeldLease { session: session.clone(), permit, leases: Arc::clone(&self.leases) })
+        Ok(AnswerLease::new(HeldLease { session: session.clone(), permit, leases: Arc::clone(&self.leases) }))
     }
 }
 
@@ -177,10 +177,10 @@ mod tests {
     async fn a_session_has_one_answerer_at_a_time_and_its_lease_is_forgotten_after() {
         let hub = Arc::new(LocalHub::new());
         let session = SessionId::parse("s").expect("id");
-        let first = hub.lease_answerer(&session).await;
+        let first = hub.lease_answerer(&session).await.expect("in process");
         let waiting = {
             let (hub, session) = (Arc::clone(&hub), session.clone());
-            tokio::spawn(async move { hub.lease_answerer(&session).await })
+            tokio::spawn(async move { hub.lease_answerer(&session).await.expect("in process") })
         };
         tokio::time::sleep(Duration::from_secs(60)).await;
         assert!(!waiting.is_finished(), "the second answerer waits while the first holds the lease");
@@ -189,7 +189,7 @@ mod tests {
             tokio::time::timeout(Duration::from_secs(1), waiting).await.expect("granted").expect("task");
         drop(second);
         assert!(hub.leases.is_empty(), "no semaphore is kept for a session nobody leases");
-        let other = hub.lease_answerer(&SessionId::parse("t").expect("id")).await;
+        let other = hub.lease_answerer(&SessionId::parse("t").expect("id")).await.expect("in process");
         drop(other);
         assert!(hub.leases.is_empty());
     }

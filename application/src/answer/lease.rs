@@ -25,16 +25,21 @@ const ANSWER_INTERRUPTED: &str = "The answer was interrupted; please ask again";
 
 impl Actor {
     /// Takes the session's writer lease unless held, catching up with the store when
-    /// another replica may have written meanwhile.
-    pub(super) async fn take_lease(&mut self) {
+    /// another replica may have written meanwhile. False when it cannot be had (the
+    /// store of leases is unreachable): nothing may be written then.
+    pub(super) async fn take_lease(&mut self) -> bool {
         if self.lease.is_some() {
-            return;
+            return true;
         }
-        let lease = self.deps.hub.lease_answerer(self.live.id()).await;
+        let Ok(lease) = self.deps.hub.lease_answerer(self.live.id()).await else {
+            warn!(session_id = %self.live.id(), "the writer's lease cannot be reached: the turn is refused");
+            return false;
+        };
         if lease.may_be_behind() {
             self.catch_up().await;
         }
         self.lease = Some(lease);
+        true
     }
 
     /// Gives the lease back once nothing waits: no turn queued, no answer held.

@@ -118,8 +118,7 @@ pub(crate) async fn run(live: Arc<LiveSession>, mut turns: mpsc::Receiver<Turn>,
             () = actor.deps.hub.answerer_gone(actor.live.id()), if watching_orphan => {
                 // Its end usually arrived meanwhile (it was written before the lease was
                 // given back): only an answer still open here was orphaned.
-                if actor.live.mirrors_an_answer() {
-                    actor.take_lease().await;
+                if actor.live.mirrors_an_answer() && actor.take_lease().await {
                     actor.end_orphaned_answer().await;
                     actor.release_if_idle(&turns);
                 }
@@ -129,7 +128,10 @@ pub(crate) async fn run(live: Arc<LiveSession>, mut turns: mpsc::Receiver<Turn>,
         };
         let Some(turn) = turn else { break };
         // One writer per session: across replicas, the lease's holder in turn.
-        actor.take_lease().await;
+        if !actor.take_lease().await {
+            actor.live.refuse_turn(&turn, &actor.shared_state_error());
+            continue;
+        }
         // Nothing is stored after a held answer until it is: sequence numbers stay in order.
         if !actor.flush().await {
             actor.refuse(&turn);
@@ -153,6 +155,17 @@ impl Actor {
     /// send it again with the same `client_message_id`.
     fn refuse(&self, turn: &Turn) {
         self.live.refuse_turn(turn, &self.storage_error());
+    }
+
+    /// The writer's lease could not be reached: the sender may send again shortly.
+    fn shared_state_error(&self) -> Arc<Frame> {
+        let error = crate::error::ChatError::SharedStateUnavailable;
+        self.frame(ServerEvent::Error {
+            session_id: Some(self.live.id().clone()),
+            code: error.code(),
+            message: error.to_string(),
+            retry_after: error.retry_after(),
+        })
     }
 
     fn storage_error(&self) -> Arc<Frame> {

@@ -191,8 +191,8 @@ mod tests {
         fn users(&self) -> usize {
             0
         }
-        async fn lease_answerer(&self, _: &SessionId) -> AnswerLease {
-            AnswerLease::new(())
+        async fn lease_answerer(&self, _: &SessionId) -> Result<AnswerLease, crate::ports::LeaseUnavailable> {
+            Ok(AnswerLease::new(()))
         }
     }
 

@@ -43,6 +43,11 @@ use chatbox_domain::{Seq, SessionId, UserId};
 use crate::events::Frame;
 use crate::socket::{SocketHandle, SocketId};
 
+/// The writer's lease could not be asked for (the store of leases is unreachable).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the writer's lease cannot be reached")]
+pub struct LeaseUnavailable;
+
 /// The sockets of one live session.
 pub trait SessionFanout: Send + fmt::Debug {
     /// Sends `frame` to every subscribed socket except `except`, and to the session's
@@ -145,7 +150,11 @@ pub trait SessionHub: Send + Sync + fmt::Debug {
     /// finishing, here or on another replica, holds it until it is idle). Across
     /// replicas, it returns once every frame other replicas published in the session
     /// before it was granted has been applied here.
-    async fn lease_answerer(&self, session: &SessionId) -> AnswerLease;
+    ///
+    /// # Errors
+    /// [`LeaseUnavailable`] when the store of leases cannot be reached for a while (not
+    /// while another replica holds the lease: that is waited for).
+    async fn lease_answerer(&self, session: &SessionId) -> Result<AnswerLease, LeaseUnavailable>;
 
     /// A field of `session` (its model, handoff or status) was stored here without the
     /// writer's lease: the next holder on another replica must read the session from the

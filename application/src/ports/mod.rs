@@ -10,7 +10,7 @@ mod shared;
 pub use catalog::{
     SessionCatalog, SessionPage, SessionQuery, SessionSort, SessionStats, SessionSummary, ShareGrant,
 };
-pub use hub::{AnswerLease, ReplicaEvents, SessionFanout, SessionHub};
+pub use hub::{AnswerLease, LeaseUnavailable, ReplicaEvents, SessionFanout, SessionHub};
 pub use metrics::{
     ExpositionError, FrameCounter, FrameDirection, Limiter, LlmErrorKind, Metrics, MetricsExposition,
     NoMetrics, StorageOutcome,

@@ -257,3 +257,27 @@ async fn the_lease_stays_with_an_answer_waiting_to_be_stored() {
     assert_eq!(&texts[1..], ["held answer", "next", "ok"], "{stored:?}");
     assert_eq!(stored.iter().map(|m| m.seq.0).collect::<Vec<_>>(), [1, 2, 3, 4]);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_turn_whose_lease_cannot_be_reached_is_refused_and_can_be_sent_again() {
+    let (hs, bus) = replicas(&settings(), 2);
+    let mut phone = hs[0].answered("u1", "hello").await;
+    let session = phone.session_id();
+    bus.leases_unreachable(true);
+    hs[0].say_with(&mut phone, "while away", Some("k-away")).await.expect("admitted");
+    match phone.next().await {
+        ServerEvent::Error { code, retry_after, .. } => {
+            assert_eq!(code, ErrorCode::SharedStateUnavailable);
+            assert!(retry_after.is_some(), "the client is told when to send again");
+        }
+        other => panic!("expected the refusal, got {other:?}"),
+    }
+    assert_eq!(hs[0].stored(&session).await.len(), 2, "nothing stored meanwhile");
+    bus.leases_unreachable(false);
+    hs[0].say_with(&mut phone, "while away", Some("k-away")).await.expect("admitted");
+    let events = phone.until_done().await;
+    assert!(
+        events.iter().any(|e| matches!(e, ServerEvent::MessageAck { seq, .. } if *seq == Seq(3))),
+        "{events:?}"
+    );
+}

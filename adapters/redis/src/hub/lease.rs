@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use chatbox_application::ports::AnswerLease;
+use chatbox_application::ports::{AnswerLease, LeaseUnavailable};
 use chatbox_domain::SessionId;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
@@ -27,6 +27,9 @@ use crate::stream::id_parts;
 /// [`MAX_WAIT`].
 const FIRST_WAIT: Duration = Duration::from_millis(10);
 const MAX_WAIT: Duration = Duration::from_millis(250);
+/// How long Redis may stay unreachable while a lease is asked for before the asker is
+/// told so (and refuses the turn that waits, which its client sends again).
+const UNREACHABLE_FOR: Duration = Duration::from_secs(5);
 /// How long a new holder waits for the stream's entries to be applied here.
 const CATCH_UP_WAIT: Duration = Duration::from_secs(2);
 /// How often a replica watching another's answer checks that its lease is still held.
@@ -52,15 +55,28 @@ impl Drop for HeldGrant {
 }
 
 /// Waits until this replica holds `session`'s lease.
-pub(super) async fn acquire(shared: &Arc<Shared>, session: &SessionId) -> AnswerLease {
+pub(super) async fn acquire(
+    shared: &Arc<Shared>,
+    session: &SessionId,
+) -> Result<AnswerLease, LeaseUnavailable> {
     let ttl = shared.settings.lease_ttl;
     let mut wait = FIRST_WAIT;
+    // Waiting for another replica to finish is unbounded (it holds the lease only while
+    // it works, and the lease lapses if it dies); an unreachable Redis is not waited for
+    // longer than UNREACHABLE_FOR.
+    let mut unreachable_since: Option<tokio::time::Instant> = None;
     let grant = loop {
         let holder = format!("{}:{}", shared.settings.replica, NEXT_HOLDER.fetch_add(1, Ordering::Relaxed));
         match shared.leases.try_acquire(session.as_str(), &holder, ttl).await {
             Ok(Some(grant)) => break grant,
-            Ok(None) => {}
-            Err(error) => debug!(session_id = %session, %error, "the writer's lease could not be asked for"),
+            Ok(None) => unreachable_since = None,
+            Err(error) => {
+                debug!(session_id = %session, %error, "the writer's lease could not be asked for");
+                let since = *unreachable_since.get_or_insert_with(tokio::time::Instant::now);
+                if since.elapsed() >= UNREACHABLE_FOR {
+                    return Err(LeaseUnavailable);
+                }
+            }
         }
         tokio::time::sleep(wait).await;
         wait = (wait * 2).min(MAX_WAIT);
@@ -73,7 +89,7 @@ pub(super) async fn acquire(shared: &Arc<Shared>, session: &SessionId) -> Answer
     let renewal = CancellationToken::new();
     tokio::spawn(renew(Arc::clone(shared), grant.clone(), renewal.clone()));
     let held = HeldGrant { grant: Some(grant), renewal, shared: Arc::clone(shared) };
-    if behind { AnswerLease::after_others(held) } else { AnswerLease::new(held) }
+    Ok(if behind { AnswerLease::after_others(held) } else { AnswerLease::new(held) })
 }
 
 /// Renews `grant` every third of its life until `stop`, or until it turns out lost.

@@ -35,7 +35,7 @@ use crate::connection::RedisConnection;
 use async_trait::async_trait;
 use chatbox_application::events::{Frame, ServerEvent};
 use chatbox_application::local_sockets::{SocketList, UserDirectory};
-use chatbox_application::ports::{AnswerLease, ReplicaEvents, SessionFanout, SessionHub};
+use chatbox_application::ports::{AnswerLease, LeaseUnavailable, ReplicaEvents, SessionFanout, SessionHub};
 use chatbox_application::settings::ModelInfo;
 use chatbox_application::socket::{SocketHandle, SocketId};
 use chatbox_domain::{Seq, SessionId, UserId};
@@ -283,7 +283,7 @@ impl SessionHub for RedisHub {
         self.users.users()
     }
 
-    async fn lease_answerer(&self, session: &SessionId) -> AnswerLease {
+    async fn lease_answerer(&self, session: &SessionId) -> Result<AnswerLease, LeaseUnavailable> {
         lease::acquire(&self.shared, session).await
     }
 

@@ -15,7 +15,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chatbox_application::events::Frame;
 use chatbox_application::local_sockets::{SocketList, UserDirectory};
-use chatbox_application::ports::{AnswerLease, ReplicaEvents, SessionFanout, SessionHub};
+use chatbox_application::ports::{AnswerLease, LeaseUnavailable, ReplicaEvents, SessionFanout, SessionHub};
 use chatbox_application::socket::{SocketHandle, SocketId};
 use chatbox_domain::{Seq, SessionId, UserId};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
@@ -45,6 +45,8 @@ struct Bus {
     partitioned: AtomicBool,
     /// Leases granted, by replica.
     grants: Mutex<HashMap<usize, usize>>,
+    /// While set, no lease can be asked for (the store of leases is unreachable).
+    leases_unreachable: AtomicBool,
     /// While set, every lease is handed out as current, whoever held it before (a store
     /// of leases that lost its memory).
     amnesia: AtomicBool,
@@ -66,6 +68,11 @@ impl ReplicaBus {
     /// How many writer leases replica `replica` was granted.
     pub fn grants(&self, replica: usize) -> usize {
         self.bus.grants.lock().expect("lock").get(&replica).copied().unwrap_or(0)
+    }
+
+    /// While `down`, asking for a lease fails (Redis unreachable).
+    pub fn leases_unreachable(&self, down: bool) {
+        self.bus.leases_unreachable.store(down, Ordering::SeqCst);
     }
 
     /// While `forgets`, leases say nobody else held them (as after Redis came back empty).
@@ -222,7 +229,10 @@ impl SessionHub for BusHub {
         self.users.users()
     }
 
-    async fn lease_answerer(&self, session: &SessionId) -> AnswerLease {
+    async fn lease_answerer(&self, session: &SessionId) -> Result<AnswerLease, LeaseUnavailable> {
+        if self.bus.leases_unreachable.load(Ordering::SeqCst) {
+            return Err(LeaseUnavailable);
+        }
         let permit: OwnedSemaphorePermit =
             self.bus.permit(session).acquire_owned().await.expect("the semaphore is never closed");
         *self.bus.grants.lock().expect("lock").entry(self.replica).or_default() += 1;
@@ -230,7 +240,7 @@ impl SessionHub for BusHub {
         let lease = leases.entry(session.clone()).or_default();
         let behind = lease.last_holder != Some(self.replica) && !self.bus.amnesia.load(Ordering::SeqCst);
         lease.last_holder = Some(self.replica);
-        if behind { AnswerLease::after_others(permit) } else { AnswerLease::new(permit) }
+        Ok(if behind { AnswerLease::after_others(permit) } else { AnswerLease::new(permit) })
     }
 
     async fn field_changed(&self, session: &SessionId) {
