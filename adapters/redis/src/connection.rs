@@ -93,9 +93,10 @@ pub(crate) fn sentinel_url(url: &str) -> Result<Option<SentinelUrl>, RedisStateE
         None => (None, None),
         Some(credentials) => match credentials.split_once(':') {
             Some((user, password)) => {
-                ((!user.is_empty()).then(|| user.to_owned()), Some(password.to_owned()))
+                let user = percent_decoded(user)?;
+                ((!user.is_empty()).then_some(user), Some(percent_decoded(password)?))
             }
-            None => (Some(credentials.to_owned()), None),
+            None => (Some(percent_decoded(credentials)?), None),
         },
     };
     let sentinels: Vec<String> = hosts
@@ -113,6 +114,26 @@ pub(crate) fn sentinel_url(url: &str) -> Result<Option<SentinelUrl>, RedisStateE
         return Err(RedisStateError::InvalidUrl);
     }
     Ok(Some(SentinelUrl { sentinels, service: service.to_owned(), db, username, password, tls }))
+}
+
+/// `text` with its `%XX` escapes decoded (a password holding `@`, `:` or `/` is written
+/// escaped in a URL, as in a `redis://` one).
+fn percent_decoded(text: &str) -> Result<String, RedisStateError> {
+    let bytes = text.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while let Some(&byte) = bytes.get(index) {
+        if byte == b'%' {
+            let hex = bytes.get(index + 1..index + 3).ok_or(RedisStateError::InvalidUrl)?;
+            let hex = std::str::from_utf8(hex).map_err(|_| RedisStateError::InvalidUrl)?;
+            decoded.push(u8::from_str_radix(hex, 16).map_err(|_| RedisStateError::InvalidUrl)?);
+            index += 3;
+        } else {
+            decoded.push(byte);
+            index += 1;
+        }
+    }
+    String::from_utf8(decoded).map_err(|_| RedisStateError::InvalidUrl)
 }
 
 impl RedisConnection {
@@ -294,6 +315,17 @@ mod tests {
         let tls = sentinel_url("rediss+sentinel://:pw@s1/primary").expect("valid").expect("sentinel");
         assert_eq!((tls.tls, tls.db, tls.username, tls.password.as_deref()), (true, 0, None, Some("pw")));
         assert_eq!(sentinel_url("redis://host:6379/0"), Ok(None), "not a Sentinel URL");
+        let escaped =
+            sentinel_url("redis+sentinel://us%40er:p%3Aw%2F%40d@s1/svc").expect("valid").expect("sentinel");
+        assert_eq!(
+            (escaped.username.as_deref(), escaped.password.as_deref()),
+            (Some("us@er"), Some("p:w/@d"))
+        );
+        for broken in
+            ["redis+sentinel://u:%zz@s1/svc", "redis+sentinel://u:%4@s1/svc", "redis+sentinel://u:%ff@s1/svc"]
+        {
+            assert_eq!(sentinel_url(broken), Err(RedisStateError::InvalidUrl), "{broken}");
+        }
         for broken in [
             "redis+sentinel://s1",
             "redis+sentinel:///svc",
