@@ -174,22 +174,16 @@ mod tests {
         }
     }
 
-    #[derive(Debug)]
-    struct ListHub;
+    #[derive(Debug, Default)]
+    struct ListHub(crate::local_sockets::UserDirectory);
 
     #[async_trait::async_trait]
     impl SessionHub for ListHub {
         fn open(&self, _: &SessionId, _: std::sync::Weak<dyn ReplicaEvents>) -> Box<dyn SessionFanout> {
             Box::new(ListFanout::default())
         }
-        fn register(&self, _: &Arc<SocketHandle>) {}
-        fn unregister(&self, _: &SocketHandle) {}
-        fn publish_to_user(&self, _: &UserId, _: &Arc<Frame>) {}
-        fn user_sockets(&self, _: &UserId) -> usize {
-            0
-        }
-        fn users(&self) -> usize {
-            0
+        fn local_users(&self) -> &crate::local_sockets::UserDirectory {
+            &self.0
         }
         async fn lease_answerer(&self, _: &SessionId) -> Result<AnswerLease, crate::ports::LeaseUnavailable> {
             Ok(AnswerLease::new(()))
@@ -197,7 +191,7 @@ mod tests {
     }
 
     fn registry() -> LiveSessions {
-        LiveSessions::new(Arc::new(FixedClock), Arc::new(ListHub))
+        LiveSessions::new(Arc::new(FixedClock), Arc::new(ListHub::default()))
     }
 
     fn session(id: &str) -> Session {

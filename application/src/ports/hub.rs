@@ -41,6 +41,7 @@ use async_trait::async_trait;
 use chatbox_domain::{Seq, SessionId, UserId};
 
 use crate::events::Frame;
+use crate::local_sockets::UserDirectory;
 use crate::socket::{SocketHandle, SocketId};
 
 /// The writer's lease could not be asked for (the store of leases is unreachable).
@@ -131,20 +132,34 @@ pub trait SessionHub: Send + Sync + fmt::Debug {
     /// handed to `events` (its live copy here) while that lives.
     fn open(&self, session: &SessionId, events: Weak<dyn ReplicaEvents>) -> Box<dyn SessionFanout>;
 
+    /// The user directory of this process: the user-level verbs below go through it
+    /// unless a hub reaches users' sockets some other way.
+    fn local_users(&self) -> &UserDirectory;
+
     /// A socket connected: what is published to its user reaches it.
-    fn register(&self, socket: &Arc<SocketHandle>);
+    fn register(&self, socket: &Arc<SocketHandle>) {
+        self.local_users().register(socket);
+    }
 
     /// A socket closed.
-    fn unregister(&self, socket: &SocketHandle);
+    fn unregister(&self, socket: &SocketHandle) {
+        self.local_users().unregister(socket);
+    }
 
     /// Sends `frame` to every registered socket of `user`.
-    fn publish_to_user(&self, user: &UserId, frame: &Arc<Frame>);
+    fn publish_to_user(&self, user: &UserId, frame: &Arc<Frame>) {
+        self.local_users().send(user, frame);
+    }
 
     /// How many sockets `user` has registered.
-    fn user_sockets(&self, user: &UserId) -> usize;
+    fn user_sockets(&self, user: &UserId) -> usize {
+        self.local_users().sockets_of(user)
+    }
 
     /// How many users have a registered socket (memory reports).
-    fn users(&self) -> usize;
+    fn users(&self) -> usize {
+        self.local_users().users()
+    }
 
     /// Waits until this caller is the one writer of `session` (an actor that is still
     /// finishing, here or on another replica, holds it until it is idle). Across

@@ -38,7 +38,7 @@ use chatbox_application::local_sockets::{SocketList, UserDirectory};
 use chatbox_application::ports::{AnswerLease, LeaseUnavailable, ReplicaEvents, SessionFanout, SessionHub};
 use chatbox_application::settings::ModelInfo;
 use chatbox_application::socket::{SocketHandle, SocketId};
-use chatbox_domain::{Seq, SessionId, UserId};
+use chatbox_domain::{Seq, SessionId};
 use dashmap::DashMap;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -263,24 +263,8 @@ impl SessionHub for RedisHub {
         })
     }
 
-    fn register(&self, socket: &Arc<SocketHandle>) {
-        self.users.register(socket);
-    }
-
-    fn unregister(&self, socket: &SocketHandle) {
-        self.users.unregister(socket);
-    }
-
-    fn publish_to_user(&self, user: &UserId, frame: &Arc<Frame>) {
-        self.users.send(user, frame);
-    }
-
-    fn user_sockets(&self, user: &UserId) -> usize {
-        self.users.sockets_of(user)
-    }
-
-    fn users(&self) -> usize {
-        self.users.users()
+    fn local_users(&self) -> &UserDirectory {
+        &self.users
     }
 
     async fn lease_answerer(&self, session: &SessionId) -> Result<AnswerLease, LeaseUnavailable> {
