@@ -130,11 +130,11 @@ mod tests {
         let (phone, mut phone_queue) = socket("alice");
         hub.register(&phone);
         let alice = UserId::parse("alice").expect("id");
-        assert_eq!((hub.user_sockets(&alice), hub.users()), (1, 1));
+        assert_eq!((hub.local_users().sockets_of(&alice), hub.users()), (1, 1));
         hub.publish_to_user(&alice, &frame());
         assert!(phone_queue.try_recv().is_some());
         hub.unregister(&phone);
-        assert_eq!((hub.user_sockets(&alice), hub.users()), (0, 0));
+        assert_eq!((hub.local_users().sockets_of(&alice), hub.users()), (0, 0));
     }
 
     #[test]

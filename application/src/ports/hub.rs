@@ -6,8 +6,7 @@
 //! use-cases:
 //! - a session's sockets: [`SessionHub::open`] gives the session's [`SessionFanout`] when
 //!   it becomes live; sockets subscribe to it and frames are published through it;
-//! - a user's sockets: [`SessionHub::register`], [`SessionHub::publish_to_user`],
-//!   [`SessionHub::user_sockets`];
+//! - a user's sockets: [`SessionHub::register`], [`SessionHub::publish_to_user`];
 //! - the single answerer of a session: [`SessionHub::lease_answerer`];
 //! - what other replicas did in a session this replica serves: handed to the session's
 //!   live copy here through its [`ReplicaEvents`].
@@ -149,11 +148,6 @@ pub trait SessionHub: Send + Sync + fmt::Debug {
     /// Sends `frame` to every registered socket of `user`.
     fn publish_to_user(&self, user: &UserId, frame: &Arc<Frame>) {
         self.local_users().send(user, frame);
-    }
-
-    /// How many sockets `user` has registered.
-    fn user_sockets(&self, user: &UserId) -> usize {
-        self.local_users().sockets_of(user)
     }
 
     /// How many users have a registered socket (memory reports).

@@ -171,3 +171,18 @@ async fn a_refused_connection_is_announced_to_the_users_sockets() {
     }
     assert!(other.is_quiet().await, "only that user's sockets");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_closed_socket_leaves_the_user_directory() {
+    let h = harness();
+    let phone = h.connect("u1", None, None).await;
+    let laptop = h.connect("u1", None, None).await;
+    let other = h.connect("u2", None, None).await;
+    assert_eq!(h.service.users_with_sockets(), 2);
+    h.service.disconnect(phone.connection);
+    assert_eq!(h.service.users_with_sockets(), 2, "the laptop is still there");
+    h.service.disconnect(laptop.connection);
+    assert_eq!(h.service.users_with_sockets(), 1, "the user went with their last socket");
+    h.service.disconnect(other.connection);
+    assert_eq!(h.service.users_with_sockets(), 0);
+}
