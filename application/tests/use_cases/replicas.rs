@@ -10,7 +10,9 @@ use chatbox_application::commands::ClientCommand;
 use chatbox_application::events::ServerEvent;
 use chatbox_domain::{ErrorCode, FinishReason, ModelId, Sender, Seq};
 
-use crate::support::{Client, Step, Storage, harness, replicas, settings};
+use chatbox_domain::SessionId;
+
+use crate::support::{Client, Harness, ReplicaBus, Step, Storage, harness, replicas, settings};
 
 fn stored_texts(events: &[ServerEvent]) -> Vec<String> {
     events
@@ -29,20 +31,35 @@ fn done_of(events: &[ServerEvent]) -> (Option<Seq>, FinishReason) {
     }
 }
 
-async fn joined(
-    harness: &crate::support::Harness,
-    user: &str,
-    session: &chatbox_domain::SessionId,
-) -> Client {
+async fn joined(harness: &Harness, user: &str, session: &SessionId) -> Client {
     harness.connect(user, Some(session.clone()), None).await
+}
+
+/// Two replicas and one session of `u1` with a socket on each: the phone's, on replica
+/// 0, opened it with one exchange; the laptop's, on replica 1, joined it.
+struct Pair {
+    hs: Vec<Harness>,
+    bus: ReplicaBus,
+    phone: Client,
+    laptop: Client,
+    session: SessionId,
+}
+
+async fn pair() -> Pair {
+    let (hs, bus) = replicas(&settings(), 2);
+    let phone = hs[0].answered("u1", "hello").await;
+    let session = phone.session_id();
+    let laptop = joined(&hs[1], "u1", &session).await;
+    Pair { hs, bus, phone, laptop, session }
+}
+
+fn is_chunk(event: &ServerEvent) -> bool {
+    matches!(event, ServerEvent::AnswerChunk { .. })
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_sessions_sockets_on_two_replicas_see_one_conversation() {
-    let (hs, _bus) = replicas(&settings(), 2);
-    let mut phone = hs[0].answered("u1", "hello").await;
-    let session = phone.session_id();
-    let mut laptop = joined(&hs[1], "u1", &session).await;
+    let Pair { hs, mut phone, mut laptop, session, .. } = pair().await;
     hs[0].say(&mut phone, "from the phone").await.expect("accepted");
     let seen = laptop.until_done().await;
     assert_eq!(stored_texts(&seen), ["from the phone"], "the echo crossed replicas: {seen:?}");
@@ -60,9 +77,7 @@ async fn a_sessions_sockets_on_two_replicas_see_one_conversation() {
 
 #[tokio::test(start_paused = true)]
 async fn a_replica_that_only_watches_takes_no_lease() {
-    let (hs, bus) = replicas(&settings(), 2);
-    let mut phone = hs[0].answered("u1", "hello").await;
-    let mut laptop = joined(&hs[1], "u1", &phone.session_id()).await;
+    let Pair { hs, bus, mut phone, mut laptop, .. } = pair().await;
     for text in ["one", "two"] {
         hs[0].say(&mut phone, text).await.expect("accepted");
         phone.until_done().await;
@@ -75,10 +90,7 @@ async fn a_replica_that_only_watches_takes_no_lease() {
 
 #[tokio::test(start_paused = true)]
 async fn a_writer_whose_copy_missed_frames_catches_up_from_the_store_first() {
-    let (hs, bus) = replicas(&settings(), 2);
-    let mut phone = hs[0].answered("u1", "hello").await;
-    let session = phone.session_id();
-    let mut laptop = joined(&hs[1], "u1", &session).await;
+    let Pair { hs, bus, mut phone, mut laptop, session } = pair().await;
     // Frames between the replicas are lost meanwhile; the store has everything.
     bus.partition(true);
     hs[0].say(&mut phone, "while apart").await.expect("accepted");
@@ -105,10 +117,7 @@ async fn a_writer_whose_copy_missed_frames_catches_up_from_the_store_first() {
 
 #[tokio::test(start_paused = true)]
 async fn a_writer_that_finds_its_seq_taken_catches_up_and_stores_after() {
-    let (hs, bus) = replicas(&settings(), 2);
-    let mut phone = hs[0].answered("u1", "hello").await;
-    let session = phone.session_id();
-    let mut laptop = joined(&hs[1], "u1", &session).await;
+    let Pair { hs, bus, mut phone, mut laptop, session } = pair().await;
     bus.partition(true);
     hs[0].say(&mut phone, "while apart").await.expect("accepted");
     phone.until_done().await;
@@ -129,10 +138,7 @@ async fn a_writer_that_finds_its_seq_taken_catches_up_and_stores_after() {
 
 #[tokio::test(start_paused = true)]
 async fn a_model_chosen_on_one_replica_answers_on_another() {
-    let (hs, _bus) = replicas(&settings(), 2);
-    let mut phone = hs[0].answered("u1", "hello").await;
-    let session = phone.session_id();
-    let mut laptop = joined(&hs[1], "u1", &session).await;
+    let Pair { hs, mut phone, mut laptop, session, .. } = pair().await;
     let other = ModelId::parse("other").expect("id");
     let select = ClientCommand::SelectModel { session_id: Some(session.clone()), model_id: other.clone() };
     hs[1].service.handle(&mut laptop.connection, select).await.expect("selected");
@@ -144,10 +150,7 @@ async fn a_model_chosen_on_one_replica_answers_on_another() {
 
 #[tokio::test(start_paused = true)]
 async fn a_key_stored_through_one_replica_is_not_stored_again_through_another() {
-    let (hs, bus) = replicas(&settings(), 2);
-    let mut phone = hs[0].answered("u1", "hello").await;
-    let session = phone.session_id();
-    let mut laptop = joined(&hs[1], "u1", &session).await;
+    let Pair { hs, bus, mut phone, mut laptop, session } = pair().await;
     bus.partition(true);
     hs[0].say_with(&mut phone, "only once", Some("k-1")).await.expect("accepted");
     let first = phone.until_done().await;
@@ -156,12 +159,11 @@ async fn a_key_stored_through_one_replica_is_not_stored_again_through_another() 
 
     // The retry reaches the other replica, whose copy never heard of the key.
     hs[1].say_with(&mut laptop, "only once", Some("k-1")).await.expect("accepted");
-    let again = loop {
-        if let ServerEvent::MessageAck { message_id, seq, .. } = laptop.next().await {
-            break (message_id, seq);
-        }
+    let again = laptop.until(|event| matches!(event, ServerEvent::MessageAck { .. })).await;
+    let Some(ServerEvent::MessageAck { message_id: again_id, seq: again_seq, .. }) = again.last() else {
+        panic!("an ack: {again:?}")
     };
-    assert_eq!((&again.0, again.1), (message_id, *seq), "acknowledged with the stored message");
+    assert_eq!((again_id, *again_seq), (message_id, *seq), "acknowledged with the stored message");
     let stored = hs[1].stored(&session).await;
     assert_eq!(stored.iter().filter(|m| m.content == "only once").count(), 1, "{stored:?}");
     assert_eq!(stored.len(), 4, "stored and answered once");
@@ -172,21 +174,14 @@ async fn a_key_stored_through_one_replica_is_not_stored_again_through_another() 
 
 #[tokio::test(start_paused = true)]
 async fn a_stop_on_one_replica_stops_the_answer_streaming_on_another() {
-    let (hs, _bus) = replicas(&settings(), 2);
-    let mut phone = hs[0].answered("u1", "hello").await;
-    let session = phone.session_id();
-    let mut laptop = joined(&hs[1], "u1", &session).await;
+    let Pair { hs, mut phone, mut laptop, session, .. } = pair().await;
     hs[0].provider.push(vec![
         Step::Say("one "),
         Step::Wait(std::time::Duration::from_secs(30)),
         Step::Say("two"),
     ]);
     hs[0].say(&mut phone, "long").await.expect("accepted");
-    loop {
-        if matches!(laptop.next().await, ServerEvent::AnswerChunk { .. }) {
-            break;
-        }
-    }
+    laptop.until(is_chunk).await;
     let stop = ClientCommand::Stop { session_id: Some(session.clone()) };
     hs[1].service.handle(&mut laptop.connection, stop).await.expect("stop");
     let events = laptop.until_done().await;
@@ -196,17 +191,10 @@ async fn a_stop_on_one_replica_stops_the_answer_streaming_on_another() {
 
 #[tokio::test(start_paused = true)]
 async fn the_answer_of_a_replica_that_died_is_ended_by_another() {
-    let (hs, bus) = replicas(&settings(), 2);
-    let mut phone = hs[0].answered("u1", "hello").await;
-    let session = phone.session_id();
-    let mut laptop = joined(&hs[1], "u1", &session).await;
+    let Pair { hs, bus, mut phone, mut laptop, session } = pair().await;
     hs[0].provider.push(vec![Step::Say("partial "), Step::Stall]);
     hs[0].say(&mut phone, "long").await.expect("accepted");
-    loop {
-        if matches!(laptop.next().await, ServerEvent::AnswerChunk { .. }) {
-            break;
-        }
-    }
+    laptop.until(is_chunk).await;
     bus.cut_off(0);
     let events = laptop.until_done().await;
     assert!(
@@ -247,11 +235,7 @@ async fn the_lease_stays_with_an_answer_waiting_to_be_stored() {
     // timer), so it lands after it instead of taking its seq.
     let mut laptop = joined(&hs[1], "u1", &session).await;
     hs[1].say(&mut laptop, "next").await.expect("accepted");
-    loop {
-        if matches!(laptop.next().await, ServerEvent::AnswerDone { .. }) {
-            break;
-        }
-    }
+    laptop.until_done().await;
     let stored = hs[1].stored(&session).await;
     let texts: Vec<&str> = stored.iter().map(|m| m.content.as_str()).collect();
     assert_eq!(&texts[1..], ["held answer", "next", "ok"], "{stored:?}");

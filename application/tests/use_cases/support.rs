@@ -275,12 +275,18 @@ impl Client {
 
     /// Frames until (and including) the next `done`.
     pub async fn until_done(&mut self) -> Vec<ServerEvent> {
+        self.until(|event| matches!(event, ServerEvent::AnswerDone { .. })).await
+    }
+
+    /// Frames until (and including) the first for which `last` is true; each must come
+    /// within [`Self::next`]'s wait.
+    pub async fn until(&mut self, mut last: impl FnMut(&ServerEvent) -> bool) -> Vec<ServerEvent> {
         let mut events = Vec::new();
         loop {
             let event = self.next().await;
-            let done = matches!(event, ServerEvent::AnswerDone { .. });
+            let found = last(&event);
             events.push(event);
-            if done {
+            if found {
                 return events;
             }
         }

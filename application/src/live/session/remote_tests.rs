@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use chatbox_domain::{MessageId, MessageKind, Sender, StoredMessage};
 
-use super::tests::{HandClock, drain, now, socket, turn, user};
+use super::tests::{HandClock, drain, now, owners_session, socket, turn, user};
 use super::*;
 use crate::ports::ReplicaEvents;
 
@@ -41,17 +41,17 @@ impl SessionFanout for ReplicaFanout {
 /// A session copy, its actor queue (kept alive) and the count of relayed stops.
 fn copy() -> (LiveSession, mpsc::Receiver<Turn>, Arc<AtomicUsize>) {
     let clock: Arc<dyn Clock> = Arc::new(HandClock::default());
-    let session = Session::new(
-        SessionId::parse("s").expect("id"),
-        user("owner"),
-        ModelId::parse("m").expect("id"),
-        now(),
-    );
     let (turns, receiver) = mpsc::channel(8);
     let stops = Arc::new(AtomicUsize::new(0));
     let fanout = ReplicaFanout { sockets: Vec::new(), stops: Arc::clone(&stops) };
-    let live =
-        LiveSession::new(session, Vec::new(), Box::new(fanout), clock, turns, CancellationToken::new());
+    let live = LiveSession::new(
+        owners_session(),
+        Vec::new(),
+        Box::new(fanout),
+        clock,
+        turns,
+        CancellationToken::new(),
+    );
     (live, receiver, stops)
 }
 
@@ -84,6 +84,23 @@ fn chunk(id: &str, delta: &str) -> Arc<Frame> {
             message_id: MessageId::parse(id).expect("id"),
             model_id: ModelId::parse("m").expect("id"),
             delta: Arc::from(delta),
+            style: AnswerStyle::AiResponse,
+        },
+        now(),
+    )
+}
+
+/// The `done` of answer `id`, stored at `seq` (or not stored).
+fn done(id: &str, seq: Option<u64>, finish_reason: chatbox_domain::FinishReason) -> Arc<Frame> {
+    Frame::new(
+        ServerEvent::AnswerDone {
+            session_id: SessionId::parse("s").expect("id"),
+            message_id: MessageId::parse(id).expect("id"),
+            model_id: ModelId::parse("m").expect("id"),
+            seq: seq.map(Seq),
+            finish_reason,
+            usage: None,
+            timing: chatbox_domain::AnswerTiming::default(),
             style: AnswerStyle::AiResponse,
         },
         now(),
@@ -156,19 +173,7 @@ fn an_answer_streamed_elsewhere_is_mirrored_for_a_joining_socket_and_stopped_thr
     live.set_handoff(HandoffState::AdminAssisting { admin_id: user("ada"), admin_name: "Ada".into() });
     assert_eq!(stops.load(Ordering::SeqCst), 2, "so is a takeover's");
 
-    let done = Frame::new(
-        ServerEvent::AnswerDone {
-            session_id: SessionId::parse("s").expect("id"),
-            message_id: MessageId::parse("a1").expect("id"),
-            model_id: ModelId::parse("m").expect("id"),
-            seq: Some(Seq(2)),
-            finish_reason: chatbox_domain::FinishReason::Stop,
-            usage: None,
-            timing: chatbox_domain::AnswerTiming::default(),
-            style: AnswerStyle::AiResponse,
-        },
-        now(),
-    );
+    let done = done("a1", Some(2), chatbox_domain::FinishReason::Stop);
     live.apply_remote(Arc::clone(&done), Seq(2));
     assert!(!live.mirrors_an_answer());
     assert_eq!(live.stored_seq(), Seq(2));
@@ -294,19 +299,7 @@ fn the_end_of_an_answer_this_copy_did_not_see_start_is_still_delivered() {
     let (live, _turns, _) = copy();
     let (phone, mut queue) = socket("owner");
     assert!(live.join(&phone, now()));
-    let done = Frame::new(
-        ServerEvent::AnswerDone {
-            session_id: SessionId::parse("s").expect("id"),
-            message_id: MessageId::parse("unseen").expect("id"),
-            model_id: ModelId::parse("m").expect("id"),
-            seq: None,
-            finish_reason: chatbox_domain::FinishReason::Error,
-            usage: None,
-            timing: chatbox_domain::AnswerTiming::default(),
-            style: AnswerStyle::AiResponse,
-        },
-        now(),
-    );
+    let done = done("unseen", None, chatbox_domain::FinishReason::Error);
     live.apply_remote(done, Seq(0));
     assert_eq!(kinds(&drain(&mut queue)), ["done None"], "its sockets learn the answer ended");
 }
@@ -347,19 +340,7 @@ fn another_replicas_end_of_an_answer_streamed_here_takes_it_over() {
     );
     live.push_chunk("streamed here", &chunk("mine", "streamed here"));
     assert!(!live.answer_taken_over());
-    let done = Frame::new(
-        ServerEvent::AnswerDone {
-            session_id: SessionId::parse("s").expect("id"),
-            message_id: MessageId::parse("mine").expect("id"),
-            model_id: ModelId::parse("m").expect("id"),
-            seq: Some(Seq(1)),
-            finish_reason: chatbox_domain::FinishReason::Error,
-            usage: None,
-            timing: chatbox_domain::AnswerTiming::default(),
-            style: AnswerStyle::AiResponse,
-        },
-        now(),
-    );
+    let done = done("mine", Some(1), chatbox_domain::FinishReason::Error);
     live.apply_remote(done, Seq(1));
     assert!(live.answer_taken_over(), "another replica ended it: it is not stored or ended here");
     assert!(cancel.is_cancelled(), "and it stops streaming here");

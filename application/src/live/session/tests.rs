@@ -65,19 +65,18 @@ pub(super) fn socket(id: &str) -> (Arc<SocketHandle>, OutboundQueue) {
     SocketHandle::new(user(id), SocketBudget { max_bytes: 4096, encode: |_| "frame".to_owned() })
 }
 
+/// Session `s` of `owner`, answered by model `m`, created now.
+pub(super) fn owners_session() -> Session {
+    Session::new(SessionId::parse("s").expect("id"), user("owner"), ModelId::parse("m").expect("id"), now())
+}
+
 /// A live session of `owner` created at monotonic time `created`, and its actor queue.
 fn live(clock: &Arc<HandClock>, created: Duration) -> (LiveSession, mpsc::Receiver<Turn>) {
     clock.set(created);
-    let session = Session::new(
-        SessionId::parse("s").expect("id"),
-        user("owner"),
-        ModelId::parse("m").expect("id"),
-        now(),
-    );
     let (turns, receiver) = mpsc::channel(8);
     let clock: Arc<dyn Clock> = Arc::clone(clock) as Arc<dyn Clock>;
     let live = LiveSession::new(
-        session,
+        owners_session(),
         Vec::new(),
         Box::new(TestFanout::default()),
         clock,
