@@ -10,8 +10,9 @@ use futures::SinkExt;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
+use crate::ws::answer_text;
 use crate::ws::{Read, Socket, deadline_in, frames_until, is_done, next_json, read};
-use crate::{Redis, SECRET, answer_text, cluster, jwt, mongo, redis_binary, send, until_done};
+use crate::{Redis, SECRET, cluster, jwt, mongo, redis_binary, send, until_done};
 
 async fn send_json(socket: &mut Socket, frame: Value) {
     socket.send(Message::text(frame.to_string())).await.expect("send");

@@ -117,18 +117,8 @@ async fn a_rolling_update_under_load_loses_and_doubles_nothing() {
     let Some(binary) = redis_binary("cluster rolling update") else { return };
     let Some(mongo) = mongo::reachable("cluster rolling update").await else { return };
     let redis = Redis::start(&binary).await;
-    let mut c = cluster(
-        "rolling",
-        &redis,
-        &mongo,
-        3,
-        &[("LLM_PROVIDER_1_DELAY", "5ms"), ("SHUTDOWN_TIMEOUT", "10s")],
-    )
-    .await;
-    let updated = Arc::new(AtomicBool::new(false));
-    let clients: Vec<_> = (0..USERS)
-        .map(|n| tokio::spawn(converse(c.proxy.port, format!("roller-{n}"), Arc::clone(&updated))))
-        .collect();
+    let mut c = cluster("rolling", &redis, &mongo, 3, UNDER_LOAD).await;
+    let (updated, clients) = chatting(&c, "roller");
 
     // Replace each of the three replicas while the users chat.
     let mut serving: Vec<usize> = (0..3).collect();
@@ -153,11 +143,19 @@ async fn drain(c: &mut crate::Cluster, index: usize) {
 
 /// Waits until replica `index`, told to stop, has drained and exited.
 async fn exited(c: &mut crate::Cluster, index: usize) {
-    let exit = Instant::now() + Duration::from_secs(30);
-    while c.replicas[index].is_running() {
-        assert!(Instant::now() < exit, "the replica did not drain:\n{}", c.replicas[index].log().join("\n"));
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    c.replicas[index].exited(Instant::now() + Duration::from_secs(30)).await;
+}
+
+/// What every load test runs with: quick answers, a short drain.
+const UNDER_LOAD: &[(&str, &str)] = &[("LLM_PROVIDER_1_DELAY", "5ms"), ("SHUTDOWN_TIMEOUT", "10s")];
+
+/// `USERS` clients named `<who>-<n>` chatting through the proxy until `over` is set.
+fn chatting(c: &crate::Cluster, who: &str) -> (Arc<AtomicBool>, Vec<tokio::task::JoinHandle<Conversation>>) {
+    let over = Arc::new(AtomicBool::new(false));
+    let clients = (0..USERS)
+        .map(|n| tokio::spawn(converse(c.proxy.port, format!("{who}-{n}"), Arc::clone(&over))))
+        .collect();
+    (over, clients)
 }
 
 #[tokio::test]
@@ -165,18 +163,8 @@ async fn a_blue_green_switch_under_load_loses_and_doubles_nothing() {
     let Some(binary) = redis_binary("cluster blue-green") else { return };
     let Some(mongo) = mongo::reachable("cluster blue-green").await else { return };
     let redis = Redis::start(&binary).await;
-    let mut c = cluster(
-        "bluegreen",
-        &redis,
-        &mongo,
-        2,
-        &[("LLM_PROVIDER_1_DELAY", "5ms"), ("SHUTDOWN_TIMEOUT", "10s")],
-    )
-    .await;
-    let switched = Arc::new(AtomicBool::new(false));
-    let clients: Vec<_> = (0..USERS)
-        .map(|n| tokio::spawn(converse(c.proxy.port, format!("switcher-{n}"), Arc::clone(&switched))))
-        .collect();
+    let mut c = cluster("bluegreen", &redis, &mongo, 2, UNDER_LOAD).await;
+    let (switched, clients) = chatting(&c, "switcher");
     // Green starts beside blue, on the same Redis prefix and database; the load balancer
     // switches to it at once; then blue is stopped, both replicas together.
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -228,11 +216,8 @@ async fn redis_stopped_and_started_under_load_loses_and_doubles_nothing() {
     let Some(binary) = redis_binary("cluster redis under load") else { return };
     let Some(mongo) = mongo::reachable("cluster redis under load").await else { return };
     let mut redis = Redis::start(&binary).await;
-    let c = cluster("redisload", &redis, &mongo, 3, &[("LLM_PROVIDER_1_DELAY", "5ms")]).await;
-    let over = Arc::new(AtomicBool::new(false));
-    let clients: Vec<_> = (0..USERS)
-        .map(|n| tokio::spawn(converse(c.proxy.port, format!("steady-{n}"), Arc::clone(&over))))
-        .collect();
+    let c = cluster("redisload", &redis, &mongo, 3, UNDER_LOAD).await;
+    let (over, clients) = chatting(&c, "steady");
     tokio::time::sleep(Duration::from_millis(500)).await;
     redis.stop().await;
     tokio::time::sleep(Duration::from_secs(2)).await;

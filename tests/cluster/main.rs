@@ -175,17 +175,6 @@ impl Cluster {
     }
 }
 
-/// The concatenated `content` of answer chunks.
-fn answer_text(frames: &[Value]) -> String {
-    frames
-        .iter()
-        .filter(|f| {
-            (f["type"] == "ai_response" || f["type"] == "assistant") && f["metadata"]["done"] == "false"
-        })
-        .map(|f| f["content"].as_str().unwrap_or_default())
-        .collect()
-}
-
 /// Frames up to and including the `done` of an answer.
 async fn until_done(socket: &mut Socket) -> Vec<Value> {
     frames_until(socket, deadline_in(Duration::from_secs(30)), ws::is_done).await

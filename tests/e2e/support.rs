@@ -284,16 +284,7 @@ impl Client {
     }
 }
 
-/// The concatenated `content` of answer chunks.
-pub fn answer_text(frames: &[Value]) -> String {
-    frames
-        .iter()
-        .filter(|f| {
-            (f["type"] == "ai_response" || f["type"] == "assistant") && f["metadata"]["done"] == "false"
-        })
-        .map(|f| f["content"].as_str().unwrap_or_default())
-        .collect()
-}
+pub use crate::ws::answer_text;
 
 /// The `done` frame of an answer.
 pub fn done(frames: &[Value]) -> &Value {

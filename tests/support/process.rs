@@ -129,6 +129,17 @@ impl Server {
         self.child.kill().await.expect("kill");
     }
 
+    /// Waits for the process, told to stop, to exit before `deadline`; fails the test with
+    /// its log otherwise.
+    pub async fn exited(&mut self, deadline: Instant) -> ExitStatus {
+        match tokio::time::timeout_at(deadline, self.child.wait()).await {
+            Ok(status) => status.expect("wait"),
+            Err(_) => {
+                panic!("the process did not exit in time; its log:\n{}", self.log.snapshot().join("\n"))
+            }
+        }
+    }
+
     /// True while the process has not exited.
     pub fn is_running(&mut self) -> bool {
         self.child.try_wait().expect("try_wait").is_none()

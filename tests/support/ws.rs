@@ -125,6 +125,17 @@ where
     }
 }
 
+/// The concatenated `content` of answer chunks.
+pub fn answer_text(frames: &[Value]) -> String {
+    frames
+        .iter()
+        .filter(|f| {
+            (f["type"] == "ai_response" || f["type"] == "assistant") && f["metadata"]["done"] == "false"
+        })
+        .map(|f| f["content"].as_str().unwrap_or_default())
+        .collect()
+}
+
 /// True for the `done` frame that ends a streamed answer.
 pub fn is_done(frame: &Value) -> bool {
     frame["metadata"]["done"] == "true" && frame["metadata"]["streaming"] == "true"

@@ -12,6 +12,16 @@ use chatbox_redis::{FROM_START, SessionStreams, StreamFollower, connect};
 use support::{fresh_prefix, redis_url};
 use tokio::time::Instant;
 
+/// Session streams to publish to, and replica b's follower of them, under a fresh prefix.
+async fn publisher_and_follower(url: &str) -> (SessionStreams, StreamFollower) {
+    let prefix = fresh_prefix();
+    let streams = SessionStreams::new(connect(url).await.expect("Redis answers"), prefix.clone(), 1_000);
+    let follower = StreamFollower::connect(&connect(url).await.expect("Redis answers"), prefix, "replica-b")
+        .await
+        .expect("Redis answers");
+    (streams, follower)
+}
+
 fn session(id: &str) -> SessionId {
     SessionId::parse(id).expect("a session id")
 }
@@ -19,12 +29,7 @@ fn session(id: &str) -> SessionId {
 #[tokio::test]
 async fn a_replica_reads_what_others_publish_for_its_sessions_once_and_in_order() {
     let Some(url) = redis_url("follow") else { return };
-    let prefix = fresh_prefix();
-    let streams = SessionStreams::new(connect(&url).await.expect("Redis answers"), prefix.clone(), 1_000);
-    let mut replica_b =
-        StreamFollower::connect(&connect(&url).await.expect("Redis answers"), prefix, "replica-b")
-            .await
-            .expect("Redis answers");
+    let (streams, mut replica_b) = publisher_and_follower(&url).await;
     let (s1, s2, s3) = (session("s1"), session("s2"), session("s3"));
     replica_b.follow(&s1, FROM_START);
     replica_b.follow(&s2, FROM_START);
@@ -63,12 +68,7 @@ async fn a_replica_reads_what_others_publish_for_its_sessions_once_and_in_order(
 #[tokio::test]
 async fn a_blocked_read_wakes_when_another_replica_publishes() {
     let Some(url) = redis_url("follow wake") else { return };
-    let prefix = fresh_prefix();
-    let streams = SessionStreams::new(connect(&url).await.expect("Redis answers"), prefix.clone(), 1_000);
-    let mut replica_b =
-        StreamFollower::connect(&connect(&url).await.expect("Redis answers"), prefix, "replica-b")
-            .await
-            .expect("Redis answers");
+    let (streams, mut replica_b) = publisher_and_follower(&url).await;
     let s1 = session("s1");
     let last = streams.append(&s1, "replica-a", "before").await.expect("appended");
     replica_b.follow(&s1, &last);
