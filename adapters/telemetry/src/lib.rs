@@ -201,27 +201,38 @@ fn observe_frames(meter: &Meter, hot: &Arc<HotCounters>) {
         .with_description("WebSockets open now.")
         .with_callback(move |observer| observer.observe(sockets.sockets_open(), &[]))
         .build();
-    let readiness = Arc::clone(hot);
+    verdict_gauge(
+        meter,
+        hot,
+        "chatbox.ready",
+        "1 when the last readiness check passed, 0 when it failed; absent before the first.",
+        HotCounters::ready,
+    );
+    verdict_gauge(
+        meter,
+        hot,
+        "chatbox.redis.up",
+        "1 while Redis (HUB_BACKEND=redis) answers, 0 during an outage; absent with HUB_BACKEND=memory.",
+        HotCounters::shared_state,
+    );
+}
+
+/// A gauge of a yes-or-no state `read` from the hot counters: 1 or 0, absent while the
+/// state is unknown.
+fn verdict_gauge(
+    meter: &Meter,
+    hot: &Arc<HotCounters>,
+    name: &'static str,
+    description: &'static str,
+    read: fn(&HotCounters) -> Option<bool>,
+) {
+    let hot = Arc::clone(hot);
     meter
-        .u64_observable_gauge("chatbox.ready")
-        .with_description(
-            "1 when the last readiness check passed, 0 when it failed; absent before the first.",
-        )
+        .u64_observable_gauge(name)
+        .with_description(description)
         .with_callback(move |observer| {
-            if let Some(ready) = readiness.ready() {
-                observer.observe(u64::from(ready), &[]);
-            }
-        })
-        .build();
-    let shared_state = Arc::clone(hot);
-    meter
-        .u64_observable_gauge("chatbox.redis.up")
-        .with_description(
-            "1 while Redis (HUB_BACKEND=redis) answers, 0 during an outage; absent with HUB_BACKEND=memory.",
-        )
-        .with_callback(move |observer| {
-            if let Some(reachable) = shared_state.shared_state() {
-                observer.observe(u64::from(reachable), &[]);
+            if let Some(verdict) = read(&hot) {
+                observer.observe(u64::from(verdict), &[]);
             }
         })
         .build();

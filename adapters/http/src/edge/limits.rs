@@ -244,4 +244,56 @@ mod tests {
         assert_eq!(limiters.len(), 1, "exempt clients take no key");
         assert_eq!(limiters.cleanup(now + Duration::from_secs(120)), (1, 0));
     }
+
+    /// A store the replicas share that cannot be reached.
+    #[derive(Debug)]
+    struct Unreachable;
+
+    #[async_trait::async_trait]
+    impl chatbox_application::ports::SharedState for Unreachable {
+        async fn check_rate(
+            &self,
+            _: &str,
+            _: Quota,
+            _: u32,
+        ) -> Result<LimitVerdict, chatbox_application::ports::SharedStateUnavailable> {
+            Err(chatbox_application::ports::SharedStateUnavailable("connection refused".into()))
+        }
+        async fn claim_socket(
+            &self,
+            _: &UserId,
+            _: usize,
+        ) -> Result<
+            Option<chatbox_application::ports::SocketSlot>,
+            chatbox_application::ports::SharedStateUnavailable,
+        > {
+            Err(chatbox_application::ports::SharedStateUnavailable("connection refused".into()))
+        }
+        async fn ping(&self) -> Result<(), chatbox_application::ports::SharedStateUnavailable> {
+            Err(chatbox_application::ports::SharedStateUnavailable("connection refused".into()))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_shared_store_that_cannot_decide_refuses_with_503_and_spares_exempt_clients() {
+        let quota = |n| Quota::new(n, Duration::from_secs(60)).expect("quota");
+        let metrics: Arc<dyn chatbox_application::ports::Metrics> =
+            Arc::new(chatbox_application::ports::NoMetrics);
+        let shared = Arc::new(SharedStateClient::new(Arc::new(Unreachable), metrics, Duration::from_secs(1)));
+        let limiters = HttpLimiters::new(
+            HttpQuotas { admin: quota(2), user: quota(3), public: quota(1) },
+            vec!["127.0.0.0/8".parse().expect("net")],
+            Some(shared),
+        );
+        let now = Duration::from_secs(100);
+        let refused = limiters.admin(&UserId::parse("a").expect("id"), now).await.expect_err("undecided");
+        assert!(!refused.is_over_quota(), "not a rate-limit refusal: not counted as one");
+        let reply = refused.response();
+        assert_eq!(reply.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(reply.headers()[header::RETRY_AFTER], "2");
+        assert!(limiters.user(&UserId::parse("u").expect("id"), now).await.is_err());
+        let outside: IpAddr = "203.0.113.1".parse().expect("ip");
+        assert!(limiters.public(outside, now).await.is_err());
+        assert!(limiters.public("127.0.0.1".parse().expect("ip"), now).await.is_ok(), "probes keep working");
+    }
 }
