@@ -29,6 +29,8 @@
 mod bench_servers;
 #[path = "support/jwt.rs"]
 mod jwt;
+#[path = "support/process.rs"]
+mod process;
 #[path = "support/ws.rs"]
 mod ws;
 
@@ -95,8 +97,8 @@ fn rss_kib(pid: u32) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_socket_costs_the_server_a_few_kib() {
     raise_open_file_limit();
-    let (child, port) = start_server().await;
-    let pid = child.id().expect("pid");
+    let server = start_server().await;
+    let (pid, port) = (server.pid, server.port);
     let url = format!("ws://127.0.0.1:{port}/chat/ws?token={}", token("idle"));
     // Warm up allocator arenas and the runtime with a first batch, then measure. Each
     // socket is counted once the server has sent its `connection_status` (its state
@@ -127,7 +129,8 @@ async fn an_idle_socket_costs_the_server_a_few_kib() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn time_to_first_chunk_through_the_gateway() {
-    let (_child, port) = start_server().await;
+    let server = start_server().await;
+    let port = server.port;
     let url = format!("ws://127.0.0.1:{port}/chat/ws?token={}", token("latency"));
     let mut socket = open_idle(&url).await;
     let mut samples = Vec::new();
@@ -297,8 +300,8 @@ fn metadata_number(frame: &Value, key: &str) -> usize {
 async fn cpu_per_streamed_token_with_three_sockets_per_session() {
     let setup = setup();
     let servers = start_servers(&setup).await;
-    let pids: Vec<u32> = servers.iter().map(|(child, _)| child.id().expect("pid")).collect();
-    let ports: Vec<u16> = servers.iter().map(|(_, port)| *port).collect();
+    let pids: Vec<u32> = servers.iter().map(|server| server.pid).collect();
+    let ports: Vec<u16> = servers.iter().map(|server| server.port).collect();
     let answers = answers_per_session();
     let mut sessions = Vec::with_capacity(BENCH_SESSIONS);
     for n in 0..BENCH_SESSIONS {
@@ -383,7 +386,7 @@ async fn fan_out_lag_across_replicas() {
         return;
     }
     let servers = start_servers(&setup).await;
-    let ports: Vec<u16> = servers.iter().map(|(_, port)| *port).collect();
+    let ports: Vec<u16> = servers.iter().map(|server| server.port).collect();
     let mut sockets = open_session(&ports, 0, "lag").await;
     let (mut asker, mut watcher) = (sockets.remove(0), sockets.remove(0));
     let mut lags = Vec::new();

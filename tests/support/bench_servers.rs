@@ -2,11 +2,7 @@
 //! process (so its memory and CPU time can be read from `/proc`), on the setup the
 //! `CHATBOX_BENCH_*` variables ask for (see `tests/capacity.rs`).
 
-use std::process::Stdio;
-use std::time::Duration;
-
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use crate::process::Server;
 
 /// The secret the benchmarks sign their tokens with.
 pub const SECRET: &str = "capacity-K8f3Lq9ZxW2mN7vB4tR6yU1pJ5hG";
@@ -57,12 +53,12 @@ pub fn setup() -> Setup {
     Setup { vars, replicas, label }
 }
 
-pub async fn start_server() -> (Child, u16) {
+pub async fn start_server() -> Server {
     start_servers(&setup()).await.swap_remove(0)
 }
 
 /// Starts the setup's replicas; each is ready when it logs its address.
-pub async fn start_servers(setup: &Setup) -> Vec<(Child, u16)> {
+pub async fn start_servers(setup: &Setup) -> Vec<Server> {
     let mut servers = Vec::with_capacity(setup.replicas);
     for _ in 0..setup.replicas {
         servers.push(start_one(&setup.vars).await);
@@ -70,40 +66,20 @@ pub async fn start_servers(setup: &Setup) -> Vec<(Child, u16)> {
     servers
 }
 
-async fn start_one(vars: &[(String, String)]) -> (Child, u16) {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_chatbox"));
-    command
-        .env_clear()
-        .env("JWT_SECRET", SECRET)
-        .env("SERVER_HOST", "127.0.0.1")
-        .env("SERVER_PORT", "0")
-        .env("LLM_PROVIDER_1_ID", "demo")
-        .env("LLM_PROVIDER_1_TYPE", "demo")
-        .env("LLM_PROVIDER_1_DELAY", "0ms")
-        .env("MAX_CONNECTIONS_PER_USER", "10000")
-        .env("RATE_LIMIT", "100000")
-        .env("WS_COMMAND_BUDGET", "100000")
-        .env("LOG_LEVEL", "warn,chatbox=info");
-    for (name, value) in vars {
-        command.env(name, value);
-    }
-    let mut child =
-        command.stdout(Stdio::piped()).stderr(Stdio::inherit()).kill_on_drop(true).spawn().expect("spawn");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    let port = loop {
-        let line = tokio::time::timeout_at(deadline, lines.next_line())
-            .await
-            .expect("starts in time")
-            .expect("read")
-            .expect("a listening line");
-        if let Some(after) = line.split("Server listening on ").nth(1) {
-            let address: String =
-                after.chars().take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':').collect();
-            break address.rsplit(':').next().and_then(|p| p.parse().ok()).expect("port");
-        }
-    };
-    // Keep draining the log so the server never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, port)
+async fn start_one(vars: &[(String, String)]) -> Server {
+    let mut all = vec![
+        ("JWT_SECRET", SECRET),
+        ("SERVER_HOST", "127.0.0.1"),
+        ("SERVER_PORT", "0"),
+        ("LLM_PROVIDER_1_ID", "demo"),
+        ("LLM_PROVIDER_1_TYPE", "demo"),
+        ("LLM_PROVIDER_1_DELAY", "0ms"),
+        ("MAX_CONNECTIONS_PER_USER", "10000"),
+        ("RATE_LIMIT", "100000"),
+        ("WS_COMMAND_BUDGET", "100000"),
+        ("LOG_LEVEL", "warn,chatbox=info"),
+    ];
+    // Later entries win: the setup's own settings override the defaults above.
+    all.extend(vars.iter().map(|(name, value)| (name.as_str(), value.as_str())));
+    Server::start(&all).await
 }
