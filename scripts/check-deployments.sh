@@ -384,8 +384,9 @@ section "network policy admits what each configuration reaches; replicas fit the
 # leave a component out and must be refused: they prove the check can fail.
 # The replica count is checked on the same renderings (REPLICA_CHECKER below).
 # The checker reads the rendered YAML as YAML (PyYAML, which kubernetes-validate brings).
-read -r -d '' ENDPOINT_CHECKER <<'PY' || true
-import base64, ipaddress, sys, urllib.parse, yaml
+# Both checkers read the rendered documents the same way: RENDERED, then their own code.
+read -r -d '' RENDERED <<'PY' || true
+import sys, yaml
 
 docs = [d for d in yaml.safe_load_all(sys.stdin) if d]
 def one(kind, name):
@@ -393,6 +394,9 @@ def one(kind, name):
     if len(found) != 1:
         sys.exit(f"rendered output has {len(found)} {kind} {name}")
     return found[0]
+PY
+read -r -d '' ENDPOINT_CHECKER <<'PY' || true
+import base64, ipaddress, urllib.parse
 
 config = dict(one("ConfigMap", "chatbox-config").get("data") or {})
 secret = one("Secret", "chatbox-secrets")
@@ -500,14 +504,6 @@ PY
 # go at a time; with HUB_BACKEND=memory one replica and no HPA. A rendering that breaks
 # this is refused like one whose policy refuses an endpoint.
 read -r -d '' REPLICA_CHECKER <<'PY' || true
-import sys, yaml
-
-docs = [d for d in yaml.safe_load_all(sys.stdin) if d]
-def one(kind, name):
-    found = [d for d in docs if d["kind"] == kind and d["metadata"]["name"] == name]
-    if len(found) != 1:
-        sys.exit(f"rendered output has {len(found)} {kind} {name}")
-    return found[0]
 
 hub = (one("ConfigMap", "chatbox-config").get("data") or {}).get("HUB_BACKEND") or "memory"
 deployment = one("Deployment", "chatbox-websocket")
@@ -579,8 +575,8 @@ endpoint_combination() {
   verdict=refused
   # Both checkers run (each prints its findings); admitted only when both pass.
   local endpoints_pass=0 replicas_pass=0
-  "$VENV/bin/python" -c "$ENDPOINT_CHECKER" <"$dir/rendered.yaml" && endpoints_pass=1
-  "$VENV/bin/python" -c "$REPLICA_CHECKER" <"$dir/rendered.yaml" && replicas_pass=1
+  "$VENV/bin/python" -c "$RENDERED"$'\n'"$ENDPOINT_CHECKER" <"$dir/rendered.yaml" && endpoints_pass=1
+  "$VENV/bin/python" -c "$RENDERED"$'\n'"$REPLICA_CHECKER" <"$dir/rendered.yaml" && replicas_pass=1
   if ((endpoints_pass && replicas_pass)); then
     verdict=admitted
   fi
