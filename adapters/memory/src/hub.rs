@@ -15,7 +15,7 @@ use async_trait::async_trait;
 use chatbox_application::events::Frame;
 use chatbox_application::local_sockets::{SocketList, UserDirectory};
 use chatbox_application::ports::{AnswerLease, LeaseUnavailable, ReplicaEvents, SessionFanout, SessionHub};
-use chatbox_application::socket::{SocketHandle, SocketId};
+use chatbox_application::socket::SocketId;
 use chatbox_domain::{Seq, SessionId};
 use dashmap::DashMap;
 use tokio::sync::Semaphore;
@@ -31,16 +31,12 @@ impl SessionFanout for LocalFanout {
         self.subscribers.send(frame, except)
     }
 
-    fn subscribe(&mut self, socket: Arc<SocketHandle>) {
-        self.subscribers.add(socket);
+    fn local(&self) -> &SocketList {
+        &self.subscribers
     }
 
-    fn unsubscribe(&mut self, socket: SocketId) {
-        self.subscribers.remove(socket);
-    }
-
-    fn subscribers(&self) -> usize {
-        self.subscribers.len()
+    fn local_mut(&mut self) -> &mut SocketList {
+        &mut self.subscribers
     }
 }
 
@@ -100,7 +96,7 @@ mod tests {
     use std::time::Duration;
 
     use chatbox_application::events::ServerEvent;
-    use chatbox_application::socket::{OutboundQueue, SocketBudget};
+    use chatbox_application::socket::{OutboundQueue, SocketBudget, SocketHandle};
     use chatbox_domain::UserId;
 
     use super::*;

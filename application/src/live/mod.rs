@@ -155,22 +155,19 @@ mod tests {
         }
     }
 
-    /// Just enough of a hub for the registry: a counted list per session.
+    /// Just enough of a hub for the registry: a list of sockets per session.
     #[derive(Debug, Default)]
-    struct ListFanout(Vec<SocketId>);
+    struct ListFanout(crate::local_sockets::SocketList);
 
     impl SessionFanout for ListFanout {
-        fn publish(&mut self, _: &Arc<Frame>, _: Option<SocketId>, _: chatbox_domain::Seq) -> usize {
-            self.0.len()
+        fn publish(&mut self, frame: &Arc<Frame>, except: Option<SocketId>, _: chatbox_domain::Seq) -> usize {
+            self.0.send(frame, except)
         }
-        fn subscribe(&mut self, socket: Arc<SocketHandle>) {
-            self.0.push(socket.id());
+        fn local(&self) -> &crate::local_sockets::SocketList {
+            &self.0
         }
-        fn unsubscribe(&mut self, socket: SocketId) {
-            self.0.retain(|known| *known != socket);
-        }
-        fn subscribers(&self) -> usize {
-            self.0.len()
+        fn local_mut(&mut self) -> &mut crate::local_sockets::SocketList {
+            &mut self.0
         }
     }
 

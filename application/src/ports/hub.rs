@@ -40,7 +40,7 @@ use async_trait::async_trait;
 use chatbox_domain::{Seq, SessionId, UserId};
 
 use crate::events::Frame;
-use crate::local_sockets::UserDirectory;
+use crate::local_sockets::{SocketList, UserDirectory};
 use crate::socket::{SocketHandle, SocketId};
 
 /// The writer's lease could not be asked for (the store of leases is unreachable).
@@ -57,19 +57,31 @@ pub trait SessionFanout: Send + fmt::Debug {
     /// the frame as stale.
     fn publish(&mut self, frame: &Arc<Frame>, except: Option<SocketId>, stored_seq: Seq) -> usize;
 
+    /// The session's sockets in this process: the socket verbs below go through them.
+    fn local(&self) -> &SocketList;
+
+    /// As [`Self::local`], to change them.
+    fn local_mut(&mut self) -> &mut SocketList;
+
     /// Adds a socket (a socket already subscribed is not added twice).
-    fn subscribe(&mut self, socket: Arc<SocketHandle>);
+    fn subscribe(&mut self, socket: Arc<SocketHandle>) {
+        self.local_mut().add(socket);
+    }
 
     /// Removes a socket.
-    fn unsubscribe(&mut self, socket: SocketId);
+    fn unsubscribe(&mut self, socket: SocketId) {
+        self.local_mut().remove(socket);
+    }
 
     /// How many sockets are subscribed here.
-    fn subscribers(&self) -> usize;
+    fn subscribers(&self) -> usize {
+        self.local().len()
+    }
 
     /// Sends `frame`, which another replica published, to the sockets subscribed here
     /// (and to no other replica). Returns how many stay subscribed.
     fn deliver(&mut self, frame: &Arc<Frame>) -> usize {
-        self.publish(frame, None, Seq(0))
+        self.local_mut().send(frame, None)
     }
 
     /// Asks the replica streaming the session's answer to stop it (a `stop` or a

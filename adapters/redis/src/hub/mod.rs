@@ -37,7 +37,7 @@ use chatbox_application::events::{Frame, ServerEvent};
 use chatbox_application::local_sockets::{SocketList, UserDirectory};
 use chatbox_application::ports::{AnswerLease, LeaseUnavailable, ReplicaEvents, SessionFanout, SessionHub};
 use chatbox_application::settings::ModelInfo;
-use chatbox_application::socket::{SocketHandle, SocketId};
+use chatbox_application::socket::SocketId;
 use chatbox_domain::{Seq, SessionId};
 use dashmap::DashMap;
 use tokio::sync::watch;
@@ -209,28 +209,20 @@ impl SessionFanout for RedisFanout {
         remaining
     }
 
-    fn deliver(&mut self, frame: &Arc<Frame>) -> usize {
-        self.local.send(frame, None)
-    }
-
-    fn subscribe(&mut self, socket: Arc<SocketHandle>) {
-        self.local.add(socket);
-    }
-
-    fn unsubscribe(&mut self, socket: SocketId) {
-        self.local.remove(socket);
-    }
-
-    fn subscribers(&self) -> usize {
-        self.local.len()
-    }
-
     fn relay_stop(&mut self) {
         self.shared.outbox.push(Write::Entry {
             session: self.session.clone(),
             text: codec::STOP.to_owned(),
             mark: writer::Mark::None,
         });
+    }
+
+    fn local(&self) -> &SocketList {
+        &self.local
+    }
+
+    fn local_mut(&mut self) -> &mut SocketList {
+        &mut self.local
     }
 }
 

@@ -9,29 +9,26 @@ use chatbox_domain::{MessageId, MessageKind, Sender, StoredMessage};
 
 use super::tests::{HandClock, drain, now, owners_session, socket, turn, user};
 use super::*;
+use crate::local_sockets::SocketList;
 use crate::ports::ReplicaEvents;
 
 /// A fan-out across replicas as the session sees it: local sockets, and the stop
 /// requests it relays.
 #[derive(Debug)]
 struct ReplicaFanout {
-    sockets: Vec<Arc<SocketHandle>>,
+    sockets: SocketList,
     stops: Arc<AtomicUsize>,
 }
 
 impl SessionFanout for ReplicaFanout {
     fn publish(&mut self, frame: &Arc<Frame>, except: Option<SocketId>, _: Seq) -> usize {
-        self.sockets.retain(|socket| Some(socket.id()) == except || socket.send(Arc::clone(frame)));
-        self.sockets.len()
+        self.sockets.send(frame, except)
     }
-    fn subscribe(&mut self, socket: Arc<SocketHandle>) {
-        self.sockets.push(socket);
+    fn local(&self) -> &SocketList {
+        &self.sockets
     }
-    fn unsubscribe(&mut self, socket: SocketId) {
-        self.sockets.retain(|known| known.id() != socket);
-    }
-    fn subscribers(&self) -> usize {
-        self.sockets.len()
+    fn local_mut(&mut self) -> &mut SocketList {
+        &mut self.sockets
     }
     fn relay_stop(&mut self) {
         self.stops.fetch_add(1, Ordering::SeqCst);
@@ -43,7 +40,7 @@ fn copy() -> (LiveSession, mpsc::Receiver<Turn>, Arc<AtomicUsize>) {
     let clock: Arc<dyn Clock> = Arc::new(HandClock::default());
     let (turns, receiver) = mpsc::channel(8);
     let stops = Arc::new(AtomicUsize::new(0));
-    let fanout = ReplicaFanout { sockets: Vec::new(), stops: Arc::clone(&stops) };
+    let fanout = ReplicaFanout { sockets: SocketList::default(), stops: Arc::clone(&stops) };
     let live = LiveSession::new(
         owners_session(),
         Vec::new(),
@@ -103,6 +100,15 @@ fn done(id: &str, seq: Option<u64>, finish_reason: chatbox_domain::FinishReason)
             timing: chatbox_domain::AnswerTiming::default(),
             style: AnswerStyle::AiResponse,
         },
+        now(),
+    )
+}
+
+/// Admin `ada` took the session over.
+fn ada_joined() -> Arc<Frame> {
+    let session_id = SessionId::parse("s").expect("id");
+    Frame::new(
+        ServerEvent::Handoff { session_id, joined: true, admin_id: user("ada"), admin_name: "Ada".into() },
         now(),
     )
 }
@@ -234,18 +240,7 @@ fn a_takeover_elsewhere_silences_the_answer_streamed_here() {
         cancel.clone(),
         &loading,
     );
-    live.apply_remote(
-        Frame::new(
-            ServerEvent::Handoff {
-                session_id: SessionId::parse("s").expect("id"),
-                joined: true,
-                admin_id: user("ada"),
-                admin_name: "Ada".into(),
-            },
-            now(),
-        ),
-        Seq(0),
-    );
+    live.apply_remote(ada_joined(), Seq(0));
     assert!(cancel.is_cancelled(), "the answer streamed here stops");
     assert_eq!(stops.load(Ordering::SeqCst), 0, "nothing to relay: it ran here");
     assert!(live.read(|session| session.handoff.assisted_by(&user("ada"))));
@@ -356,18 +351,7 @@ fn a_session_wide_event_from_a_replica_that_is_behind_is_applied() {
     live.apply_remote(stored(&message(2, "two", None)), Seq(2));
     drain(&mut queue);
     // The admin took over on a replica whose copy had seen nothing yet.
-    live.apply_remote(
-        Frame::new(
-            ServerEvent::Handoff {
-                session_id: SessionId::parse("s").expect("id"),
-                joined: true,
-                admin_id: user("ada"),
-                admin_name: "Ada".into(),
-            },
-            now(),
-        ),
-        Seq(0),
-    );
+    live.apply_remote(ada_joined(), Seq(0));
     assert!(live.read(|session| session.handoff.assisted_by(&user("ada"))), "applied");
     assert_eq!(drain(&mut queue).len(), 1, "and delivered");
     live.apply_remote(loading("old"), Seq(0));

@@ -8,6 +8,7 @@ use chatbox_domain::validation::Metadata;
 use chatbox_domain::{ClientMessageId, MessageKind, Sender};
 
 use super::*;
+use crate::local_sockets::SocketList;
 use crate::socket::{CloseReason, OutboundQueue, SocketBudget};
 
 /// A monotonic clock the test moves by hand.
@@ -30,26 +31,19 @@ impl Clock for HandClock {
     }
 }
 
-/// A fan-out that keeps the port's contract: skips `except`, drops sockets that are
-/// closing or overflow, returns how many stay.
+/// The in-process fan-out: the session's sockets in a list.
 #[derive(Debug, Default)]
-struct TestFanout(Vec<Arc<SocketHandle>>);
+struct TestFanout(SocketList);
 
 impl SessionFanout for TestFanout {
     fn publish(&mut self, frame: &Arc<Frame>, except: Option<SocketId>, _: Seq) -> usize {
-        self.0.retain(|socket| Some(socket.id()) == except || socket.send(Arc::clone(frame)));
-        self.0.len()
+        self.0.send(frame, except)
     }
-    fn subscribe(&mut self, socket: Arc<SocketHandle>) {
-        if self.0.iter().all(|known| known.id() != socket.id()) {
-            self.0.push(socket);
-        }
+    fn local(&self) -> &SocketList {
+        &self.0
     }
-    fn unsubscribe(&mut self, socket: SocketId) {
-        self.0.retain(|known| known.id() != socket);
-    }
-    fn subscribers(&self) -> usize {
-        self.0.len()
+    fn local_mut(&mut self) -> &mut SocketList {
+        &mut self.0
     }
 }
 

@@ -16,7 +16,7 @@ use async_trait::async_trait;
 use chatbox_application::events::Frame;
 use chatbox_application::local_sockets::{SocketList, UserDirectory};
 use chatbox_application::ports::{AnswerLease, LeaseUnavailable, ReplicaEvents, SessionFanout, SessionHub};
-use chatbox_application::socket::{SocketHandle, SocketId};
+use chatbox_application::socket::SocketId;
 use chatbox_domain::{Seq, SessionId};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
@@ -176,24 +176,16 @@ impl SessionFanout for BusFanout {
         remaining
     }
 
-    fn deliver(&mut self, frame: &Arc<Frame>) -> usize {
-        self.local.send(frame, None)
-    }
-
-    fn subscribe(&mut self, socket: Arc<SocketHandle>) {
-        self.local.add(socket);
-    }
-
-    fn unsubscribe(&mut self, socket: SocketId) {
-        self.local.remove(socket);
-    }
-
-    fn subscribers(&self) -> usize {
-        self.local.len()
-    }
-
     fn relay_stop(&mut self) {
         self.bus.send(self.replica, &self.session, Delivery::Stop);
+    }
+
+    fn local(&self) -> &SocketList {
+        &self.local
+    }
+
+    fn local_mut(&mut self) -> &mut SocketList {
+        &mut self.local
     }
 }
 
