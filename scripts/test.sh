@@ -3,7 +3,9 @@
 #   1. starts a real MongoDB-compatible server (FerretDB, built once from source, on
 #      loopback) for the storage tests, and stops it at the end;
 #   2. starts Debian's `redis-server` on loopback (scripts/redis.sh, installing the package
-#      when it is missing and this runs as root) for the shared-state tests;
+#      when it is missing and this runs as root) for the shared-state tests, and a
+#      three-node Redis Cluster (scripts/redis-cluster.sh) that the Redis adapter's tests
+#      run against a second time, after the workspace's;
 #   3. installs Debian's `prometheus` when it is missing and this runs as root (the
 #      monitoring test starts it against the service; promtool checks the rules);
 #   4. runs every Rust test: `cargo test --workspace`;
@@ -69,6 +71,13 @@ if start_server scripts/redis.sh Redis; then
   echo "Redis tests run against $REDIS_URL"
 fi
 
+echo "== Redis Cluster (the Redis adapter's tests run against it too)"
+redis_cluster=false
+if start_server scripts/redis-cluster.sh "Redis Cluster"; then
+  redis_cluster=true
+  echo "Redis Cluster tests run against $REDIS_CLUSTER_URL"
+fi
+
 echo "== Prometheus (the monitoring rules and dashboard are checked with it)"
 if install_package prometheus prometheus && install_package prometheus promtool; then
   prometheus --version 2>&1 | head -1
@@ -82,6 +91,12 @@ fi
 
 echo "== cargo test --workspace"
 cargo test --workspace "$@"
+
+if [[ $# -eq 0 ]] && $redis_cluster; then
+  echo "== the Redis adapter's tests against a Redis Cluster"
+  REDIS_URL="$REDIS_CLUSTER_URL" cargo test -p chatbox-redis \
+    --test follow --test lease --test limiter --test sockets --test stream
+fi
 
 if [[ $# -eq 0 ]]; then
   echo "== HTTP API against its OpenAPI document"

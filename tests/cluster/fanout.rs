@@ -28,7 +28,7 @@ fn assert_one_order(messages: &[Value]) {
 #[tokio::test]
 async fn sockets_of_one_session_on_two_replicas_see_one_conversation() {
     let (redis, mongo) = needs_redis_and_mongo!("cluster one conversation");
-    let c = cluster("fanoutone", &redis, &mongo, 2, &[("LLM_PROVIDER_1_DELAY", "5ms")]).await;
+    let c = cluster("fanoutone", &redis.url(), &mongo, 2, &[("LLM_PROVIDER_1_DELAY", "5ms")]).await;
     let (first, mut phone, status) = c.open("amy", "").await;
     let session = status["session_id"].as_str().expect("session").to_owned();
     send(&mut phone, "create the session").await;
@@ -72,7 +72,7 @@ async fn sockets_of_one_session_on_two_replicas_see_one_conversation() {
 #[tokio::test]
 async fn messages_sent_at_once_on_two_replicas_are_stored_in_one_order_and_both_answered() {
     let (redis, mongo) = needs_redis_and_mongo!("cluster concurrent writers");
-    let c = cluster("fanoutboth", &redis, &mongo, 2, &[("LLM_PROVIDER_1_DELAY", "5ms")]).await;
+    let c = cluster("fanoutboth", &redis.url(), &mongo, 2, &[("LLM_PROVIDER_1_DELAY", "5ms")]).await;
     let (first, mut phone, status) = c.open("bob", "").await;
     let session = status["session_id"].as_str().expect("session").to_owned();
     send(&mut phone, "start").await;
@@ -109,7 +109,7 @@ async fn messages_sent_at_once_on_two_replicas_are_stored_in_one_order_and_both_
 #[tokio::test]
 async fn a_socket_dropped_mid_answer_resumes_on_another_replica_exactly() {
     let (redis, mongo) = needs_redis_and_mongo!("cluster resume");
-    let c = cluster("fanoutresume", &redis, &mongo, 2, &[("LLM_PROVIDER_1_DELAY", "25ms")]).await;
+    let c = cluster("fanoutresume", &redis.url(), &mongo, 2, &[("LLM_PROVIDER_1_DELAY", "25ms")]).await;
     let (first, mut socket, status) = c.open("cara", "").await;
     let session = status["session_id"].as_str().expect("session").to_owned();
     send(&mut socket, "first question").await;
@@ -147,7 +147,7 @@ async fn a_socket_dropped_mid_answer_resumes_on_another_replica_exactly() {
 #[tokio::test]
 async fn a_retried_key_sent_to_another_replica_is_acknowledged_once() {
     let (redis, mongo) = needs_redis_and_mongo!("cluster idempotency");
-    let c = cluster("fanoutkey", &redis, &mongo, 2, &[("LLM_PROVIDER_1_DELAY", "5ms")]).await;
+    let c = cluster("fanoutkey", &redis.url(), &mongo, 2, &[("LLM_PROVIDER_1_DELAY", "5ms")]).await;
     let (first, mut phone, status) = c.open("dan", "").await;
     let session = status["session_id"].as_str().expect("session").to_owned();
     let message = json!({"type": "user_message", "content": "only once", "client_message_id": "k-1", "session_id": session});
@@ -173,7 +173,7 @@ async fn a_retried_key_sent_to_another_replica_is_acknowledged_once() {
 #[tokio::test]
 async fn a_takeover_on_one_replica_silences_the_model_on_another() {
     let (redis, mongo) = needs_redis_and_mongo!("cluster takeover");
-    let c = cluster("fanouttakeover", &redis, &mongo, 2, &[("LLM_PROVIDER_1_DELAY", "40ms")]).await;
+    let c = cluster("fanouttakeover", &redis.url(), &mongo, 2, &[("LLM_PROVIDER_1_DELAY", "40ms")]).await;
     let (first, mut user, status) = c.open("eve", "").await;
     let session = status["session_id"].as_str().expect("session").to_owned();
     send(&mut user, "please write a long answer about many things").await;
@@ -217,7 +217,7 @@ async fn the_answer_of_a_replica_killed_mid_stream_is_ended_by_another() {
     let Some(binary) = redis_binary("cluster replica killed") else { return };
     let Some(mongo) = mongo::reachable("cluster replica killed").await else { return };
     let redis = Redis::start(&binary).await;
-    let mut c = cluster("fanoutkill", &redis, &mongo, 2, &[("LLM_PROVIDER_1_DELAY", "100ms")]).await;
+    let mut c = cluster("fanoutkill", &redis.url(), &mongo, 2, &[("LLM_PROVIDER_1_DELAY", "100ms")]).await;
     let (first, mut doomed, status) = c.open("fay", "").await;
     let session = status["session_id"].as_str().expect("session").to_owned();
     send(&mut doomed, "start").await;

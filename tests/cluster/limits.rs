@@ -13,7 +13,7 @@ async fn the_socket_cap_and_the_limits_hold_across_replicas() {
     let (redis, mongo) = needs_redis_and_mongo!("cluster limits");
     let c = cluster(
         "clusterlimits",
-        &redis,
+        &redis.url(),
         &mongo,
         3,
         &[("MAX_CONNECTIONS_PER_USER", "2"), ("RATE_LIMIT", "2"), ("RATE_WINDOW", "1h")],
@@ -61,7 +61,7 @@ async fn the_public_http_limit_holds_across_replicas() {
     let (redis, mongo) = needs_redis_and_mongo!("cluster http limit");
     let c = cluster(
         "clusterhttp",
-        &redis,
+        &redis.url(),
         &mongo,
         3,
         &[("PUBLIC_RATE_LIMIT", "4"), ("METRICS_ALLOWED_NETWORKS", "10.255.255.0/24")],
@@ -77,7 +77,7 @@ async fn the_public_http_limit_holds_across_replicas() {
 #[tokio::test]
 async fn a_redis_outage_is_refused_clearly_counted_once_and_recovered_from() {
     let (mut redis, mongo) = needs_redis_and_mongo!("cluster redis outage");
-    let c = cluster("clusteroutage", &redis, &mongo, 2, &[]).await;
+    let c = cluster("clusteroutage", &redis.url(), &mongo, 2, &[]).await;
     let (_, mut socket) = c.connect("dave").await;
     send(&mut socket, "before").await;
     assert_eq!(outcome(&mut socket).await, None);

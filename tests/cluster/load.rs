@@ -117,7 +117,7 @@ async fn a_rolling_update_under_load_loses_and_doubles_nothing() {
     let Some(binary) = redis_binary("cluster rolling update") else { return };
     let Some(mongo) = mongo::reachable("cluster rolling update").await else { return };
     let redis = Redis::start(&binary).await;
-    let mut c = cluster("rolling", &redis, &mongo, 3, UNDER_LOAD).await;
+    let mut c = cluster("rolling", &redis.url(), &mongo, 3, UNDER_LOAD).await;
     let (updated, clients) = chatting(&c, "roller");
 
     // Replace each of the three replicas while the users chat.
@@ -163,7 +163,7 @@ async fn a_blue_green_switch_under_load_loses_and_doubles_nothing() {
     let Some(binary) = redis_binary("cluster blue-green") else { return };
     let Some(mongo) = mongo::reachable("cluster blue-green").await else { return };
     let redis = Redis::start(&binary).await;
-    let mut c = cluster("bluegreen", &redis, &mongo, 2, UNDER_LOAD).await;
+    let mut c = cluster("bluegreen", &redis.url(), &mongo, 2, UNDER_LOAD).await;
     let (switched, clients) = chatting(&c, "switcher");
     // Green starts beside blue, on the same Redis prefix and database; the load balancer
     // switches to it at once; then blue is stopped, both replicas together.
@@ -216,7 +216,7 @@ async fn redis_stopped_and_started_under_load_loses_and_doubles_nothing() {
     let Some(binary) = redis_binary("cluster redis under load") else { return };
     let Some(mongo) = mongo::reachable("cluster redis under load").await else { return };
     let mut redis = Redis::start(&binary).await;
-    let c = cluster("redisload", &redis, &mongo, 3, UNDER_LOAD).await;
+    let c = cluster("redisload", &redis.url(), &mongo, 3, UNDER_LOAD).await;
     let (over, clients) = chatting(&c, "steady");
     tokio::time::sleep(Duration::from_millis(500)).await;
     redis.stop().await;

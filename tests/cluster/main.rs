@@ -9,7 +9,9 @@
 //!   replica exactly, a takeover silences the model everywhere, and the answer of a
 //!   replica killed mid-stream is ended by another;
 //! - `load`: a rolling update and a Redis outage under a conversation load lose and
-//!   double nothing.
+//!   double nothing;
+//! - `on_redis_cluster`: the same on a Redis Cluster (`redis+cluster://`), through the
+//!   failover of the primary holding the deployment's keys.
 //!
 //! Needs `redis-server` on `PATH` and a MongoDB-compatible server (`MONGO_URI`); without
 //! them the tests say what they skip, and in CI (`CHATBOX_REQUIRE_REDIS=1`,
@@ -23,6 +25,8 @@ mod jwt;
 mod mongo;
 #[path = "../support/process.rs"]
 mod process;
+#[path = "../support/redis_cluster.rs"]
+mod redis_cluster;
 #[path = "../support/ws.rs"]
 mod ws;
 
@@ -48,14 +52,13 @@ struct Cluster {
 
 async fn cluster(
     test: &str,
-    redis: &Redis,
+    redis_url: &str,
     mongo: &mongo::Mongo,
     count: usize,
     extra: &[(&str, &str)],
 ) -> Cluster {
     let database = mongo::fresh_database(test);
     let prefix = format!("cluster-{database}");
-    let url = redis.url();
     let mut vars: Vec<(&str, &str)> = vec![
         ("JWT_SECRET", SECRET),
         ("SERVER_HOST", "127.0.0.1"),
@@ -66,7 +69,7 @@ async fn cluster(
         ("MONGO_URI", mongo.uri.as_str()),
         ("MONGO_DATABASE", database.as_str()),
         ("HUB_BACKEND", "redis"),
-        ("REDIS_URL", url.as_str()),
+        ("REDIS_URL", redis_url),
         ("REDIS_KEY_PREFIX", prefix.as_str()),
         ("REDIS_TIMEOUT", "500ms"),
     ];
@@ -81,6 +84,11 @@ async fn cluster(
 }
 
 impl Cluster {
+    /// The key prefix the replicas share.
+    fn key_prefix(&self) -> &str {
+        self.vars.iter().find(|(name, _)| name == "REDIS_KEY_PREFIX").map_or("", |(_, value)| value.as_str())
+    }
+
     /// Starts one more replica with the same environment; returns its index. The proxy
     /// does not send it anything until told ([`RoundRobin::set_backends`]).
     async fn start_replica(&mut self) -> usize {
@@ -220,3 +228,4 @@ macro_rules! needs_redis_and_mongo {
 mod fanout;
 mod limits;
 mod load;
+mod on_redis_cluster;

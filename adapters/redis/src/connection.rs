@@ -9,6 +9,12 @@
 //!   replica: `READONLY`), the Sentinels are asked again and the connection is replaced;
 //!   the failed call itself fails (its caller refuses, as for any Redis failure) and the
 //!   next one goes to the new primary.
+//! - `redis+cluster://[user:password@]host:port[,host:port…]` (or `rediss+cluster://`):
+//!   a Redis Cluster, found from the nodes named. The client routes each call to the
+//!   primary of its keys' slot and follows redirections and failovers by itself. Every
+//!   key of this adapter is written under one hash tag ([`RedisConnection::key_prefix`]),
+//!   so the multi-key scripts and the follower's one read of many streams stay within
+//!   one slot, as a cluster requires.
 //!
 //! Every call gives up after the configured timeout, connecting included. Nothing here
 //! repeats the URL or a value read in an error (it may hold a password).
@@ -16,36 +22,52 @@
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
+use redis::cluster::{ClusterClient, ClusterClientBuilder};
+use redis::cluster_async::ClusterConnection;
 use redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
-use redis::{Cmd, Pipeline, RedisFuture, Value};
+use redis::{AsyncConnectionConfig, Cmd, Pipeline, RedisFuture, Value};
 use tokio::sync::Mutex;
 
 use crate::error::RedisStateError;
+use crate::url::{MultiHostUrl, Topology, multi_host_url};
 
-/// Where the primary is.
+/// Where the data is.
 enum Endpoint {
     /// One Redis, by address.
     Direct(redis::Client),
     /// The primary of a Sentinel-monitored service.
     Sentinel(Mutex<SentinelClient>),
+    /// A Redis Cluster: a client for calls, and one whose calls may block long.
+    Cluster { calls: Box<ClusterClient>, blocking: Box<ClusterClient> },
+}
+
+/// A connection to where the data is.
+#[derive(Clone)]
+enum Link {
+    Primary(ConnectionManager),
+    Cluster(ClusterConnection),
 }
 
 struct Shared {
     endpoint: Endpoint,
     timeout: Duration,
-    /// The connection to the primary and its generation (one more each time it is
-    /// replaced); `None` until the Sentinels named a primary.
-    current: RwLock<Option<(u64, ConnectionManager)>>,
+    /// The connection and its generation (one more each time it is replaced); `None`
+    /// until the Sentinels named a primary, or the cluster's nodes answered.
+    current: RwLock<Option<(u64, Link)>>,
     /// One re-resolution at a time; a caller that finds one running does not wait for it.
     resolving: Mutex<()>,
-    /// When the Sentinels were last asked: they are asked at most once per pause, so a
+    /// When the Sentinels (or the cluster) were last asked: at most once per pause, so a
     /// burst of failures does not turn into a burst of questions.
     last_asked: std::sync::Mutex<Option<tokio::time::Instant>>,
 }
 
 /// The shortest pause between two questions to the Sentinels.
 const ASK_PAUSE: Duration = Duration::from_millis(500);
+
+/// How long a call on a blocking connection may wait for its answer; its caller bounds
+/// each blocking read itself, by the block it asked for and a margin.
+const BLOCKING_RESPONSE: Duration = Duration::from_secs(3600);
 
 /// A shared connection to the primary (cheap to clone).
 #[derive(Clone)]
@@ -58,82 +80,16 @@ impl std::fmt::Debug for RedisConnection {
         let kind = match self.shared.endpoint {
             Endpoint::Direct(_) => "direct",
             Endpoint::Sentinel(_) => "sentinel",
+            Endpoint::Cluster { .. } => "cluster",
         };
         f.debug_struct("RedisConnection").field("endpoint", &kind).finish_non_exhaustive()
     }
 }
 
-/// A Sentinel URL's parts.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct SentinelUrl {
-    pub sentinels: Vec<String>,
-    pub service: String,
-    pub db: i64,
-    pub username: Option<String>,
-    pub password: Option<String>,
-    pub tls: bool,
-}
-
-/// Reads `redis+sentinel://` and `rediss+sentinel://` URLs; `None` for another scheme,
-/// an error for a Sentinel URL that cannot be read.
-pub(crate) fn sentinel_url(url: &str) -> Result<Option<SentinelUrl>, RedisStateError> {
-    let (tls, rest) = if let Some(rest) = url.strip_prefix("redis+sentinel://") {
-        (false, rest)
-    } else if let Some(rest) = url.strip_prefix("rediss+sentinel://") {
-        (true, rest)
-    } else {
-        return Ok(None);
-    };
-    let (authority, path) = rest.split_once('/').ok_or(RedisStateError::InvalidUrl)?;
-    let (credentials, hosts) = match authority.rsplit_once('@') {
-        Some((credentials, hosts)) => (Some(credentials), hosts),
-        None => (None, authority),
-    };
-    let (username, password) = match credentials {
-        None => (None, None),
-        Some(credentials) => match credentials.split_once(':') {
-            Some((user, password)) => {
-                let user = percent_decoded(user)?;
-                ((!user.is_empty()).then_some(user), Some(percent_decoded(password)?))
-            }
-            None => (Some(percent_decoded(credentials)?), None),
-        },
-    };
-    let sentinels: Vec<String> = hosts
-        .split(',')
-        .filter(|host| !host.is_empty())
-        .map(|host| if host.contains(':') { host.to_owned() } else { format!("{host}:26379") })
-        .collect();
-    let mut parts = path.split('/');
-    let service = parts.next().filter(|service| !service.is_empty()).ok_or(RedisStateError::InvalidUrl)?;
-    let db = match parts.next().filter(|db| !db.is_empty()) {
-        Some(db) => db.parse().map_err(|_| RedisStateError::InvalidUrl)?,
-        None => 0,
-    };
-    if sentinels.is_empty() || parts.next().is_some() {
-        return Err(RedisStateError::InvalidUrl);
-    }
-    Ok(Some(SentinelUrl { sentinels, service: service.to_owned(), db, username, password, tls }))
-}
-
-/// `text` with its `%XX` escapes decoded (a password holding `@`, `:` or `/` is written
-/// escaped in a URL, as in a `redis://` one).
-fn percent_decoded(text: &str) -> Result<String, RedisStateError> {
-    let bytes = text.as_bytes();
-    let mut decoded = Vec::with_capacity(bytes.len());
-    let mut index = 0;
-    while let Some(&byte) = bytes.get(index) {
-        if byte == b'%' {
-            let hex = bytes.get(index + 1..index + 3).ok_or(RedisStateError::InvalidUrl)?;
-            let hex = std::str::from_utf8(hex).map_err(|_| RedisStateError::InvalidUrl)?;
-            decoded.push(u8::from_str_radix(hex, 16).map_err(|_| RedisStateError::InvalidUrl)?);
-            index += 3;
-        } else {
-            decoded.push(byte);
-            index += 1;
-        }
-    }
-    String::from_utf8(decoded).map_err(|_| RedisStateError::InvalidUrl)
+/// A connection of its own, for calls that block it (the follower's reads).
+pub(crate) enum BlockingConnection {
+    Primary(MultiplexedConnection),
+    Cluster(ClusterConnection),
 }
 
 impl RedisConnection {
@@ -141,16 +97,27 @@ impl RedisConnection {
     /// included, gives up after `timeout`.
     ///
     /// # Errors
-    /// When `url` is not a Redis or Sentinel URL.
+    /// When `url` is not a Redis, Sentinel or Cluster URL.
     pub fn open(url: &str, timeout: Duration) -> Result<Self, RedisStateError> {
-        let (endpoint, current) = match sentinel_url(url)? {
+        let (endpoint, current) = match multi_host_url(url)? {
             None => {
                 let client = crate::client(url)?;
                 let manager =
                     ConnectionManager::new_lazy_with_config(client.clone(), manager_config(timeout))?;
-                (Endpoint::Direct(client), Some((0, manager)))
+                (Endpoint::Direct(client), Some((0, Link::Primary(manager))))
             }
-            Some(sentinel) => (Endpoint::Sentinel(Mutex::new(sentinel_client(&sentinel)?)), None),
+            Some(url) => match &url.topology {
+                Topology::Sentinel { service, db } => {
+                    (Endpoint::Sentinel(Mutex::new(sentinel_client(&url, service, *db)?)), None)
+                }
+                Topology::Cluster => (
+                    Endpoint::Cluster {
+                        calls: Box::new(cluster_client(&url, timeout, Some(timeout))?),
+                        blocking: Box::new(cluster_client(&url, timeout, None)?),
+                    },
+                    None,
+                ),
+            },
         };
         let shared = Shared {
             endpoint,
@@ -162,11 +129,20 @@ impl RedisConnection {
         Ok(Self { shared: Arc::new(shared) })
     }
 
-    /// A client of the primary now (for a connection of one's own, e.g. one that blocks).
-    ///
-    /// # Errors
-    /// When the Sentinels cannot name a primary.
-    pub async fn primary_client(&self) -> Result<redis::Client, RedisStateError> {
+    /// The prefix every key under `prefix` is written with: `prefix` itself, except on a
+    /// Redis Cluster, where it is made a hash tag (`{prefix}`) unless it holds one, so
+    /// that every key of a deployment lives in one slot. Applying it twice changes
+    /// nothing.
+    #[must_use]
+    pub fn key_prefix(&self, prefix: &str) -> String {
+        match self.shared.endpoint {
+            Endpoint::Cluster { .. } if !has_hash_tag(prefix) => format!("{{{prefix}}}"),
+            _ => prefix.to_owned(),
+        }
+    }
+
+    /// A client of the primary now.
+    async fn primary_client(&self) -> Result<redis::Client, RedisStateError> {
         match &self.shared.endpoint {
             Endpoint::Direct(client) => Ok(client.clone()),
             Endpoint::Sentinel(sentinel) => {
@@ -176,19 +152,66 @@ impl RedisConnection {
                     Err(_) => Err(RedisStateError::Unavailable("no Sentinel answered in time".into())),
                 }
             }
+            Endpoint::Cluster { .. } => Err(RedisStateError::Refused("a cluster has no one primary".into())),
         }
     }
 
-    fn current(&self) -> Option<(u64, ConnectionManager)> {
+    /// A connection of its own to where the data is, whose calls may block as long as
+    /// they ask (the caller bounds them): the shared connection's response timeout would
+    /// cut a long block short, and a block would hold up every call sharing it.
+    ///
+    /// # Errors
+    /// When nothing answers.
+    pub(crate) async fn blocking_connection(&self) -> Result<BlockingConnection, RedisStateError> {
+        if let Endpoint::Cluster { blocking, .. } = &self.shared.endpoint {
+            let connecting = blocking.get_async_connection();
+            return match tokio::time::timeout(self.shared.timeout, connecting).await {
+                Ok(connection) => Ok(BlockingConnection::Cluster(connection?)),
+                Err(_) => Err(RedisStateError::Unavailable("no cluster node answered in time".into())),
+            };
+        }
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(self.shared.timeout))
+            .set_response_timeout(None);
+        let client = self.primary_client().await?;
+        Ok(BlockingConnection::Primary(client.get_multiplexed_async_connection_with_config(&config).await?))
+    }
+
+    fn current(&self) -> Option<(u64, Link)> {
         self.shared.current.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 
-    /// Asks the Sentinels for the primary again and connects to it, unless the connection
-    /// of generation `failed` was replaced meanwhile, someone is asking already, or they
-    /// were asked less than [`ASK_PAUSE`] ago. Bounded by the timeout; callers never queue.
+    /// A new connection to where the data is now: the primary the Sentinels name, or the
+    /// cluster (its client finds every node from the ones named).
+    async fn connect_again(&self) -> Option<Link> {
+        match &self.shared.endpoint {
+            Endpoint::Direct(_) => None,
+            Endpoint::Sentinel(_) => {
+                let client = self.primary_client().await.ok()?;
+                let manager =
+                    ConnectionManager::new_lazy_with_config(client, manager_config(self.shared.timeout))
+                        .ok()?;
+                Some(Link::Primary(manager))
+            }
+            Endpoint::Cluster { calls, .. } => {
+                let connecting = calls.get_async_connection();
+                let connection = tokio::time::timeout(self.shared.timeout, connecting).await.ok()?.ok()?;
+                Some(Link::Cluster(connection))
+            }
+        }
+    }
+
+    /// Connects again, unless the connection of generation `failed` was replaced
+    /// meanwhile, someone is connecting already, or the last attempt was less than
+    /// [`ASK_PAUSE`] ago. A cluster's connection is made once: its client follows the
+    /// cluster's changes by itself. Bounded by the timeout; callers never queue.
     async fn resolve_again(&self, failed: Option<u64>) {
-        let Endpoint::Sentinel(_) = self.shared.endpoint else { return };
-        // Another caller is asking already: this one fails as it would have, at once.
+        match self.shared.endpoint {
+            Endpoint::Direct(_) => return,
+            Endpoint::Cluster { .. } if failed.is_some() => return,
+            _ => {}
+        }
+        // Another caller is connecting already: this one fails as it would have, at once.
         let Ok(_turn) = self.shared.resolving.try_lock() else { return };
         let now = self.current().map(|(generation, _)| generation);
         if now != failed {
@@ -202,19 +225,16 @@ impl RedisConnection {
             }
             *last_asked = Some(tokio::time::Instant::now());
         }
-        if let Ok(client) = self.primary_client().await
-            && let Ok(manager) =
-                ConnectionManager::new_lazy_with_config(client, manager_config(self.shared.timeout))
-        {
+        if let Some(link) = self.connect_again().await {
             let next = now.map_or(0, |generation| generation.wrapping_add(1));
             *self.shared.current.write().unwrap_or_else(std::sync::PoisonError::into_inner) =
-                Some((next, manager));
+                Some((next, link));
         }
     }
 
-    /// The connection to use now, asking the Sentinels first when no primary is known
-    /// yet; an error when they name none.
-    async fn connection(&self) -> redis::RedisResult<(u64, ConnectionManager)> {
+    /// The connection to use now, connecting first when there is none yet; an error
+    /// when nothing answers.
+    async fn connection(&self) -> redis::RedisResult<(u64, Link)> {
         if let Some(current) = self.current() {
             return Ok(current);
         }
@@ -234,6 +254,12 @@ impl RedisConnection {
     }
 }
 
+/// Whether `prefix` holds a hash tag: a `{` followed, later, by a `}` with something in
+/// between (then a cluster hashes only that part of each key).
+fn has_hash_tag(prefix: &str) -> bool {
+    prefix.split_once('{').is_some_and(|(_, after)| after.find('}').is_some_and(|end| end > 0))
+}
+
 fn may_have_moved(error: &redis::RedisError) -> bool {
     error.is_io_error()
         || error.is_connection_dropped()
@@ -250,21 +276,110 @@ fn manager_config(timeout: Duration) -> ConnectionManagerConfig {
         .set_max_delay(Duration::from_secs(1))
 }
 
-fn sentinel_client(url: &SentinelUrl) -> Result<SentinelClient, RedisStateError> {
-    let nodes: Vec<String> = url.sentinels.iter().map(|host| format!("redis://{host}")).collect();
-    let mut redis = redis::RedisConnectionInfo::default().set_db(url.db);
+/// The data nodes' user, password, database and TLS, as the URL gives them.
+fn node_info(url: &MultiHostUrl, db: i64) -> redis::RedisConnectionInfo {
+    let mut redis = redis::RedisConnectionInfo::default().set_db(db);
     if let Some(username) = &url.username {
         redis = redis.set_username(username);
     }
     if let Some(password) = &url.password {
         redis = redis.set_password(password);
     }
-    let mut node = SentinelNodeConnectionInfo::default().set_redis_connection_info(redis);
+    redis
+}
+
+fn sentinel_client(url: &MultiHostUrl, service: &str, db: i64) -> Result<SentinelClient, RedisStateError> {
+    let nodes: Vec<String> = url.hosts.iter().map(|host| format!("redis://{host}")).collect();
+    let mut node = SentinelNodeConnectionInfo::default().set_redis_connection_info(node_info(url, db));
     if url.tls {
         node = node.set_tls_mode(redis::TlsMode::Secure);
     }
-    SentinelClient::build(nodes, url.service.clone(), Some(node), SentinelServerType::Master)
+    SentinelClient::build(nodes, service, Some(node), SentinelServerType::Master)
         .map_err(|_| RedisStateError::InvalidUrl)
+}
+
+/// A cluster client whose calls give up after `response` (`None`: after
+/// [`BLOCKING_RESPONSE`], retries and redirections included.
+fn cluster_client(
+    url: &MultiHostUrl,
+    connect: Duration,
+    response: Option<Duration>,
+) -> Result<ClusterClient, RedisStateError> {
+    let scheme = if url.tls { "rediss" } else { "redis" };
+    let nodes: Vec<String> = url.hosts.iter().map(|host| format!("{scheme}://{host}")).collect();
+    let mut builder = ClusterClientBuilder::new(nodes)
+        .connection_timeout(connect)
+        .response_timeout(response.unwrap_or(BLOCKING_RESPONSE))
+        .overall_response_timeout(Some(response.unwrap_or(BLOCKING_RESPONSE)))
+        .retries(3)
+        .min_retry_wait(50)
+        .max_retry_wait(500);
+    if let Some(username) = &url.username {
+        builder = builder.username(username);
+    }
+    if let Some(password) = &url.password {
+        builder = builder.password(password);
+    }
+    if url.tls {
+        builder = builder.tls(redis::TlsMode::Secure);
+    }
+    builder.build().map_err(|_| RedisStateError::InvalidUrl)
+}
+
+impl ConnectionLike for Link {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Self::Primary(connection) => connection.req_packed_command(cmd),
+            Self::Cluster(connection) => connection.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Self::Primary(connection) => connection.req_packed_commands(pipeline, offset, count),
+            Self::Cluster(connection) => connection.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Self::Primary(connection) => connection.get_db(),
+            Self::Cluster(connection) => connection.get_db(),
+        }
+    }
+}
+
+impl ConnectionLike for BlockingConnection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Self::Primary(connection) => connection.req_packed_command(cmd),
+            Self::Cluster(connection) => connection.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Self::Primary(connection) => connection.req_packed_commands(pipeline, offset, count),
+            Self::Cluster(connection) => connection.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Self::Primary(connection) => connection.get_db(),
+            Self::Cluster(connection) => connection.get_db(),
+        }
+    }
 }
 
 impl ConnectionLike for RedisConnection {
@@ -298,42 +413,18 @@ impl ConnectionLike for RedisConnection {
 mod tests {
     use super::*;
 
-    #[test]
-    fn sentinel_urls_name_their_sentinels_service_database_and_credentials() {
-        let url = sentinel_url("redis+sentinel://app:s3cret@s1:26379,s2,s3:26380/mymaster/2").expect("valid");
-        assert_eq!(
-            url,
-            Some(SentinelUrl {
-                sentinels: vec!["s1:26379".into(), "s2:26379".into(), "s3:26380".into()],
-                service: "mymaster".into(),
-                db: 2,
-                username: Some("app".into()),
-                password: Some("s3cret".into()),
-                tls: false,
-            })
-        );
-        let tls = sentinel_url("rediss+sentinel://:pw@s1/primary").expect("valid").expect("sentinel");
-        assert_eq!((tls.tls, tls.db, tls.username, tls.password.as_deref()), (true, 0, None, Some("pw")));
-        assert_eq!(sentinel_url("redis://host:6379/0"), Ok(None), "not a Sentinel URL");
-        let escaped =
-            sentinel_url("redis+sentinel://us%40er:p%3Aw%2F%40d@s1/svc").expect("valid").expect("sentinel");
-        assert_eq!(
-            (escaped.username.as_deref(), escaped.password.as_deref()),
-            (Some("us@er"), Some("p:w/@d"))
-        );
-        for broken in
-            ["redis+sentinel://u:%zz@s1/svc", "redis+sentinel://u:%4@s1/svc", "redis+sentinel://u:%ff@s1/svc"]
-        {
-            assert_eq!(sentinel_url(broken), Err(RedisStateError::InvalidUrl), "{broken}");
-        }
-        for broken in [
-            "redis+sentinel://s1",
-            "redis+sentinel:///svc",
-            "redis+sentinel://s1/",
-            "redis+sentinel://s1/svc/x",
-            "redis+sentinel://s1/svc/0/more",
-        ] {
-            assert_eq!(sentinel_url(broken), Err(RedisStateError::InvalidUrl), "{broken}");
-        }
+    #[tokio::test]
+    async fn on_a_cluster_every_key_shares_the_prefix_hash_tag_once() {
+        let cluster =
+            RedisConnection::open("redis+cluster://n1:7000,n2:7001", Duration::from_secs(1)).expect("valid");
+        assert_eq!(cluster.key_prefix("chatbox"), "{chatbox}");
+        assert_eq!(cluster.key_prefix(&cluster.key_prefix("chatbox")), "{chatbox}", "applied twice");
+        assert_eq!(cluster.key_prefix("app{eu}"), "app{eu}", "a tag of its own is kept");
+        assert_eq!(cluster.key_prefix("a{}b"), "{a{}b}", "an empty tag is no tag");
+        assert_eq!(cluster.key_prefix("a}b{"), "{a}b{}", "a brace pair the wrong way round is no tag");
+        let single =
+            RedisConnection::open("redis://127.0.0.1:6379/0", Duration::from_secs(1)).expect("valid");
+        assert_eq!(single.key_prefix("chatbox"), "chatbox", "one Redis needs no tag");
+        assert_eq!(format!("{cluster:?}"), "RedisConnection { endpoint: \"cluster\", .. }");
     }
 }

@@ -7,7 +7,9 @@ use thiserror::Error;
 pub enum RedisStateError {
     /// The URL is not one the client accepts (its text is not repeated: it may hold a
     /// password).
-    #[error("REDIS_URL is not a valid Redis URL (redis://host:port/ or rediss://…)")]
+    #[error(
+        "REDIS_URL is not a valid Redis URL (redis://host:port/db, rediss://…, redis+sentinel://host:port,…/service[/db] or redis+cluster://host:port,…)"
+    )]
     InvalidUrl,
     /// The server could not be reached, or the connection broke.
     #[error("Redis is unreachable ({0})")]

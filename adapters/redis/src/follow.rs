@@ -11,10 +11,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chatbox_domain::SessionId;
-use redis::AsyncConnectionConfig;
-use redis::aio::MultiplexedConnection;
 
-use crate::connection::RedisConnection;
+use crate::connection::{BlockingConnection, RedisConnection};
 use crate::error::RedisStateError;
 use crate::stream::{StreamEntry, entry, stream_key};
 
@@ -24,16 +22,10 @@ const READ_MARGIN: Duration = Duration::from_secs(5);
 /// One stream of an `XREAD` answer: its key and its entries (id, flat field list).
 type RawStream = (String, Vec<(String, Vec<String>)>);
 
-/// A connection of its own to the primary, for blocking reads: the client's response
-/// timeout would cut a long block short, so `next` bounds each read itself instead.
-async fn blocking_connection(shared: &RedisConnection) -> Result<MultiplexedConnection, RedisStateError> {
-    let config = AsyncConnectionConfig::new().set_response_timeout(None);
-    Ok(shared.primary_client().await?.get_multiplexed_async_connection_with_config(&config).await?)
-}
-
 /// Reads the frame streams of the sessions it follows, skipping its own replica's.
 pub struct StreamFollower {
-    connection: MultiplexedConnection,
+    /// Of its own (a read blocks it); `next` bounds each read by its block and a margin.
+    connection: BlockingConnection,
     prefix: String,
     origin: String,
     /// The stream key of each followed session, and the last entry read from it.
@@ -60,8 +52,9 @@ impl StreamFollower {
         prefix: impl Into<String>,
         origin: impl Into<String>,
     ) -> Result<Self, RedisStateError> {
-        let connection = blocking_connection(shared).await?;
-        Ok(Self { connection, prefix: prefix.into(), origin: origin.into(), followed: BTreeMap::new() })
+        let connection = shared.blocking_connection().await?;
+        let prefix = shared.key_prefix(&prefix.into());
+        Ok(Self { connection, prefix, origin: origin.into(), followed: BTreeMap::new() })
     }
 
     /// Follows `session` from after the entry `after` (an id read before, or
@@ -94,7 +87,7 @@ impl StreamFollower {
     /// # Errors
     /// When no primary answers.
     pub async fn reconnect(&mut self, shared: &RedisConnection) -> Result<(), RedisStateError> {
-        self.connection = blocking_connection(shared).await?;
+        self.connection = shared.blocking_connection().await?;
         Ok(())
     }
 

@@ -104,9 +104,10 @@ impl Leases {
     /// Leases named `prefix:lease:<name>` (fencing counters `prefix:fence:<name>`).
     #[must_use]
     pub fn new(connection: RedisConnection, prefix: impl Into<String>) -> Self {
+        let prefix = connection.key_prefix(&prefix.into());
         Self {
             connection,
-            prefix: prefix.into(),
+            prefix,
             acquire: Script::new(ACQUIRE),
             renew: Script::new(RENEW),
             release: Script::new(RELEASE),

@@ -5,7 +5,8 @@
 //!   frames reach its sockets on every replica, and one replica at a time writes it (see
 //!   the `hub` module);
 //! - [`RedisConnection`]: the one connection everything here shares, to one Redis or to
-//!   the primary a set of Sentinels names (followed through failovers);
+//!   the primary a set of Sentinels names (followed through failovers), or a Redis
+//!   Cluster (every key under one hash tag, so one slot holds a deployment);
 //! - [`RedisSharedState`], the application's `SharedState` port: budgets, socket counts
 //!   and a ping over one managed connection;
 //! - [`RedisLimiter`]: the rate limiter of the domain (`chatbox_domain::rate_limit`, GCRA)
@@ -43,6 +44,7 @@ mod limiter;
 mod shared;
 mod sockets;
 mod stream;
+mod url;
 
 pub use connection::RedisConnection;
 pub use error::RedisStateError;
@@ -58,7 +60,7 @@ pub use stream::{FROM_START, SessionStreams, StreamEntry};
 /// answers.
 ///
 /// # Errors
-/// When `url` is not a Redis or Sentinel URL, or no primary answers.
+/// When `url` is not a Redis, Sentinel or Cluster URL, or nothing answers.
 pub async fn connect(url: &str) -> Result<RedisConnection, RedisStateError> {
     let mut connection = RedisConnection::open(url, std::time::Duration::from_secs(5))?;
     let _: String = redis::cmd("PING").query_async(&mut connection).await?;
@@ -70,7 +72,7 @@ pub async fn connect(url: &str) -> Result<RedisConnection, RedisStateError> {
 /// stalls fails calls instead of holding them.
 ///
 /// # Errors
-/// When `url` is not a Redis or Sentinel URL.
+/// When `url` is not a Redis, Sentinel or Cluster URL.
 pub fn connect_lazily(url: &str, timeout: std::time::Duration) -> Result<RedisConnection, RedisStateError> {
     RedisConnection::open(url, timeout)
 }

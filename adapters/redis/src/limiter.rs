@@ -31,7 +31,8 @@ impl RedisLimiter {
     /// A limiter whose keys are `prefix:` followed by the caller's key.
     #[must_use]
     pub fn new(connection: RedisConnection, prefix: impl Into<String>) -> Self {
-        Self { connection, script: Script::new(include_str!("gcra.lua")), prefix: prefix.into() }
+        let prefix = connection.key_prefix(&prefix.into());
+        Self { connection, script: Script::new(include_str!("gcra.lua")), prefix }
     }
 
     /// Decides one request of `key` costing `cost` (clamped to 1..=limit, as the domain

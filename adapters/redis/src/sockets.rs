@@ -125,9 +125,10 @@ impl SocketCounts {
         replica: impl Into<String>,
         ttl: Duration,
     ) -> Self {
+        let prefix = connection.key_prefix(&prefix.into());
         let counts = Self {
             connection,
-            prefix: prefix.into(),
+            prefix,
             replica: replica.into(),
             next: Arc::new(AtomicU64::new(0)),
             held: Arc::new(Held::default()),

@@ -53,7 +53,8 @@ impl SessionStreams {
     /// one).
     #[must_use]
     pub fn new(connection: RedisConnection, prefix: impl Into<String>, max_len: usize) -> Self {
-        Self { connection, prefix: prefix.into(), max_len: max_len.max(1) }
+        let prefix = connection.key_prefix(&prefix.into());
+        Self { connection, prefix, max_len: max_len.max(1) }
     }
 
     fn key(&self, session: &SessionId) -> String {

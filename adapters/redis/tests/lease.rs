@@ -84,8 +84,11 @@ async fn a_fencing_number_expires_long_after_its_last_use_and_a_bump_moves_it_on
     let leases = Leases::new(connect(&url).await.expect("Redis answers"), prefix.clone());
     let grant = leases.try_acquire("s", "a:1", Duration::from_secs(30)).await.expect("answer").expect("free");
     let mut probe = connect(&url).await.expect("Redis answers");
-    let life: i64 =
-        redis::cmd("PTTL").arg(format!("{prefix}:fence:s")).query_async(&mut probe).await.expect("answer");
+    let life: i64 = redis::cmd("PTTL")
+        .arg(format!("{}:fence:s", probe.key_prefix(&prefix)))
+        .query_async(&mut probe)
+        .await
+        .expect("answer");
     assert!(life > 24 * 60 * 60 * 1000, "kept for days, not for ever: {life} ms");
     assert!(leases.release(grant.clone()).await.expect("answer"));
     leases.bump("s").await.expect("answer");

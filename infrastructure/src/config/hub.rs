@@ -43,8 +43,15 @@ pub struct HubSection {
 }
 
 const MAX_PREFIX_BYTES: usize = 64;
-/// One Redis, or the primary a set of Sentinels names.
-const SCHEMES: [&str; 4] = ["redis://", "rediss://", "redis+sentinel://", "rediss+sentinel://"];
+/// One Redis, the primary a set of Sentinels names, or a Redis Cluster.
+const SCHEMES: [&str; 6] = [
+    "redis://",
+    "rediss://",
+    "redis+sentinel://",
+    "rediss+sentinel://",
+    "redis+cluster://",
+    "rediss+cluster://",
+];
 
 impl HubSection {
     /// Reads the section; `storage` is the store already chosen (replicas sharing live
@@ -64,7 +71,7 @@ impl HubSection {
         {
             r.fail(
                 "REDIS_URL",
-                "must start with redis:// or rediss:// (TLS), or redis+sentinel:// or rediss+sentinel:// (a Sentinel-monitored primary)",
+                "must start with redis:// or rediss:// (TLS), redis+sentinel:// or rediss+sentinel:// (a Sentinel-monitored primary), or redis+cluster:// or rediss+cluster:// (a Redis Cluster)",
             );
         }
         let key_prefix = r.text("REDIS_KEY_PREFIX").unwrap_or_else(|| "chatbox".to_owned());
@@ -141,6 +148,9 @@ mod tests {
         let sentinel =
             [("HUB_BACKEND", "redis"), ("REDIS_URL", "redis+sentinel://s1:26379,s2:26379/primary/0"), MONGO];
         assert!(with(&sentinel, false).settings.is_ok(), "a Sentinel URL is accepted");
+        let cluster =
+            [("HUB_BACKEND", "redis"), ("REDIS_URL", "rediss+cluster://u:pw@n1:7000,n2:7001"), MONGO];
+        assert!(with(&cluster, false).settings.is_ok(), "a Cluster URL is accepted");
         let redis = with(&[("HUB_BACKEND", "Redis"), ("REDIS_URL", "rediss://u:pw@r:6380/1"), MONGO], false)
             .settings
             .expect("valid");
