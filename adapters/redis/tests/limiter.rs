@@ -82,8 +82,11 @@ async fn a_cost_spends_that_many_requests_and_a_key_expires_when_recovered() {
     // now), then Redis forgets it.
     let mut connection = connect(&url).await.expect("Redis answers");
     assert_eq!(limiter.check("fresh", ten_a_second, 10).await, Ok(Verdict::Allowed));
-    let ttl: i64 =
-        redis::cmd("PTTL").arg(format!("{prefix}:fresh")).query_async(&mut connection).await.expect("PTTL");
+    let ttl: i64 = redis::cmd("PTTL")
+        .arg(format!("{}:fresh", connection.key_prefix(&prefix)))
+        .query_async(&mut connection)
+        .await
+        .expect("PTTL");
     assert!((900..=1000).contains(&ttl), "expires at its TAT, 1 s from now: {ttl} ms");
 }
 
