@@ -299,10 +299,19 @@ async fn dev_mode_starts_with_nothing_configured_and_prints_a_working_token() {
     let listening = run.until("Server listening on").await;
     let listening = listening.last().expect("listening line");
     assert!(listening.contains("Server listening on 127.0.0.1:"), "{listening}");
+    let page = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://127.0.0.1:") && w.contains("/chat/ui/?token="))
+        .expect("the chat page's URL, with a user token");
     let url = line
         .split_whitespace()
         .find(|w| w.starts_with("ws://") && w.contains("/chat/ws?token="))
         .expect("user url");
+    assert_eq!(
+        page.split_once("?token=").map(|(_, token)| token),
+        url.split_once("?token=").map(|(_, token)| token),
+        "the page opens as the user"
+    );
     let mut socket = open(url).await;
     let status = ws::next_json(&mut socket, ws::deadline_in(ws::WAIT)).await;
     assert_eq!(status["user_id"], "dev-user");

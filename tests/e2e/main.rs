@@ -21,6 +21,7 @@ mod hardening;
 mod lifecycle;
 mod limits;
 mod metrics;
+mod pages;
 mod providers;
 mod races;
 mod resume;

@@ -52,6 +52,8 @@ pub enum AccessLevel {
     MetricsNetwork,
     /// The WebSocket upgrade, whose handshake authenticates by itself.
     WebSocket,
+    /// Anyone, not counted: the embedded pages and their files.
+    Asset,
 }
 
 impl AccessLevel {

@@ -26,6 +26,7 @@ pub mod reply;
 pub mod routes;
 pub mod server;
 mod state;
+pub mod ui;
 pub mod wire;
 mod ws;
 

@@ -101,7 +101,7 @@ impl PathParams {
         self.0.push((name, value));
     }
 
-    fn get(&self, name: &str) -> &str {
+    pub(crate) fn get(&self, name: &str) -> &str {
         self.0.iter().find(|(param, _)| *param == name).map_or("", |(_, value)| value.as_str())
     }
 }

@@ -3,6 +3,10 @@
 //! `Content-Security-Policy` that lets nothing load and whose `frame-ancestors` comes
 //! from configuration (clients embed the chat in web views and iframes, so the earlier
 //! service's blanket `X-Frame-Options: DENY` was wrong), and HSTS when configured.
+//!
+//! An HTML reply (the service's own pages) gets the pages' policy instead: scripts,
+//! styles, images and connections (the WebSocket included) from the service's own origin
+//! only, nothing inline, nothing else, the same `frame-ancestors`.
 
 use http::{HeaderMap, HeaderValue, header};
 
@@ -10,6 +14,7 @@ use http::{HeaderMap, HeaderValue, header};
 #[derive(Debug, Clone)]
 pub struct SecurityHeaders {
     csp: HeaderValue,
+    page_csp: HeaderValue,
     hsts: Option<HeaderValue>,
 }
 
@@ -31,23 +36,33 @@ impl SecurityHeaders {
         {
             return Err(HeaderProblem("frame-ancestors must be a non-empty source list without ';' or ','"));
         }
+        let ancestors = frame_ancestors.trim();
         let csp = HeaderValue::from_str(&format!(
-            "default-src 'none'; frame-ancestors {}; base-uri 'none'; form-action 'none'",
-            frame_ancestors.trim()
+            "default-src 'none'; frame-ancestors {ancestors}; base-uri 'none'; form-action 'none'"
+        ))
+        .map_err(|_| HeaderProblem("frame-ancestors must be visible ASCII"))?;
+        let page_csp = HeaderValue::from_str(&format!(
+            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+             connect-src 'self'; frame-ancestors {ancestors}; base-uri 'none'; form-action 'none'"
         ))
         .map_err(|_| HeaderProblem("frame-ancestors must be visible ASCII"))?;
         let hsts = (hsts_max_age_secs > 0).then(|| {
             HeaderValue::from_str(&format!("max-age={hsts_max_age_secs}; includeSubDomains"))
                 .unwrap_or_else(|_| HeaderValue::from_static("max-age=31536000"))
         });
-        Ok(Self { csp, hsts })
+        Ok(Self { csp, page_csp, hsts })
     }
 
     /// Adds the headers (a route's own `Cache-Control` is kept).
     pub fn apply(&self, headers: &mut HeaderMap) {
         headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
         headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("strict-origin-when-cross-origin"));
-        headers.insert(header::CONTENT_SECURITY_POLICY, self.csp.clone());
+        let page = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .is_some_and(|value| value.starts_with("text/html"));
+        let csp = if page { &self.page_csp } else { &self.csp };
+        headers.insert(header::CONTENT_SECURITY_POLICY, csp.clone());
         if !headers.contains_key(header::CACHE_CONTROL) {
             headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         }
@@ -73,6 +88,24 @@ mod tests {
         let mut headers = HeaderMap::new();
         SecurityHeaders::new("*", 63_072_000).expect("valid").apply(&mut headers);
         assert_eq!(headers[header::STRICT_TRANSPORT_SECURITY], "max-age=63072000; includeSubDomains");
+    }
+
+    #[test]
+    fn a_page_may_load_its_own_scripts_and_styles_and_nothing_inline() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+        SecurityHeaders::new("'self'", 0).expect("valid").apply(&mut headers);
+        let csp = headers[header::CONTENT_SECURITY_POLICY].to_str().expect("ascii");
+        for directive in
+            ["script-src 'self';", "style-src 'self';", "connect-src 'self';", "frame-ancestors 'self';"]
+        {
+            assert!(csp.contains(directive), "{directive} in {csp}");
+        }
+        assert!(!csp.contains("unsafe"), "{csp}");
+        let mut json = HeaderMap::new();
+        json.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        SecurityHeaders::new("'self'", 0).expect("valid").apply(&mut json);
+        assert!(!json[header::CONTENT_SECURITY_POLICY].to_str().expect("ascii").contains("script-src"));
     }
 
     #[test]

@@ -97,7 +97,7 @@ fn guard(operation: &mut Value, level: AccessLevel) {
             ("429", limited()),
         ],
         AccessLevel::MetricsNetwork => vec![("403", error_response("Outside METRICS_ALLOWED_NETWORKS"))],
-        AccessLevel::WebSocket => vec![],
+        AccessLevel::WebSocket | AccessLevel::Asset => vec![],
     };
     if let Some(responses) = operation.get_mut("responses").and_then(Value::as_object_mut) {
         for (status, answer) in answers {
@@ -161,6 +161,32 @@ fn described() -> Vec<Described> {
             Method::Get,
             "/healthz",
             operation("healthz", "Liveness", vec![], json!({ "200": ok("Alive", "Health") })),
+        ),
+        describe(
+            Method::Get,
+            "/ui",
+            operation(
+                "chatPage",
+                "The chat page (HTML embedded in the service; the token stays in the browser)",
+                vec![],
+                json!({ "200": { "description": "The page", "content": { "text/html": { "schema": { "type": "string" } } } } }),
+            ),
+        ),
+        describe(
+            Method::Get,
+            "/ui/assets/{name}",
+            operation(
+                "uiAsset",
+                "A script or style sheet of the pages, revalidated by its ETag",
+                vec![path_param("name")],
+                json!({
+                    "200": { "description": "The file", "content": {
+                        "text/javascript": { "schema": { "type": "string" } },
+                        "text/css": { "schema": { "type": "string" } } } },
+                    "304": { "description": "Not modified" },
+                    "404": error_response("No such file"),
+                }),
+            ),
         ),
         describe(
             Method::Get,
@@ -465,6 +491,7 @@ mod tests {
                 AccessLevel::Admin => assert!(has("401") && has("403") && has("429"), "{path}"),
                 AccessLevel::MetricsNetwork => assert!(has("403") && !has("401"), "{path}"),
                 AccessLevel::WebSocket => assert!(has("101"), "{path}"),
+                AccessLevel::Asset => assert!(has("200") && !has("401") && !has("429"), "{path}"),
             }
         }
     }

@@ -14,6 +14,6 @@ pub(crate) mod route;
 mod router;
 mod table;
 
-pub use route::{Access, Handled, Handler, Method, Route, SocketRequest};
+pub use route::{Access, AssetRequest, Handled, Handler, Method, Route, SocketRequest};
 pub use router::routes;
 pub use table::ROUTES;

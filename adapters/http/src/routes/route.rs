@@ -12,7 +12,7 @@ use http::HeaderMap;
 use hyper::upgrade::OnUpgrade;
 
 use crate::access::{AccessLevel, AdminCaller, UserCaller, Visitor};
-use crate::api::{ApiRequest, ApiResult};
+use crate::api::{ApiRequest, ApiResult, PathParams};
 use crate::metrics::HttpMetrics;
 use crate::reply::HttpResponse;
 use crate::state::HttpState;
@@ -69,6 +69,9 @@ pub enum Access {
     MetricsNetwork(fn(&HttpMetrics) -> HttpResponse),
     /// The WebSocket upgrade: its handshake authenticates by itself.
     WebSocket(fn(SocketRequest) -> Answered),
+    /// Anyone, not counted: the embedded web pages and their files (a page load is
+    /// several requests, and answering one costs less than counting it).
+    Asset(fn(&AssetRequest) -> HttpResponse),
 }
 
 impl Access {
@@ -81,6 +84,7 @@ impl Access {
             Self::Admin(_) => AccessLevel::Admin,
             Self::MetricsNetwork(_) => AccessLevel::MetricsNetwork,
             Self::WebSocket(_) => AccessLevel::WebSocket,
+            Self::Asset(_) => AccessLevel::Asset,
         }
     }
 }
@@ -92,6 +96,34 @@ pub struct SocketRequest {
     pub(crate) headers: HeaderMap,
     pub(crate) query: HashMap<String, String>,
     pub(crate) upgrade: Option<OnUpgrade>,
+}
+
+/// What a page or file route receives.
+#[derive(Debug)]
+pub struct AssetRequest {
+    pub(crate) state: Arc<HttpState>,
+    pub(crate) headers: HeaderMap,
+    pub(crate) path_params: PathParams,
+}
+
+impl AssetRequest {
+    /// The request's headers.
+    #[must_use]
+    pub const fn headers(&self) -> &HeaderMap {
+        &self.headers
+    }
+
+    /// The segment of the path that matched `{name}` (empty if none did).
+    #[must_use]
+    pub fn path_param(&self, name: &str) -> &str {
+        self.path_params.get(name)
+    }
+
+    /// The configured path prefix (`/chat` by default).
+    #[must_use]
+    pub fn path_prefix(&self) -> &str {
+        &self.state.config.path_prefix
+    }
 }
 
 /// An HTTP method a route answers.

@@ -26,7 +26,7 @@ use hyper::upgrade::OnUpgrade;
 use warp::Filter;
 use warp::filters::BoxedFilter;
 
-use super::route::{Access, Handler, Method, Route, SocketRequest};
+use super::route::{Access, AssetRequest, Handler, Method, Route, SocketRequest};
 use super::table::ROUTES;
 use crate::access::{self, Denied};
 use crate::api::{ApiRequest, PathParams};
@@ -46,7 +46,9 @@ pub fn routes(state: Arc<HttpState>) -> Reply {
         match route.access() {
             Access::WebSocket(_) => sockets.push(filter),
             Access::MetricsNetwork(_) => scrapes.push(filter),
-            Access::Public(_) | Access::User(_) | Access::Admin(_) => http_routes.push(filter),
+            Access::Public(_) | Access::User(_) | Access::Admin(_) | Access::Asset(_) => {
+                http_routes.push(filter);
+            }
         }
     }
     // CORS wraps every plain HTTP route, the scrapes included (a scraper sends no
@@ -100,6 +102,15 @@ fn endpoint(state: &Arc<HttpState>, route: &Route) -> Reply {
                         Ok(()) => handler(&state.metrics),
                         Err(denied) => denied.response(),
                     }
+                })
+                .boxed()
+        }
+        Access::Asset(handler) => {
+            let state = Arc::clone(state);
+            matched
+                .and(warp::header::headers_cloned())
+                .map(move |path_params: PathParams, headers| {
+                    handler(&AssetRequest { state: Arc::clone(&state), headers, path_params })
                 })
                 .boxed()
         }

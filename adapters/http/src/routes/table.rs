@@ -10,7 +10,7 @@
 use super::route::{Access, Route};
 use crate::access::Visitor;
 use crate::api::{ApiRequest, ApiResult, admin, health, user};
-use crate::{metrics, openapi, ws};
+use crate::{metrics, openapi, ui, ws};
 
 /// `handler!(f)`: the `async fn` `f` as a handler of the table (its future boxed).
 macro_rules! handler {
@@ -37,6 +37,8 @@ pub static ROUTES: &[Route] = &[
     Route::get("/admin/metrics", Access::Admin(handler!(admin::metrics))),
     Route::post("/admin/takeover/{session_id}", Access::Admin(handler!(admin::take_over))),
     Route::post("/admin/release/{session_id}", Access::Admin(handler!(admin::release))),
+    Route::get("/ui", Access::Asset(ui::chat_page)),
+    Route::get("/ui/assets/{name}", Access::Asset(ui::asset)),
     // The scrape, at the root and under the prefix: one series.
     Route::get("/metrics", Access::MetricsNetwork(metrics::scrape)).at_root(),
     Route::get("/metrics/prometheus", Access::MetricsNetwork(metrics::scrape)).timed_as("/metrics"),
