@@ -81,6 +81,16 @@ fn api_answers(mut responses: Value) -> Value {
     responses
 }
 
+/// A page of the web UI: HTML, the same for everyone.
+fn page_operation(id: &str, summary: &str) -> Value {
+    operation(
+        id,
+        summary,
+        vec![],
+        json!({ "200": { "description": "The page", "content": { "text/html": { "schema": { "type": "string" } } } } }),
+    )
+}
+
 fn operation(id: &str, summary: &str, parameters: Vec<Value>, responses: Value) -> Value {
     json!({ "operationId": id, "summary": summary, "parameters": parameters, "responses": responses })
 }
@@ -165,13 +175,10 @@ fn described() -> Vec<Described> {
         describe(
             Method::Get,
             "/ui",
-            operation(
-                "chatPage",
-                "The chat page (HTML embedded in the service; the token stays in the browser)",
-                vec![],
-                json!({ "200": { "description": "The page", "content": { "text/html": { "schema": { "type": "string" } } } } }),
-            ),
+            page_operation("chatPage", "The chat page (HTML embedded in the service; the token stays in the browser)"),
         ),
+        describe(Method::Get, "/ui/sessions", page_operation("sessionsPage", "The user's conversations page")),
+        describe(Method::Get, "/ui/admin", page_operation("adminPage", "The admin dashboard page")),
         describe(
             Method::Get,
             "/ui/assets/{name}",

@@ -38,6 +38,8 @@ pub static ROUTES: &[Route] = &[
     Route::post("/admin/takeover/{session_id}", Access::Admin(handler!(admin::take_over))),
     Route::post("/admin/release/{session_id}", Access::Admin(handler!(admin::release))),
     Route::get("/ui", Access::Asset(ui::chat_page)),
+    Route::get("/ui/sessions", Access::Asset(ui::sessions_page)),
+    Route::get("/ui/admin", Access::Asset(ui::admin_page)),
     Route::get("/ui/assets/{name}", Access::Asset(ui::asset)),
     // The scrape, at the root and under the prefix: one series.
     Route::get("/metrics", Access::MetricsNetwork(metrics::scrape)).at_root(),

@@ -44,12 +44,22 @@ const CSS: &str = "text/css; charset=utf-8";
 
 /// The chat page's HTML (`%PREFIX%` stands for the path prefix).
 pub const CHAT_PAGE: &str = include_str!("../../ui/chat.html");
+/// The conversations page's HTML.
+pub const SESSIONS_PAGE: &str = include_str!("../../ui/sessions.html");
+/// The admin dashboard's HTML.
+pub const ADMIN_PAGE: &str = include_str!("../../ui/admin.html");
+/// Every page, for the checks that apply to all.
+#[cfg(test)]
+pub const PAGES: [&str; 3] = [CHAT_PAGE, SESSIONS_PAGE, ADMIN_PAGE];
 
 /// Every file under `P/ui/assets/`.
 pub static ASSETS: &[Asset] = &[
     Asset::new("app.css", CSS, include_bytes!("../../ui/app.css")),
     Asset::new("common.js", JS, include_bytes!("../../ui/common.js")),
+    Asset::new("pages.css", CSS, include_bytes!("../../ui/pages.css")),
     Asset::new("chat.js", JS, include_bytes!("../../ui/chat.js")),
+    Asset::new("sessions.js", JS, include_bytes!("../../ui/sessions.js")),
+    Asset::new("admin.js", JS, include_bytes!("../../ui/admin.js")),
     Asset::new("marked.js", JS, include_bytes!("../../ui/vendor/marked.js")),
     Asset::new("purify.js", JS, include_bytes!("../../ui/vendor/purify.js")),
 ];
@@ -65,7 +75,7 @@ mod tests {
 
     #[test]
     fn every_asset_a_page_loads_is_embedded_and_names_are_unique() {
-        for reference in CHAT_PAGE.split("assets/").skip(1) {
+        for reference in PAGES.iter().flat_map(|page| page.split("assets/").skip(1)) {
             let name = reference.split('"').next().unwrap_or_default();
             assert!(find(name).is_some(), "the page loads {name}, which is not embedded");
         }

@@ -1,5 +1,5 @@
-//! The web pages the service serves itself (`P/ui/…`): the chat page, and the static
-//! files they load, all embedded in the binary at build time (`assets`), so the pages
+//! The web pages the service serves itself (`P/ui/…`): the chat page, the user's
+//! conversations, the admin dashboard, and the static files they load, all embedded in the binary at build time (`assets`), so the pages
 //! work offline and load nothing from another origin.
 //!
 //! Invariants:
@@ -24,6 +24,16 @@ pub use assets::ASSETS;
 /// `GET P/ui`: the chat page.
 pub fn chat_page(request: &AssetRequest) -> HttpResponse {
     page(request, assets::CHAT_PAGE)
+}
+
+/// `GET P/ui/sessions`: the user's conversations.
+pub fn sessions_page(request: &AssetRequest) -> HttpResponse {
+    page(request, assets::SESSIONS_PAGE)
+}
+
+/// `GET P/ui/admin`: the admin dashboard (its data needs an admin token).
+pub fn admin_page(request: &AssetRequest) -> HttpResponse {
+    page(request, assets::ADMIN_PAGE)
 }
 
 /// `GET P/ui/assets/{name}`: an embedded file, revalidated by its `ETag`.
@@ -110,7 +120,7 @@ mod tests {
     fn no_page_holds_inline_script_or_style() {
         assert!(has_inline_handler(r#"<img src=x onerror="alert(1)">"#), "the check sees a handler");
         assert!(!has_inline_handler("<p>turn it on</p>"), "text is not an attribute");
-        for page in [assets::CHAT_PAGE] {
+        for page in assets::PAGES {
             let lower = page.to_ascii_lowercase();
             for script in lower.split("<script").skip(1) {
                 let (tag, rest) = script.split_once('>').unwrap_or_default();

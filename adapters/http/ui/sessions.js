@@ -1,0 +1,2 @@
+// The sessions page (being written).
+'use strict';
