@@ -42,12 +42,15 @@ enum Endpoint {
     Cluster { calls: Box<ClusterClient>, blocking: Box<ClusterClient> },
 }
 
-/// A connection to where the data is.
+/// A connection to one Redis (of type `Single`) or to a cluster.
 #[derive(Clone)]
-enum Link {
-    Primary(ConnectionManager),
+pub(crate) enum AnyConnection<Single> {
+    Single(Single),
     Cluster(ClusterConnection),
 }
+
+/// The shared connection to where the data is: managed (it reconnects by itself).
+type Link = AnyConnection<ConnectionManager>;
 
 struct Shared {
     endpoint: Endpoint,
@@ -87,10 +90,7 @@ impl std::fmt::Debug for RedisConnection {
 }
 
 /// A connection of its own, for calls that block it (the follower's reads).
-pub(crate) enum BlockingConnection {
-    Primary(MultiplexedConnection),
-    Cluster(ClusterConnection),
-}
+pub(crate) type BlockingConnection = AnyConnection<MultiplexedConnection>;
 
 impl RedisConnection {
     /// A connection for `url` that connects on first use; every call, connecting
@@ -104,7 +104,7 @@ impl RedisConnection {
                 let client = crate::client(url)?;
                 let manager =
                     ConnectionManager::new_lazy_with_config(client.clone(), manager_config(timeout))?;
-                (Endpoint::Direct(client), Some((0, Link::Primary(manager))))
+                (Endpoint::Direct(client), Some((0, Link::Single(manager))))
             }
             Some(url) => match &url.topology {
                 Topology::Sentinel { service, db } => {
@@ -174,7 +174,7 @@ impl RedisConnection {
             .set_connection_timeout(Some(self.shared.timeout))
             .set_response_timeout(None);
         let client = self.primary_client().await?;
-        Ok(BlockingConnection::Primary(client.get_multiplexed_async_connection_with_config(&config).await?))
+        Ok(BlockingConnection::Single(client.get_multiplexed_async_connection_with_config(&config).await?))
     }
 
     fn current(&self) -> Option<(u64, Link)> {
@@ -191,7 +191,7 @@ impl RedisConnection {
                 let manager =
                     ConnectionManager::new_lazy_with_config(client, manager_config(self.shared.timeout))
                         .ok()?;
-                Some(Link::Primary(manager))
+                Some(Link::Single(manager))
             }
             Endpoint::Cluster { calls, .. } => {
                 let connecting = calls.get_async_connection();
@@ -326,10 +326,10 @@ fn cluster_client(
     builder.build().map_err(|_| RedisStateError::InvalidUrl)
 }
 
-impl ConnectionLike for Link {
+impl<Single: ConnectionLike + Send> ConnectionLike for AnyConnection<Single> {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
-            Self::Primary(connection) => connection.req_packed_command(cmd),
+            Self::Single(connection) => connection.req_packed_command(cmd),
             Self::Cluster(connection) => connection.req_packed_command(cmd),
         }
     }
@@ -341,42 +341,14 @@ impl ConnectionLike for Link {
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
         match self {
-            Self::Primary(connection) => connection.req_packed_commands(pipeline, offset, count),
+            Self::Single(connection) => connection.req_packed_commands(pipeline, offset, count),
             Self::Cluster(connection) => connection.req_packed_commands(pipeline, offset, count),
         }
     }
 
     fn get_db(&self) -> i64 {
         match self {
-            Self::Primary(connection) => connection.get_db(),
-            Self::Cluster(connection) => connection.get_db(),
-        }
-    }
-}
-
-impl ConnectionLike for BlockingConnection {
-    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        match self {
-            Self::Primary(connection) => connection.req_packed_command(cmd),
-            Self::Cluster(connection) => connection.req_packed_command(cmd),
-        }
-    }
-
-    fn req_packed_commands<'a>(
-        &'a mut self,
-        pipeline: &'a Pipeline,
-        offset: usize,
-        count: usize,
-    ) -> RedisFuture<'a, Vec<Value>> {
-        match self {
-            Self::Primary(connection) => connection.req_packed_commands(pipeline, offset, count),
-            Self::Cluster(connection) => connection.req_packed_commands(pipeline, offset, count),
-        }
-    }
-
-    fn get_db(&self) -> i64 {
-        match self {
-            Self::Primary(connection) => connection.get_db(),
+            Self::Single(connection) => connection.get_db(),
             Self::Cluster(connection) => connection.get_db(),
         }
     }

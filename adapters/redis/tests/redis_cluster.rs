@@ -11,7 +11,6 @@ mod support;
 #[path = "../../../tests/support/redis_cluster.rs"]
 mod redis_cluster;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use chatbox_application::ports::{LimitVerdict, SharedState};
@@ -24,18 +23,6 @@ use redis_cluster::RedisCluster;
 use support::fresh_prefix;
 use tokio::time::Instant;
 
-fn redis_server() -> Option<PathBuf> {
-    let found = std::env::var_os("PATH").and_then(|path| {
-        std::env::split_paths(&path).map(|dir| dir.join("redis-server")).find(|candidate| candidate.is_file())
-    });
-    if found.is_none() {
-        let required = std::env::var("CHATBOX_REQUIRE_REDIS").is_ok_and(|v| v == "1" || v == "true");
-        assert!(!required, "CHATBOX_REQUIRE_REDIS is set but `redis-server` is not on PATH");
-        eprintln!("redis cluster: SKIPPED (no `redis-server` on PATH)");
-    }
-    found
-}
-
 /// Repeats `attempt` until it is true; the cluster may refuse while it fails over.
 async fn eventually<F: std::future::Future<Output = bool>>(what: &str, mut attempt: impl FnMut() -> F) {
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -47,7 +34,7 @@ async fn eventually<F: std::future::Future<Output = bool>>(what: &str, mut attem
 
 #[tokio::test]
 async fn the_shared_state_and_frame_streams_work_on_a_cluster_and_follow_its_failover() {
-    let Some(binary) = redis_server() else { return };
+    let Some(binary) = support::redis_server("redis cluster") else { return };
     let mut cluster = RedisCluster::start(&binary, 3, 1).await;
     let url = cluster.url();
     let prefix = fresh_prefix();

@@ -6,7 +6,7 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -17,18 +17,6 @@ use chatbox_redis::{RedisSharedState, connect, connect_lazily};
 use support::fresh_prefix;
 use tokio::process::{Child, Command};
 use tokio::time::Instant;
-
-fn redis_server() -> Option<PathBuf> {
-    let found = std::env::var_os("PATH").and_then(|path| {
-        std::env::split_paths(&path).map(|dir| dir.join("redis-server")).find(|candidate| candidate.is_file())
-    });
-    if found.is_none() {
-        let required = std::env::var("CHATBOX_REQUIRE_REDIS").is_ok_and(|v| v == "1" || v == "true");
-        assert!(!required, "CHATBOX_REQUIRE_REDIS is set but `redis-server` is not on PATH");
-        eprintln!("sentinel: SKIPPED (no `redis-server` on PATH)");
-    }
-    found
-}
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("address").port()
@@ -70,7 +58,7 @@ async fn until(port: u16, args: &[&str], what: &str, holds: impl Fn(&str) -> boo
 
 #[tokio::test]
 async fn the_shared_state_follows_the_primary_the_sentinel_names_through_a_failover() {
-    let Some(binary) = redis_server() else { return };
+    let Some(binary) = support::redis_server("sentinel") else { return };
     let dir = std::env::temp_dir().join(format!("chatbox-sentinel-{}", fresh_prefix().replace(':', "-")));
     std::fs::create_dir_all(&dir).expect("a directory");
     let (first, second, sentinel) = (free_port(), free_port(), free_port());

@@ -30,3 +30,17 @@ pub fn fresh_prefix() -> String {
     let nanos = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_nanos();
     format!("chatbox-test:{nanos}:{}", NEXT.fetch_add(1, Ordering::Relaxed))
 }
+
+/// `redis-server` on `PATH`, or `None` after a line saying `test` was skipped; a missing
+/// binary fails the test when `CHATBOX_REQUIRE_REDIS=1` (CI).
+pub fn redis_server(test: &str) -> Option<std::path::PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path).map(|dir| dir.join("redis-server")).find(|candidate| candidate.is_file())
+    });
+    if found.is_none() {
+        let required = std::env::var("CHATBOX_REQUIRE_REDIS").is_ok_and(|v| v == "1" || v == "true");
+        assert!(!required, "CHATBOX_REQUIRE_REDIS is set but `redis-server` is not on PATH");
+        let _ = writeln!(std::io::stderr(), "{test}: SKIPPED (no `redis-server` on PATH)");
+    }
+    found
+}
