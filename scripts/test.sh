@@ -10,7 +10,9 @@
 #      monitoring test starts it against the service; promtool checks the rules);
 #   4. runs every Rust test: `cargo test --workspace`;
 #   5. exercises the HTTP API of the built server against its OpenAPI document with
-#      schemathesis (scripts/check-api.sh);
+#      schemathesis (scripts/check-api.sh), drives the web pages in Debian's Chromium
+#      with Playwright (scripts/browser-tests.sh, installing both on first use), and
+#      checks the vendored browser scripts against their pinned npm packages;
 #   6. checks the deployment artifacts (Kubernetes schemas, checkov, shellcheck, the
 #      secret script, the Prometheus rules), installing its tools on first use;
 #   7. mutation-tests the change to the rules crates (scripts/mutants.sh): a mutant of
@@ -101,6 +103,10 @@ fi
 if [[ $# -eq 0 ]]; then
   echo "== HTTP API against its OpenAPI document"
   scripts/check-api.sh
+  echo "== the web pages in Chromium"
+  CHATBOX_BIN="$PWD/target/debug/chatbox" scripts/browser-tests.sh
+  echo "== the vendored browser scripts match their pinned packages"
+  scripts/vendor-ui.sh --check
   echo "== deployment artifacts"
   scripts/check-deployments.sh
   echo "== mutation testing of the change (domain, application)"

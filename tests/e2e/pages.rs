@@ -37,12 +37,16 @@ async fn the_chat_page_and_its_files_are_served_under_a_strict_policy() {
     assert!(!html.contains("%PREFIX%"));
 
     let assets = asset_paths(&html);
-    assert!(assets.len() >= 4, "style, the two vendored scripts, the page's own: {assets:?}");
+    assert!(assets.len() >= 5, "icon, style, the two vendored scripts, the page's own: {assets:?}");
     for path in &assets {
         let (status, head, body) = app.http_raw("GET", path, &[]).await;
         assert_eq!(status, 200, "{path}");
         let kind = header(&head, "content-type").expect("a type");
-        let expected = if path.ends_with(".css") { "text/css" } else { "text/javascript" };
+        let expected = match path.rsplit('.').next() {
+            Some("css") => "text/css",
+            Some("svg") => "image/svg+xml",
+            _ => "text/javascript",
+        };
         assert!(kind.starts_with(expected), "{path}: {kind}");
         assert!(!body.is_empty(), "{path}");
         assert_eq!(header(&head, "x-content-type-options"), Some("nosniff"));

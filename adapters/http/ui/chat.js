@@ -151,7 +151,9 @@
       text = `${text ? `${text}\n\n` : ''}📎 ${name}`;
     }
     entry.text = text;
-    render(entry, entry.element.dataset.role !== 'user');
+    const role = entry.element.dataset.role;
+    if (role === 'ai') entry.element.dataset.streaming = 'false';
+    render(entry, role !== 'user');
   }
 
   function onAnswerChunk(frame) {

@@ -15,6 +15,9 @@ use http::{HeaderMap, HeaderValue, header};
 pub struct SecurityHeaders {
     csp: HeaderValue,
     page_csp: HeaderValue,
+    /// The origins named in `frame-ancestors`, space separated (`'self'` and patterns
+    /// left out): the embedding pages a page may take a token from.
+    embedders: String,
     hsts: Option<HeaderValue>,
 }
 
@@ -50,7 +53,23 @@ impl SecurityHeaders {
             HeaderValue::from_str(&format!("max-age={hsts_max_age_secs}; includeSubDomains"))
                 .unwrap_or_else(|_| HeaderValue::from_static("max-age=31536000"))
         });
-        Ok(Self { csp, page_csp, hsts })
+        let embedders = ancestors
+            .split_whitespace()
+            .filter(|source| {
+                source.strip_prefix("https://").or_else(|| source.strip_prefix("http://")).is_some_and(
+                    |host| !host.is_empty() && !host.contains(['*', '/', '\'', '"', '<', '>', '&']),
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(" ");
+        Ok(Self { csp, page_csp, embedders, hsts })
+    }
+
+    /// The exact origins that may embed the pages (`https://app.example …`), space
+    /// separated: a page takes a token by `postMessage` from these only.
+    #[must_use]
+    pub fn embedders(&self) -> &str {
+        &self.embedders
     }
 
     /// Adds the headers (a route's own `Cache-Control` is kept).
@@ -106,6 +125,17 @@ mod tests {
         json.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         SecurityHeaders::new("'self'", 0).expect("valid").apply(&mut json);
         assert!(!json[header::CONTENT_SECURITY_POLICY].to_str().expect("ascii").contains("script-src"));
+    }
+
+    #[test]
+    fn the_embedders_are_the_exact_origins_of_the_ancestors() {
+        let headers = SecurityHeaders::new(
+            "'self' https://app.example http://localhost:3000 https://*.example.org https://a.example/path",
+            0,
+        )
+        .expect("valid");
+        assert_eq!(headers.embedders(), "https://app.example http://localhost:3000");
+        assert_eq!(SecurityHeaders::new("'self'", 0).expect("valid").embedders(), "");
     }
 
     #[test]

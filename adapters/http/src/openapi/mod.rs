@@ -175,9 +175,16 @@ fn described() -> Vec<Described> {
         describe(
             Method::Get,
             "/ui",
-            page_operation("chatPage", "The chat page (HTML embedded in the service; the token stays in the browser)"),
+            page_operation(
+                "chatPage",
+                "The chat page (HTML embedded in the service; the token stays in the browser)",
+            ),
         ),
-        describe(Method::Get, "/ui/sessions", page_operation("sessionsPage", "The user's conversations page")),
+        describe(
+            Method::Get,
+            "/ui/sessions",
+            page_operation("sessionsPage", "The user's conversations page"),
+        ),
         describe(Method::Get, "/ui/admin", page_operation("adminPage", "The admin dashboard page")),
         describe(
             Method::Get,
@@ -189,7 +196,8 @@ fn described() -> Vec<Described> {
                 json!({
                     "200": { "description": "The file", "content": {
                         "text/javascript": { "schema": { "type": "string" } },
-                        "text/css": { "schema": { "type": "string" } } } },
+                        "text/css": { "schema": { "type": "string" } },
+                        "image/svg+xml": { "schema": { "type": "string" } } } },
                     "304": { "description": "Not modified" },
                     "404": error_response("No such file"),
                 }),

@@ -119,6 +119,12 @@ impl AssetRequest {
         self.path_params.get(name)
     }
 
+    /// The origins that may embed the pages and hand them a token (space separated).
+    #[must_use]
+    pub fn embedders(&self) -> &str {
+        self.state.security_headers.embedders()
+    }
+
     /// The configured path prefix (`/chat` by default).
     #[must_use]
     pub fn path_prefix(&self) -> &str {

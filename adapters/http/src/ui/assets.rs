@@ -55,6 +55,7 @@ pub const PAGES: [&str; 3] = [CHAT_PAGE, SESSIONS_PAGE, ADMIN_PAGE];
 /// Every file under `P/ui/assets/`.
 pub static ASSETS: &[Asset] = &[
     Asset::new("app.css", CSS, include_bytes!("../../ui/app.css")),
+    Asset::new("icon.svg", "image/svg+xml", include_bytes!("../../ui/icon.svg")),
     Asset::new("common.js", JS, include_bytes!("../../ui/common.js")),
     Asset::new("pages.css", CSS, include_bytes!("../../ui/pages.css")),
     Asset::new("chat.js", JS, include_bytes!("../../ui/chat.js")),

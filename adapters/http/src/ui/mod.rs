@@ -10,7 +10,9 @@
 //!   page's script from the address bar (moved to `sessionStorage` at once) or from an
 //!   embedding page, never from the server.
 //! - **One place for the prefix.** The path prefix is written into each page once, in a
-//!   `<meta name="chatbox-prefix">` the scripts read, HTML-escaped.
+//!   `<meta name="chatbox-prefix">` the scripts read, HTML-escaped; likewise the origins
+//!   allowed to embed the pages (from `CSP_FRAME_ANCESTORS`), the only ones a page takes
+//!   a token from by `postMessage` (`<meta name="chatbox-embedders">`).
 
 mod assets;
 
@@ -68,9 +70,11 @@ pub fn asset(request: &AssetRequest) -> HttpResponse {
     response
 }
 
-/// A page: its template with the path prefix written in.
+/// A page: its template with the path prefix and the embedding origins written in.
 fn page(request: &AssetRequest, template: &str) -> HttpResponse {
-    let html = template.replace("%PREFIX%", &html_escaped(request.path_prefix()));
+    let html = template
+        .replace("%PREFIX%", &html_escaped(request.path_prefix()))
+        .replace("%EMBEDDERS%", &html_escaped(request.embedders()));
     let mut response = HttpResponse::new(html.into());
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
     response
