@@ -37,10 +37,7 @@
   const outbox = []; // frames typed while offline, sent on reconnect
   const answering = new Set(); // message_ids of answers streaming
 
-  function setStatus(state, text) {
-    statusLine.dataset.state = state;
-    statusLine.textContent = text;
-  }
+  const setStatus = (state, text) => Chatbox.setStatus(statusLine, state, text);
 
   function remember(session) {
     if (!session || session === sessionId) return;

@@ -100,6 +100,36 @@ const Chatbox = (() => {
     }
   }
 
+  /** Shows `text` in a status line, with `state` as its data-state (for styles and tests). */
+  function setStatus(line, state, text) {
+    line.dataset.state = state;
+    line.textContent = text;
+  }
+
+  /** A new `tag` element with a class and text (as text: never parsed as markup). */
+  function element(tag, className, text) {
+    const made = document.createElement(tag);
+    if (className) made.className = className;
+    if (text !== undefined) made.textContent = text;
+    return made;
+  }
+
+  /** A button showing `text`, labelled `label` for assistive technology, doing `handler`. */
+  function button(text, label, handler) {
+    const made = element('button', '', text);
+    made.type = 'button';
+    if (label) made.setAttribute('aria-label', label);
+    made.addEventListener('click', handler);
+    return made;
+  }
+
+  /** An API time as local date and time ('—' when absent). */
+  function localTime(value) {
+    if (!value) return '—';
+    const date = new Date(value);
+    return Number.isNaN(date.getTime()) ? String(value) : date.toLocaleString();
+  }
+
   /** A random id for a client_message_id. */
   function randomId() {
     if (crypto.randomUUID) return crypto.randomUUID();
@@ -107,5 +137,8 @@ const Chatbox = (() => {
     return Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
   }
 
-  return { prefix, token, onToken: (listener) => tokenListeners.push(listener), socketUrl, api, renderMarkdown, randomId };
+  return {
+    prefix, token, onToken: (listener) => tokenListeners.push(listener), socketUrl, api, renderMarkdown, randomId,
+    setStatus, element, button, localTime,
+  };
 })();

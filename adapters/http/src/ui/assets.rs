@@ -61,6 +61,7 @@ pub static ASSETS: &[Asset] = &[
     Asset::new("chat.js", JS, include_bytes!("../../ui/chat.js")),
     Asset::new("sessions.js", JS, include_bytes!("../../ui/sessions.js")),
     Asset::new("admin.js", JS, include_bytes!("../../ui/admin.js")),
+    Asset::new("admin-assist.js", JS, include_bytes!("../../ui/admin-assist.js")),
     Asset::new("marked.js", JS, include_bytes!("../../ui/vendor/marked.js")),
     Asset::new("purify.js", JS, include_bytes!("../../ui/vendor/purify.js")),
 ];
