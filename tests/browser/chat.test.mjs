@@ -214,7 +214,7 @@ async function assertNoDuplicateMessages(page) {
 // ---------------------------------------------------------------------------------------
 // Tests
 
-describe('chat page', { timeout: TEST_TIMEOUT_MS * 7 }, () => {
+describe('chat page', { timeout: TEST_TIMEOUT_MS * 9 }, () => {
     test('a sent message gets its streamed answer rendered as Markdown', { timeout: TEST_TIMEOUT_MS }, () =>
         withContext(async (context) => {
             const page = await openChat(context, 'ann-markdown');
@@ -438,6 +438,47 @@ describe('chat page', { timeout: TEST_TIMEOUT_MS * 7 }, () => {
             await assertNoDuplicateMessages(page);
             // The browser reports the socket it lost and the attempts made while offline.
             assertClean(page, { allowConsole: [/WebSocket/i, /ERR_INTERNET_DISCONNECTED/, /Failed to load resource/] });
+        }),
+    );
+    test('a share link made on the chat page opens the conversation until it is revoked', { timeout: TEST_TIMEOUT_MS }, () =>
+        withContext(async (context) => {
+            const page = await openChat(context, 'fay-share');
+            assert.equal(await page.isDisabled('#share'), true, 'nothing to share before the first message');
+            await send(page, 'Hello, shared world');
+            await waitForAnswers(page, 1);
+            await page.click('#share');
+            await waitUntil(page, 'the share link', () => /\/ui\/sessions\?shared=/.test(document.querySelector('#share-url')?.value ?? ''));
+            const link = await page.inputValue('#share-url');
+            const token = new URL(link).searchParams.get('shared');
+            const shared = await fetch(`${server.baseUrl}${PREFIX}/shared/${encodeURIComponent(token)}`);
+            assert.equal(shared.status, 200, 'the link opens the conversation');
+            const body = await shared.json();
+            assert.ok(body.messages.some((m) => m.content === 'Hello, shared world'), JSON.stringify(body));
+
+            await page.click('#share-revoke');
+            await waitUntil(page, 'the share panel to close', () => document.querySelector('#share-panel').hidden);
+            const revoked = await fetch(`${server.baseUrl}${PREFIX}/shared/${encodeURIComponent(token)}`);
+            assert.equal(revoked.status, 404, 'a revoked link opens nothing');
+            assertClean(page);
+        }),
+    );
+
+    test('typing in one tab shows the typing indicator in the other, and it goes away', { timeout: TEST_TIMEOUT_MS }, () =>
+        withContext(async (context) => {
+            const first = await openChat(context, 'gus-typing');
+            await send(first, 'Start the session');
+            await waitForAnswers(first, 1);
+            const session = await first.$eval('#messages', (m) => m.dataset.sessionId);
+            const second = await openChat(context, 'gus-typing', { session });
+            await waitForAnswers(second, 1);
+            assert.equal(await second.isHidden('#typing'), true);
+            await first.type('#prompt', 'I am typ');
+            await waitUntil(second, 'the typing indicator', () => !document.querySelector('#typing').hidden);
+            // Nothing typed for a while: the first tab says it stopped.
+            await waitUntil(second, 'the typing indicator to go away', () => document.querySelector('#typing').hidden);
+            assert.equal(await first.isHidden('#typing'), true, 'no indicator for one\'s own typing');
+            assertClean(first);
+            assertClean(second);
         }),
     );
 });

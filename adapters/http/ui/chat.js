@@ -20,6 +20,9 @@
   const stopButton = $('stop');
   const modelSelect = $('model');
   const helpButton = $('help');
+  const shareButton = $('share');
+  const sharePanel = $('share-panel');
+  const shareUrl = $('share-url');
 
   const address = new URL(window.location.href);
   if (address.searchParams.has('session')) {
@@ -79,6 +82,8 @@
   }
 
   function setSeq(entry, seq) {
+    // A stored message means the session exists: it can be shared.
+    shareButton.disabled = false;
     entry.seq = seq;
     entry.element.dataset.seq = String(seq);
     seenSeqs.add(seq);
@@ -374,6 +379,94 @@
 
   helpButton.addEventListener('click', () => {
     send({ type: 'help_request', session_id: sessionId ?? undefined });
+  });
+
+  // Typing: "true" at most every 3 s while keys are pressed, "false" after 4 s without.
+  const TYPING_REPEAT_MS = 3000;
+  const TYPING_IDLE_MS = 4000;
+  let typingSentAt = 0;
+  let typingIdle = null;
+
+  function sendTyping(typing) {
+    if (!sessionId || !socket || socket.readyState !== WebSocket.OPEN || shareButton.disabled) return;
+    socket.send(JSON.stringify({ type: 'typing_indicator', session_id: sessionId, metadata: { typing: String(typing) } }));
+  }
+
+  prompt.addEventListener('input', () => {
+    const now = Date.now();
+    if (now - typingSentAt >= TYPING_REPEAT_MS) {
+      typingSentAt = now;
+      sendTyping(true);
+    }
+    clearTimeout(typingIdle);
+    typingIdle = setTimeout(() => {
+      typingSentAt = 0;
+      sendTyping(false);
+    }, TYPING_IDLE_MS);
+  });
+
+  $('composer').addEventListener('submit', () => {
+    if (typingSentAt) {
+      clearTimeout(typingIdle);
+      typingSentAt = 0;
+      sendTyping(false);
+    }
+  });
+
+  // Share links: a read-only link to this conversation, replaced when made again.
+  async function shareCall(method) {
+    if (!sessionId) return null;
+    const reply = await Chatbox.api(method, `/sessions/${encodeURIComponent(sessionId)}/share`);
+    if (reply.status === 429) {
+      setStatus('limited', `Too many requests: wait ${reply.retryAfter || 1} s.`);
+      return null;
+    }
+    return reply;
+  }
+
+  shareButton.addEventListener('click', async () => {
+    try {
+      const reply = await shareCall('POST');
+      if (!reply) return;
+      if (reply.status !== 200 || !reply.body?.share_token) {
+        systemNote(reply.body?.error || 'The share link could not be made.');
+        return;
+      }
+      shareUrl.value = `${window.location.origin}${Chatbox.prefix}/ui/sessions?shared=${encodeURIComponent(reply.body.share_token)}`;
+      sharePanel.hidden = false;
+      shareUrl.focus();
+      shareUrl.select();
+    } catch {
+      systemNote('The share link could not be made: the service is not reachable.');
+    }
+  });
+
+  $('share-copy').addEventListener('click', async () => {
+    try {
+      await navigator.clipboard.writeText(shareUrl.value);
+      $('share-copy').textContent = 'Copied';
+    } catch {
+      shareUrl.select();
+      $('share-copy').textContent = 'Press Ctrl+C';
+    }
+  });
+
+  $('share-revoke').addEventListener('click', async () => {
+    try {
+      const reply = await shareCall('DELETE');
+      if (!reply) return;
+      if (reply.status !== 204) {
+        systemNote(reply.body?.error || 'The share link could not be revoked.');
+        return;
+      }
+      shareUrl.value = '';
+      sharePanel.hidden = true;
+      $('share-copy').textContent = 'Copy';
+      systemNote('The share link no longer works.');
+      shareButton.focus();
+    } catch {
+      systemNote('The share link could not be revoked: the service is not reachable.');
+    }
   });
 
   $('new-chat').addEventListener('click', () => {
