@@ -81,7 +81,7 @@ fn page(request: &AssetRequest, template: &str) -> HttpResponse {
 }
 
 fn not_found() -> HttpResponse {
-    crate::reply::error_response(chatbox_domain::ErrorCode::NotFound, "Not found", None)
+    crate::reply::error_response(chatbox_domain::ErrorCode::NotFound, "No such file", None)
 }
 
 /// `text` safe inside an HTML attribute value or text.
