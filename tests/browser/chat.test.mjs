@@ -123,11 +123,11 @@ function statusHistoryLength(page) {
 }
 
 /** Opens the chat page as `user` (optionally on `session`) in `context` and waits until connected. */
-async function openChat(context, user, { session } = {}) {
+async function openChat(context, user, { session, sessionParam = 'session' } = {}) {
     const page = await openPage(context);
     await page.addInitScript(recordStatusHistory);
     const query = new URLSearchParams({ token: userToken(user, JWT_SECRET) });
-    if (session) query.set('session', session);
+    if (session) query.set(sessionParam, session);
     const response = await page.goto(`${server.baseUrl}${PREFIX}/ui/?${query}`);
     assert.equal(response?.status(), 200, `GET ${PREFIX}/ui/ answered ${response?.status()}`);
     await waitForStatus(page, 'connected');
@@ -214,7 +214,7 @@ async function assertNoDuplicateMessages(page) {
 // ---------------------------------------------------------------------------------------
 // Tests
 
-describe('chat page', { timeout: TEST_TIMEOUT_MS * 9 }, () => {
+describe('chat page', { timeout: TEST_TIMEOUT_MS * 10 }, () => {
     test('a sent message gets its streamed answer rendered as Markdown', { timeout: TEST_TIMEOUT_MS }, () =>
         withContext(async (context) => {
             const page = await openChat(context, 'ann-markdown');
@@ -479,6 +479,28 @@ describe('chat page', { timeout: TEST_TIMEOUT_MS * 9 }, () => {
             assert.equal(await first.isHidden('#typing'), true, 'no indicator for one\'s own typing');
             assertClean(first);
             assertClean(second);
+        }),
+    );
+    test('the earlier client\'s links open the same conversation and the shared view', { timeout: TEST_TIMEOUT_MS }, () =>
+        withContext(async (context) => {
+            const first = await openChat(context, 'hal-links');
+            await send(first, 'Remember this');
+            await waitForAnswers(first, 1);
+            const session = await first.$eval('#messages', (m) => m.dataset.sessionId);
+            // chat.html?session_id=… as the earlier conversations page linked it.
+            const reopened = await openChat(context, 'hal-links', { session, sessionParam: 'session_id' });
+            await waitForAnswers(reopened, 1);
+            assert.equal(await reopened.$eval('#messages', (m) => m.dataset.sessionId), session);
+            // chat.html?share_token=… as the earlier share dialog made it.
+            await first.click('#share');
+            await waitUntil(first, 'the share link', () => !!document.querySelector('#share-url')?.value);
+            const token = new URL(await first.inputValue('#share-url')).searchParams.get('shared');
+            const viewer = await openPage(await browser.newContext());
+            await viewer.goto(`${server.baseUrl}${PREFIX}/ui/?share_token=${encodeURIComponent(token)}`);
+            await viewer.waitForURL(/\/ui\/sessions\?shared=/, { timeout: WAIT_MS });
+            await waitUntil(viewer, 'the shared conversation', () => document.body.textContent.includes('Remember this'));
+            for (const page of [first, reopened, viewer]) assertClean(page);
+            await viewer.context().close();
         }),
     );
 });

@@ -14,18 +14,30 @@ import { JWT_SECRET, PREFIX, PROVIDER_API_KEY, startServer } from './support/ser
 
 const WAIT_MS = 15000;
 
-/** A site serving one page that frames `chatUrl` and posts `token` to it once loaded. */
-async function embeddingSite() {
+/**
+ * A site serving one page that frames `chatUrl` and posts `token` to it once loaded; a
+ * `legacy` site instead answers the frame's `request_token` with `{type: "token"}`, as
+ * the pages embedding the earlier web client do.
+ */
+async function embeddingSite({ legacy = false } = {}) {
     const site = { chatUrl: '', token: '' };
     const server = createServer((request, response) => {
+        const token = JSON.stringify(site.token);
+        const hand = legacy
+            ? `window.addEventListener('message', (event) => {
+    if (event.source === frame.contentWindow && event.data && event.data.type === 'request_token') {
+      frame.contentWindow.postMessage({ type: 'token', token: ${token} }, '*');
+    }
+  });`
+            : `frame.addEventListener('load', () => {
+    frame.contentWindow.postMessage({ type: 'chatbox-token', token: ${token} }, '*');
+  });`;
         response.writeHead(200, { 'Content-Type': 'text/html; charset=utf-8' });
         response.end(`<!doctype html><title>site</title>
 <iframe id="chat" title="chat" src="${site.chatUrl}" width="600" height="400"></iframe>
 <script>
   const frame = document.getElementById('chat');
-  frame.addEventListener('load', () => {
-    frame.contentWindow.postMessage({ type: 'chatbox-token', token: ${JSON.stringify(site.token)} }, '*');
-  });
+  ${hand}
 </script>`);
     });
     await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -38,19 +50,21 @@ let provider;
 let server;
 let browser;
 let trusted;
+let legacy;
 let stranger;
 
 before(async () => {
     trusted = await embeddingSite();
+    legacy = await embeddingSite({ legacy: true });
     stranger = await embeddingSite();
     provider = await startMockProvider({ apiKey: PROVIDER_API_KEY });
     // Both may frame the page (a framing rule of the test, not of the token): only the
     // first is named as an exact origin, so only it may hand a token over.
     server = await startServer({
         providerEndpoint: provider.endpoint,
-        extraEnv: { CSP_FRAME_ANCESTORS: `'self' ${trusted.origin} http://127.0.0.1:*` },
+        extraEnv: { CSP_FRAME_ANCESTORS: `'self' ${trusted.origin} ${legacy.origin} http://127.0.0.1:*` },
     });
-    for (const site of [trusted, stranger]) {
+    for (const site of [trusted, legacy, stranger]) {
         site.chatUrl = `${server.baseUrl}${PREFIX}/ui/`;
     }
     browser = await launchBrowser();
@@ -61,6 +75,7 @@ after(async () => {
     await server?.stop();
     await provider?.close();
     await trusted?.close();
+    await legacy?.close();
     await stranger?.close();
 });
 
@@ -86,6 +101,20 @@ test('a listed embedding site hands the token over and the chat connects', async
         assert.equal(stored, trusted.token, 'kept for this tab only');
         assert.equal(await frame.evaluate(() => localStorage.length), 0, 'nothing in localStorage');
         assert.equal(await frame.evaluate(() => document.cookie), '', 'no cookie');
+        assertClean(page);
+    } finally {
+        await context.close();
+    }
+});
+
+test('a listed site answering the earlier client\'s request_token hands the token over', async () => {
+    legacy.token = userToken('legacy-embedded-user', JWT_SECRET);
+    const context = await browser.newContext();
+    try {
+        const page = await openPage(context);
+        await page.goto(legacy.origin);
+        const frame = await chatFrame(page, 'connected');
+        assert.equal(await frame.evaluate(() => sessionStorage.getItem('chatbox.token')), legacy.token);
         assertClean(page);
     } finally {
         await context.close();

@@ -24,10 +24,17 @@
   const sharePanel = $('share-panel');
   const shareUrl = $('share-url');
 
+  // `?session=` opens a conversation (`?session_id=` too, and `?new=1` starts one, as in
+  // the earlier client's links); `?share_token=` is the earlier client's shared view.
   const address = new URL(window.location.href);
-  if (address.searchParams.has('session')) {
-    sessionStorage.setItem(SESSION_KEY, address.searchParams.get('session'));
+  const shareToken = address.searchParams.get('share_token');
+  if (shareToken) {
+    window.location.replace(`${Chatbox.prefix}/ui/sessions?shared=${encodeURIComponent(shareToken)}`);
+    return;
   }
+  const opened = address.searchParams.get('session') || address.searchParams.get('session_id');
+  if (opened) sessionStorage.setItem(SESSION_KEY, opened);
+  else if (address.searchParams.get('new') === '1') sessionStorage.removeItem(SESSION_KEY);
 
   let socket = null;
   let sessionId = sessionStorage.getItem(SESSION_KEY);

@@ -26,17 +26,26 @@ const Chatbox = (() => {
 
   // An embedding page (an iframe's parent) may hand the token over; only from an origin
   // listed in <meta name="chatbox-embedders"> (space separated), never from any other.
+  // Both message shapes are read: `chatbox-token`, and `token` (the earlier web client's,
+  // which its embedding pages send in answer to `request_token`).
   const embedders = (document.querySelector('meta[name="chatbox-embedders"]')?.content ?? '')
     .split(/\s+/).filter(Boolean);
   const tokenListeners = [];
   window.addEventListener('message', (event) => {
     if (!embedders.includes(event.origin)) return;
     const data = event.data;
-    if (data && data.type === 'chatbox-token' && typeof data.token === 'string' && data.token) {
+    const shape = data && (data.type === 'chatbox-token' || data.type === 'token');
+    if (shape && typeof data.token === 'string' && data.token) {
       sessionStorage.setItem(TOKEN_KEY, data.token);
       tokenListeners.forEach((listener) => listener());
     }
   });
+
+  // Framed without a token: ask the embedding page, as the earlier client did, but only
+  // the origins allowed to answer (the question carries nothing, the answer a secret).
+  if (!token() && window.parent !== window) {
+    for (const origin of embedders) window.parent.postMessage({ type: 'request_token' }, origin);
+  }
 
   /** The WebSocket URL of this service, with `query` (never the token). */
   function socketUrl(query) {
