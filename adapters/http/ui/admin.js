@@ -30,7 +30,7 @@
   let queued = null; // a refresh asked for while one runs
 
   const setStatus = (state, text) => Chatbox.setStatus(statusLine, state, text);
-  const { element: el, localTime } = Chatbox;
+  const { element: el, button, localTime } = Chatbox;
 
   function duration(seconds) {
     const s = Math.max(0, Math.round(Number(seconds) || 0));
@@ -139,14 +139,6 @@
     return query;
   }
 
-  function actionButton(text, label, handler) {
-    const button = el('button', '', text);
-    button.type = 'button';
-    button.setAttribute('aria-label', label);
-    button.addEventListener('click', handler);
-    return button;
-  }
-
   function row(session) {
     const id = session.id || session.session_id;
     const tr = document.createElement('tr');
@@ -160,7 +152,7 @@
     nameCell.append(el('span', 'muted small id', id));
 
     const userCell = el('td');
-    userCell.append(actionButton(session.user_id, `Show the sessions of ${session.user_id}`, () => showUser(session.user_id)));
+    userCell.append(button(session.user_id, `Show the sessions of ${session.user_id}`, () => showUser(session.user_id)));
     userCell.firstChild.className = 'link';
 
     const stateCell = el('td');
@@ -169,9 +161,12 @@
       stateCell.append(' ', el('span', 'badge', session.assisting_admin_name ? `assisted by ${session.assisting_admin_name}` : 'assisted'));
     }
 
-    const actions = el('td', 'actions');
+    // The buttons sit in a box of their own: a flex cell would stop being a table cell.
+    const actions = el('td');
+    const box = el('div', 'actions');
+    actions.append(box);
     if (session.is_active) {
-      actions.append(actionButton('Take over', `Take over the session ${session.name || id}`, () => takeOver(id, session.name)));
+      box.append(button('Take over', `Take over the session ${session.name || id}`, () => takeOver(id, session.name)));
     }
     tr.append(
       nameCell, userCell, stateCell,
