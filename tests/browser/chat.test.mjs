@@ -214,7 +214,7 @@ async function assertNoDuplicateMessages(page) {
 // ---------------------------------------------------------------------------------------
 // Tests
 
-describe('chat page', { timeout: TEST_TIMEOUT_MS * 10 }, () => {
+describe('chat page', { timeout: TEST_TIMEOUT_MS * 11 }, () => {
     test('a sent message gets its streamed answer rendered as Markdown', { timeout: TEST_TIMEOUT_MS }, () =>
         withContext(async (context) => {
             const page = await openChat(context, 'ann-markdown');
@@ -501,6 +501,49 @@ describe('chat page', { timeout: TEST_TIMEOUT_MS * 10 }, () => {
             await waitUntil(viewer, 'the shared conversation', () => document.body.textContent.includes('Remember this'));
             for (const page of [first, reopened, viewer]) assertClean(page);
             await viewer.context().close();
+        }),
+    );
+    test('an attachment sent from another device shows in the conversation', { timeout: TEST_TIMEOUT_MS }, () =>
+        withContext(async (context) => {
+            const user = 'ida-attach';
+            const page = await openChat(context, user);
+            await send(page, 'Here comes a file');
+            await waitForAnswers(page, 1);
+            const session = await page.$eval('#messages', (m) => m.dataset.sessionId);
+            // Another device of the same user, speaking the protocol directly (from a page
+            // of the service, whose policy allows its sockets).
+            const device = await openChat(context, user, { session });
+            const acked = await device.evaluate(
+                ({ url, token, session }) =>
+                    new Promise((resolve, reject) => {
+                        const socket = new WebSocket(url, ['chatbox.v1', `bearer.${token}`]);
+                        socket.onerror = () => reject(new Error('the socket failed'));
+                        socket.onmessage = (event) => {
+                            const frame = JSON.parse(event.data);
+                            if (frame.type === 'connection_status') {
+                                socket.send(JSON.stringify({
+                                    type: 'file_upload', session_id: session, file_id: 'f-1',
+                                    file_url: 'https://files.example.org/report.pdf', client_message_id: 'attach-1',
+                                    metadata: { filename: 'report <b>final</b>.pdf', size: 1234, type: 'application/pdf' },
+                                }));
+                            } else if (frame.type === 'message_ack' || frame.type === 'error') {
+                                socket.close();
+                                resolve(frame);
+                            }
+                        };
+                    }),
+                {
+                    url: `${server.baseUrl.replace('http', 'ws')}${PREFIX}/ws?session_id=${encodeURIComponent(session)}`,
+                    token: userToken(user, JWT_SECRET),
+                    session,
+                },
+            );
+            assert.equal(acked.type, 'message_ack', JSON.stringify(acked));
+            await waitUntil(page, 'the attachment to show', () =>
+                [...document.querySelectorAll('#messages .message')].some((m) => m.textContent.includes('report <b>final</b>.pdf')),
+            );
+            assert.equal(await page.$$eval('#messages b', (b) => b.length), 0, 'a file name is text, not markup');
+            assertClean(page);
         }),
     );
 });
