@@ -75,7 +75,7 @@ fn print_dev_urls(
     let admin =
         chatbox_http::auth::issue_token(key, algorithm, "dev-admin", "Dev Admin", &["admin"], DEV_TOKEN_TTL)?;
     println!(
-        "Chatbox dev mode: chat page http://{base}/ui/?token={user} | user socket ws://{base}/ws?token={user} | admin socket ws://{base}/ws?token={admin} | health http://{base}/healthz (tokens valid 24h)"
+        "Chatbox dev mode: chat page http://{base}/ui/?token={user} | admin dashboard http://{base}/ui/admin?token={admin} | user socket ws://{base}/ws?token={user} | admin socket ws://{base}/ws?token={admin} | health http://{base}/healthz (tokens valid 24h)"
     );
     Ok(())
 }

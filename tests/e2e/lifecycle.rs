@@ -312,6 +312,20 @@ async fn dev_mode_starts_with_nothing_configured_and_prints_a_working_token() {
         url.split_once("?token=").map(|(_, token)| token),
         "the page opens as the user"
     );
+    let dashboard = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://127.0.0.1:") && w.contains("/chat/ui/admin?token="))
+        .expect("the admin dashboard's URL, with an admin token");
+    let admin_socket = line
+        .split_whitespace()
+        .filter(|w| w.starts_with("ws://") && w.contains("/chat/ws?token="))
+        .nth(1)
+        .expect("admin socket url");
+    assert_eq!(
+        dashboard.split_once("?token=").map(|(_, token)| token),
+        admin_socket.split_once("?token=").map(|(_, token)| token),
+        "the dashboard opens as the admin"
+    );
     let mut socket = open(url).await;
     let status = ws::next_json(&mut socket, ws::deadline_in(ws::WAIT)).await;
     assert_eq!(status["user_id"], "dev-user");
