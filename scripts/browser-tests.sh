@@ -20,7 +20,8 @@
 # if needed; runs `node --test` on tests/browser/ one file at a time with a per-test
 # timeout. The tests start and stop their own server and provider on free loopback ports.
 #
-# The suite's parts: support/server.mjs (starts the binary), support/mock-provider.mjs (the
+# The suite's parts: support/harness.mjs (the shared fixture and waits), support/server.mjs
+# (starts the binary), support/mock-provider.mjs (the
 # provider), support/jwt.mjs (tokens), support/browser.mjs (Chromium, error collection),
 # chat.test.mjs (the tests and the page's DOM contract they rely on).
 set -euo pipefail

@@ -23,15 +23,14 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 
-import { assertClean, launchBrowser, openPage } from './support/browser.mjs';
+import { assertClean, openPage } from './support/browser.mjs';
+import { WAIT_MS, chatAndWait, snapshot, suite, uniqueUser, waitForAnswers, waitForMarkdownAnswer, waitForStatus, waitUntil } from './support/harness.mjs';
 import { adminToken, userToken } from './support/jwt.mjs';
-import { startMockProvider } from './support/mock-provider.mjs';
-import { JWT_SECRET, PREFIX, PROVIDER_API_KEY, startServer } from './support/server.mjs';
+import { JWT_SECRET } from './support/server.mjs';
 
 const TEST_TIMEOUT_MS = 60000;
-const WAIT_MS = 15000;
 const AXE_TAGS = ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'];
 const FAILING_IMPACTS = new Set(['serious', 'critical']);
 const SCHEMES = ['light', 'dark'];
@@ -40,105 +39,15 @@ const MAX_TABS = 25;
 const require = createRequire(import.meta.url);
 const AXE_SOURCE = readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
 
-let provider;
-let server;
-let browser;
-
-before(async () => {
-    provider = await startMockProvider({ apiKey: PROVIDER_API_KEY });
-    server = await startServer({ providerEndpoint: provider.endpoint });
-    browser = await launchBrowser();
-});
-
-after(async () => {
-    await browser?.close();
-    await server?.stop();
-    await provider?.close();
-});
+const stack = suite();
+const { open, openChat } = stack;
 
 // ---------------------------------------------------------------------------------------
 // Helpers
 
-let users = 0;
-function uniqueUser(what) {
-    users += 1;
-    return `${what}-${process.pid}-${users}`;
-}
-
-async function describePage(page) {
-    try {
-        return await page.evaluate(() => ({
-            url: location.href.replace(/token=[^&#]*/g, 'token=REDACTED'),
-            status: document.querySelector('#status')?.dataset.state ?? null,
-            statusText: document.querySelector('#status')?.textContent ?? null,
-            active: document.activeElement ? `${document.activeElement.tagName}#${document.activeElement.id}` : null,
-            body: document.body.innerText.slice(0, 1500),
-        }));
-    } catch (error) {
-        return { unavailable: String(error) };
-    }
-}
-
-/** Waits until `predicate(arg)` holds in the page, or fails saying `what` and what the page shows. */
-async function waitUntil(page, what, predicate, arg, timeout = WAIT_MS) {
-    try {
-        await page.waitForFunction(predicate, arg, { timeout, polling: 50 });
-    } catch (error) {
-        throw new Error(
-            `timed out after ${timeout} ms waiting for ${what}\n` +
-                `page: ${JSON.stringify(await describePage(page), null, 1)}\n` +
-                `problems: ${JSON.stringify(page.problems, null, 1)}\n(${error.message.split('\n')[0]})`,
-        );
-    }
-}
-
-function waitForStatus(page, state, timeout = WAIT_MS) {
-    return waitUntil(page, `#status[data-state="${state}"]`, (s) => document.querySelector('#status')?.dataset.state === s, state, timeout);
-}
-
 /** A fresh context in `colorScheme` for `body`, closed afterwards whatever happens. */
-async function withContext(colorScheme, body) {
-    const context = await browser.newContext({ colorScheme, viewport: { width: 1200, height: 800 } });
-    try {
-        return await body(context);
-    } finally {
-        await context.close();
-    }
-}
-
-/** Opens `path` (under P/ui) with `token` (if any) in a new page of `context`. */
-async function open(context, path, token) {
-    const page = await openPage(context);
-    const separator = path.includes('?') ? '&' : '?';
-    const url = `${server.baseUrl}${PREFIX}/ui${path}${token ? `${separator}token=${encodeURIComponent(token)}` : ''}`;
-    const response = await page.goto(url);
-    assert.equal(response?.status(), 200, `GET ${path} answered ${response?.status()}`);
-    return page;
-}
-
-async function openChat(context, user) {
-    const page = await open(context, '/', userToken(user, JWT_SECRET));
-    await waitForStatus(page, 'connected');
-    return page;
-}
-
-function waitForAnswers(page, count) {
-    return waitUntil(
-        page,
-        `${count} finished AI message(s)`,
-        (n) => {
-            const ai = [...document.querySelectorAll('#messages .message[data-role="ai"]')];
-            return ai.length >= n && ai.every((m) => m.dataset.streaming === 'false');
-        },
-        count,
-    );
-}
-
-/** Sends `text` on the chat page and waits for its answer (the `answers`-th AI message, finished). */
-async function chatAndWait(page, text, answers) {
-    await page.fill('#prompt', text);
-    await page.click('#send');
-    await waitForAnswers(page, answers);
+function withContext(colorScheme, body) {
+    return stack.withContext({ colorScheme, viewport: { width: 1200, height: 800 } }, body);
 }
 
 /** The chat page of `user` with one answered question; returns the page and its session id. */
@@ -146,10 +55,7 @@ async function chatWithAnswer(context, user) {
     const chat = await openChat(context, user);
     await chatAndWait(chat, 'Show me a list, some code and a table', 1);
     // The default answer rendered as Markdown: the check covers list, code and table markup.
-    await waitUntil(chat, 'the answer rendered as Markdown (li, pre>code, table)', () => {
-        const content = [...document.querySelectorAll('#messages .message[data-role="ai"] .content')].at(-1);
-        return !!content?.querySelector('li') && !!content.querySelector('pre code') && !!content.querySelector('table');
-    });
+    await waitForMarkdownAnswer(chat);
     const id = await chat.evaluate(() => document.querySelector('#messages')?.dataset.sessionId);
     assert.ok(id, 'the chat page shows its session id');
     return { chat, id };
@@ -222,7 +128,7 @@ async function waitForAdminRow(admin, id) {
     }
     await row.waitFor({ timeout: WAIT_MS }).catch(async (error) => {
         throw new Error(`the admin table does not list session ${id}: ${error.message.split('\n')[0]}\n` +
-            `page: ${JSON.stringify(await describePage(admin), null, 1)}`);
+            `page: ${JSON.stringify(await snapshot(admin), null, 1)}`);
     });
     return row;
 }

@@ -14,32 +14,19 @@
 //   ?session=<id> opens that session.
 
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 
-import { assertClean, launchBrowser, openPage } from './support/browser.mjs';
+import { assertClean, openPage } from './support/browser.mjs';
+import { WAIT_MS, snapshot, suite, waitForAnswers, waitForStatus, waitUntil } from './support/harness.mjs';
 import { userToken } from './support/jwt.mjs';
-import { SLOW_WORDS, startMockProvider } from './support/mock-provider.mjs';
-import { JWT_SECRET, PREFIX, PROVIDER_API_KEY, PROVIDER_ID, PROVIDER_MODEL, startServer } from './support/server.mjs';
+import { SLOW_WORDS } from './support/mock-provider.mjs';
+import { JWT_SECRET, PREFIX, PROVIDER_ID, PROVIDER_MODEL } from './support/server.mjs';
 
 const TEST_TIMEOUT_MS = 60000;
-const WAIT_MS = 15000;
 const SLOW_TEXT = Array.from({ length: SLOW_WORDS }, (_, i) => `w${i + 1}`).join(' ');
 
-let provider;
-let server;
-let browser;
-
-before(async () => {
-    provider = await startMockProvider({ apiKey: PROVIDER_API_KEY });
-    server = await startServer({ providerEndpoint: provider.endpoint });
-    browser = await launchBrowser();
-});
-
-after(async () => {
-    await browser?.close();
-    await server?.stop();
-    await provider?.close();
-});
+const stack = suite();
+const { withContext } = stack;
 
 // ---------------------------------------------------------------------------------------
 // Helpers
@@ -59,54 +46,6 @@ function recordStatusHistory() {
     });
 }
 
-/** What the page shows, for failure messages and assertions (the token redacted). */
-async function snapshot(page) {
-    try {
-        return await page.evaluate(() => {
-            const messages = document.querySelector('#messages');
-            return {
-                url: location.href.replace(/token=[^&#]*/g, 'token=REDACTED'),
-                status: document.querySelector('#status')?.dataset.state ?? null,
-                statusHistory: window.__statusHistory ?? null,
-                sessionId: messages?.dataset.sessionId ?? null,
-                messages: [...document.querySelectorAll('#messages .message')].map((m) => ({
-                    role: m.dataset.role ?? null,
-                    seq: m.dataset.seq ?? null,
-                    id: m.dataset.messageId ?? null,
-                    streaming: m.dataset.streaming ?? null,
-                    text: (m.querySelector('.content') ?? m).textContent.replace(/\s+/g, ' ').trim().slice(0, 400),
-                })),
-            };
-        });
-    } catch (error) {
-        return { unavailable: String(error) };
-    }
-}
-
-/** Waits until `predicate(arg)` is true in the page, or fails saying `what` and what the page shows. */
-async function waitUntil(page, what, predicate, arg, timeout = WAIT_MS) {
-    try {
-        await page.waitForFunction(predicate, arg, { timeout, polling: 50 });
-    } catch (error) {
-        const state = await snapshot(page);
-        throw new Error(
-            `timed out after ${timeout} ms waiting for ${what}\n` +
-                `page: ${JSON.stringify(state, null, 1)}\n` +
-                `problems: ${JSON.stringify(page.problems, null, 1)}\n(${error.message.split('\n')[0]})`,
-        );
-    }
-}
-
-function waitForStatus(page, state, timeout = WAIT_MS) {
-    return waitUntil(
-        page,
-        `#status[data-state="${state}"]`,
-        (s) => document.querySelector('#status')?.dataset.state === s,
-        state,
-        timeout,
-    );
-}
-
 /** Waits until #status has been `state` at some point since the history had `from` entries. */
 function waitForStatusSeen(page, state, from, timeout = WAIT_MS) {
     return waitUntil(
@@ -124,25 +63,9 @@ function statusHistoryLength(page) {
 
 /** Opens the chat page as `user` (optionally on `session`) in `context` and waits until connected. */
 async function openChat(context, user, { session, sessionParam = 'session' } = {}) {
-    const page = await openPage(context);
-    await page.addInitScript(recordStatusHistory);
-    const query = new URLSearchParams({ token: userToken(user, JWT_SECRET) });
-    if (session) query.set(sessionParam, session);
-    const response = await page.goto(`${server.baseUrl}${PREFIX}/ui/?${query}`);
-    assert.equal(response?.status(), 200, `GET ${PREFIX}/ui/ answered ${response?.status()}`);
-    await waitForStatus(page, 'connected');
+    const page = await stack.openChat(context, user, { session, sessionParam, initScript: recordStatusHistory });
     assert.ok(!page.url().includes('token='), 'the address bar still carries the token after the page loaded');
     return page;
-}
-
-/** A fresh browser context for `body`, closed afterwards whatever happens. */
-async function withContext(body) {
-    const context = await browser.newContext();
-    try {
-        return await body(context);
-    } finally {
-        await context.close();
-    }
 }
 
 function countRole(page, role) {
@@ -159,20 +82,6 @@ async function send(page, text) {
         `the user message ${JSON.stringify(text)} to show (user messages before: ${before})`,
         (n) => document.querySelectorAll('#messages .message[data-role="user"]').length > n,
         before,
-    );
-}
-
-/** Waits until the page shows `count` AI messages and none of them streams. */
-function waitForAnswers(page, count, timeout = WAIT_MS) {
-    return waitUntil(
-        page,
-        `${count} finished AI message(s) (data-streaming="false")`,
-        (n) => {
-            const ai = [...document.querySelectorAll('#messages .message[data-role="ai"]')];
-            return ai.length >= n && ai.every((m) => m.dataset.streaming === 'false');
-        },
-        count,
-        timeout,
     );
 }
 
@@ -199,7 +108,7 @@ function aiTexts(page) {
 
 /** The provider requests whose last user message is `prompt`. */
 function requestsFor(prompt) {
-    return provider.requests.filter((body) => body.messages?.filter((m) => m.role === 'user').at(-1)?.content === prompt);
+    return stack.provider.requests.filter((body) => body.messages?.filter((m) => m.role === 'user').at(-1)?.content === prompt);
 }
 
 /** Fails if two messages on the page carry the same message id or the same seq. */
@@ -308,12 +217,12 @@ describe('chat page', { timeout: TEST_TIMEOUT_MS * 11 }, () => {
             const prompt = 'SLOW answer across a reload';
             await send(page, prompt);
             await waitForStreamedWords(page, 5);
-            const completed = provider.completed;
+            const completed = stack.provider.completed;
 
             await page.reload();
             await waitForStatus(page, 'connected');
             assert.ok(!page.url().includes('token='), 'the address bar carries the token after the reload');
-            await provider.waitFor((p) => p.completed > completed, 'the SLOW answer to finish at the provider');
+            await stack.provider.waitFor((p) => p.completed > completed, 'the SLOW answer to finish at the provider');
             await waitUntil(
                 page,
                 'the reloaded page to show the finished answer up to w40',
@@ -384,7 +293,7 @@ describe('chat page', { timeout: TEST_TIMEOUT_MS * 11 }, () => {
         withContext(async (context) => {
             const page = await openChat(context, 'eve-stop');
             const prompt = 'SLOW answer to be stopped';
-            const hangUps = provider.hangUps;
+            const hangUps = stack.provider.hangUps;
             await send(page, prompt);
             await waitForStreamedWords(page, 3);
             assert.equal(await page.isEnabled('#stop'), true, '#stop is disabled while the answer streams');
@@ -392,8 +301,8 @@ describe('chat page', { timeout: TEST_TIMEOUT_MS * 11 }, () => {
             await page.click('#stop');
             await waitForAnswers(page, 1);
             // The provider's stream is over, by the gateway hanging up or by running to its end.
-            await provider.waitFor((p) => p.active === 0, 'the provider stream to end');
-            assert.ok(provider.hangUps > hangUps, 'the gateway did not cancel the provider request');
+            await stack.provider.waitFor((p) => p.active === 0, 'the provider stream to end');
+            assert.ok(stack.provider.hangUps > hangUps, 'the gateway did not cancel the provider request');
 
             const [text] = await aiTexts(page);
             const words = text.split(' ');
@@ -413,12 +322,12 @@ describe('chat page', { timeout: TEST_TIMEOUT_MS * 11 }, () => {
             await waitForStreamedWords(page, 3);
 
             const history = await statusHistoryLength(page);
-            const chunks = provider.chunksSent;
+            const chunks = stack.provider.chunksSent;
             await context.setOffline(true);
             try {
                 await waitForStatusSeen(page, 'offline', history);
                 // Let the answer move on while the page cannot hear it.
-                await provider.waitFor((p) => p.chunksSent >= chunks + 5, 'five more tokens while offline');
+                await stack.provider.waitFor((p) => p.chunksSent >= chunks + 5, 'five more tokens while offline');
             } finally {
                 await context.setOffline(false);
             }
@@ -450,14 +359,14 @@ describe('chat page', { timeout: TEST_TIMEOUT_MS * 11 }, () => {
             await waitUntil(page, 'the share link', () => /\/ui\/sessions\?shared=/.test(document.querySelector('#share-url')?.value ?? ''));
             const link = await page.inputValue('#share-url');
             const token = new URL(link).searchParams.get('shared');
-            const shared = await fetch(`${server.baseUrl}${PREFIX}/shared/${encodeURIComponent(token)}`);
+            const shared = await fetch(`${stack.server.baseUrl}${PREFIX}/shared/${encodeURIComponent(token)}`);
             assert.equal(shared.status, 200, 'the link opens the conversation');
             const body = await shared.json();
             assert.ok(body.messages.some((m) => m.content === 'Hello, shared world'), JSON.stringify(body));
 
             await page.click('#share-revoke');
             await waitUntil(page, 'the share panel to close', () => document.querySelector('#share-panel').hidden);
-            const revoked = await fetch(`${server.baseUrl}${PREFIX}/shared/${encodeURIComponent(token)}`);
+            const revoked = await fetch(`${stack.server.baseUrl}${PREFIX}/shared/${encodeURIComponent(token)}`);
             assert.equal(revoked.status, 404, 'a revoked link opens nothing');
             assertClean(page);
         }),
@@ -495,8 +404,8 @@ describe('chat page', { timeout: TEST_TIMEOUT_MS * 11 }, () => {
             await first.click('#share');
             await waitUntil(first, 'the share link', () => !!document.querySelector('#share-url')?.value);
             const token = new URL(await first.inputValue('#share-url')).searchParams.get('shared');
-            const viewer = await openPage(await browser.newContext());
-            await viewer.goto(`${server.baseUrl}${PREFIX}/ui/?share_token=${encodeURIComponent(token)}`);
+            const viewer = await openPage(await stack.browser.newContext());
+            await viewer.goto(`${stack.server.baseUrl}${PREFIX}/ui/?share_token=${encodeURIComponent(token)}`);
             await viewer.waitForURL(/\/ui\/sessions\?shared=/, { timeout: WAIT_MS });
             await waitUntil(viewer, 'the shared conversation', () => document.body.textContent.includes('Remember this'));
             for (const page of [first, reopened, viewer]) assertClean(page);
@@ -533,7 +442,7 @@ describe('chat page', { timeout: TEST_TIMEOUT_MS * 11 }, () => {
                         };
                     }),
                 {
-                    url: `${server.baseUrl.replace('http', 'ws')}${PREFIX}/ws?session_id=${encodeURIComponent(session)}`,
+                    url: `${stack.server.baseUrl.replace('http', 'ws')}${PREFIX}/ws?session_id=${encodeURIComponent(session)}`,
                     token: userToken(user, JWT_SECRET),
                     session,
                 },

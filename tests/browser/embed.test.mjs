@@ -5,14 +5,12 @@
 
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
-import { after, before, test } from 'node:test';
+import { after, test } from 'node:test';
 
-import { assertClean, launchBrowser, openPage } from './support/browser.mjs';
+import { assertClean, openPage } from './support/browser.mjs';
+import { WAIT_MS, suite, waitForStatus } from './support/harness.mjs';
 import { userToken } from './support/jwt.mjs';
-import { startMockProvider } from './support/mock-provider.mjs';
-import { JWT_SECRET, PREFIX, PROVIDER_API_KEY, startServer } from './support/server.mjs';
-
-const WAIT_MS = 15000;
+import { JWT_SECRET, PREFIX } from './support/server.mjs';
 
 /**
  * A site serving one page that frames `chatUrl` and posts `token` to it once loaded; a
@@ -46,88 +44,67 @@ async function embeddingSite({ legacy = false } = {}) {
     return site;
 }
 
-let provider;
-let server;
-let browser;
 let trusted;
 let legacy;
 let stranger;
 
-before(async () => {
-    trusted = await embeddingSite();
-    legacy = await embeddingSite({ legacy: true });
-    stranger = await embeddingSite();
-    provider = await startMockProvider({ apiKey: PROVIDER_API_KEY });
-    // Both may frame the page (a framing rule of the test, not of the token): only the
-    // first is named as an exact origin, so only it may hand a token over.
-    server = await startServer({
-        providerEndpoint: provider.endpoint,
-        extraEnv: { CSP_FRAME_ANCESTORS: `'self' ${trusted.origin} ${legacy.origin} http://127.0.0.1:*` },
-    });
-    for (const site of [trusted, legacy, stranger]) {
-        site.chatUrl = `${server.baseUrl}${PREFIX}/ui/`;
-    }
-    browser = await launchBrowser();
+const stack = suite({
+    // The embedding sites first: the server's framing rule names them. Both may frame the
+    // page (a framing rule of the test, not of the token): only the first is named as an
+    // exact origin, so only it may hand a token over.
+    extraEnv: async () => {
+        trusted = await embeddingSite();
+        legacy = await embeddingSite({ legacy: true });
+        stranger = await embeddingSite();
+        return { CSP_FRAME_ANCESTORS: `'self' ${trusted.origin} ${legacy.origin} http://127.0.0.1:*` };
+    },
 });
 
 after(async () => {
-    await browser?.close();
-    await server?.stop();
-    await provider?.close();
     await trusted?.close();
     await legacy?.close();
     await stranger?.close();
 });
 
-/** The chat page's frame in `page`, once its status is `state`. */
-async function chatFrame(page, state) {
+/**
+ * Opens `site` in a new page of `context` and returns the page and the chat page's frame
+ * in it, once its status is `state`.
+ */
+async function openSite(context, site, state) {
+    site.chatUrl = `${stack.server.baseUrl}${PREFIX}/ui/`;
+    const page = await openPage(context);
+    await page.goto(site.origin);
     const handle = await page.waitForSelector('#chat', { timeout: WAIT_MS });
     const frame = await handle.contentFrame();
-    await frame.waitForFunction((s) => document.querySelector('#status')?.dataset.state === s, state, {
-        timeout: WAIT_MS,
-        polling: 50,
-    });
-    return frame;
+    await waitForStatus(frame, state);
+    return { page, frame };
 }
 
 test('a listed embedding site hands the token over and the chat connects', async () => {
     trusted.token = userToken('embedded-user', JWT_SECRET);
-    const context = await browser.newContext();
-    try {
-        const page = await openPage(context);
-        await page.goto(trusted.origin);
-        const frame = await chatFrame(page, 'connected');
+    await stack.withContext(async (context) => {
+        const { page, frame } = await openSite(context, trusted, 'connected');
         const stored = await frame.evaluate(() => sessionStorage.getItem('chatbox.token'));
         assert.equal(stored, trusted.token, 'kept for this tab only');
         assert.equal(await frame.evaluate(() => localStorage.length), 0, 'nothing in localStorage');
         assert.equal(await frame.evaluate(() => document.cookie), '', 'no cookie');
         assertClean(page);
-    } finally {
-        await context.close();
-    }
+    });
 });
 
 test('a listed site answering the earlier client\'s request_token hands the token over', async () => {
     legacy.token = userToken('legacy-embedded-user', JWT_SECRET);
-    const context = await browser.newContext();
-    try {
-        const page = await openPage(context);
-        await page.goto(legacy.origin);
-        const frame = await chatFrame(page, 'connected');
+    await stack.withContext(async (context) => {
+        const { page, frame } = await openSite(context, legacy, 'connected');
         assert.equal(await frame.evaluate(() => sessionStorage.getItem('chatbox.token')), legacy.token);
         assertClean(page);
-    } finally {
-        await context.close();
-    }
+    });
 });
 
 test('a site not listed cannot hand a token over', async () => {
     stranger.token = userToken('stranger-user', JWT_SECRET);
-    const context = await browser.newContext();
-    try {
-        const page = await openPage(context);
-        await page.goto(stranger.origin);
-        const frame = await chatFrame(page, 'expired');
+    await stack.withContext(async (context) => {
+        const { page, frame } = await openSite(context, stranger, 'expired');
         // A barrier: message events reach the page's listeners in the order posted, so once
         // a listener added now has seen a second message from the site, the page's own
         // listener has handled the first one too.
@@ -140,7 +117,5 @@ test('a site not listed cannot hand a token over', async () => {
         await seen;
         assert.equal(await frame.evaluate(() => sessionStorage.getItem('chatbox.token')), null);
         assert.equal(await frame.evaluate(() => document.querySelector('#status').dataset.state), 'expired');
-    } finally {
-        await context.close();
-    }
+    });
 });

@@ -16,114 +16,22 @@
 //   #assist-prompt, #assist-send and #release.
 
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 
-import { assertClean, launchBrowser, openPage } from './support/browser.mjs';
+import { assertClean, openPage } from './support/browser.mjs';
+import { chatAndWait, suite, uniqueUser, waitForStatus, waitUntil } from './support/harness.mjs';
 import { adminToken, userToken } from './support/jwt.mjs';
-import { startMockProvider } from './support/mock-provider.mjs';
-import { JWT_SECRET, PREFIX, PROVIDER_API_KEY, startServer } from './support/server.mjs';
+import { JWT_SECRET, PREFIX, startServer } from './support/server.mjs';
 
 const TEST_TIMEOUT_MS = 60000;
-const WAIT_MS = 15000;
 const INJECTION = '<img src=x onerror=window.__pwned=1>';
 const clean = (page, options = {}) => assertClean(page, options);
 
-let provider;
-let server;
-let browser;
-
-before(async () => {
-    provider = await startMockProvider({ apiKey: PROVIDER_API_KEY });
-    server = await startServer({ providerEndpoint: provider.endpoint });
-    browser = await launchBrowser();
-});
-
-after(async () => {
-    await browser?.close();
-    await server?.stop();
-    await provider?.close();
-});
+const stack = suite();
+const { withContext, open, openChat } = stack;
 
 // ---------------------------------------------------------------------------------------
 // Helpers
-
-let users = 0;
-function uniqueUser(what) {
-    users += 1;
-    return `${what}-${process.pid}-${users}`;
-}
-
-async function describePage(page) {
-    try {
-        return await page.evaluate(() => ({
-            url: location.href.replace(/token=[^&#]*/g, 'token=REDACTED'),
-            status: document.querySelector('#status')?.dataset.state ?? null,
-            statusText: document.querySelector('#status')?.textContent ?? null,
-            body: document.body.innerText.slice(0, 1500),
-        }));
-    } catch (error) {
-        return { unavailable: String(error) };
-    }
-}
-
-/** Waits until `predicate(arg)` holds in the page, or fails saying `what` and what the page shows. */
-async function waitUntil(page, what, predicate, arg, timeout = WAIT_MS) {
-    try {
-        await page.waitForFunction(predicate, arg, { timeout, polling: 50 });
-    } catch (error) {
-        throw new Error(
-            `timed out after ${timeout} ms waiting for ${what}\n` +
-                `page: ${JSON.stringify(await describePage(page), null, 1)}\n` +
-                `problems: ${JSON.stringify(page.problems, null, 1)}\n(${error.message.split('\n')[0]})`,
-        );
-    }
-}
-
-function waitForStatus(page, state, timeout = WAIT_MS) {
-    return waitUntil(page, `#status[data-state="${state}"]`, (s) => document.querySelector('#status')?.dataset.state === s, state, timeout);
-}
-
-async function withContext(body) {
-    const context = await browser.newContext();
-    try {
-        return await body(context);
-    } finally {
-        await context.close();
-    }
-}
-
-/** Opens `path` (under P/ui) with `token` (if any) in a new page of `context`. */
-async function open(context, path, token) {
-    const page = await openPage(context);
-    const separator = path.includes('?') ? '&' : '?';
-    const url = `${server.baseUrl}${PREFIX}/ui${path}${token ? `${separator}token=${encodeURIComponent(token)}` : ''}`;
-    const response = await page.goto(url);
-    assert.equal(response?.status(), 200, `GET ${path} answered ${response?.status()}`);
-    assert.ok(!page.url().includes('token='), 'the address bar still carries the token');
-    return page;
-}
-
-/** The chat page as `user`, connected. */
-async function openChat(context, user) {
-    const page = await open(context, '/', userToken(user, JWT_SECRET));
-    await waitForStatus(page, 'connected');
-    return page;
-}
-
-/** Sends `text` on the chat page and waits for its answer (the `answers`-th AI message, finished). */
-async function chatAndWait(page, text, answers) {
-    await page.fill('#prompt', text);
-    await page.click('#send');
-    await waitUntil(
-        page,
-        `${answers} finished AI message(s)`,
-        (n) => {
-            const ai = [...document.querySelectorAll('#messages .message[data-role="ai"]')];
-            return ai.length >= n && ai.every((m) => m.dataset.streaming === 'false');
-        },
-        answers,
-    );
-}
 
 function chatSessionId(page) {
     return page.evaluate(() => document.querySelector('#messages')?.dataset.sessionId);
@@ -200,7 +108,7 @@ describe('conversations page', { timeout: TEST_TIMEOUT_MS * 3 }, () => {
             await row.getByRole('button', { name: /Create a share link/ }).click();
             await row.locator('.share-url').waitFor();
             const url = await row.locator('.share-url').inputValue();
-            assert.ok(url.startsWith(`${server.baseUrl}${PREFIX}/ui/sessions?shared=`), `the full link: ${url}`);
+            assert.ok(url.startsWith(`${stack.server.baseUrl}${PREFIX}/ui/sessions?shared=`), `the full link: ${url}`);
 
             await withContext(async (anonymous) => {
                 const shared = await openPage(anonymous);
@@ -340,10 +248,10 @@ describe('admin dashboard', { timeout: TEST_TIMEOUT_MS * 2 }, () => {
 describe('admin dashboard under a low rate limit', { timeout: TEST_TIMEOUT_MS }, () => {
     test('a 429 shows Retry-After and the page asks nothing until it has passed', { timeout: TEST_TIMEOUT_MS }, async () => {
         const limited = await startServer({
-            providerEndpoint: provider.endpoint,
+            providerEndpoint: stack.provider.endpoint,
             extraEnv: { ADMIN_RATE_LIMIT: '3', ADMIN_RATE_WINDOW: '30s' },
         });
-        const context = await browser.newContext();
+        const context = await stack.browser.newContext();
         try {
             const page = await openPage(context);
             const adminCalls = [];

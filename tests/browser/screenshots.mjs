@@ -17,94 +17,49 @@
 import { mkdirSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
 
-import { launchBrowser, openPage } from './support/browser.mjs';
+import {
+    chatAndWait,
+    openChat as openChatOf,
+    openUi,
+    startStack,
+    stopStack,
+    waitForMarkdownAnswer,
+    waitForStatus,
+    waitUntil,
+} from './support/harness.mjs';
 import { adminToken, userToken } from './support/jwt.mjs';
-import { startMockProvider } from './support/mock-provider.mjs';
-import { JWT_SECRET, PREFIX, PROVIDER_API_KEY, REPO_ROOT, startServer } from './support/server.mjs';
+import { JWT_SECRET, REPO_ROOT } from './support/server.mjs';
 
 const OUT_DIR = resolve(REPO_ROOT, 'docs/img');
-const WAIT_MS = 15000;
 const DESKTOP = { width: 1200, height: 800 };
 const PHONE = { width: 390, height: 844 };
 const MAX_BYTES = 300 * 1024;
 
-let provider;
-let server;
-let browser;
+const stack = {};
 const tokens = new Set();
 
-async function describePage(page) {
-    try {
-        return await page.evaluate(() => ({
-            url: location.href.replace(/token=[^&#]*/g, 'token=REDACTED'),
-            status: document.querySelector('#status')?.dataset.state ?? null,
-            statusText: document.querySelector('#status')?.textContent ?? null,
-            body: document.body.innerText.slice(0, 1000),
-        }));
-    } catch (error) {
-        return { unavailable: String(error) };
-    }
-}
-
-/** Waits until `predicate(arg)` holds in the page, or fails saying `what` and what the page shows. */
-async function waitUntil(page, what, predicate, arg, timeout = WAIT_MS) {
-    try {
-        await page.waitForFunction(predicate, arg, { timeout, polling: 50 });
-    } catch (error) {
-        throw new Error(
-            `timed out after ${timeout} ms waiting for ${what}\n` +
-                `page: ${JSON.stringify(await describePage(page), null, 1)}\n` +
-                `problems: ${JSON.stringify(page.problems, null, 1)}\n(${error.message.split('\n')[0]})`,
-        );
-    }
-}
-
-function waitForStatus(page, state, timeout = WAIT_MS) {
-    return waitUntil(page, `#status[data-state="${state}"]`, (s) => document.querySelector('#status')?.dataset.state === s, state, timeout);
-}
-
 function newContext(colorScheme, viewport = DESKTOP) {
-    return browser.newContext({ colorScheme, viewport, deviceScaleFactor: 1, locale: 'en-GB', timezoneId: 'UTC' });
+    return stack.browser.newContext({ colorScheme, viewport, deviceScaleFactor: 1, locale: 'en-GB', timezoneId: 'UTC' });
 }
 
 /** Opens `path` (under P/ui) with `token` in a new page of `context`. */
-async function open(context, path, token) {
+function open(context, path, token) {
     tokens.add(token);
-    const page = await openPage(context);
-    const response = await page.goto(`${server.baseUrl}${PREFIX}/ui${path}?token=${encodeURIComponent(token)}`);
-    if (response?.status() !== 200) throw new Error(`GET ${path} answered ${response?.status()}`);
-    return page;
+    return openUi(stack.server, context, path, token);
 }
 
-async function openChat(context, user) {
-    const page = await open(context, '/', userToken(user, JWT_SECRET));
-    await waitForStatus(page, 'connected');
-    return page;
-}
-
-/** Sends `text` on the chat page and waits until `answers` AI messages have finished. */
-async function chatAndWait(page, text, answers) {
-    await page.fill('#prompt', text);
-    await page.click('#send');
-    await waitUntil(
-        page,
-        `${answers} finished AI message(s)`,
-        (n) => {
-            const ai = [...document.querySelectorAll('#messages .message[data-role="ai"]')];
-            return ai.length >= n && ai.every((m) => m.dataset.streaming === 'false');
-        },
-        answers,
-    );
+/** The chat page as `user`, connected. */
+function openChat(context, user) {
+    const token = userToken(user, JWT_SECRET);
+    tokens.add(token);
+    return openChatOf(stack.server, context, user, { token });
 }
 
 /** A chat page of `user` showing one question and the mock's Markdown answer. */
 async function conversation(context, user) {
     const chat = await openChat(context, user);
     await chatAndWait(chat, 'How do I print something in JavaScript? A short list, code and a table, please.', 1);
-    await waitUntil(chat, 'the answer rendered as Markdown (li, pre code, table)', () => {
-        const content = [...document.querySelectorAll('#messages .message[data-role="ai"] .content')].at(-1);
-        return !!content?.querySelector('li') && !!content.querySelector('pre code') && !!content.querySelector('table');
-    });
+    await waitForMarkdownAnswer(chat);
     return chat;
 }
 
@@ -147,9 +102,7 @@ async function shoot(page, name) {
 
 async function main() {
     mkdirSync(OUT_DIR, { recursive: true });
-    provider = await startMockProvider({ apiKey: PROVIDER_API_KEY });
-    server = await startServer({ providerEndpoint: provider.endpoint });
-    browser = await launchBrowser();
+    await startStack(stack);
 
     // Chat page: desktop light and dark, phone dark.
     for (const [scheme, viewport, name, user] of [
@@ -241,7 +194,5 @@ try {
     console.error(`screenshots: FAILED: ${error.stack || error}`);
     process.exitCode = 1;
 } finally {
-    await browser?.close();
-    await server?.stop();
-    await provider?.close();
+    await stopStack(stack);
 }

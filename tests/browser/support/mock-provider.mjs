@@ -197,32 +197,10 @@ export async function startMockProvider({ apiKey } = {}) {
     });
     const { port } = server.address();
 
-    return {
+    const mock = {
         port,
         /** The base URL the gateway is configured with (`LLM_PROVIDER_<N>_ENDPOINT`). */
         endpoint: `http://127.0.0.1:${port}/v1`,
-        /** Every parsed request body, in order. */
-        get requests() {
-            return state.requests;
-        },
-        /** The headers of every request, in order. */
-        get requestHeaders() {
-            return state.headers;
-        },
-        /** Streams in progress, finished, and abandoned by the client. */
-        get active() {
-            return state.active;
-        },
-        get completed() {
-            return state.completed;
-        },
-        get hangUps() {
-            return state.hangUps;
-        },
-        /** Tokens sent over all streams. */
-        get chunksSent() {
-            return state.chunksSent;
-        },
         /**
          * Resolves when `predicate(this)` holds; rejects after `timeoutMs` with `what` and the
          * counters in the message.
@@ -257,4 +235,20 @@ export async function startMockProvider({ apiKey } = {}) {
             await new Promise((resolve) => server.close(() => resolve()));
         },
     };
+    // Read-only live views of the state: `requests` (every parsed request body, in order),
+    // `requestHeaders` (the headers of every request, in order), `active`, `completed` and
+    // `hangUps` (streams in progress, finished, and abandoned by the client) and
+    // `chunksSent` (tokens sent over all streams).
+    const views = {
+        requests: 'requests',
+        requestHeaders: 'headers',
+        active: 'active',
+        completed: 'completed',
+        hangUps: 'hangUps',
+        chunksSent: 'chunksSent',
+    };
+    for (const [name, key] of Object.entries(views)) {
+        Object.defineProperty(mock, name, { get: () => state[key], enumerable: true });
+    }
+    return mock;
 }
