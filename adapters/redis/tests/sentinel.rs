@@ -88,8 +88,17 @@ async fn the_shared_state_follows_the_primary_the_sentinel_names_through_a_failo
     .await;
 
     let url = format!("redis+sentinel://127.0.0.1:{sentinel}/primary");
-    let shared =
-        RedisSharedState::new(connect(&url).await.expect("the primary answers"), &fresh_prefix(), "a");
+    // A Sentinel that has just started may not vouch for the primary yet (it checks the
+    // primary's role before naming it): connect until it does, within a deadline.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let connection = loop {
+        match connect(&url).await {
+            Ok(connection) => break connection,
+            Err(error) => assert!(Instant::now() < deadline, "the primary never answered: {error}"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let shared = RedisSharedState::new(connection, &fresh_prefix(), "a");
     let quota = Quota::new(100, Duration::from_secs(60)).expect("quota");
     assert_eq!(shared.check_rate("k", quota, 1).await, Ok(LimitVerdict::Allowed));
     let alice = UserId::parse("alice").expect("id");
