@@ -2,7 +2,8 @@
 //!
 //! The product's rules, free of I/O: what a session and a message are, how a session is
 //! named, which handoff states exist, how fast a user may send, which inbound values are
-//! acceptable, and the table of error codes every adapter speaks.
+//! acceptable, which uploaded files are taken and how many, and the table of error codes
+//! every adapter speaks.
 //!
 //! Invariants kept here:
 //! - nothing in this crate reads a clock, a socket, a file or a random source; time and
@@ -22,6 +23,7 @@ pub mod naming;
 pub mod rate_limit;
 pub mod secret;
 pub mod session;
+pub mod upload;
 pub mod validation;
 
 pub use answer::{AnswerTiming, FinishReason, Usage};
