@@ -269,11 +269,7 @@ pub fn file_name(client: &str) -> Arc<str> {
     let last = client.rsplit(['/', '\\']).next().unwrap_or_default();
     let cleaned: String = last.chars().filter(|c| !c.is_control() && !is_bidi_control(*c)).collect();
     let trimmed = cleaned.trim();
-    let mut end = trimmed.len().min(FILE_NAME_MAX_BYTES);
-    while !trimmed.is_char_boundary(end) {
-        end -= 1;
-    }
-    let kept = trimmed[..end].trim_end();
+    let kept = trimmed[..trimmed.floor_char_boundary(FILE_NAME_MAX_BYTES)].trim_end();
     if kept.is_empty() || kept.chars().all(|c| c == '.') {
         Arc::from(DEFAULT_FILE_NAME)
     } else {
