@@ -79,6 +79,13 @@ error_codes! {
     BadRequest => "BAD_REQUEST", recoverable: true, http: 400;
     /// The route exists but not with this HTTP method (HTTP only).
     MethodNotAllowed => "METHOD_NOT_ALLOWED", recoverable: true, http: 405;
+    /// An upload is larger than the service takes.
+    FileTooLarge => "FILE_TOO_LARGE", recoverable: false, http: 413;
+    /// An upload's content is of a kind the service does not take.
+    UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE", recoverable: false, http: 415;
+    /// The user's uploads for the day reached their count or bytes; tomorrow (UTC) they
+    /// may upload again.
+    UploadLimitReached => "UPLOAD_LIMIT_REACHED", recoverable: true, http: 429;
 }
 
 impl fmt::Display for ErrorCode {
@@ -131,6 +138,9 @@ mod tests {
             (ErrorCode::SharedStateUnavailable, "SHARED_STATE_UNAVAILABLE"),
             (ErrorCode::BadRequest, "BAD_REQUEST"),
             (ErrorCode::MethodNotAllowed, "METHOD_NOT_ALLOWED"),
+            (ErrorCode::FileTooLarge, "FILE_TOO_LARGE"),
+            (ErrorCode::UnsupportedMediaType, "UNSUPPORTED_MEDIA_TYPE"),
+            (ErrorCode::UploadLimitReached, "UPLOAD_LIMIT_REACHED"),
         ];
         assert_eq!(expected.len(), ErrorCode::ALL.len());
         for (code, name) in expected {

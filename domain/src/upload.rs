@@ -18,6 +18,7 @@
 use std::fmt;
 use std::sync::Arc;
 
+use crate::error::ErrorCode;
 use crate::validation::InvalidValue;
 
 /// An uploaded file's id: 32 lowercase hexadecimal digits (128 random bits, drawn by the
@@ -159,6 +160,19 @@ impl fmt::Display for UploadRefusal {
 }
 
 impl std::error::Error for UploadRefusal {}
+
+impl UploadRefusal {
+    /// The error code it is answered with.
+    #[must_use]
+    pub const fn code(&self) -> ErrorCode {
+        match self {
+            Self::Empty => ErrorCode::BadRequest,
+            Self::TooLarge { .. } => ErrorCode::FileTooLarge,
+            Self::UnsupportedType => ErrorCode::UnsupportedMediaType,
+            Self::DailyCountReached { .. } | Self::DailyBytesReached { .. } => ErrorCode::UploadLimitReached,
+        }
+    }
+}
 
 /// The accepted media type whose essence is `sniffed` (what the content's first bytes
 /// show, e.g. `image/png`), or why not.
@@ -385,6 +399,20 @@ mod tests {
         let kept = file_name(&long);
         assert!(kept.len() <= FILE_NAME_MAX_BYTES && kept.len() >= FILE_NAME_MAX_BYTES - 1, "{}", kept.len());
         assert!(kept.chars().all(|c| c == 'é'), "cut at a character boundary");
+    }
+
+    #[test]
+    fn each_refusal_has_its_code_and_status() {
+        let answers = [
+            (UploadRefusal::Empty, "BAD_REQUEST", 400),
+            (UploadRefusal::TooLarge { max: 1 }, "FILE_TOO_LARGE", 413),
+            (UploadRefusal::UnsupportedType, "UNSUPPORTED_MEDIA_TYPE", 415),
+            (UploadRefusal::DailyCountReached { max: 1 }, "UPLOAD_LIMIT_REACHED", 429),
+            (UploadRefusal::DailyBytesReached { max: 1 }, "UPLOAD_LIMIT_REACHED", 429),
+        ];
+        for (refusal, name, status) in answers {
+            assert_eq!((refusal.code().as_str(), refusal.code().http_status()), (name, status), "{refusal:?}");
+        }
     }
 
     #[test]
