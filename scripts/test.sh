@@ -96,7 +96,8 @@ cargo test --workspace "$@"
 
 if [[ $# -eq 0 ]] && $redis_cluster; then
   echo "== the Redis adapter's tests against a Redis Cluster"
-  REDIS_URL="$REDIS_CLUSTER_URL" cargo test -p chatbox-redis \
+  # --workspace, not -p: the same features as the run above, so nothing is rebuilt.
+  REDIS_URL="$REDIS_CLUSTER_URL" cargo test --workspace \
     --test follow --test lease --test limiter --test sockets --test stream
 fi
 
