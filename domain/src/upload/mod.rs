@@ -12,6 +12,8 @@
 //!   over the limit, never stored whole first.
 //! - **A day is a UTC day**, given by the caller as a day number; a new day starts a
 //!   new budget. Arithmetic on sizes saturates: no count from outside can overflow.
+//! - **Images lose their metadata when stored** ([`MetadataStripper`], as the bytes
+//!   stream): only formats it cleans are taken.
 //! - **A kept file name is plain text**: no directory part, no control or bidi-override
 //!   characters, at most [`FILE_NAME_MAX_BYTES`], never empty.
 
@@ -20,6 +22,10 @@ use std::sync::Arc;
 
 use crate::error::ErrorCode;
 use crate::validation::InvalidValue;
+
+mod strip;
+
+pub use strip::{ImageFormat, MalformedImage, MetadataStripper};
 
 /// An uploaded file's id: 32 lowercase hexadecimal digits (128 random bits, drawn by the
 /// caller), so it can neither be guessed nor carry a path.
@@ -97,6 +103,16 @@ impl MediaType {
     pub const fn kind(self) -> FileKind {
         self.kind
     }
+
+    /// The image format whose metadata is stripped when it is stored, for an image.
+    #[must_use]
+    pub fn image_format(self) -> Option<ImageFormat> {
+        match self.essence {
+            "image/png" => Some(ImageFormat::Png),
+            "image/jpeg" => Some(ImageFormat::Jpeg),
+            _ => None,
+        }
+    }
 }
 
 const fn media(essence: &'static str, kind: FileKind) -> MediaType {
@@ -105,12 +121,11 @@ const fn media(essence: &'static str, kind: FileKind) -> MediaType {
 
 /// Every media type taken. Each can be recognised from its first bytes; text formats
 /// (which cannot) and anything a browser would run or render as a page (HTML, SVG) are
-/// not taken.
-pub const ACCEPTED: [MediaType; 12] = [
+/// not taken. Images are taken only in the formats whose metadata is stripped
+/// ([`MetadataStripper`]): PNG and JPEG (GIF and WebP wait for theirs).
+pub const ACCEPTED: [MediaType; 10] = [
     media("image/png", FileKind::Image),
     media("image/jpeg", FileKind::Image),
-    media("image/gif", FileKind::Image),
-    media("image/webp", FileKind::Image),
     media("audio/webm", FileKind::Audio),
     media("audio/ogg", FileKind::Audio),
     media("audio/mpeg", FileKind::Audio),
@@ -327,6 +342,20 @@ mod tests {
     }
 
     #[test]
+    fn every_accepted_image_is_stripped_when_stored() {
+        for media in ACCEPTED {
+            assert_eq!(media.kind() == FileKind::Image, media.image_format().is_some(), "{media:?}");
+        }
+        assert_eq!(accept(Some("image/png")).map(MediaType::image_format), Ok(Some(ImageFormat::Png)));
+        assert_eq!(accept(Some("image/jpeg")).map(MediaType::image_format), Ok(Some(ImageFormat::Jpeg)));
+        assert_eq!(
+            accept(Some("image/webp")),
+            Err(UploadRefusal::UnsupportedType),
+            "not until it is stripped"
+        );
+    }
+
+    #[test]
     fn only_accepted_types_pass_whatever_the_case() {
         assert_eq!(accept(Some("image/png")).map(MediaType::kind), Ok(FileKind::Image));
         assert_eq!(accept(Some("IMAGE/JPEG")).map(MediaType::essence), Ok("image/jpeg"));
@@ -411,7 +440,11 @@ mod tests {
             (UploadRefusal::DailyBytesReached { max: 1 }, "UPLOAD_LIMIT_REACHED", 429),
         ];
         for (refusal, name, status) in answers {
-            assert_eq!((refusal.code().as_str(), refusal.code().http_status()), (name, status), "{refusal:?}");
+            assert_eq!(
+                (refusal.code().as_str(), refusal.code().http_status()),
+                (name, status),
+                "{refusal:?}"
+            );
         }
     }
 
