@@ -202,8 +202,8 @@ impl MetadataStripper {
     }
 
     /// In entropy-coded data: everything passes. A `0xFF` is held until the next byte
-    /// says what it is: with `0x00` or a restart marker it is data; before another
-    /// `0xFF` it is fill; before anything else it starts a marker (the end of the image,
+    /// says what it is: with `0x00` or a restart marker it is data; before anything else
+    /// (fill bytes included) it starts a marker (the end of the image,
     /// or a progressive JPEG's next table or scan), read as a header again.
     fn scan<'a>(&mut self, input: &'a [u8], mut after_ff: bool, out: &mut Vec<u8>) -> &'a [u8] {
         for (index, &byte) in input.iter().enumerate() {
@@ -213,7 +213,7 @@ impl MetadataStripper {
                         out.extend_from_slice(&[0xFF, byte]);
                         after_ff = false;
                     }
-                    0xFF => {}
+                    // Another 0xFF is fill before a marker: the header reader drops it.
                     _ => {
                         self.header.clear();
                         self.header.push(0xFF);
@@ -280,7 +280,9 @@ mod tests {
         let iptc = segment(0xED, b"Photoshop 3.0\0by-line: someone");
         let adobe = segment(0xEE, b"Adobe\0d\0\0\0\0\x01");
         let comment = segment(0xFE, b"taken at home");
-        let tables = segment(0xDB, &[0u8; 65]);
+        // Fill bytes before a marker are dropped.
+        let tables = [&[0xFF, 0xFF][..], &segment(0xDB, &[0u8; 65])].concat();
+        let tables_kept = segment(0xDB, &[0u8; 65]);
         let frame = segment(0xC0, &[8, 0, 1, 0, 1, 1, 1, 0x11, 0]);
         let huffman = segment(0xC4, &[0u8; 20]);
         let scan_header = segment(0xDA, &[1, 1, 0, 0, 0x3F, 0]);
@@ -302,7 +304,6 @@ mod tests {
             (&iptc, false),
             (&adobe, true),
             (&comment, false),
-            (&tables, true),
             (&frame, true),
             (&huffman, true),
             (&scan_header, true),
@@ -310,6 +311,10 @@ mod tests {
             input.extend_from_slice(part);
             if keep {
                 kept.extend_from_slice(part);
+            }
+            if part == &comment {
+                input.extend_from_slice(&tables);
+                kept.extend_from_slice(&tables_kept);
             }
         }
         input.extend_from_slice(&scan);
@@ -404,6 +409,34 @@ mod tests {
             "a chunk type is letters"
         );
         assert_eq!(MalformedImage.to_string(), "the image's structure is broken");
+    }
+
+    /// Whether `bytes` are refused as soon as they are pushed (the upload is cut off
+    /// there, not read to its end).
+    fn refused_at_once(format: ImageFormat, bytes: &[u8]) -> bool {
+        MetadataStripper::new(format).push(bytes, &mut Vec::new()) == Err(MalformedImage)
+    }
+
+    #[test]
+    fn broken_structure_is_refused_at_the_first_wrong_byte() {
+        let signature = PNG_SIGNATURE.as_slice();
+        for (format, bytes) in [
+            (ImageFormat::Jpeg, &[0xFF, 0xD8, 0x12][..]),
+            (ImageFormat::Jpeg, &[0xFF, 0xD8, 0xFF, 0x00]),
+            (ImageFormat::Jpeg, &[0xFF, 0xD8, 0xFF, 0xD8]),
+            (ImageFormat::Jpeg, &[0xFF, 0xD8, 0xFF, 0xDB, 0x00, 0x01]),
+            (ImageFormat::Jpeg, &[0xFF, 0xD9]),
+        ] {
+            assert!(refused_at_once(format, bytes), "{bytes:x?}");
+        }
+        let too_long = [signature, &[0x80, 0, 0, 0], b"IDAT"].concat();
+        assert!(refused_at_once(ImageFormat::Png, &too_long), "a length over 2^31 - 1");
+        let longest = [signature, &[0x7F, 0xFF, 0xFF, 0xFF], b"IDAT"].concat();
+        assert!(!refused_at_once(ImageFormat::Png, &longest), "2^31 - 1 is a length");
+        assert!(
+            !refused_at_once(ImageFormat::Jpeg, &[0xFF, 0xD8, 0xFF, 0xFF, 0xFF, 0xDB, 0x00]),
+            "fill bytes"
+        );
     }
 
     #[test]
