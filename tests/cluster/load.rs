@@ -220,7 +220,16 @@ async fn redis_stopped_and_started_under_load_loses_and_doubles_nothing() {
     let (over, clients) = chatting(&c, "steady");
     tokio::time::sleep(Duration::from_millis(500)).await;
     redis.stop().await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Every replica notices (its readiness check asks Redis), whatever its share of the
+    // load happened to ask meanwhile; then the outage lasts a while longer.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for replica in &c.replicas {
+        while crate::readyz(replica).await.0 != 503 {
+            assert!(Instant::now() < deadline, "a replica never noticed Redis was gone");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
     redis.resume().await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     over.store(true, Ordering::SeqCst);
