@@ -164,17 +164,21 @@ impl RedisConnection {
     /// When nothing answers.
     pub(crate) async fn blocking_connection(&self) -> Result<BlockingConnection, RedisStateError> {
         if let Endpoint::Cluster { blocking, .. } = &self.shared.endpoint {
-            let connecting = blocking.get_async_connection();
-            return match tokio::time::timeout(self.shared.timeout, connecting).await {
-                Ok(connection) => Ok(BlockingConnection::Cluster(connection?)),
-                Err(_) => Err(RedisStateError::Unavailable("no cluster node answered in time".into())),
-            };
+            return Ok(BlockingConnection::Cluster(self.cluster_connection(blocking).await?));
         }
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(self.shared.timeout))
             .set_response_timeout(None);
         let client = self.primary_client().await?;
         Ok(BlockingConnection::Single(client.get_multiplexed_async_connection_with_config(&config).await?))
+    }
+
+    /// A connection to the cluster through `client`, made within the timeout.
+    async fn cluster_connection(&self, client: &ClusterClient) -> Result<ClusterConnection, RedisStateError> {
+        match tokio::time::timeout(self.shared.timeout, client.get_async_connection()).await {
+            Ok(connection) => Ok(connection?),
+            Err(_) => Err(RedisStateError::Unavailable("no cluster node answered in time".into())),
+        }
     }
 
     fn current(&self) -> Option<(u64, Link)> {
@@ -193,11 +197,7 @@ impl RedisConnection {
                         .ok()?;
                 Some(Link::Single(manager))
             }
-            Endpoint::Cluster { calls, .. } => {
-                let connecting = calls.get_async_connection();
-                let connection = tokio::time::timeout(self.shared.timeout, connecting).await.ok()?.ok()?;
-                Some(Link::Cluster(connection))
-            }
+            Endpoint::Cluster { calls, .. } => self.cluster_connection(calls).await.ok().map(Link::Cluster),
         }
     }
 

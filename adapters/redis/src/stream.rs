@@ -61,6 +61,12 @@ impl SessionStreams {
         stream_key(&self.prefix, session)
     }
 
+    /// The keys of `session`'s stream and of its answer-start mark, for a script that
+    /// writes both (the hub's writer).
+    pub(crate) fn keys(&self, session: &SessionId) -> [String; 2] {
+        [stream_key(&self.prefix, session), answering_key(&self.prefix, session)]
+    }
+
     /// Appends `frame`, published by replica `origin`, to `session`'s stream; returns the
     /// entry's id.
     ///

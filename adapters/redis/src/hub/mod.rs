@@ -136,10 +136,7 @@ impl RedisHub {
     /// same primary), with its writer and follower tasks started; they stop when it is
     /// dropped.
     #[must_use]
-    pub fn start(connection: RedisConnection, mut settings: HubSettings) -> Self {
-        // The writer and the follower name streams themselves: with the prefix as the
-        // connection writes it (a hash tag on a cluster).
-        settings.prefix = connection.key_prefix(&settings.prefix);
+    pub fn start(connection: RedisConnection, settings: HubSettings) -> Self {
         let (outbox, queued) = Outbox::new(settings.outbox_bytes);
         let shared = Arc::new(Shared {
             streams: SessionStreams::new(connection.clone(), settings.prefix.clone(), settings.stream_len),

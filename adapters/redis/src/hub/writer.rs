@@ -18,7 +18,6 @@ use tracing::{info, warn};
 
 use super::Shared;
 use crate::lease::Grant;
-use crate::stream::{answering_key, stream_key};
 
 /// At most this many entries per round trip.
 const BATCH: usize = 128;
@@ -172,7 +171,8 @@ async fn append(
     let mut invocation = script.prepare_invoke();
     invocation.arg(settings.stream_len).arg(&settings.replica).arg(STREAM_TTL_MS);
     for (session, text, mark) in batch.drain(..) {
-        invocation.key(stream_key(&settings.prefix, &session)).key(answering_key(&settings.prefix, &session));
+        let [stream, answering] = shared.streams.keys(&session);
+        invocation.key(stream).key(answering);
         let mark = match mark {
             Mark::None => "",
             Mark::AnswerStarts => "start",
