@@ -62,8 +62,8 @@ function statusHistoryLength(page) {
 }
 
 /** Opens the chat page as `user` (optionally on `session`) in `context` and waits until connected. */
-async function openChat(context, user, { session, sessionParam = 'session' } = {}) {
-    const page = await stack.openChat(context, user, { session, sessionParam, initScript: recordStatusHistory });
+async function openChat(context, user, { session, sessionParam = 'session', token } = {}) {
+    const page = await stack.openChat(context, user, { session, sessionParam, token, initScript: recordStatusHistory });
     assert.ok(!page.url().includes('token='), 'the address bar still carries the token after the page loaded');
     return page;
 }
@@ -126,7 +126,14 @@ async function assertNoDuplicateMessages(page) {
 describe('chat page', { timeout: TEST_TIMEOUT_MS * 11 }, () => {
     test('a sent message gets its streamed answer rendered as Markdown', { timeout: TEST_TIMEOUT_MS }, () =>
         withContext(async (context) => {
-            const page = await openChat(context, 'ann-markdown');
+            // Every URL the page asks for after it was opened with ?token=: none may carry it.
+            const asked = [];
+            context.on('request', (request) => {
+                if (!request.isNavigationRequest()) asked.push(request.url());
+            });
+            context.on('page', (opened) => opened.on('websocket', (socket) => asked.push(socket.url())));
+            const token = userToken('ann-markdown', JWT_SECRET);
+            const page = await openChat(context, 'ann-markdown', { token });
             await waitUntil(
                 page,
                 `#model to offer the model "${PROVIDER_ID}"`,
@@ -149,6 +156,8 @@ describe('chat page', { timeout: TEST_TIMEOUT_MS * 11 }, () => {
                 };
             });
             assert.deepEqual(rendered.items, ['one', 'two'], 'the answer\'s list is a <ul> of two <li>');
+            assert.ok(asked.some((url) => url.includes('/chat/ws')), `the socket was seen: ${asked}`);
+            assert.deepEqual(asked.filter((url) => url.includes(token)), [], 'the token went into a URL');
             assert.equal(rendered.code?.trim(), 'console.log(1)', 'the answer\'s code block is a <pre><code>');
             assert.deepEqual(rendered.table, ['a', 'b', '1', '2'], 'the answer\'s table is a <table>');
             assert.notEqual(rendered.messageId, '', 'the finished AI message has a data-message-id');

@@ -269,7 +269,11 @@ describe('admin dashboard under a low rate limit', { timeout: TEST_TIMEOUT_MS },
             // More clicks during the back-off send nothing.
             await page.click('#refresh-now');
             await page.click('#refresh-now');
-            await page.waitForTimeout(1500);
+            // A barrier on the same channel: request events arrive in the order the page
+            // makes them, so once this later one is seen, any the clicks made were too.
+            const barrier = page.waitForRequest((request) => request.url().endsWith(`${PREFIX}/healthz`));
+            await page.evaluate((prefix) => fetch(`${prefix}/healthz`), PREFIX);
+            await barrier;
             assert.equal(adminCalls.length, count, 'requests were sent during the back-off');
             assert.equal(await page.locator('#status').getAttribute('data-state'), 'limited');
             clean(page, { allowConsole: [/status of 429/] });

@@ -27,10 +27,7 @@ const ChatboxAssist = (() => {
     const LABELS = { user: 'User', ai: 'Assistant', admin: 'Support (you)', system: '' };
     const assistList = $('assist-messages');
 
-    function setAssistStatus(state, text) {
-      $('assist-status').dataset.state = state;
-      $('assist-status').textContent = text;
-    }
+    const setAssistStatus = (state, text) => Chatbox.setStatus($('assist-status'), state, text);
 
     function assistEntry(key, role, seq) {
       let entry = assist.entries.get(key);

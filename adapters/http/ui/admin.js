@@ -143,7 +143,6 @@
     const id = session.id || session.session_id;
     const tr = document.createElement('tr');
     tr.dataset.sessionId = id;
-    tr.dataset.help = String(session.help_requested === true);
     if (session.help_requested) tr.classList.add('help');
 
     const nameCell = el('td', 'name');

@@ -80,7 +80,7 @@
       const content = document.createElement('div');
       content.className = 'content';
       element.append(who, content);
-      entry = { element, content, text: '', seq: 0, frame: 0 };
+      entry = { element, content, text: '', frame: 0 };
       messages.set(key, entry);
       placeBySeq(element, seq);
     }
@@ -91,7 +91,6 @@
   function setSeq(entry, seq) {
     // A stored message means the session exists: it can be shared.
     shareButton.disabled = false;
-    entry.seq = seq;
     entry.element.dataset.seq = String(seq);
     seenSeqs.add(seq);
     lastSeq = Math.max(lastSeq, seq);
@@ -365,6 +364,7 @@
     entry.text = content;
     render(entry, false);
     send({ type: 'user_message', content, session_id: sessionId ?? undefined, model_id: modelSelect.value || undefined, client_message_id: clientId });
+    stopTyping();
     prompt.value = '';
     prompt.focus();
   });
@@ -412,13 +412,14 @@
     }, TYPING_IDLE_MS);
   });
 
-  $('composer').addEventListener('submit', () => {
+  /** A message sent ends the typing it followed. */
+  function stopTyping() {
     if (typingSentAt) {
       clearTimeout(typingIdle);
       typingSentAt = 0;
       sendTyping(false);
     }
-  });
+  }
 
   // Share links: a read-only link to this conversation, replaced when made again.
   async function shareCall(method) {
