@@ -62,7 +62,7 @@ fn full_answer(question: &str) -> String {
     DemoProvider::answer_text(&ChatRequest {
         model_id: ModelId::parse("quick").expect("id"),
         system_prompt: None,
-        history: vec![ChatTurn { role: Role::User, content: question.to_owned() }],
+        history: vec![ChatTurn::text(Role::User, question)],
         user_id: UserId::parse("u").expect("id"),
         session_id: SessionId::parse("s").expect("id"),
         conversation_id: None,

@@ -44,9 +44,9 @@ fn request(conversation_id: Option<&str>) -> ChatRequest {
         model_id: ModelId::parse("m").expect("id"),
         system_prompt: Some("Be brief.".into()),
         history: vec![
-            ChatTurn { role: Role::User, content: "first question".into() },
-            ChatTurn { role: Role::Assistant, content: "first answer".into() },
-            ChatTurn { role: Role::User, content: "second question".into() },
+            ChatTurn::text(Role::User, "first question"),
+            ChatTurn::text(Role::Assistant, "first answer"),
+            ChatTurn::text(Role::User, "second question"),
         ],
         user_id: UserId::parse("user-42").expect("id"),
         session_id: SessionId::parse("s1").expect("id"),

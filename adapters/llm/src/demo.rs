@@ -89,9 +89,9 @@ mod tests {
             model_id: ModelId::parse("demo").expect("id"),
             system_prompt: None,
             history: vec![
-                ChatTurn { role: Role::User, content: "earlier".into() },
-                ChatTurn { role: Role::Assistant, content: "reply".into() },
-                ChatTurn { role: Role::User, content: question.into() },
+                ChatTurn::text(Role::User, "earlier"),
+                ChatTurn::text(Role::Assistant, "reply"),
+                ChatTurn::text(Role::User, question),
             ],
             user_id: UserId::parse("u").expect("id"),
             session_id: SessionId::parse("s").expect("id"),

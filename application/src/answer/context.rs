@@ -30,7 +30,7 @@ pub(super) fn context_window(recent: &[StoredMessage], max_chars: usize) -> Vec<
             break;
         }
         used += chars;
-        turns.push(ChatTurn { role, content });
+        turns.push(ChatTurn::text(role, content));
     }
     turns.reverse();
     turns
@@ -61,8 +61,8 @@ mod tests {
         ];
         let turns = context_window(&recent, 6);
         assert_eq!(turns.len(), 2);
-        assert_eq!(turns[0], ChatTurn { role: Role::Assistant, content: "bbbb".into() });
-        assert_eq!(turns[1], ChatTurn { role: Role::User, content: "cc".into() });
+        assert_eq!(turns[0], ChatTurn::text(Role::Assistant, "bbbb"));
+        assert_eq!(turns[1], ChatTurn::text(Role::User, "cc"));
         let only_question = context_window(&[message(1, Sender::User, &"x".repeat(50))], 10);
         assert_eq!(only_question.len(), 1);
     }

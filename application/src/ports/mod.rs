@@ -2,6 +2,7 @@
 //! implement them; `infrastructure` picks the implementations.
 
 mod catalog;
+mod files;
 mod hub;
 mod metrics;
 mod notifier;
@@ -9,6 +10,9 @@ mod shared;
 
 pub use catalog::{
     SessionCatalog, SessionPage, SessionQuery, SessionSort, SessionStats, SessionSummary, ShareGrant,
+};
+pub use files::{
+    ExpiredFile, FileCatalog, FileStore, FileStoreError, FileWriter, ObjectHeaders, ObjectRead, UploadTotals,
 };
 pub use hub::{AnswerLease, LeaseUnavailable, ReplicaEvents, SessionFanout, SessionHub};
 pub use metrics::{
@@ -22,6 +26,7 @@ use std::fmt;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use chatbox_domain::{
     FinishReason, HandoffState, MessageEffects, ModelId, Seq, Session, SessionId, StoredMessage, Timestamp,
     Usage, UserId,
@@ -161,6 +166,35 @@ pub struct ChatTurn {
     pub role: Role,
     /// What was said.
     pub content: String,
+    /// Pictures the turn shows the model, in order (only for a provider that
+    /// [sees images](LlmProvider::sees_images); empty otherwise).
+    pub images: Vec<InlineImage>,
+}
+
+impl ChatTurn {
+    /// A turn of text only.
+    #[must_use]
+    pub fn text(role: Role, content: impl Into<String>) -> Self {
+        Self { role, content: content.into(), images: Vec::new() }
+    }
+}
+
+/// A picture sent to the model inside the request (base64 on the wire).
+#[derive(Clone, PartialEq, Eq)]
+pub struct InlineImage {
+    /// Its media type, e.g. `image/png`.
+    pub media_type: &'static str,
+    /// Its bytes, as stored (metadata stripped).
+    pub data: Bytes,
+}
+
+impl fmt::Debug for InlineImage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("InlineImage")
+            .field("media_type", &self.media_type)
+            .field("bytes", &self.data.len())
+            .finish()
+    }
 }
 
 /// Everything a provider needs for one answer.
@@ -264,6 +298,12 @@ pub trait LlmProvider: Send + Sync + 'static {
     /// # Errors
     /// A [`ProviderError`] when the request could not be started.
     async fn stream(&self, request: ChatRequest) -> Result<AnswerStream, ProviderError>;
+
+    /// Whether the model takes pictures ([`ChatTurn::images`]); a provider that does not
+    /// is told about an image by its name only.
+    fn sees_images(&self) -> bool {
+        false
+    }
 }
 
 /// Time, for the use-cases.

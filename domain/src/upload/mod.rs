@@ -23,8 +23,10 @@ use std::sync::Arc;
 use crate::error::ErrorCode;
 use crate::validation::InvalidValue;
 
+mod record;
 mod strip;
 
+pub use record::{ExpiryReason, StoredFile};
 pub use strip::{ImageFormat, MalformedImage, MetadataStripper};
 
 /// An uploaded file's id: 32 lowercase hexadecimal digits (128 random bits, drawn by the
@@ -195,12 +197,7 @@ impl UploadRefusal {
 /// # Errors
 /// [`UploadRefusal::UnsupportedType`] when nothing was recognised or it is not taken.
 pub fn accept(sniffed: Option<&str>) -> Result<MediaType, UploadRefusal> {
-    let sniffed = sniffed.ok_or(UploadRefusal::UnsupportedType)?;
-    ACCEPTED
-        .iter()
-        .copied()
-        .find(|media| media.essence.eq_ignore_ascii_case(sniffed))
-        .ok_or(UploadRefusal::UnsupportedType)
+    sniffed.and_then(MediaType::from_essence).ok_or(UploadRefusal::UnsupportedType)
 }
 
 /// A user's uploads on one UTC day.
