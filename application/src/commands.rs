@@ -2,6 +2,7 @@
 
 use chatbox_domain::command_budget::CommandKind;
 use chatbox_domain::validation::{MessageContent, Metadata};
+use chatbox_domain::upload::FileId;
 use chatbox_domain::{ClientMessageId, MessageKind, ModelId, Seq, SessionId};
 
 use crate::events::AnswerStyle;
@@ -23,17 +24,31 @@ pub struct SendMessage {
     pub style: AnswerStyle,
 }
 
-/// An attachment the client uploaded elsewhere and announces.
+/// The file an attachment message names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AttachedFile {
+    /// A file uploaded to this service (`file_id` is one of its ids): the server
+    /// resolves it, and any `file_url` the client sent is ignored.
+    Upload(FileId),
+    /// A file the client keeps elsewhere, announced by a public `https` link: stored and
+    /// shown as a link, never fetched by the server nor given to a model.
+    Link {
+        /// The client's id for it.
+        file_id: String,
+        /// Its URL.
+        file_url: String,
+    },
+}
+
+/// An attachment the client announces: an upload of its own, or a link.
 #[derive(Debug, Clone)]
 pub struct Attachment {
     /// File or voice.
     pub kind: MessageKind,
     /// The target session; `None` means the connection's session.
     pub session_id: Option<SessionId>,
-    /// Its id.
-    pub file_id: String,
-    /// Its (public https) URL.
-    pub file_url: String,
+    /// The file: an upload of this service, or a link.
+    pub file: AttachedFile,
     /// Optional caption.
     pub content: String,
     /// Client metadata.

@@ -9,6 +9,7 @@ use chatbox_domain::{ModelId, SessionId, UserId};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::files::Files;
 use crate::limits::{KeyedLimiter, MessageLimiter};
 use crate::live::LiveSessions;
 use crate::ports::{
@@ -26,6 +27,8 @@ pub(crate) struct Deps {
     pub ids: Arc<dyn IdGenerator>,
     pub random: Arc<dyn Randomness>,
     pub catalog: Arc<dyn SessionCatalog>,
+    /// Files in conversations (none: uploads are off, attachments are links only).
+    pub files: Option<Files>,
     pub notifiers: Vec<Arc<dyn Notifier>>,
     /// Help alerts per session.
     pub help_alerts: KeyedLimiter<SessionId>,

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use chatbox_domain::ErrorCode;
+use chatbox_domain::upload::UploadRefusal;
 use chatbox_domain::validation::InvalidValue;
 use thiserror::Error;
 
@@ -67,6 +68,24 @@ pub enum ChatError {
     /// A query value is out of range or malformed (HTTP routes).
     #[error("{0}")]
     BadRequest(&'static str),
+    /// An upload was refused.
+    #[error("{0}")]
+    Upload(UploadRefusal),
+    /// An upload did not finish within `UPLOAD_TIMEOUT`.
+    #[error("The upload took too long; nothing was kept")]
+    UploadTimeout,
+    /// Object storage failed or did not answer in time.
+    #[error("File storage is temporarily unavailable")]
+    FileStorage,
+    /// No such file, or not one the caller may use (the two are not told apart).
+    #[error("File not found")]
+    FileNotFound,
+    /// A download's range asks for no byte of the file.
+    #[error("Range not satisfiable")]
+    RangeNotSatisfiable {
+        /// The file's size, for `Content-Range: bytes */size`.
+        size: u64,
+    },
 }
 
 impl ChatError {
@@ -86,6 +105,11 @@ impl ChatError {
             Self::ShuttingDown => ErrorCode::ServiceUnavailable,
             Self::BadRequest(_) => ErrorCode::BadRequest,
             Self::SharedStateUnavailable => ErrorCode::SharedStateUnavailable,
+            Self::Upload(refusal) => refusal.code(),
+            Self::UploadTimeout => ErrorCode::UploadTimeout,
+            Self::FileStorage => ErrorCode::FileStorageUnavailable,
+            Self::FileNotFound => ErrorCode::NotFound,
+            Self::RangeNotSatisfiable { .. } => ErrorCode::RangeNotSatisfiable,
         }
     }
 

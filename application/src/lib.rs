@@ -11,6 +11,8 @@
 //!   join and replay a socket);
 //! - [`answer`]: the per-session actor that stores messages in order and streams
 //!   answers, with the stream and idle timeouts;
+//! - [`files`]: files in conversations: uploads into object storage, their records,
+//!   attachments, pictures for models, and their deletion when their time is up;
 //! - [`turn`]: what a socket's message is on its way to the actor;
 //! - [`ports`]: storage, providers, clock and ids, metrics, alerts, and the fan-out
 //!   ([`ports::SessionHub`]): every frame reaches its sockets through it;
@@ -33,6 +35,7 @@ pub mod commands;
 mod deps;
 pub mod error;
 pub mod events;
+pub mod files;
 pub mod limits;
 pub mod live;
 pub mod local_sockets;

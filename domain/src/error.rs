@@ -86,6 +86,13 @@ error_codes! {
     /// The user's uploads for the day reached their count or bytes; tomorrow (UTC) they
     /// may upload again.
     UploadLimitReached => "UPLOAD_LIMIT_REACHED", recoverable: true, http: 429;
+    /// An upload did not finish within the time allowed (it stalled or crawled); nothing
+    /// was kept.
+    UploadTimeout => "UPLOAD_TIMEOUT", recoverable: true, http: 408;
+    /// A download asked for a byte range the file does not have.
+    RangeNotSatisfiable => "RANGE_NOT_SATISFIABLE", recoverable: false, http: 416;
+    /// The object storage holding uploaded files failed or could not be reached.
+    FileStorageUnavailable => "FILE_STORAGE_UNAVAILABLE", recoverable: true, http: 503;
 }
 
 impl fmt::Display for ErrorCode {
@@ -141,6 +148,9 @@ mod tests {
             (ErrorCode::FileTooLarge, "FILE_TOO_LARGE"),
             (ErrorCode::UnsupportedMediaType, "UNSUPPORTED_MEDIA_TYPE"),
             (ErrorCode::UploadLimitReached, "UPLOAD_LIMIT_REACHED"),
+            (ErrorCode::UploadTimeout, "UPLOAD_TIMEOUT"),
+            (ErrorCode::RangeNotSatisfiable, "RANGE_NOT_SATISFIABLE"),
+            (ErrorCode::FileStorageUnavailable, "FILE_STORAGE_UNAVAILABLE"),
         ];
         assert_eq!(expected.len(), ErrorCode::ALL.len());
         for (code, name) in expected {

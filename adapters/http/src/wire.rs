@@ -7,7 +7,8 @@
 
 use std::collections::BTreeMap;
 
-use chatbox_application::commands::{Attachment, ClientCommand, SendMessage};
+use chatbox_application::commands::{AttachedFile, Attachment, ClientCommand, SendMessage};
+use chatbox_domain::upload::FileId;
 use chatbox_application::events::{AnswerStyle, Frame, ServerEvent};
 use chatbox_domain::validation::{self, InvalidValue, MessageContent, Metadata};
 use chatbox_domain::{ClientMessageId, MessageKind, ModelId, Sender, Seq, SessionId, Timestamp};
@@ -120,12 +121,7 @@ pub fn parse_frame(text: &str, max_content_chars: usize, now: Timestamp) -> Resu
         "file_upload" | "voice_message" => ClientCommand::Attachment(Attachment {
             kind: if kind == "file_upload" { MessageKind::File } else { MessageKind::Voice },
             session_id,
-            file_id: validation::parse_file_id(
-                frame.file_id.as_deref().ok_or(WireError::MissingField("file_id"))?,
-            )?,
-            file_url: validation::parse_file_url(
-                frame.file_url.as_deref().ok_or(WireError::MissingField("file_url"))?,
-            )?,
+            file: attached_file(frame.file_id.as_deref(), frame.file_url.as_deref())?,
             content: MessageContent::parse_optional(
                 frame.content.as_deref().unwrap_or_default(),
                 max_content_chars,
@@ -140,6 +136,20 @@ pub fn parse_frame(text: &str, max_content_chars: usize, now: Timestamp) -> Resu
         _ => return Err(WireError::UnknownType),
     };
     Ok(Inbound::Command(command))
+}
+
+/// The file of an attachment frame: an id of this service's uploads names an upload
+/// (its `file_url`, if any, is the server's to set); any other id needs a public
+/// `https` link.
+fn attached_file(file_id: Option<&str>, file_url: Option<&str>) -> Result<AttachedFile, WireError> {
+    let file_id = file_id.ok_or(WireError::MissingField("file_id"))?;
+    if let Ok(upload) = FileId::parse(file_id.trim()) {
+        return Ok(AttachedFile::Upload(upload));
+    }
+    Ok(AttachedFile::Link {
+        file_id: validation::parse_file_id(file_id)?,
+        file_url: validation::parse_file_url(file_url.ok_or(WireError::MissingField("file_url"))?)?,
+    })
 }
 
 fn optional<T>(

@@ -21,6 +21,7 @@ mod stream;
 use std::sync::Arc;
 use std::time::Duration;
 
+use chatbox_domain::upload::FileId;
 use chatbox_domain::{
     ErrorCode, FinishReason, MessageId, MessageKind, ModelId, ProviderConversation, Sender, StoredMessage,
     Usage,
@@ -32,9 +33,9 @@ use tracing::{debug, warn};
 use crate::deps::Deps;
 use crate::events::{AnswerStyle, Frame, ServerEvent};
 use crate::live::LiveSession;
-use crate::ports::{AnswerLease, ChatRequest, RepositoryError};
+use crate::ports::{AnswerLease, ChatRequest, ChatTurn, RepositoryError};
 use crate::turn::Turn;
-use context::context_window;
+use context::{Context, context_window};
 
 /// How an answer ended, before it is stored.
 pub(super) struct Outcome {
@@ -258,6 +259,25 @@ impl Actor {
         self.finish(outcome, &answer).await;
     }
 
+    /// Puts the most recent uploaded pictures (`LLM_IMAGES_MAX`) into their turns, when
+    /// the model sees images; the others stay named only.
+    async fn show_pictures(&self, model_id: &ModelId, turns: &mut [ChatTurn], pictures: &[(usize, FileId)]) {
+        let (Some(files), Some(provider)) = (&self.deps.files, self.deps.providers.get(model_id)) else {
+            return;
+        };
+        if !provider.sees_images() {
+            return;
+        }
+        let newest = pictures.len().saturating_sub(files.settings().model_images_max);
+        for (index, file) in &pictures[newest..] {
+            if let (Some(image), Some(turn)) =
+                (files.image_for_model(file, self.live.id()).await, turns.get_mut(*index))
+            {
+                turn.images.push(image);
+            }
+        }
+    }
+
     /// Builds the provider request from the stored history.
     pub(super) async fn request(
         &self,
@@ -273,7 +293,8 @@ impl Actor {
                 warn!(session_id = %self.live.id(), %error, "loading the history failed");
                 Outcome::failed(model_id, FinishReason::Error, ErrorCode::DatabaseError, STORAGE_UNAVAILABLE)
             })?;
-        let history = context_window(&recent, settings.context_max_chars);
+        let Context { turns: mut history, pictures } = context_window(&recent, settings.context_max_chars);
+        self.show_pictures(model_id, &mut history, &pictures).await;
         let prompt_chars = history.iter().map(|t| t.content.chars().count()).sum::<usize>()
             + settings.system_prompt.as_ref().map_or(0, |p| p.chars().count());
         let request = ChatRequest {

@@ -10,11 +10,14 @@
 //!   issued to this connection, another session of the user, or — for an unknown or
 //!   foreign id — a brand-new session, so nothing reveals whether someone else's id
 //!   exists), and making sessions live;
+//! - [`files`]: uploads, downloads and who may read a file, and the deletion of files
+//!   whose time is up;
 //! - [`replay`]: binding a socket to a session with the replay of what it missed.
 //!
 //! The shared dependencies live in `crate::deps`, so nothing here imports in a circle
 //! with the session actor (`crate::answer`).
 
+mod files;
 mod handoff;
 mod history;
 mod replay;
@@ -22,6 +25,7 @@ mod resolve;
 mod session_ops;
 mod submit;
 
+pub use files::{Download, FileReader, Uploaded};
 pub use history::{MessagePage, Reader, SharedConversation};
 
 use std::collections::HashMap;
@@ -37,6 +41,7 @@ use crate::commands::ClientCommand;
 use crate::deps::Deps;
 use crate::error::ChatError;
 use crate::events::{Frame, ServerEvent};
+use crate::files::{Files, Uploads};
 use crate::limits::{KeyedLimiter, MessageLimiter};
 use crate::live::{LiveSession, LiveSessions};
 use crate::ports::{
@@ -61,6 +66,8 @@ pub struct ChatPorts {
     pub random: Arc<dyn Randomness>,
     /// Listings, analytics and share links (usually the same store as `repository`).
     pub catalog: Arc<dyn SessionCatalog>,
+    /// Files in conversations (none: uploads are off, attachments are links only).
+    pub uploads: Option<Uploads>,
     /// Alert channels for help requests (none: alerts are off).
     pub notifiers: Vec<Arc<dyn Notifier>>,
     /// Metrics ([`crate::ports::NoMetrics`] for none).
@@ -141,6 +148,9 @@ impl ChatService {
         let help_alerts = KeyedLimiter::new(settings.help_alert_quota);
         let help_alerts_per_user = KeyedLimiter::new(settings.help_alert_user_quota);
         let live = LiveSessions::new(Arc::clone(&ports.clock), Arc::clone(&ports.hub));
+        let files = ports.uploads.map(|uploads| {
+            Files::new(uploads, Arc::clone(&ports.clock), Arc::clone(&ports.ids), Arc::clone(&ports.metrics))
+        });
         Self {
             deps: Arc::new(Deps {
                 repo: ports.repository,
@@ -149,6 +159,7 @@ impl ChatService {
                 ids: ports.ids,
                 random: ports.random,
                 catalog: ports.catalog,
+                files,
                 notifiers: ports.notifiers,
                 help_alerts,
                 help_alerts_per_user,

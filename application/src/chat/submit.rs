@@ -4,11 +4,12 @@
 
 use std::sync::Arc;
 
+use chatbox_domain::validation::check_metadata;
 use chatbox_domain::{MessageKind, Sender, UserId};
 use tracing::info;
 
 use super::{ChatService, Connection};
-use crate::commands::{Attachment, SendMessage};
+use crate::commands::{AttachedFile, Attachment, SendMessage};
 use crate::error::ChatError;
 use crate::live::LiveSession;
 use crate::ports::{LimitVerdict, Limiter};
@@ -54,6 +55,20 @@ impl ChatService {
     ) -> Result<(), ChatError> {
         self.check_rate(connection.socket.user()).await?;
         let live = self.target_session(connection, attachment.session_id.as_ref(), None).await?;
+        let (file_id, file_url, metadata) = match attachment.file {
+            AttachedFile::Upload(id) => {
+                let files = self.deps.files.as_ref().ok_or(ChatError::FileNotFound)?;
+                let file = files.attach(&id, connection.socket.user(), live.id()).await?;
+                // What the file is comes from the server's record, not the client.
+                let mut metadata = attachment.metadata;
+                metadata.insert("filename".into(), file.name.to_string());
+                metadata.insert("size".into(), file.size.to_string());
+                metadata.insert("type".into(), file.media_type.essence().to_owned());
+                check_metadata(&metadata)?;
+                (id.to_string(), files.download_url(&id), metadata)
+            }
+            AttachedFile::Link { file_id, file_url } => (file_id, file_url, attachment.metadata),
+        };
         let turn = Turn {
             origin: Arc::clone(&connection.socket),
             sender: Self::sender_in(connection, &live),
@@ -62,9 +77,9 @@ impl ChatService {
                 _ => MessageKind::File,
             },
             content: attachment.content,
-            file_id: Some(attachment.file_id),
-            file_url: Some(attachment.file_url),
-            metadata: attachment.metadata,
+            file_id: Some(file_id),
+            file_url: Some(file_url),
+            metadata,
             client_message_id: attachment.client_message_id,
             answer: None,
         };

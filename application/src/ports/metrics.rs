@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use chatbox_domain::{FinishReason, ModelId};
+use chatbox_domain::upload::FileKind;
 use thiserror::Error;
 
 use super::{ProviderError, RepositoryError};
@@ -280,6 +281,15 @@ pub trait Metrics: Send + Sync + 'static {
     fn help_requested(&self);
     /// An alert was sent on `channel` (`email`, `sms`, …), or sending it failed.
     fn alert(&self, channel: &'static str, delivered: bool);
+
+    /// A file was uploaded and stored (`bytes` as stored).
+    fn file_uploaded(&self, _kind: FileKind, _bytes: u64) {}
+
+    /// An upload was refused, by its error code.
+    fn upload_refused(&self, _code: &'static str) {}
+
+    /// A stored file was deleted by the cleanup, by reason (`orphan`, `retention`).
+    fn file_deleted(&self, _reason: &'static str) {}
 }
 
 /// Metrics that go nowhere.

@@ -207,6 +207,7 @@ fn build_on(
         ids: Arc::clone(&ids) as Arc<dyn IdGenerator>,
         random: Arc::new(HalfRandom),
         catalog: Arc::clone(&repo) as Arc<dyn SessionCatalog>,
+        uploads: None,
         notifiers,
         metrics: Arc::clone(&metrics) as Arc<dyn chatbox_application::ports::Metrics>,
         hub,

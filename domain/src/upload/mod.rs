@@ -23,9 +23,11 @@ use std::sync::Arc;
 use crate::error::ErrorCode;
 use crate::validation::InvalidValue;
 
+mod range;
 mod record;
 mod strip;
 
+pub use range::{ByteRange, Unsatisfiable};
 pub use record::{ExpiryReason, StoredFile};
 pub use strip::{ImageFormat, MalformedImage, MetadataStripper};
 

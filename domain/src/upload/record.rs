@@ -9,6 +9,7 @@
 //! - **The media type, size and digest are the server's**, measured on the bytes as
 //!   stored (after metadata was stripped), never taken from the client.
 
+use std::fmt;
 use std::sync::Arc;
 
 use super::{ACCEPTED, FileId, FileKind, MediaType};
@@ -50,6 +51,32 @@ impl StoredFile {
     #[must_use]
     pub fn attachable_by(&self, owner: &UserId, session: &SessionId) -> bool {
         self.owner == *owner && self.session.as_ref().is_none_or(|attached| attached == session)
+    }
+}
+
+impl StoredFile {
+    /// The `Content-Disposition` it is served with: `inline` for an image (shown in the
+    /// page), `attachment` for anything else (saved, never rendered by the browser), with
+    /// its name twice: an ASCII fallback (`filename`, quotes and backslashes and anything
+    /// not printable ASCII replaced by `_`) and the exact name (`filename*`, RFC 8187).
+    #[must_use]
+    pub fn content_disposition(&self) -> String {
+        use fmt::Write as _;
+        let disposition = if self.kind() == FileKind::Image { "inline" } else { "attachment" };
+        let fallback: String = self
+            .name
+            .chars()
+            .map(|c| if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' { c } else { '_' })
+            .collect();
+        let mut value = format!("{disposition}; filename=\"{fallback}\"; filename*=UTF-8''");
+        for byte in self.name.bytes() {
+            if byte.is_ascii_alphanumeric() || b"!#$&+-.^_`|~".contains(&byte) {
+                value.push(char::from(byte));
+            } else {
+                let _ = write!(value, "%{byte:02X}");
+            }
+        }
+        value
     }
 }
 
@@ -109,6 +136,23 @@ mod tests {
         assert!(!file("alice", None).attachable_by(&bob, &one), "not bob's");
         assert!(file("alice", Some("one")).attachable_by(&alice, &one), "again in the same session");
         assert!(!file("alice", Some("one")).attachable_by(&alice, &two), "never moved");
+    }
+
+    #[test]
+    fn an_image_is_shown_inline_anything_else_is_saved_and_the_name_is_kept_safely() {
+        let mut image = file("alice", None);
+        image.name = Arc::from("cat \"1\".png");
+        assert_eq!(
+            image.content_disposition(),
+            "inline; filename=\"cat _1_.png\"; filename*=UTF-8''cat%20%221%22.png"
+        );
+        let mut document = file("alice", None);
+        document.media_type = MediaType::from_essence("application/pdf").expect("pdf");
+        document.name = Arc::from("résumé\\x.pdf");
+        assert_eq!(
+            document.content_disposition(),
+            "attachment; filename=\"r_sum__x.pdf\"; filename*=UTF-8''r%C3%A9sum%C3%A9%5Cx.pdf"
+        );
     }
 
     #[test]

@@ -134,6 +134,7 @@ fn chat_service(
         ids: Arc::new(RandomIds),
         random: Arc::new(ThreadRandomness),
         catalog: Arc::clone(&stores.catalog),
+        uploads: None,
         notifiers: crate::alerts::notifiers(&settings.alerts)?,
         metrics: metrics.recorder(),
         hub: replicas.hub,
