@@ -1,8 +1,8 @@
 //! What a client asks for, already parsed and validated by the inbound adapter.
 
 use chatbox_domain::command_budget::CommandKind;
-use chatbox_domain::validation::{MessageContent, Metadata};
 use chatbox_domain::upload::FileId;
+use chatbox_domain::validation::{MessageContent, Metadata};
 use chatbox_domain::{ClientMessageId, MessageKind, ModelId, Seq, SessionId};
 
 use crate::events::AnswerStyle;

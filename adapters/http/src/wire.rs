@@ -8,8 +8,8 @@
 use std::collections::BTreeMap;
 
 use chatbox_application::commands::{AttachedFile, Attachment, ClientCommand, SendMessage};
-use chatbox_domain::upload::FileId;
 use chatbox_application::events::{AnswerStyle, Frame, ServerEvent};
+use chatbox_domain::upload::FileId;
 use chatbox_domain::validation::{self, InvalidValue, MessageContent, Metadata};
 use chatbox_domain::{ClientMessageId, MessageKind, ModelId, Sender, Seq, SessionId, Timestamp};
 use chrono::SecondsFormat;

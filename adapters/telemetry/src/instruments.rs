@@ -16,7 +16,7 @@ use opentelemetry::metrics::{Counter, Histogram, Meter};
 
 /// The Prometheus names of every family [`crate::Telemetry`] renders (the table in
 /// `docs/operations.md` lists each).
-pub const METRIC_NAMES: [&str; 26] = [
+pub const METRIC_NAMES: [&str; 30] = [
     "chatbox_websocket_connections",
     "chatbox_websocket_connection_duration_seconds",
     "chatbox_messages_received_total",
@@ -43,6 +43,10 @@ pub const METRIC_NAMES: [&str; 26] = [
     "chatbox_ready",
     "chatbox_redis_up",
     "chatbox_redis_outages_total",
+    "chatbox_files_uploaded_total",
+    "chatbox_file_upload_bytes_total",
+    "chatbox_uploads_refused_total",
+    "chatbox_files_deleted_total",
 ];
 
 /// The earlier service's bounds (1 s to 1 h, so its dashboards' `le` values exist) and
@@ -82,6 +86,10 @@ pub(crate) struct Instruments {
     pub help_requests: Counter<u64>,
     pub alerts: Counter<u64>,
     pub redis_outages: Counter<u64>,
+    pub files_uploaded: Counter<u64>,
+    pub upload_bytes: Counter<u64>,
+    pub uploads_refused: Counter<u64>,
+    pub files_deleted: Counter<u64>,
 }
 
 fn seconds(meter: &Meter, name: &'static str, description: &'static str, buckets: &[f64]) -> Histogram<f64> {
@@ -180,6 +188,18 @@ impl Instruments {
                 meter,
                 "chatbox.redis.outages",
                 "Times Redis (HUB_BACKEND=redis) stopped answering; absent with HUB_BACKEND=memory.",
+            ),
+            files_uploaded: counter(meter, "chatbox.files.uploaded", "Files uploaded and stored, by kind."),
+            upload_bytes: meter
+                .u64_counter("chatbox.file.upload")
+                .with_unit("By")
+                .with_description("Bytes of files stored (after image metadata was stripped), by kind.")
+                .build(),
+            uploads_refused: counter(meter, "chatbox.uploads.refused", "Uploads refused, by error code."),
+            files_deleted: counter(
+                meter,
+                "chatbox.files.deleted",
+                "Stored files deleted by the cleanup, by reason (orphan, retention).",
             ),
         }
     }

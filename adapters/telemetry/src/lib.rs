@@ -33,7 +33,8 @@ use chatbox_application::ports::{
     ExpositionError, FrameCounter, FrameDirection, Limiter, LlmErrorKind, Metrics, MetricsExposition,
     StorageOutcome,
 };
-use chatbox_domain::{FinishReason, ModelId};
+use chatbox_domain::upload::{ExpiryReason, FileKind};
+use chatbox_domain::{ErrorCode, FinishReason, ModelId};
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Meter, MeterProvider as _, ObservableGauge};
 use opentelemetry_sdk::metrics::SdkMeterProvider;
@@ -161,6 +162,14 @@ impl Telemetry {
         for limiter in Limiter::ALL {
             i.rate_limited.add(0, &[KeyValue::new("limiter", limiter.as_str())]);
         }
+        for kind in [FileKind::Image, FileKind::Audio, FileKind::Document] {
+            i.files_uploaded.add(0, &[KeyValue::new("file_kind", file_kind(kind))]);
+            i.upload_bytes.add(0, &[KeyValue::new("file_kind", file_kind(kind))]);
+        }
+        for reason in [ExpiryReason::Orphan, ExpiryReason::Retention] {
+            i.files_deleted.add(0, &[KeyValue::new("reason", reason.as_str())]);
+        }
+        i.uploads_refused.add(0, &[KeyValue::new("code", ErrorCode::FileTooLarge.as_str())]);
     }
 }
 
@@ -368,6 +377,29 @@ impl Metrics for Telemetry {
         self.instruments
             .alerts
             .add(1, &[KeyValue::new("channel", channel), KeyValue::new("outcome", outcome)]);
+    }
+
+    fn file_uploaded(&self, kind: FileKind, bytes: u64) {
+        let kind = [KeyValue::new("file_kind", file_kind(kind))];
+        self.instruments.files_uploaded.add(1, &kind);
+        self.instruments.upload_bytes.add(bytes, &kind);
+    }
+
+    fn upload_refused(&self, code: &'static str) {
+        self.instruments.uploads_refused.add(1, &[KeyValue::new("code", code)]);
+    }
+
+    fn file_deleted(&self, reason: &'static str) {
+        self.instruments.files_deleted.add(1, &[KeyValue::new("reason", reason)]);
+    }
+}
+
+/// The `kind` label of a file.
+const fn file_kind(kind: FileKind) -> &'static str {
+    match kind {
+        FileKind::Image => "image",
+        FileKind::Audio => "audio",
+        FileKind::Document => "document",
     }
 }
 

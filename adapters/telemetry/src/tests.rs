@@ -100,6 +100,9 @@ fn record_everything(metrics: &dyn Metrics) {
     metrics.help_requested();
     metrics.alert("email", true);
     metrics.alert("sms", false);
+    metrics.file_uploaded(chatbox_domain::upload::FileKind::Image, 1_500);
+    metrics.upload_refused("UNSUPPORTED_MEDIA_TYPE");
+    metrics.file_deleted("retention");
 }
 
 #[test]
@@ -160,6 +163,12 @@ fn each_event_moves_its_series_with_its_labels() {
     assert_eq!(value(&s, "chatbox_help_requests_total", &[]), 1.0);
     assert_eq!(value(&s, "chatbox_alerts_total", &[("channel", "email"), ("outcome", "sent")]), 1.0);
     assert_eq!(value(&s, "chatbox_alerts_total", &[("channel", "sms"), ("outcome", "failed")]), 1.0);
+    assert_eq!(value(&s, "chatbox_files_uploaded_total", &[("file_kind", "image")]), 1.0);
+    assert_eq!(value(&s, "chatbox_files_uploaded_total", &[("file_kind", "audio")]), 0.0);
+    assert_eq!(value(&s, "chatbox_file_upload_bytes_total", &[("file_kind", "image")]), 1_500.0);
+    assert_eq!(value(&s, "chatbox_uploads_refused_total", &[("code", "UNSUPPORTED_MEDIA_TYPE")]), 1.0);
+    assert_eq!(value(&s, "chatbox_files_deleted_total", &[("reason", "retention")]), 1.0);
+    assert_eq!(value(&s, "chatbox_files_deleted_total", &[("reason", "orphan")]), 0.0);
 
     // And the gauge comes back down.
     telemetry.socket_closed(Duration::from_secs(1));
@@ -256,6 +265,9 @@ fn no_label_value_leaves_its_fixed_set() {
             "le" => value == "+Inf" || value.parse::<f64>().is_ok(),
             // Names fixed in the code that calls the port (`&'static str`).
             "endpoint" | "operation" | "channel" => !value.is_empty(),
+            "file_kind" => ["image", "audio", "document"].contains(&value),
+            "reason" => ["orphan", "retention"].contains(&value),
+            "code" => chatbox_domain::ErrorCode::ALL.iter().any(|code| code.as_str() == value),
             other => panic!("unexpected label {other}={value}"),
         }
     };

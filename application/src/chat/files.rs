@@ -78,6 +78,18 @@ impl ChatService {
         Ok(Uploaded { file, url })
     }
 
+    /// `UPLOAD_MAX_BYTES`, when uploads are on.
+    #[must_use]
+    pub fn upload_max_bytes(&self) -> Option<u64> {
+        self.deps.files.as_ref().map(|files| files.settings().limits.max_bytes)
+    }
+
+    /// `UPLOAD_TIMEOUT`, when uploads are on.
+    #[must_use]
+    pub fn upload_timeout(&self) -> Option<std::time::Duration> {
+        self.deps.files.as_ref().map(|files| files.settings().upload_timeout)
+    }
+
     /// Opens file `id` for `reader`: all of it, or `range`.
     ///
     /// # Errors
@@ -96,7 +108,9 @@ impl ChatService {
             return Err(ChatError::FileNotFound);
         }
         let range: Option<Range<u64>> = range
-            .map(|asked| asked.resolve(file.size).map_err(|_| ChatError::RangeNotSatisfiable { size: file.size }))
+            .map(|asked| {
+                asked.resolve(file.size).map_err(|_| ChatError::RangeNotSatisfiable { size: file.size })
+            })
             .transpose()?;
         // A range is served here: a redirect would not carry it reliably.
         if range.is_none()
@@ -138,7 +152,8 @@ impl ChatService {
             }
             FileReader::Shared(token) => {
                 let now = self.deps.clock.now();
-                let shared = self.deps.storage(self.deps.catalog.find_shared(&share_digest(token), now)).await?;
+                let shared =
+                    self.deps.storage(self.deps.catalog.find_shared(&share_digest(token), now)).await?;
                 Ok(shared.as_ref() == Some(session_id))
             }
         }

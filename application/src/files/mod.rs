@@ -167,7 +167,10 @@ impl Files {
             .map_err(ChatError::Storage)
     }
 
-    async fn store_call<T>(&self, call: impl Future<Output = Result<T, FileStoreError>>) -> Result<T, ChatError> {
+    async fn store_call<T>(
+        &self,
+        call: impl Future<Output = Result<T, FileStoreError>>,
+    ) -> Result<T, ChatError> {
         match tokio::time::timeout(self.settings.storage_timeout, call).await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(FileStoreError::NotFound)) => Err(ChatError::FileNotFound),

@@ -36,7 +36,9 @@ impl Sink {
     async fn push(&mut self, chunk: Bytes) -> Result<(), ChatError> {
         let chunk = match self.stripper.as_mut() {
             Some(stripper) => {
-                stripper.push(&chunk, &mut self.scratch).map_err(|_| ChatError::Upload(UploadRefusal::UnsupportedType))?;
+                stripper
+                    .push(&chunk, &mut self.scratch)
+                    .map_err(|_| ChatError::Upload(UploadRefusal::UnsupportedType))?;
                 Bytes::from(std::mem::take(&mut self.scratch))
             }
             None => chunk,
@@ -60,7 +62,12 @@ impl Files {
     /// [`ChatError::Upload`] for a refusal (type, size, daily limits, empty),
     /// [`ChatError::UploadTimeout`] past `upload_timeout`, [`ChatError::BadRequest`] when
     /// the body broke, storage failures. Nothing is kept after any of them.
-    pub(crate) async fn upload<S>(&self, owner: &UserId, client_name: &str, body: S) -> Result<StoredFile, ChatError>
+    pub(crate) async fn upload<S>(
+        &self,
+        owner: &UserId,
+        client_name: &str,
+        body: S,
+    ) -> Result<StoredFile, ChatError>
     where
         S: Stream<Item = Result<Bytes, UploadBodyError>> + Send + Unpin,
     {
@@ -86,8 +93,10 @@ impl Files {
             created_at: now,
             attached_at: None,
         };
-        let headers =
-            ObjectHeaders { content_type: media_type.essence(), content_disposition: record.content_disposition() };
+        let headers = ObjectHeaders {
+            content_type: media_type.essence(),
+            content_disposition: record.content_disposition(),
+        };
         let writer = within(deadline, self.store_call(self.ports.store.create(&id, &headers))).await??;
         let mut sink = Sink {
             writer,

@@ -16,8 +16,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use chatbox_domain::{FinishReason, ModelId};
 use chatbox_domain::upload::FileKind;
+use chatbox_domain::{FinishReason, ModelId};
 use thiserror::Error;
 
 use super::{ProviderError, RepositoryError};

@@ -2,6 +2,7 @@
 //! - [`health`]: liveness and readiness;
 //! - [`user`]: a user's own sessions — list, read, end, share, revoke — and the public
 //!   read-only view a share link opens;
+//! - [`files`]: uploads and downloads of files in conversations;
 //! - [`admin`]: the admin listing, one session in full, a user's sessions, analytics,
 //!   takeover and release.
 //!
@@ -10,6 +11,7 @@
 //! Someone else's session answers exactly like a missing one (404).
 
 pub mod admin;
+pub mod files;
 pub mod health;
 pub mod json;
 pub mod params;
@@ -35,6 +37,8 @@ pub enum ApiError {
     NotFound(&'static str),
     /// The use-case failed.
     Chat(ChatError),
+    /// A credential the handler checks itself (a route taking either of two) failed.
+    Auth(crate::auth::AuthError),
 }
 
 impl ApiError {
@@ -44,6 +48,7 @@ impl ApiError {
             Self::BadParam(problem) => error_response(chatbox_domain::ErrorCode::BadRequest, problem, None),
             Self::NotFound(text) => error_response(chatbox_domain::ErrorCode::NotFound, text, None),
             Self::Chat(error) => error_response(error.code(), &error.to_string(), error.retry_after()),
+            Self::Auth(error) => crate::reply::auth_error_response(error),
         }
     }
 }
@@ -78,6 +83,8 @@ pub struct ApiRequest {
     pub(crate) query: Query,
     pub(crate) client: IpAddr,
     pub(crate) path_params: PathParams,
+    /// The body, for the routes that read one (`POST`).
+    pub(crate) body: Option<files::RequestBody>,
 }
 
 impl ApiRequest {

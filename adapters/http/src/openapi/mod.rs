@@ -14,6 +14,7 @@ use crate::access::AccessLevel;
 use crate::reply::{HttpResponse, json_response};
 use crate::routes::route::{Method, Route};
 
+mod files;
 mod schemas;
 use schemas::schemas;
 
@@ -375,6 +376,9 @@ fn described() -> Vec<Described> {
         describe(Method::Get, "/metrics", scrape()),
         describe(Method::Get, "/metrics/prometheus", scrape()),
     ]
+    .into_iter()
+    .chain(files::described())
+    .collect()
 }
 
 /// The document of `routes`, for the path prefix `prefix`.

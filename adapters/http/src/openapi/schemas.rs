@@ -89,6 +89,17 @@ pub(super) fn schemas() -> Value {
             "type": "object", "required": ["status", "session_id"],
             "properties": { "status": { "const": "ended" }, "session_id": { "type": "string" } }
         },
+        "Upload": {
+            "type": "object", "required": ["file_id", "file_url", "name", "size", "type", "sha256"],
+            "properties": {
+                "file_id": { "type": "string", "pattern": "^[0-9a-f]{32}$" },
+                "file_url": { "type": "string" },
+                "name": { "type": "string" },
+                "size": { "type": "integer", "minimum": 1 },
+                "type": { "type": "string" },
+                "sha256": { "type": "string", "pattern": "^[0-9a-f]{64}$" }
+            }
+        },
         "Share": {
             "type": "object", "required": ["share_token", "expires_at", "session_id"],
             "properties": { "share_token": { "type": "string" }, "expires_at": time, "session_id": { "type": "string" } }

@@ -29,6 +29,7 @@ use warp::filters::BoxedFilter;
 use super::route::{Access, AssetRequest, Handler, Method, Route, SocketRequest};
 use super::table::ROUTES;
 use crate::access::{self, Denied};
+use crate::api::files::RequestBody;
 use crate::api::{ApiRequest, PathParams};
 use crate::edge::ClientAddr;
 use crate::reply::{HttpResponse, error_response, query_pairs};
@@ -77,19 +78,19 @@ fn endpoint(state: &Arc<HttpState>, route: &Route) -> Reply {
     match route.access() {
         Access::Public(handler) => guarded(
             matched,
-            request(state),
+            request(state, route.method()),
             |request| access::visitor(&request.state, request.client),
             handler,
         ),
         Access::User(handler) => guarded(
             matched,
-            request(state),
+            request(state, route.method()),
             |request| access::user(&request.state, &request.headers),
             handler,
         ),
         Access::Admin(handler) => guarded(
             matched,
-            request(state),
+            request(state, route.method()),
             |request| access::admin(&request.state, &request.headers),
             handler,
         ),
@@ -193,13 +194,21 @@ fn method(method: Method) -> BoxedFilter<()> {
     }
 }
 
-/// Reads an [`ApiRequest`] (its path parameters come from the path filter).
-fn request(state: &Arc<HttpState>) -> BoxedFilter<(ApiRequest,)> {
+/// Reads an [`ApiRequest`] (its path parameters come from the path filter). A `POST`
+/// carries its body, as a stream nobody has read yet: a handler that does not read it
+/// drops it, and the server drains or closes as for any unread body.
+fn request(state: &Arc<HttpState>, method: Method) -> BoxedFilter<(ApiRequest,)> {
     let state = Arc::clone(state);
+    let body = if method == Method::Post {
+        warp::body::stream().map(|stream| Some(RequestBody::new(stream))).boxed()
+    } else {
+        warp::any().map(|| None).boxed()
+    };
     warp::ext::optional::<ClientAddr>()
         .and(warp::header::headers_cloned())
         .and(query_pairs())
-        .map(move |peer: Option<ClientAddr>, headers: HeaderMap, query| {
+        .and(body)
+        .map(move |peer: Option<ClientAddr>, headers: HeaderMap, query, body: Option<RequestBody>| {
             let peer = peer.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |addr| addr.0.ip());
             let client = state.client_ip.client_ip(peer, &headers);
             ApiRequest {
@@ -208,6 +217,7 @@ fn request(state: &Arc<HttpState>) -> BoxedFilter<(ApiRequest,)> {
                 query,
                 client,
                 path_params: PathParams::default(),
+                body,
             }
         })
         .boxed()

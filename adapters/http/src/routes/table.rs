@@ -9,7 +9,7 @@
 
 use super::route::{Access, Route};
 use crate::access::Visitor;
-use crate::api::{ApiRequest, ApiResult, admin, health, user};
+use crate::api::{ApiRequest, ApiResult, admin, files, health, user};
 use crate::{metrics, openapi, ui, ws};
 
 /// `handler!(f)`: the `async fn` `f` as a handler of the table (its future boxed).
@@ -31,6 +31,10 @@ pub static ROUTES: &[Route] = &[
     Route::post("/sessions/{session_id}/share", Access::User(handler!(user::share))),
     Route::delete("/sessions/{session_id}/share", Access::User(handler!(user::revoke))),
     Route::get("/shared/{share_token}", Access::Public(handler!(user::shared))),
+    Route::post("/uploads", Access::User(handler!(files::upload))),
+    // Where the earlier web client posts its uploads.
+    Route::post("/api/upload", Access::User(handler!(files::upload))).at_root().timed_as("/uploads"),
+    Route::get("/files/{file_id}", Access::Public(handler!(files::download))),
     Route::get("/admin/sessions", Access::Admin(handler!(admin::sessions))),
     Route::get("/admin/sessions/{session_id}", Access::Admin(handler!(admin::session))),
     Route::get("/admin/users/{user_id}/sessions", Access::Admin(handler!(admin::user_sessions))),
