@@ -11,6 +11,9 @@
 //! `catalog.rs` and `catalog_shares.rs`, run the same way; what only MongoDB's layout
 //! shows (derived fields, old documents, Go sessions, keys) is in `catalog_layout.rs`.
 //!
+//! The stored files' records (`FileCatalog`) have their cases in `files.rs`, run the same
+//! way on both ports of one store.
+//!
 //! MongoDB-only behaviour has its own modules: the earlier service's documents and
 //! `chatbox migrate` (`legacy.rs`), the stored layout and indexes (`layout.rs`), no
 //! plaintext in the database files (`encryption.rs`), an outage in the middle of appends
@@ -25,6 +28,7 @@ mod catalog_shares;
 mod conversation_fault;
 mod encryption;
 mod fault;
+mod files;
 mod layout;
 mod legacy;
 mod server;
@@ -114,4 +118,44 @@ catalog_contract!(
     catalog_shares::stats_add_up_the_sessions_created_in_a_range,
     catalog_shares::share_grants_are_set_replaced_revoked_and_expire,
     catalog_shares::share_writes_racing_appends_lose_nothing,
+);
+
+/// Instantiates every file catalog case once per adapter; the cases get the session
+/// repository and the file catalog of one store.
+macro_rules! files_contract {
+    ($($case:ident),* $(,)?) => {
+        mod files_memory {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let store = std::sync::Arc::new(chatbox_memory_store::MemorySessionRepository::new(1000));
+                    crate::files::$case(store).await;
+                }
+            )*
+        }
+
+        mod files_mongodb {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let Some(store) = crate::support::mongo(stringify!($case)).await else {
+                        return;
+                    };
+                    crate::files::$case(store.shared()).await;
+                    store.drop_database().await;
+                }
+            )*
+        }
+    };
+}
+
+files_contract!(
+    a_file_reads_back_with_every_field,
+    a_taken_file_id_already_exists,
+    only_its_owner_attaches_a_file_and_only_to_one_session,
+    uploads_count_that_owner_from_since_on,
+    unattached_files_expire_after_the_orphan_age,
+    ending_a_session_puts_its_files_under_retention,
+    expired_files_respect_the_limit,
+    a_deleted_file_is_forgotten,
 );

@@ -186,6 +186,11 @@ impl MongoStore {
         &self.repository
     }
 
+    /// The repository itself, for every port it implements.
+    pub fn shared(&self) -> Arc<MongoSessionRepository> {
+        self.repository.clone()
+    }
+
     /// Drops the database (called when a test passed; a failed one keeps it to look at).
     pub async fn drop_database(&self) {
         self.repository.database().drop().await.expect("drop the test database");

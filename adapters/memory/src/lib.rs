@@ -18,11 +18,17 @@
 //! requested, an admin ever assisted, and the last assisting admin's name), kept by
 //! `set_handoff` as the MongoDB adapter keeps them, and the share grant.
 //!
-//! One mutex guards the maps; it is never held across an `.await` (no method awaits).
+//! It is also the [`FileCatalog`](chatbox_application::ports::FileCatalog): stored
+//! files' records (`files.rs`), in a map of their own; `end` copies the session's end
+//! time onto its files, as the MongoDB adapter does.
+//!
+//! One mutex guards the sessions, another the files; neither is held across an `.await`
+//! (no method awaits), and never both at once.
 
 #![forbid(unsafe_code)]
 
 mod catalog;
+mod files;
 mod hub;
 
 pub use hub::{LocalFanout, LocalHub};
@@ -32,6 +38,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use async_trait::async_trait;
 use chatbox_application::ports::{RepositoryError, SessionRepository, ShareGrant};
+use chatbox_domain::upload::FileId;
 use chatbox_domain::{
     HandoffState, MessageEffects, ModelId, Seq, Session, SessionId, StoredMessage, Timestamp,
 };
@@ -72,17 +79,26 @@ impl Analytics {
 pub struct MemorySessionRepository {
     max_sessions: usize,
     sessions: Mutex<HashMap<SessionId, Stored>>,
+    files: Mutex<HashMap<FileId, files::FileEntry>>,
 }
 
 impl MemorySessionRepository {
     /// An empty store keeping at most `max_sessions` sessions.
     #[must_use]
     pub fn new(max_sessions: usize) -> Self {
-        Self { max_sessions: max_sessions.max(1), sessions: Mutex::new(HashMap::new()) }
+        Self {
+            max_sessions: max_sessions.max(1),
+            sessions: Mutex::new(HashMap::new()),
+            files: Mutex::new(HashMap::new()),
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<SessionId, Stored>> {
         self.sessions.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn lock_files(&self) -> MutexGuard<'_, HashMap<FileId, files::FileEntry>> {
+        self.files.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Sessions stored now.
@@ -179,7 +195,17 @@ impl SessionRepository for MemorySessionRepository {
     }
 
     async fn end(&self, id: &SessionId, at: Timestamp) -> Result<(), RepositoryError> {
-        self.change(id, |stored| stored.session.end(at))
+        let mut ended_at = None;
+        self.change(id, |stored| {
+            stored.session.end(at);
+            ended_at = stored.session.ended_at();
+        })?;
+        // The stored (first) end time onto the session's files, the sessions' lock
+        // released first.
+        if let Some(ended_at) = ended_at {
+            self.record_end(id, ended_at);
+        }
+        Ok(())
     }
 
     async fn messages_after(

@@ -1,6 +1,6 @@
 //! The mapping between domain types and BSON documents (layout version 2): field names,
 //! the codec of encrypted fields and strict readers here; sessions in `session.rs`,
-//! messages in `message.rs`.
+//! messages in `message.rs`, stored files' records in `file.rs`.
 //!
 //! A session document holds the session's fields flat (so the admin API can filter and
 //! sort on them with indexes) and no messages; each message is its own document in the
@@ -12,7 +12,7 @@
 //! [`DocumentError`], never a default. Optional message fields may be absent or null.
 //! Errors name the field, never its value.
 //!
-//! Encrypted fields (message content, file URL, session name) are stored as BSON binary
+//! Encrypted fields (message content, file URL, session name, a stored file's name) are stored as BSON binary
 //! when a key is configured (see `crypto.rs`) and as strings otherwise; a reader accepts
 //! both, so encryption can be turned on for an existing database.
 //!
@@ -29,11 +29,13 @@ use thiserror::Error;
 use crate::crypto::{CryptoError, KeyRing};
 
 mod derived;
+mod file;
 mod message;
 mod session;
 mod summary;
 
 pub(crate) use derived::{ResponseTotals, Timeline};
+pub(crate) use file::{file_document, file_field, file_from_document};
 
 pub(crate) use message::{message_document, message_from_document};
 pub(crate) use session::{handoff_fields, session_document, session_from_document};

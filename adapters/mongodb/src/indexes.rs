@@ -15,6 +15,10 @@
 //! `offset + limit` entries; the other direction is sorted by the server. And the share
 //! grant's digest, so opening a shared link is one index lookup.
 //!
+//! Stored files (`files.rs`): a user's uploads by time (the upload quota), unattached
+//! files by time (orphans), and the copied end time of their session (retention; sparse,
+//! as most files have none for most of their life).
+//!
 //! Creating an index whose name exists with other keys fails start-up, so a changed index
 //! gets a new name rather than new keys.
 
@@ -26,13 +30,19 @@ use mongodb::bson::{Document, doc};
 use mongodb::options::IndexOptions;
 
 use crate::MongoSessionRepository;
-use crate::documents::field;
+use crate::documents::{field, file_field};
 use crate::error::storage_error;
 use crate::operation::Operation;
 use crate::retry::retrying;
 
 fn index(name: &str, keys: Document, unique: bool) -> IndexModel {
     let options = IndexOptions::builder().name(name.to_owned()).unique(unique.then_some(true)).build();
+    IndexModel::builder().keys(keys).options(options).build()
+}
+
+/// An index leaving out documents without the (single) key field.
+fn sparse_index(name: &str, keys: Document) -> IndexModel {
+    let options = IndexOptions::builder().name(name.to_owned()).sparse(true).build();
     IndexModel::builder().keys(keys).options(options).build()
 }
 
@@ -61,6 +71,15 @@ pub(crate) fn message_indexes() -> Vec<IndexModel> {
     vec![index("session_seq", doc! { field::SESSION_ID: 1, field::SEQ: 1 }, true)]
 }
 
+/// The stored files' indexes, by name.
+pub(crate) fn file_indexes() -> Vec<IndexModel> {
+    vec![
+        index("owner_created_at", doc! { file_field::OWNER: 1, field::CREATED_AT: 1 }, false),
+        index("session_created_at", doc! { file_field::SESSION: 1, field::CREATED_AT: 1 }, false),
+        sparse_index("session_ended_at", doc! { file_field::SESSION_ENDED_AT: 1 }),
+    ]
+}
+
 /// Creates the indexes one `createIndexes` command each: FerretDB 1.24 drops the
 /// connection when one command names two or more indexes that already exist.
 pub(crate) async fn ensure(repository: &MongoSessionRepository) -> Result<(), RepositoryError> {
@@ -68,7 +87,8 @@ pub(crate) async fn ensure(repository: &MongoSessionRepository) -> Result<(), Re
     let all = message_indexes()
         .into_iter()
         .map(|index| (&repository.messages, index))
-        .chain(session_indexes().into_iter().map(|index| (&repository.sessions, index)));
+        .chain(session_indexes().into_iter().map(|index| (&repository.sessions, index)))
+        .chain(file_indexes().into_iter().map(|index| (&repository.files, index)));
     for (collection, index) in all {
         retrying(policy, Operation::CreateIndex, || collection.create_index(index.clone()).into_future())
             .await

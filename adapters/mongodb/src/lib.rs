@@ -13,8 +13,11 @@
 //! - It is also the [`SessionCatalog`](chatbox_application::ports::SessionCatalog):
 //!   listings, analytics and share grants (`catalog.rs`), on stored fields kept by the
 //!   writes for the purpose (`documents/derived.rs`).
-//! - Message content, file URLs and session names are encrypted at rest when a key is
-//!   configured (`crypto.rs`).
+//! - It is also the [`FileCatalog`](chatbox_application::ports::FileCatalog): the records
+//!   of uploaded files in `<collection>_files` (`files.rs`); ending a session copies its
+//!   end time onto its files, so that expired files are one indexed query.
+//! - Message content, file URLs, session names and stored files' names are encrypted at
+//!   rest when a key is configured (`crypto.rs`).
 //! - Session documents of the earlier Go service (messages embedded) are readable as they
 //!   are (`legacy.rs`) and converted by `chatbox migrate` (`migrate.rs`); a write to such a
 //!   session converts it first.
@@ -25,6 +28,7 @@ mod catalog;
 pub mod crypto;
 mod documents;
 mod error;
+mod files;
 mod indexes;
 mod legacy;
 mod locks;
@@ -61,7 +65,8 @@ pub struct MongoConfig {
     pub uri: Secret,
     /// `MONGO_DATABASE`.
     pub database: String,
-    /// `MONGO_COLLECTION`: sessions; messages go to `<collection>_messages`.
+    /// `MONGO_COLLECTION`: sessions; messages go to `<collection>_messages`, stored
+    /// files' records to `<collection>_files`.
     pub collection: String,
     /// `MONGO_CONNECT_TIMEOUT`: for connecting and for finding a usable server.
     pub connect_timeout: Duration,
@@ -76,10 +81,13 @@ pub struct MongoSessionRepository {
     database: Database,
     sessions: Collection<Document>,
     messages: Collection<Document>,
+    files: Collection<Document>,
     codec: Codec,
     retry: retry::Retry,
     /// Serialises this process's updates of one session document (see `locks.rs`).
     locks: locks::SessionLocks,
+    /// Serialises this process's updates of one file document (see `files.rs`).
+    file_locks: locks::SessionLocks,
     /// Whether documents of the earlier layout may exist: only then do reads of messages
     /// look at the session document first. Found at start-up; stays true until restart
     /// even if they are migrated meanwhile (costing one small read, never a wrong answer).
@@ -92,6 +100,7 @@ impl fmt::Debug for MongoSessionRepository {
             .field("database", &self.database.name())
             .field("sessions", &self.sessions.name())
             .field("messages", &self.messages.name())
+            .field("files", &self.files.name())
             .field("encrypted", &self.codec.keys().is_some())
             .finish_non_exhaustive()
     }
@@ -139,10 +148,12 @@ impl MongoSessionRepository {
         Self {
             sessions: database.collection(&config.collection),
             messages: database.collection(&format!("{}_messages", config.collection)),
+            files: database.collection(&format!("{}_files", config.collection)),
             database,
             codec: Codec::new(config.keys.clone()),
             retry: retry::Retry::uncounted(config.retry),
             locks: locks::SessionLocks::default(),
+            file_locks: locks::SessionLocks::default(),
             legacy_present: AtomicBool::new(false),
         }
     }
@@ -217,6 +228,12 @@ impl MongoSessionRepository {
     #[must_use]
     pub const fn messages_collection(&self) -> &Collection<Document> {
         &self.messages
+    }
+
+    /// The stored files' collection (for tools and tests).
+    #[must_use]
+    pub const fn files_collection(&self) -> &Collection<Document> {
+        &self.files
     }
 
     fn legacy_possible(&self) -> bool {

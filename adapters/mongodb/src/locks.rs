@@ -11,7 +11,11 @@
 //!
 //! The locks are striped by a hash of the session id: memory stays fixed however many
 //! sessions there are, and two sessions sharing a stripe only wait for one short update.
-//! A lock is held for one driver call (with its retries), never across another lock.
+//! A lock is held for one driver call (with its retries), never across another lock of
+//! the same set. Stored files' records (`files.rs`) have a set of their own, keyed by file
+//! id; attaching a file takes its file lock and then its session's lock (never the other
+//! way round), so attaching and recording a session's end on its files never overwrite
+//! each other on FerretDB.
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
@@ -36,8 +40,14 @@ impl Default for SessionLocks {
 impl SessionLocks {
     /// Waits for the lock of `id`'s stripe.
     pub(crate) async fn lock(&self, id: &SessionId) -> MutexGuard<'_, ()> {
+        self.lock_key(id.as_str()).await
+    }
+
+    /// Waits for the lock of `key`'s stripe (for documents keyed by another id, such as
+    /// stored files: a separate set of locks, so the two never share a stripe).
+    pub(crate) async fn lock_key(&self, key: &str) -> MutexGuard<'_, ()> {
         let mut hasher = DefaultHasher::new();
-        id.as_str().hash(&mut hasher);
+        key.hash(&mut hasher);
         let stripe = usize::try_from(hasher.finish() % STRIPES as u64).unwrap_or(0);
         self.stripes[stripe].lock().await
     }

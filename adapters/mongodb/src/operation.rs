@@ -6,6 +6,8 @@
 /// A MongoDB operation of this adapter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Operation {
+    /// Attaches an uploaded file to a session.
+    AttachFile,
     /// Writes the derived fields of a session stored before they existed (migration).
     BackfillSession,
     /// Replaces an earlier service's session document by the current layout (migration).
@@ -14,22 +16,32 @@ pub enum Operation {
     CountMessage,
     /// Counts the sessions matching an admin listing.
     CountSessions,
+    /// Adds up a user's recent uploads (quota).
+    CountUploads,
     /// Creates an index at start-up.
     CreateIndex,
     /// Inserts a new session.
     CreateSession,
+    /// Forgets a stored file's record.
+    DeleteFile,
     /// Looks for session documents of the earlier service at start-up.
     DetectLegacy,
     /// Looks for session documents without derived fields at start-up.
     DetectUnderived,
     /// Marks a session ended.
     EndSession,
+    /// Lists the files due for deletion.
+    ExpiredFiles,
+    /// Reads a stored file's record.
+    FindFile,
     /// Reads a message back to confirm an idempotent write.
     FindMessage,
     /// Reads a session document's fields for a write.
     FindSession,
     /// Reads the session a share link names.
     FindShared,
+    /// Records a new stored file.
+    InsertFile,
     /// Inserts one message.
     InsertMessage,
     /// Inserts the messages of a converted session (migration).
@@ -54,6 +66,8 @@ pub enum Operation {
     ReadWindows,
     /// Reads the latest messages of a session (history for a prompt).
     RecentMessages,
+    /// Copies a session's end time onto its files.
+    RecordFileEnd,
     /// Aggregates the analytics of a time range.
     SessionStats,
     /// Reads one session's summary for the admin API.
@@ -68,19 +82,25 @@ pub enum Operation {
 
 impl Operation {
     /// Every operation.
-    pub const ALL: [Self; 29] = [
+    pub const ALL: [Self; 36] = [
+        Self::AttachFile,
         Self::BackfillSession,
         Self::ConvertSession,
         Self::CountMessage,
         Self::CountSessions,
+        Self::CountUploads,
         Self::CreateIndex,
         Self::CreateSession,
+        Self::DeleteFile,
         Self::DetectLegacy,
         Self::DetectUnderived,
         Self::EndSession,
+        Self::ExpiredFiles,
+        Self::FindFile,
         Self::FindMessage,
         Self::FindSession,
         Self::FindShared,
+        Self::InsertFile,
         Self::InsertMessage,
         Self::InsertMessages,
         Self::ListLegacy,
@@ -93,6 +113,7 @@ impl Operation {
         Self::Ping,
         Self::ReadWindows,
         Self::RecentMessages,
+        Self::RecordFileEnd,
         Self::SessionStats,
         Self::SessionSummary,
         Self::SetHandoff,
@@ -115,18 +136,24 @@ impl Operation {
     #[must_use]
     pub const fn as_str(self) -> &'static str {
         match self {
+            Self::AttachFile => "attach_file",
             Self::BackfillSession => "backfill_session",
             Self::ConvertSession => "convert_session",
             Self::CountMessage => "count_message",
             Self::CountSessions => "count_sessions",
+            Self::CountUploads => "count_uploads",
             Self::CreateIndex => "create_index",
             Self::CreateSession => "create_session",
+            Self::DeleteFile => "delete_file",
             Self::DetectLegacy => "detect_legacy",
             Self::DetectUnderived => "detect_underived",
             Self::EndSession => "end_session",
+            Self::ExpiredFiles => "expired_files",
+            Self::FindFile => "find_file",
             Self::FindMessage => "find_message",
             Self::FindSession => "find_session",
             Self::FindShared => "find_shared",
+            Self::InsertFile => "insert_file",
             Self::InsertMessage => "insert_message",
             Self::InsertMessages => "insert_messages",
             Self::ListLegacy => "list_legacy",
@@ -139,6 +166,7 @@ impl Operation {
             Self::Ping => "ping",
             Self::ReadWindows => "read_windows",
             Self::RecentMessages => "recent_messages",
+            Self::RecordFileEnd => "record_file_end",
             Self::SessionStats => "session_stats",
             Self::SessionSummary => "session_summary",
             Self::SetHandoff => "set_handoff",

@@ -14,7 +14,8 @@
 //!   fails if another append came between.
 //! - `set_model`, `set_handoff` and `end` are `$set`s of their own fields (plus `$max` of
 //!   `last_activity`); they never touch the counters, so they can run concurrently with
-//!   appends. `end` on an ended session changes nothing: the first end time stays.
+//!   appends. `end` on an ended session changes nothing: the first end time stays. Once
+//!   the end is stored, `end` copies it onto the session's files (`files.rs`).
 //! - Every write that moves `last_activity` or `ended_at` also keeps `duration_ms`, and
 //!   every append the response-time aggregates (`documents/derived.rs`). They depend on
 //!   the status, so each such write reads the session's times first and is filtered on
@@ -417,7 +418,9 @@ impl SessionRepository for MongoSessionRepository {
                 update
             })
         })
-        .await
+        .await?;
+        // Its stored end time onto its files (also if it had ended: a retry completes it).
+        self.record_end_on_files(id).await
     }
 
     async fn messages_after(
