@@ -10,7 +10,7 @@ use chatbox_application::ChatService;
 use chatbox_http::HttpState;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::config::{ChatSection, LimitsSection};
 
@@ -52,10 +52,38 @@ fn spawn_session_cleanup(
         humantime::format_duration(interval),
         humantime::format_duration(settings.session_ttl)
     );
-    let chat = chat.clone();
-    spawn_periodic(tasks, interval, stop, move || {
-        let count = chat.cleanup_sessions();
+    let sessions = chat.clone();
+    spawn_periodic(tasks, interval, stop.clone(), move || {
+        let count = sessions.cleanup_sessions();
         info!("Cleaned up expired sessions count={count}");
+    });
+    spawn_file_cleanup(tasks, chat.clone(), interval, stop);
+}
+
+/// Deletes uploaded files whose time is up (`UPLOAD_ORPHAN_AGE`, `UPLOAD_RETENTION`),
+/// every `SESSION_CLEANUP_INTERVAL`. A run cut short by shutdown loses nothing: a file's
+/// bytes go before its record, and the next start finds what is left.
+fn spawn_file_cleanup(tasks: &TaskTracker, chat: ChatService, interval: Duration, stop: CancellationToken) {
+    tasks.spawn(async move {
+        let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => break,
+                _ = ticks.tick() => {}
+            }
+            let outcome = tokio::select! {
+                () = stop.cancelled() => break,
+                outcome = chat.cleanup_files() => outcome,
+            };
+            match outcome {
+                Ok(deleted) => info!(
+                    "Cleaned up expired files orphans={} retention={}",
+                    deleted.orphans, deleted.retained
+                ),
+                Err(error) => warn!("Cleaning up expired files failed: {error}"),
+            }
+        }
     });
 }
 

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use anyhow::Context;
-use chatbox_application::ports::{SessionCatalog, SessionRepository};
+use chatbox_application::ports::{FileCatalog, SessionCatalog, SessionRepository};
 use chatbox_memory_store::MemorySessionRepository;
 use chatbox_mongodb_store::MongoSessionRepository;
 use tracing::info;
@@ -19,6 +19,8 @@ pub(super) struct Stores {
     pub repository: Arc<dyn SessionRepository>,
     /// What the API lists and counts.
     pub catalog: Arc<dyn SessionCatalog>,
+    /// The records of uploaded files.
+    pub files: Arc<dyn FileCatalog>,
     /// The memory backend, when it is the one in use.
     pub memory: Option<Arc<MemorySessionRepository>>,
 }
@@ -30,16 +32,19 @@ pub(super) struct Stores {
 pub(super) async fn open(storage: &StorageSection, metrics: &ServiceMetrics) -> anyhow::Result<Stores> {
     let memory = (storage.backend == StorageBackend::Memory)
         .then(|| Arc::new(MemorySessionRepository::new(storage.memory_store_max_sessions)));
-    let (repository, catalog): (Arc<dyn SessionRepository>, Arc<dyn SessionCatalog>) = match &memory {
-        Some(store) => {
-            (Arc::clone(store) as Arc<dyn SessionRepository>, Arc::clone(store) as Arc<dyn SessionCatalog>)
-        }
-        None => {
-            let store = Arc::new(mongo_repository(storage).await?.with_metrics(metrics.recorder()));
-            (Arc::clone(&store) as Arc<dyn SessionRepository>, store)
-        }
-    };
-    Ok(Stores { repository: metrics.timed(repository), catalog, memory })
+    let (repository, catalog, files): (Arc<dyn SessionRepository>, Arc<dyn SessionCatalog>, Arc<dyn FileCatalog>) =
+        match &memory {
+            Some(store) => (
+                Arc::clone(store) as Arc<dyn SessionRepository>,
+                Arc::clone(store) as Arc<dyn SessionCatalog>,
+                Arc::clone(store) as Arc<dyn FileCatalog>,
+            ),
+            None => {
+                let store = Arc::new(mongo_repository(storage).await?.with_metrics(metrics.recorder()));
+                (Arc::clone(&store) as Arc<dyn SessionRepository>, Arc::clone(&store) as Arc<dyn SessionCatalog>, store)
+            }
+        };
+    Ok(Stores { repository: metrics.timed(repository), catalog, files, memory })
 }
 
 /// Connects to MongoDB per `MONGO_*` and `ENCRYPTION_*`: waits for a server (with the

@@ -13,12 +13,14 @@ use std::sync::Arc;
 use anyhow::Context;
 use chatbox_application::ChatService;
 use chatbox_application::chat::ChatPorts;
+use chatbox_application::files::{FilePorts, Uploads};
 use chatbox_application::ports::LlmProvider;
 use chatbox_domain::ModelId;
 use chatbox_http::edge::HttpLimiters;
 use chatbox_http::{HttpState, JwtVerifier};
 use chatbox_llm::{AnthropicProvider, DemoProvider, DifyProvider, OpenAiProvider};
 use chatbox_memory_store::MemorySessionRepository;
+use chatbox_object_store::ObjectFileStore;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -30,7 +32,7 @@ use super::shared::{self, Replicas};
 use super::shutdown::{Running, shut_down};
 use super::storage::{self, Stores};
 use super::system::{RandomIds, SystemClock, ThreadRandomness};
-use crate::config::{ProviderKind, ProviderSettings, ProvidersSection, Settings};
+use crate::config::{ProviderKind, ProviderSettings, ProvidersSection, Settings, UploadStore};
 use crate::memory_report::MemoryProbe;
 use crate::metrics::ServiceMetrics;
 
@@ -134,7 +136,7 @@ fn chat_service(
         ids: Arc::new(RandomIds),
         random: Arc::new(ThreadRandomness),
         catalog: Arc::clone(&stores.catalog),
-        uploads: None,
+        uploads: Some(uploads(settings, stores)?),
         notifiers: crate::alerts::notifiers(&settings.alerts)?,
         metrics: metrics.recorder(),
         hub: replicas.hub,
@@ -146,6 +148,25 @@ fn chat_service(
         settings.alerts.admin_panel_url.clone(),
     )?;
     Ok(ChatService::new(ports, chat_settings, tasks.clone()))
+}
+
+/// Files in conversations: the configured object store, the records in the session
+/// store.
+///
+/// # Errors
+/// When the object store cannot be opened (a directory that cannot be created, an S3
+/// configuration the client refuses).
+fn uploads(settings: &Settings, stores: &Stores) -> anyhow::Result<Uploads> {
+    let store = ObjectFileStore::open(&settings.uploads.object_store()).context("cannot open the upload store")?;
+    match &settings.uploads.store {
+        UploadStore::Local(dir) => info!(dir = %dir.display(), "uploads are kept in a local directory"),
+        UploadStore::S3 { bucket, .. } => info!(%bucket, "uploads are kept in S3"),
+    }
+    let download_path = format!("{}/files/", settings.http.chatbox_path_prefix.trim_end_matches('/'));
+    Ok(Uploads {
+        ports: FilePorts { store: Arc::new(store), catalog: Arc::clone(&stores.files) },
+        settings: settings.uploads.file_settings(download_path),
+    })
 }
 
 /// One adapter per configured provider, by model id.

@@ -2,7 +2,7 @@
 //! and an optional TOML file, parsed into typed settings and validated as a whole.
 //!
 //! [`Settings`] is nested by concern, one module per section (`http`, `auth`, `chat`,
-//! `limits`, `storage`, `hub`, `providers`, `alerts`, `telemetry`); each module reads and checks
+//! `limits`, `storage`, `hub`, `providers`, `alerts`, `telemetry`, `uploads`); each module reads and checks
 //! its variables and converts its section into the configuration type of the adapter
 //! that uses it. `settings` puts the sections together.
 //!
@@ -24,6 +24,7 @@ pub mod source;
 mod storage;
 mod syntax;
 mod telemetry;
+mod uploads;
 
 use std::path::PathBuf;
 
@@ -39,6 +40,7 @@ pub use settings::{Loaded, Settings};
 use source::Source;
 pub use storage::{EncryptionSettings, MongoSettings, StorageBackend, StorageSection};
 pub use telemetry::{LogFormat, TelemetrySection};
+pub use uploads::{UploadStore, UploadsSection};
 
 /// The process environment as a source, with the `CHATBOX_CONFIG` file it names.
 fn environment() -> (Result<Source, String>, Option<PathBuf>) {

@@ -51,6 +51,8 @@ pub struct ProviderSettings {
     pub fallback: Option<ModelId>,
     /// `_DELAY` (demo): pause between streamed words.
     pub delay: Duration,
+    /// `_VISION` (openai, anthropic): the model takes pictures as image parts.
+    pub vision: bool,
 }
 
 impl ProviderSettings {
@@ -63,6 +65,7 @@ impl ProviderSettings {
             model: self.model.clone(),
             max_tokens: self.max_tokens,
             temperature: self.temperature,
+            vision: self.vision,
         }
     }
 }
@@ -157,6 +160,7 @@ fn providers(r: &mut Reader<'_>, dev: bool) -> Vec<ProviderSettings> {
                 temperature: None,
                 fallback: None,
                 delay: Duration::from_millis(30),
+                vision: false,
             });
         } else {
             r.fail(
@@ -250,6 +254,13 @@ fn provider(r: &mut Reader<'_>, n: usize) -> Option<ProviderSettings> {
             }
         },
     };
+    let vision = r.boolean(&var("VISION"), false);
+    if vision && matches!(kind, ProviderKind::Dify | ProviderKind::Demo) {
+        r.fail(
+            &var("VISION"),
+            "only applies to providers of type openai or anthropic (this type cannot take images)",
+        );
+    }
     let name = r.text(&var("NAME")).unwrap_or_else(|| id.to_string());
     Some(ProviderSettings {
         id,
@@ -262,6 +273,7 @@ fn provider(r: &mut Reader<'_>, n: usize) -> Option<ProviderSettings> {
         temperature,
         fallback,
         delay,
+        vision: vision && matches!(kind, ProviderKind::OpenAi | ProviderKind::Anthropic),
     })
 }
 
@@ -317,6 +329,46 @@ mod tests {
         assert_eq!(
             delay.settings.expect("valid").providers.list[0].delay,
             std::time::Duration::from_millis(5)
+        );
+    }
+
+    #[test]
+    fn vision_is_a_boolean_off_by_default_and_only_for_openai_and_anthropic() {
+        let block = |kind: &'static str, vision: &'static str| {
+            vec![
+                ("JWT_SECRET", GOOD_SECRET),
+                ("LLM_PROVIDER_1_ID", "m"),
+                ("LLM_PROVIDER_1_TYPE", kind),
+                ("LLM_PROVIDER_1_ENDPOINT", "https://api.example.com/v1"),
+                ("LLM_PROVIDER_1_API_KEY", "sk-test"),
+                ("LLM_PROVIDER_1_MODEL", "model-x"),
+                ("LLM_PROVIDER_1_VISION", vision),
+            ]
+        };
+        let vision_of = |kind, vision| {
+            let settings = load_from(&block(kind, vision), false).settings.expect("valid");
+            let provider = &settings.providers.list[0];
+            assert_eq!(provider.provider_config().vision, provider.vision);
+            provider.vision
+        };
+        assert!(vision_of("openai", "true"));
+        assert!(vision_of("anthropic", "yes"));
+        assert!(!vision_of("openai", "false"));
+        assert!(!vision_of("openai", ""), "unset is off");
+        assert!(!vision_of("dify", "false"), "off is fine for any type");
+        for kind in ["dify", "demo"] {
+            let refused = errors(&block(kind, "true"));
+            assert!(
+                refused
+                    .iter()
+                    .any(|p| p.starts_with("LLM_PROVIDER_1_VISION: ") && p.contains("cannot take images")),
+                "{kind}: {refused:?}"
+            );
+        }
+        let junk = errors(&block("openai", "maybe"));
+        assert!(
+            junk.iter().any(|p| p.starts_with("LLM_PROVIDER_1_VISION: must be true or false")),
+            "{junk:?}"
         );
     }
 

@@ -34,6 +34,12 @@ impl WholeNumber for usize {
     const MAX: u64 = u32::MAX as u64;
 }
 
+/// Byte counts: capped at 1 PiB, far above any sane setting, so that sums of them
+/// cannot overflow.
+impl WholeNumber for u64 {
+    const MAX: u64 = 1 << 50;
+}
+
 /// Reads variables from a [`Source`], collecting problems and warnings.
 pub(super) struct Reader<'a> {
     pub source: &'a Source,

@@ -17,6 +17,7 @@ use super::providers::ProvidersSection;
 use super::reader::Reader;
 use super::source::Source;
 use super::storage::StorageSection;
+use super::uploads::UploadsSection;
 use super::telemetry::{LogFormat, TelemetrySection};
 
 /// Every setting, typed and validated, by section. Each variable belongs to exactly one
@@ -47,6 +48,8 @@ pub struct Settings {
     pub alerts: AlertsSection,
     /// Logging.
     pub telemetry: TelemetrySection,
+    /// Files in conversations.
+    pub uploads: UploadsSection,
 }
 
 /// The result of loading: settings, or every problem found; plus warnings either way.
@@ -97,6 +100,7 @@ pub(super) fn load(source: &Source, dev_flag: bool, config_file: Option<PathBuf>
     let storage = StorageSection::read(&mut r, dev);
     let hub = HubSection::read(&mut r, dev, storage.backend);
     let alerts = AlertsSection::read(&mut r);
+    let uploads = UploadsSection::read(&mut r);
     let shutdown_timeout = r.duration("SHUTDOWN_TIMEOUT", "30s");
     let unread = source.unread_file_keys();
     if !unread.is_empty() {
@@ -118,6 +122,7 @@ pub(super) fn load(source: &Source, dev_flag: bool, config_file: Option<PathBuf>
         providers,
         alerts,
         telemetry: telemetry.clone(),
+        uploads,
     };
     Loaded::finish(r, settings, &telemetry)
 }
