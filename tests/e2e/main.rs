@@ -16,6 +16,7 @@ mod api;
 mod bodies;
 mod chat;
 mod connect;
+mod files;
 mod handoff;
 mod hardening;
 mod lifecycle;

@@ -153,15 +153,110 @@
     const pending = frame.client_message_id && messages.get(frame.client_message_id);
     const entry = pending || messageElement(key, roleOf(frame), frame.seq);
     if (frame.seq) setSeq(entry, frame.seq);
-    let text = frame.content ?? '';
-    if (frame.type === 'file_upload' || frame.type === 'voice_message') {
-      const name = frame.metadata?.filename || frame.file_id || 'file';
-      text = `${text ? `${text}\n\n` : ''}📎 ${name}`;
-    }
-    entry.text = text;
+    entry.text = frame.content ?? '';
     const role = entry.element.dataset.role;
     if (role === 'ai') entry.element.dataset.streaming = 'false';
     render(entry, role !== 'user');
+    if (frame.type === 'file_upload' || frame.type === 'voice_message') {
+      showAttachment(entry, {
+        name: frame.metadata?.filename || frame.file_id || 'file',
+        url: frame.file_url,
+        size: Number(frame.metadata?.size) || 0,
+        type: frame.metadata?.type || '',
+      });
+    }
+  }
+
+  // Attachments: the name, and for a file this server keeps (P/files/…) a link that
+  // fetches it with the token in `Authorization` and saves it from a blob: URL (the token
+  // never goes into a URL). The page's CSP has `img-src 'self' data:` (no blob:), so
+  // pictures are not shown inline: they are downloaded like any other file.
+  const FILES_PATH = `${Chatbox.prefix}/files/`;
+  const attachError = $('attach-error');
+  const attachStatus = $('attach-status');
+
+  function ownFileUrl(url) {
+    if (typeof url !== 'string' || !url) return null;
+    try {
+      const parsed = new URL(url, window.location.origin);
+      if (parsed.origin !== window.location.origin || !parsed.pathname.startsWith(FILES_PATH)) return null;
+      return parsed.pathname + parsed.search;
+    } catch {
+      return null;
+    }
+  }
+
+  function sizeText(bytes) {
+    if (!bytes) return '';
+    if (bytes < 1024) return `${bytes} B`;
+    if (bytes < 1024 * 1024) return `${Math.round(bytes / 102.4) / 10} KB`;
+    return `${Math.round(bytes / (1024 * 102.4)) / 10} MB`;
+  }
+
+  function showError(text) {
+    attachError.textContent = text;
+  }
+
+  /** The `error` of a refusal's JSON body, or `fallback`. */
+  async function refusalText(response, fallback) {
+    try {
+      const body = await response.json();
+      if (body && typeof body.error === 'string' && body.error) return body.error;
+    } catch {
+      // not JSON
+    }
+    return `${fallback} (HTTP ${response.status}).`;
+  }
+
+  async function download(url, name, link) {
+    showError('');
+    link.setAttribute('aria-busy', 'true');
+    try {
+      const response = await fetch(url, {
+        headers: { Authorization: `Bearer ${Chatbox.token() ?? ''}` }, credentials: 'omit', cache: 'no-store',
+      });
+      if (!response.ok) {
+        showError(await refusalText(response, `${name} could not be downloaded`));
+        return;
+      }
+      const blobUrl = URL.createObjectURL(await response.blob());
+      const save = document.createElement('a');
+      save.href = blobUrl;
+      save.download = name;
+      save.rel = 'noopener';
+      document.body.append(save);
+      save.click();
+      save.remove();
+      setTimeout(() => URL.revokeObjectURL(blobUrl), 60000);
+    } catch {
+      showError(`${name} could not be downloaded: the service is not reachable.`);
+    } finally {
+      link.removeAttribute('aria-busy');
+    }
+  }
+
+  /** Appends the attachment `file` ({name, url, size, type}) to a message's content. */
+  function showAttachment(entry, file) {
+    const line = Chatbox.element('p', 'attachment');
+    line.dataset.fileType = file.type;
+    line.append('📎 ');
+    const url = ownFileUrl(file.url);
+    if (url) {
+      const link = Chatbox.element('a', 'attachment-link', file.name);
+      link.href = url;
+      link.download = file.name;
+      link.setAttribute('aria-label', `Download ${file.name}`);
+      link.addEventListener('click', (event) => {
+        event.preventDefault();
+        download(url, file.name, link);
+      });
+      line.append(link);
+    } else {
+      line.append(Chatbox.element('span', 'attachment-name', file.name));
+    }
+    const size = sizeText(file.size);
+    if (size) line.append(' ', Chatbox.element('span', 'attachment-size', `(${size})`));
+    entry.content.append(line);
   }
 
   function onAnswerChunk(frame) {
@@ -364,6 +459,58 @@
     entry.text = content;
     render(entry, false);
     send({ type: 'user_message', content, session_id: sessionId ?? undefined, model_id: modelSelect.value || undefined, client_message_id: clientId });
+    stopTyping();
+    prompt.value = '';
+    prompt.focus();
+  });
+
+  // Attach: the chosen file goes to P/uploads (multipart, the token in Authorization);
+  // once stored, a `file_upload` frame with the typed text as its caption goes the way of
+  // any message (the outbox when offline), so the conversation holds it once.
+  const attachButton = $('attach');
+  const attachInput = $('attach-file');
+
+  attachButton.addEventListener('click', () => {
+    if (!final) attachInput.click();
+  });
+
+  attachInput.addEventListener('change', async () => {
+    const file = attachInput.files?.[0];
+    attachInput.value = '';
+    if (!file || final) return;
+    showError('');
+    attachButton.disabled = true;
+    attachButton.setAttribute('aria-busy', 'true');
+    attachStatus.textContent = `Uploading ${file.name}…`;
+    let uploaded = null;
+    try {
+      const form = new FormData();
+      form.append('file', file, file.name);
+      const response = await fetch(`${Chatbox.prefix}/uploads`, {
+        method: 'POST', body: form, headers: { Authorization: `Bearer ${Chatbox.token() ?? ''}` },
+        credentials: 'omit', cache: 'no-store',
+      });
+      if (response.status === 201) uploaded = await response.json();
+      else showError(await refusalText(response, `${file.name} could not be uploaded`));
+    } catch {
+      showError(`${file.name} could not be uploaded: the service is not reachable.`);
+    } finally {
+      attachStatus.textContent = '';
+      attachButton.disabled = false;
+      attachButton.removeAttribute('aria-busy');
+    }
+    if (!uploaded?.file_id) return;
+    const caption = prompt.value.trim();
+    const clientId = Chatbox.randomId();
+    const entry = messageElement(clientId, 'user', 0);
+    entry.element.dataset.pending = 'true';
+    entry.text = caption;
+    render(entry, false);
+    showAttachment(entry, { name: uploaded.name || file.name, url: uploaded.file_url, size: uploaded.size, type: uploaded.type });
+    send({
+      type: 'file_upload', session_id: sessionId ?? undefined, file_id: uploaded.file_id,
+      content: caption, client_message_id: clientId,
+    });
     stopTyping();
     prompt.value = '';
     prompt.focus();

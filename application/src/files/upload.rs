@@ -17,11 +17,18 @@ use super::sniff::{SNIFF_BYTES, sniff};
 use crate::error::ChatError;
 use crate::ports::{FileWriter, ObjectHeaders};
 
-/// The request body failed before its end (the client went away, or the framing around
-/// the file was broken). The text is for logs.
+/// The request body failed before its end.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct UploadBodyError(pub String);
+pub enum UploadBodyError {
+    /// The body passed a size limit of the framing around the file (the inbound
+    /// adapter's own bound, set above `UPLOAD_MAX_BYTES`): answered like a file too large.
+    #[error("the body is too large")]
+    TooLarge,
+    /// The client went away, or the framing around the file was broken. The text is for
+    /// logs.
+    #[error("{0}")]
+    Broken(String),
+}
 
 /// Where an upload's bytes go as they arrive.
 struct Sink {
@@ -204,9 +211,14 @@ where
         let Some(chunk) = within(self.deadline, self.body.next()).await? else {
             return Ok(None);
         };
-        let chunk = chunk.map_err(|error| {
-            info!(%error, "an upload's body broke off");
-            ChatError::BadRequest("the upload's body ended early or was malformed")
+        let chunk = chunk.map_err(|error| match error {
+            UploadBodyError::TooLarge => {
+                ChatError::Upload(UploadRefusal::TooLarge { max: self.limits.max_bytes })
+            }
+            UploadBodyError::Broken(error) => {
+                info!(%error, "an upload's body broke off");
+                ChatError::BadRequest("the upload's body ended early or was malformed")
+            }
         })?;
         self.received = self.received.saturating_add(chunk.len() as u64);
         self.limits.check_size(self.usage, self.received).map_err(ChatError::Upload)?;

@@ -48,7 +48,7 @@ impl RequestBody {
                 .map(|chunk| {
                     chunk
                         .map(|mut data| data.copy_to_bytes(data.remaining()))
-                        .map_err(|error| UploadBodyError(error.to_string()))
+                        .map_err(|error| UploadBodyError::Broken(error.to_string()))
                 })
                 .boxed(),
         )
@@ -110,7 +110,14 @@ pub(crate) async fn upload(request: ApiRequest, caller: UserCaller) -> ApiResult
         Ok(Ok(Some(field))) => field,
     };
     let name = field.file_name().unwrap_or_default().to_owned();
-    let file = field.map_err(|error| UploadBodyError(error.to_string())).boxed();
+    let file = field
+        .map_err(|error| match error {
+            multer::Error::FieldSizeExceeded { .. } | multer::Error::StreamSizeExceeded { .. } => {
+                UploadBodyError::TooLarge
+            }
+            other => UploadBodyError::Broken(other.to_string()),
+        })
+        .boxed();
     let uploaded = chat.upload(&user.id, &name, file).await?;
     let mut response = json_response(
         StatusCode::CREATED,
