@@ -32,18 +32,25 @@ pub(super) struct Stores {
 pub(super) async fn open(storage: &StorageSection, metrics: &ServiceMetrics) -> anyhow::Result<Stores> {
     let memory = (storage.backend == StorageBackend::Memory)
         .then(|| Arc::new(MemorySessionRepository::new(storage.memory_store_max_sessions)));
-    let (repository, catalog, files): (Arc<dyn SessionRepository>, Arc<dyn SessionCatalog>, Arc<dyn FileCatalog>) =
-        match &memory {
-            Some(store) => (
-                Arc::clone(store) as Arc<dyn SessionRepository>,
-                Arc::clone(store) as Arc<dyn SessionCatalog>,
-                Arc::clone(store) as Arc<dyn FileCatalog>,
-            ),
-            None => {
-                let store = Arc::new(mongo_repository(storage).await?.with_metrics(metrics.recorder()));
-                (Arc::clone(&store) as Arc<dyn SessionRepository>, Arc::clone(&store) as Arc<dyn SessionCatalog>, store)
-            }
-        };
+    let (repository, catalog, files): (
+        Arc<dyn SessionRepository>,
+        Arc<dyn SessionCatalog>,
+        Arc<dyn FileCatalog>,
+    ) = match &memory {
+        Some(store) => (
+            Arc::clone(store) as Arc<dyn SessionRepository>,
+            Arc::clone(store) as Arc<dyn SessionCatalog>,
+            Arc::clone(store) as Arc<dyn FileCatalog>,
+        ),
+        None => {
+            let store = Arc::new(mongo_repository(storage).await?.with_metrics(metrics.recorder()));
+            (
+                Arc::clone(&store) as Arc<dyn SessionRepository>,
+                Arc::clone(&store) as Arc<dyn SessionCatalog>,
+                store,
+            )
+        }
+    };
     Ok(Stores { repository: metrics.timed(repository), catalog, files, memory })
 }
 

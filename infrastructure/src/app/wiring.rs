@@ -157,7 +157,8 @@ fn chat_service(
 /// When the object store cannot be opened (a directory that cannot be created, an S3
 /// configuration the client refuses).
 fn uploads(settings: &Settings, stores: &Stores) -> anyhow::Result<Uploads> {
-    let store = ObjectFileStore::open(&settings.uploads.object_store()).context("cannot open the upload store")?;
+    let store =
+        ObjectFileStore::open(&settings.uploads.object_store()).context("cannot open the upload store")?;
     match &settings.uploads.store {
         UploadStore::Local(dir) => info!(dir = %dir.display(), "uploads are kept in a local directory"),
         UploadStore::S3 { bucket, .. } => info!(%bucket, "uploads are kept in S3"),

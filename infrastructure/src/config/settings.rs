@@ -17,8 +17,8 @@ use super::providers::ProvidersSection;
 use super::reader::Reader;
 use super::source::Source;
 use super::storage::StorageSection;
-use super::uploads::UploadsSection;
 use super::telemetry::{LogFormat, TelemetrySection};
+use super::uploads::UploadsSection;
 
 /// Every setting, typed and validated, by section. Each variable belongs to exactly one
 /// section.
@@ -318,7 +318,7 @@ mod tests {
     #[test]
     fn every_variable_is_read_by_exactly_one_section() {
         type ReadSection = fn(&mut Reader<'_>);
-        let sections: [(&str, ReadSection); 9] = [
+        let sections: [(&str, ReadSection); 10] = [
             ("telemetry", |r| {
                 let _ = TelemetrySection::read(r, false);
             }),
@@ -345,6 +345,9 @@ mod tests {
             }),
             ("alerts", |r| {
                 let _ = AlertsSection::read(r);
+            }),
+            ("uploads", |r| {
+                let _ = UploadsSection::read(r);
             }),
         ];
         let vars = [

@@ -73,7 +73,8 @@ impl UploadsSection {
         let store = store(r);
         let presigned = r.text("UPLOAD_PRESIGNED_TTL").map(|_| r.duration("UPLOAD_PRESIGNED_TTL", "5m"));
         if presigned.is_some() && !matches!(store, UploadStore::S3 { .. }) {
-            r.warnings.push("UPLOAD_PRESIGNED_TTL is ignored: only UPLOAD_STORE=s3 makes presigned URLs".into());
+            r.warnings
+                .push("UPLOAD_PRESIGNED_TTL is ignored: only UPLOAD_STORE=s3 makes presigned URLs".into());
         }
         let section = Self {
             store,
@@ -134,20 +135,28 @@ impl UploadsSection {
 }
 
 fn store(r: &mut Reader<'_>) -> UploadStore {
+    // Every variable of the section is read whatever the store, so that a file key set
+    // for the other store is not reported as unknown.
+    let dir = r.text("UPLOAD_DIR");
+    let bucket = r.text("UPLOAD_S3_BUCKET");
+    let region = r.text("UPLOAD_S3_REGION");
+    let endpoint = r.text("UPLOAD_S3_ENDPOINT");
+    let keys = (r.text("UPLOAD_S3_ACCESS_KEY_ID"), r.text("UPLOAD_S3_SECRET_ACCESS_KEY"));
     match r.text("UPLOAD_STORE").map(|kind| kind.to_ascii_lowercase()).as_deref() {
-        None | Some("local") => UploadStore::Local(PathBuf::from(r.text("UPLOAD_DIR").unwrap_or_else(|| "uploads".into()))),
+        None | Some("local") => {
+            UploadStore::Local(PathBuf::from(dir.unwrap_or_else(|| "uploads".into())))
+        }
         Some("s3") => {
-            let bucket = r.text("UPLOAD_S3_BUCKET").unwrap_or_else(|| {
+            let bucket = bucket.unwrap_or_else(|| {
                 r.fail("UPLOAD_S3_BUCKET", "is required with UPLOAD_STORE=s3");
                 String::new()
             });
-            let endpoint = r.text("UPLOAD_S3_ENDPOINT");
             if let Some(url) = &endpoint
                 && !(url.starts_with("https://") || url.starts_with("http://"))
             {
                 r.fail("UPLOAD_S3_ENDPOINT", "must be an http:// or https:// URL");
             }
-            let keys = match (r.text("UPLOAD_S3_ACCESS_KEY_ID"), r.text("UPLOAD_S3_SECRET_ACCESS_KEY")) {
+            let keys = match keys {
                 (Some(id), Some(secret)) => Some((Secret::new(id), Secret::new(secret))),
                 (None, None) => None,
                 _ => {
@@ -160,7 +169,7 @@ fn store(r: &mut Reader<'_>) -> UploadStore {
             };
             UploadStore::S3 {
                 bucket,
-                region: r.text("UPLOAD_S3_REGION").unwrap_or_else(|| "us-east-1".into()),
+                region: region.unwrap_or_else(|| "us-east-1".into()),
                 endpoint,
                 keys,
             }
@@ -176,8 +185,11 @@ fn store(r: &mut Reader<'_>) -> UploadStore {
 mod tests {
     use crate::config::load_from;
 
-    const BASE: [(&str, &str); 3] =
-        [("JWT_SECRET", "k3J9x7QpLm2VbN8wZr4TyU6sHd1FgCeA"), ("LLM_PROVIDER_1_ID", "d"), ("LLM_PROVIDER_1_TYPE", "demo")];
+    const BASE: [(&str, &str); 3] = [
+        ("JWT_SECRET", "k3J9x7QpLm2VbN8wZr4TyU6sHd1FgCeA"),
+        ("LLM_PROVIDER_1_ID", "d"),
+        ("LLM_PROVIDER_1_TYPE", "demo"),
+    ];
 
     fn with(extra: &[(&'static str, &'static str)]) -> Vec<(&'static str, &'static str)> {
         BASE.iter().copied().chain(extra.iter().copied()).collect()
@@ -198,7 +210,11 @@ mod tests {
         let problems = load_from(&with(&[("UPLOAD_STORE", "s3")]), false).settings.err().unwrap_or_default();
         assert!(problems.iter().any(|p| p.starts_with("UPLOAD_S3_BUCKET")), "{problems:?}");
         let problems = load_from(
-            &with(&[("UPLOAD_STORE", "s3"), ("UPLOAD_S3_BUCKET", "b"), ("UPLOAD_S3_SECRET_ACCESS_KEY", "Zq8-never-shown")]),
+            &with(&[
+                ("UPLOAD_STORE", "s3"),
+                ("UPLOAD_S3_BUCKET", "b"),
+                ("UPLOAD_S3_SECRET_ACCESS_KEY", "Zq8-never-shown"),
+            ]),
             false,
         )
         .settings
@@ -222,8 +238,7 @@ mod tests {
         assert!(!format!("{:?}", settings.uploads).contains("Zq8"));
         assert!(!format!("{:?}", settings.uploads.object_store()).contains("Zq8"));
         assert_eq!(settings.uploads.upload_presigned_ttl, Some(std::time::Duration::from_secs(60)));
-        let problems =
-            load_from(&with(&[("UPLOAD_STORE", "ftp")]), false).settings.err().unwrap_or_default();
+        let problems = load_from(&with(&[("UPLOAD_STORE", "ftp")]), false).settings.err().unwrap_or_default();
         assert!(problems.iter().any(|p| p.starts_with("UPLOAD_STORE")), "{problems:?}");
     }
 }
