@@ -6,6 +6,7 @@
 mod fake_provider;
 #[path = "../support/logs.rs"]
 mod logs;
+mod vision;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,14 +25,20 @@ fn adapter(wire: Wire, server: &FakeProvider) -> Arc<dyn LlmProvider> {
     adapter_at(wire, server.url("/v1"))
 }
 
-fn adapter_at(wire: Wire, endpoint: String) -> Arc<dyn LlmProvider> {
-    let config = ProviderConfig {
+/// The configuration every adapter of this suite gets (`_VISION` off).
+fn config(endpoint: String) -> ProviderConfig {
+    ProviderConfig {
         endpoint,
         api_key: Some(chatbox_domain::Secret::new(KEY)),
         model: Some("model-x".to_owned()),
         max_tokens: Some(256),
         temperature: Some(0.2),
-    };
+        vision: false,
+    }
+}
+
+fn adapter_at(wire: Wire, endpoint: String) -> Arc<dyn LlmProvider> {
+    let config = config(endpoint);
     match wire {
         Wire::OpenAi => Arc::new(OpenAiProvider::new(config).expect("client")),
         Wire::Anthropic => Arc::new(AnthropicProvider::new(config).expect("client")),

@@ -6,15 +6,23 @@
 //! (the answer), `message_delta` (stop reason, output tokens), `message_stop` (the end);
 //! `ping` and unknown events are ignored; an `error` event (e.g. `overloaded_error`) is
 //! a failure, never a normal end, and so is a stream that stops before `message_stop`.
+//!
+//! A user turn with pictures, for a model configured with `_VISION`, sends `content` as
+//! an array of blocks: one base64 `image` block per picture, in order, then the `text`
+//! block (left out when empty), the order Anthropic recommends. Every other turn sends
+//! `content` as a plain string.
 
 use async_trait::async_trait;
-use chatbox_application::ports::{AnswerStream, ChatRequest, LlmProvider, ProviderError, Role, StreamEvent};
+use chatbox_application::ports::{
+    AnswerStream, ChatRequest, ChatTurn, LlmProvider, ProviderError, Role, StreamEvent,
+};
 use chatbox_domain::{FinishReason, Usage};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde::{Deserialize, Serialize};
 use tracing::debug;
 
 use crate::config::ProviderConfig;
+use crate::images::Base64;
 use crate::redact::redact;
 use crate::sse::SseEvent;
 use crate::transport::{EventDecoder, Transport, parse_typed, secret_header};
@@ -46,7 +54,29 @@ struct MessagesRequest<'a> {
 #[derive(Serialize)]
 struct Message<'a> {
     role: &'static str,
-    content: &'a str,
+    content: Content<'a>,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Content<'a> {
+    Text(&'a str),
+    Blocks(Vec<Block<'a>>),
+}
+
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum Block<'a> {
+    Image { source: ImageSource<'a> },
+    Text { text: &'a str },
+}
+
+#[derive(Serialize)]
+struct ImageSource<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    media_type: &'static str,
+    data: Base64<'a>,
 }
 
 impl AnthropicProvider {
@@ -69,12 +99,9 @@ impl AnthropicProvider {
             .history
             .iter()
             .skip_while(|turn| turn.role == Role::Assistant)
-            .map(|turn| Message {
-                role: match turn.role {
-                    Role::User => "user",
-                    Role::Assistant => "assistant",
-                },
-                content: &turn.content,
+            .map(|turn| match turn.role {
+                Role::User => Message { role: "user", content: self.user_content(turn) },
+                Role::Assistant => Message { role: "assistant", content: Content::Text(&turn.content) },
             })
             .collect();
         let body = MessagesRequest {
@@ -87,6 +114,30 @@ impl AnthropicProvider {
         };
         serde_json::to_vec(&body)
             .map_err(|e| ProviderError::Stream(format!("cannot encode the request: {e}")))
+    }
+
+    /// A user turn: a plain string, or (pictures for a model that sees them) one image
+    /// block per picture, in order, then the text block, if any. The pictures are
+    /// encoded while the body is written.
+    fn user_content<'a>(&self, turn: &'a ChatTurn) -> Content<'a> {
+        if !self.config.vision || turn.images.is_empty() {
+            return Content::Text(&turn.content);
+        }
+        let mut blocks: Vec<Block<'a>> = turn
+            .images
+            .iter()
+            .map(|image| Block::Image {
+                source: ImageSource {
+                    kind: "base64",
+                    media_type: image.media_type,
+                    data: Base64(&image.data),
+                },
+            })
+            .collect();
+        if !turn.content.is_empty() {
+            blocks.push(Block::Text { text: &turn.content });
+        }
+        Content::Blocks(blocks)
     }
 }
 
@@ -103,6 +154,10 @@ impl LlmProvider for AnthropicProvider {
             HeaderValue::from_static(ANTHROPIC_VERSION),
         );
         self.transport.stream(&self.config.url("messages"), headers, body, MessagesDecoder::default()).await
+    }
+
+    fn sees_images(&self) -> bool {
+        self.config.vision
     }
 }
 

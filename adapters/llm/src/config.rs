@@ -16,6 +16,9 @@ pub struct ProviderConfig {
     pub max_tokens: Option<u32>,
     /// `_TEMPERATURE`.
     pub temperature: Option<f32>,
+    /// `_VISION`: the model takes pictures, so user turns carry their images as image
+    /// parts (OpenAI-compatible and Anthropic only; default false).
+    pub vision: bool,
 }
 
 impl ProviderConfig {
@@ -37,6 +40,7 @@ mod tests {
             model: Some("model-x".into()),
             max_tokens: Some(256),
             temperature: Some(0.2),
+            vision: false,
         }
     }
 

@@ -15,6 +15,7 @@ pub mod anthropic;
 pub mod config;
 pub mod demo;
 pub mod dify;
+pub mod images;
 pub mod openai;
 pub mod redact;
 pub mod sse;

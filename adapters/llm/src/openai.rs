@@ -8,21 +8,31 @@
 //! gateway can accept. Streamed chunks are read leniently (only the fields we use), so
 //! servers that omit `id`, `created` or `object` still work.
 //!
+//! A user turn with pictures, for a model configured with `_VISION`, sends `content` as
+//! an array of parts: the text first (left out when empty), then one `image_url` part per
+//! picture holding a `data:` URL. Every other turn sends `content` as a plain string.
+//!
 //! Usage comes from `stream_options.include_usage`: a final chunk with empty `choices`
 //! and the token counts, before `data: [DONE]`.
 
 use async_openai::config::{Config, OpenAIConfig};
 use async_openai::types::chat::{
-    ChatCompletionRequestAssistantMessage, ChatCompletionRequestMessage, ChatCompletionRequestSystemMessage,
-    ChatCompletionRequestUserMessage, ChatCompletionStreamOptions, CreateChatCompletionRequest,
+    ChatCompletionRequestAssistantMessage, ChatCompletionRequestMessage,
+    ChatCompletionRequestMessageContentPartImage, ChatCompletionRequestMessageContentPartText,
+    ChatCompletionRequestSystemMessage, ChatCompletionRequestUserMessage,
+    ChatCompletionRequestUserMessageContent, ChatCompletionRequestUserMessageContentPart,
+    ChatCompletionStreamOptions, CreateChatCompletionRequest, ImageUrl,
 };
 use async_trait::async_trait;
-use chatbox_application::ports::{AnswerStream, ChatRequest, LlmProvider, ProviderError, Role, StreamEvent};
+use chatbox_application::ports::{
+    AnswerStream, ChatRequest, ChatTurn, LlmProvider, ProviderError, Role, StreamEvent,
+};
 use chatbox_domain::{FinishReason, Usage};
 use serde::Deserialize;
 use tracing::debug;
 
 use crate::config::ProviderConfig;
+use crate::images::data_url;
 use crate::redact::redact;
 use crate::sse::SseEvent;
 use crate::transport::{EventDecoder, Transport};
@@ -61,9 +71,7 @@ impl OpenAiProvider {
         }
         for turn in &request.history {
             messages.push(match turn.role {
-                Role::User => ChatCompletionRequestMessage::User(ChatCompletionRequestUserMessage::from(
-                    turn.content.as_str(),
-                )),
+                Role::User => ChatCompletionRequestMessage::User(self.user_message(turn)),
                 Role::Assistant => ChatCompletionRequestMessage::Assistant(
                     ChatCompletionRequestAssistantMessage::from(turn.content.as_str()),
                 ),
@@ -93,6 +101,32 @@ impl OpenAiProvider {
         serde_json::to_vec(&body)
             .map_err(|e| ProviderError::Stream(format!("cannot encode the request: {e}")))
     }
+
+    /// A user turn: a plain string, or (pictures for a model that sees them) the text
+    /// part, if any, then one `image_url` part per picture, in order.
+    fn user_message(&self, turn: &ChatTurn) -> ChatCompletionRequestUserMessage {
+        if !self.config.vision || turn.images.is_empty() {
+            return ChatCompletionRequestUserMessage::from(turn.content.as_str());
+        }
+        let mut parts = Vec::with_capacity(turn.images.len() + 1);
+        if !turn.content.is_empty() {
+            parts.push(ChatCompletionRequestUserMessageContentPart::Text(
+                ChatCompletionRequestMessageContentPartText {
+                    text: turn.content.clone(),
+                    ..Default::default()
+                },
+            ));
+        }
+        parts.extend(turn.images.iter().map(|image| {
+            ChatCompletionRequestUserMessageContentPart::ImageUrl(
+                ChatCompletionRequestMessageContentPartImage {
+                    image_url: ImageUrl { url: data_url(image), detail: None },
+                    ..Default::default()
+                },
+            )
+        }));
+        ChatCompletionRequestUserMessage::from(ChatCompletionRequestUserMessageContent::Array(parts))
+    }
 }
 
 #[async_trait]
@@ -106,6 +140,10 @@ impl LlmProvider for OpenAiProvider {
         self.transport
             .stream(&self.openai.url("/chat/completions"), headers, body, ChunkDecoder::default())
             .await
+    }
+
+    fn sees_images(&self) -> bool {
+        self.config.vision
     }
 }
 
