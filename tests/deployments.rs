@@ -27,8 +27,10 @@ const NOT_IN_MANIFESTS: &[(&str, &str)] = &[
 ];
 
 /// ConfigMap values that deliberately differ from the built-in default, and why.
-const NOT_DEFAULT: &[(&str, &str)] =
-    &[("ALLOWED_ORIGINS", "a placeholder origin: empty would accept sockets from any origin")];
+const NOT_DEFAULT: &[(&str, &str)] = &[
+    ("ALLOWED_ORIGINS", "a placeholder origin: empty would accept sockets from any origin"),
+    ("UPLOAD_DIR", "the pod's writable volume: its root filesystem is read-only"),
+];
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
@@ -149,6 +151,8 @@ const SECRETS: &[&str] = &[
     "REDIS_URL",
     "SMTP_PASS",
     "SMS_AUTH_TOKEN",
+    "UPLOAD_S3_ACCESS_KEY_ID",
+    "UPLOAD_S3_SECRET_ACCESS_KEY",
 ];
 
 #[test]

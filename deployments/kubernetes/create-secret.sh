@@ -6,7 +6,8 @@
 #   JWT_SECRET="$(openssl rand -base64 48)" deployments/kubernetes/create-secret.sh
 #
 # Reads JWT_SECRET (required) and, when set and not empty, LLM_PROVIDER_<N>_API_KEY,
-# MONGO_URI, ENCRYPTION_KEY, ENCRYPTION_OLD_KEYS, REDIS_URL, SMTP_PASS and SMS_AUTH_TOKEN.
+# MONGO_URI, ENCRYPTION_KEY, ENCRYPTION_OLD_KEYS, REDIS_URL, SMTP_PASS, SMS_AUTH_TOKEN, UPLOAD_S3_ACCESS_KEY_ID and
+# UPLOAD_S3_SECRET_ACCESS_KEY.
 # Values never appear on a command line or in the output.
 #
 # Options:
@@ -109,7 +110,7 @@ keys=(JWT_SECRET)
 while read -r var; do
   if [[ $var =~ ^LLM_PROVIDER_[1-9][0-9]*_API_KEY$ ]]; then keys+=("$var"); fi
 done < <(compgen -e | LC_ALL=C sort -V)
-for var in MONGO_URI ENCRYPTION_KEY ENCRYPTION_OLD_KEYS REDIS_URL SMTP_PASS SMS_AUTH_TOKEN; do
+for var in MONGO_URI ENCRYPTION_KEY ENCRYPTION_OLD_KEYS REDIS_URL SMTP_PASS SMS_AUTH_TOKEN UPLOAD_S3_ACCESS_KEY_ID UPLOAD_S3_SECRET_ACCESS_KEY; do
   keys+=("$var")
 done
 
