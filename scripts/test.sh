@@ -6,7 +6,8 @@
 #      when it is missing and this runs as root) for the shared-state tests, and a
 #      three-node Redis Cluster (scripts/redis-cluster.sh) that the Redis adapter's tests
 #      run against a second time, after the workspace's;
-#   3. installs Debian's `prometheus` when it is missing and this runs as root (the
+#   3. starts an S3-compatible server (moto's, from PyPI, scripts/s3.sh) for the upload
+#      store's tests; installs Debian's `prometheus` when it is missing and this runs as root (the
 #      monitoring test starts it against the service; promtool checks the rules);
 #   4. runs every Rust test: `cargo test --workspace`;
 #   5. exercises the HTTP API of the built server against its OpenAPI document with
@@ -78,6 +79,11 @@ redis_cluster=false
 if start_server scripts/redis-cluster.sh "Redis Cluster"; then
   redis_cluster=true
   echo "Redis Cluster tests run against $REDIS_CLUSTER_URL"
+fi
+
+echo "== S3-compatible object storage (moto's server, for the upload store's tests)"
+if start_server scripts/s3.sh "object storage"; then
+  echo "S3 tests run against $S3_ENDPOINT"
 fi
 
 echo "== Prometheus (the monitoring rules and dashboard are checked with it)"

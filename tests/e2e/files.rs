@@ -106,7 +106,7 @@ async fn exchange(app: &TestApp, request: &[u8]) -> (u16, String, Vec<u8>) {
 /// (or to the end), without waiting for the connection to close.
 async fn read_response(stream: &mut TcpStream) -> (u16, String, Vec<u8>) {
     let mut response = Vec::new();
-    let mut buffer = [0u8; 16 * 1024];
+    let mut buffer = vec![0u8; 16 * 1024];
     loop {
         if let Some(split) = response.windows(4).position(|w| w == b"\r\n\r\n") {
             let head = String::from_utf8_lossy(&response[..split]).to_ascii_lowercase();

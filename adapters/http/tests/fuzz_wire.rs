@@ -23,7 +23,7 @@ mod json_oracle;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use chatbox_application::commands::ClientCommand;
+use chatbox_application::commands::{AttachedFile, ClientCommand};
 use chatbox_application::events::AnswerStyle;
 use chatbox_domain::{MessageKind, Timestamp};
 use chatbox_http::wire::{Inbound, WireError, parse_frame};
@@ -282,10 +282,18 @@ fn oracle(text: &str, max_chars: usize) -> Expected {
             if file_id.is_empty() || file_id.len() > 255 || file_id.chars().any(char::is_control) {
                 check.fail(INVALID_FORMAT);
             }
+            // An id of this service's uploads (32 lowercase hex digits) needs no URL: the
+            // server has its own.
+            let upload = file_id.len() == 32
+                && file_id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
             let file_id = json!(file_id);
-            let file_url = text_of("file_url");
-            let file_url = check.required(file_url.as_deref());
-            let file_url = url_rules(&mut check, file_url);
+            let file_url = if upload {
+                Value::Null
+            } else {
+                let file_url = text_of("file_url");
+                let file_url = check.required(file_url.as_deref());
+                url_rules(&mut check, file_url)
+            };
             let caption = check.caption(&text_of("content").unwrap_or_default(), max_chars);
             json!({"kind": if kind == "file_upload" { "file" } else { "voice" }, "session_id": session_id,
                    "file_id": file_id, "file_url": file_url, "content": caption, "metadata": metadata,
@@ -337,8 +345,8 @@ fn describe(inbound: &Inbound) -> Value {
         ClientCommand::Attachment(a) => json!({
             "kind": match a.kind { MessageKind::File => "file", MessageKind::Voice => "voice", MessageKind::Text => "text" },
             "session_id": id(a.session_id.as_ref().map(|s| s.as_str())),
-            "file_id": a.file_id,
-            "file_url": a.file_url,
+            "file_id": match &a.file { AttachedFile::Upload(id) => id.as_str(), AttachedFile::Link { file_id, .. } => file_id },
+            "file_url": match &a.file { AttachedFile::Upload(_) => Value::Null, AttachedFile::Link { file_url, .. } => json!(file_url) },
             "content": a.content,
             "metadata": a.metadata,
             "client_message_id": id(a.client_message_id.as_ref().map(|s| s.as_str())),

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use chatbox_application::ChatError;
-use chatbox_application::commands::{Attachment, ClientCommand};
+use chatbox_application::commands::{AttachedFile, Attachment, ClientCommand};
 use chatbox_application::events::ServerEvent;
 use chatbox_application::ports::SessionRepository;
 use chatbox_domain::validation::Metadata;
@@ -171,8 +171,7 @@ fn attachment(kind: MessageKind, caption: &str) -> ClientCommand {
     ClientCommand::Attachment(Attachment {
         kind,
         session_id: None,
-        file_id: "f-1".into(),
-        file_url: "https://files.example/f-1".into(),
+        file: AttachedFile::Link { file_id: "f-1".into(), file_url: "https://files.example/f-1".into() },
         content: caption.into(),
         metadata: Metadata::new(),
         client_message_id: None,

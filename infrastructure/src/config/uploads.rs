@@ -143,9 +143,7 @@ fn store(r: &mut Reader<'_>) -> UploadStore {
     let endpoint = r.text("UPLOAD_S3_ENDPOINT");
     let keys = (r.text("UPLOAD_S3_ACCESS_KEY_ID"), r.text("UPLOAD_S3_SECRET_ACCESS_KEY"));
     match r.text("UPLOAD_STORE").map(|kind| kind.to_ascii_lowercase()).as_deref() {
-        None | Some("local") => {
-            UploadStore::Local(PathBuf::from(dir.unwrap_or_else(|| "uploads".into())))
-        }
+        None | Some("local") => UploadStore::Local(PathBuf::from(dir.unwrap_or_else(|| "uploads".into()))),
         Some("s3") => {
             let bucket = bucket.unwrap_or_else(|| {
                 r.fail("UPLOAD_S3_BUCKET", "is required with UPLOAD_STORE=s3");
@@ -167,12 +165,7 @@ fn store(r: &mut Reader<'_>) -> UploadStore {
                     None
                 }
             };
-            UploadStore::S3 {
-                bucket,
-                region: region.unwrap_or_else(|| "us-east-1".into()),
-                endpoint,
-                keys,
-            }
+            UploadStore::S3 { bucket, region: region.unwrap_or_else(|| "us-east-1".into()), endpoint, keys }
         }
         Some(other) => {
             r.fail("UPLOAD_STORE", format!("must be local or s3, got {other:?}"));
