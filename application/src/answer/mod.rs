@@ -259,8 +259,8 @@ impl Actor {
         self.finish(outcome, &answer).await;
     }
 
-    /// Puts the most recent uploaded pictures (`LLM_IMAGES_MAX`) into their turns, when
-    /// the model sees images; the others stay named only.
+    /// Puts the most recent uploaded pictures that can be shown (`LLM_IMAGES_MAX`) into
+    /// their turns, when the model sees images; the others stay named only.
     async fn show_pictures(&self, model_id: &ModelId, turns: &mut [ChatTurn], pictures: &[(usize, FileId)]) {
         let (Some(files), Some(provider)) = (&self.deps.files, self.deps.providers.get(model_id)) else {
             return;
@@ -268,12 +268,18 @@ impl Actor {
         if !provider.sees_images() {
             return;
         }
-        let newest = pictures.len().saturating_sub(files.settings().model_images_max);
-        for (index, file) in &pictures[newest..] {
+        // Newest first, until LLM_IMAGES_MAX are shown: a picture that cannot be (too
+        // large, gone) does not use up a place.
+        let mut shown = 0;
+        for (index, file) in pictures.iter().rev() {
+            if shown >= files.settings().model_images_max {
+                break;
+            }
             if let (Some(image), Some(turn)) =
                 (files.image_for_model(file, self.live.id()).await, turns.get_mut(*index))
             {
                 turn.images.push(image);
+                shown += 1;
             }
         }
     }

@@ -11,6 +11,7 @@
 
 mod support;
 
+mod files;
 mod handoff;
 mod history;
 mod limits;

@@ -5,6 +5,7 @@
 
 mod logs;
 mod metrics;
+mod objects;
 mod provider;
 mod replicas;
 mod shared;
@@ -18,9 +19,10 @@ use std::time::Duration;
 use chatbox_application::chat::{ChatPorts, Connection};
 use chatbox_application::commands::{ClientCommand, SendMessage};
 use chatbox_application::events::{AnswerStyle, Frame, ServerEvent};
+use chatbox_application::files::{FilePorts, FileSettings, Uploads};
 use chatbox_application::ports::{
-    Clock, IdGenerator, LlmProvider, Notifier, Randomness, SessionCatalog, SessionHub, SessionRepository,
-    SharedState,
+    Clock, FileCatalog, IdGenerator, LlmProvider, Notifier, Randomness, SessionCatalog, SessionHub,
+    SessionRepository, SharedState,
 };
 use chatbox_application::settings::{ModelInfo, RetryPolicy};
 use chatbox_application::shared_state::SharedStateClient;
@@ -37,6 +39,8 @@ use tokio_util::task::TaskTracker;
 
 pub use logs::LogLines;
 pub use metrics::RecordingMetrics;
+pub use objects::MemoryObjects;
+use objects::SharedObjects;
 pub use provider::{Refusal, ScriptedProvider, Step};
 pub use replicas::ReplicaBus;
 pub use shared::{SharedMode, SharedStore};
@@ -157,13 +161,15 @@ struct Shared {
     storage: Arc<FlakyRepository>,
     provider: Arc<ScriptedProvider>,
     ids: Arc<CountingIds>,
+    /// Files in conversations, when a test turns them on.
+    files: Option<(Arc<MemoryObjects>, FileSettings)>,
 }
 
 impl Shared {
     fn new() -> Self {
         let repo = Arc::new(MemorySessionRepository::new(100));
         let storage = Arc::new(FlakyRepository::new(Arc::clone(&repo)));
-        Self { repo, storage, provider: Arc::default(), ids: Arc::default() }
+        Self { repo, storage, provider: Arc::default(), ids: Arc::default(), files: None }
     }
 }
 
@@ -194,7 +200,7 @@ fn build_on(
     shared: Option<Arc<dyn SharedState>>,
     hub: Arc<dyn SessionHub>,
 ) -> Harness {
-    let Shared { repo, storage, provider, ids } = parts.clone();
+    let Shared { repo, storage, provider, ids, files } = parts.clone();
     let mut providers: HashMap<ModelId, Arc<dyn LlmProvider>> = HashMap::new();
     for model in settings.models.iter() {
         providers.insert(model.id.clone(), Arc::clone(&provider) as Arc<dyn LlmProvider>);
@@ -207,7 +213,13 @@ fn build_on(
         ids: Arc::clone(&ids) as Arc<dyn IdGenerator>,
         random: Arc::new(HalfRandom),
         catalog: Arc::clone(&repo) as Arc<dyn SessionCatalog>,
-        uploads: None,
+        uploads: files.map(|(objects, settings)| Uploads {
+            ports: FilePorts {
+                store: Arc::new(SharedObjects(objects)),
+                catalog: Arc::clone(&repo) as Arc<dyn FileCatalog>,
+            },
+            settings,
+        }),
         notifiers,
         metrics: Arc::clone(&metrics) as Arc<dyn chatbox_application::ports::Metrics>,
         hub,
@@ -228,6 +240,16 @@ fn build_on(
 
 pub fn harness() -> Harness {
     harness_with(settings())
+}
+
+/// A service that takes files (`files`), kept in the returned memory object store and
+/// recorded in the memory session store.
+pub fn harness_with_files(settings: ChatSettings, files: FileSettings) -> (Harness, Arc<MemoryObjects>) {
+    let objects = Arc::new(MemoryObjects::default());
+    let mut shared = Shared::new();
+    shared.files = Some((Arc::clone(&objects), files));
+    let hub = Arc::new(chatbox_memory_store::LocalHub::new());
+    (build_on(&shared, settings, Vec::new(), None, hub), objects)
 }
 
 /// Frames are sized by their debug text: the real wire encoder lives in the HTTP

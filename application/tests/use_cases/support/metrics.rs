@@ -8,6 +8,7 @@ use std::time::Duration;
 use chatbox_application::ports::{
     FrameCounter, FrameDirection, Limiter, LlmErrorKind, Metrics, NoMetrics, StorageOutcome,
 };
+use chatbox_domain::upload::FileKind;
 use chatbox_domain::{FinishReason, ModelId};
 
 #[derive(Default)]
@@ -20,6 +21,8 @@ pub struct RecordingMetrics {
     pub tokens: Mutex<Vec<(ModelId, u64, u64)>>,
     /// Every `shared_state_reachable`, in order.
     pub shared_state: Mutex<Vec<bool>>,
+    /// Every file event: `uploaded <kind> <bytes>`, `refused <code>`, `deleted <reason>`.
+    pub files: Mutex<Vec<String>>,
 }
 
 impl Metrics for RecordingMetrics {
@@ -53,5 +56,14 @@ impl Metrics for RecordingMetrics {
     fn alert(&self, _: &'static str, _: bool) {}
     fn shared_state_reachable(&self, reachable: bool) {
         self.shared_state.lock().expect("lock").push(reachable);
+    }
+    fn file_uploaded(&self, kind: FileKind, bytes: u64) {
+        self.files.lock().expect("lock").push(format!("uploaded {kind:?} {bytes}"));
+    }
+    fn upload_refused(&self, code: &'static str) {
+        self.files.lock().expect("lock").push(format!("refused {code}"));
+    }
+    fn file_deleted(&self, reason: &'static str) {
+        self.files.lock().expect("lock").push(format!("deleted {reason}"));
     }
 }

@@ -55,6 +55,8 @@ pub struct ScriptedProvider {
     requests: Mutex<Vec<ChatRequest>>,
     request_times: Mutex<Vec<Instant>>,
     dropped: Arc<AtomicUsize>,
+    /// The model takes pictures.
+    sees: std::sync::atomic::AtomicBool,
 }
 
 struct DropCounter(Arc<AtomicUsize>);
@@ -66,6 +68,11 @@ impl Drop for DropCounter {
 }
 
 impl ScriptedProvider {
+    /// From now on the model takes pictures.
+    pub fn see_images(&self) {
+        self.sees.store(true, Ordering::SeqCst);
+    }
+
     /// Queues the script of a later call.
     pub fn push(&self, script: Vec<Step>) {
         self.scripts.lock().expect("lock").push(script);
@@ -89,6 +96,10 @@ impl ScriptedProvider {
 
 #[async_trait]
 impl LlmProvider for ScriptedProvider {
+    fn sees_images(&self) -> bool {
+        self.sees.load(Ordering::SeqCst)
+    }
+
     async fn stream(&self, request: ChatRequest) -> Result<AnswerStream, ProviderError> {
         self.requests.lock().expect("lock").push(request);
         self.request_times.lock().expect("lock").push(Instant::now());
