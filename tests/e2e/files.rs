@@ -92,8 +92,14 @@ fn multipart(name: &str, content: &[u8]) -> Vec<u8> {
 
 /// Sends raw request bytes; returns status, head (lower case) and body bytes.
 async fn exchange(app: &TestApp, request: &[u8]) -> (u16, String, Vec<u8>) {
+    let (status, head, body) = exchange_with(app.address, request).await;
+    (status, head.to_ascii_lowercase(), body)
+}
+
+/// Sends raw request bytes to `address`; returns status, head (as sent) and body bytes.
+async fn exchange_with(address: std::net::SocketAddr, request: &[u8]) -> (u16, String, Vec<u8>) {
     let talk = async {
-        let mut stream = TcpStream::connect(app.address).await.expect("connect");
+        let mut stream = TcpStream::connect(address).await.expect("connect");
         // The server may answer and close while a refused body is still being written:
         // what it answered is what counts.
         let _ = stream.write_all(request).await;
@@ -109,8 +115,9 @@ async fn read_response(stream: &mut TcpStream) -> (u16, String, Vec<u8>) {
     let mut buffer = vec![0u8; 16 * 1024];
     loop {
         if let Some(split) = response.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&response[..split]).to_ascii_lowercase();
+            let head = String::from_utf8_lossy(&response[..split]).into_owned();
             let length = head
+                .to_ascii_lowercase()
                 .lines()
                 .find_map(|line| line.strip_prefix("content-length:"))
                 .and_then(|value| value.trim().parse::<usize>().ok());
@@ -123,7 +130,7 @@ async fn read_response(stream: &mut TcpStream) -> (u16, String, Vec<u8>) {
         let read = stream.read(&mut buffer).await.unwrap_or(0);
         if read == 0 {
             let split = response.windows(4).position(|w| w == b"\r\n\r\n").expect("a whole head");
-            let head = String::from_utf8_lossy(&response[..split]).to_ascii_lowercase();
+            let head = String::from_utf8_lossy(&response[..split]).into_owned();
             let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("status line");
             return (status, head, response[split + 4..].to_vec());
         }
@@ -339,5 +346,125 @@ async fn a_link_to_an_internal_host_is_refused_and_a_public_link_is_kept_as_a_li
     alice.send(json!({"type": "file_upload", "file_id": "client-2", "file_url": "https://files.example.com/a.pdf"})).await;
     let frames = alice.frames_before_pong().await;
     assert!(frames.iter().all(|f| f["type"] != "error"), "{frames:?}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_uploaded_picture_reaches_a_model_that_sees_images_as_an_image_part() {
+    use base64::Engine as _;
+
+    use crate::fake_provider::{FakeProvider, Wire};
+    let dir = upload_dir();
+    let model = FakeProvider::start().await;
+    model.push(Wire::OpenAi.answer(&["ok"], 5));
+    model.push(Wire::OpenAi.answer(&["A", " cat."], 5));
+    let endpoint = model.url("/v1");
+    let app = spawn_with_uploads(
+        &dir,
+        &[
+            ("LLM_PROVIDER_1_ID", "vision"),
+            ("LLM_PROVIDER_1_TYPE", "openai"),
+            ("LLM_PROVIDER_1_ENDPOINT", &endpoint),
+            ("LLM_PROVIDER_1_API_KEY", "sk-test-0123456789"),
+            ("LLM_PROVIDER_1_MODEL", "gpt-vision"),
+            ("LLM_PROVIDER_1_DELAY", ""),
+            ("LLM_PROVIDER_1_VISION", "true"),
+        ],
+    )
+    .await;
+    let mut alice = app.connect("alice", "").await;
+    alice.ask("hello").await;
+    let (sent, stored) = png_with_location();
+    let (status, uploaded) = upload(&app, &token("alice"), "cat.png", &sent).await;
+    assert_eq!(status, 201, "{uploaded}");
+    alice.send(json!({"type": "file_upload", "file_id": uploaded["file_id"], "content": "my cat"})).await;
+    let frames = alice.ask("what is in the picture?").await;
+    assert_eq!(crate::support::answer_text(&frames), "A cat.");
+
+    let requests = model.requests();
+    let messages = requests.last().expect("the model was asked").body["messages"].clone();
+    let data_url =
+        format!("data:image/png;base64,{}", base64::engine::general_purpose::STANDARD.encode(&stored));
+    let picture_turn = json!({"role": "user", "content": [
+        {"type": "text", "text": format!("my cat [attachment: cat.png (image/png, {} bytes)]", stored.len())},
+        {"type": "image_url", "image_url": {"url": data_url}},
+    ]});
+    let turns = messages.as_array().expect("messages");
+    assert!(turns.contains(&picture_turn), "the stripped picture as an image part: {messages}");
+    assert_eq!(turns.last(), Some(&json!({"role": "user", "content": "what is in the picture?"})));
+    assert!(!messages.to_string().contains("/chat/files/"), "no URL of ours reaches the model");
+    app.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The S3-compatible server of `scripts/s3.sh` (`S3_*`), or `None` (skipped outside CI).
+fn s3() -> Option<Vec<(&'static str, String)>> {
+    let Ok(endpoint) = std::env::var("S3_ENDPOINT") else {
+        let required = std::env::var("CHATBOX_REQUIRE_S3").is_ok_and(|v| v == "1")
+            || std::env::var("CI").is_ok_and(|v| v == "true");
+        assert!(!required, "S3_ENDPOINT is not set but S3 is required: start scripts/s3.sh");
+        eprintln!("S3 test skipped: S3_ENDPOINT is not set (eval \"$(scripts/s3.sh start)\")");
+        return None;
+    };
+    let var = |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.to_owned());
+    Some(vec![
+        ("UPLOAD_STORE", "s3".to_owned()),
+        ("UPLOAD_S3_ENDPOINT", endpoint),
+        ("UPLOAD_S3_BUCKET", var("S3_BUCKET", "chatbox-test")),
+        ("UPLOAD_S3_REGION", var("S3_REGION", "us-east-1")),
+        ("UPLOAD_S3_ACCESS_KEY_ID", var("S3_ACCESS_KEY_ID", "chatbox-test-key-id")),
+        ("UPLOAD_S3_SECRET_ACCESS_KEY", var("S3_SECRET_ACCESS_KEY", "chatbox-test-secret-access-key")),
+    ])
+}
+
+#[tokio::test]
+async fn on_s3_an_upload_is_stored_read_back_by_range_and_handed_out_by_a_presigned_url() {
+    let Some(s3) = s3() else { return };
+    let mut vars: Vec<(&str, &str)> = s3.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let app = spawn_app(&vars).await;
+    let (sent, stored) = png_with_location();
+    let (status, uploaded) = upload(&app, &token("alice"), "cat.png", &sent).await;
+    assert_eq!(status, 201, "{uploaded}");
+    let url = uploaded["file_url"].as_str().expect("url").to_owned();
+    let alice = bearer(&token("alice"));
+    let (status, head, body) = download(&app, &url, &[("Authorization", &alice)]).await;
+    assert_eq!((status, body.as_slice()), (200, stored.as_slice()), "{head}");
+    let (status, _, body) = download(&app, &url, &[("Authorization", &alice), ("Range", "bytes=8-15")]).await;
+    assert_eq!((status, body.as_slice()), (206, &stored[8..16]));
+    let (status, _, _) = download(&app, &url, &[("Authorization", &bearer(&token("bob")))]).await;
+    assert_eq!(status, 404);
+    // A script named .png never reaches the bucket either.
+    let (status, _) = upload(&app, &token("alice"), "x.png", b"#!/bin/sh\n").await;
+    assert_eq!(status, 415);
+    app.stop().await;
+
+    // With presigned downloads: a redirect to the bucket, which serves the bytes with
+    // the headers stored at upload.
+    vars.push(("UPLOAD_PRESIGNED_TTL", "1m"));
+    let app = spawn_app(&vars).await;
+    let (status, uploaded) = upload(&app, &token("alice"), "cat.png", &sent).await;
+    assert_eq!(status, 201, "{uploaded}");
+    let url = uploaded["file_url"].as_str().expect("url").to_owned();
+    let request =
+        format!("GET {url} HTTP/1.1\r\nHost: test\r\nAuthorization: {alice}\r\nConnection: close\r\n\r\n");
+    let (status, head, _) = exchange_with(app.address, request.as_bytes()).await;
+    assert_eq!(status, 302, "{head}");
+    let location = head
+        .lines()
+        .find_map(|line| line.strip_prefix("location: ").or_else(|| line.strip_prefix("Location: ")))
+        .expect("a location")
+        .to_owned();
+    let endpoint = s3.iter().find(|(k, _)| *k == "UPLOAD_S3_ENDPOINT").expect("endpoint").1.clone();
+    let rest = location.strip_prefix(&endpoint).unwrap_or_else(|| panic!("{location} is not the bucket's"));
+    let address = endpoint.trim_start_matches("http://").trim_end_matches('/').parse().expect("host:port");
+    let request = format!(
+        "GET {rest} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+        endpoint.trim_start_matches("http://")
+    );
+    let (status, head, body) = exchange_with(address, request.as_bytes()).await;
+    assert_eq!((status, body.as_slice()), (200, stored.as_slice()), "{head}");
+    let head = head.to_ascii_lowercase();
+    assert!(head.contains("content-type: image/png"), "{head}");
+    assert!(head.contains("content-disposition: inline; filename=\"cat.png\""), "{head}");
     app.stop().await;
 }
