@@ -56,27 +56,16 @@ fn spawn_session_cleanup(
     spawn_periodic(tasks, interval, stop.clone(), move || {
         let count = sessions.cleanup_sessions();
         info!("Cleaned up expired sessions count={count}");
+        std::future::ready(())
     });
-    spawn_file_cleanup(tasks, chat.clone(), interval, stop);
-}
-
-/// Deletes uploaded files whose time is up (`UPLOAD_ORPHAN_AGE`, `UPLOAD_RETENTION`),
-/// every `SESSION_CLEANUP_INTERVAL`. A run cut short by shutdown loses nothing: a file's
-/// bytes go before its record, and the next start finds what is left.
-fn spawn_file_cleanup(tasks: &TaskTracker, chat: ChatService, interval: Duration, stop: CancellationToken) {
-    tasks.spawn(async move {
-        let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                () = stop.cancelled() => break,
-                _ = ticks.tick() => {}
-            }
-            let outcome = tokio::select! {
-                () = stop.cancelled() => break,
-                outcome = chat.cleanup_files() => outcome,
-            };
-            match outcome {
+    // Uploaded files whose time is up (`UPLOAD_ORPHAN_AGE`, `UPLOAD_RETENTION`). A run
+    // cut short by shutdown loses nothing: a file's bytes go before its record, and the
+    // next run finds what is left.
+    let files = chat.clone();
+    spawn_periodic(tasks, interval, stop, move || {
+        let files = files.clone();
+        async move {
+            match files.cleanup_files().await {
                 Ok(deleted) => info!(
                     "Cleaned up expired files orphans={} retention={}",
                     deleted.orphans, deleted.retained
@@ -110,24 +99,31 @@ fn spawn_rate_limiter_cleanup(
             "Rate limiter cleanup completed before={before} after={after} removed={}",
             before.saturating_sub(after)
         );
+        std::future::ready(())
     });
 }
 
-/// Runs `job` every `interval` (first run after one interval) until `stop`, as a tracked
-/// task.
-fn spawn_periodic(
+/// Runs `job` every `interval` (first run after one interval; a run that takes longer
+/// delays the next) until `stop`, which also ends a run in progress, as a tracked task.
+fn spawn_periodic<Run>(
     tasks: &TaskTracker,
     interval: Duration,
     stop: CancellationToken,
-    mut job: impl FnMut() + Send + 'static,
-) {
+    mut job: impl FnMut() -> Run + Send + 'static,
+) where
+    Run: Future<Output = ()> + Send,
+{
     tasks.spawn(async move {
         let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 () = stop.cancelled() => break,
-                _ = ticks.tick() => job(),
+                _ = ticks.tick() => {}
+            }
+            tokio::select! {
+                () = stop.cancelled() => break,
+                () = job() => {}
             }
         }
     });
