@@ -132,6 +132,16 @@ describe('attachments on the chat page', { timeout: TEST_TIMEOUT_MS * 3 }, () =>
             assert.match(shown[0].text, /dot\.png/);
             assert.ok(shown[0].link?.startsWith(`${PREFIX}/files/`), `the link is this server's file: ${shown[0].link}`);
 
+            // The picture is shown too, decoded from the very bytes (a blob: of the fetch).
+            await page.waitForFunction(
+                () => document.querySelector('img.attachment-preview')?.complete
+                    && document.querySelector('img.attachment-preview').naturalWidth === 1,
+                null,
+                { timeout: 15000 },
+            );
+            assert.equal(await page.getAttribute('img.attachment-preview', 'alt'), 'dot.png');
+            assert.match(await page.getAttribute('img.attachment-preview', 'src'), /^blob:/);
+
             // The link downloads the very bytes, with the token in a header, never in a URL.
             const [download] = await Promise.all([page.waitForEvent('download'), page.click('.attachment a.attachment-link')]);
             assert.equal(download.suggestedFilename(), 'dot.png');

@@ -169,9 +169,11 @@
 
   // Attachments: the name, and for a file this server keeps (P/files/…) a link that
   // fetches it with the token in `Authorization` and saves it from a blob: URL (the token
-  // never goes into a URL). The page's CSP has `img-src 'self' data:` (no blob:), so
-  // pictures are not shown inline: they are downloaded like any other file.
+  // never goes into a URL). A picture of this server's is also shown, from a blob: URL
+  // of the same fetch (the page's CSP allows `img-src blob:`), up to PREVIEW_MAX_BYTES.
   const FILES_PATH = `${Chatbox.prefix}/files/`;
+  const PREVIEW_MAX_BYTES = 5 * 1024 * 1024;
+  const PREVIEW_TYPES = ['image/png', 'image/jpeg'];
   const attachError = $('attach-error');
   const attachStatus = $('attach-status');
 
@@ -257,6 +259,26 @@
     const size = sizeText(file.size);
     if (size) line.append(' ', Chatbox.element('span', 'attachment-size', `(${size})`));
     entry.content.append(line);
+    if (url && PREVIEW_TYPES.includes(file.type) && Number(file.size) <= PREVIEW_MAX_BYTES) {
+      preview(entry, url, file.name);
+    }
+  }
+
+  /** Shows the picture at `url` (this server's) under its attachment line. */
+  async function preview(entry, url, name) {
+    try {
+      const response = await fetch(url, {
+        headers: { Authorization: `Bearer ${Chatbox.token() ?? ''}` }, credentials: 'omit',
+      });
+      if (!response.ok) return;
+      const picture = document.createElement('img');
+      picture.className = 'attachment-preview';
+      picture.alt = name;
+      picture.src = URL.createObjectURL(await response.blob());
+      entry.content.append(picture);
+    } catch {
+      // The link still downloads it.
+    }
   }
 
   function onAnswerChunk(frame) {

@@ -45,7 +45,7 @@ impl SecurityHeaders {
         ))
         .map_err(|_| HeaderProblem("frame-ancestors must be visible ASCII"))?;
         let page_csp = HeaderValue::from_str(&format!(
-            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; \
              connect-src 'self'; frame-ancestors {ancestors}; base-uri 'none'; form-action 'none'"
         ))
         .map_err(|_| HeaderProblem("frame-ancestors must be visible ASCII"))?;
