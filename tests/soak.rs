@@ -313,7 +313,7 @@ fn raise_open_file_limit() {
 }
 
 /// What the service holds at rest: nothing keyed by user, session or socket; the memory
-/// store at its bound; the two cleanup loops.
+/// store at its bound; the three cleanup loops (sessions, limiters, uploaded files).
 const AT_REST: MemoryReport = MemoryReport {
     live_sessions: 0,
     rate_limiter_keys: 0,
@@ -321,7 +321,7 @@ const AT_REST: MemoryReport = MemoryReport {
     connection_users: 0,
     socket_directory_users: 0,
     stored_sessions: Some(STORE_CAP),
-    tasks: 2,
+    tasks: 3,
 };
 
 fn soak_seconds() -> Option<u64> {
