@@ -31,6 +31,17 @@ pub(crate) struct FileEntry {
 }
 
 impl MemorySessionRepository {
+    /// Makes every file of `session` due for deletion at the next cleanup, whatever the
+    /// retention: the session's data was deleted.
+    pub(crate) fn files_due_now(&self, session: &SessionId) {
+        let mut files = self.lock_files();
+        for entry in files.values_mut() {
+            if entry.file.session.as_ref() == Some(session) {
+                entry.session_ended_at = Some(Timestamp::MIN_UTC);
+            }
+        }
+    }
+
     /// Copies `ended_at`, the end time of `session`, onto its files that have none.
     pub(crate) fn record_end(&self, session: &SessionId, ended_at: Timestamp) {
         let mut files = self.lock_files();

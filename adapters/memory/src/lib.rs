@@ -9,8 +9,8 @@
 //!
 //! A [`SessionRepository`] kept in process memory, for `--dev` and tests. It keeps at
 //! most `max_sessions` sessions (`MEMORY_STORE_MAX_SESSIONS`), dropping the least
-//! recently active beyond that, so a long-running development server cannot grow
-//! without bound. Everything is lost when the process exits.
+//! recently active beyond that (its uploaded files become due for deletion with it), so
+//! a long-running development server cannot grow without bound. Everything is lost when the process exits.
 //!
 //! It is also the [`SessionCatalog`](chatbox_application::ports::SessionCatalog) (listings,
 //! analytics, share grants; `catalog.rs`). Besides the session and its messages it keeps,
@@ -123,30 +123,38 @@ impl MemorySessionRepository {
     }
 }
 
-fn evict_least_recent(sessions: &mut HashMap<SessionId, Stored>) {
+/// Drops the least recently active session; returns its id.
+fn evict_least_recent(sessions: &mut HashMap<SessionId, Stored>) -> Option<SessionId> {
     let oldest = sessions
         .values()
         .min_by_key(|stored| stored.session.last_activity)
-        .map(|stored| stored.session.id.clone());
-    if let Some(id) = oldest {
-        sessions.remove(&id);
-    }
+        .map(|stored| stored.session.id.clone())?;
+    sessions.remove(&oldest);
+    Some(oldest)
 }
 
 #[async_trait]
 impl SessionRepository for MemorySessionRepository {
     async fn create(&self, session: &Session) -> Result<(), RepositoryError> {
-        let mut sessions = self.lock();
-        if sessions.contains_key(&session.id) {
-            return Err(RepositoryError::AlreadyExists);
+        let mut evicted = Vec::new();
+        {
+            let mut sessions = self.lock();
+            if sessions.contains_key(&session.id) {
+                return Err(RepositoryError::AlreadyExists);
+            }
+            while sessions.len() >= self.max_sessions {
+                evicted.extend(evict_least_recent(&mut sessions));
+            }
+            let mut analytics = Analytics::default();
+            analytics.note(&session.handoff);
+            let stored = Stored { session: session.clone(), messages: Vec::new(), analytics, share: None };
+            sessions.insert(session.id.clone(), stored);
         }
-        while sessions.len() >= self.max_sessions {
-            evict_least_recent(&mut sessions);
+        // A session's data is gone: its files go with it, at the next cleanup (taken after
+        // the sessions' lock, never together with it).
+        for id in &evicted {
+            self.files_due_now(id);
         }
-        let mut analytics = Analytics::default();
-        analytics.note(&session.handoff);
-        let stored = Stored { session: session.clone(), messages: Vec::new(), analytics, share: None };
-        sessions.insert(session.id.clone(), stored);
         Ok(())
     }
 
@@ -263,6 +271,38 @@ mod tests {
         assert_eq!(repo.len(), 2);
         assert!(repo.load(&SessionId::parse("a").expect("id")).await.expect("load").is_none());
         assert!(matches!(repo.create(&session("b", "u", 40)).await, Err(RepositoryError::AlreadyExists)));
+    }
+
+    #[tokio::test]
+    async fn the_files_of_an_evicted_session_are_due_for_deletion_at_once() {
+        use chatbox_application::ports::FileCatalog;
+        use chatbox_domain::upload::{ExpiryReason, FileId, MediaType, StoredFile};
+
+        let repo = MemorySessionRepository::new(1);
+        let first = session("a", "u", 10);
+        repo.create(&first).await.expect("a");
+        let file = StoredFile {
+            id: FileId::from_random([1; 16]),
+            owner: UserId::parse("u").expect("id"),
+            session: None,
+            name: "a.png".into(),
+            media_type: MediaType::from_essence("image/png").expect("png"),
+            size: 1,
+            sha256: String::new(),
+            created_at: first.created_at,
+            attached_at: None,
+        };
+        repo.insert_file(&file).await.expect("insert");
+        repo.attach_file(&file.id, &file.owner, &first.id, first.created_at).await.expect("attach");
+        let long_ago = chrono::DateTime::from_timestamp(0, 0).expect("time");
+        assert!(
+            repo.expired_files(long_ago, long_ago, 10).await.expect("expired").is_empty(),
+            "a live session's"
+        );
+        repo.create(&session("b", "u", 20)).await.expect("b evicts a");
+        let due = repo.expired_files(long_ago, long_ago, 10).await.expect("expired");
+        assert_eq!(due.len(), 1, "due whatever the retention");
+        assert_eq!((due[0].id.clone(), due[0].reason), (file.id, ExpiryReason::Retention));
     }
 
     #[tokio::test]
