@@ -45,6 +45,23 @@ print_env() {
   echo "REDIS_CLUSTER_URL=redis+cluster://$hosts/"
 }
 
+# A free port whose cluster bus port (the port + 10000, which Redis Cluster also binds)
+# is free too and below the kernel's ephemeral range, where a client socket could take it.
+pick_cluster_port() {
+  local low=32768 port attempt
+  if [[ -r /proc/sys/net/ipv4/ip_local_port_range ]]; then
+    read -r low _ </proc/sys/net/ipv4/ip_local_port_range
+  fi
+  for attempt in $(seq 1 50); do
+    port="$(pick_port)"
+    if ((port + 10000 < low)) && ! port_open "$((port + 10000))"; then
+      printf '%s\n' "$port"
+      return 0
+    fi
+  done
+  die "no free pair of ports (a node's and its cluster bus's) after $attempt attempts"
+}
+
 start() {
   install_package redis-server redis-server || die "redis-server is not installed (apt-get install redis-server)"
   install_package redis-tools redis-cli || die "redis-cli is not installed (apt-get install redis-tools)"
@@ -59,7 +76,7 @@ start() {
   stop_all
   local node port addresses=()
   for node in $(seq 1 "$nodes"); do
-    port="$(pick_port)"
+    port="$(pick_cluster_port)"
     echo "$port" >"$state_dir/node-$node.port"
     rm -f "$state_dir/nodes-$port.conf"
     redis-server --bind 127.0.0.1 --port "$port" --save "" --appendonly no \

@@ -40,6 +40,21 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("address").port()
 }
 
+/// A free port for a cluster node whose bus port (the port + 10000, which the node binds
+/// too) exists and is free as well.
+fn node_port() -> u16 {
+    for _ in 0..100 {
+        let port = free_port();
+        let bus_is_free = port
+            .checked_add(10_000)
+            .is_some_and(|bus| std::net::TcpListener::bind(("127.0.0.1", bus)).is_ok());
+        if bus_is_free {
+            return port;
+        }
+    }
+    panic!("no free pair of ports (a node's and its cluster bus's) in 100 tries");
+}
+
 /// One command to the node on `port`, its answer as the client reads it; `None` when the
 /// node cannot be reached or refuses.
 pub async fn ask(port: u16, args: &[&str]) -> Option<redis::Value> {
@@ -76,7 +91,7 @@ impl RedisCluster {
         std::fs::create_dir_all(&dir).expect("a directory for the nodes' files");
         let mut nodes = Vec::new();
         for _ in 0..primaries * (1 + replicas) {
-            let port = free_port();
+            let port = node_port();
             let child = Command::new(binary)
                 .args([
                     "--port",
