@@ -1,0 +1,207 @@
+//! `stream`: C clients of the gateway each ask one question at a time and read the
+//! answer, streamed by the embedded mock provider at R tokens per second; in the same
+//! run C direct readers of the mock (no gateway) give the baseline. Every token carries
+//! its send time, so each chunk's latency is measured where it is received; the
+//! difference of the two distributions is what the gateway adds.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use serde_json::{Value, json};
+use tokio::time::Instant as Deadline;
+
+use crate::args::Args;
+use crate::client::{Frame, Kind, Socket, Target, WAIT, markers, next_text, now_ns, send_json};
+use crate::mock::{self, Pace};
+use crate::procfs::{Cpu, cores};
+use crate::stats::{self, Latencies, summary};
+
+/// Flags of `stream`.
+pub const FLAGS: &[&str] = &[
+    "target",
+    "url",
+    "secret",
+    "pid",
+    "concurrency",
+    "tokens",
+    "rate",
+    "duration",
+    "mock-port",
+    "direct",
+    "out",
+];
+
+/// What the gateway clients counted.
+#[derive(Debug, Default)]
+pub struct Tally {
+    pub latencies: Latencies,
+    pub tokens: u64,
+    pub frames: u64,
+    pub answers: u64,
+    pub lost: u64,
+    pub out_of_order: u64,
+    pub errors: u64,
+}
+
+impl Tally {
+    fn merge(&mut self, other: &Self) {
+        self.latencies.merge(&other.latencies);
+        self.tokens += other.tokens;
+        self.frames += other.frames;
+        self.answers += other.answers;
+        self.lost += other.lost;
+        self.out_of_order += other.out_of_order;
+        self.errors += other.errors;
+    }
+}
+
+/// Runs `stream`.
+pub async fn run(args: &Args) -> anyhow::Result<Value> {
+    args.check(FLAGS)?;
+    let target = Target::from_args(args)?;
+    if target.kind != Kind::Chatbox {
+        bail!("stream drives the gateway only (--target chatbox)");
+    }
+    let pid: u32 = args.required("pid")?;
+    let concurrency: usize = args.sized("concurrency", 100, 10)?;
+    let direct: usize = args.get("direct", concurrency)?;
+    let pace = Pace { tokens: args.get("tokens", 40)?, rate: args.get("rate", 20.0)? };
+    let duration = Duration::from_secs_f64(args.sized("duration", 30.0, 5.0)?);
+    let mock_port = args.get("mock-port", crate::DEFAULT_MOCK_PORT)?;
+    let mock = mock::start(mock_port, pace).await?;
+    let run = crate::run_id();
+    let sockets = crate::idle::open_all(&target, &format!("stream-{run}"), concurrency, 32).await?;
+    println!(
+        "{concurrency} gateway clients and {direct} direct readers, {} tokens at {} /s, {duration:?}",
+        pace.tokens, pace.rate
+    );
+
+    let (server_before, self_before, started) = (Cpu::of(Some(pid))?, Cpu::of(None)?, Instant::now());
+    let until = Deadline::now() + duration;
+    // Starts are spread over one token interval so the ticks do not all fall together.
+    let spread = if pace.rate > 0.0 { 1.0 / pace.rate } else { 0.0 };
+    let stagger = |i: usize, n: usize| Duration::from_secs_f64(spread * i as f64 / n.max(1) as f64);
+    let mut gateway_tasks = Vec::with_capacity(concurrency);
+    for (i, socket) in sockets.into_iter().enumerate() {
+        let delay = stagger(i, concurrency);
+        gateway_tasks.push(tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            client(socket, until, pace.tokens).await
+        }));
+    }
+    let mut direct_tasks = Vec::with_capacity(direct);
+    for i in 0..direct {
+        let delay = stagger(i, direct);
+        direct_tasks.push(tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            mock::direct_reader(mock, until, pace.tokens).await
+        }));
+    }
+    let mut gateway = Tally::default();
+    for task in gateway_tasks {
+        gateway.merge(&task.await.context("a client task panicked")??);
+    }
+    let mut baseline = mock::DirectTally::default();
+    for task in direct_tasks {
+        let tally = task.await.context("a direct reader panicked")??;
+        baseline.latencies.merge(&tally.latencies);
+        baseline.tokens += tally.tokens;
+        baseline.answers += tally.answers;
+        baseline.lost += tally.lost;
+        baseline.out_of_order += tally.out_of_order;
+    }
+    let wall = started.elapsed().as_secs_f64();
+    let server = Cpu::of(Some(pid))?.since(server_before);
+    let own = Cpu::of(None)?.since(self_before);
+
+    let per_token_us = server.total().as_secs_f64() * 1e6 / gateway.tokens.max(1) as f64;
+    let own_share = own.total().as_secs_f64() / wall;
+    let results = json!({
+        "subcommand": "stream",
+        "target": target.kind,
+        "concurrency": concurrency,
+        "direct_readers": direct,
+        "tokens_per_answer": pace.tokens,
+        "rate_per_answer": pace.rate,
+        "duration_s": stats::round(wall),
+        "answers": gateway.answers,
+        "tokens_delivered": gateway.tokens,
+        "frames_per_s": stats::round(gateway.frames as f64 / wall),
+        "tokens_lost": gateway.lost,
+        "tokens_out_of_order": gateway.out_of_order,
+        "error_frames": gateway.errors,
+        "gateway": {"all": summary(&gateway.latencies.all), "steady": summary(&gateway.latencies.steady)},
+        "direct": {"all": summary(&baseline.latencies.all), "steady": summary(&baseline.latencies.steady),
+            "answers": baseline.answers, "tokens": baseline.tokens, "tokens_lost": baseline.lost,
+            "tokens_out_of_order": baseline.out_of_order},
+        "added": {"all": stats::added(&gateway.latencies.all, &baseline.latencies.all),
+            "steady": stats::added(&gateway.latencies.steady, &baseline.latencies.steady)},
+        "server_cpu": {"user_s": server.user.as_secs_f64(), "system_s": server.system.as_secs_f64(),
+            "us_per_token": stats::round(per_token_us)},
+        "tool_cpu": {"seconds": own.total().as_secs_f64(), "share_of_one_core": stats::round(own_share),
+            "share_of_machine": stats::round(own_share / cores() as f64)},
+    });
+    println!("{}", stats::line("gateway, all tokens", &results["gateway"]["all"]));
+    println!("{}", stats::line("gateway, steady", &results["gateway"]["steady"]));
+    println!("{}", stats::line("direct, all tokens", &results["direct"]["all"]));
+    println!("{}", stats::line("direct, steady", &results["direct"]["steady"]));
+    println!("gateway adds (steady): {}", results["added"]["steady"]);
+    println!(
+        "{} answers, {} tokens, {} frames/s, server CPU {per_token_us:.2} µs per token ({:.2} s user, {:.2} s system), lost {}, out of order {}, error frames {}, tool CPU {:.0} % of a core",
+        gateway.answers,
+        gateway.tokens,
+        results["frames_per_s"],
+        server.user.as_secs_f64(),
+        server.system.as_secs_f64(),
+        gateway.lost,
+        gateway.out_of_order,
+        gateway.errors,
+        own_share * 100.0
+    );
+    Ok(results)
+}
+
+/// One gateway client: a question at a time until `until`.
+async fn client(mut socket: Socket, until: Deadline, tokens: usize) -> anyhow::Result<Tally> {
+    let mut tally = Tally::default();
+    let mut n = 0u64;
+    while Deadline::now() < until {
+        n += 1;
+        send_json(&mut socket, &json!({"type": "user_message", "content": format!("question {n}")})).await?;
+        read_answer(&mut socket, &mut tally, tokens).await?;
+    }
+    Ok(tally)
+}
+
+/// Reads one answer to its `done` frame, counting chunks, latencies, gaps and disorder.
+pub async fn read_answer(socket: &mut Socket, tally: &mut Tally, tokens: usize) -> anyhow::Result<()> {
+    let (mut next, mut received_tokens) = (0usize, 0usize);
+    loop {
+        let text = next_text(socket, WAIT).await?;
+        let received = now_ns();
+        let frame = Frame::parse(&text)?;
+        if frame.kind == "error" {
+            tally.errors += 1;
+            continue;
+        }
+        if frame.is_chunk() {
+            tally.frames += 1;
+            for (index, sent) in markers(&frame.content) {
+                if index < next {
+                    tally.out_of_order += 1;
+                }
+                next = index + 1;
+                received_tokens += 1;
+                tally.tokens += 1;
+                tally.latencies.record(index, received.saturating_sub(sent));
+            }
+        } else if frame.is_done() {
+            if frame.metadata.finish_reason.as_deref() != Some("stop") {
+                tally.errors += 1;
+            }
+            tally.lost += tokens.saturating_sub(received_tokens) as u64;
+            tally.answers += 1;
+            return Ok(());
+        }
+    }
+}
