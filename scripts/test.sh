@@ -14,6 +14,8 @@
 #      schemathesis (scripts/check-api.sh), drives the web pages in Debian's Chromium
 #      with Playwright (scripts/browser-tests.sh, installing both on first use), and
 #      checks the vendored browser scripts against their pinned npm packages;
+#      runs the quick performance check (scripts/bench-quick.sh: small runs of the load
+#      generator against the server and a bare tokio-tungstenite floor, ratios only);
 #   6. checks the deployment artifacts (Kubernetes schemas, checkov, shellcheck, the
 #      secret script, the Prometheus rules), installing its tools on first use;
 #   7. mutation-tests the change to the rules crates (scripts/mutants.sh): a mutant of
@@ -114,6 +116,8 @@ if [[ $# -eq 0 ]]; then
   CHATBOX_BIN="$PWD/target/debug/chatbox" scripts/browser-tests.sh
   echo "== the vendored browser scripts match their pinned packages"
   scripts/vendor-ui.sh --check
+  echo "== quick performance check against the floor (chatbox-load)"
+  scripts/bench-quick.sh
   echo "== deployment artifacts"
   scripts/check-deployments.sh
   echo "== mutation testing of the change (domain, application)"
