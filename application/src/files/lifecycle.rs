@@ -44,13 +44,13 @@ impl Files {
             let due = self
                 .catalog_call(self.ports.catalog.expired_files(orphaned_before, ended_before, BATCH))
                 .await?;
-            let mut removed_now = 0;
+            let mut removed_any = false;
             for file in &due {
                 if let Err(error) = self.remove(&file.id).await {
                     warn!(file_id = %file.id, %error, "deleting an expired file failed; retried next run");
                     continue;
                 }
-                removed_now += 1;
+                removed_any = true;
                 self.metrics.file_deleted(file.reason.as_str());
                 match file.reason {
                     ExpiryReason::Orphan => deleted.orphans += 1,
@@ -58,7 +58,7 @@ impl Files {
                 }
             }
             // A short page is the last; a page of failures would only be asked again.
-            if due.len() < BATCH || removed_now == 0 {
+            if due.len() < BATCH || !removed_any {
                 break;
             }
         }

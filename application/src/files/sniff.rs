@@ -8,7 +8,7 @@
 
 /// How many of the first bytes are read before deciding: enough for every format taken
 /// (an Office document is recognised by the names of its first zip entries).
-pub(super) const SNIFF_BYTES: usize = 8 * 1024;
+pub(super) const SNIFF_BYTES: usize = 8_192;
 
 /// The media type `head` (a file's first bytes) shows, if any.
 pub(super) fn sniff(head: &[u8]) -> Option<&'static str> {

@@ -325,3 +325,38 @@ pub trait IdGenerator: Send + Sync + 'static {
     /// A new unique, unguessable id (session ids double as capabilities for resume).
     fn new_id(&self) -> String;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A provider that says nothing about pictures.
+    struct TextOnly;
+
+    #[async_trait]
+    impl LlmProvider for TextOnly {
+        async fn stream(&self, _: ChatRequest) -> Result<AnswerStream, ProviderError> {
+            Err(ProviderError::Overloaded)
+        }
+    }
+
+    #[test]
+    fn a_provider_sees_no_images_unless_it_says_so() {
+        assert!(!TextOnly.sees_images());
+    }
+
+    #[test]
+    fn a_pictures_debug_shows_its_type_and_size_never_its_bytes() {
+        let image =
+            InlineImage { media_type: "image/png", data: Bytes::from_static(b"\x89PNG-secret-pixels") };
+        let shown = format!("{image:?}");
+        assert_eq!(shown, "InlineImage { media_type: \"image/png\", bytes: 18 }");
+    }
+
+    #[test]
+    fn a_reads_debug_names_its_range_not_its_bytes() {
+        use futures::StreamExt as _;
+        let read = ObjectRead { range: 2..9, body: futures::stream::empty().boxed() };
+        assert_eq!(format!("{read:?}"), "ObjectRead { range: 2..9, .. }");
+    }
+}

@@ -169,6 +169,7 @@ async fn a_refused_upload_leaves_nothing_and_is_counted_by_its_code() {
     // Both the PNG cut short (refused at its end) and this one were being written: both
     // were given up.
     assert_eq!((objects.count(), objects.open_writers(), objects.given_up()), (0, 0, 2), "aborted");
+    assert_eq!(objects.aborted(), 2, "given up by an abort, not left to a drop");
     assert_eq!(
         *h.metrics.files.lock().expect("lock"),
         [
@@ -222,7 +223,10 @@ async fn an_upload_that_stalls_or_whose_store_stalls_ends_at_the_timeout_and_kee
     let stalled = stream::iter(part).chain(stream::pending());
     let result = h.service.upload(&user("alice"), "a.png", Box::pin(stalled)).await;
     assert!(matches!(result, Err(ChatError::UploadTimeout)), "{result:?}");
-    assert_eq!((objects.count(), objects.open_writers(), objects.given_up()), (0, 0, 1));
+    assert_eq!(
+        (objects.count(), objects.open_writers(), objects.given_up(), objects.aborted()),
+        (0, 0, 1, 1)
+    );
     // The store stops answering.
     objects.stall_writes(true);
     let result = upload(&h, "alice", "a.png", &sent).await;
@@ -233,7 +237,10 @@ async fn an_upload_that_stalls_or_whose_store_stalls_ends_at_the_timeout_and_kee
     objects.fail_writes(true);
     let result = upload(&h, "alice", "a.png", &sent).await;
     assert!(matches!(result, Err(ChatError::FileStorage)), "{result:?}");
-    assert_eq!((objects.count(), objects.open_writers(), objects.given_up()), (0, 0, 3));
+    assert_eq!(
+        (objects.count(), objects.open_writers(), objects.given_up(), objects.aborted()),
+        (0, 0, 3, 3)
+    );
     objects.fail_writes(false);
     // The client goes away; or its framing says the body is too large.
     for (error, expected) in [
@@ -425,4 +432,70 @@ async fn a_model_that_sees_images_is_shown_the_newest_small_pictures_and_told_th
     bob.until_done().await;
     let request = h.provider.requests().last().expect("asked").clone();
     assert!(request.history.iter().all(|turn| turn.images.is_empty()));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_but_steady_upload_is_taken_and_the_type_is_decided_after_the_first_8_kib() {
+    let (h, objects) = files_harness();
+    assert_eq!(h.service.upload_max_bytes(), Some(20_000));
+    assert_eq!(h.service.upload_timeout(), Some(Duration::from_secs(10)));
+    let (sent, stored) = png(9_000);
+    // A chunk a second: slow, and within UPLOAD_TIMEOUT (10 s) as a whole.
+    let chunks: Vec<_> = sent.chunks(1_500).map(|c| Ok(Bytes::copy_from_slice(c))).collect();
+    let slow = stream::iter(chunks).then(|chunk| async move {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        chunk
+    });
+    let uploaded = h.service.upload(&user("alice"), "slow.png", Box::pin(slow)).await.expect("taken");
+    assert_eq!(objects.bytes(&uploaded.file.id), Some(stored));
+    // Exactly 8 KiB, then nothing: the type is known, so the store is written before
+    // the body stalls (and the write is given up when it does).
+    let (sent, _) = png(9_000);
+    let first: Vec<Result<Bytes, UploadBodyError>> =
+        sent[..8 * 1024].chunks(1024).map(|c| Ok(Bytes::copy_from_slice(c))).collect();
+    let stalled = stream::iter(first).chain(stream::pending());
+    let result = h.service.upload(&user("alice"), "a.png", Box::pin(stalled)).await;
+    assert!(matches!(result, Err(ChatError::UploadTimeout)), "{result:?}");
+    assert_eq!(objects.aborted(), 1, "the store was written to, then given up");
+
+    let (plain, _) = crate::support::harness_with_files(settings(), file_settings());
+    let without = crate::support::harness();
+    assert_eq!(plain.service.upload_max_bytes(), Some(20_000));
+    assert_eq!((without.service.upload_max_bytes(), without.service.upload_timeout()), (None, None));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cleanup_works_through_more_than_one_page_and_stops_on_a_page_it_cannot_delete() {
+    let (h, objects) = harness_with_files(
+        settings(),
+        FileSettings {
+            limits: UploadLimits { max_bytes: 20_000, files_per_day: 1_000, bytes_per_day: 10_000_000 },
+            ..file_settings()
+        },
+    );
+    for _ in 0..150 {
+        upload(&h, "alice", "a.png", &png(1).0).await.expect("taken");
+    }
+    tokio::time::advance(Duration::from_secs(601)).await;
+    objects.fail_writes(true);
+    assert_eq!(h.service.cleanup_files().await.expect("cleanup").orphans, 0);
+    assert_eq!(objects.deletes(), 100, "one page tried, not asked again and again");
+    objects.fail_writes(false);
+    assert_eq!(h.service.cleanup_files().await.expect("cleanup").orphans, 150, "two pages in one run");
+    assert_eq!(objects.count(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_picture_that_storage_returns_short_is_named_not_shown() {
+    let (h, objects) = files_harness();
+    h.provider.see_images();
+    let mut alice = h.answered("alice", "hello").await;
+    let picture = upload(&h, "alice", "p.png", &png(40).0).await.expect("taken").file;
+    attach(&h, &mut alice, &picture.id).await.expect("attached");
+    objects.truncate(&picture.id, 10);
+    h.say(&mut alice, "and this?").await.expect("asked");
+    alice.until_done().await;
+    let request = h.provider.requests().last().expect("asked").clone();
+    assert!(request.history.iter().all(|turn| turn.images.is_empty()), "{:?}", request.history);
+    assert!(request.history.iter().any(|turn| turn.content.starts_with("[attachment: p.png")));
 }

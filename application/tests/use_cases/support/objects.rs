@@ -21,6 +21,10 @@ pub struct MemoryObjects {
     open: Arc<AtomicUsize>,
     /// Writers given up (aborted or dropped before finishing).
     given_up: Arc<AtomicUsize>,
+    /// Writers given up by an explicit abort.
+    aborted: Arc<AtomicUsize>,
+    /// Deletes asked for, failed ones included.
+    deletes: AtomicUsize,
     /// Writes fail while set.
     failing: Arc<AtomicBool>,
     /// Writes never complete while set.
@@ -53,6 +57,23 @@ impl MemoryObjects {
     /// Writers given up.
     pub fn given_up(&self) -> usize {
         self.given_up.load(Ordering::SeqCst)
+    }
+
+    /// Writers given up by an explicit abort (not merely dropped).
+    pub fn aborted(&self) -> usize {
+        self.aborted.load(Ordering::SeqCst)
+    }
+
+    /// Deletes asked for so far.
+    pub fn deletes(&self) -> usize {
+        self.deletes.load(Ordering::SeqCst)
+    }
+
+    /// Cuts the stored bytes of `id` to `len` (storage that lost part of an object).
+    pub fn truncate(&self, id: &FileId, len: usize) {
+        if let Some((bytes, _)) = self.finished.lock().expect("lock").get_mut(id) {
+            bytes.truncate(len);
+        }
     }
 
     pub fn fail_writes(&self, failing: bool) {
@@ -108,6 +129,7 @@ impl FileWriter for Writer {
 
     async fn abort(self: Box<Self>) -> Result<(), FileStoreError> {
         // Dropping gives it up.
+        self.objects.aborted.fetch_add(1, Ordering::SeqCst);
         Ok(())
     }
 }
@@ -149,6 +171,7 @@ impl FileStore for SharedObjects {
     }
 
     async fn delete(&self, id: &FileId) -> Result<(), FileStoreError> {
+        self.0.deletes.fetch_add(1, Ordering::SeqCst);
         if self.0.failing.load(Ordering::SeqCst) {
             return Err(FileStoreError::Unavailable("deletes fail".into()));
         }
