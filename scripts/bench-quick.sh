@@ -66,11 +66,15 @@ floor_url="ws://127.0.0.1:$floor_port/chat/ws"
 server_port="$(pick_port)"
 mock_port="$(pick_port)"
 secret="$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')"
+env_file="$out/server.env"
+"$load" env --port "$server_port" --mock-port "$mock_port" --secret "$secret" >"$env_file"
 (
-  # The server's environment as the tool prints it: this secret, the mock provider.
-  eval "$("$load" env --port "$server_port" --mock-port "$mock_port" --secret "$secret")"
-  export UPLOAD_DIR="$out/uploads"
-  exec "$server" >"$out/server.log" 2>&1
+  # Only the tool's environment (this secret, the mock provider, the memory store): none
+  # of the test command's own (its MONGO_URI would put the server on MongoDB).
+  # shellcheck disable=SC2016 # the inner script expands its own arguments
+  exec env -i PATH="$PATH" HOME="$HOME" bash -c 'set -a; source "$1"; set +a
+    export STORAGE_BACKEND=memory HUB_BACKEND=memory UPLOAD_DIR="$2"
+    exec "$3"' bench-quick "$env_file" "$out/uploads" "$server" >"$out/server.log" 2>&1
 ) &
 server_pid=$!
 pids+=("$server_pid")
