@@ -93,3 +93,26 @@ mod tests {
         assert_eq!(ModelId::parse("demo").map(|m| m.to_string()).as_deref(), Ok("demo"));
     }
 }
+
+/// `bytes` as lowercase hexadecimal, two digits a byte (ids and digests written as text).
+#[must_use]
+pub fn lower_hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut text = String::with_capacity(bytes.len() * 2);
+    for byte in bytes {
+        text.push(char::from(DIGITS[usize::from(byte >> 4)]));
+        text.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
+    }
+    text
+}
+
+#[cfg(test)]
+mod hex_tests {
+    use super::lower_hex;
+
+    #[test]
+    fn bytes_are_written_as_two_lowercase_digits_each() {
+        assert_eq!(lower_hex(&[]), "");
+        assert_eq!(lower_hex(&[0x00, 0x0f, 0xa5, 0xff]), "000fa5ff");
+    }
+}

@@ -6,8 +6,7 @@
 //! A session someone may not read is reported exactly like a missing one
 //! ([`ChatError::NotFound`]), so ids of other users' sessions reveal nothing.
 
-use std::fmt::Write as _;
-
+use chatbox_domain::ids::lower_hex;
 use chatbox_domain::{Seq, Session, SessionId, StoredMessage, Timestamp, UserId};
 use sha2::{Digest, Sha256};
 use tracing::{info, instrument};
@@ -57,11 +56,7 @@ pub type SharedConversation = MessagePage;
 /// The hex SHA-256 of a share token: what storage keeps instead of the token.
 #[must_use]
 pub fn share_digest(token: &str) -> String {
-    let digest = Sha256::digest(token.as_bytes());
-    digest.iter().fold(String::with_capacity(64), |mut hex, byte| {
-        let _ = write!(hex, "{byte:02x}");
-        hex
-    })
+    lower_hex(&Sha256::digest(token.as_bytes()))
 }
 
 impl ChatService {

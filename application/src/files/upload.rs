@@ -3,8 +3,9 @@
 //! record. See the module invariants in `files`.
 
 use bytes::{Bytes, BytesMut};
+use chatbox_domain::ids::lower_hex;
 use chatbox_domain::upload::{
-    DailyUsage, FileId, MetadataStripper, StoredFile, UploadRefusal, accept, file_name,
+    DailyUsage, FileId, MetadataStripper, StoredFile, UploadRefusal, accept, file_name, utc_day_start,
 };
 use chatbox_domain::{Timestamp, UserId};
 use futures::{Stream, StreamExt};
@@ -129,7 +130,7 @@ impl Files {
             Err(timeout) => return Err(timeout),
         }
         record.size = stored;
-        record.sha256 = hex(&digest.finalize());
+        record.sha256 = lower_hex(&digest.finalize());
         record.created_at = self.clock.now();
         if let Err(error) = self.catalog_call(self.ports.catalog.insert_file(&record)).await {
             // The bytes have no record: remove them now rather than leave them unowned.
@@ -167,8 +168,8 @@ impl Files {
 
     /// What `owner` uploaded since the start of `now`'s UTC day.
     async fn usage_today(&self, owner: &UserId, now: Timestamp) -> Result<DailyUsage, ChatError> {
-        let day = now.timestamp().div_euclid(86_400);
-        let since = Timestamp::from_timestamp(day.saturating_mul(86_400), 0).unwrap_or(now);
+        let since = utc_day_start(now);
+        let day = since.timestamp().div_euclid(86_400);
         let totals = self.catalog_call(self.ports.catalog.uploaded_since(owner, since)).await?;
         Ok(DailyUsage { day, files: totals.files, bytes: totals.bytes })
     }
@@ -244,12 +245,4 @@ where
 /// `step`, unless `deadline` passes first: then [`ChatError::UploadTimeout`].
 async fn within<T>(deadline: Instant, step: impl Future<Output = T>) -> Result<T, ChatError> {
     tokio::time::timeout_at(deadline, step).await.map_err(|_| ChatError::UploadTimeout)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut text, byte| {
-        let _ = write!(text, "{byte:02x}");
-        text
-    })
 }

@@ -20,7 +20,9 @@
 use std::fmt;
 use std::sync::Arc;
 
+use crate::Timestamp;
 use crate::error::ErrorCode;
+use crate::ids::lower_hex;
 use crate::validation::InvalidValue;
 
 mod range;
@@ -40,12 +42,7 @@ impl FileId {
     /// The id of 16 random bytes.
     #[must_use]
     pub fn from_random(bytes: [u8; 16]) -> Self {
-        use fmt::Write as _;
-        let mut text = String::with_capacity(32);
-        for byte in bytes {
-            let _ = write!(text, "{byte:02x}");
-        }
-        Self(Arc::from(text))
+        Self(Arc::from(lower_hex(&bytes)))
     }
 
     /// Accepts exactly 32 lowercase hexadecimal digits.
@@ -213,18 +210,10 @@ pub struct DailyUsage {
     pub bytes: u64,
 }
 
-impl DailyUsage {
-    /// The usage as of `day`: this one if it is that day's, else a fresh one.
-    #[must_use]
-    pub fn on(self, day: i64) -> Self {
-        if self.day == day { self } else { Self { day, files: 0, bytes: 0 } }
-    }
-
-    /// The usage after one more file of `bytes` on the same day.
-    #[must_use]
-    pub const fn with_file(self, bytes: u64) -> Self {
-        Self { day: self.day, files: self.files.saturating_add(1), bytes: self.bytes.saturating_add(bytes) }
-    }
+/// The start of `now`'s UTC day: uploads since then count against the day's budget.
+#[must_use]
+pub fn utc_day_start(now: Timestamp) -> Timestamp {
+    now.date_naive().and_time(chrono::NaiveTime::MIN).and_utc()
 }
 
 /// How much one user may upload.
@@ -366,13 +355,11 @@ mod tests {
     }
 
     #[test]
-    fn a_day_starts_a_fresh_budget_and_a_file_counts_once() {
-        let used = DailyUsage { day: 10, files: 2, bytes: 120 };
-        assert_eq!(used.on(10), used);
-        assert_eq!(used.on(11), DailyUsage { day: 11, files: 0, bytes: 0 });
-        assert_eq!(used.with_file(30), DailyUsage { day: 10, files: 3, bytes: 150 });
-        let full = DailyUsage { day: 1, files: u32::MAX, bytes: u64::MAX };
-        assert_eq!(full.with_file(5), full, "saturates, never wraps");
+    fn a_day_starts_at_utc_midnight() {
+        let at = |text: &str| text.parse::<Timestamp>().expect("time");
+        assert_eq!(utc_day_start(at("2026-12-07T13:41:16.5Z")), at("2026-12-07T00:00:00Z"));
+        assert_eq!(utc_day_start(at("2026-12-07T00:00:00Z")), at("2026-12-07T00:00:00Z"));
+        assert_eq!(utc_day_start(at("2026-12-06T23:59:59.999Z")), at("2026-12-06T00:00:00Z"));
     }
 
     #[test]
