@@ -204,7 +204,9 @@ async fn an_upload_is_attached_and_read_by_its_readers_and_nobody_else() {
             "file_url": "https://attacker.example/other", "content": "my cat",
             "metadata": {"filename": "lies.exe", "size": "1"}}))
         .await;
-    let _ = alice.frames_before_pong().await;
+    // The session's actor stores turns in order: once the next answer is done, the
+    // attachment before it is stored (a pong would only prove the frame was read).
+    alice.ask("is it stored?").await;
     let (status, _, conversation) =
         app.json("GET", &format!("/chat/sessions/{session}"), Some(&token("alice"))).await;
     assert_eq!(status, 200);
