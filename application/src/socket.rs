@@ -5,14 +5,20 @@
 //! vary from a few bytes to a whole answer. A socket whose queue is full is a slow
 //! consumer: it is closed (with a reason the adapter turns into a close code) instead of
 //! growing memory or silently losing frames in the middle of an answer.
+//!
+//! Idle sockets are the common case, so an idle socket's queue holds no memory: the
+//! queue is a plain deque (which allocates on its first item, and gives its memory back
+//! once drained) behind a lock held only to push or take, and the writer takes
+//! everything queued at once, so frames that arrive while it writes leave in one batch.
 
+use std::collections::VecDeque;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::pin::pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
 use chatbox_domain::UserId;
-use tokio::sync::{Notify, mpsc};
-use tokio_util::sync::CancellationToken;
+use tokio::sync::Notify;
 
 use crate::events::{Frame, Outbound};
 
@@ -62,27 +68,17 @@ pub struct SocketBudget {
 /// bounds how many tiny frames a queue can hold.
 const FRAME_OVERHEAD_BYTES: usize = 64;
 
-/// The bytes waiting in one socket's queue, shared by its two ends.
-#[derive(Debug, Default)]
-struct QueueAccount {
-    queued: AtomicUsize,
-    room: Notify,
-}
+/// A drained queue keeps at most this many slots, so a burst's memory goes back once
+/// the socket is idle again.
+const KEPT_SLOTS: usize = 4;
 
-impl QueueAccount {
-    fn release(&self, bytes: usize) {
-        self.queued.fetch_sub(bytes, Ordering::AcqRel);
-        self.room.notify_waiters();
-    }
-}
-
-/// One item taken from a socket's queue. Its bytes count against the socket's budget
-/// until it is dropped, that is, until the writer is done with it.
+/// One or more items taken from a socket's queue, in order. Their bytes count against
+/// the socket's budget until this is dropped, that is, until the writer is done with it.
 #[derive(Debug)]
 pub struct Dequeued {
     frames: Vec<Arc<Frame>>,
     bytes: usize,
-    account: Arc<QueueAccount>,
+    socket: Arc<SocketHandle>,
 }
 
 impl Dequeued {
@@ -95,68 +91,94 @@ impl Dequeued {
 
 impl Drop for Dequeued {
     fn drop(&mut self) {
-        self.account.release(self.bytes);
+        self.socket.release(self.bytes);
     }
 }
 
-/// The receiving end of a socket's queue, drained by the adapter's writer.
+/// The receiving end of a socket's queue, drained by the adapter's writer. Dropping it
+/// closes the socket: nothing could write what is queued after that.
 #[derive(Debug)]
 pub struct OutboundQueue {
-    receiver: mpsc::UnboundedReceiver<(Outbound, usize)>,
-    account: Arc<QueueAccount>,
+    socket: Arc<SocketHandle>,
 }
 
 impl OutboundQueue {
-    /// The next item, or `None` once the handle is gone.
-    pub async fn recv(&mut self) -> Option<Dequeued> {
-        let item = self.receiver.recv().await?;
-        Some(self.dequeued(item))
+    /// Everything queued, once there is something.
+    pub async fn recv(&mut self) -> Dequeued {
+        loop {
+            let queued = pin!(self.socket.queued.notified());
+            if let Some(items) = self.socket.take(usize::MAX) {
+                return items;
+            }
+            queued.await;
+        }
     }
 
     /// The next item if one is waiting.
     pub fn try_recv(&mut self) -> Option<Dequeued> {
-        let item = self.receiver.try_recv().ok()?;
-        Some(self.dequeued(item))
+        self.socket.take(1)
     }
 
-    fn dequeued(&self, (item, bytes): (Outbound, usize)) -> Dequeued {
-        let frames = match item {
-            Outbound::Frame(frame) => vec![frame],
-            Outbound::Batch(frames) => frames,
-        };
-        Dequeued { frames, bytes, account: Arc::clone(&self.account) }
+    /// Everything queued, if anything is.
+    pub fn try_recv_all(&mut self) -> Option<Dequeued> {
+        self.socket.take(usize::MAX)
+    }
+}
+
+impl Drop for OutboundQueue {
+    fn drop(&mut self) {
+        self.socket.close(CloseReason::Disconnected);
     }
 }
 
 /// The use-cases' handle on one socket.
-#[derive(Debug)]
 pub struct SocketHandle {
     id: SocketId,
     user: UserId,
-    /// Unbounded in items, bounded in bytes by `account` and `budget`.
-    queue: mpsc::UnboundedSender<(Outbound, usize)>,
-    account: Arc<QueueAccount>,
     budget: SocketBudget,
-    closing: CancellationToken,
+    /// Unbounded in items, bounded in bytes by `queued_bytes` and `budget`.
+    items: Mutex<VecDeque<(Outbound, usize)>>,
+    /// Bytes queued or taken and not yet written.
+    queued_bytes: AtomicUsize,
+    /// Wakes the writer: something was queued.
+    queued: Notify,
+    /// Wakes a replay waiting for room: the writer is done with some bytes.
+    room: Notify,
+    closing: AtomicBool,
+    /// Wakes whoever waits for the close.
+    closed: Notify,
     close_reason: OnceLock<CloseReason>,
+}
+
+impl fmt::Debug for SocketHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SocketHandle")
+            .field("id", &self.id)
+            .field("user", &self.user)
+            .field("queued_bytes", &self.queued_bytes())
+            .field("closing", &self.is_closing())
+            .finish_non_exhaustive()
+    }
 }
 
 impl SocketHandle {
     /// A handle and the receiving end of its queue (for the adapter's writer).
     #[must_use]
     pub fn new(user: UserId, budget: SocketBudget) -> (Arc<Self>, OutboundQueue) {
-        let (queue, receiver) = mpsc::unbounded_channel();
-        let account = Arc::new(QueueAccount::default());
-        let handle = Self {
+        let handle = Arc::new(Self {
             id: SocketId::next(),
             user,
-            queue,
-            account: Arc::clone(&account),
             budget,
-            closing: CancellationToken::new(),
+            items: Mutex::new(VecDeque::new()),
+            queued_bytes: AtomicUsize::new(0),
+            queued: Notify::new(),
+            room: Notify::new(),
+            closing: AtomicBool::new(false),
+            closed: Notify::new(),
             close_reason: OnceLock::new(),
-        };
-        (Arc::new(handle), OutboundQueue { receiver, account })
+        });
+        let queue = OutboundQueue { socket: Arc::clone(&handle) };
+        (handle, queue)
     }
 
     /// Its id.
@@ -196,7 +218,7 @@ impl SocketHandle {
     /// Bytes waiting to be written now.
     #[must_use]
     pub fn queued_bytes(&self) -> usize {
-        self.account.queued.load(Ordering::Acquire)
+        self.queued_bytes.load(Ordering::Acquire)
     }
 
     /// Waits until at most half the budget is queued (or the socket closes), so that a
@@ -204,19 +226,24 @@ impl SocketHandle {
     pub async fn wait_for_room(&self) {
         let half = self.budget.max_bytes / 2;
         loop {
-            let room = self.account.room.notified();
+            let mut room = pin!(self.room.notified());
+            let mut closed = pin!(self.closed.notified());
+            // Registered before the checks, so a release or close between the checks
+            // and the wait is not missed.
+            room.as_mut().enable();
+            closed.as_mut().enable();
             if self.queued_bytes() <= half || self.is_closing() {
                 return;
             }
             tokio::select! {
                 () = room => {}
-                () = self.closing.cancelled() => return,
+                () = closed => {}
             }
         }
     }
 
     fn push(&self, item: Outbound) -> bool {
-        if self.closing.is_cancelled() {
+        if self.is_closing() {
             return false;
         }
         let frames = match &item {
@@ -230,35 +257,74 @@ impl SocketHandle {
         // larger than the budget (the catch-up of a long answer) still gets through: a
         // socket holds at most its budget plus one item.
         let max = self.budget.max_bytes;
-        let reserved = self.account.queued.fetch_update(Ordering::AcqRel, Ordering::Acquire, |queued| {
+        let reserved = self.queued_bytes.fetch_update(Ordering::AcqRel, Ordering::Acquire, |queued| {
             (queued < max).then(|| queued.saturating_add(bytes))
         });
         if reserved.is_err() {
             self.close(CloseReason::SlowConsumer);
             return false;
         }
-        if self.queue.send((item, bytes)).is_err() {
-            self.account.release(bytes);
-            return false;
-        }
+        self.lock_items().push_back((item, bytes));
+        self.queued.notify_one();
         true
+    }
+
+    /// Takes up to `most` items off the queue.
+    fn take(self: &Arc<Self>, most: usize) -> Option<Dequeued> {
+        let mut items = self.lock_items();
+        let count = items.len().min(most);
+        if count == 0 {
+            return None;
+        }
+        let mut frames = Vec::with_capacity(count);
+        let mut bytes = 0usize;
+        for (item, size) in items.drain(..count) {
+            bytes = bytes.saturating_add(size);
+            match item {
+                Outbound::Frame(frame) => frames.push(frame),
+                Outbound::Batch(batch) => frames.extend(batch),
+            }
+        }
+        if items.is_empty() && items.capacity() > KEPT_SLOTS {
+            *items = VecDeque::new();
+        }
+        drop(items);
+        Some(Dequeued { frames, bytes, socket: Arc::clone(self) })
+    }
+
+    fn release(&self, bytes: usize) {
+        self.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
+        self.room.notify_waiters();
+    }
+
+    fn lock_items(&self) -> MutexGuard<'_, VecDeque<(Outbound, usize)>> {
+        // Pushing and taking leave the deque whole at every step: a panic elsewhere
+        // while it was held leaves nothing inconsistent behind.
+        self.items.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Asks the adapter to close the socket; the first reason given wins.
     pub fn close(&self, reason: CloseReason) {
         let _ = self.close_reason.set(reason);
-        self.closing.cancel();
+        if !self.closing.swap(true, Ordering::AcqRel) {
+            self.closed.notify_waiters();
+        }
     }
 
     /// True once the socket is being closed.
     #[must_use]
     pub fn is_closing(&self) -> bool {
-        self.closing.is_cancelled()
+        self.closing.load(Ordering::Acquire)
     }
 
     /// Completes when the socket should close.
     pub async fn closed(&self) {
-        self.closing.cancelled().await;
+        let mut closed = pin!(self.closed.notified());
+        closed.as_mut().enable();
+        if self.is_closing() {
+            return;
+        }
+        closed.await;
     }
 
     /// Why the server closes it, if it does.

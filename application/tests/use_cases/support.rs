@@ -286,7 +286,7 @@ impl Client {
         if let Some(frame) = self.buffered.pop_front() {
             return Some(frame);
         }
-        let item = tokio::time::timeout(wait, self.frames.recv()).await.ok()??;
+        let item = tokio::time::timeout(wait, self.frames.recv()).await.ok()?;
         self.buffered.extend(item.frames().iter().cloned());
         self.buffered.pop_front()
     }

@@ -4,6 +4,7 @@
 //! protocol pings, and closes with the right code: 1001 on shutdown, 1008 for a slow
 //! consumer, an expired token or a flood, 1009 for an oversized frame.
 
+use std::pin::pin;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
@@ -22,13 +23,14 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
-use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::auth::AuthenticatedUser;
 use crate::frame_type::{FrameType, received_type, sent_type};
 use crate::state::HttpState;
 use crate::wire::{self, Inbound, WireError};
+
+use super::signal::Signal;
 
 /// An upgraded connection.
 pub(super) type Socket = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
@@ -95,8 +97,8 @@ pub(super) async fn serve(
     tracing::Span::current().record("socket_id", tracing::field::display(handle.id()));
     info!("socket connected");
     let (sink, mut stream) = socket.split();
-    let reader_done = CancellationToken::new();
-    let writer_done = CancellationToken::new();
+    let reader_done = Signal::default();
+    let writer_done = Signal::default();
     let read_end = OnceLock::new();
 
     let deadline = state.config.enforce_token_expiry.then(|| state.jwt.socket_deadline(&user)).flatten();
@@ -104,7 +106,12 @@ pub(super) async fn serve(
     // Connecting (which replays history on a resume) runs alongside the writer, so a long
     // replay is drained as it is queued rather than overflowing the socket's queue.
     let reader = async {
-        let end = match state.chat.connect(Arc::clone(&handle), user.is_admin(), requested, last_seq).await {
+        // Boxed, like every call into the use-cases below: their futures are large and
+        // short-lived, and inline they would make every idle socket's task as large as
+        // the largest of them.
+        let connecting =
+            Box::pin(state.chat.connect(Arc::clone(&handle), user.is_admin(), requested, last_seq));
+        let end = match connecting.await {
             Ok(mut connection) => {
                 let end = read_loop(&state, &mut stream, &mut connection, &writer_done).await;
                 state.chat.disconnect(connection);
@@ -117,12 +124,12 @@ pub(super) async fn serve(
             }
         };
         let _ = read_end.set(end);
-        reader_done.cancel();
+        reader_done.raise();
         end
     };
     let writer = async {
         let closing = write_loop(&state, sink, queue, &handle, deadline, &reader_done, &read_end).await;
-        writer_done.cancel();
+        writer_done.raise();
         closing
     };
     let (read_end, close) = tokio::join!(reader, writer);
@@ -166,14 +173,14 @@ async fn read_loop(
     state: &HttpState,
     stream: &mut SplitStream<Socket>,
     connection: &mut Connection,
-    writer_done: &CancellationToken,
+    writer_done: &Signal,
 ) -> ReadEnd {
     let chat = &state.chat;
     let max_chars = chat.settings().max_content_chars;
     loop {
         let next = tokio::select! {
             biased;
-            () = writer_done.cancelled() => return ReadEnd::Stopped,
+            () = writer_done.raised() => return ReadEnd::Stopped,
             next = timeout(state.config.pong_timeout, stream.next()) => next,
         };
         let message = match next {
@@ -210,7 +217,7 @@ async fn read_loop(
                 connection.socket().send(chat.frame(ServerEvent::Pong));
             }
             Ok(Inbound::Command(command)) => {
-                if let Err(error) = chat.handle(connection, command).await {
+                if let Err(error) = Box::pin(chat.handle(connection, command)).await {
                     debug!(code = %error.code(), "command refused");
                     let session = Some(connection.session_id().clone());
                     connection.socket().send(chat.error_frame(&error, session));
@@ -259,7 +266,7 @@ async fn write_loop(
     mut queue: OutboundQueue,
     handle: &SocketHandle,
     token_deadline: Option<SystemTime>,
-    reader_done: &CancellationToken,
+    reader_done: &Signal,
     read_end: &OnceLock<ReadEnd>,
 ) -> Option<CloseFrame> {
     // The deadline comes from a token: convert it without arithmetic that could
@@ -270,25 +277,21 @@ async fn write_loop(
     });
     let mut ping =
         tokio::time::interval_at(Instant::now() + state.config.ping_interval, state.config.ping_interval);
+    // The rare ends are waited for by futures made once, not once per frame: each
+    // would register with its signal, or with the timer wheel, and leave it again.
+    let mut reader_stopped = pin!(reader_done.raised());
+    let mut shutting_down = pin!(state.shutdown.cancelled());
+    let mut expired = pin!(sleep_until(expiry.unwrap_or_else(far_future)));
     let close = loop {
+        // Queued frames come before the rare ends, which are looked at only when the
+        // queue is empty: a frame in flight is written, then the socket closes. A
+        // client that cannot keep up fills its budget and is closed by `closed()`.
         tokio::select! {
             biased;
-            () = reader_done.cancelled() => break None,
             () = handle.closed() => break Some(handle.close_reason()),
-            () = state.shutdown.cancelled() => break Some(Some(CloseReason::ShuttingDown)),
-            () = sleep_until(expiry.unwrap_or_else(far_future)), if expiry.is_some() => {
-                let expired = state.chat.frame(ServerEvent::Error {
-                    session_id: None,
-                    code: ErrorCode::TokenExpired,
-                    message: "Authentication token expired".into(),
-                    retry_after: None,
-                });
-                let _ = write_frames(state, &mut sink, &[expired]).await;
-                break Some(Some(CloseReason::TokenExpired));
-            }
             item = queue.recv() => {
-                // The item's bytes count against the socket's budget until it is written.
-                let Some(item) = item else { break None };
+                // Everything queued goes in one write; its bytes count against the
+                // socket's budget until written.
                 let written = tokio::select! {
                     biased;
                     () = handle.closed() => break Some(handle.close_reason()),
@@ -297,6 +300,18 @@ async fn write_loop(
                 if !written {
                     break None;
                 }
+            }
+            () = &mut reader_stopped => break None,
+            () = &mut shutting_down => break Some(Some(CloseReason::ShuttingDown)),
+            () = &mut expired, if expiry.is_some() => {
+                let expired = state.chat.frame(ServerEvent::Error {
+                    session_id: None,
+                    code: ErrorCode::TokenExpired,
+                    message: "Authentication token expired".into(),
+                    retry_after: None,
+                });
+                let _ = write_frames(state, &mut sink, &[expired]).await;
+                break Some(Some(CloseReason::TokenExpired));
             }
             _ = ping.tick() => {
                 if timeout(state.config.write_timeout, sink.send(Message::Ping(Default::default()))).await.map_or(true, |r| r.is_err()) {
@@ -316,10 +331,8 @@ async fn write_loop(
         Some(reason) => reason == Some(CloseReason::ShuttingDown),
         None => matches!(read_end, ReadEnd::Internal | ReadEnd::Flooding),
     };
-    if deliver_queue {
-        let pending: Vec<_> =
-            std::iter::from_fn(|| queue.try_recv()).flat_map(|item| item.frames().to_vec()).collect();
-        let _ = write_frames(state, &mut sink, &pending).await;
+    if deliver_queue && let Some(pending) = queue.try_recv_all() {
+        let _ = write_frames(state, &mut sink, pending.frames()).await;
     }
     let frame = match close {
         Some(reason) => Some(close_frame(reason)),

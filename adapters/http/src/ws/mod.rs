@@ -6,6 +6,7 @@
 //! reader and writer (`connection.rs`).
 
 mod connection;
+mod signal;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -34,6 +35,9 @@ use connection::serve;
 /// frames are small; a large frame just takes a few more reads). With 1 KiB an idle
 /// socket costs the server about 8 KiB in all; see `docs/benchmarks.md`.
 const READ_BUFFER_BYTES: usize = 1024;
+/// Frames are gathered up to this many bytes before they are written, so the frames a
+/// writer takes from its queue at once leave in one system call, not one each.
+const WRITE_BATCH_BYTES: usize = 8 * 1024;
 /// Answers `GET P/ws`.
 pub(crate) async fn upgrade(request: SocketRequest) -> HttpResponse {
     let SocketRequest { state, headers, query, upgrade: on_upgrade } = request;
@@ -96,7 +100,7 @@ pub(crate) async fn upgrade(request: SocketRequest) -> HttpResponse {
                 Ok(upgraded) => {
                     let config = WebSocketConfig::default()
                         .read_buffer_size(READ_BUFFER_BYTES)
-                        .write_buffer_size(0)
+                        .write_buffer_size(WRITE_BATCH_BYTES)
                         .max_write_buffer_size(
                             task_state.config.max_message_size.saturating_mul(2).max(64 * 1024),
                         )
@@ -105,7 +109,9 @@ pub(crate) async fn upgrade(request: SocketRequest) -> HttpResponse {
                     let socket =
                         WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config))
                             .await;
-                    serve(task_state, socket, user, requested, last_seq, permit).await;
+                    // Boxed: the upgrade's own state is gone by then, and an idle
+                    // socket's task holds only what serving needs.
+                    Box::pin(serve(task_state, socket, user, requested, last_seq, permit)).await;
                 }
                 Err(error) => debug!(%error, "websocket upgrade failed"),
             }
