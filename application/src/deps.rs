@@ -70,6 +70,15 @@ impl Deps {
 
     /// Completes at `deadline` on the service's monotonic clock (at once if it passed).
     pub async fn sleep_until(&self, deadline: Duration) {
-        tokio::time::sleep(deadline.saturating_sub(self.clock.monotonic())).await;
+        tokio::time::sleep_until(self.timer_deadline(deadline)).await;
+    }
+
+    /// `deadline` on the service's monotonic clock as a timer's deadline, to reset a
+    /// timer that is kept rather than to start a new one (resetting it later is cheap).
+    /// A deadline too far to represent is a year away.
+    pub fn timer_deadline(&self, deadline: Duration) -> tokio::time::Instant {
+        let now = tokio::time::Instant::now();
+        now.checked_add(deadline.saturating_sub(self.clock.monotonic()))
+            .unwrap_or_else(|| now + Duration::from_secs(365 * 86_400))
     }
 }

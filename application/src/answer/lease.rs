@@ -43,7 +43,7 @@ impl Actor {
     }
 
     /// Gives the lease back once nothing waits: no turn queued, no answer held.
-    pub(super) fn release_if_idle(&mut self, turns: &mpsc::Receiver<Turn>) {
+    pub(super) fn release_if_idle(&mut self, turns: &mpsc::Receiver<Box<Turn>>) {
         if turns.is_empty() && self.held.is_none() {
             self.lease = None;
         }

@@ -95,7 +95,7 @@ pub(crate) struct Actor {
 }
 
 /// Runs a session's actor until the session is retired and its queue is drained.
-pub(crate) async fn run(live: Arc<LiveSession>, mut turns: mpsc::Receiver<Turn>, deps: Arc<Deps>) {
+pub(crate) async fn run(live: Arc<LiveSession>, mut turns: mpsc::Receiver<Box<Turn>>, deps: Arc<Deps>) {
     let mut actor = Actor { live, deps, held: None, lease: None };
     let mut retiring = false;
     loop {
@@ -109,7 +109,7 @@ pub(crate) async fn run(live: Arc<LiveSession>, mut turns: mpsc::Receiver<Turn>,
                 continue;
             }
             () = tokio::time::sleep(outbox::RETRY_INTERVAL), if actor.held.is_some() => {
-                actor.flush().await;
+                Box::pin(actor.flush()).await;
                 actor.release_if_idle(&turns);
                 continue;
             }
@@ -120,7 +120,7 @@ pub(crate) async fn run(live: Arc<LiveSession>, mut turns: mpsc::Receiver<Turn>,
                 // Its end usually arrived meanwhile (it was written before the lease was
                 // given back): only an answer still open here was orphaned.
                 if actor.live.mirrors_an_answer() && actor.take_lease().await {
-                    actor.end_orphaned_answer().await;
+                    Box::pin(actor.end_orphaned_answer()).await;
                     actor.release_if_idle(&turns);
                 }
                 continue;
@@ -128,19 +128,10 @@ pub(crate) async fn run(live: Arc<LiveSession>, mut turns: mpsc::Receiver<Turn>,
             turn = turns.recv() => turn,
         };
         let Some(turn) = turn else { break };
-        // One writer per session: across replicas, the lease's holder in turn.
-        if !actor.take_lease().await {
-            actor.live.refuse_turn(&turn, &actor.shared_state_error());
-            continue;
-        }
-        // Nothing is stored after a held answer until it is: sequence numbers stay in order.
-        if !actor.flush().await {
-            actor.refuse(&turn);
-        } else if !actor.live.take_if_stored_elsewhere(&turn)
-            && let Some(style) = actor.store_turn(turn).await
-        {
-            actor.answer(style).await;
-        }
+        // Boxed: storing and answering are this future's largest states, and a session
+        // that waits for its next turn (most of them, most of the time) should hold only
+        // what waiting needs.
+        Box::pin(actor.take_turn(*turn)).await;
         actor.release_if_idle(&turns);
     }
     actor.flush_before_exit().await;
@@ -148,6 +139,23 @@ pub(crate) async fn run(live: Arc<LiveSession>, mut turns: mpsc::Receiver<Turn>,
 }
 
 impl Actor {
+    /// Stores a turn and, when the model should, answers it.
+    async fn take_turn(&mut self, turn: Turn) {
+        // One writer per session: across replicas, the lease's holder in turn.
+        if !self.take_lease().await {
+            self.live.refuse_turn(&turn, &self.shared_state_error());
+            return;
+        }
+        // Nothing is stored after a held answer until it is: sequence numbers stay in order.
+        if !self.flush().await {
+            self.refuse(&turn);
+        } else if !self.live.take_if_stored_elsewhere(&turn)
+            && let Some(style) = self.store_turn(turn).await
+        {
+            self.answer(style).await;
+        }
+    }
+
     fn frame(&self, event: ServerEvent) -> Arc<Frame> {
         Frame::new(event, self.deps.clock.now())
     }

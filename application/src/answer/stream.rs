@@ -69,15 +69,21 @@ impl Actor {
             }
         }
         let mut last_event = self.deps.monotonic();
+        // One timer for the whole answer, moved at each event: a timer started and
+        // dropped per token would cost two updates of the runtime's timer wheel each.
+        let mut timer = std::pin::pin!(tokio::time::sleep(std::time::Duration::ZERO));
+        let cancelled = answer.cancel.cancelled();
+        let mut cancelled = std::pin::pin!(cancelled);
         loop {
             let idle_deadline = last_event.saturating_add(settings.idle_timeout).min(total_deadline);
             let unattended_deadline =
                 self.live.unattended_since().map(|since| since.saturating_add(settings.reconnect_timeout));
             let deadline = unattended_deadline.map_or(idle_deadline, |d| d.min(idle_deadline));
+            timer.as_mut().reset(self.deps.timer_deadline(deadline));
             tokio::select! {
                 biased;
-                () = answer.cancel.cancelled() => return progress.ended(FinishReason::Cancelled),
-                () = self.deps.sleep_until(deadline) => {
+                () = &mut cancelled => return progress.ended(FinishReason::Cancelled),
+                () = &mut timer => {
                     if unattended_deadline.is_some_and(|d| d <= self.deps.monotonic()) {
                         debug!(session_id = %self.live.id(), "no socket came back in time; answer cancelled");
                         return progress.ended(FinishReason::Cancelled);

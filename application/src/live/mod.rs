@@ -69,10 +69,12 @@ impl LiveSessions {
         session: Session,
         client_keys: Vec<StoredKey>,
         queue_capacity: usize,
-    ) -> (Arc<LiveSession>, Option<mpsc::Receiver<Turn>>) {
+    ) -> (Arc<LiveSession>, Option<mpsc::Receiver<Box<Turn>>>) {
         match self.sessions.entry(session.id.clone()) {
             Entry::Occupied(existing) if !existing.get().is_evicted() => (Arc::clone(existing.get()), None),
             entry => {
+                // Boxed turns: the channel allocates a block of 32 slots up front, for
+                // every live session, and a turn inline is a few hundred bytes.
                 let (turns, receiver) = mpsc::channel(queue_capacity.max(1));
                 let live = Arc::new_cyclic(|events: &std::sync::Weak<LiveSession>| {
                     let events: std::sync::Weak<dyn ReplicaEvents> = events.clone();

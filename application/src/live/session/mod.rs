@@ -112,7 +112,7 @@ pub struct LiveSession {
     state: Mutex<State>,
     /// Serialises the field-level writes of this session (model, handoff, end).
     control: tokio::sync::Mutex<()>,
-    turns: mpsc::Sender<Turn>,
+    turns: mpsc::Sender<Box<Turn>>,
     retired: CancellationToken,
     /// Signalled when an answer streamed by another replica starts being mirrored here
     /// (the actor then watches that replica's lease).
@@ -136,7 +136,7 @@ impl LiveSession {
         client_keys: Vec<StoredKey>,
         fanout: Box<dyn SessionFanout>,
         clock: Arc<dyn Clock>,
-        turns: mpsc::Sender<Turn>,
+        turns: mpsc::Sender<Box<Turn>>,
         retired: CancellationToken,
     ) -> Self {
         let now = clock.monotonic();
@@ -245,7 +245,7 @@ impl LiveSession {
         state.queued_turns += 1;
         state.last_activity = self.now();
         // Queued under the lock, so the actor never sees a turn the state does not count.
-        if let Err(error) = self.turns.try_send(turn) {
+        if let Err(error) = self.turns.try_send(Box::new(turn)) {
             let turn = error.into_inner();
             state.turn_left_queue(&turn, None);
             return Err(ChatError::Busy);

@@ -36,7 +36,7 @@ impl SessionFanout for ReplicaFanout {
 }
 
 /// A session copy, its actor queue (kept alive) and the count of relayed stops.
-fn copy() -> (LiveSession, mpsc::Receiver<Turn>, Arc<AtomicUsize>) {
+fn copy() -> (LiveSession, mpsc::Receiver<Box<Turn>>, Arc<AtomicUsize>) {
     let clock: Arc<dyn Clock> = Arc::new(HandClock::default());
     let (turns, receiver) = mpsc::channel(8);
     let stops = Arc::new(AtomicUsize::new(0));

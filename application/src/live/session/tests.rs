@@ -65,7 +65,7 @@ pub(super) fn owners_session() -> Session {
 }
 
 /// A live session of `owner` created at monotonic time `created`, and its actor queue.
-fn live(clock: &Arc<HandClock>, created: Duration) -> (LiveSession, mpsc::Receiver<Turn>) {
+fn live(clock: &Arc<HandClock>, created: Duration) -> (LiveSession, mpsc::Receiver<Box<Turn>>) {
     clock.set(created);
     let (turns, receiver) = mpsc::channel(8);
     let clock: Arc<dyn Clock> = Arc::clone(clock) as Arc<dyn Clock>;
