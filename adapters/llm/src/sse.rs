@@ -69,23 +69,44 @@ impl SseDecoder {
             self.at_start = false;
             bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
         }
-        for &byte in bytes {
-            if std::mem::take(&mut self.skip_newline) && byte == b'\n' {
+        // Line by line, not byte by byte: a line that arrives whole is read in place, and
+        // only one split across reads is gathered, in a buffer kept between lines.
+        while let Some(&first) = bytes.first() {
+            if std::mem::take(&mut self.skip_newline) && first == b'\n' {
+                bytes = &bytes[1..];
                 continue;
             }
-            match byte {
-                b'\n' | b'\r' => {
-                    self.skip_newline = byte == b'\r';
-                    let line = std::mem::take(&mut self.line);
-                    self.line_end(&line, out)?;
-                }
-                _ => {
-                    if self.line.len() >= self.max_event_bytes {
-                        return Err(SseError("event-stream line too long"));
-                    }
-                    self.line.push(byte);
-                }
+            let Some(end) = bytes.iter().position(|&byte| byte == b'\n' || byte == b'\r') else {
+                self.gather(bytes)?;
+                break;
+            };
+            self.skip_newline = bytes[end] == b'\r';
+            if self.line.is_empty() {
+                self.check_line(end)?;
+                self.line_end(&bytes[..end], out)?;
+            } else {
+                self.gather(&bytes[..end])?;
+                let mut line = std::mem::take(&mut self.line);
+                let ended = self.line_end(&line, out);
+                line.clear();
+                self.line = line;
+                ended?;
             }
+            bytes = &bytes[end + 1..];
+        }
+        Ok(())
+    }
+
+    /// Adds the part of a line that arrived to the pending one.
+    fn gather(&mut self, part: &[u8]) -> Result<(), SseError> {
+        self.check_line(self.line.len().saturating_add(part.len()))?;
+        self.line.extend_from_slice(part);
+        Ok(())
+    }
+
+    const fn check_line(&self, length: usize) -> Result<(), SseError> {
+        if length > self.max_event_bytes {
+            return Err(SseError("event-stream line too long"));
         }
         Ok(())
     }
@@ -181,5 +202,24 @@ mod tests {
         assert!(decoder.feed(&[b'a'; 32], &mut events).is_err());
         let mut decoder = SseDecoder::new(16);
         assert!(decoder.feed(b"data: 0123456789\ndata: 0123456789\n", &mut events).is_err());
+    }
+
+    #[test]
+    fn a_line_may_fill_the_limit_exactly_whole_or_in_pieces() {
+        // "data: " and ten bytes: 16.
+        for line in [&b"data: 0123456789"[..], b"data: 01234567890"] {
+            let fits = line.len() <= 16;
+            for piece in 1..=line.len() + 1 {
+                let mut input = line.to_vec();
+                input.extend_from_slice(b"\n\n");
+                let mut decoder = SseDecoder::new(16);
+                let mut events = Vec::new();
+                let fed = input.chunks(piece).try_for_each(|chunk| decoder.feed(chunk, &mut events));
+                assert_eq!(fed.is_ok(), fits, "{} bytes in pieces of {piece}", line.len());
+                if fits {
+                    assert_eq!(events, vec![SseEvent { event: None, data: "0123456789".into() }]);
+                }
+            }
+        }
     }
 }
