@@ -250,6 +250,7 @@ dockerfile_lines=(
   "RUN cargo chef prepare --recipe-path recipe.json"
   "FROM chef AS builder"
   "COPY --from=planner /src/recipe.json recipe.json"
+  "COPY .cargo/config.toml .cargo/config.toml"
   "RUN cargo chef cook ${COOK_ARGS[*]}"
   "cargo build --release --locked --package chatbox"
   "COPY --from=builder /chatbox /usr/local/bin/chatbox"
@@ -324,6 +325,7 @@ if ((image_deps_ok)); then
   # CARGO_TARGET_DIR in the cache: a rerun with the same lock file checks in seconds.
   if (cd "$tmp/context" && PATH="$chef_root/bin:$PATH" cargo chef prepare --recipe-path recipe.json) &&
     cp "$tmp/context/recipe.json" "$tmp/cook/" &&
+    mkdir -p "$tmp/cook/.cargo" && cp "$tmp/context/.cargo/config.toml" "$tmp/cook/.cargo/" &&
     (cd "$tmp/cook" && PATH="$chef_root/bin:$PATH" CARGO_TARGET_DIR="$CACHE/image-deps-target" \
       cargo chef cook --check "${COOK_ARGS[@]}") &&
     echo "prepare and cook --check: $((SECONDS - started)) s" &&

@@ -13,6 +13,16 @@ use chatbox::config::{Secret, Settings};
 use chatbox::{Application, startup};
 use tracing::{error, info, warn};
 
+/// jemalloc instead of the C library's allocator, so that memory freed when sockets close
+/// goes back to the system instead of staying with the process (the C library's keeps
+/// it; mimalloc keeps most of it until the threads that allocated it allocate again).
+/// Its background thread gives back pages unused for a second; the settings are built
+/// in (`.cargo/config.toml`). Measured in `docs/benchmarks.md`. Building without the
+/// default `jemalloc` feature gives the C library's allocator, for heap profilers.
+#[cfg(feature = "jemalloc")]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 const DEV_TOKEN_TTL: Duration = Duration::from_secs(24 * 3600);
 
 fn main() -> ExitCode {
