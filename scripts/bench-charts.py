@@ -8,7 +8,8 @@ and `target` say what it measured; charts are drawn only for what the files hold
 
 - bench-memory.svg   server memory per idle socket: chatbox (connected, and with a
                      session each), the floor server, Centrifugo, by socket count;
-- bench-cpu.svg      server CPU time per streamed token, by concurrency;
+- bench-cpu.svg      server CPU time per streamed token, by concurrency (one bar per
+                     run label: before, after, the floor);
 - bench-latency.svg  token latency p50/p99/p999, gateway vs direct readers of the
                      mock, steady state, by concurrency (log scale);
 - bench-throughput.svg  fan-out frames/s and churn connects/s, chatbox vs floor.
@@ -140,8 +141,11 @@ def cpu_chart(results):
     runs = streams(results)
     if not runs:
         return None
-    groups = [(f"{r['concurrency']:,} streams", [("server CPU per token", r["server_cpu"]["us_per_token"])]) for r in runs]
-    return bar_chart("Server CPU time per streamed token", "µs per token", groups)
+    groups = {}
+    for r in runs:
+        bars = groups.setdefault(f"{r['concurrency']:,} streams", [])
+        bars.append((r.get("label") or r["target"], r["server_cpu"]["us_per_token"]))
+    return bar_chart("Server CPU time per streamed token", "µs per token", list(groups.items()))
 
 
 def latency_chart(results):
@@ -154,7 +158,8 @@ def latency_chart(results):
         for q in ("p50", "p99", "p999"):
             bars.append((f"direct {q}", r["direct"]["steady"][f"{q}_us"]))
             bars.append((f"gateway {q}", r["gateway"]["steady"][f"{q}_us"]))
-        groups.append((f"{r['concurrency']:,} streams, {r['rate_per_answer']:g} tok/s", bars))
+        name = f"{r['concurrency']:,} streams, {r['rate_per_answer']:g} tok/s"
+        groups.append((f"{r['label']}, {name}" if r.get("label") else name, bars))
     return bar_chart("Token latency, steady state (send → receive)", "µs (log scale)", groups, log=True)
 
 

@@ -2,13 +2,15 @@
 //! measures it from the outside (its memory and CPU time from `/proc/<pid>`), against
 //! baselines run in the same sitting: direct readers of the mock provider (what the
 //! gateway adds to latency), the `floor` server (what a bare tokio-tungstenite socket
-//! costs) and, when installed, Centrifugo. See `docs/benchmarks.md`, "Load generator".
+//! costs; with `--provider`, what a bare streaming proxy costs per token) and, when
+//! installed, Centrifugo. See `docs/benchmarks.md`, "Load generator".
 
 mod args;
 mod churn;
 mod client;
 mod fanout;
 mod floor;
+mod floor_proxy;
 mod idle;
 mod mock;
 mod procfs;
@@ -30,7 +32,11 @@ usage: chatbox-load <subcommand> [--flag value …] [--quick] [--out results.jso
   stream  --pid P [--concurrency C] [--tokens T] [--rate R] [--duration S] [--direct D]
   fanout  [--pid P] [--watchers K] [--tokens T] [--rate R] [--duration S]
   churn   [--pid P] [--duration S] [--workers W]
-  floor   [--port 9090]               run the floor server (foreground)
+  stream  --target floor --url ws://127.0.0.1:9090/chat/ws --pid <floor pid> [--mock-port M] …
+                                      the same run against a floor started with --provider
+  floor   [--port 9090] [--provider http://127.0.0.1:18081/v1]
+                                      run the floor server (foreground); with --provider it
+                                      streams answers from that provider (for stream)
   env     [--port 8080] [--mock-port 18081] [--secret S]
                                       print the environment to start the server with
 
@@ -58,8 +64,8 @@ fn main() -> anyhow::Result<()> {
             "fanout" => fanout::run(&args).await?,
             "churn" => churn::run(&args).await?,
             "floor" => {
-                args.check(&["port"])?;
-                return floor::run(args.get("port", 9090)?).await;
+                args.check(&["port", "provider"])?;
+                return floor::run(args.get("port", 9090)?, args.text("provider")).await;
             }
             "env" => {
                 args.check(&["port", "mock-port", "secret"])?;

@@ -3,6 +3,13 @@
 //! run C direct readers of the mock (no gateway) give the baseline. Every token carries
 //! its send time, so each chunk's latency is measured where it is received; the
 //! difference of the two distributions is what the gateway adds.
+//!
+//! `--target floor` runs the same scenario against `chatbox-load floor --provider
+//! http://127.0.0.1:<mock-port>/v1`, a bare streaming proxy of the same mock: the same
+//! question frames, measures and JSON keys (`gateway` then names the floor's clients),
+//! so its CPU per token and added latency compare directly. A floor that does not stream
+//! from this run's mock (no `--provider`, or another port) is refused before the run
+//! from its greeting's `metadata.provider`.
 
 use std::time::{Duration, Instant};
 
@@ -13,7 +20,7 @@ use tokio::time::Instant as Deadline;
 use crate::args::Args;
 use crate::client::{Frame, Kind, Socket, Target, WAIT, markers, next_text, now_ns, send_json};
 use crate::mock::{self, Pace};
-use crate::procfs::{Cpu, cores};
+use crate::procfs::{Cpu, cores, rss_kib};
 use crate::stats::{self, Latencies, summary};
 
 /// Flags of `stream`.
@@ -59,8 +66,8 @@ impl Tally {
 pub async fn run(args: &Args) -> anyhow::Result<Value> {
     args.check(FLAGS)?;
     let target = Target::from_args(args)?;
-    if target.kind != Kind::Chatbox {
-        bail!("stream drives the gateway only (--target chatbox)");
+    if target.kind == Kind::Centrifugo {
+        bail!("stream drives the gateway or the floor only (--target chatbox|floor)");
     }
     let pid: u32 = args.required("pid")?;
     let concurrency: usize = args.sized("concurrency", 100, 10)?;
@@ -69,15 +76,40 @@ pub async fn run(args: &Args) -> anyhow::Result<Value> {
     let duration = Duration::from_secs_f64(args.sized("duration", 30.0, 5.0)?);
     let mock_port = args.get("mock-port", crate::DEFAULT_MOCK_PORT)?;
     let mock = mock::start(mock_port, pace).await?;
+    if target.kind == Kind::Floor {
+        check_floor(&target.url, mock.port()).await?;
+    }
     let run = crate::run_id();
     let sockets = crate::idle::open_all(&target, &format!("stream-{run}"), concurrency, 32).await?;
+    let who = if target.kind == Kind::Floor { "floor" } else { "gateway" };
     println!(
-        "{concurrency} gateway clients and {direct} direct readers, {} tokens at {} /s, {duration:?}",
+        "{concurrency} {who} clients and {direct} direct readers, {} tokens at {} /s, {duration:?}",
         pace.tokens, pace.rate
     );
 
+    let rss_connected = rss_kib(pid)?;
     let (server_before, self_before, started) = (Cpu::of(Some(pid))?, Cpu::of(None)?, Instant::now());
     let until = Deadline::now() + duration;
+    // The server's resident set while the answers stream, sampled. Its highest reading
+    // during the first answer (a session and a streaming answer for every client), less
+    // the reading with the same sockets connected and idle, is what a streaming answer
+    // costs; over the whole run it also holds the conversations stored meanwhile (with
+    // the memory store, in the process).
+    let first_answer_ends =
+        Deadline::now() + Duration::from_secs_f64(pace.tokens as f64 / pace.rate.max(1.0));
+    let rss_sampler = tokio::spawn(async move {
+        let (mut first_answer, mut whole_run) = (rss_connected, rss_connected);
+        let mut ticks = tokio::time::interval(Duration::from_millis(100));
+        while Deadline::now() < until {
+            ticks.tick().await;
+            let rss = rss_kib(pid).unwrap_or(0);
+            whole_run = whole_run.max(rss);
+            if Deadline::now() <= first_answer_ends {
+                first_answer = first_answer.max(rss);
+            }
+        }
+        (first_answer, whole_run)
+    });
     // Starts are spread over one token interval so the ticks do not all fall together.
     let spread = if pace.rate > 0.0 { 1.0 / pace.rate } else { 0.0 };
     let stagger = |i: usize, n: usize| Duration::from_secs_f64(spread * i as f64 / n.max(1) as f64);
@@ -110,6 +142,9 @@ pub async fn run(args: &Args) -> anyhow::Result<Value> {
         baseline.lost += tally.lost;
         baseline.out_of_order += tally.out_of_order;
     }
+    let (rss_first_answer, rss_streaming) = rss_sampler.await.context("the memory sampler panicked")?;
+    let per_client = |rss: u64| rss.saturating_sub(rss_connected) as f64 / concurrency.max(1) as f64;
+    let per_answer_kib = per_client(rss_first_answer);
     let wall = started.elapsed().as_secs_f64();
     let server = Cpu::of(Some(pid))?.since(server_before);
     let own = Cpu::of(None)?.since(self_before);
@@ -138,14 +173,17 @@ pub async fn run(args: &Args) -> anyhow::Result<Value> {
             "steady": stats::added(&gateway.latencies.steady, &baseline.latencies.steady)},
         "server_cpu": {"user_s": server.user.as_secs_f64(), "system_s": server.system.as_secs_f64(),
             "us_per_token": stats::round(per_token_us)},
+        "server_rss_kib": {"connected": rss_connected, "first_answer_highest": rss_first_answer,
+            "per_streaming_answer": stats::round(per_answer_kib), "whole_run_highest": rss_streaming,
+            "per_client_whole_run": stats::round(per_client(rss_streaming))},
         "tool_cpu": {"seconds": own.total().as_secs_f64(), "share_of_one_core": stats::round(own_share),
             "share_of_machine": stats::round(own_share / cores() as f64)},
     });
-    println!("{}", stats::line("gateway, all tokens", &results["gateway"]["all"]));
-    println!("{}", stats::line("gateway, steady", &results["gateway"]["steady"]));
+    println!("{}", stats::line(&format!("{who}, all tokens"), &results["gateway"]["all"]));
+    println!("{}", stats::line(&format!("{who}, steady"), &results["gateway"]["steady"]));
     println!("{}", stats::line("direct, all tokens", &results["direct"]["all"]));
     println!("{}", stats::line("direct, steady", &results["direct"]["steady"]));
-    println!("gateway adds (steady): {}", results["added"]["steady"]);
+    println!("{who} adds (steady): {}", results["added"]["steady"]);
     println!(
         "{} answers, {} tokens, {} frames/s, server CPU {per_token_us:.2} µs per token ({:.2} s user, {:.2} s system), lost {}, out of order {}, error frames {}, tool CPU {:.0} % of a core",
         gateway.answers,
@@ -158,10 +196,37 @@ pub async fn run(args: &Args) -> anyhow::Result<Value> {
         gateway.errors,
         own_share * 100.0
     );
+    println!(
+        "server RSS {rss_connected} KiB connected, at most {rss_first_answer} KiB during the first answers: {per_answer_kib:.2} KiB per streaming answer ({:.2} KiB per client over the run, stored conversations included)",
+        per_client(rss_streaming)
+    );
     Ok(results)
 }
 
-/// One gateway client: a question at a time until `until`.
+/// Fails unless the floor at `url` streams from the mock on `mock_port`: its greeting
+/// names its provider only when it was started with `--provider`.
+async fn check_floor(url: &str, mock_port: u16) -> anyhow::Result<()> {
+    let (mut socket, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(url))
+        .await
+        .context("the floor did not answer the upgrade in time")?
+        .with_context(|| format!("connect to the floor at {url}"))?;
+    let greeting: Value = serde_json::from_str(&next_text(&mut socket, WAIT).await?).context("greeting")?;
+    let _ = socket.close(None).await;
+    let start = format!("start it as `chatbox-load floor --provider http://127.0.0.1:{mock_port}/v1`");
+    let Some(provider) = greeting["metadata"]["provider"].as_str() else {
+        bail!("the floor at {url} answers from its own timer, not from a provider: {start}");
+    };
+    let authority = provider.strip_prefix("http://").and_then(|rest| rest.split('/').next());
+    let port = authority.and_then(|a| a.rsplit_once(':')).and_then(|(_, port)| port.parse::<u16>().ok());
+    if port != Some(mock_port) {
+        bail!(
+            "the floor at {url} streams from {provider}, not from this run's mock (port {mock_port}): {start}"
+        );
+    }
+    Ok(())
+}
+
+/// One client of the gateway (or floor): a question at a time until `until`.
 async fn client(mut socket: Socket, until: Deadline, tokens: usize) -> anyhow::Result<Tally> {
     let mut tally = Tally::default();
     let mut n = 0u64;
