@@ -77,8 +77,26 @@ impl Deps {
     /// timer that is kept rather than to start a new one (resetting it later is cheap).
     /// A deadline too far to represent is a year away.
     pub fn timer_deadline(&self, deadline: Duration) -> tokio::time::Instant {
+        instant_after(tokio::time::Instant::now(), deadline.saturating_sub(self.clock.monotonic()))
+    }
+}
+
+/// What stands for a deadline too far to represent.
+const FAR_AWAY: Duration = Duration::from_secs(365 * 86_400);
+
+/// `now + wait`, or [`FAR_AWAY`] from now when that cannot be represented.
+fn instant_after(now: tokio::time::Instant, wait: Duration) -> tokio::time::Instant {
+    now.checked_add(wait).unwrap_or_else(|| now + FAR_AWAY)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_deadline_is_its_wait_from_now_and_an_unrepresentable_one_a_year_away() {
         let now = tokio::time::Instant::now();
-        now.checked_add(deadline.saturating_sub(self.clock.monotonic()))
-            .unwrap_or_else(|| now + Duration::from_secs(365 * 86_400))
+        assert_eq!(instant_after(now, Duration::from_secs(5)) - now, Duration::from_secs(5));
+        assert_eq!(instant_after(now, Duration::MAX) - now, Duration::from_secs(365 * 86_400));
     }
 }

@@ -297,6 +297,12 @@ impl SocketHandle {
         self.room.notify_waiters();
     }
 
+    /// The slots the queue holds allocated.
+    #[cfg(test)]
+    fn held_slots(&self) -> usize {
+        self.lock_items().capacity()
+    }
+
     fn lock_items(&self) -> MutexGuard<'_, VecDeque<(Outbound, usize)>> {
         // Pushing and taking leave the deque whole at every step: a panic elsewhere
         // while it was held leaves nothing inconsistent behind.
@@ -382,6 +388,59 @@ mod tests {
 
     fn user() -> UserId {
         UserId::parse("u").expect("id")
+    }
+
+    fn contents(taken: &Dequeued) -> Vec<usize> {
+        taken
+            .frames()
+            .iter()
+            .map(|frame| match &frame.event {
+                ServerEvent::Notification { content } => content.len(),
+                _ => usize::MAX,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_writer_takes_everything_queued_in_order_and_frees_its_bytes_once_done() {
+        let (socket, mut queue) = SocketHandle::new(user(), budget(10_000));
+        assert!(queue.try_recv_all().is_none(), "nothing queued");
+        assert!(socket.send(note(1)) && socket.send_batch(vec![note(2), note(3)]) && socket.send(note(4)));
+        let taken = queue.try_recv_all().expect("queued");
+        assert_eq!(contents(&taken), [1, 2, 3, 4], "every item, the batch's frames in place");
+        assert_eq!(socket.queued_bytes(), 10 + 4 * FRAME_OVERHEAD_BYTES, "counted until written");
+        assert!(queue.try_recv_all().is_none(), "all of it was taken");
+        drop(taken);
+        assert_eq!(socket.queued_bytes(), 0);
+    }
+
+    #[test]
+    fn a_drained_queue_gives_back_a_bursts_memory_and_keeps_a_few_slots() {
+        let (socket, mut queue) = SocketHandle::new(user(), budget(1 << 20));
+        assert_eq!(socket.held_slots(), 0, "an idle socket's queue holds nothing");
+        for _ in 0..2 {
+            assert!(socket.send(note(1)));
+        }
+        drop(queue.try_recv_all());
+        assert_eq!(socket.held_slots(), KEPT_SLOTS, "a few slots are kept for the next frames");
+        for _ in 0..100 {
+            assert!(socket.send(note(1)));
+        }
+        drop(queue.try_recv());
+        assert!(socket.held_slots() >= 99, "a queue still holding items keeps its slots");
+        drop(queue.try_recv_all());
+        assert_eq!(socket.held_slots(), 0, "a drained burst gives its memory back");
+    }
+
+    #[test]
+    fn dropping_the_writers_end_closes_the_socket() {
+        let (socket, queue) = SocketHandle::new(user(), budget(1000));
+        drop(queue);
+        assert!(socket.is_closing());
+        assert_eq!(socket.close_reason(), Some(CloseReason::Disconnected));
+        assert!(!socket.send(note(1)), "nothing can be written any more");
+        let shown = format!("{socket:?}");
+        assert!(shown.contains("SocketHandle") && shown.contains("closing: true"), "{shown}");
     }
 
     #[test]
