@@ -212,24 +212,28 @@ async fn read_loop(
         };
         let parsed = wire::parse_frame(&text, max_chars, chat.clock().now());
         state.metrics.frames().received(received_type(&parsed));
-        match parsed {
+        // The parsed frame is taken apart before the command runs, so the idle reader's
+        // state does not reserve room for a whole parsed frame.
+        let command = match parsed {
             Ok(Inbound::Ping) => {
                 connection.socket().send(chat.frame(ServerEvent::Pong));
+                continue;
             }
-            Ok(Inbound::Command(command)) => {
-                if let Err(error) = Box::pin(chat.handle(connection, command)).await {
-                    debug!(code = %error.code(), "command refused");
-                    let session = Some(connection.session_id().clone());
-                    connection.socket().send(chat.error_frame(&error, session));
-                    if matches!(error, ChatError::Flooding) {
-                        return ReadEnd::Flooding;
-                    }
-                }
-            }
+            Ok(Inbound::Command(command)) => command,
             Err(error) => {
                 if let Some(end) = refuse_frame(state, connection, &error) {
                     return end;
                 }
+                continue;
+            }
+        };
+        drop(text);
+        if let Err(error) = Box::pin(chat.handle(connection, command)).await {
+            debug!(code = %error.code(), "command refused");
+            let session = Some(connection.session_id().clone());
+            connection.socket().send(chat.error_frame(&error, session));
+            if matches!(error, ChatError::Flooding) {
+                return ReadEnd::Flooding;
             }
         }
     }
@@ -275,13 +279,15 @@ async fn write_loop(
         let left = at.duration_since(SystemTime::now()).unwrap_or_default();
         Instant::now().checked_add(left)
     });
-    let mut ping =
-        tokio::time::interval_at(Instant::now() + state.config.ping_interval, state.config.ping_interval);
+    // One timer for the next ping and the token's expiry, whichever comes first: every
+    // idle socket holds its timers for its whole life.
+    let ping_interval = state.config.ping_interval;
+    let due = |next_ping: Instant| timer_due(next_ping, expiry);
+    let mut timer = pin!(sleep_until(due(Instant::now() + ping_interval)));
     // The rare ends are waited for by futures made once, not once per frame: each
     // would register with its signal, or with the timer wheel, and leave it again.
     let mut reader_stopped = pin!(reader_done.raised());
     let mut shutting_down = pin!(state.shutdown.cancelled());
-    let mut expired = pin!(sleep_until(expiry.unwrap_or_else(far_future)));
     let close = loop {
         // Queued frames come before the rare ends, which are looked at only when the
         // queue is empty: a frame in flight is written, then the socket closes. A
@@ -303,20 +309,21 @@ async fn write_loop(
             }
             () = &mut reader_stopped => break None,
             () = &mut shutting_down => break Some(Some(CloseReason::ShuttingDown)),
-            () = &mut expired, if expiry.is_some() => {
-                let expired = state.chat.frame(ServerEvent::Error {
-                    session_id: None,
-                    code: ErrorCode::TokenExpired,
-                    message: "Authentication token expired".into(),
-                    retry_after: None,
-                });
-                let _ = write_frames(state, &mut sink, &[expired]).await;
-                break Some(Some(CloseReason::TokenExpired));
-            }
-            _ = ping.tick() => {
+            () = &mut timer => {
+                if expiry.is_some_and(|at| at <= Instant::now()) {
+                    let expired = state.chat.frame(ServerEvent::Error {
+                        session_id: None,
+                        code: ErrorCode::TokenExpired,
+                        message: "Authentication token expired".into(),
+                        retry_after: None,
+                    });
+                    let _ = write_frames(state, &mut sink, &[expired]).await;
+                    break Some(Some(CloseReason::TokenExpired));
+                }
                 if timeout(state.config.write_timeout, sink.send(Message::Ping(Default::default()))).await.map_or(true, |r| r.is_err()) {
                     break None;
                 }
+                timer.as_mut().reset(due(Instant::now() + ping_interval));
             }
         }
     };
@@ -350,8 +357,10 @@ async fn write_loop(
     frame
 }
 
-fn far_future() -> Instant {
-    Instant::now() + Duration::from_secs(86_400 * 365)
+/// When the writer's one timer must fire: at the next ping, or at the token's expiry
+/// when that comes first.
+fn timer_due(next_ping: Instant, expiry: Option<Instant>) -> Instant {
+    expiry.map_or(next_ping, |at| at.min(next_ping))
 }
 
 /// The close frame for a server-side reason.
@@ -398,5 +407,19 @@ fn record_written(state: &HttpState, frames: &[Arc<chatbox_application::events::
         if let Some(arrived) = frame.first_token_at() {
             state.metrics.recorder.gateway_latency(state.chat.clock().monotonic().saturating_sub(arrived));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_timer_fires_at_the_next_ping_or_at_the_expiry_when_that_comes_first() {
+        let now = Instant::now();
+        let (soon, later) = (now + Duration::from_secs(1), now + Duration::from_secs(30));
+        assert_eq!(timer_due(later, None), later, "no expiry: the ping");
+        assert_eq!(timer_due(later, Some(soon)), soon, "the expiry first");
+        assert_eq!(timer_due(soon, Some(later)), soon, "the ping first");
     }
 }
