@@ -16,8 +16,8 @@ use crate::args::Args;
 use crate::client::{Kind, Socket, Target, send_json};
 use crate::mock::{self, Pace};
 use crate::procfs::Cpu;
-use crate::stats::{self, summary};
-use crate::stream::{Tally, read_answer};
+use crate::stats::{self, Tally, summary};
+use crate::stream::read_answer;
 
 /// Flags of `fanout`.
 pub const FLAGS: &[&str] =
@@ -64,13 +64,7 @@ pub async fn run(args: &Args) -> anyhow::Result<Value> {
     }
     let mut tally = Tally::default();
     for task in tasks {
-        let one = task.await.context("a watcher panicked")??;
-        tally.latencies.merge(&one.latencies);
-        tally.tokens += one.tokens;
-        tally.frames += one.frames;
-        tally.answers += one.answers;
-        tally.lost += one.lost;
-        tally.out_of_order += one.out_of_order;
+        tally.merge(&task.await.context("a watcher panicked")??);
     }
     let wall = started.elapsed().as_secs_f64();
     let server = match (pid, server_before) {

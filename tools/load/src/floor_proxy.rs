@@ -14,6 +14,8 @@ use serde::Deserialize;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::client::WAIT;
+
 /// Bytes asked of the socket per read.
 const READ_SIZE: usize = 4096;
 
@@ -130,12 +132,16 @@ struct Input<'a, S> {
 }
 
 impl<S: AsyncRead + Unpin> Input<'_, S> {
-    /// Reads more, first dropping what was consumed.
+    /// Reads more, first dropping what was consumed; fails when the provider closes the
+    /// connection or stays silent for [`WAIT`].
     async fn more(&mut self) -> anyhow::Result<()> {
         self.raw.drain(..self.at);
         self.at = 0;
         self.raw.reserve(READ_SIZE);
-        if self.stream.read_buf(self.raw).await.context("read from the provider")? == 0 {
+        let read = tokio::time::timeout(WAIT, self.stream.read_buf(self.raw))
+            .await
+            .context("the provider sent nothing for 30 s")?;
+        if read.context("read from the provider")? == 0 {
             bail!("the provider closed the connection mid-answer");
         }
         *self.responded = true;

@@ -16,8 +16,8 @@ use serde::Deserialize;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::client::{marker, markers, now_ns};
-use crate::stats::Latencies;
+use crate::client::{WAIT, marker, now_ns};
+use crate::stats::{AnswerTokens, Tally};
 
 /// How every answer is streamed.
 #[derive(Debug, Clone, Copy)]
@@ -113,17 +113,6 @@ async fn chunk(stream: &mut TcpStream, bytes: &[u8]) -> anyhow::Result<()> {
     stream.write_all(&framed).await?;
     Ok(())
 }
-
-/// What the direct readers counted.
-#[derive(Debug, Default)]
-pub struct DirectTally {
-    pub latencies: Latencies,
-    pub tokens: u64,
-    pub answers: u64,
-    pub lost: u64,
-    pub out_of_order: u64,
-}
-
 #[derive(Deserialize)]
 struct Chunk {
     #[serde(default)]
@@ -148,60 +137,68 @@ pub async fn direct_reader(
     mock: SocketAddr,
     until: tokio::time::Instant,
     tokens: usize,
-) -> anyhow::Result<DirectTally> {
+) -> anyhow::Result<Tally> {
     let stream = TcpStream::connect(mock).await.context("connect to the mock")?;
     stream.set_nodelay(true)?;
     let mut stream = BufReader::new(stream);
-    let mut tally = DirectTally::default();
+    let mut tally = Tally::default();
     let body = r#"{"model":"load","stream":true,"messages":[{"role":"user","content":"direct"}]}"#;
     let request = format!(
         "POST /v1/chat/completions HTTP/1.1\r\nhost: {mock}\r\ncontent-type: application/json\r\naccept: text/event-stream\r\ncontent-length: {}\r\n\r\n{body}",
         body.len()
     );
     while tokio::time::Instant::now() < until {
-        stream.get_mut().write_all(request.as_bytes()).await?;
-        let mut line = String::new();
-        loop {
-            line.clear();
-            if stream.read_line(&mut line).await? == 0 {
-                bail!("the mock closed the connection");
-            }
-            if line.trim_end().is_empty() {
-                break;
-            }
-        }
-        let (mut next, mut received_tokens) = (0usize, 0usize);
-        loop {
-            line.clear();
-            stream.read_line(&mut line).await?;
-            let size = usize::from_str_radix(line.trim_end(), 16).context("chunk size")?;
-            let mut data = vec![0u8; size + 2];
-            stream.read_exact(&mut data).await?;
-            let received = now_ns();
-            if size == 0 {
-                break;
-            }
-            let text = std::str::from_utf8(&data[..size]).context("utf-8")?;
-            for event in text.split("\n\n") {
-                let Some(json) = event.trim().strip_prefix("data: ") else { continue };
-                if json == "[DONE]" {
-                    continue;
-                }
-                let parsed: Chunk = serde_json::from_str(json).context("event json")?;
-                let content = parsed.choices.into_iter().filter_map(|c| c.delta.content).collect::<String>();
-                for (index, sent) in markers(&content) {
-                    if index < next {
-                        tally.out_of_order += 1;
-                    }
-                    next = index + 1;
-                    received_tokens += 1;
-                    tally.tokens += 1;
-                    tally.latencies.record(index, received.saturating_sub(sent));
-                }
-            }
-        }
-        tally.lost += tokens.saturating_sub(received_tokens) as u64;
-        tally.answers += 1;
+        read_one(&mut stream, &request, tokens, &mut tally).await?;
     }
     Ok(tally)
+}
+
+/// A read from the mock, given up after [`WAIT`] of silence.
+async fn within<T>(read: impl Future<Output = std::io::Result<T>>) -> anyhow::Result<T> {
+    Ok(tokio::time::timeout(WAIT, read).await.context("the mock sent nothing for 30 s")??)
+}
+
+/// Asks once on `stream` and reads the answer to its last chunk; each read ends with a
+/// failure when the connection closes or stays silent for [`WAIT`].
+async fn read_one(
+    stream: &mut BufReader<TcpStream>,
+    request: &str,
+    tokens: usize,
+    tally: &mut Tally,
+) -> anyhow::Result<()> {
+    stream.get_mut().write_all(request.as_bytes()).await?;
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if within(stream.read_line(&mut line)).await? == 0 {
+            bail!("the mock closed the connection");
+        }
+        if line.trim_end().is_empty() {
+            break;
+        }
+    }
+    let mut answer = AnswerTokens::default();
+    loop {
+        line.clear();
+        within(stream.read_line(&mut line)).await?;
+        let size = usize::from_str_radix(line.trim_end(), 16).context("chunk size")?;
+        let mut data = vec![0u8; size + 2];
+        within(stream.read_exact(&mut data)).await?;
+        let received = now_ns();
+        if size == 0 {
+            break;
+        }
+        let text = std::str::from_utf8(&data[..size]).context("utf-8")?;
+        for event in text.split("\n\n") {
+            let Some(json) = event.trim().strip_prefix("data: ") else { continue };
+            if json == "[DONE]" {
+                continue;
+            }
+            let parsed: Chunk = serde_json::from_str(json).context("event json")?;
+            let content = parsed.choices.into_iter().filter_map(|c| c.delta.content).collect::<String>();
+            answer.count(&content, received, tally);
+        }
+    }
+    answer.end(tokens, tally);
+    Ok(())
 }

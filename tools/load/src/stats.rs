@@ -1,9 +1,12 @@
 //! Latency histograms (HDR, nanoseconds, three significant digits) and their summary as
-//! JSON, and the results file every subcommand writes.
+//! JSON, what clients count of the answers they read, and the results file every
+//! subcommand writes.
 
 use anyhow::Context;
 use hdrhistogram::Histogram;
 use serde_json::{Value, json};
+
+use crate::client::markers;
 
 /// Latencies of one kind: every token, and the steady state (each answer's first two
 /// tokens left out).
@@ -11,6 +14,61 @@ use serde_json::{Value, json};
 pub struct Latencies {
     pub all: Histogram<u64>,
     pub steady: Histogram<u64>,
+}
+
+/// What clients counted: of the gateway (or the floor), or the direct readers of the
+/// mock (which count no frames and no errors).
+#[derive(Debug, Default)]
+pub struct Tally {
+    pub latencies: Latencies,
+    pub tokens: u64,
+    pub frames: u64,
+    pub answers: u64,
+    pub lost: u64,
+    pub out_of_order: u64,
+    pub errors: u64,
+}
+
+impl Tally {
+    /// Adds another client's counts.
+    pub fn merge(&mut self, other: &Self) {
+        self.latencies.merge(&other.latencies);
+        self.tokens += other.tokens;
+        self.frames += other.frames;
+        self.answers += other.answers;
+        self.lost += other.lost;
+        self.out_of_order += other.out_of_order;
+        self.errors += other.errors;
+    }
+}
+
+/// One answer's tokens as they arrive: each marked with its index and send time (see
+/// `client::markers`), so a gap is a lost token and a step back a reordered one.
+#[derive(Debug, Default)]
+pub struct AnswerTokens {
+    next: usize,
+    received: usize,
+}
+
+impl AnswerTokens {
+    /// Counts the tokens marked in `content`, received at `received_ns`.
+    pub fn count(&mut self, content: &str, received_ns: u64, tally: &mut Tally) {
+        for (index, sent) in markers(content) {
+            if index < self.next {
+                tally.out_of_order += 1;
+            }
+            self.next = index + 1;
+            self.received += 1;
+            tally.tokens += 1;
+            tally.latencies.record(index, received_ns.saturating_sub(sent));
+        }
+    }
+
+    /// The answer ended: it counts, and so does every token of the `expected` missing.
+    pub fn end(self, expected: usize, tally: &mut Tally) {
+        tally.lost += expected.saturating_sub(self.received) as u64;
+        tally.answers += 1;
+    }
 }
 
 /// An empty histogram from 1 ns to 10 minutes.
@@ -119,5 +177,22 @@ mod tests {
         let summary = summary(&latencies.all);
         assert_eq!(summary["count"], 5);
         assert!((summary["p50_us"].as_f64().expect("a number") - 1.0).abs() < 0.01);
+    }
+
+    #[test]
+    fn an_answer_counts_its_tokens_a_step_back_as_reordered_and_what_is_missing_as_lost() {
+        let mut tally = Tally::default();
+        let mut answer = AnswerTokens::default();
+        answer.count("t100#0 t100#1 ", 250, &mut tally);
+        answer.count("t100#3 t100#2 ", 300, &mut tally);
+        answer.end(5, &mut tally);
+        assert_eq!((tally.tokens, tally.out_of_order, tally.lost, tally.answers), (4, 1, 1, 1));
+        assert_eq!(tally.latencies.all.max(), 200);
+
+        let mut all = Tally::default();
+        all.merge(&tally);
+        all.merge(&tally);
+        assert_eq!((all.tokens, all.out_of_order, all.lost, all.answers), (8, 2, 2, 2));
+        assert_eq!(all.latencies.all.len(), 8);
     }
 }

@@ -18,10 +18,10 @@ use serde_json::{Value, json};
 use tokio::time::Instant as Deadline;
 
 use crate::args::Args;
-use crate::client::{Frame, Kind, Socket, Target, WAIT, markers, next_text, now_ns, send_json};
+use crate::client::{Frame, Kind, Socket, Target, WAIT, next_text, now_ns, send_json};
 use crate::mock::{self, Pace};
 use crate::procfs::{Cpu, cores, rss_kib};
-use crate::stats::{self, Latencies, summary};
+use crate::stats::{self, AnswerTokens, Tally, summary};
 
 /// Flags of `stream`.
 pub const FLAGS: &[&str] = &[
@@ -37,30 +37,6 @@ pub const FLAGS: &[&str] = &[
     "direct",
     "out",
 ];
-
-/// What the gateway clients counted.
-#[derive(Debug, Default)]
-pub struct Tally {
-    pub latencies: Latencies,
-    pub tokens: u64,
-    pub frames: u64,
-    pub answers: u64,
-    pub lost: u64,
-    pub out_of_order: u64,
-    pub errors: u64,
-}
-
-impl Tally {
-    fn merge(&mut self, other: &Self) {
-        self.latencies.merge(&other.latencies);
-        self.tokens += other.tokens;
-        self.frames += other.frames;
-        self.answers += other.answers;
-        self.lost += other.lost;
-        self.out_of_order += other.out_of_order;
-        self.errors += other.errors;
-    }
-}
 
 /// Runs `stream`.
 pub async fn run(args: &Args) -> anyhow::Result<Value> {
@@ -133,14 +109,9 @@ pub async fn run(args: &Args) -> anyhow::Result<Value> {
     for task in gateway_tasks {
         gateway.merge(&task.await.context("a client task panicked")??);
     }
-    let mut baseline = mock::DirectTally::default();
+    let mut baseline = Tally::default();
     for task in direct_tasks {
-        let tally = task.await.context("a direct reader panicked")??;
-        baseline.latencies.merge(&tally.latencies);
-        baseline.tokens += tally.tokens;
-        baseline.answers += tally.answers;
-        baseline.lost += tally.lost;
-        baseline.out_of_order += tally.out_of_order;
+        baseline.merge(&task.await.context("a direct reader panicked")??);
     }
     let (rss_first_answer, rss_streaming) = rss_sampler.await.context("the memory sampler panicked")?;
     let per_client = |rss: u64| rss.saturating_sub(rss_connected) as f64 / concurrency.max(1) as f64;
@@ -240,7 +211,7 @@ async fn client(mut socket: Socket, until: Deadline, tokens: usize) -> anyhow::R
 
 /// Reads one answer to its `done` frame, counting chunks, latencies, gaps and disorder.
 pub async fn read_answer(socket: &mut Socket, tally: &mut Tally, tokens: usize) -> anyhow::Result<()> {
-    let (mut next, mut received_tokens) = (0usize, 0usize);
+    let mut answer = AnswerTokens::default();
     loop {
         let text = next_text(socket, WAIT).await?;
         let received = now_ns();
@@ -251,21 +222,12 @@ pub async fn read_answer(socket: &mut Socket, tally: &mut Tally, tokens: usize) 
         }
         if frame.is_chunk() {
             tally.frames += 1;
-            for (index, sent) in markers(&frame.content) {
-                if index < next {
-                    tally.out_of_order += 1;
-                }
-                next = index + 1;
-                received_tokens += 1;
-                tally.tokens += 1;
-                tally.latencies.record(index, received.saturating_sub(sent));
-            }
+            answer.count(&frame.content, received, tally);
         } else if frame.is_done() {
             if frame.metadata.finish_reason.as_deref() != Some("stop") {
                 tally.errors += 1;
             }
-            tally.lost += tokens.saturating_sub(received_tokens) as u64;
-            tally.answers += 1;
+            answer.end(tokens, tally);
             return Ok(());
         }
     }
