@@ -79,21 +79,6 @@ string_id!(
     ClientMessageId, "client_message_id", limits::CLIENT_MESSAGE_ID_MAX_BYTES
 );
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ids_reject_empty_overlong_and_control_characters() {
-        assert!(SessionId::parse("").is_err());
-        assert!(SessionId::parse(&"a".repeat(129)).is_err());
-        assert!(SessionId::parse(&"a".repeat(128)).is_ok());
-        assert!(ClientMessageId::parse(&"x".repeat(65)).is_err());
-        assert!(UserId::parse("bad\nid").is_err());
-        assert_eq!(ModelId::parse("demo").map(|m| m.to_string()).as_deref(), Ok("demo"));
-    }
-}
-
 /// `bytes` as lowercase hexadecimal, two digits a byte (ids and digests written as text).
 #[must_use]
 pub fn lower_hex(bytes: &[u8]) -> String {
@@ -107,8 +92,18 @@ pub fn lower_hex(bytes: &[u8]) -> String {
 }
 
 #[cfg(test)]
-mod hex_tests {
-    use super::lower_hex;
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_reject_empty_overlong_and_control_characters() {
+        assert!(SessionId::parse("").is_err());
+        assert!(SessionId::parse(&"a".repeat(129)).is_err());
+        assert!(SessionId::parse(&"a".repeat(128)).is_ok());
+        assert!(ClientMessageId::parse(&"x".repeat(65)).is_err());
+        assert!(UserId::parse("bad\nid").is_err());
+        assert_eq!(ModelId::parse("demo").map(|m| m.to_string()).as_deref(), Ok("demo"));
+    }
 
     #[test]
     fn bytes_are_written_as_two_lowercase_digits_each() {

@@ -33,7 +33,7 @@ use connection::serve;
 
 /// The socket's read buffer: small, because idle sockets are the common case (chat
 /// frames are small; a large frame just takes a few more reads). With 1 KiB an idle
-/// socket costs the server about 8 KiB in all; see `docs/benchmarks.md`.
+/// socket costs the server about 6 KiB in all; see `docs/benchmarks.md`.
 const READ_BUFFER_BYTES: usize = 1024;
 /// Frames are gathered up to this many bytes before they are written, so the frames a
 /// writer takes from its queue at once leave in one system call, not one each.
