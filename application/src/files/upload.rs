@@ -168,10 +168,8 @@ impl Files {
 
     /// What `owner` uploaded since the start of `now`'s UTC day.
     async fn usage_today(&self, owner: &UserId, now: Timestamp) -> Result<DailyUsage, ChatError> {
-        let since = utc_day_start(now);
-        let day = since.timestamp().div_euclid(86_400);
-        let totals = self.catalog_call(self.ports.catalog.uploaded_since(owner, since)).await?;
-        Ok(DailyUsage { day, files: totals.files, bytes: totals.bytes })
+        let totals = self.catalog_call(self.ports.catalog.uploaded_since(owner, utc_day_start(now))).await?;
+        Ok(DailyUsage { files: totals.files, bytes: totals.bytes })
     }
 
     fn new_file_id(&self) -> FileId {

@@ -199,11 +199,9 @@ pub fn accept(sniffed: Option<&str>) -> Result<MediaType, UploadRefusal> {
     sniffed.and_then(MediaType::from_essence).ok_or(UploadRefusal::UnsupportedType)
 }
 
-/// A user's uploads on one UTC day.
+/// A user's uploads on the current UTC day (since [`utc_day_start`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct DailyUsage {
-    /// The day (days since the Unix epoch, UTC).
-    pub day: i64,
     /// Files uploaded that day.
     pub files: u32,
     /// Bytes uploaded that day.
@@ -364,13 +362,13 @@ mod tests {
 
     #[test]
     fn an_upload_starts_only_while_the_day_has_room() {
-        assert_eq!(LIMITS.check_start(DailyUsage { day: 1, files: 2, bytes: 249 }), Ok(()));
+        assert_eq!(LIMITS.check_start(DailyUsage { files: 2, bytes: 249 }), Ok(()));
         assert_eq!(
-            LIMITS.check_start(DailyUsage { day: 1, files: 3, bytes: 0 }),
+            LIMITS.check_start(DailyUsage { files: 3, bytes: 0 }),
             Err(UploadRefusal::DailyCountReached { max: 3 })
         );
         assert_eq!(
-            LIMITS.check_start(DailyUsage { day: 1, files: 0, bytes: 250 }),
+            LIMITS.check_start(DailyUsage { files: 0, bytes: 250 }),
             Err(UploadRefusal::DailyBytesReached { max: 250 })
         );
     }
@@ -380,10 +378,10 @@ mod tests {
         let fresh = DailyUsage::default();
         assert_eq!(LIMITS.check_size(fresh, 100), Ok(()), "the limit itself is allowed");
         assert_eq!(LIMITS.check_size(fresh, 101), Err(UploadRefusal::TooLarge { max: 100 }));
-        let used = DailyUsage { day: 0, files: 1, bytes: 200 };
+        let used = DailyUsage { files: 1, bytes: 200 };
         assert_eq!(LIMITS.check_size(used, 50), Ok(()), "up to the day's bytes");
         assert_eq!(LIMITS.check_size(used, 51), Err(UploadRefusal::DailyBytesReached { max: 250 }));
-        let huge = DailyUsage { day: 0, files: 1, bytes: u64::MAX };
+        let huge = DailyUsage { files: 1, bytes: u64::MAX };
         assert_eq!(
             LIMITS.check_size(huge, 1),
             Err(UploadRefusal::DailyBytesReached { max: 250 }),
