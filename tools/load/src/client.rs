@@ -39,8 +39,18 @@ pub struct Target {
 }
 
 impl Target {
-    /// The target of `--target`, `--url` and `--secret`.
+    /// The target of `--target`, `--url` and `--secret`: one server.
     pub fn from_args(args: &crate::args::Args) -> anyhow::Result<Self> {
+        let mut replicas = Self::replicas_from_args(args)?;
+        if replicas.len() > 1 {
+            bail!("--url names one server here (several, comma-separated, only for fanout)");
+        }
+        Ok(replicas.remove(0))
+    }
+
+    /// The targets of `--url a,b,…`: replicas of one service, each a server of the same
+    /// kind sharing the secret.
+    pub fn replicas_from_args(args: &crate::args::Args) -> anyhow::Result<Vec<Self>> {
         let kind = match args.text("target").unwrap_or("chatbox") {
             "chatbox" => Kind::Chatbox,
             "floor" => Kind::Floor,
@@ -52,13 +62,20 @@ impl Target {
             Kind::Floor => "ws://127.0.0.1:9090/chat/ws",
             Kind::Centrifugo => "ws://127.0.0.1:8000/connection/websocket",
         };
-        let url = args.text("url").unwrap_or(default_url).to_owned();
+        let urls = args.text("url").unwrap_or(default_url);
         let secret = match (kind, args.text("secret")) {
             (_, Some(secret)) => secret.to_owned(),
             (Kind::Floor, None) => "floor-needs-no-secret".to_owned(),
             (_, None) => std::env::var("JWT_SECRET").context("--secret or JWT_SECRET is required")?,
         };
-        Ok(Self { kind, url, secret })
+        let replicas: Vec<Self> = urls
+            .split(',')
+            .map(|url| Self { kind, url: url.trim().to_owned(), secret: secret.clone() })
+            .collect();
+        if replicas.iter().any(|target| target.url.is_empty()) {
+            bail!("--url {urls:?}: an empty URL");
+        }
+        Ok(replicas)
     }
 
     /// An HS256 token for `user`, valid for two hours (`user_id` for Chatbox, `sub` for

@@ -2,6 +2,11 @@
 //! session with a question, the others join with `?session_id=`). The first socket asks,
 //! every socket reads the whole answer, and the next question waits for all of them;
 //! reports the chunk frames per second delivered over all sockets.
+//!
+//! With `--url a,b,…` (replicas of one service sharing a hub) socket *i* connects to
+//! replica *i mod N*; the asker is on the first, so every other replica's sockets read
+//! chunks that crossed the hub, and their latency is reported apart. `--pid p,q,…` sums
+//! the replicas' CPU time.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -26,8 +31,14 @@ pub const FLAGS: &[&str] =
 /// Runs `fanout`.
 pub async fn run(args: &Args) -> anyhow::Result<Value> {
     args.check(FLAGS)?;
-    let target = Target::from_args(args)?;
-    let pid: Option<u32> = args.text("pid").map(str::parse).transpose().context("--pid")?;
+    let replicas = Target::replicas_from_args(args)?;
+    let target = &replicas[0];
+    let pids: Vec<u32> = match args.text("pid") {
+        None => Vec::new(),
+        Some(list) => {
+            list.split(',').map(|pid| pid.trim().parse()).collect::<Result<_, _>>().context("--pid")?
+        }
+    };
     let watchers: usize = args.sized("watchers", 100, 10)?;
     let pace = Pace { tokens: args.get("tokens", 40)?, rate: args.get("rate", 0.0)? };
     let duration = Duration::from_secs_f64(args.sized("duration", 20.0, 3.0)?);
@@ -40,15 +51,17 @@ pub async fn run(args: &Args) -> anyhow::Result<Value> {
     send_json(&mut first, &question(target.kind, pace, 0)).await?;
     read_answer(&mut first, &mut Tally::default(), pace.tokens).await?;
     let mut sockets = vec![first];
-    for _ in 1..watchers {
-        sockets.push(target.open(&user, Some(&session)).await?.0);
+    for i in 1..watchers {
+        sockets.push(replicas[i % replicas.len()].open(&user, Some(&session)).await?.0);
     }
     println!(
-        "{watchers} sockets on session {session}, answers of {} tokens at rate {}",
-        pace.tokens, pace.rate
+        "{watchers} sockets on session {session} over {} replica(s), answers of {} tokens at rate {}",
+        replicas.len(),
+        pace.tokens,
+        pace.rate
     );
 
-    let server_before = pid.map(|pid| Cpu::of(Some(pid))).transpose()?;
+    let server_before = if pids.is_empty() { None } else { Some(Cpu::of_all(&pids)?) };
     let own_before = Cpu::of(None)?;
     let started = Instant::now();
     let until = Deadline::now() + duration;
@@ -62,14 +75,19 @@ pub async fn run(args: &Args) -> anyhow::Result<Value> {
             async move { watch(socket, i == 0, kind, pace, until, (end, done, stop)).await },
         ));
     }
-    let mut tally = Tally::default();
-    for task in tasks {
-        tally.merge(&task.await.context("a watcher panicked")??);
+    // Sockets on the asker's replica, and on the others (chunks that crossed the hub).
+    let (mut tally, mut across) = (Tally::default(), Tally::default());
+    for (i, task) in tasks.into_iter().enumerate() {
+        let watched = task.await.context("a watcher panicked")??;
+        if i % replicas.len() != 0 {
+            across.merge(&watched);
+        }
+        tally.merge(&watched);
     }
     let wall = started.elapsed().as_secs_f64();
-    let server = match (pid, server_before) {
-        (Some(pid), Some(before)) => Some(Cpu::of(Some(pid))?.since(before)),
-        _ => None,
+    let server = match server_before {
+        Some(before) => Some(Cpu::of_all(&pids)?.since(before)),
+        None => None,
     };
     let per_token =
         server.map(|cpu| stats::round(cpu.total().as_secs_f64() * 1e6 / tally.tokens.max(1) as f64));
@@ -77,6 +95,7 @@ pub async fn run(args: &Args) -> anyhow::Result<Value> {
         "subcommand": "fanout",
         "target": target.kind,
         "watchers": watchers,
+        "replicas": replicas.len(),
         "tokens_per_answer": pace.tokens,
         "rate_per_answer": pace.rate,
         "duration_s": stats::round(wall),
@@ -86,6 +105,11 @@ pub async fn run(args: &Args) -> anyhow::Result<Value> {
         "tokens_lost": tally.lost,
         "tokens_out_of_order": tally.out_of_order,
         "latency": {"all": summary(&tally.latencies.all), "steady": summary(&tally.latencies.steady)},
+        "latency_on_other_replicas": (replicas.len() > 1).then(|| json!({
+            "frames": across.frames,
+            "all": summary(&across.latencies.all),
+            "steady": summary(&across.latencies.steady),
+        })),
         "server_cpu_us_per_frame": per_token,
         "tool_cpu_share_of_one_core": stats::round(Cpu::of(None)?.since(own_before).total().as_secs_f64() / wall),
     });
@@ -99,6 +123,10 @@ pub async fn run(args: &Args) -> anyhow::Result<Value> {
         results["server_cpu_us_per_frame"]
     );
     println!("{}", stats::line("send → receive", &results["latency"]["all"]));
+    if replicas.len() > 1 {
+        let across = &results["latency_on_other_replicas"]["all"];
+        println!("{}", stats::line("send → receive, other replicas", across));
+    }
     Ok(results)
 }
 

@@ -31,6 +31,8 @@ usage: chatbox-load <subcommand> [--flag value …] [--quick] [--out results.jso
   idle    --pid P [--sockets N] [--no-session] [--open-concurrency 32]
   stream  --pid P [--concurrency C] [--tokens T] [--rate R] [--duration S] [--direct D]
   fanout  [--pid P] [--watchers K] [--tokens T] [--rate R] [--duration S]
+  fanout  --url ws://A/chat/ws,ws://B/chat/ws --pid PA,PB …
+                                      one session watched over replicas sharing a hub
   churn   [--pid P] [--duration S] [--workers W]
   stream  --target floor --url ws://127.0.0.1:9090/chat/ws --pid <floor pid> [--mock-port M] …
                                       the same run against a floor started with --provider

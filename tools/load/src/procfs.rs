@@ -39,6 +39,14 @@ impl Cpu {
         Ok(Self { user: ticks(11)?, system: ticks(12)? })
     }
 
+    /// The CPU time of several processes together (the replicas of one service).
+    pub fn of_all(pids: &[u32]) -> anyhow::Result<Self> {
+        pids.iter().try_fold(Self::default(), |sum, &pid| {
+            let one = Self::of(Some(pid))?;
+            Ok(Self { user: sum.user + one.user, system: sum.system + one.system })
+        })
+    }
+
     /// The time used since `earlier`.
     pub fn since(self, earlier: Self) -> Self {
         Self {
