@@ -6,6 +6,7 @@
 //! reader and writer (`connection.rs`).
 
 mod connection;
+mod last_heard;
 mod signal;
 
 use std::collections::HashMap;
