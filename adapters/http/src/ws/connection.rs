@@ -13,6 +13,7 @@ use chatbox_application::chat::Connection;
 use chatbox_application::commands::ClientCommand;
 use chatbox_application::events::ServerEvent;
 use chatbox_application::limits::ConnectionPermit;
+use chatbox_application::ports::SocketSlot;
 use chatbox_application::socket::{CloseReason, OutboundQueue, SocketBudget, SocketHandle};
 use chatbox_domain::command_budget::CommandKind;
 use chatbox_domain::{ErrorCode, Seq, SessionId};
@@ -104,7 +105,9 @@ pub(super) fn serve(
     user: AuthenticatedUser,
     requested: Option<SessionId>,
     last_seq: Option<Seq>,
-    permit: ConnectionPermit,
+    // The socket's places, given back when it closes: this process's permit and, when
+    // the replicas share a store, its slot across them.
+    places: (ConnectionPermit, Option<SocketSlot>),
 ) -> impl Future<Output = ()> + Send {
     let budget = SocketBudget { max_bytes: state.config.send_buffer_bytes, encode: wire::encode };
     let (handle, queue) = SocketHandle::new(user.id.clone(), budget);
@@ -185,7 +188,7 @@ pub(super) fn serve(
             })
             .await;
         }
-        drop(permit);
+        drop(places);
         state.metrics.recorder.socket_closed(started.elapsed());
         info!(
             seconds = started.elapsed().as_secs(),

@@ -18,6 +18,8 @@ use chatbox_application::limits::GateError;
 use chatbox_application::ports::Limiter;
 use chatbox_application::shared_state::ConnectionRefused;
 use chatbox_domain::{ErrorCode, Seq, SessionId};
+use futures::FutureExt;
+use futures::future::OptionFuture;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use hyper_util::rt::TokioIo;
 use tokio_tungstenite::WebSocketStream;
@@ -92,33 +94,34 @@ pub(crate) async fn upgrade(request: SocketRequest) -> HttpResponse {
     // Every line this socket's task logs carries its user and socket ids (the socket id
     // is recorded once the socket exists).
     let span = info_span!("socket", user_id = %user.id, socket_id = tracing::field::Empty);
-    state.tasks.spawn(
-        async move {
-            // The permit and the shared slot live as long as this task: a failed upgrade
-            // drops them at once.
-            let _shared_slot = shared_slot;
-            match on_upgrade.await {
-                Ok(upgraded) => {
-                    let config = WebSocketConfig::default()
-                        .read_buffer_size(READ_BUFFER_BYTES)
-                        .write_buffer_size(WRITE_BATCH_BYTES)
-                        .max_write_buffer_size(
-                            task_state.config.max_message_size.saturating_mul(2).max(64 * 1024),
-                        )
-                        .max_message_size(Some(task_state.config.max_message_size))
-                        .max_frame_size(Some(task_state.config.max_message_size));
-                    let socket =
-                        WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config))
-                            .await;
-                    // Boxed: the upgrade's own state is gone by then, and an idle
-                    // socket's task holds only what serving needs.
-                    Box::pin(serve(task_state, socket, user, requested, last_seq, permit)).await;
-                }
-                Err(error) => debug!(%error, "websocket upgrade failed"),
+    // The upgrade's own state (the pending upgrade, the handshake, the user) is large and
+    // short-lived: it lives in a box of its own, freed once the socket is served. The
+    // task itself holds only the serving future, so an idle socket costs one allocation
+    // the size of what serving needs. (Combinators, not an `async` block: one would hold
+    // the serving future twice, as the upgrade's result and as the future awaited.)
+    let upgrading = Box::pin(async move {
+        match on_upgrade.await {
+            Ok(upgraded) => {
+                let config = WebSocketConfig::default()
+                    .read_buffer_size(READ_BUFFER_BYTES)
+                    .write_buffer_size(WRITE_BATCH_BYTES)
+                    .max_write_buffer_size(
+                        task_state.config.max_message_size.saturating_mul(2).max(64 * 1024),
+                    )
+                    .max_message_size(Some(task_state.config.max_message_size))
+                    .max_frame_size(Some(task_state.config.max_message_size));
+                let socket =
+                    WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config))
+                        .await;
+                Some(serve(task_state, socket, user, requested, last_seq, (permit, shared_slot)))
+            }
+            Err(error) => {
+                debug!(%error, "websocket upgrade failed");
+                None
             }
         }
-        .instrument(span),
-    );
+    });
+    state.tasks.spawn(upgrading.map(OptionFuture::from).flatten().instrument(span));
 
     let mut response = HttpResponse::default();
     *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
