@@ -1,5 +1,5 @@
-//! The floor: a minimal tokio-tungstenite server with the gateway's socket settings
-//! (1 KiB read buffer, no write buffering) and none of its work (no authentication,
+//! The floor: a minimal tokio-tungstenite server with small socket buffers (a 1 KiB read
+//! buffer, the gateway's until round 5; no write buffering) and none of its work (no authentication,
 //! storage, limits or protocol checks). It greets with `connection_status`, groups
 //! sockets by `?session_id=` (a fresh id otherwise), and answers a `user_message` by
 //! streaming `loading`, `metadata.tokens` chunks at `metadata.rate` per second (the

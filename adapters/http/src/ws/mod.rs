@@ -34,10 +34,13 @@ use crate::state::HttpState;
 
 use connection::serve;
 
-/// The socket's read buffer: small, because idle sockets are the common case (chat
-/// frames are small; a large frame just takes a few more reads). With 1 KiB an idle
-/// socket costs the server about 6 KiB in all; see `docs/benchmarks.md`.
-const READ_BUFFER_BYTES: usize = 1024;
+/// The socket's read buffer, held for the socket's whole life (tungstenite allocates it
+/// up front and keeps it): small, because idle sockets are the common case and a
+/// client's frames are small (a question, a ping). It also caps each read, so a large
+/// frame takes more reads: 20 for a 10 KB question, 2,048 for a frame at the 1 MiB
+/// default limit. With 512 bytes an idle socket costs the server about 4 KiB in all;
+/// see `docs/benchmarks.md`.
+const READ_BUFFER_BYTES: usize = 512;
 /// Frames are gathered up to this many bytes before they are written, so the frames a
 /// writer takes from its queue at once leave in one system call, not one each.
 const WRITE_BATCH_BYTES: usize = 8 * 1024;
