@@ -2,12 +2,16 @@
 //! upgrade (draining, token — from `Authorization`, the `bearer.` subprotocol entry or
 //! `?token=`, every one presented naming the same user —, Origin, handshake headers,
 //! socket caps), then the upgrade is answered by hand so each socket gets small buffers
-//! (a few KiB instead of tungstenite's 128 KiB default), and one task per socket runs its
-//! reader and writer (`connection.rs`).
+//! (a few KiB instead of tungstenite's 128 KiB default), and one task per socket serves it
+//! (`connection.rs`): its reader (`reader.rs`) and writer (`writer.rs`), which share
+//! `Halves` (`halves.rs`).
 
 mod connection;
+mod halves;
 mod last_heard;
+mod reader;
 mod signal;
+mod writer;
 
 use std::collections::HashMap;
 use std::sync::Arc;

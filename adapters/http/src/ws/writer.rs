@@ -1,0 +1,204 @@
+//! The writer of one socket: drains the socket's byte-bounded queue (everything queued in
+//! one write), sends protocol pings, closes a silent client or one whose token expired,
+//! and ends the socket with the right close code: 1001 on shutdown, 1008 for a slow
+//! consumer, an expired token, a silent client or a flood, 1009 for an oversized frame.
+
+use std::pin::pin;
+use std::sync::Arc;
+
+use chatbox_application::events::{Frame, ServerEvent};
+use chatbox_application::socket::{CloseReason, OutboundQueue, SocketHandle};
+use chatbox_domain::ErrorCode;
+use futures::SinkExt;
+use futures::stream::SplitSink;
+use tokio::time::{Instant, sleep_until, timeout};
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
+
+use crate::frame_type::sent_type;
+use crate::state::HttpState;
+use crate::wire;
+
+use super::halves::{CLOSE_TIMEOUT, Halves, ReadEnd, Socket};
+
+/// Writes what the socket's queue holds, pings the client, closes a silent socket or
+/// one whose token expired, and ends the socket; returns the close frame it sent for a
+/// server-side reason.
+///
+/// A plain `fn` returning the future, for the reason given at `serve`: the writer's
+/// state is part of every idle socket's task.
+pub(super) fn write_loop<'a>(
+    state: &'a HttpState,
+    mut sink: SplitSink<Socket, Message>,
+    mut queue: OutboundQueue,
+    handle: &'a SocketHandle,
+    expiry: Option<Instant>,
+    halves: &'a Halves,
+) -> impl Future<Output = Option<CloseFrame>> + Send + 'a {
+    let mut next_ping = Instant::now() + state.config.ping_interval;
+    // Everything the writer keeps lives as long as the socket: the settings are read
+    // from `state` where needed rather than copied in.
+    async move {
+        // One timer for the next ping, the client's silence and the token's expiry,
+        // whichever comes first: every idle socket holds its timers for its whole life.
+        let mut timer = pin!(sleep_until(writer_due(state, halves, next_ping, expiry)));
+        // The rare ends are waited for by futures made once, not once per frame: each
+        // would register with its signal, or with the timer wheel, and leave it again.
+        let mut reader_stopped = pin!(halves.reader_done());
+        let mut shutting_down = pin!(state.shutdown.cancelled());
+        let close = loop {
+            // Queued frames come before the rare ends, which are looked at only when the
+            // queue is empty: a frame in flight is written, then the socket closes. A
+            // client that cannot keep up fills its budget and is closed by `closed()`.
+            tokio::select! {
+                biased;
+                () = handle.closed() => break Some(handle.close_reason()),
+                item = queue.recv() => {
+                    // Everything queued goes in one write; its bytes count against the
+                    // socket's budget until written.
+                    let written = tokio::select! {
+                        biased;
+                        () = handle.closed() => break Some(handle.close_reason()),
+                        written = write_frames(state, &mut sink, item.frames()) => written,
+                    };
+                    if !written {
+                        break None;
+                    }
+                }
+                () = &mut reader_stopped => break None,
+                () = &mut shutting_down => break Some(Some(CloseReason::ShuttingDown)),
+                () = &mut timer => {
+                    let now = Instant::now();
+                    if expiry.is_some_and(|at| at <= now) {
+                        let expired = state.chat.frame(ServerEvent::Error {
+                            session_id: None,
+                            code: ErrorCode::TokenExpired,
+                            message: "Authentication token expired".into(),
+                            retry_after: None,
+                        });
+                        let _ = write_frames(state, &mut sink, &[expired]).await;
+                        break Some(Some(CloseReason::TokenExpired));
+                    }
+                    if halves.silent_at(state.config.pong_timeout).is_some_and(|at| at <= now) {
+                        // The reader finds the writer done and stops; the close frame is
+                        // the read end's.
+                        halves.client_went_silent();
+                        break None;
+                    }
+                    if next_ping <= now {
+                        if timeout(state.config.write_timeout, sink.send(Message::Ping(Default::default()))).await.map_or(true, |r| r.is_err()) {
+                            break None;
+                        }
+                        next_ping = Instant::now() + state.config.ping_interval;
+                    }
+                    timer.as_mut().reset(writer_due(state, halves, next_ping, expiry));
+                }
+            }
+        };
+        if close == Some(Some(CloseReason::SlowConsumer)) {
+            state.metrics.recorder.slow_consumer_disconnected();
+        }
+        let read_end = halves.read_end();
+        // What is still queued is delivered before the close when it explains or completes
+        // it: at shutdown, the answers' last frames (shutdown waited for them); for an
+        // internal error or a flood, the error frame saying why.
+        let deliver_queue = match close {
+            Some(reason) => reason == Some(CloseReason::ShuttingDown),
+            None => matches!(read_end, ReadEnd::Internal | ReadEnd::Flooding),
+        };
+        if deliver_queue && let Some(pending) = queue.try_recv_all() {
+            let _ = write_frames(state, &mut sink, pending.frames()).await;
+        }
+        let frame = match close {
+            Some(reason) => Some(close_frame(reason)),
+            None => read_end.close_frame(),
+        };
+        // From here on the use-cases see the socket as gone.
+        handle.close(CloseReason::Disconnected);
+        let _ = timeout(CLOSE_TIMEOUT, async {
+            if let Some(frame) = &frame {
+                sink.send(Message::Close(Some(frame.clone()))).await?;
+            }
+            sink.close().await
+        })
+        .await;
+        halves.writer_stopped();
+        frame
+    }
+}
+
+/// When the writer's timer must fire, given the socket's settings and its halves.
+fn writer_due(state: &HttpState, halves: &Halves, next_ping: Instant, expiry: Option<Instant>) -> Instant {
+    timer_due(next_ping, halves.silent_at(state.config.pong_timeout), expiry)
+}
+
+/// When the writer's one timer must fire: at the next ping, or when the client counts
+/// as silent or the token expires, if that comes first.
+fn timer_due(next_ping: Instant, silent_at: Option<Instant>, expiry: Option<Instant>) -> Instant {
+    [silent_at, expiry].into_iter().flatten().fold(next_ping, Instant::min)
+}
+
+/// The close frame for a server-side reason.
+fn close_frame(reason: Option<CloseReason>) -> CloseFrame {
+    match reason {
+        Some(CloseReason::ShuttingDown | CloseReason::Disconnected) | None => {
+            CloseFrame { code: CloseCode::Away, reason: Utf8Bytes::from_static("Server shutting down") }
+        }
+        Some(CloseReason::SlowConsumer) => {
+            CloseFrame { code: CloseCode::Policy, reason: Utf8Bytes::from_static("Slow consumer") }
+        }
+        Some(CloseReason::TokenExpired) => {
+            CloseFrame { code: CloseCode::Policy, reason: Utf8Bytes::from_static("Token expired") }
+        }
+    }
+}
+
+async fn write_frames(
+    state: &HttpState,
+    sink: &mut SplitSink<Socket, Message>,
+    frames: &[Arc<Frame>],
+) -> bool {
+    let result = timeout(state.config.write_timeout, async {
+        for frame in frames {
+            let bytes = frame.encoded(wire::encode);
+            let text = Utf8Bytes::try_from(bytes).map_err(|_| tungstenite::Error::Utf8(String::new()))?;
+            sink.feed(Message::Text(text)).await?;
+        }
+        sink.flush().await
+    })
+    .await;
+    let written = matches!(result, Ok(Ok(())));
+    if written {
+        record_written(state, frames);
+    }
+    written
+}
+
+/// Counts frames written to the client, and for an answer's first chunk the gateway's
+/// own latency: from its token's arrival from the provider to now, written.
+fn record_written(state: &HttpState, frames: &[Arc<Frame>]) {
+    for frame in frames {
+        state.metrics.frames().sent(sent_type(&frame.event));
+        if let Some(arrived) = frame.first_token_at() {
+            state.metrics.recorder.gateway_latency(state.chat.clock().monotonic().saturating_sub(arrived));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn the_timer_fires_at_the_next_ping_or_earlier_at_the_silence_or_the_expiry() {
+        let now = Instant::now();
+        let (soon, later) = (now + Duration::from_secs(1), now + Duration::from_secs(30));
+        assert_eq!(timer_due(later, None, None), later, "no silence or expiry: the ping");
+        assert_eq!(timer_due(later, None, Some(soon)), soon, "the expiry first");
+        assert_eq!(timer_due(later, Some(soon), None), soon, "the silence first");
+        assert_eq!(timer_due(later, Some(later), Some(soon)), soon, "the earliest of all");
+        assert_eq!(timer_due(soon, Some(later), Some(later)), soon, "the ping first");
+    }
+}
