@@ -119,7 +119,9 @@ pub(crate) async fn run(live: Arc<LiveSession>, mut turns: mpsc::Receiver<Box<Tu
             () = actor.deps.hub.answerer_gone(actor.live.id()), if watching_orphan => {
                 // Its end usually arrived meanwhile (it was written before the lease was
                 // given back): only an answer still open here was orphaned.
-                if actor.live.mirrors_an_answer() && actor.take_lease().await {
+                // Boxed, as the rare paths below are: inline, taking the lease would be
+                // this future's largest state, held by every waiting session.
+                if actor.live.mirrors_an_answer() && Box::pin(actor.take_lease()).await {
                     Box::pin(actor.end_orphaned_answer()).await;
                     actor.release_if_idle(&turns);
                 }
