@@ -79,20 +79,10 @@ pub(super) fn serve(
         let writer = write_loop(&state, sink, queue, &handle, expiry, &halves);
         let ((), close) = tokio::join!(reader, writer);
         let read_end = halves.read_end();
-        if close.is_some()
-            && matches!(
-                read_end,
-                ReadEnd::Stopped
-                    | ReadEnd::PingTimeout
-                    | ReadEnd::FrameTooBig
-                    | ReadEnd::ProtocolViolation
-                    | ReadEnd::InvalidText
-                    | ReadEnd::Internal
-                    | ReadEnd::Flooding
-            )
-        {
-            // Complete the closing handshake: wait briefly for the client's close frame,
-            // so the TCP connection is not reset under frames the client has yet to read.
+        if close.is_some() && !matches!(read_end, ReadEnd::ClientClosed | ReadEnd::Broken) {
+            // The server closed a connection that still works: complete the closing
+            // handshake, waiting briefly for the client's close frame, so the TCP
+            // connection is not reset under frames the client has yet to read.
             // At shutdown the answers have had their time already: a client slow to
             // answer the close must not hold the process past its deadline.
             let wait = if state.shutdown.is_cancelled() { SHUTDOWN_CLOSE_WAIT } else { CLOSE_TIMEOUT };

@@ -43,6 +43,8 @@ pub(super) async fn read_loop(
 ) -> ReadEnd {
     let chat = &state.chat;
     loop {
+        // One expression from the read to the boxed command: a `Step` kept in a local
+        // would stay in the reader's state, command and all, while the command runs.
         let running = match tokio::select! {
             biased;
             () = halves.writer_done() => return ReadEnd::Stopped,

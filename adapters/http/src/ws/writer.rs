@@ -87,7 +87,8 @@ pub(super) fn write_loop<'a>(
                         break None;
                     }
                     if next_ping <= now {
-                        if timeout(state.config.write_timeout, sink.send(Message::Ping(Default::default()))).await.map_or(true, |r| r.is_err()) {
+                        let ping = sink.send(Message::Ping(Default::default()));
+                        if !matches!(timeout(state.config.write_timeout, ping).await, Ok(Ok(()))) {
                             break None;
                         }
                         next_ping = Instant::now() + state.config.ping_interval;
