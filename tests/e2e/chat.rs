@@ -291,3 +291,22 @@ async fn attachments_are_stored_and_fanned_out_without_a_model_call() {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_question_at_the_content_limit_arrives_whole_though_far_larger_than_a_read() {
+    // The server reads a socket in small pieces (its read buffer is a few hundred
+    // bytes); a question of the default limit, 10,000 characters of two bytes each,
+    // spans dozens of reads and splits characters between them.
+    let app = spawn_app(&[]).await;
+    let mut phone = app.connect("alice", "").await;
+    phone.ask("create the session").await;
+    let session = phone.session_id();
+    let mut laptop = app.connect("alice", &format!("&session_id={session}")).await;
+    let question = "é".repeat(10_000);
+    phone.send(json!({"type": "user_message", "content": question})).await;
+    let seen = laptop.until_done().await;
+    assert_eq!(seen[0]["type"], "user_message", "{:?}", seen[0]["type"]);
+    assert_eq!(seen[0]["content"].as_str(), Some(question.as_str()), "the question arrived whole");
+    assert!(phone.until_done().await.iter().all(|f| f["type"] != "error"), "no error for the asker");
+    app.stop().await;
+}
