@@ -12,12 +12,10 @@
 #   CHATBOX_BIN, CHATBOX_LOAD_BIN     the binaries (default: target/debug/…, built here
 #                                     unless CHATBOX_BIN is given and the tool exists)
 #   BENCH_MAX_MEMORY_RATIO            server KiB per idle socket ÷ floor's (default 0.65;
-#                                     about 0.5 today)
+#                                     about 0.55 today)
 #   BENCH_MIN_FANOUT_RATIO            server fan-out frames/s ÷ floor's (default 0.2)
 #   BENCH_MAX_CPU_RATIO               server CPU per fanned-out frame ÷ floor's (default 8;
 #                                     about 3 in a debug build, 0.6 in release)
-#   BENCH_IDLE_SOCKETS                sockets of the idle runs (default 1000: with 200, a few
-#                                     pages more or less moved the ratio by 0.1)
 #   BENCH_OUT_DIR                     where the JSON results go (default target/bench-quick)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,7 +27,6 @@ source scripts/lib/local-server.sh
 max_memory_ratio="${BENCH_MAX_MEMORY_RATIO:-0.65}"
 min_fanout_ratio="${BENCH_MIN_FANOUT_RATIO:-0.2}"
 max_cpu_ratio="${BENCH_MAX_CPU_RATIO:-8}"
-idle_sockets="${BENCH_IDLE_SOCKETS:-1000}"
 out="${BENCH_OUT_DIR:-target/bench-quick}"
 mkdir -p "$out"
 
@@ -64,7 +61,7 @@ floor_pid=$!
 pids+=("$floor_pid")
 wait_listening "$floor_port"
 floor_url="ws://127.0.0.1:$floor_port/chat/ws"
-"$load" idle --target floor --url "$floor_url" --pid "$floor_pid" --quick --sockets "$idle_sockets" --out "$out/idle-floor.json"
+"$load" idle --target floor --url "$floor_url" --pid "$floor_pid" --quick --out "$out/idle-floor.json"
 "$load" fanout --target floor --url "$floor_url" --pid "$floor_pid" --quick --out "$out/fanout-floor.json"
 
 server_port="$(pick_port)"
@@ -85,7 +82,7 @@ pids+=("$server_pid")
 wait_listening "$server_port"
 server_url="ws://127.0.0.1:$server_port/chat/ws"
 common=(--url "$server_url" --pid "$server_pid" --secret "$secret" --mock-port "$mock_port" --quick)
-"$load" idle "${common[@]}" --sockets "$idle_sockets" --out "$out/idle-chatbox.json"
+"$load" idle "${common[@]}" --out "$out/idle-chatbox.json"
 "$load" fanout "${common[@]}" --out "$out/fanout-chatbox.json"
 "$load" stream "${common[@]}" --out "$out/stream-chatbox.json"
 
