@@ -85,10 +85,7 @@ pub async fn run(args: &Args) -> anyhow::Result<Value> {
         tally.merge(&watched);
     }
     let wall = started.elapsed().as_secs_f64();
-    let server = match server_before {
-        Some(before) => Some(Cpu::of_all(&pids)?.since(before)),
-        None => None,
-    };
+    let server = server_before.map(|before| Cpu::of_all(&pids).map(|now| now.since(before))).transpose()?;
     let per_token =
         server.map(|cpu| stats::round(cpu.total().as_secs_f64() * 1e6 / tally.tokens.max(1) as f64));
     let results = json!({
