@@ -98,10 +98,8 @@ async fn ping_gets_pong() {
 #[tokio::test]
 async fn every_socket_of_a_session_gets_the_stream_and_only_the_others_the_echo_and_typing() {
     let app = spawn_app(&[]).await;
-    let mut phone = app.connect("alice", "").await;
-    phone.ask("create the session").await;
+    let (mut phone, mut laptop) = app.two_devices("alice", "create the session").await;
     let session = phone.session_id();
-    let mut laptop = app.connect("alice", &format!("&session_id={session}")).await;
     assert_eq!(laptop.session_id(), session);
 
     laptop
@@ -213,10 +211,8 @@ async fn messages_sent_while_answering_are_queued_in_order_never_interleaved_the
 #[tokio::test]
 async fn help_request_marks_the_session_and_acknowledges_to_its_sockets() {
     let app = spawn_app(&[]).await;
-    let mut phone = app.connect("alice", "").await;
-    phone.ask("my order is late").await;
+    let (mut phone, mut laptop) = app.two_devices("alice", "my order is late").await;
     let session = phone.session_id();
-    let mut laptop = app.connect("alice", &format!("&session_id={session}")).await;
     phone.send(json!({"type": "help_request", "session_id": session})).await;
     for client in [&mut phone, &mut laptop] {
         let ack = client.next_json().await;
@@ -252,10 +248,7 @@ async fn a_model_id_on_a_message_switches_the_sessions_model() {
 #[tokio::test]
 async fn attachments_are_stored_and_fanned_out_without_a_model_call() {
     let app = spawn_app(&[]).await;
-    let mut phone = app.connect("alice", "").await;
-    phone.ask("hello").await;
-    let session = phone.session_id();
-    let mut laptop = app.connect("alice", &format!("&session_id={session}")).await;
+    let (mut phone, mut laptop) = app.two_devices("alice", "hello").await;
     for kind in ["file_upload", "voice_message"] {
         phone
             .send(json!({"type": kind, "file_id": "f-1", "file_url": "https://cdn.example.com/a.png",
@@ -298,10 +291,7 @@ async fn a_question_at_the_content_limit_arrives_whole_though_far_larger_than_a_
     // bytes); a question of the default limit, 10,000 characters of two bytes each,
     // spans dozens of reads and splits characters between them.
     let app = spawn_app(&[]).await;
-    let mut phone = app.connect("alice", "").await;
-    phone.ask("create the session").await;
-    let session = phone.session_id();
-    let mut laptop = app.connect("alice", &format!("&session_id={session}")).await;
+    let (mut phone, mut laptop) = app.two_devices("alice", "create the session").await;
     let question = "é".repeat(10_000);
     phone.send(json!({"type": "user_message", "content": question})).await;
     let seen = laptop.until_done().await;

@@ -137,6 +137,15 @@ impl TestApp {
         self.connect_with(&token(user), extra_query).await
     }
 
+    /// Two devices of `user` on one session: the first asks `question` (a first message
+    /// creates the session), the second joins it with `?session_id=`.
+    pub async fn two_devices(&self, user: &str, question: &str) -> (Client, Client) {
+        let mut first = self.connect(user, "").await;
+        first.ask(question).await;
+        let second = self.connect(user, &format!("&session_id={}", first.session_id())).await;
+        (first, second)
+    }
+
     /// Opens a socket with `token`, and reads its `connection_status`.
     async fn connect_with(&self, token: &str, extra_query: &str) -> Client {
         let url = self.ws_url(&format!("?token={token}{extra_query}"));
