@@ -3,15 +3,15 @@
 //! and ends the socket with the right close code: 1001 on shutdown, 1008 for a slow
 //! consumer, an expired token, a silent client or a flood, 1009 for an oversized frame.
 
-use std::pin::pin;
+use std::pin::{Pin, pin};
 use std::sync::Arc;
 
 use chatbox_application::events::{Frame, ServerEvent};
-use chatbox_application::socket::{CloseReason, OutboundQueue, SocketHandle};
+use chatbox_application::socket::{CloseReason, Dequeued, OutboundQueue, SocketHandle};
 use chatbox_domain::ErrorCode;
 use futures::SinkExt;
 use futures::stream::SplitSink;
-use tokio::time::{Instant, sleep_until, timeout};
+use tokio::time::{Instant, Sleep, sleep_until, timeout};
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
@@ -48,13 +48,17 @@ pub(super) fn write_loop<'a>(
         let mut reader_stopped = pin!(halves.reader_done());
         let mut shutting_down = pin!(state.shutdown.cancelled());
         let close = loop {
-            // Queued frames come before the rare ends, which are looked at only when the
-            // queue is empty: a frame in flight is written, then the socket closes. A
-            // client that cannot keep up fills its budget and is closed by `closed()`.
-            tokio::select! {
-                biased;
-                () = handle.closed() => break Some(handle.close_reason()),
-                item = queue.recv() => {
+            match next_duty(
+                handle,
+                &mut queue,
+                timer.as_mut(),
+                reader_stopped.as_mut(),
+                shutting_down.as_mut(),
+            )
+            .await
+            {
+                Duty::Close => break Some(handle.close_reason()),
+                Duty::Write(item) => {
                     // Everything queued goes in one write; its bytes count against the
                     // socket's budget until written.
                     let written = tokio::select! {
@@ -66,9 +70,9 @@ pub(super) fn write_loop<'a>(
                         break None;
                     }
                 }
-                () = &mut reader_stopped => break None,
-                () = &mut shutting_down => break Some(Some(CloseReason::ShuttingDown)),
-                () = &mut timer => {
+                Duty::ReaderStopped => break None,
+                Duty::ShutDown => break Some(Some(CloseReason::ShuttingDown)),
+                Duty::Timer => {
                     let now = Instant::now();
                     if expiry.is_some_and(|at| at <= now) {
                         let expired = state.chat.frame(ServerEvent::Error {
@@ -126,6 +130,43 @@ pub(super) fn write_loop<'a>(
         .await;
         halves.writer_stopped();
         frame
+    }
+}
+
+/// What the writer does next.
+enum Duty {
+    /// The socket was closed from outside (a slow consumer, shutdown, the session's end).
+    Close,
+    /// The timer is due: a ping, the client's silence or the token's expiry.
+    Timer,
+    /// Frames are queued.
+    Write(Dequeued),
+    /// The reader has stopped.
+    ReaderStopped,
+    /// The process is shutting down.
+    ShutDown,
+}
+
+/// Waits for the writer's next duty, looking in order of precedence.
+///
+/// A due timer comes before queued frames: a client that keeps the queue busy must still
+/// be pinged, and closed when silent or when its token expires. Queued frames come before
+/// the rare ends: a frame in flight is written, then the socket closes (at shutdown, what
+/// is still queued is delivered after the loop).
+async fn next_duty(
+    handle: &SocketHandle,
+    queue: &mut OutboundQueue,
+    timer: Pin<&mut Sleep>,
+    reader_stopped: Pin<&mut impl Future<Output = ()>>,
+    shutting_down: Pin<&mut impl Future<Output = ()>>,
+) -> Duty {
+    tokio::select! {
+        biased;
+        () = handle.closed() => Duty::Close,
+        () = timer => Duty::Timer,
+        item = queue.recv() => Duty::Write(item),
+        () = reader_stopped => Duty::ReaderStopped,
+        () = shutting_down => Duty::ShutDown,
     }
 }
 
@@ -201,5 +242,33 @@ mod tests {
         assert_eq!(timer_due(later, Some(soon), None), soon, "the silence first");
         assert_eq!(timer_due(later, Some(later), Some(soon)), soon, "the earliest of all");
         assert_eq!(timer_due(soon, Some(later), Some(later)), soon, "the ping first");
+    }
+
+    fn notice() -> Arc<Frame> {
+        Frame::new(ServerEvent::Notification { content: "busy".into() }, chatbox_domain::Timestamp::default())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_due_timer_comes_before_queued_frames_and_a_closed_socket_before_both() {
+        let budget = chatbox_application::socket::SocketBudget { max_bytes: 1 << 20, encode: wire::encode };
+        let user = chatbox_domain::UserId::parse("busy-reader").expect("a user id");
+        let (handle, mut queue) = SocketHandle::new(user, budget);
+        let mut timer = pin!(tokio::time::sleep(Duration::from_secs(1)));
+        let mut never_stops = pin!(std::future::pending::<()>());
+        let mut never_shuts_down = pin!(std::future::pending::<()>());
+        let mut next = async || {
+            next_duty(&handle, &mut queue, timer.as_mut(), never_stops.as_mut(), never_shuts_down.as_mut())
+                .await
+        };
+
+        assert!(handle.send(notice()));
+        assert!(matches!(next().await, Duty::Write(_)), "frames queued, the timer not yet due");
+        // A client that keeps the queue busy: frames are queued whenever the writer looks.
+        assert!(handle.send(notice()));
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert!(matches!(next().await, Duty::Timer), "the due timer first, though frames wait");
+
+        handle.close(CloseReason::SlowConsumer);
+        assert!(matches!(next().await, Duty::Close), "a closed socket before anything");
     }
 }
