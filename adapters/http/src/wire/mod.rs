@@ -254,5 +254,4 @@ mod tests {
             Err(WireError::Invalid(InvalidValue::NotHttps))
         ));
     }
-
 }

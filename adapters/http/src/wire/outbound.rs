@@ -78,9 +78,12 @@ impl OutFrame<'_> {
             self.user_id,
         ];
         let texts = texts.into_iter().flatten().map(|text| text.len().saturating_add(PER_FIELD));
-        let metadata = self.metadata.iter().map(|(key, value)| key.len().saturating_add(value.len()).saturating_add(6));
-        let models = self.models.iter().flatten().map(|m| m.id.len().saturating_add(m.name.len()).saturating_add(20));
-        let error = self.error.iter().map(|e| e.code.len().saturating_add(e.message.len()).saturating_add(80));
+        let metadata =
+            self.metadata.iter().map(|(key, value)| key.len().saturating_add(value.len()).saturating_add(6));
+        let models =
+            self.models.iter().flatten().map(|m| m.id.len().saturating_add(m.name.len()).saturating_add(20));
+        let error =
+            self.error.iter().map(|e| e.code.len().saturating_add(e.message.len()).saturating_add(80));
         let numbers = if self.seq.is_some() { PER_FIELD } else { 0 };
         texts
             .chain(metadata)
@@ -308,7 +311,8 @@ mod tests {
     #[test]
     fn frames_are_written_into_one_buffer_of_about_their_length() {
         let session_id = SessionId::parse("0f8c5e2a4b7d4c1e9a3b6d8f0e2c4a6b").expect("id");
-        let message_id = chatbox_domain::MessageId::parse("2b4d6f8a-0c1e-4a3b-8d5f-7e9a1c3b5d7f").expect("id");
+        let message_id =
+            chatbox_domain::MessageId::parse("2b4d6f8a-0c1e-4a3b-8d5f-7e9a1c3b5d7f").expect("id");
         let model_id = ModelId::parse("gpt-4o-mini").expect("id");
         let events = [
             ServerEvent::AnswerChunk {
@@ -324,7 +328,11 @@ mod tests {
                 model_id: model_id.clone(),
                 seq: Some(Seq(41)),
                 finish_reason: chatbox_domain::FinishReason::Length,
-                usage: Some(chatbox_domain::Usage { prompt_tokens: 1200, completion_tokens: 800, estimated: true }),
+                usage: Some(chatbox_domain::Usage {
+                    prompt_tokens: 1200,
+                    completion_tokens: 800,
+                    estimated: true,
+                }),
                 timing: chatbox_domain::AnswerTiming {
                     first_token: Some(std::time::Duration::from_millis(350)),
                     total: std::time::Duration::from_millis(41_000),
@@ -334,8 +342,11 @@ mod tests {
             ServerEvent::ConnectionStatus {
                 user_id: chatbox_domain::UserId::parse("user-42").expect("id"),
                 session_id: session_id.clone(),
-                models: vec![chatbox_application::settings::ModelInfo { id: model_id.clone(), name: "GPT-4o mini".into() }]
-                    .into(),
+                models: vec![chatbox_application::settings::ModelInfo {
+                    id: model_id.clone(),
+                    name: "GPT-4o mini".into(),
+                }]
+                .into(),
                 model_id,
                 state: "connected",
                 content: None,
