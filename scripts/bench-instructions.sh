@@ -70,7 +70,9 @@ callgrind_control --instr=on "$server_pid" >/dev/null 2>&1
   --label "$label" --out "$out/stream-$label.json" >"$out/stream-$label.txt"
 callgrind_control --dump "$server_pid" >/dev/null 2>&1
 
-dump="$(ls -t "$profile".* | head -1)"
+# The profile of the first (and only) dump asked for: the one that ends at the last answer.
+dump="$profile.1"
+[[ -f "$dump" ]] || die "callgrind wrote no profile at $dump (see $out/server.log)"
 python3 - "$dump" "$out/stream-$label.json" "$label" <<'PY'
 import json, sys
 dump, results, label = sys.argv[1:]
