@@ -186,6 +186,7 @@ fn metadata(raw: Option<serde_json::Map<String, Value>>) -> Result<Metadata, Wir
 
 #[cfg(test)]
 mod tests {
+    use super::*;
 
     /// Every code a client can meet is explained in the protocol's error table (or, for
     /// the handshake and HTTP-only codes, in its tables of refusals and routes).
@@ -198,8 +199,6 @@ mod tests {
             assert!(protocol.contains(&cell), "docs/protocol.md has no table row for {}", code.as_str());
         }
     }
-
-    use super::*;
 
     fn now() -> Timestamp {
         chrono::DateTime::from_timestamp(1_800_000_000, 0).expect("time")
