@@ -8,6 +8,7 @@ use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
+use crate::metrics::scrape_until;
 use crate::support::{open, spawn_app, token_expiring};
 use crate::ws;
 
@@ -112,14 +113,7 @@ async fn a_slow_consumer_is_disconnected_after_a_gapless_prefix_and_others_are_u
     // The slow device reads nothing while the other floods the session with large
     // attachment captions (within its command budget); its queue overflows once the
     // TCP buffers are full.
-    let caption = "c".repeat(90_000);
-    for n in 0..110 {
-        let frame = json!({"type": "file_upload", "file_id": format!("f{n}"), "file_url": "https://cdn.example.com/f.png", "content": caption});
-        writer.send(frame).await;
-        if n % 10 == 0 {
-            tokio::task::yield_now().await;
-        }
-    }
+    writer.send_captions(110).await;
     let (close, frames) = slow.until_closed().await;
     let close = close.expect("a close frame");
     assert_eq!((close.code, close.reason.as_str()), (CloseCode::Policy, "Slow consumer"));
@@ -132,6 +126,60 @@ async fn a_slow_consumer_is_disconnected_after_a_gapless_prefix_and_others_are_u
     // The fast socket is unaffected: it still answers, and it received no error.
     let before_pong = writer.frames_before_pong().await;
     assert!(before_pong.iter().all(|f| f["type"] != "error"), "{before_pong:#?}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_that_takes_nothing_is_dropped_after_the_write_timeout() {
+    let app = spawn_app(&[
+        // Room for the whole flood: the queue never overflows, so only the write
+        // timeout can end the socket.
+        ("WS_SEND_BUFFER", "67108864"),
+        ("WS_WRITE_TIMEOUT", "300ms"),
+        ("RATE_LIMIT", "100000"),
+        ("WS_COMMAND_BUDGET", "100000"),
+        ("MAX_CONTENT_CHARS", "100000"),
+    ])
+    .await;
+    let (mut writer, mut stuck) = app.two_devices("alice", "start").await;
+
+    // The stuck device reads nothing while the other floods the session, so a write to
+    // it waits, then gives up.
+    writer.send_captions(300).await;
+    // Nothing else signals the end of a socket's task: the gauge falls to the one
+    // device left, and not for a slow consumer (its queue had room).
+    let s =
+        scrape_until(&app, "the stuck socket's end", |s| s.get("chatbox_websocket_connections", &[]) == 1.0)
+            .await;
+    assert_eq!(s.get("chatbox_slow_consumer_disconnects_total", &[]), 0.0);
+    // Reading now, the stuck client finds its connection ended before the whole flood.
+    let (_, frames) = stuck.until_closed().await;
+    assert!(frames.len() < 300, "the stuck socket did not receive the whole flood");
+
+    // The device that reads is unaffected.
+    let before_pong = writer.frames_before_pong().await;
+    assert!(before_pong.iter().all(|f| f["type"] != "error"), "{before_pong:#?}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_slow_consumer_that_reads_nothing_is_dropped_at_once_not_after_the_write_timeout() {
+    let app = spawn_app(&[
+        ("WS_SEND_BUFFER", "16384"),
+        // Far past the test's patience: only the close from outside can end the write
+        // the stuck device never takes.
+        ("WS_WRITE_TIMEOUT", "1h"),
+        ("RATE_LIMIT", "100000"),
+        ("WS_COMMAND_BUDGET", "100000"),
+        ("MAX_CONTENT_CHARS", "100000"),
+    ])
+    .await;
+    let (mut writer, _stuck) = app.two_devices("alice", "start").await;
+    writer.send_captions(300).await;
+    let s =
+        scrape_until(&app, "the slow consumer's end", |s| s.get("chatbox_websocket_connections", &[]) == 1.0)
+            .await;
+    assert_eq!(s.get("chatbox_slow_consumer_disconnects_total", &[]), 1.0);
     app.stop().await;
 }
 

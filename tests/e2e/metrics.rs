@@ -29,7 +29,7 @@ async fn scrape(app: &TestApp) -> Scrape {
 
 /// Scrapes until `ready` holds, for effects recorded when a server task ends (nothing
 /// else signals them); fails at the deadline.
-async fn scrape_until(app: &TestApp, what: &str, ready: impl Fn(&Scrape) -> bool) -> Scrape {
+pub(crate) async fn scrape_until(app: &TestApp, what: &str, ready: impl Fn(&Scrape) -> bool) -> Scrape {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
         let scrape = scrape(app).await;
@@ -154,11 +154,7 @@ async fn a_slow_consumer_disconnect_is_counted() {
     let mut writer = app.connect("alice", "").await;
     writer.ask("start").await;
     let mut slow = app.connect("alice", &format!("&session_id={}", writer.session_id())).await;
-    let caption = "c".repeat(90_000);
-    for n in 0..110 {
-        let frame = json!({"type": "file_upload", "file_id": format!("f{n}"), "file_url": "https://cdn.example.com/f.png", "content": caption});
-        writer.send(frame).await;
-    }
+    writer.send_captions(110).await;
     let (close, _) = slow.until_closed().await;
     assert_eq!(close.map(|c| c.reason.to_string()), Some("Slow consumer".to_owned()));
     let s = scrape(&app).await;

@@ -286,6 +286,21 @@ impl Client {
         self.status["session_id"].as_str().expect("session id").to_owned()
     }
 
+    /// Sends `count` attachment notices with 90 KB captions to this socket's session (each
+    /// reaches its other devices): more than a device that reads nothing can take, once
+    /// the loopback TCP buffers are full. Set `MAX_CONTENT_CHARS` to 100000, and raise
+    /// `RATE_LIMIT` and `WS_COMMAND_BUDGET` past `count`.
+    pub async fn send_captions(&mut self, count: usize) {
+        let caption = "c".repeat(90_000);
+        for n in 0..count {
+            let frame = json!({"type": "file_upload", "file_id": format!("f{n}"), "file_url": "https://cdn.example.com/f.png", "content": caption});
+            self.send(frame).await;
+            if n % 10 == 0 {
+                tokio::task::yield_now().await;
+            }
+        }
+    }
+
     /// Sends a message and reads its answer.
     pub async fn ask(&mut self, text: &str) -> Vec<Value> {
         self.send(json!({"type": "user_message", "content": text})).await;

@@ -96,7 +96,9 @@ fn print_env(args: &Args) -> anyhow::Result<()> {
     let mock: u16 = args.get("mock-port", DEFAULT_MOCK_PORT)?;
     let secret = match args.text("secret") {
         Some(secret) => secret.to_owned(),
-        None => format!("load-{:x}-{:x}-KzQw", client::now_ns(), std::process::id()),
+        // Fixed-width fields: the server refuses a secret under 32 bytes, and a small
+        // process id written in hex would make one.
+        None => format!("load-{:016x}-{:08x}-KzQw", client::now_ns(), std::process::id()),
     };
     for (name, value) in [
         ("JWT_SECRET", secret.as_str()),

@@ -55,15 +55,20 @@ pub(super) fn serve(
         Instant::now().checked_add(left)
     });
 
+    // Boxed, like every call into the use-cases below: their futures are large and
+    // short-lived, and inline they would make every idle socket's task as large as the
+    // largest of them. Made here, so the task keeps the box (freed once connected), not
+    // the arguments it was made from.
+    let connecting = {
+        let (state, handle) = (Arc::clone(&state), Arc::clone(&handle));
+        Box::pin(async move { state.chat.connect(handle, is_admin, requested, last_seq).await })
+    };
+
     async move {
         let halves = Halves::new(Instant::now());
         // Connecting (which replays history on a resume) runs alongside the writer, so a
         // long replay is drained as it is queued rather than overflowing the socket's queue.
         let reader = async {
-            // Boxed, like every call into the use-cases below: their futures are large and
-            // short-lived, and inline they would make every idle socket's task as large as
-            // the largest of them.
-            let connecting = Box::pin(state.chat.connect(Arc::clone(&handle), is_admin, requested, last_seq));
             let mut connection = match connecting.await {
                 Ok(connection) => connection,
                 Err(error) => {

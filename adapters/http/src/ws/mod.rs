@@ -48,6 +48,11 @@ const READ_BUFFER_BYTES: usize = 512;
 /// Frames are gathered up to this many bytes before they are written, so the frames a
 /// writer takes from its queue at once leave in one system call, not one each.
 const WRITE_BATCH_BYTES: usize = 8 * 1024;
+/// The most a socket's task may hold, checked in debug builds. tokio allocates a task as
+/// its future plus about 100 bytes of its own, rounded up to 128, and jemalloc then
+/// rounds up to its size class: up to this size that is 1,536 bytes, a few bytes more
+/// and every idle socket's task costs 1,792.
+const SOCKET_TASK_MAX_BYTES: usize = 1424;
 /// Answers `GET P/ws`.
 pub(crate) async fn upgrade(request: SocketRequest) -> HttpResponse {
     let SocketRequest { state, headers, query, upgrade: on_upgrade } = request;
@@ -128,7 +133,13 @@ pub(crate) async fn upgrade(request: SocketRequest) -> HttpResponse {
             }
         }
     });
-    state.tasks.spawn(upgrading.map(OptionFuture::from).flatten().instrument(span));
+    let task = upgrading.map(OptionFuture::from).flatten().instrument(span);
+    debug_assert!(
+        size_of_val(&task) <= SOCKET_TASK_MAX_BYTES,
+        "a socket's task grew to {} bytes, past {SOCKET_TASK_MAX_BYTES}: every idle socket would cost 256 more",
+        size_of_val(&task)
+    );
+    state.tasks.spawn(task);
 
     let mut response = HttpResponse::default();
     *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;

@@ -3,15 +3,17 @@
 //! and ends the socket with the right close code: 1001 on shutdown, 1008 for a slow
 //! consumer, an expired token, a silent client or a flood, 1009 for an oversized frame.
 
+use std::future::poll_fn;
 use std::pin::{Pin, pin};
 use std::sync::Arc;
+use std::task::Poll;
 
 use chatbox_application::events::{Frame, ServerEvent};
 use chatbox_application::socket::{CloseReason, Dequeued, OutboundQueue, SocketHandle};
 use chatbox_domain::ErrorCode;
 use futures::SinkExt;
 use futures::stream::SplitSink;
-use tokio::time::{Instant, Sleep, sleep_until, timeout};
+use tokio::time::{Instant, Sleep, sleep, sleep_until, timeout};
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
@@ -61,13 +63,10 @@ pub(super) fn write_loop<'a>(
                 Duty::Write(item) => {
                     // Everything queued goes in one write; its bytes count against the
                     // socket's budget until written.
-                    let written = tokio::select! {
-                        biased;
-                        () = handle.closed() => break Some(handle.close_reason()),
-                        written = write_frames(state, &mut sink, item.frames()) => written,
-                    };
-                    if !written {
-                        break None;
+                    match write_queued(state, &mut sink, item.frames(), handle).await {
+                        Written::Done => {}
+                        Written::Failed => break None,
+                        Written::Closed => break Some(handle.close_reason()),
                     }
                 }
                 Duty::ReaderStopped => break None,
@@ -81,7 +80,7 @@ pub(super) fn write_loop<'a>(
                             message: "Authentication token expired".into(),
                             retry_after: None,
                         });
-                        let _ = write_frames(state, &mut sink, &[expired]).await;
+                        Box::pin(write_within(state, &mut sink, &[expired])).await;
                         break Some(Some(CloseReason::TokenExpired));
                     }
                     if halves.silent_at(state.config.pong_timeout).is_some_and(|at| at <= now) {
@@ -113,7 +112,7 @@ pub(super) fn write_loop<'a>(
             None => matches!(read_end, ReadEnd::Internal | ReadEnd::Flooding),
         };
         if deliver_queue && let Some(pending) = queue.try_recv_all() {
-            let _ = write_frames(state, &mut sink, pending.frames()).await;
+            Box::pin(write_within(state, &mut sink, pending.frames())).await;
         }
         let frame = match close {
             Some(reason) => Some(close_frame(reason)),
@@ -196,25 +195,78 @@ fn close_frame(reason: Option<CloseReason>) -> CloseFrame {
     }
 }
 
-async fn write_frames(
-    state: &HttpState,
-    sink: &mut SplitSink<Socket, Message>,
-    frames: &[Arc<Frame>],
-) -> bool {
-    let result = timeout(state.config.write_timeout, async {
-        for frame in frames {
-            let bytes = frame.encoded(wire::encode);
-            let text = Utf8Bytes::try_from(bytes).map_err(|_| tungstenite::Error::Utf8(String::new()))?;
-            sink.feed(Message::Text(text)).await?;
+/// How a write of queued frames ended.
+enum Written {
+    Done,
+    /// The client did not take the frames in time, or the connection broke.
+    Failed,
+    /// The socket was closed from outside while the client was slow to take them.
+    Closed,
+}
+
+/// Writes frames taken from the queue, giving up after the write timeout or when the
+/// socket is closed from outside (a slow consumer, shutdown).
+///
+/// A write nearly always completes at once, the socket having room. Only a write the
+/// client is slow to take waits for the timeout or a close, and what that wait needs (a
+/// timer, a wait for the close) is boxed then: inline, it would be part of every idle
+/// socket's task.
+// An `async fn` would keep a second copy of its arguments beside the locals it moves
+// them into (as `serve` explains), 40 bytes of every idle socket's task.
+#[expect(clippy::manual_async_fn)]
+fn write_queued<'a>(
+    state: &'a HttpState,
+    sink: &'a mut SplitSink<Socket, Message>,
+    frames: &'a [Arc<Frame>],
+    handle: &'a SocketHandle,
+) -> impl Future<Output = Written> + Send + 'a {
+    async move {
+        let mut write = pin!(write_frames(sink, frames));
+        let result = match poll_fn(|cx| Poll::Ready(write.as_mut().poll(cx))).await {
+            Poll::Ready(result) => result,
+            Poll::Pending => {
+                let slow = Box::pin(async {
+                    tokio::select! {
+                        biased;
+                        () = handle.closed() => Written::Closed,
+                        () = sleep(state.config.write_timeout) => Written::Failed,
+                    }
+                });
+                tokio::select! {
+                    biased;
+                    end = slow => return end,
+                    result = write => result,
+                }
+            }
+        };
+        if result.is_err() {
+            return Written::Failed;
         }
-        sink.flush().await
-    })
-    .await;
-    let written = matches!(result, Ok(Ok(())));
-    if written {
+        record_written(state, frames);
+        Written::Done
+    }
+}
+
+/// Writes frames on the way to a close (the token's expiry, what shutdown delivers),
+/// within the write timeout. Called boxed: it happens once in a socket's life, and its
+/// timer inline would be part of every idle socket's task.
+async fn write_within(state: &HttpState, sink: &mut SplitSink<Socket, Message>, frames: &[Arc<Frame>]) {
+    if let Ok(Ok(())) = timeout(state.config.write_timeout, write_frames(sink, frames)).await {
         record_written(state, frames);
     }
-    written
+}
+
+/// Writes frames in one go: fed to the socket, then flushed.
+async fn write_frames(
+    sink: &mut SplitSink<Socket, Message>,
+    frames: &[Arc<Frame>],
+) -> Result<(), tungstenite::Error> {
+    for frame in frames {
+        let bytes = frame.encoded(wire::encode);
+        let text = Utf8Bytes::try_from(bytes).map_err(|_| tungstenite::Error::Utf8(String::new()))?;
+        sink.feed(Message::Text(text)).await?;
+    }
+    sink.flush().await
 }
 
 /// Counts frames written to the client, and for an answer's first chunk the gateway's
