@@ -12,11 +12,9 @@
 //! mirrored and finished with an error and its `done` on every replica.
 
 use chatbox_domain::{ErrorCode, FinishReason};
-use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use super::{Actor, Answer, Outcome};
-use crate::turn::Turn;
 
 /// The most messages read while catching up with the store.
 const CATCH_UP_LIMIT: usize = 1_000;
@@ -43,8 +41,8 @@ impl Actor {
     }
 
     /// Gives the lease back once nothing waits: no turn queued, no answer held.
-    pub(super) fn release_if_idle(&mut self, turns: &mpsc::Receiver<Box<Turn>>) {
-        if turns.is_empty() && self.held.is_none() {
+    pub(super) fn release_if_idle(&mut self) {
+        if !self.live.turns_waiting() && self.held.is_none() {
             self.lease = None;
         }
     }

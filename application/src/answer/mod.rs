@@ -26,7 +26,6 @@ use chatbox_domain::{
     ErrorCode, FinishReason, MessageId, MessageKind, ModelId, ProviderConversation, Sender, StoredMessage,
     Usage,
 };
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
@@ -95,7 +94,10 @@ pub(crate) struct Actor {
 }
 
 /// Runs a session's actor until the session is retired and its queue is drained.
-pub(crate) async fn run(live: Arc<LiveSession>, mut turns: mpsc::Receiver<Box<Turn>>, deps: Arc<Deps>) {
+pub(crate) async fn run(live: Arc<LiveSession>, deps: Arc<Deps>) {
+    // However the actor ends, its session takes no more turns (a panic included: they
+    // would wait for an actor that is gone).
+    let _closes_turns = CloseTurnsOnDrop(Arc::clone(&live));
     let mut actor = Actor { live, deps, held: None, lease: None };
     let mut retiring = false;
     loop {
@@ -105,12 +107,12 @@ pub(crate) async fn run(live: Arc<LiveSession>, mut turns: mpsc::Receiver<Box<Tu
             () = actor.live.retired(), if !retiring => {
                 // Take what was already accepted, then stop.
                 retiring = true;
-                turns.close();
+                actor.live.close_turns();
                 continue;
             }
             () = tokio::time::sleep(outbox::RETRY_INTERVAL), if actor.held.is_some() => {
                 Box::pin(actor.flush()).await;
-                actor.release_if_idle(&turns);
+                actor.release_if_idle();
                 continue;
             }
             // Another replica streams an answer here; if it stops holding the lease
@@ -123,21 +125,30 @@ pub(crate) async fn run(live: Arc<LiveSession>, mut turns: mpsc::Receiver<Box<Tu
                 // this future's largest state, held by every waiting session.
                 if actor.live.mirrors_an_answer() && Box::pin(actor.take_lease()).await {
                     Box::pin(actor.end_orphaned_answer()).await;
-                    actor.release_if_idle(&turns);
+                    actor.release_if_idle();
                 }
                 continue;
             }
-            turn = turns.recv() => turn,
+            turn = actor.live.next_turn() => turn,
         };
         let Some(turn) = turn else { break };
         // Boxed: storing and answering are this future's largest states, and a session
         // that waits for its next turn (most of them, most of the time) should hold only
         // what waiting needs.
         Box::pin(actor.take_turn(*turn)).await;
-        actor.release_if_idle(&turns);
+        actor.release_if_idle();
     }
     actor.flush_before_exit().await;
     debug!(session_id = %actor.live.id(), "session actor stopped");
+}
+
+/// Closes a session's turn queue when its actor ends.
+struct CloseTurnsOnDrop(Arc<LiveSession>);
+
+impl Drop for CloseTurnsOnDrop {
+    fn drop(&mut self) {
+        self.0.close_turns();
+    }
 }
 
 impl Actor {

@@ -69,14 +69,11 @@ impl ChatService {
     }
 
     pub(super) fn activate(&self, session: Session, client_keys: Vec<StoredKey>) -> Arc<LiveSession> {
-        let capacity = self.deps.settings.answer_queue_limit + 2;
-        let (live, receiver) = self.deps.live.activate(session, client_keys, capacity);
-        if let Some(receiver) = receiver {
+        let (live, created) = self.deps.live.activate(session, client_keys);
+        if created {
             // The actor's lines carry the session id; it outlives any one socket.
             let span = tracing::info_span!(parent: None, "session", session_id = %live.id());
-            self.deps
-                .actors
-                .spawn(answer::run(Arc::clone(&live), receiver, Arc::clone(&self.deps)).instrument(span));
+            self.deps.actors.spawn(answer::run(Arc::clone(&live), Arc::clone(&self.deps)).instrument(span));
         }
         live
     }

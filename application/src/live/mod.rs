@@ -22,14 +22,12 @@ use std::time::Duration;
 use chatbox_domain::{Session, SessionId};
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 pub use client_ids::{REMEMBERED_CLIENT_IDS, StoredKey};
 pub use session::{LiveSession, OrphanedAnswer, ReplayStep};
 
 use crate::ports::{Clock, ReplicaEvents, SessionHub};
-use crate::turn::Turn;
 
 /// The registry of live sessions.
 pub struct LiveSessions {
@@ -62,20 +60,12 @@ impl LiveSessions {
     }
 
     /// Makes `session` live unless it already is, in which case the existing one wins.
-    /// Returns the live session and, when it was created here, the receiver its actor
-    /// must consume.
-    pub fn activate(
-        &self,
-        session: Session,
-        client_keys: Vec<StoredKey>,
-        queue_capacity: usize,
-    ) -> (Arc<LiveSession>, Option<mpsc::Receiver<Box<Turn>>>) {
+    /// Returns the live session and whether it was created here (its actor is then
+    /// to be started).
+    pub fn activate(&self, session: Session, client_keys: Vec<StoredKey>) -> (Arc<LiveSession>, bool) {
         match self.sessions.entry(session.id.clone()) {
-            Entry::Occupied(existing) if !existing.get().is_evicted() => (Arc::clone(existing.get()), None),
+            Entry::Occupied(existing) if !existing.get().is_evicted() => (Arc::clone(existing.get()), false),
             entry => {
-                // Boxed turns: the channel allocates a block of 32 slots up front, for
-                // every live session, and a turn inline is a few hundred bytes.
-                let (turns, receiver) = mpsc::channel(queue_capacity.max(1));
                 let live = Arc::new_cyclic(|events: &std::sync::Weak<LiveSession>| {
                     let events: std::sync::Weak<dyn ReplicaEvents> = events.clone();
                     let fanout = self.hub.open(&session.id, events);
@@ -84,7 +74,6 @@ impl LiveSessions {
                         client_keys,
                         fanout,
                         Arc::clone(&self.clock),
-                        turns,
                         self.shutdown.child_token(),
                     )
                 });
@@ -96,7 +85,7 @@ impl LiveSessions {
                         vacant.insert(Arc::clone(&live));
                     }
                 }
-                (live, Some(receiver))
+                (live, true)
             }
         }
     }
@@ -205,10 +194,10 @@ mod tests {
     #[test]
     fn an_evicted_session_refuses_sockets_and_is_replaced_on_the_next_activation() {
         let sessions = registry();
-        let (live, receiver) = sessions.activate(session("s"), Vec::new(), 4);
-        assert!(receiver.is_some(), "a new live session gets an actor queue");
-        let (same, none) = sessions.activate(session("s"), Vec::new(), 4);
-        assert!(Arc::ptr_eq(&live, &same) && none.is_none(), "the live one wins");
+        let (live, created) = sessions.activate(session("s"), Vec::new());
+        assert!(created, "a new live session gets an actor");
+        let (same, created_again) = sessions.activate(session("s"), Vec::new());
+        assert!(Arc::ptr_eq(&live, &same) && !created_again, "the live one wins");
 
         assert!(!live.is_evicted());
         assert_eq!(sessions.evict_idle(Duration::ZERO), 1);
@@ -219,8 +208,8 @@ mod tests {
         let (socket, _queue) = SocketHandle::new(UserId::parse("u").expect("id"), budget);
         assert!(!live.join(&socket, FixedClock.now()));
         assert!(sessions.get(live.id()).is_none());
-        let (fresh, receiver) = sessions.activate(session("s"), Vec::new(), 4);
-        assert!(!Arc::ptr_eq(&live, &fresh) && receiver.is_some(), "loaded again with a new actor");
+        let (fresh, created) = sessions.activate(session("s"), Vec::new());
+        assert!(!Arc::ptr_eq(&live, &fresh) && created, "loaded again with a new actor");
         assert!(fresh.join(&socket, FixedClock.now()));
         assert_eq!(sessions.evict_idle(Duration::ZERO), 0, "a session with a socket is never evicted");
         fresh.leave(socket.id());
@@ -232,9 +221,9 @@ mod tests {
         let sessions = registry();
         assert!(sessions.is_empty());
         assert_eq!(sessions.len(), 0);
-        let (first, _) = sessions.activate(session("one"), Vec::new(), 4);
-        let (second, _) = sessions.activate(session("two"), Vec::new(), 4);
-        let _ = sessions.activate(session("one"), Vec::new(), 4);
+        let (first, _) = sessions.activate(session("one"), Vec::new());
+        let (second, _) = sessions.activate(session("two"), Vec::new());
+        let _ = sessions.activate(session("one"), Vec::new());
         assert!(!sessions.is_empty());
         assert_eq!(sessions.len(), 2, "activating a live session again adds none");
         let found = sessions.get(first.id()).expect("live");
@@ -250,10 +239,10 @@ mod tests {
     async fn a_session_made_live_after_shutdown_began_is_retired_at_once() {
         let sessions = registry();
         assert!(!sessions.is_shutting_down());
-        let (before, _) = sessions.activate(session("before"), Vec::new(), 4);
+        let (before, _) = sessions.activate(session("before"), Vec::new());
         sessions.retire_all();
         assert!(sessions.is_shutting_down());
-        let (after, _) = sessions.activate(session("after"), Vec::new(), 4);
+        let (after, _) = sessions.activate(session("after"), Vec::new());
         let retired = async {
             before.retired().await;
             after.retired().await;

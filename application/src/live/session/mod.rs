@@ -11,14 +11,16 @@
 //! joining socket sees each message either in its replay or live: never both, never
 //! neither, whatever storage returned to the replay meanwhile.
 
+use std::future::poll_fn;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::Poll;
 use std::time::Duration;
 
 use chatbox_domain::{
     HandoffState, MessageEffects, MessageId, ModelId, Seq, Session, SessionId, StoredMessage, Timestamp,
     UserId,
 };
-use tokio::sync::mpsc;
+use futures::task::AtomicWaker;
 use tokio_util::sync::CancellationToken;
 
 mod remote;
@@ -27,6 +29,7 @@ mod remote_tests;
 mod sockets;
 #[cfg(test)]
 mod tests;
+mod turn_queue;
 
 pub use remote::OrphanedAnswer;
 pub use sockets::ReplayStep;
@@ -38,6 +41,7 @@ use crate::events::{AnswerStyle, Frame, ServerEvent};
 use crate::ports::{Clock, SessionFanout};
 use crate::socket::{SocketHandle, SocketId};
 use crate::turn::Turn;
+use turn_queue::TurnQueue;
 
 /// The mutable part of a live session, behind its lock.
 struct State {
@@ -45,8 +49,11 @@ struct State {
     /// The sequence number of the last message recorded as stored and published.
     stored_seq: Seq,
     streaming: Option<StreamingAnswer>,
-    /// Turns admitted and not yet stored or refused.
+    /// Turns admitted and not yet stored or refused (those waiting, and the one the
+    /// actor is taking).
     queued_turns: usize,
+    /// The turns waiting for the actor.
+    turns: TurnQueue,
     /// Last time anything happened (for eviction), on the service's monotonic clock.
     last_activity: Duration,
     /// Since when no socket is subscribed (for `RECONNECT_TIMEOUT`), on the same clock.
@@ -112,7 +119,8 @@ pub struct LiveSession {
     state: Mutex<State>,
     /// Serialises the field-level writes of this session (model, handoff, end).
     control: tokio::sync::Mutex<()>,
-    turns: mpsc::Sender<Box<Turn>>,
+    /// Wakes the actor when a turn is queued or the queue closes.
+    turn_queued: AtomicWaker,
     retired: CancellationToken,
     /// Signalled when an answer streamed by another replica starts being mirrored here
     /// (the actor then watches that replica's lease).
@@ -136,7 +144,6 @@ impl LiveSession {
         client_keys: Vec<StoredKey>,
         fanout: Box<dyn SessionFanout>,
         clock: Arc<dyn Clock>,
-        turns: mpsc::Sender<Box<Turn>>,
         retired: CancellationToken,
     ) -> Self {
         let now = clock.monotonic();
@@ -147,6 +154,7 @@ impl LiveSession {
                 session,
                 streaming: None,
                 queued_turns: 0,
+                turns: TurnQueue::default(),
                 last_activity: now,
                 unattended_since: Some(now),
                 unstored_answer: false,
@@ -156,7 +164,7 @@ impl LiveSession {
             }),
             clock,
             control: tokio::sync::Mutex::new(()),
-            turns,
+            turn_queued: AtomicWaker::new(),
             retired,
             mirror_started: tokio::sync::Notify::new(),
         }
@@ -245,12 +253,40 @@ impl LiveSession {
         state.queued_turns += 1;
         state.last_activity = self.now();
         // Queued under the lock, so the actor never sees a turn the state does not count.
-        if let Err(error) = self.turns.try_send(Box::new(turn)) {
-            let turn = error.into_inner();
+        if let Err(turn) = state.turns.push(Box::new(turn)) {
             state.turn_left_queue(&turn, None);
             return Err(ChatError::Busy);
         }
+        drop(state);
+        self.turn_queued.wake();
         Ok(())
+    }
+
+    /// The actor's next turn, once one is queued; `None` once the queue is closed and
+    /// drained. One actor waits at a time.
+    pub(crate) fn next_turn(&self) -> impl Future<Output = Option<Box<Turn>>> + Send + '_ {
+        poll_fn(|cx| {
+            // Registered before looking: a turn queued after the look wakes this waker.
+            self.turn_queued.register(cx.waker());
+            let mut state = self.lock();
+            match state.turns.pop() {
+                Some(turn) => Poll::Ready(Some(turn)),
+                None if state.turns.is_finished() => Poll::Ready(None),
+                None => Poll::Pending,
+            }
+        })
+    }
+
+    /// Refuses new turns (they get [`ChatError::Busy`]); those already queued are still
+    /// taken by the actor.
+    pub(crate) fn close_turns(&self) {
+        self.lock().turns.close();
+        self.turn_queued.wake();
+    }
+
+    /// Whether turns wait for the actor.
+    pub(crate) fn turns_waiting(&self) -> bool {
+        !self.lock().turns.is_empty()
     }
 
     /// The sequence number and effects the next stored user message gets.

@@ -35,21 +35,14 @@ impl SessionFanout for ReplicaFanout {
     }
 }
 
-/// A session copy, its actor queue (kept alive) and the count of relayed stops.
-fn copy() -> (LiveSession, mpsc::Receiver<Box<Turn>>, Arc<AtomicUsize>) {
+/// A session copy and the count of relayed stops.
+fn copy() -> (LiveSession, Arc<AtomicUsize>) {
     let clock: Arc<dyn Clock> = Arc::new(HandClock::default());
-    let (turns, receiver) = mpsc::channel(8);
     let stops = Arc::new(AtomicUsize::new(0));
     let fanout = ReplicaFanout { sockets: SocketList::default(), stops: Arc::clone(&stops) };
-    let live = LiveSession::new(
-        owners_session(),
-        Vec::new(),
-        Box::new(fanout),
-        clock,
-        turns,
-        CancellationToken::new(),
-    );
-    (live, receiver, stops)
+    let live =
+        LiveSession::new(owners_session(), Vec::new(), Box::new(fanout), clock, CancellationToken::new());
+    (live, stops)
 }
 
 fn message(seq: u64, text: &str, key: Option<&str>) -> StoredMessage {
@@ -129,7 +122,7 @@ fn kinds(frames: &[Arc<Frame>]) -> Vec<String> {
 
 #[test]
 fn a_message_stored_elsewhere_is_recorded_and_delivered_once() {
-    let (live, _turns, _) = copy();
+    let (live, _) = copy();
     let (phone, mut queue) = socket("owner");
     assert!(live.join(&phone, now()));
     let first = message(1, "hello", None);
@@ -152,7 +145,7 @@ fn a_message_stored_elsewhere_is_recorded_and_delivered_once() {
 
 #[test]
 fn only_a_first_user_text_names_the_session() {
-    let (live, _turns, _) = copy();
+    let (live, _) = copy();
     let mut file = message(1, "holiday.png", None);
     file.kind = MessageKind::File;
     live.apply_remote(stored(&file), Seq(1));
@@ -166,7 +159,7 @@ fn only_a_first_user_text_names_the_session() {
 
 #[test]
 fn an_answer_streamed_elsewhere_is_mirrored_for_a_joining_socket_and_stopped_through_its_replica() {
-    let (live, _turns, stops) = copy();
+    let (live, stops) = copy();
     live.apply_remote(loading("a1"), Seq(0));
     live.apply_remote(chunk("a1", "Hel"), Seq(0));
     live.apply_remote(chunk("a1", "lo"), Seq(0));
@@ -189,7 +182,7 @@ fn an_answer_streamed_elsewhere_is_mirrored_for_a_joining_socket_and_stopped_thr
 
 #[test]
 fn a_catch_up_delivers_what_the_stream_missed_and_ends_a_mirrored_answer_the_store_has() {
-    let (live, _turns, _) = copy();
+    let (live, _) = copy();
     let (phone, mut queue) = socket("owner");
     assert!(live.join(&phone, now()));
     live.apply_remote(loading("m2"), Seq(0));
@@ -213,7 +206,7 @@ fn a_catch_up_delivers_what_the_stream_missed_and_ends_a_mirrored_answer_the_sto
 
 #[test]
 fn a_key_stored_elsewhere_is_acknowledged_to_every_sender_here_and_not_stored_again() {
-    let (live, _turns, _) = copy();
+    let (live, _) = copy();
     let (origin, mut origin_queue) = socket("owner");
     let (repeat, mut repeat_queue) = socket("owner");
     assert!(live.admit_turn(turn(&origin, Sender::User, Some("k1")), 3, now()).is_ok());
@@ -231,7 +224,7 @@ fn a_key_stored_elsewhere_is_acknowledged_to_every_sender_here_and_not_stored_ag
 
 #[test]
 fn a_takeover_elsewhere_silences_the_answer_streamed_here() {
-    let (live, _turns, stops) = copy();
+    let (live, stops) = copy();
     let cancel = CancellationToken::new();
     let loading = loading("mine");
     let _ = live.start_answer(
@@ -264,7 +257,7 @@ fn status(state: &'static str) -> Arc<Frame> {
 
 #[test]
 fn a_help_request_or_an_end_elsewhere_changes_the_copy_here() {
-    let (live, _turns, _) = copy();
+    let (live, _) = copy();
     let (phone, _queue) = socket("owner");
     live.apply_remote(status("help_requested"), Seq(0));
     assert_eq!(live.read(|session| session.handoff.clone()), HandoffState::HelpRequested);
@@ -276,7 +269,7 @@ fn a_help_request_or_an_end_elsewhere_changes_the_copy_here() {
 
 #[test]
 fn a_stop_requested_by_another_replica_cancels_the_answer_streamed_here() {
-    let (live, _turns, stops) = copy();
+    let (live, stops) = copy();
     let cancel = CancellationToken::new();
     let _ = live.start_answer(
         MessageId::parse("a").expect("id"),
@@ -291,7 +284,7 @@ fn a_stop_requested_by_another_replica_cancels_the_answer_streamed_here() {
 
 #[test]
 fn the_end_of_an_answer_this_copy_did_not_see_start_is_still_delivered() {
-    let (live, _turns, _) = copy();
+    let (live, _) = copy();
     let (phone, mut queue) = socket("owner");
     assert!(live.join(&phone, now()));
     let done = done("unseen", None, chatbox_domain::FinishReason::Error);
@@ -301,7 +294,7 @@ fn the_end_of_an_answer_this_copy_did_not_see_start_is_still_delivered() {
 
 #[test]
 fn a_copy_whose_last_socket_dropped_out_on_a_remote_frame_counts_as_unattended() {
-    let (live, _turns, _) = copy();
+    let (live, _) = copy();
     let (reader, _queue) = socket("owner");
     assert!(live.join(&reader, now()));
     live.apply_remote(loading("a"), Seq(0));
@@ -313,7 +306,7 @@ fn a_copy_whose_last_socket_dropped_out_on_a_remote_frame_counts_as_unattended()
 
 #[test]
 fn a_later_message_closes_a_mirror_whose_end_never_came() {
-    let (live, _turns, _) = copy();
+    let (live, _) = copy();
     live.apply_remote(loading("lost"), Seq(0));
     live.apply_remote(chunk("lost", "half"), Seq(0));
     assert!(live.mirrors_an_answer());
@@ -325,7 +318,7 @@ fn a_later_message_closes_a_mirror_whose_end_never_came() {
 
 #[test]
 fn another_replicas_end_of_an_answer_streamed_here_takes_it_over() {
-    let (live, _turns, _) = copy();
+    let (live, _) = copy();
     let cancel = CancellationToken::new();
     let _ = live.start_answer(
         MessageId::parse("mine").expect("id"),
@@ -344,7 +337,7 @@ fn another_replicas_end_of_an_answer_streamed_here_takes_it_over() {
 
 #[test]
 fn a_session_wide_event_from_a_replica_that_is_behind_is_applied() {
-    let (live, _turns, _) = copy();
+    let (live, _) = copy();
     let (phone, mut queue) = socket("owner");
     assert!(live.join(&phone, now()));
     live.apply_remote(stored(&message(1, "one", None)), Seq(1));

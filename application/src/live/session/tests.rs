@@ -6,6 +6,7 @@ use std::sync::Mutex;
 
 use chatbox_domain::validation::Metadata;
 use chatbox_domain::{ClientMessageId, MessageKind, Sender};
+use futures::FutureExt;
 
 use super::*;
 use crate::local_sockets::SocketList;
@@ -64,20 +65,17 @@ pub(super) fn owners_session() -> Session {
     Session::new(SessionId::parse("s").expect("id"), user("owner"), ModelId::parse("m").expect("id"), now())
 }
 
-/// A live session of `owner` created at monotonic time `created`, and its actor queue.
-fn live(clock: &Arc<HandClock>, created: Duration) -> (LiveSession, mpsc::Receiver<Box<Turn>>) {
+/// A live session of `owner` created at monotonic time `created`.
+fn live(clock: &Arc<HandClock>, created: Duration) -> LiveSession {
     clock.set(created);
-    let (turns, receiver) = mpsc::channel(8);
     let clock: Arc<dyn Clock> = Arc::clone(clock) as Arc<dyn Clock>;
-    let live = LiveSession::new(
+    LiveSession::new(
         owners_session(),
         Vec::new(),
         Box::new(TestFanout::default()),
         clock,
-        turns,
         CancellationToken::new(),
-    );
-    (live, receiver)
+    )
 }
 
 pub(super) fn note(text: &str) -> Arc<Frame> {
@@ -118,7 +116,7 @@ pub(super) fn secs(n: u64) -> Duration {
 #[test]
 fn the_reconnect_countdown_starts_when_the_last_socket_leaves_and_not_before() {
     let clock = Arc::new(HandClock::default());
-    let (live, _turns) = live(&clock, secs(10));
+    let live = live(&clock, secs(10));
     assert_eq!(live.unattended_since(), Some(secs(10)), "no socket yet: unattended since it became live");
     let ((a, _qa), (b, _qb)) = (socket("owner"), socket("owner"));
     assert!(live.join(&a, now()) && live.join(&b, now()));
@@ -138,7 +136,7 @@ fn the_reconnect_countdown_starts_when_the_last_socket_leaves_and_not_before() {
 #[test]
 fn a_publication_that_loses_the_last_socket_starts_the_countdown() {
     let clock = Arc::new(HandClock::default());
-    let (live, _turns) = live(&clock, secs(10));
+    let live = live(&clock, secs(10));
     let (reader, mut queue) = socket("owner");
     assert!(live.join(&reader, now()));
     clock.set(secs(20));
@@ -155,7 +153,7 @@ fn a_publication_that_loses_the_last_socket_starts_the_countdown() {
 #[test]
 fn an_admin_speaks_only_while_assisting() {
     let clock = Arc::new(HandClock::default());
-    let (live, mut turns) = live(&clock, secs(10));
+    let live = live(&clock, secs(10));
     let (desk, _queue) = socket("ada");
     let refused = live.admit_turn(turn(&desk, Sender::Admin, None), 3, now());
     assert!(matches!(refused, Err(ChatError::NotAssisting)), "{refused:?}");
@@ -163,7 +161,7 @@ fn an_admin_speaks_only_while_assisting() {
     live.set_handoff(assisting("ada"));
     assert_eq!(live.read(|session| session.handoff.clone()), assisting("ada"));
     live.admit_turn(turn(&desk, Sender::Admin, None), 3, now()).expect("the assisting admin speaks");
-    assert_eq!(turns.try_recv().expect("queued").sender, Sender::Admin);
+    assert_eq!(live.next_turn().now_or_never().flatten().expect("queued").sender, Sender::Admin);
     let (other, _other_queue) = socket("bob");
     let refused = live.admit_turn(turn(&other, Sender::Admin, None), 3, now());
     assert!(matches!(refused, Err(ChatError::NotAssisting)), "another admin: {refused:?}");
@@ -176,7 +174,7 @@ fn an_admin_speaks_only_while_assisting() {
 #[test]
 fn taking_over_stops_the_answer_in_progress() {
     let clock = Arc::new(HandClock::default());
-    let (live, _turns) = live(&clock, secs(10));
+    let live = live(&clock, secs(10));
     let cancel = CancellationToken::new();
     let message_id = MessageId::parse("answer").expect("id");
     let _ = live.start_answer(message_id, AnswerStyle::AiResponse, cancel.clone(), &note("loading"));
@@ -189,7 +187,7 @@ fn taking_over_stops_the_answer_in_progress() {
 #[test]
 fn an_answer_waiting_for_storage_keeps_the_session_in_memory() {
     let clock = Arc::new(HandClock::default());
-    let (live, _turns) = live(&clock, secs(10));
+    let live = live(&clock, secs(10));
     live.hold_answer();
     clock.set(secs(1_000));
     assert!(!live.evict_if_idle(secs(1)), "the held answer is not written yet");
@@ -200,7 +198,7 @@ fn an_answer_waiting_for_storage_keeps_the_session_in_memory() {
 #[test]
 fn a_stored_turn_is_acknowledged_echoed_and_says_whether_the_model_answers() {
     let clock = Arc::new(HandClock::default());
-    let (live, _turns) = live(&clock, secs(10));
+    let live = live(&clock, secs(10));
     let ((origin, mut origin_queue), (copy, mut copy_queue), (reader, mut reader_queue)) =
         (socket("owner"), socket("owner"), socket("owner"));
     assert!(live.join(&origin, now()) && live.join(&copy, now()) && live.join(&reader, now()));
@@ -252,7 +250,7 @@ fn page(seqs: std::ops::RangeInclusive<u64>) -> Vec<(Seq, Arc<Frame>)> {
 /// A live session whose messages up to `stored` are recorded as stored.
 fn live_with_stored(stored: u64) -> LiveSession {
     let clock = Arc::new(HandClock::default());
-    let (live, _turns) = live(&clock, secs(10));
+    let live = live(&clock, secs(10));
     live.finish_answer(Some((Seq(stored), now(), &MessageEffects::default())), &[]);
     live
 }
@@ -325,4 +323,44 @@ fn a_replay_to_a_closing_socket_stops() {
     socket.close(CloseReason::Disconnected);
     let mut cursor = Seq(0);
     assert_eq!(live.replay_page(&socket, page(1..=3), true, &mut cursor, now()), ReplayStep::Closed);
+}
+
+/// Counts the wakes of the task it stands for.
+#[derive(Default)]
+struct WakeCount(std::sync::atomic::AtomicUsize);
+
+impl futures::task::ArcWake for WakeCount {
+    fn wake_by_ref(this: &Arc<Self>) {
+        this.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn a_waiting_actor_is_woken_by_the_next_turn_and_ends_once_closed_and_drained() {
+    let clock = Arc::new(HandClock::default());
+    let live = live(&clock, secs(10));
+    let (alice, _queue) = socket("owner");
+    let wakes = Arc::new(WakeCount::default());
+    let waker = futures::task::waker(Arc::clone(&wakes));
+    let mut cx = std::task::Context::from_waker(&waker);
+    let key = |turn: &Turn| turn.client_message_id.as_ref().map(|key| key.as_str().to_owned());
+
+    // The actor waits first; a turn admitted while it waits wakes it.
+    let mut waiting = std::pin::pin!(live.next_turn());
+    assert!(waiting.as_mut().poll(&mut cx).is_pending(), "nothing queued yet");
+    live.admit_turn(turn(&alice, Sender::User, Some("first")), 3, now()).expect("admitted");
+    assert_eq!(wakes.0.load(std::sync::atomic::Ordering::SeqCst), 1, "the waiting actor is woken");
+    let Poll::Ready(Some(first)) = waiting.as_mut().poll(&mut cx) else { panic!("the turn is taken") };
+    assert_eq!(key(&first).as_deref(), Some("first"));
+
+    // A close wakes the waiting actor, which finds the end (nothing was queued); new
+    // turns are refused. (That turns queued before a close are still taken is the
+    // queue's own test.)
+    let mut waiting = std::pin::pin!(live.next_turn());
+    assert!(waiting.as_mut().poll(&mut cx).is_pending(), "nothing queued");
+    live.close_turns();
+    assert_eq!(wakes.0.load(std::sync::atomic::Ordering::SeqCst), 2, "the close wakes the actor");
+    assert!(matches!(waiting.as_mut().poll(&mut cx), Poll::Ready(None)), "closed and drained: the end");
+    let refused = live.admit_turn(turn(&alice, Sender::User, Some("late")), 3, now());
+    assert!(matches!(refused, Err(ChatError::Busy)), "closed: {refused:?}");
 }
