@@ -164,3 +164,49 @@ async fn protocol_violations_close_with_1002_and_bad_text_with_1007() {
     }
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_frame_sent_right_behind_the_handshake_is_read() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_tungstenite::WebSocketStream;
+    use tokio_tungstenite::tungstenite::protocol::Role;
+
+    let app = spawn_app(&[]).await;
+    let mut tcp = tokio::net::TcpStream::connect(app.address).await.expect("connect");
+    let handshake = format!(
+        "GET /chat/ws?token={} HTTP/1.1\r\nHost: {}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+        token("alice"),
+        app.address
+    );
+    // The handshake and a client's first frame (masked, as a client's must be) in one
+    // write: the server reads both at once and must keep the frame for the socket.
+    let payload = br#"{"type":"ping"}"#;
+    let mask = [0x37, 0xfa, 0x21, 0x3d];
+    let mut bytes = handshake.into_bytes();
+    bytes.extend([0x81, 0x80 | u8::try_from(payload.len()).expect("short")]);
+    bytes.extend(mask);
+    bytes.extend(payload.iter().zip(mask.iter().cycle()).map(|(byte, key)| byte ^ key));
+    tcp.write_all(&bytes).await.expect("write");
+
+    // The answer's head, then whatever frames came with it.
+    let mut received = Vec::new();
+    let head_end = loop {
+        let mut chunk = [0; 1024];
+        let read = tokio::time::timeout(crate::support::WAIT, tcp.read(&mut chunk)).await.expect("in time");
+        let read = read.expect("read");
+        assert!(read > 0, "the server closed before answering: {}", String::from_utf8_lossy(&received));
+        received.extend_from_slice(&chunk[..read]);
+        if let Some(at) = received.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at + 4;
+        }
+    };
+    assert!(received.starts_with(b"HTTP/1.1 101"), "{}", String::from_utf8_lossy(&received[..head_end]));
+    let rest = received.split_off(head_end);
+    let mut socket = WebSocketStream::from_partially_read(tcp, rest, Role::Client, None).await;
+    let first = ws::next_json(&mut socket, ws::deadline_in(crate::support::WAIT)).await;
+    assert_eq!(first["type"], "connection_status");
+    let second = ws::next_json(&mut socket, ws::deadline_in(crate::support::WAIT)).await;
+    assert_eq!(second["type"], "pong", "the frame sent with the handshake was answered: {second}");
+    app.stop().await;
+}

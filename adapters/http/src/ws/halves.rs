@@ -6,7 +6,7 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
@@ -17,7 +17,7 @@ use super::last_heard::LastHeard;
 use super::signal::Signal;
 
 /// An upgraded connection.
-pub(super) type Socket = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
+pub(super) type Socket = WebSocketStream<TcpStream>;
 
 /// How long closing a socket may take before it is dropped.
 pub(super) const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);

@@ -26,10 +26,11 @@ use futures::FutureExt;
 use futures::future::OptionFuture;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
-use tracing::{Instrument, debug, info_span};
+use tracing::{Instrument, debug, error, info_span};
 
 use crate::auth::{AuthError, AuthenticatedUser};
 use crate::reply::{HttpResponse, auth_error_response, authenticate_tokens, bearer_tokens, error_response};
@@ -112,26 +113,36 @@ pub(crate) async fn upgrade(request: SocketRequest) -> HttpResponse {
     // the size of what serving needs. (Combinators, not an `async` block: one would hold
     // the serving future twice, as the upgrade's result and as the future awaited.)
     let upgrading = Box::pin(async move {
-        match on_upgrade.await {
-            Ok(upgraded) => {
-                let config = WebSocketConfig::default()
-                    .read_buffer_size(READ_BUFFER_BYTES)
-                    .write_buffer_size(WRITE_BATCH_BYTES)
-                    .max_write_buffer_size(
-                        task_state.config.max_message_size.saturating_mul(2).max(64 * 1024),
-                    )
-                    .max_message_size(Some(task_state.config.max_message_size))
-                    .max_frame_size(Some(task_state.config.max_message_size));
-                let socket =
-                    WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config))
-                        .await;
-                Some(serve(task_state, socket, user, requested, last_seq, (permit, shared_slot)))
-            }
+        let upgraded = match on_upgrade.await {
+            Ok(upgraded) => upgraded,
             Err(error) => {
                 debug!(%error, "websocket upgrade failed");
-                None
+                return None;
             }
-        }
+        };
+        // The TCP stream itself, not hyper's boxed handle on it: one allocation less per
+        // socket, and no dynamic call on every read and write. The server serves TCP
+        // connections only, so this holds by construction.
+        let Ok(parts) = upgraded.downcast::<TokioIo<TcpStream>>() else {
+            error!("the upgraded connection is not a TCP stream: the socket is dropped");
+            return None;
+        };
+        let config = WebSocketConfig::default()
+            .read_buffer_size(READ_BUFFER_BYTES)
+            .write_buffer_size(WRITE_BATCH_BYTES)
+            .max_write_buffer_size(task_state.config.max_message_size.saturating_mul(2).max(64 * 1024))
+            .max_message_size(Some(task_state.config.max_message_size))
+            .max_frame_size(Some(task_state.config.max_message_size));
+        let stream = parts.io.into_inner();
+        // What the client sent right behind its handshake (nothing, for a browser) is
+        // the start of its first frame.
+        let socket = if parts.read_buf.is_empty() {
+            WebSocketStream::from_raw_socket(stream, Role::Server, Some(config)).await
+        } else {
+            WebSocketStream::from_partially_read(stream, parts.read_buf.to_vec(), Role::Server, Some(config))
+                .await
+        };
+        Some(serve(task_state, socket, user, requested, last_seq, (permit, shared_slot)))
     });
     let task = upgrading.map(OptionFuture::from).flatten().instrument(span);
     debug_assert!(
