@@ -43,7 +43,7 @@ use connection::serve;
 /// up front and keeps it): small, because idle sockets are the common case and a
 /// client's frames are small (a question, a ping). It also caps each read, so a large
 /// frame takes more reads: 20 for a 10 KB question, 2,048 for a frame at the 1 MiB
-/// default limit. With 512 bytes an idle socket costs the server about 4 KiB in all;
+/// default limit. With 512 bytes an idle socket costs the server about 3.7 KiB in all;
 /// see `docs/benchmarks.md`.
 const READ_BUFFER_BYTES: usize = 512;
 /// Frames are gathered up to this many bytes before they are written, so the frames a
