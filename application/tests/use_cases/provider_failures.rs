@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use chatbox_application::ChatError;
 use chatbox_application::events::ServerEvent;
 use chatbox_domain::{ErrorCode, FinishReason, ModelId, Seq};
 
@@ -121,4 +122,25 @@ async fn an_overloaded_error_before_the_first_token_is_retried_but_not_after_it(
     assert_eq!(done_of(&events).1, FinishReason::Error);
     assert_eq!(h.provider.requests().len(), 3, "no retry after the first token");
     assert!(h.stored(&client.session_id()).await.last().expect("answer").is_partial());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_session_whose_actor_died_refuses_turns_at_once_rather_than_queueing_them() {
+    let mut s = settings();
+    s.answer_queue_limit = 10;
+    let h = harness_with(s);
+    h.provider.push(vec![Step::Say("half "), Step::Panic]);
+    let mut client = h.connect("u1", None, None).await;
+    h.say(&mut client, "go").await.expect("accepted");
+    // The actor dies in the middle of the answer; its stream is dropped as it unwinds.
+    for _ in 0..1000 {
+        if h.provider.dropped_streams() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    assert_eq!(h.provider.dropped_streams(), 1, "the actor died");
+    // Nothing would ever take a turn queued now: it is refused (the queue has room).
+    let refused = h.say(&mut client, "again").await.expect_err("refused");
+    assert!(matches!(refused, ChatError::Busy), "{refused:?}");
 }

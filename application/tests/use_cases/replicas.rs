@@ -89,6 +89,18 @@ async fn a_replica_that_only_watches_takes_no_lease() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_writer_keeps_its_lease_while_turns_wait() {
+    let Pair { hs, bus, mut phone, .. } = pair().await;
+    let before = bus.grants(0);
+    // The second message is queued before the actor takes the first.
+    hs[0].say(&mut phone, "one").await.expect("accepted");
+    hs[0].say(&mut phone, "two").await.expect("queued behind the first");
+    phone.until_done().await;
+    phone.until_done().await;
+    assert_eq!(bus.grants(0) - before, 1, "one grant for both: the lease is kept while a turn waits");
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_writer_whose_copy_missed_frames_catches_up_from_the_store_first() {
     let Pair { hs, bus, mut phone, mut laptop, session } = pair().await;
     // Frames between the replicas are lost meanwhile; the store has everything.

@@ -1,8 +1,8 @@
 //! One live session: the authoritative in-memory copy of a session in use, its sockets
 //! (through its [`SessionFanout`]), the answer being streamed, and the turns waiting for
 //! its actor. Its state is private and changes only through the verbs below (and the
-//! socket verbs in `sockets.rs`: join, replay, leave), each one short critical section
-//! that never awaits.
+//! socket verbs in `sockets.rs`: join, replay, leave; the turn verbs in `turns.rs`: admit,
+//! take, store, refuse), each one short critical section that never awaits.
 //!
 //! Ordering invariant (what makes resume exact): a stored message is published in the
 //! same critical section that records it as stored (`stored_seq`), every answer chunk is
@@ -11,14 +11,11 @@
 //! joining socket sees each message either in its replay or live: never both, never
 //! neither, whatever storage returned to the replay meanwhile.
 
-use std::future::poll_fn;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::task::Poll;
 use std::time::Duration;
 
 use chatbox_domain::{
-    HandoffState, MessageEffects, MessageId, ModelId, Seq, Session, SessionId, StoredMessage, Timestamp,
-    UserId,
+    HandoffState, MessageEffects, MessageId, ModelId, Seq, Session, SessionId, Timestamp, UserId,
 };
 use futures::task::AtomicWaker;
 use tokio_util::sync::CancellationToken;
@@ -29,19 +26,17 @@ mod remote_tests;
 mod sockets;
 #[cfg(test)]
 mod tests;
-mod turn_queue;
+mod turns;
 
 pub use remote::OrphanedAnswer;
 pub use sockets::ReplayStep;
 
-use super::client_ids::{KeySeen, RecentClientIds, StoredKey};
+use super::client_ids::{RecentClientIds, StoredKey};
 use super::streaming::StreamingAnswer;
-use crate::error::ChatError;
 use crate::events::{AnswerStyle, Frame, ServerEvent};
 use crate::ports::{Clock, SessionFanout};
-use crate::socket::{SocketHandle, SocketId};
-use crate::turn::Turn;
-use turn_queue::TurnQueue;
+use crate::socket::SocketId;
+use turns::TurnQueue;
 
 /// The mutable part of a live session, behind its lock.
 struct State {
@@ -95,19 +90,6 @@ impl State {
     fn note_if_unattended(&mut self, now: Duration) {
         if self.fanout.subscribers() == 0 && self.unattended_since.is_none() {
             self.unattended_since = Some(now);
-        }
-    }
-
-    /// A turn left the queue, stored or not. Returns the other sockets that sent its key
-    /// while it waited: they are owed the same answer as its origin.
-    fn turn_left_queue(&mut self, turn: &Turn, stored: Option<(&MessageId, Seq)>) -> Vec<Arc<SocketHandle>> {
-        self.queued_turns = self.queued_turns.saturating_sub(1);
-        let Some(key) = &turn.client_message_id else {
-            return Vec::new();
-        };
-        match stored {
-            Some((message_id, seq)) => self.client_ids.stored(key, message_id, seq),
-            None => self.client_ids.forget(key),
         }
     }
 }
@@ -209,126 +191,6 @@ impl LiveSession {
     #[must_use]
     pub fn unattended_since(&self) -> Option<Duration> {
         self.lock().unattended_since
-    }
-
-    // --- Turns: admitted here, stored or refused by the actor --------------------------
-
-    /// Admits a turn to the session's actor without waiting: refused if the session
-    /// ended, an admin speaks without assisting, or `queue_limit` turns already wait. A
-    /// repeated `client_message_id` is not queued again: if its message is stored the
-    /// sender is acknowledged again (its first acknowledgement may have been lost with a
-    /// socket); if it is still pending the sender gets the acknowledgement when it is.
-    ///
-    /// # Errors
-    /// [`ChatError::SessionEnded`], [`ChatError::NotAssisting`], [`ChatError::Busy`].
-    pub fn admit_turn(&self, turn: Turn, queue_limit: usize, now: Timestamp) -> Result<(), ChatError> {
-        let mut state = self.lock();
-        if !state.session.is_active() {
-            return Err(ChatError::SessionEnded);
-        }
-        // An admin speaks only while assisting: a release ends it, even on a socket that
-        // is still bound.
-        if turn.sender == chatbox_domain::Sender::Admin
-            && !state.session.handoff.assisted_by(turn.origin.user())
-        {
-            return Err(ChatError::NotAssisting);
-        }
-        if state.queued_turns >= queue_limit {
-            return Err(ChatError::Busy);
-        }
-        if let Some(key) = &turn.client_message_id {
-            match state.client_ids.admit(key, &turn.origin) {
-                KeySeen::New => {}
-                KeySeen::Pending => {
-                    tracing::debug!(session_id = %self.id, "duplicate client_message_id: acknowledged once stored");
-                    return Ok(());
-                }
-                KeySeen::Stored(message_id, seq) => {
-                    tracing::debug!(session_id = %self.id, "duplicate client_message_id acknowledged again");
-                    turn.origin.send(ack_frame(&self.id, key, &message_id, seq, now));
-                    return Ok(());
-                }
-            }
-        }
-        state.queued_turns += 1;
-        state.last_activity = self.now();
-        // Queued under the lock, so the actor never sees a turn the state does not count.
-        if let Err(turn) = state.turns.push(Box::new(turn)) {
-            state.turn_left_queue(&turn, None);
-            return Err(ChatError::Busy);
-        }
-        drop(state);
-        self.turn_queued.wake();
-        Ok(())
-    }
-
-    /// The actor's next turn, once one is queued; `None` once the queue is closed and
-    /// drained. One actor waits at a time.
-    pub(crate) fn next_turn(&self) -> impl Future<Output = Option<Box<Turn>>> + Send + '_ {
-        poll_fn(|cx| {
-            // Registered before looking: a turn queued after the look wakes this waker.
-            self.turn_queued.register(cx.waker());
-            let mut state = self.lock();
-            match state.turns.pop() {
-                Some(turn) => Poll::Ready(Some(turn)),
-                None if state.turns.is_finished() => Poll::Ready(None),
-                None => Poll::Pending,
-            }
-        })
-    }
-
-    /// Refuses new turns (they get [`ChatError::Busy`]); those already queued are still
-    /// taken by the actor.
-    pub(crate) fn close_turns(&self) {
-        self.lock().turns.close();
-        self.turn_queued.wake();
-    }
-
-    /// Whether turns wait for the actor.
-    pub(crate) fn turns_waiting(&self) -> bool {
-        !self.lock().turns.is_empty()
-    }
-
-    /// The sequence number and effects the next stored user message gets.
-    pub(crate) fn next_message(&self, user_text: Option<&str>) -> (Seq, MessageEffects) {
-        let state = self.lock();
-        (state.session.next_seq(), state.session.user_message_effects(user_text))
-    }
-
-    /// The turn's message was stored: records it, publishes `echo` to every other socket,
-    /// and acknowledges it to its origin and to every socket that repeated its key.
-    /// Returns whether the model answers in this session now.
-    pub(crate) fn turn_stored(
-        &self,
-        turn: &Turn,
-        message: &StoredMessage,
-        effects: &MessageEffects,
-        echo: &Arc<Frame>,
-    ) -> bool {
-        let now = self.now();
-        let mut state = self.lock();
-        state.session.record(message.seq, message.timestamp, effects);
-        state.stored_seq = message.seq;
-        state.last_activity = now;
-        let waiters = state.turn_left_queue(turn, Some((&message.id, message.seq)));
-        state.publish(echo, Some(turn.origin.id()), &*self.clock);
-        if let Some(key) = &turn.client_message_id {
-            // Only now, with the message stored, is the sender told it is safe.
-            let ack = ack_frame(&self.id, key, &message.id, message.seq, message.timestamp);
-            for socket in std::iter::once(&turn.origin).chain(&waiters) {
-                socket.send(Arc::clone(&ack));
-            }
-        }
-        state.session.handoff.ai_answers()
-    }
-
-    /// The turn could not be stored: its origin and every socket that repeated its key
-    /// get `error` and may send it again.
-    pub(crate) fn refuse_turn(&self, turn: &Turn, error: &Arc<Frame>) {
-        let waiters = self.lock().turn_left_queue(turn, None);
-        for socket in std::iter::once(&turn.origin).chain(&waiters) {
-            socket.send(Arc::clone(error));
-        }
     }
 
     // --- The answer ----------------------------------------------------------------------

@@ -9,6 +9,7 @@ use chatbox_domain::{MessageId, MessageKind, Sender, StoredMessage};
 
 use super::tests::{HandClock, drain, now, owners_session, socket, turn, user};
 use super::*;
+use crate::error::ChatError;
 use crate::local_sockets::SocketList;
 use crate::ports::ReplicaEvents;
 

@@ -5,12 +5,14 @@
 use std::sync::Mutex;
 
 use chatbox_domain::validation::Metadata;
-use chatbox_domain::{ClientMessageId, MessageKind, Sender};
+use chatbox_domain::{ClientMessageId, MessageKind, Sender, StoredMessage};
 use futures::FutureExt;
 
 use super::*;
+use crate::error::ChatError;
 use crate::local_sockets::SocketList;
-use crate::socket::{CloseReason, OutboundQueue, SocketBudget};
+use crate::socket::{CloseReason, OutboundQueue, SocketBudget, SocketHandle};
+use crate::turn::Turn;
 
 /// A monotonic clock the test moves by hand.
 #[derive(Debug, Default)]
@@ -66,7 +68,7 @@ pub(super) fn owners_session() -> Session {
 }
 
 /// A live session of `owner` created at monotonic time `created`.
-fn live(clock: &Arc<HandClock>, created: Duration) -> LiveSession {
+pub(super) fn live(clock: &Arc<HandClock>, created: Duration) -> LiveSession {
     clock.set(created);
     let clock: Arc<dyn Clock> = Arc::clone(clock) as Arc<dyn Clock>;
     LiveSession::new(
@@ -323,44 +325,4 @@ fn a_replay_to_a_closing_socket_stops() {
     socket.close(CloseReason::Disconnected);
     let mut cursor = Seq(0);
     assert_eq!(live.replay_page(&socket, page(1..=3), true, &mut cursor, now()), ReplayStep::Closed);
-}
-
-/// Counts the wakes of the task it stands for.
-#[derive(Default)]
-struct WakeCount(std::sync::atomic::AtomicUsize);
-
-impl futures::task::ArcWake for WakeCount {
-    fn wake_by_ref(this: &Arc<Self>) {
-        this.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-    }
-}
-
-#[test]
-fn a_waiting_actor_is_woken_by_the_next_turn_and_ends_once_closed_and_drained() {
-    let clock = Arc::new(HandClock::default());
-    let live = live(&clock, secs(10));
-    let (alice, _queue) = socket("owner");
-    let wakes = Arc::new(WakeCount::default());
-    let waker = futures::task::waker(Arc::clone(&wakes));
-    let mut cx = std::task::Context::from_waker(&waker);
-    let key = |turn: &Turn| turn.client_message_id.as_ref().map(|key| key.as_str().to_owned());
-
-    // The actor waits first; a turn admitted while it waits wakes it.
-    let mut waiting = std::pin::pin!(live.next_turn());
-    assert!(waiting.as_mut().poll(&mut cx).is_pending(), "nothing queued yet");
-    live.admit_turn(turn(&alice, Sender::User, Some("first")), 3, now()).expect("admitted");
-    assert_eq!(wakes.0.load(std::sync::atomic::Ordering::SeqCst), 1, "the waiting actor is woken");
-    let Poll::Ready(Some(first)) = waiting.as_mut().poll(&mut cx) else { panic!("the turn is taken") };
-    assert_eq!(key(&first).as_deref(), Some("first"));
-
-    // A close wakes the waiting actor, which finds the end (nothing was queued); new
-    // turns are refused. (That turns queued before a close are still taken is the
-    // queue's own test.)
-    let mut waiting = std::pin::pin!(live.next_turn());
-    assert!(waiting.as_mut().poll(&mut cx).is_pending(), "nothing queued");
-    live.close_turns();
-    assert_eq!(wakes.0.load(std::sync::atomic::Ordering::SeqCst), 2, "the close wakes the actor");
-    assert!(matches!(waiting.as_mut().poll(&mut cx), Poll::Ready(None)), "closed and drained: the end");
-    let refused = live.admit_turn(turn(&alice, Sender::User, Some("late")), 3, now());
-    assert!(matches!(refused, Err(ChatError::Busy)), "closed: {refused:?}");
 }

@@ -26,6 +26,8 @@ pub enum Step {
     Conversation(&'static str),
     /// The provider reports the answer's usage (prompt, completion tokens).
     Usage(u64, u64),
+    /// The stream panics (a bug in a provider adapter): the session's actor dies.
+    Panic,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -134,6 +136,7 @@ impl LlmProvider for ScriptedProvider {
                         ));
                     }
                     Step::Stall => futures::future::pending::<()>().await,
+                    Step::Panic => panic!("a provider adapter's bug (scripted)"),
                 }
             }
         });
