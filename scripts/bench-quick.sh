@@ -11,8 +11,8 @@
 # Environment:
 #   CHATBOX_BIN, CHATBOX_LOAD_BIN     the binaries (default: target/debug/…, built here
 #                                     unless CHATBOX_BIN is given and the tool exists)
-#   BENCH_MAX_MEMORY_RATIO            server KiB per idle socket ÷ floor's (default 0.65;
-#                                     about 0.55 today)
+#   BENCH_MAX_MEMORY_RATIO            server KiB per idle socket ÷ floor's (default 0.58;
+#                                     about 0.46 today)
 #   BENCH_MIN_FANOUT_RATIO            server fan-out frames/s ÷ floor's (default 0.2)
 #   BENCH_MAX_CPU_RATIO               server CPU per fanned-out frame ÷ floor's (default 8;
 #                                     about 3 in a debug build, 0.6 in release)
@@ -24,7 +24,7 @@ server_name=bench-quick.sh
 # shellcheck source=scripts/lib/local-server.sh
 source scripts/lib/local-server.sh
 
-max_memory_ratio="${BENCH_MAX_MEMORY_RATIO:-0.65}"
+max_memory_ratio="${BENCH_MAX_MEMORY_RATIO:-0.58}"
 min_fanout_ratio="${BENCH_MIN_FANOUT_RATIO:-0.2}"
 max_cpu_ratio="${BENCH_MAX_CPU_RATIO:-8}"
 out="${BENCH_OUT_DIR:-target/bench-quick}"
