@@ -12,7 +12,7 @@
 #   CHATBOX_BIN, CHATBOX_LOAD_BIN     the binaries (default: target/debug/…, built here
 #                                     unless CHATBOX_BIN is given and the tool exists)
 #   BENCH_MAX_MEMORY_RATIO            server KiB per idle socket ÷ floor's (default 0.58;
-#                                     about 0.46 today)
+#                                     0.46-0.50 today)
 #   BENCH_MIN_FANOUT_RATIO            server fan-out frames/s ÷ floor's (default 0.2)
 #   BENCH_MAX_CPU_RATIO               server CPU per fanned-out frame ÷ floor's (default 8;
 #                                     about 3 in a debug build, 0.6 in release)
