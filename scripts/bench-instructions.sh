@@ -31,7 +31,10 @@ server="${CHATBOX_BIN:-target/release/chatbox}"
 load="${CHATBOX_LOAD_BIN:-target/release/chatbox-load}"
 if [[ -z "${CHATBOX_BIN:-}" || ! -x "$load" ]]; then
   say "building the server and the load generator (release)"
-  cargo build --quiet --release -p chatbox -p chatbox-load
+  # One at a time: built together, cargo unifies their features and the server is
+  # another binary than the one the benchmarks measure (docs/benchmarks.md, round 7).
+  cargo build --quiet --release -p chatbox
+  cargo build --quiet --release -p chatbox-load
 fi
 
 server_pid=""

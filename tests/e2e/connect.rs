@@ -189,11 +189,12 @@ async fn a_frame_sent_right_behind_the_handshake_is_read() {
     bytes.extend(payload.iter().zip(mask.iter().cycle()).map(|(byte, key)| byte ^ key));
     tcp.write_all(&bytes).await.expect("write");
 
-    // The answer's head, then whatever frames came with it.
+    // The answer's head, then whatever frames came with it, all within one deadline.
+    let deadline = ws::deadline_in(crate::support::WAIT);
     let mut received = Vec::new();
     let head_end = loop {
         let mut chunk = [0; 1024];
-        let read = tokio::time::timeout(crate::support::WAIT, tcp.read(&mut chunk)).await.expect("in time");
+        let read = tokio::time::timeout_at(deadline, tcp.read(&mut chunk)).await.expect("in time");
         let read = read.expect("read");
         assert!(read > 0, "the server closed before answering: {}", String::from_utf8_lossy(&received));
         received.extend_from_slice(&chunk[..read]);
