@@ -143,6 +143,14 @@ impl MongoSessionRepository {
         Ok(repository)
     }
 
+    /// Closes the client's connections and ends its server sessions, at the end of
+    /// shutdown. Without it, the driver does this from the last handle's `Drop`, in a
+    /// task spawned while the runtime stops, which can find its pool already gone and
+    /// panic after the shutdown's last line.
+    pub async fn close(&self) {
+        self.database.client().clone().shutdown().immediate(true).await;
+    }
+
     fn with_client(client: &Client, config: &MongoConfig) -> Self {
         let database = client.database(&config.database);
         Self {

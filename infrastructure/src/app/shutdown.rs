@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use chatbox_application::ChatService;
 use chatbox_http::HttpState;
+use chatbox_mongodb_store::MongoSessionRepository;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
@@ -24,11 +25,13 @@ pub(super) struct Running {
     pub tasks: TaskTracker,
     pub cleanup: Cleanup,
     pub server: Server,
+    /// The MongoDB store, when in use: closed once nothing uses it.
+    pub mongo: Option<Arc<MongoSessionRepository>>,
 }
 
 /// Drains and stops everything within `timeout`.
 pub(super) async fn shut_down(running: Running, timeout: Duration) {
-    let Running { chat, http, tasks, cleanup, server } = running;
+    let Running { chat, http, tasks, cleanup, server, mongo } = running;
     let deadline = Instant::now() + timeout;
     info!(timeout = %humantime::format_duration(timeout), "Shutdown started: draining");
     http.gate.start_draining();
@@ -55,6 +58,9 @@ pub(super) async fn shut_down(running: Running, timeout: Duration) {
         );
     }
     server.stop().await;
+    if let Some(mongo) = mongo {
+        mongo.close().await;
+    }
     // The last line: how many tracked tasks (sockets, actors, loops) were left behind.
     info!(tasks_running = tasks.len() + chat.running_actors(), "Shutdown complete");
 }

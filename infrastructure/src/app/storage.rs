@@ -23,6 +23,8 @@ pub(super) struct Stores {
     pub files: Arc<dyn FileCatalog>,
     /// The memory backend, when it is the one in use.
     pub memory: Option<Arc<MemorySessionRepository>>,
+    /// The MongoDB backend, when it is the one in use (closed at the end of shutdown).
+    pub mongo: Option<Arc<MongoSessionRepository>>,
 }
 
 /// Opens the configured backend.
@@ -32,6 +34,7 @@ pub(super) struct Stores {
 pub(super) async fn open(storage: &StorageSection, metrics: &ServiceMetrics) -> anyhow::Result<Stores> {
     let memory = (storage.backend == StorageBackend::Memory)
         .then(|| Arc::new(MemorySessionRepository::new(storage.memory_store_max_sessions)));
+    let mut mongo = None;
     let (repository, catalog, files): (
         Arc<dyn SessionRepository>,
         Arc<dyn SessionCatalog>,
@@ -44,6 +47,7 @@ pub(super) async fn open(storage: &StorageSection, metrics: &ServiceMetrics) -> 
         ),
         None => {
             let store = Arc::new(mongo_repository(storage).await?.with_metrics(metrics.recorder()));
+            mongo = Some(Arc::clone(&store));
             (
                 Arc::clone(&store) as Arc<dyn SessionRepository>,
                 Arc::clone(&store) as Arc<dyn SessionCatalog>,
@@ -51,7 +55,7 @@ pub(super) async fn open(storage: &StorageSection, metrics: &ServiceMetrics) -> 
             )
         }
     };
-    Ok(Stores { repository: metrics.timed(repository), catalog, files, memory })
+    Ok(Stores { repository: metrics.timed(repository), catalog, files, memory, mongo })
 }
 
 /// Connects to MongoDB per `MONGO_*` and `ENCRYPTION_*`: waits for a server (with the

@@ -20,6 +20,7 @@ use chatbox_http::edge::HttpLimiters;
 use chatbox_http::{HttpState, JwtVerifier};
 use chatbox_llm::{AnthropicProvider, DemoProvider, DifyProvider, OpenAiProvider};
 use chatbox_memory_store::MemorySessionRepository;
+use chatbox_mongodb_store::MongoSessionRepository;
 use chatbox_object_store::ObjectFileStore;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -47,6 +48,8 @@ pub struct Application {
     tasks: TaskTracker,
     /// The memory backend, when it is the one in use (for [`Self::memory_probe`]).
     memory_store: Option<Arc<MemorySessionRepository>>,
+    /// The MongoDB store, when in use: shutdown closes it last.
+    mongo: Option<Arc<MongoSessionRepository>>,
 }
 
 impl Application {
@@ -83,7 +86,16 @@ impl Application {
         let bind = settings.http.bind_address();
         let listener = listen(bind).with_context(|| format!("cannot listen on {bind}"))?;
         let address = listener.local_addr()?;
-        Ok(Self { settings, listener, address, chat, http, tasks, memory_store: stores.memory })
+        Ok(Self {
+            settings,
+            listener,
+            address,
+            chat,
+            http,
+            tasks,
+            memory_store: stores.memory,
+            mongo: stores.mongo,
+        })
     }
 
     /// The bound address (with the real port when `SERVER_PORT=0`).
@@ -109,12 +121,12 @@ impl Application {
     /// # Errors
     /// Never at present; the signature leaves room for start-up failures.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
-        let Self { settings, listener, address, chat, http, tasks, .. } = self;
+        let Self { settings, listener, address, chat, http, tasks, mongo, .. } = self;
         let cleanup = Cleanup::start(&tasks, &chat, &http, &settings.chat, &settings.limits);
         let server = Server::start(listener, &http, settings.http.server_limits());
         info!("Server listening on {address}");
         shutdown.await;
-        shut_down(Running { chat, http, tasks, cleanup, server }, settings.shutdown_timeout).await;
+        shut_down(Running { chat, http, tasks, cleanup, server, mongo }, settings.shutdown_timeout).await;
         Ok(())
     }
 }
