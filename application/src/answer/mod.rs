@@ -8,8 +8,8 @@
 //! running answer through its cancellation token.
 //!
 //! Every answer that starts ends with exactly one `done` frame, whatever happens: the
-//! model finishes, the user stops it, the provider fails or stalls, or the server shuts
-//! down. The text streamed so far is stored once, at the end, never per token.
+//! model finishes, the user stops it, the provider fails or stalls, the server shuts
+//! down, or the actor itself dies (a panic in an adapter: see `Drop for Actor`). The text streamed so far is stored once, at the end, never per token.
 
 mod context;
 mod finish;
@@ -95,9 +95,6 @@ pub(crate) struct Actor {
 
 /// Runs a session's actor until the session is retired and its queue is drained.
 pub(crate) async fn run(live: Arc<LiveSession>, deps: Arc<Deps>) {
-    // However the actor ends, its session takes no more turns (a panic included: they
-    // would wait for an actor that is gone).
-    let _closes_turns = CloseTurnsOnDrop(Arc::clone(&live));
     let mut actor = Actor { live, deps, held: None, lease: None };
     let mut retiring = false;
     loop {
@@ -142,12 +139,19 @@ pub(crate) async fn run(live: Arc<LiveSession>, deps: Arc<Deps>) {
     debug!(session_id = %actor.live.id(), "session actor stopped");
 }
 
-/// Closes a session's turn queue when its actor ends.
-struct CloseTurnsOnDrop(Arc<LiveSession>);
-
-impl Drop for CloseTurnsOnDrop {
+/// What must hold however the actor ends, a panic in an adapter included (its task's
+/// future is dropped then): its session takes no more turns, which would wait for an
+/// actor that is gone, and an answer it left open is ended for the sockets. (An actor
+/// that returns has ended every answer it started: none is open then.)
+impl Drop for Actor {
     fn drop(&mut self) {
-        self.0.close_turns();
+        self.live.close_turns();
+        let error = crate::error::ChatError::Internal;
+        if let Some(message_id) =
+            self.live.abandon_answer(error.code(), &error.to_string(), self.deps.clock.now())
+        {
+            warn!(session_id = %self.live.id(), %message_id, "the session's actor stopped in the middle of an answer: it was ended with an error, unstored");
+        }
     }
 }
 

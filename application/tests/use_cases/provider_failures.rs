@@ -125,21 +125,20 @@ async fn an_overloaded_error_before_the_first_token_is_retried_but_not_after_it(
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_session_whose_actor_died_refuses_turns_at_once_rather_than_queueing_them() {
+async fn a_session_whose_actor_died_ends_its_answer_with_an_error_and_refuses_turns_at_once() {
     let mut s = settings();
     s.answer_queue_limit = 10;
     let h = harness_with(s);
     h.provider.push(vec![Step::Say("half "), Step::Panic]);
     let mut client = h.connect("u1", None, None).await;
     h.say(&mut client, "go").await.expect("accepted");
-    // The actor dies in the middle of the answer; its stream is dropped as it unwinds.
-    for _ in 0..1000 {
-        if h.provider.dropped_streams() == 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
+    // The actor dies in the middle of the answer (its stream is dropped with it). The
+    // client saw `loading` and a chunk: it is told the answer failed, not left waiting.
+    let events = client.until_done().await;
     assert_eq!(h.provider.dropped_streams(), 1, "the actor died");
+    assert_eq!(answer_text(&events), "half ");
+    assert_eq!(error_code(&events), Some(ErrorCode::ServiceError));
+    assert_eq!(done_of(&events), (None, FinishReason::Error), "nothing was stored");
     // Nothing would ever take a turn queued now: it is refused (the queue has room).
     let refused = h.say(&mut client, "again").await.expect_err("refused");
     assert!(matches!(refused, ChatError::Busy), "{refused:?}");

@@ -247,6 +247,42 @@ impl LiveSession {
         }
     }
 
+    /// The actor stopped without ending the answer it streams here (it panicked): every
+    /// socket gets `error` (`code`, `message`) and a `done` with nothing stored, so no
+    /// client waits for an end that would never come. A mirror, or an answer another
+    /// replica took over, is left alone: it is ended where it runs. Returns the ended
+    /// answer's id.
+    pub(crate) fn abandon_answer(
+        &self,
+        code: chatbox_domain::ErrorCode,
+        message: &str,
+        now: Timestamp,
+    ) -> Option<MessageId> {
+        let mut state = self.lock();
+        let answer = state.streaming.take_if(|answer| !answer.is_mirror() && !answer.is_taken_over())?;
+        let error = ServerEvent::Error {
+            session_id: Some(self.id.clone()),
+            code,
+            message: message.to_owned(),
+            retry_after: None,
+        };
+        let done = ServerEvent::AnswerDone {
+            session_id: self.id.clone(),
+            message_id: answer.message_id().clone(),
+            model_id: answer.model_id().clone(),
+            seq: None,
+            finish_reason: chatbox_domain::FinishReason::Error,
+            usage: None,
+            timing: chatbox_domain::AnswerTiming::default(),
+            style: answer.style(),
+        };
+        state.last_activity = self.now();
+        for event in [error, done] {
+            state.publish(&Frame::new(event, now), None, &*self.clock);
+        }
+        Some(answer.message_id().clone())
+    }
+
     /// An answer waits in the actor's outbox: the session stays in memory until it is
     /// written.
     pub(crate) fn hold_answer(&self) {

@@ -351,3 +351,44 @@ fn a_session_wide_event_from_a_replica_that_is_behind_is_applied() {
     live.apply_remote(loading("old"), Seq(0));
     assert!(drain(&mut queue).is_empty(), "an answer's progress from before is still stale");
 }
+
+#[test]
+fn an_answer_left_open_by_a_dead_actor_is_ended_only_where_it_runs() {
+    let (live, _) = copy();
+    let (phone, mut queue) = socket("owner");
+    assert!(live.join(&phone, now()));
+    let abandon = || live.abandon_answer(chatbox_domain::ErrorCode::ServiceError, "failed", now());
+    live.apply_remote(loading("theirs"), Seq(0));
+    assert_eq!(abandon(), None, "a mirror is ended by the replica that streams it");
+    assert!(live.mirrors_an_answer());
+    live.apply_remote(done("theirs", None, chatbox_domain::FinishReason::Stop), Seq(0));
+
+    let _ = live.start_answer(
+        MessageId::parse("taken").expect("id"),
+        AnswerStyle::AiResponse,
+        CancellationToken::new(),
+        &loading("taken"),
+    );
+    live.apply_remote(done("taken", Some(1), chatbox_domain::FinishReason::Error), Seq(1));
+    assert_eq!(abandon(), None, "another replica ended this one already");
+    live.finish_answer(None, &[]);
+    drain(&mut queue);
+
+    let _ = live.start_answer(
+        MessageId::parse("mine").expect("id"),
+        AnswerStyle::AiResponse,
+        CancellationToken::new(),
+        &loading("mine"),
+    );
+    live.push_chunk("half", &chunk("mine", "half"));
+    drain(&mut queue);
+    assert_eq!(abandon().map(|id| id.to_string()).as_deref(), Some("mine"));
+    let frames = drain(&mut queue);
+    assert!(
+        matches!(&frames[0].event, ServerEvent::Error { code: chatbox_domain::ErrorCode::ServiceError, .. }),
+        "{:?}",
+        kinds(&frames)
+    );
+    assert_eq!(kinds(&frames[1..]), ["done None"], "ended, nothing stored");
+    assert_eq!(abandon(), None, "it is ended once");
+}

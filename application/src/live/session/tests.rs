@@ -326,3 +326,18 @@ fn a_replay_to_a_closing_socket_stops() {
     let mut cursor = Seq(0);
     assert_eq!(live.replay_page(&socket, page(1..=3), true, &mut cursor, now()), ReplayStep::Closed);
 }
+
+#[test]
+fn a_session_whose_actor_abandoned_its_answer_is_idle_from_that_end() {
+    let clock = Arc::new(HandClock::default());
+    let live = live(&clock, secs(10));
+    let message_id = MessageId::parse("answer").expect("id");
+    let _ =
+        live.start_answer(message_id, AnswerStyle::AiResponse, CancellationToken::new(), &note("loading"));
+    clock.set(secs(100));
+    assert!(!live.evict_if_idle(secs(1)), "an answer streams");
+    assert!(live.abandon_answer(chatbox_domain::ErrorCode::ServiceError, "failed", now()).is_some());
+    assert!(!live.evict_if_idle(secs(50)), "idle only since the answer ended");
+    clock.set(secs(150));
+    assert!(live.evict_if_idle(secs(50)));
+}
