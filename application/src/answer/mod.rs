@@ -27,7 +27,7 @@ use chatbox_domain::{
     Usage,
 };
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, warn};
+use tracing::{debug, error, warn};
 
 use crate::deps::Deps;
 use crate::events::{AnswerStyle, Frame, ServerEvent};
@@ -140,17 +140,25 @@ pub(crate) async fn run(live: Arc<LiveSession>, deps: Arc<Deps>) {
 }
 
 /// What must hold however the actor ends, a panic in an adapter included (its task's
-/// future is dropped then): its session takes no more turns, which would wait for an
-/// actor that is gone, and an answer it left open is ended for the sockets. (An actor
-/// that returns has ended every answer it started: none is open then.)
+/// future is dropped then). An actor that returns was retired and has taken every turn
+/// and ended every answer; one that died leaves its session to be loaded again with a new
+/// actor, and whoever waited on it is told: the turns still queued are refused (their
+/// senders may send them again), and the answer it streamed is ended, unstored.
 impl Drop for Actor {
     fn drop(&mut self) {
-        self.live.close_turns();
-        let error = crate::error::ChatError::Internal;
-        if let Some(message_id) =
-            self.live.abandon_answer(error.code(), &error.to_string(), self.deps.clock.now())
-        {
-            warn!(session_id = %self.live.id(), %message_id, "the session's actor stopped in the middle of an answer: it was ended with an error, unstored");
+        let internal = crate::error::ChatError::Internal;
+        let refused = self.live.refuse_stranded_turns(|| {
+            self.frame(ServerEvent::Error {
+                session_id: Some(self.live.id().clone()),
+                code: internal.code(),
+                message: internal.to_string(),
+                retry_after: None,
+            })
+        });
+        let abandoned =
+            self.live.abandon_answer(internal.code(), &internal.to_string(), self.deps.clock.now());
+        if self.live.actor_ended() {
+            error!(session_id = %self.live.id(), refused_turns = refused, abandoned_answer = ?abandoned.map(|id| id.to_string()), held_answer_lost = self.held.is_some(), "the session's actor died; its next message loads the session again, with a new actor");
         }
     }
 }

@@ -5,12 +5,11 @@
 
 use std::time::Duration;
 
-use chatbox_application::ChatError;
 use chatbox_application::events::ServerEvent;
 use chatbox_domain::{ErrorCode, FinishReason, ModelId, Seq};
 
 use crate::support::{
-    LogLines, Refusal, Step, answer_text, done_of, error_code, harness, harness_with, settings,
+    ACTOR_DIED, LogLines, Refusal, Step, answer_text, done_of, error_code, harness, harness_with, settings,
 };
 
 #[tokio::test(start_paused = true)]
@@ -125,21 +124,41 @@ async fn an_overloaded_error_before_the_first_token_is_retried_but_not_after_it(
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_session_whose_actor_died_ends_its_answer_with_an_error_and_refuses_turns_at_once() {
-    let mut s = settings();
-    s.answer_queue_limit = 10;
-    let h = harness_with(s);
-    h.provider.push(vec![Step::Say("half "), Step::Panic]);
+async fn a_session_whose_actor_died_tells_every_waiting_client_then_answers_again_with_a_new_actor() {
+    let (logs, _guard) = LogLines::capture();
+    let h = harness();
+    h.provider.push(vec![Step::Say("half "), Step::Wait(Duration::from_millis(100)), Step::Panic]);
+    h.provider.push(vec![Step::Say("recovered")]);
     let mut client = h.connect("u1", None, None).await;
     h.say(&mut client, "go").await.expect("accepted");
+    client.until(|event| matches!(event, ServerEvent::AnswerChunk { .. })).await;
+    h.say_with(&mut client, "queued", Some("k-queued")).await.expect("queued behind the answer");
     // The actor dies in the middle of the answer (its stream is dropped with it). The
-    // client saw `loading` and a chunk: it is told the answer failed, not left waiting.
+    // client saw `loading` and a chunk, and its second message waits: it is told both
+    // failed, not left waiting for an acknowledgement and an end that would never come.
     let events = client.until_done().await;
     assert_eq!(h.provider.dropped_streams(), 1, "the actor died");
-    assert_eq!(answer_text(&events), "half ");
-    assert_eq!(error_code(&events), Some(ErrorCode::ServiceError));
+    assert_eq!(answer_text(&events), "", "the chunk came before");
+    let errors: Vec<_> = events
+        .iter()
+        .filter_map(|event| match event {
+            ServerEvent::Error { code, .. } => Some(*code),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        errors,
+        [ErrorCode::ServiceError, ErrorCode::ServiceError],
+        "the queued turn, then the answer"
+    );
     assert_eq!(done_of(&events), (None, FinishReason::Error), "nothing was stored");
-    // Nothing would ever take a turn queued now: it is refused (the queue has room).
-    let refused = h.say(&mut client, "again").await.expect_err("refused");
-    assert!(matches!(refused, ChatError::Busy), "{refused:?}");
+    assert_eq!(logs.count(ACTOR_DIED), 1);
+    // The next message loads the session again, with a new actor.
+    h.say(&mut client, "again").await.expect("a new actor takes it");
+    let events = client.until_done().await;
+    assert_eq!(answer_text(&events), "recovered");
+    assert_eq!(done_of(&events), (Some(Seq(3)), FinishReason::Stop));
+    let stored: Vec<String> =
+        h.stored(&client.session_id()).await.iter().map(|message| message.content.clone()).collect();
+    assert_eq!(stored, ["go", "again", "recovered"], "the refused turn was not stored");
 }

@@ -7,7 +7,7 @@ use chatbox_application::ChatError;
 use chatbox_application::events::ServerEvent;
 use chatbox_domain::{FinishReason, Seq};
 
-use crate::support::{Step, Storage, done_of, harness};
+use crate::support::{ACTOR_DIED, LogLines, Step, Storage, done_of, harness};
 
 #[tokio::test(start_paused = true)]
 async fn at_the_shutdown_deadline_running_answers_are_cancelled_and_stored() {
@@ -43,6 +43,7 @@ async fn after_shutdown_began_messages_are_refused() {
 /// the running answer was cut at the deadline and stored.
 #[tokio::test(start_paused = true)]
 async fn actors_stop_only_after_their_answers_ended() {
+    let (logs, _guard) = LogLines::capture();
     let h = harness();
     h.provider.push(vec![Step::Say("half"), Step::Stall]);
     let mut client = h.connect("u1", None, None).await;
@@ -60,6 +61,8 @@ async fn actors_stop_only_after_their_answers_ended() {
     tokio::time::timeout(Duration::from_secs(5), stopped).await.expect("stopped after the cut");
     assert_eq!(h.service.running_actors(), 0);
     assert_eq!(h.stored(&client.session_id()).await[1].content, "half");
+    assert_eq!(logs.count(ACTOR_DIED), 0, "retired, not dead");
+    assert!(matches!(h.say(&mut client, "after").await, Err(ChatError::ShuttingDown)));
 }
 
 /// An answer held because storage failed is written at shutdown once storage is back,

@@ -47,6 +47,10 @@ pub use shared::{SharedMode, SharedStore};
 use storage::FlakyRepository;
 pub use storage::Storage;
 
+/// The line a session's actor logs when it dies (a panic in an adapter).
+pub const ACTOR_DIED: &str =
+    "the session's actor died; its next message loads the session again, with a new actor";
+
 /// The runtime's clock, as the service's own clock is: paused time moves both.
 struct TestClock(Instant);
 

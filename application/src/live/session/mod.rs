@@ -359,6 +359,23 @@ impl LiveSession {
         idle
     }
 
+    /// Its actor ended. Unless the session was retired (evicted, or the service shuts
+    /// down: the ends the actor waits for), the actor died: the session is marked
+    /// evicted, so no socket joins it any more and the next message for it loads it
+    /// again, with a new actor. Returns whether it was.
+    pub(crate) fn actor_ended(&self) -> bool {
+        let mut state = self.lock();
+        let died = !self.retired.is_cancelled();
+        if died {
+            state.evicted = true;
+            // What the actor held died with it (a turn it was taking, an answer waiting
+            // for storage): nothing keeps this copy in memory once its sockets leave.
+            state.queued_turns = 0;
+            state.unstored_answer = false;
+        }
+        died
+    }
+
     /// Completes when the session was evicted or the service shuts down its actors.
     pub async fn retired(&self) {
         self.retired.cancelled().await;

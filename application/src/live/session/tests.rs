@@ -341,3 +341,44 @@ fn a_session_whose_actor_abandoned_its_answer_is_idle_from_that_end() {
     clock.set(secs(150));
     assert!(live.evict_if_idle(secs(50)));
 }
+
+#[test]
+fn a_session_whose_actor_died_takes_no_socket_and_holds_nothing_once_its_sockets_leave() {
+    let clock = Arc::new(HandClock::default());
+    let live = live(&clock, secs(10));
+    let (alice, mut alice_queue) = socket("owner");
+    assert!(live.join(&alice, now()));
+    live.admit_turn(turn(&alice, Sender::User, Some("taken")), 3, now()).expect("admitted");
+    live.admit_turn(turn(&alice, Sender::User, Some("waiting")), 3, now()).expect("admitted");
+    let mut taking = std::pin::pin!(live.next_turn());
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    assert!(taking.as_mut().poll(&mut cx).is_ready(), "the actor took the first turn, then died");
+    live.hold_answer();
+    drain(&mut alice_queue);
+
+    assert_eq!(live.refuse_stranded_turns(|| note("refused")), 1, "the second turn still waited");
+    assert_eq!(contents(&drain(&mut alice_queue)), ["refused"]);
+    assert!(live.actor_ended(), "its session was not retired: the actor died");
+    assert!(live.is_evicted(), "the next message loads the session again");
+    let (bob, _) = socket("owner");
+    assert!(!live.join(&bob, now()), "no socket joins a session without an actor");
+    live.leave(alice.id());
+    assert!(live.evict_if_idle(secs(0)), "the turn and the held answer died with the actor");
+}
+
+#[test]
+fn an_actor_that_ends_after_its_session_was_retired_did_not_die() {
+    let retired = CancellationToken::new();
+    let clock: Arc<dyn Clock> = Arc::new(HandClock::default());
+    let live = LiveSession::new(
+        owners_session(),
+        Vec::new(),
+        Box::new(TestFanout::default()),
+        clock,
+        retired.clone(),
+    );
+    retired.cancel();
+    assert!(!live.actor_ended());
+    assert!(!live.is_evicted(), "at shutdown, a session stays as it is");
+    assert_eq!(live.refuse_stranded_turns(|| unreachable!("no turn waits")), 0);
+}

@@ -94,6 +94,27 @@ impl LiveSession {
         self.turn_queued.wake();
     }
 
+    /// For an actor that is gone (it died): closes the queue and refuses every turn
+    /// still waiting in it with `error`, so their senders (and whoever repeated their
+    /// keys) may send them again instead of waiting for an acknowledgement that would
+    /// never come. `error` is made only when a turn waits. Returns how many were refused.
+    pub(crate) fn refuse_stranded_turns(&self, error: impl FnOnce() -> Arc<Frame>) -> usize {
+        let stranded: Vec<Box<Turn>> = {
+            let mut state = self.lock();
+            state.turns.close();
+            std::iter::from_fn(|| state.turns.pop()).collect()
+        };
+        self.turn_queued.wake();
+        if stranded.is_empty() {
+            return 0;
+        }
+        let error = error();
+        for turn in &stranded {
+            self.refuse_turn(turn, &error);
+        }
+        stranded.len()
+    }
+
     /// Whether turns wait for the actor.
     pub(crate) fn turns_waiting(&self) -> bool {
         !self.lock().turns.is_empty()
