@@ -17,7 +17,7 @@ use chatbox_application::ports::{
     AnswerStream, ChatRequest, ChatTurn, LlmProvider, ProviderError, Role, StreamEvent,
 };
 use chatbox_domain::{FinishReason, Usage};
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use http::header::{HeaderMap, HeaderName, HeaderValue};
 use serde::{Deserialize, Serialize};
 use tracing::debug;
 
@@ -84,7 +84,7 @@ impl AnthropicProvider {
     ///
     /// # Errors
     /// When the HTTP client cannot be built.
-    pub fn new(config: ProviderConfig) -> Result<Self, reqwest::Error> {
+    pub fn new(config: ProviderConfig) -> Result<Self, crate::client::ClientError> {
         Ok(Self { transport: Transport::new("anthropic", config.api_key.clone())?, config })
     }
 

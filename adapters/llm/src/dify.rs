@@ -10,7 +10,7 @@
 use async_trait::async_trait;
 use chatbox_application::ports::{AnswerStream, ChatRequest, LlmProvider, ProviderError, Role, StreamEvent};
 use chatbox_domain::{FinishReason, Usage};
-use reqwest::header::{self, HeaderMap};
+use http::header::{self, HeaderMap};
 use serde::{Deserialize, Serialize};
 use tracing::debug;
 
@@ -41,7 +41,7 @@ impl DifyProvider {
     ///
     /// # Errors
     /// When the HTTP client cannot be built.
-    pub fn new(config: ProviderConfig) -> Result<Self, reqwest::Error> {
+    pub fn new(config: ProviderConfig) -> Result<Self, crate::client::ClientError> {
         Ok(Self { transport: Transport::new("dify", config.api_key.clone())?, config })
     }
 

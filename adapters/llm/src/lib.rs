@@ -12,6 +12,7 @@
 #![forbid(unsafe_code)]
 
 pub mod anthropic;
+pub mod client;
 pub mod config;
 pub mod demo;
 pub mod dify;

@@ -50,7 +50,7 @@ impl OpenAiProvider {
     ///
     /// # Errors
     /// When the HTTP client cannot be built.
-    pub fn new(config: ProviderConfig) -> Result<Self, reqwest::Error> {
+    pub fn new(config: ProviderConfig) -> Result<Self, crate::client::ClientError> {
         let mut openai = OpenAIConfig::new().with_api_base(config.endpoint.trim_end_matches('/'));
         if let Some(key) = &config.api_key {
             openai = openai.with_api_key(key.expose());

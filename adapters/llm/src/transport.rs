@@ -7,20 +7,20 @@
 //! Every provider text this module logs or puts into an error passes through
 //! [`redact`] first (the configured key and anything shaped like a credential), and
 //! only then is truncated.
-//! Dropping the returned stream drops the response, which closes the connection: that
-//! is how `stop`, timeouts and shutdown abort a provider request.
+//! Dropping the returned stream before the answer ended drops the response, which closes
+//! the connection: that is how `stop`, timeouts and shutdown abort a provider request. An
+//! answer that ended gives its connection back for the next (see [`crate::client`]).
 
 use std::collections::VecDeque;
 use std::time::{Duration, SystemTime};
 
-use bytes::Bytes;
 use chatbox_application::ports::{AnswerStream, ProviderError, StreamEvent};
 use chatbox_domain::Secret;
 use futures::StreamExt;
-use futures::stream::BoxStream;
-use reqwest::header::{self, HeaderMap, HeaderValue};
+use http::header::{self, HeaderMap, HeaderValue};
 use tracing::debug;
 
+use crate::client::{Client, ClientError, Exchange};
 use crate::redact::redact;
 use crate::sse::{SseDecoder, SseEvent};
 
@@ -53,7 +53,7 @@ pub trait EventDecoder: Send + 'static {
 /// An HTTP client for one provider.
 #[derive(Debug, Clone)]
 pub struct Transport {
-    client: reqwest::Client,
+    client: Client,
     provider: &'static str,
     /// Only to redact it from what the provider answers; `Debug` prints `***`.
     api_key: Option<Secret>,
@@ -65,12 +65,8 @@ impl Transport {
     ///
     /// # Errors
     /// When the TLS stack cannot be set up.
-    pub fn new(provider: &'static str, api_key: Option<Secret>) -> Result<Self, reqwest::Error> {
-        let client = reqwest::Client::builder()
-            .connect_timeout(CONNECT_TIMEOUT)
-            .pool_idle_timeout(Duration::from_secs(90))
-            .build()?;
-        Ok(Self { client, provider, api_key })
+    pub fn new(provider: &'static str, api_key: Option<Secret>) -> Result<Self, ClientError> {
+        Ok(Self { client: Client::new(CONNECT_TIMEOUT, Vec::new())?, provider, api_key })
     }
 
     /// Posts a JSON body and returns the answer stream decoded by `decoder`.
@@ -86,32 +82,30 @@ impl Transport {
     ) -> Result<AnswerStream, ProviderError> {
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         headers.insert(header::ACCEPT, HeaderValue::from_static("text/event-stream"));
-        let response = self.client.post(url).headers(headers).body(body).send().await.map_err(|error| {
-            // `without_url`: a URL may carry a key in its query (some gateways do that).
-            let error = self.redact(&error.without_url().to_string());
-            debug!(provider = self.provider, %error, "provider request failed");
-            ProviderError::Connect(error)
-        })?;
-        let status = response.status();
+        let (status, response_headers, body) =
+            self.client.post(url, headers, body).await.map_err(|error| {
+                let error = self.redact(&error.to_string());
+                debug!(provider = self.provider, %error, "provider request failed");
+                ProviderError::Connect(error)
+            })?;
         if !status.is_success() {
-            let retry_after = retry_after(response.headers());
-            let body = self.redact(&read_bounded(response).await);
+            let retry_after = retry_after(&response_headers);
+            let body = self.redact(&read_bounded(body).await);
             debug!(provider = self.provider, status = status.as_u16(), body = %truncate(&body), "provider refused the request");
             return Err(classify_status(status.as_u16(), retry_after));
         }
-        let is_json = response
-            .headers()
+        let is_json = response_headers
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with("application/json"));
         if is_json {
-            let body = self.redact(&read_bounded(response).await);
+            let body = self.redact(&read_bounded(body).await);
             debug!(provider = self.provider, body = %truncate(&body), "provider answered JSON, not an event stream");
             return Err(ProviderError::Stream(
                 "the provider answered JSON instead of an event stream".into(),
             ));
         }
-        Ok(events(response.bytes_stream().boxed(), decoder, self.provider, self.api_key.clone()))
+        Ok(events(body, decoder, self.provider, self.api_key.clone()))
     }
 
     fn redact(&self, text: &str) -> String {
@@ -146,9 +140,8 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     Some(at.duration_since(SystemTime::now()).unwrap_or_default().min(MAX_RETRY_AFTER))
 }
 
-async fn read_bounded(response: reqwest::Response) -> String {
+async fn read_bounded(mut chunks: Exchange) -> String {
     let mut body = Vec::new();
-    let mut chunks = response.bytes_stream();
     let read = async {
         while let Some(Ok(chunk)) = chunks.next().await {
             body.extend_from_slice(&chunk[..chunk.len().min(ERROR_BODY_READ_BYTES - body.len())]);
@@ -170,7 +163,8 @@ fn truncate(body: &str) -> String {
 }
 
 struct Driver<D> {
-    body: BoxStream<'static, reqwest::Result<Bytes>>,
+    /// The response, until the answer ended (then given back: see [`Exchange::release`]).
+    body: Option<Exchange>,
     sse: SseDecoder,
     decoder: D,
     pending: VecDeque<StreamEvent>,
@@ -231,9 +225,15 @@ impl<D: EventDecoder> Driver<D> {
                 return Some(Ok(event));
             }
             if self.ended {
+                if self.finished
+                    && let Some(body) = self.body.take()
+                {
+                    body.release();
+                }
                 return self.failure.take().map(Err);
             }
-            match self.body.next().await {
+            let body = self.body.as_mut()?;
+            match body.next().await {
                 Some(Ok(bytes)) => match self.sse.feed(&bytes, &mut self.scratch_events) {
                     Ok(()) => self.decode_pending(),
                     Err(error) => {
@@ -242,7 +242,7 @@ impl<D: EventDecoder> Driver<D> {
                     }
                 },
                 Some(Err(error)) => {
-                    let error = self.redact(&error.without_url().to_string());
+                    let error = self.redact(&error.to_string());
                     debug!(provider = self.provider, %error, "provider stream broke");
                     self.fail(ProviderError::Stream("the provider connection was lost mid-answer".into()));
                 }
@@ -268,13 +268,13 @@ impl<D: EventDecoder> Driver<D> {
 /// consumer polls: nothing is buffered beyond one network chunk. `api_key` is redacted
 /// from the failures reported.
 pub fn events(
-    body: BoxStream<'static, reqwest::Result<Bytes>>,
+    body: Exchange,
     decoder: impl EventDecoder,
     provider: &'static str,
     api_key: Option<Secret>,
 ) -> AnswerStream {
     let driver = Driver {
-        body,
+        body: Some(body),
         sse: SseDecoder::new(MAX_EVENT_BYTES),
         decoder,
         pending: VecDeque::new(),
