@@ -16,8 +16,10 @@ use std::fmt;
 use std::pin::pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::task::Poll;
 
 use chatbox_domain::UserId;
+use futures::task::AtomicWaker;
 use tokio::sync::Notify;
 
 use crate::events::{Frame, Outbound};
@@ -104,14 +106,12 @@ pub struct OutboundQueue {
 
 impl OutboundQueue {
     /// Everything queued, once there is something.
-    pub async fn recv(&mut self) -> Dequeued {
-        loop {
-            let queued = pin!(self.socket.queued.notified());
-            if let Some(items) = self.socket.take(usize::MAX) {
-                return items;
-            }
-            queued.await;
-        }
+    pub fn recv(&mut self) -> impl Future<Output = Dequeued> + Send + '_ {
+        std::future::poll_fn(|cx| {
+            // Registered before looking: a frame queued after the look wakes this waker.
+            self.socket.queued.register(cx.waker());
+            self.socket.take(usize::MAX).map_or(Poll::Pending, Poll::Ready)
+        })
     }
 
     /// The next item if one is waiting.
@@ -140,10 +140,12 @@ pub struct SocketHandle {
     items: Mutex<VecDeque<(Outbound, usize)>>,
     /// Bytes queued or taken and not yet written.
     queued_bytes: AtomicUsize,
-    /// Wakes the writer: something was queued.
-    queued: Notify,
-    /// Wakes a replay waiting for room: the writer is done with some bytes.
-    room: Notify,
+    /// Wakes the writer (one task): something was queued. A waker rather than a
+    /// `Notify`, which would take a lock at every frame.
+    queued: AtomicWaker,
+    /// Wakes the replay waiting for room (one at a time: the socket's own commands run
+    /// in turn): the writer is done with some bytes, or the socket closes.
+    room: AtomicWaker,
     closing: AtomicBool,
     /// Wakes whoever waits for the close.
     closed: Notify,
@@ -171,8 +173,8 @@ impl SocketHandle {
             budget,
             items: Mutex::new(VecDeque::new()),
             queued_bytes: AtomicUsize::new(0),
-            queued: Notify::new(),
-            room: Notify::new(),
+            queued: AtomicWaker::new(),
+            room: AtomicWaker::new(),
             closing: AtomicBool::new(false),
             closed: Notify::new(),
             close_reason: OnceLock::new(),
@@ -223,23 +225,14 @@ impl SocketHandle {
 
     /// Waits until at most half the budget is queued (or the socket closes), so that a
     /// long replay is queued at the pace the client reads it instead of overflowing.
-    pub async fn wait_for_room(&self) {
+    pub fn wait_for_room(&self) -> impl Future<Output = ()> + Send + '_ {
         let half = self.budget.max_bytes / 2;
-        loop {
-            let mut room = pin!(self.room.notified());
-            let mut closed = pin!(self.closed.notified());
+        std::future::poll_fn(move |cx| {
             // Registered before the checks, so a release or close between the checks
             // and the wait is not missed.
-            room.as_mut().enable();
-            closed.as_mut().enable();
-            if self.queued_bytes() <= half || self.is_closing() {
-                return;
-            }
-            tokio::select! {
-                () = room => {}
-                () = closed => {}
-            }
-        }
+            self.room.register(cx.waker());
+            if self.queued_bytes() <= half || self.is_closing() { Poll::Ready(()) } else { Poll::Pending }
+        })
     }
 
     fn push(&self, item: Outbound) -> bool {
@@ -265,7 +258,7 @@ impl SocketHandle {
             return false;
         }
         self.lock_items().push_back((item, bytes));
-        self.queued.notify_one();
+        self.queued.wake();
         true
     }
 
@@ -294,7 +287,7 @@ impl SocketHandle {
 
     fn release(&self, bytes: usize) {
         self.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
-        self.room.notify_waiters();
+        self.room.wake();
     }
 
     /// The slots the queue holds allocated.
@@ -314,6 +307,7 @@ impl SocketHandle {
         let _ = self.close_reason.set(reason);
         if !self.closing.swap(true, Ordering::AcqRel) {
             self.closed.notify_waiters();
+            self.room.wake();
         }
     }
 

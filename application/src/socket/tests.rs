@@ -153,20 +153,41 @@ async fn a_replay_waits_until_at_most_half_the_budget_is_queued() {
     assert!(socket.send(note(437)));
     assert_eq!(socket.queued_bytes(), 501);
     assert!(tokio::time::timeout(patience, socket.wait_for_room()).await.is_err(), "over half: waits");
-    let writer = async {
-        tokio::time::sleep(writer_pause).await;
-        drop(queue.try_recv().expect("queued"));
-    };
-    let (waited, ()) = tokio::join!(tokio::time::timeout(patience, socket.wait_for_room()), writer);
-    waited.expect("room once the writer is done");
+    // The replay waits in a task of its own, so only a wake moves it on.
+    let replay = tokio::spawn({
+        let socket = Arc::clone(&socket);
+        async move { socket.wait_for_room().await }
+    });
+    tokio::time::sleep(writer_pause).await;
+    drop(queue.try_recv().expect("queued"));
+    tokio::time::timeout(patience, replay).await.expect("room once the writer is done").expect("task");
 
     // A socket that closes meanwhile stops the wait too.
     let (socket, _queue) = SocketHandle::new(user(), budget(1000));
     assert!(socket.send(note(437)));
-    let closer = async {
-        tokio::time::sleep(writer_pause).await;
-        socket.close(CloseReason::Disconnected);
-    };
-    let (waited, ()) = tokio::join!(tokio::time::timeout(patience, socket.wait_for_room()), closer);
-    waited.expect("no waiting on a closing socket");
+    let replay = tokio::spawn({
+        let socket = Arc::clone(&socket);
+        async move { socket.wait_for_room().await }
+    });
+    tokio::time::sleep(writer_pause).await;
+    socket.close(CloseReason::Disconnected);
+    tokio::time::timeout(patience, replay).await.expect("no waiting on a closing socket").expect("task");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_waiting_writer_is_woken_by_the_next_frame_and_takes_everything_queued() {
+    let (socket, mut queue) = SocketHandle::new(user(), budget(1000));
+    let writer = tokio::spawn(async move {
+        let first = queue.recv().await.frames().len();
+        let second = queue.recv().await.frames().len();
+        (first, second)
+    });
+    tokio::task::yield_now().await;
+    assert!(!writer.is_finished(), "nothing queued yet");
+    assert!(socket.send(note(1)));
+    tokio::task::yield_now().await;
+    assert!(socket.send(note(1)) && socket.send(note(1)));
+    let taken =
+        tokio::time::timeout(std::time::Duration::from_secs(60), writer).await.expect("woken").expect("task");
+    assert_eq!(taken, (1, 2), "the first frame alone, then the two queued meanwhile together");
 }
