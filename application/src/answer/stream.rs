@@ -3,6 +3,7 @@
 //! (`LLM_STREAM_TIMEOUT`), is stopped, or nobody comes back for it (`RECONNECT_TIMEOUT`).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use chatbox_domain::{ErrorCode, FinishReason, ModelId, ProviderConversation, Usage};
 use futures::StreamExt;
@@ -69,22 +70,31 @@ impl Actor {
             }
         }
         let mut last_event = self.deps.monotonic();
-        // One timer for the whole answer, moved at each event: a timer started and
-        // dropped per token would cost two updates of the runtime's timer wheel each.
-        let mut timer = std::pin::pin!(tokio::time::sleep(std::time::Duration::ZERO));
+        // One timer for the whole answer, armed for the earliest deadline known when it
+        // was set and moved only when it fires early (an event came since): resetting it
+        // at every token would cost that token two more clock reads.
+        let due = |last_event: Duration, unattended_since: Option<Duration>| {
+            let idle = last_event.saturating_add(settings.idle_timeout).min(total_deadline);
+            let unattended = unattended_since.map(|since| since.saturating_add(settings.reconnect_timeout));
+            (unattended.map_or(idle, |at| at.min(idle)), unattended)
+        };
+        let (mut armed, _) = due(last_event, self.live.unattended_since());
+        let mut timer = std::pin::pin!(tokio::time::sleep_until(self.deps.timer_deadline(armed)));
         let cancelled = answer.cancel.cancelled();
         let mut cancelled = std::pin::pin!(cancelled);
         loop {
-            let idle_deadline = last_event.saturating_add(settings.idle_timeout).min(total_deadline);
-            let unattended_deadline =
-                self.live.unattended_since().map(|since| since.saturating_add(settings.reconnect_timeout));
-            let deadline = unattended_deadline.map_or(idle_deadline, |d| d.min(idle_deadline));
-            timer.as_mut().reset(self.deps.timer_deadline(deadline));
             tokio::select! {
                 biased;
                 () = &mut cancelled => return progress.ended(FinishReason::Cancelled),
                 () = &mut timer => {
-                    if unattended_deadline.is_some_and(|d| d <= self.deps.monotonic()) {
+                    let now = self.deps.monotonic();
+                    let (deadline, unattended) = due(last_event, self.live.unattended_since());
+                    if deadline > now {
+                        armed = deadline;
+                        timer.as_mut().reset(self.deps.timer_deadline(armed));
+                        continue;
+                    }
+                    if unattended.is_some_and(|at| at <= now) {
                         debug!(session_id = %self.live.id(), "no socket came back in time; answer cancelled");
                         return progress.ended(FinishReason::Cancelled);
                     }
@@ -106,6 +116,13 @@ impl Actor {
                             warn!(session_id = %self.live.id(), model_id = %progress.model_id, %error, "answer stream failed");
                             return progress.failed(FinishReason::Error, ErrorCode::LlmUnavailable, PROVIDER_UNAVAILABLE);
                         }
+                    }
+                    // Nobody left to read the answer: the reconnect deadline may come first.
+                    if let (_, Some(unattended)) = due(last_event, self.live.unattended_since())
+                        && unattended < armed
+                    {
+                        armed = unattended;
+                        timer.as_mut().reset(self.deps.timer_deadline(armed));
                     }
                 }
             }

@@ -13,14 +13,12 @@
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::pin::pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::task::Poll;
 
 use chatbox_domain::UserId;
 use futures::task::AtomicWaker;
-use tokio::sync::Notify;
 
 use crate::events::{Frame, Outbound};
 
@@ -147,8 +145,8 @@ pub struct SocketHandle {
     /// in turn): the writer is done with some bytes, or the socket closes.
     room: AtomicWaker,
     closing: AtomicBool,
-    /// Wakes whoever waits for the close.
-    closed: Notify,
+    /// Wakes the writer (the one task that waits for the close).
+    closed: AtomicWaker,
     close_reason: OnceLock<CloseReason>,
 }
 
@@ -176,7 +174,7 @@ impl SocketHandle {
             queued: AtomicWaker::new(),
             room: AtomicWaker::new(),
             closing: AtomicBool::new(false),
-            closed: Notify::new(),
+            closed: AtomicWaker::new(),
             close_reason: OnceLock::new(),
         });
         let queue = OutboundQueue { socket: Arc::clone(&handle) };
@@ -306,7 +304,7 @@ impl SocketHandle {
     pub fn close(&self, reason: CloseReason) {
         let _ = self.close_reason.set(reason);
         if !self.closing.swap(true, Ordering::AcqRel) {
-            self.closed.notify_waiters();
+            self.closed.wake();
             self.room.wake();
         }
     }
@@ -317,14 +315,13 @@ impl SocketHandle {
         self.closing.load(Ordering::Acquire)
     }
 
-    /// Completes when the socket should close.
-    pub async fn closed(&self) {
-        let mut closed = pin!(self.closed.notified());
-        closed.as_mut().enable();
-        if self.is_closing() {
-            return;
-        }
-        closed.await;
+    /// Completes when the socket should close. One task waits for it (the socket's
+    /// writer): a wait from another task would take its place.
+    pub fn closed(&self) -> impl Future<Output = ()> + Send + '_ {
+        std::future::poll_fn(|cx| {
+            self.closed.register(cx.waker());
+            if self.is_closing() { Poll::Ready(()) } else { Poll::Pending }
+        })
     }
 
     /// Why the server closes it, if it does.

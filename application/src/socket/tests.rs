@@ -130,8 +130,15 @@ async fn a_socket_is_open_until_closed_and_the_first_reason_wins() {
     assert!(!socket.is_closing());
     assert_eq!(socket.close_reason(), None);
     assert!(tokio::time::timeout(patience, socket.closed()).await.is_err(), "open: closed() waits");
+    // The writer waits in a task of its own: the close wakes it.
+    let writer = tokio::spawn({
+        let socket = Arc::clone(&socket);
+        async move { socket.closed().await }
+    });
+    tokio::task::yield_now().await;
     socket.close(CloseReason::TokenExpired);
     socket.close(CloseReason::SlowConsumer);
+    tokio::time::timeout(patience, writer).await.expect("woken by the close").expect("task");
     tokio::time::timeout(patience, socket.closed()).await.expect("closing");
     assert!(socket.is_closing());
     assert_eq!(socket.close_reason(), Some(CloseReason::TokenExpired));

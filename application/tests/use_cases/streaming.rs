@@ -47,6 +47,24 @@ async fn a_stalled_provider_times_out_with_an_error_then_done_and_the_partial_is
 }
 
 #[tokio::test(start_paused = true)]
+async fn the_idle_timeout_bounds_each_silence_not_the_whole_answer() {
+    let mut s = settings();
+    s.idle_timeout = Duration::from_millis(150);
+    let h = harness_with(s);
+    let mut script = Vec::new();
+    for word in ["one ", "two ", "three ", "four"] {
+        script.push(Step::Say(word));
+        script.push(Step::Wait(Duration::from_millis(100)));
+    }
+    h.provider.push(script);
+    let mut client = h.connect("u1", None, None).await;
+    h.say(&mut client, "slow but steady").await.expect("accepted");
+    let events = client.until_done().await;
+    assert_eq!(done_of(&events).1, FinishReason::Stop, "400 ms of answer, never 150 ms of silence");
+    assert_eq!(answer_text(&events), "one two three four");
+}
+
+#[tokio::test(start_paused = true)]
 async fn the_whole_answer_deadline_applies_even_while_chunks_keep_coming() {
     let mut s = settings();
     s.stream_timeout = Duration::from_millis(300);
