@@ -6,6 +6,7 @@
 //! (`outbound.rs`), each event is encoded once per frame (the application caches the
 //! bytes).
 
+mod chunk;
 mod outbound;
 
 pub use outbound::encode;

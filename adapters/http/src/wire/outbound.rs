@@ -107,6 +107,24 @@ const fn answer_type(style: AnswerStyle) -> &'static str {
 /// Encodes a frame as its JSON text, written into one allocation of about its length.
 #[must_use]
 pub fn encode(frame: &Frame) -> String {
+    if let ServerEvent::AnswerChunk { session_id, message_id, model_id, delta, style } = &frame.event
+        && let Some(text) = super::chunk::encode(
+            answer_type(*style),
+            session_id.as_str(),
+            delta,
+            model_id.as_str(),
+            frame.timestamp,
+            message_id.as_str(),
+        )
+    {
+        return text;
+    }
+    encode_fields(frame)
+}
+
+/// Encodes any frame through its outbound shape (the chunk's own writer is checked
+/// against this).
+pub(super) fn encode_fields(frame: &Frame) -> String {
     let out = out_frame(frame);
     let mut text = Vec::with_capacity(out.len_hint());
     match serde_json::to_writer(&mut text, &out).map(|()| String::from_utf8(text)) {
@@ -362,7 +380,7 @@ mod tests {
         for event in events {
             let frame = Frame::new(event, now());
             let hint = out_frame(&frame).len_hint();
-            let text = encode(&frame);
+            let text = encode_fields(&frame);
             assert_eq!(text.capacity(), hint, "written without growing: {text}");
             assert!(hint - text.len() <= 64, "{hint} bytes for {}: {text}", text.len());
         }
