@@ -99,7 +99,7 @@ async fn every_adapter_streams_text_usage_and_a_stop_whatever_the_byte_boundarie
         for piece in [1, 2, 3, 7, 64, 100_000] {
             let server = FakeProvider::start().await;
             server.push(wire.answer(&WORDS, piece));
-            let stream = adapter(wire, &server).stream(request(None)).await.expect("started");
+            let stream = adapter(wire, &server).stream(&request(None)).await.expect("started");
             let (events, error) = drain(stream).await;
             assert!(error.is_none(), "{wire:?}/{piece}: {error:?}");
             assert_eq!(text(&events), "Hello there, friend.", "{wire:?} split every {piece} bytes");
@@ -119,7 +119,7 @@ async fn every_adapter_sends_the_request_its_provider_expects() {
     for wire in Wire::ALL {
         let server = FakeProvider::start().await;
         server.push(wire.answer(&WORDS, 64));
-        let stream = adapter(wire, &server).stream(request(Some("conv-9"))).await.expect("started");
+        let stream = adapter(wire, &server).stream(&request(Some("conv-9"))).await.expect("started");
         drain(stream).await;
         let recorded = &server.requests()[0];
         assert_eq!((recorded.method.as_str(), recorded.path.as_str()), ("POST", wire.path()), "{wire:?}");
@@ -178,7 +178,7 @@ async fn every_adapter_sends_the_request_its_provider_expects() {
 async fn dify_reports_its_conversation_id_once() {
     let server = FakeProvider::start().await;
     server.push(Wire::Dify.answer(&WORDS, 64));
-    let stream = adapter(Wire::Dify, &server).stream(request(None)).await.expect("started");
+    let stream = adapter(Wire::Dify, &server).stream(&request(None)).await.expect("started");
     let (events, _) = drain(stream).await;
     let ids: Vec<&StreamEvent> =
         events.iter().filter(|e| matches!(e, StreamEvent::Conversation(_))).collect();
@@ -197,7 +197,7 @@ async fn an_error_event_is_a_classified_failure_and_its_text_stays_inside() {
         server.push(Script::events(vec![Part::Bytes(
             (wire.opening() + &wire.text("Hi") + &wire.error_event()).into_bytes(),
         )]));
-        let stream = adapter(wire, &server).stream(request(None)).await.expect("started");
+        let stream = adapter(wire, &server).stream(&request(None)).await.expect("started");
         let (events, error) = drain(stream).await;
         assert_eq!(text(&events), "Hi", "{wire:?}");
         let error = error.unwrap_or_else(|| panic!("{wire:?}: an error event is not a normal end"));
@@ -212,7 +212,7 @@ async fn a_mid_stream_disconnect_is_a_failure_not_an_end() {
     for wire in Wire::ALL {
         let server = FakeProvider::start().await;
         server.push(wire.then(&["Half"], vec![Part::Pause(Duration::from_millis(20)), Part::Disconnect]));
-        let stream = adapter(wire, &server).stream(request(None)).await.expect("started");
+        let stream = adapter(wire, &server).stream(&request(None)).await.expect("started");
         let (events, error) = drain(stream).await;
         assert_eq!(text(&events), "Half", "{wire:?}");
         assert!(matches!(error, Some(ProviderError::Stream(_))), "{wire:?}: {error:?}");
@@ -228,13 +228,13 @@ async fn rate_limits_carry_retry_after_and_the_next_request_succeeds() {
         );
         server.push(wire.answer(&WORDS, 64));
         let provider = adapter(wire, &server);
-        let error = provider.stream(request(None)).await.err().expect("refused");
+        let error = provider.stream(&request(None)).await.err().expect("refused");
         assert!(
             matches!(error, ProviderError::RateLimited { retry_after: Some(d) } if d == Duration::from_secs(2)),
             "{wire:?}: {error:?}"
         );
         assert!(!error.to_string().contains("SECRET"));
-        let (events, error) = drain(provider.stream(request(None)).await.expect("second try")).await;
+        let (events, error) = drain(provider.stream(&request(None)).await.expect("second try")).await;
         assert!(error.is_none());
         assert_eq!(text(&events), "Hello there, friend.");
     }
@@ -248,14 +248,14 @@ async fn server_and_client_errors_are_classified_by_status() {
         server.push(Script::error(401, r#"{"error":"SECRET-BODY bad key"}"#));
         server.push(Script::error(529, r#"{"type":"error","error":{"type":"overloaded_error"}}"#));
         let provider = adapter(wire, &server);
-        let first = provider.stream(request(None)).await.err().expect("500");
+        let first = provider.stream(&request(None)).await.err().expect("500");
         assert!(matches!(first, ProviderError::Server { status: 500 }), "{wire:?}: {first:?}");
-        let second = provider.stream(request(None)).await.err().expect("401");
+        let second = provider.stream(&request(None)).await.err().expect("401");
         assert!(
             matches!(second, ProviderError::Rejected { status: 401 }) && !second.is_retryable(),
             "{wire:?}"
         );
-        let third = provider.stream(request(None)).await.err().expect("529");
+        let third = provider.stream(&request(None)).await.err().expect("529");
         assert!(matches!(third, ProviderError::Overloaded), "{wire:?}");
         for error in [first, second, third] {
             assert!(!error.to_string().contains("SECRET"), "{wire:?}: {error}");
@@ -268,7 +268,7 @@ async fn connection_refused_is_a_retryable_connect_failure() {
     let unused = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("address");
     for wire in Wire::ALL {
         let provider = adapter_at(wire, format!("http://{unused}/v1"));
-        let error = provider.stream(request(None)).await.err().expect("refused");
+        let error = provider.stream(&request(None)).await.err().expect("refused");
         assert!(matches!(error, ProviderError::Connect(_)) && error.is_retryable(), "{wire:?}: {error:?}");
         assert!(!error.to_string().contains(KEY));
     }
@@ -279,7 +279,7 @@ async fn dropping_the_stream_closes_the_provider_connection() {
     for wire in Wire::ALL {
         let server = FakeProvider::start().await;
         server.push(wire.then(&["Still ", "going"], vec![Part::Stall]));
-        let mut stream = adapter(wire, &server).stream(request(None)).await.expect("started");
+        let mut stream = adapter(wire, &server).stream(&request(None)).await.expect("started");
         let mut seen = String::new();
         while seen != "Still going" {
             // A stream that ends or fails here would otherwise be polled forever.
@@ -307,7 +307,7 @@ async fn a_stream_that_ends_without_its_terminator_is_incomplete() {
         let server = FakeProvider::start().await;
         server.push(Script::events(vec![Part::Bytes((wire.opening() + &wire.text("cut")).into_bytes())]));
         let (events, error) =
-            drain(adapter(wire, &server).stream(request(None)).await.expect("started")).await;
+            drain(adapter(wire, &server).stream(&request(None)).await.expect("started")).await;
         assert_eq!(text(&events), "cut");
         assert!(matches!(error, Some(ProviderError::Stream(_))), "{wire:?}: {error:?}");
     }
@@ -322,7 +322,7 @@ async fn a_json_answer_instead_of_an_event_stream_is_refused() {
             headers: vec![("content-type".into(), "application/json".into())],
             parts: vec![Part::Bytes(b"{\"SECRET-BODY\":1}".to_vec())],
         });
-        let error = adapter(wire, &server).stream(request(None)).await.err().expect("refused");
+        let error = adapter(wire, &server).stream(&request(None)).await.err().expect("refused");
         assert!(
             matches!(error, ProviderError::Stream(_)) && !error.to_string().contains("SECRET"),
             "{wire:?}: {error:?}"
@@ -348,7 +348,7 @@ async fn anthropic_and_dify_accept_the_kind_from_the_event_line_alone() {
         let server = FakeProvider::start().await;
         server.push(Script::events(vec![Part::Bytes(body.as_bytes().to_vec())]));
         let (events, error) =
-            drain(adapter(wire, &server).stream(request(None)).await.expect("started")).await;
+            drain(adapter(wire, &server).stream(&request(None)).await.expect("started")).await;
         assert!(error.is_none(), "{wire:?}: {error:?}");
         assert_eq!(text(&events), "terse", "{wire:?}");
         assert!(events.contains(&StreamEvent::Finished(reason)), "{wire:?}: {events:?}");
@@ -364,7 +364,7 @@ async fn nothing_after_the_end_of_an_answer_is_read() {
         body.push_str(&wire.error_event());
         server.push(Script::events(vec![Part::Bytes(body.into_bytes())]));
         let (events, error) =
-            drain(adapter(wire, &server).stream(request(None)).await.expect("started")).await;
+            drain(adapter(wire, &server).stream(&request(None)).await.expect("started")).await;
         assert!(error.is_none(), "{wire:?}: an event after the end is not part of the answer: {error:?}");
         assert_eq!(text(&events), "Done.");
         assert!(
@@ -392,7 +392,7 @@ async fn a_provider_echoing_the_key_in_an_error_body_never_puts_it_in_the_logs()
             let server = FakeProvider::start().await;
             server.push(Script::error(*status, body));
             let (logs, guard) = logs::capture_logs(tracing::Level::TRACE);
-            let error = adapter(wire, &server).stream(request(None)).await.err().expect("refused");
+            let error = adapter(wire, &server).stream(&request(None)).await.err().expect("refused");
             drop(guard);
             let logs = String::from_utf8_lossy(&logs.lock().expect("logs")).into_owned();
             assert!(logs.contains("provider refused the request"), "{wire:?}: the body is logged: {logs}");

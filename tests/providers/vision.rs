@@ -76,7 +76,7 @@ fn provider(wire: Wire, endpoint: String, vision: bool) -> Arc<dyn LlmProvider> 
 async fn sent_messages(wire: Wire, vision: bool, request: ChatRequest) -> Value {
     let server = FakeProvider::start().await;
     server.push(wire.answer(&WORDS, 64));
-    let stream = provider(wire, server.url("/v1"), vision).stream(request).await.expect("started");
+    let stream = provider(wire, server.url("/v1"), vision).stream(&request).await.expect("started");
     let (_, error) = drain(stream).await;
     assert!(error.is_none(), "{wire:?}: {error:?}");
     let requests = server.requests();

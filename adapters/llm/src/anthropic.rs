@@ -143,8 +143,8 @@ impl AnthropicProvider {
 
 #[async_trait]
 impl LlmProvider for AnthropicProvider {
-    async fn stream(&self, request: ChatRequest) -> Result<AnswerStream, ProviderError> {
-        let body = self.body(&request)?;
+    async fn stream(&self, request: &ChatRequest) -> Result<AnswerStream, ProviderError> {
+        let body = self.body(request)?;
         let mut headers = HeaderMap::new();
         if let Some(key) = &self.config.api_key {
             headers.insert(HeaderName::from_static("x-api-key"), secret_header(key.expose())?);

@@ -53,8 +53,8 @@ impl DemoProvider {
 
 #[async_trait]
 impl LlmProvider for DemoProvider {
-    async fn stream(&self, request: ChatRequest) -> Result<AnswerStream, ProviderError> {
-        let answer = Self::answer_text(&request);
+    async fn stream(&self, request: &ChatRequest) -> Result<AnswerStream, ProviderError> {
+        let answer = Self::answer_text(request);
         let prompt_chars: usize = request.history.iter().map(|t| t.content.chars().count()).sum::<usize>()
             + request.system_prompt.as_ref().map_or(0, |p| p.chars().count());
         // Words keep their trailing space so the deltas concatenate to the answer.
@@ -103,7 +103,7 @@ mod tests {
     async fn streams_the_answer_word_by_word_then_usage_and_stop() {
         let provider = DemoProvider::new(Duration::ZERO);
         let events: Vec<StreamEvent> = provider
-            .stream(request("What is Rust?"))
+            .stream(&request("What is Rust?"))
             .await
             .expect("stream")
             .map(|event| event.expect("no error"))

@@ -66,13 +66,13 @@ impl DifyProvider {
 
 #[async_trait]
 impl LlmProvider for DifyProvider {
-    async fn stream(&self, request: ChatRequest) -> Result<AnswerStream, ProviderError> {
-        let body = Self::body(&request)?;
+    async fn stream(&self, request: &ChatRequest) -> Result<AnswerStream, ProviderError> {
+        let body = Self::body(request)?;
         let mut headers = HeaderMap::new();
         if let Some(key) = &self.config.api_key {
             headers.insert(header::AUTHORIZATION, secret_header(&format!("Bearer {}", key.expose()))?);
         }
-        let decoder = ChatMessagesDecoder { known_conversation: request.conversation_id };
+        let decoder = ChatMessagesDecoder { known_conversation: request.conversation_id.clone() };
         self.transport.stream(&self.config.url("chat-messages"), headers, body, decoder).await
     }
 }

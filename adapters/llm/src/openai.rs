@@ -131,8 +131,8 @@ impl OpenAiProvider {
 
 #[async_trait]
 impl LlmProvider for OpenAiProvider {
-    async fn stream(&self, request: ChatRequest) -> Result<AnswerStream, ProviderError> {
-        let body = self.body(&request)?;
+    async fn stream(&self, request: &ChatRequest) -> Result<AnswerStream, ProviderError> {
+        let body = self.body(request)?;
         let mut headers = self.openai.headers();
         for value in headers.values_mut() {
             value.set_sensitive(true);

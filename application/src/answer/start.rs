@@ -36,13 +36,14 @@ impl Actor {
     /// ends the answer instead.
     pub(super) async fn start(
         &self,
-        request: ChatRequest,
+        mut request: ChatRequest,
         cancel: &CancellationToken,
         total_deadline: Duration,
     ) -> Result<Started, Outcome> {
         let settings = &self.deps.settings;
         let policy = settings.retry;
-        let chain = settings.provider_chain(&request.model_id);
+        let asked = request.model_id.clone();
+        let chain = settings.provider_chain(&asked);
         for (position, model_id) in chain.iter().enumerate() {
             let Some(provider) = self.deps.providers.get(model_id).cloned() else {
                 warn!(%model_id, "no provider is configured for this model");
@@ -51,17 +52,15 @@ impl Actor {
             if position > 0 {
                 info!(session_id = %self.live.id(), from = %chain[position - 1], to = %model_id, "falling back to another provider");
             }
-            let mut attempt_request = request.clone();
-            attempt_request.model_id = model_id.clone();
-            attempt_request.conversation_id =
+            // One request, changed for each model of the chain: never copied, since its
+            // history is most of it.
+            request.model_id = model_id.clone();
+            request.conversation_id =
                 self.live.read(|session| session.conversation_for(model_id).map(str::to_owned));
             let mut retry = 0;
             loop {
                 self.deps.metrics.llm_request(model_id);
-                let failure = match self
-                    .attempt(&*provider, attempt_request.clone(), cancel, total_deadline)
-                    .await
-                {
+                let failure = match self.attempt(&*provider, &request, cancel, total_deadline).await {
                     Ok((stream, first_events, first_token_at)) => {
                         return Ok(Started {
                             stream,
@@ -103,19 +102,14 @@ impl Actor {
                 retry += 1;
             }
         }
-        Err(Outcome::failed(
-            &request.model_id,
-            FinishReason::Error,
-            ErrorCode::LlmUnavailable,
-            PROVIDER_UNAVAILABLE,
-        ))
+        Err(Outcome::failed(&asked, FinishReason::Error, ErrorCode::LlmUnavailable, PROVIDER_UNAVAILABLE))
     }
 
     /// One request to one provider, read up to its first token (or its end).
     async fn attempt(
         &self,
         provider: &dyn LlmProvider,
-        request: ChatRequest,
+        request: &ChatRequest,
         cancel: &CancellationToken,
         total_deadline: Duration,
     ) -> Result<(AnswerStream, Vec<StreamEvent>, Duration), Attempt> {

@@ -297,7 +297,7 @@ pub trait LlmProvider: Send + Sync + 'static {
     ///
     /// # Errors
     /// A [`ProviderError`] when the request could not be started.
-    async fn stream(&self, request: ChatRequest) -> Result<AnswerStream, ProviderError>;
+    async fn stream(&self, request: &ChatRequest) -> Result<AnswerStream, ProviderError>;
 
     /// Whether the model takes pictures ([`ChatTurn::images`]); a provider that does not
     /// is told about an image by its name only.
@@ -335,7 +335,7 @@ mod tests {
 
     #[async_trait]
     impl LlmProvider for TextOnly {
-        async fn stream(&self, _: ChatRequest) -> Result<AnswerStream, ProviderError> {
+        async fn stream(&self, _: &ChatRequest) -> Result<AnswerStream, ProviderError> {
             Err(ProviderError::Overloaded)
         }
     }

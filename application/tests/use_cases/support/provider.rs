@@ -102,8 +102,8 @@ impl LlmProvider for ScriptedProvider {
         self.sees.load(Ordering::SeqCst)
     }
 
-    async fn stream(&self, request: ChatRequest) -> Result<AnswerStream, ProviderError> {
-        self.requests.lock().expect("lock").push(request);
+    async fn stream(&self, request: &ChatRequest) -> Result<AnswerStream, ProviderError> {
+        self.requests.lock().expect("lock").push(request.clone());
         self.request_times.lock().expect("lock").push(Instant::now());
         let script = {
             let mut scripts = self.scripts.lock().expect("lock");
