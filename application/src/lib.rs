@@ -43,6 +43,7 @@ pub mod ports;
 pub mod settings;
 pub mod shared_state;
 pub mod socket;
+mod sparse_maps;
 pub mod turn;
 
 pub use chat::{ChatService, MessagePage, SharedConversation};

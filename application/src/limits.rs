@@ -144,6 +144,7 @@ impl ConnectionGate {
         if let Entry::Occupied(mut held) = self.per_user.entry(user.clone()) {
             if *held.get() <= 1 {
                 held.remove();
+                crate::sparse_maps::shrink_if_sparse(&self.per_user);
             } else {
                 *held.get_mut() -= 1;
             }
@@ -206,6 +207,16 @@ mod tests {
 
     fn user(id: &str) -> UserId {
         UserId::parse(id).expect("valid")
+    }
+
+    #[test]
+    fn the_gate_gives_its_memory_back_once_its_users_left() {
+        let gate = ConnectionGate::new(10_000, 1);
+        let permits: Vec<_> =
+            (0..5_000).map(|n| gate.try_acquire(&user(&format!("user-{n}"))).expect("slot")).collect();
+        let full = gate.per_user.capacity();
+        drop(permits);
+        assert!(gate.per_user.capacity() < full / 4, "{} of {full} slots kept", gate.per_user.capacity());
     }
 
     #[test]

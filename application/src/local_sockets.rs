@@ -75,6 +75,7 @@ impl UserDirectory {
             sockets.get_mut().retain(|known| known.id() != socket.id());
             if sockets.get().is_empty() {
                 sockets.remove();
+                crate::sparse_maps::shrink_if_sparse(&self.by_user);
             }
         }
     }
@@ -164,5 +165,19 @@ mod tests {
             (0, 1),
             "alice's entry went with her last socket"
         );
+    }
+
+    #[test]
+    fn the_directory_gives_its_memory_back_once_its_users_left() {
+        let users = UserDirectory::default();
+        let sockets: Vec<_> = (0..5_000).map(|n| socket(&format!("user-{n}"))).collect();
+        for (socket, _) in &sockets {
+            users.register(socket);
+        }
+        let full = users.by_user.capacity();
+        for (socket, _) in &sockets {
+            users.unregister(socket);
+        }
+        assert!(users.by_user.capacity() < full / 4, "{} of {full} slots kept", users.by_user.capacity());
     }
 }
