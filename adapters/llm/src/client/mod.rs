@@ -35,9 +35,6 @@ use connect::Connector;
 pub use connect::Origin;
 use pool::{Conn, Pool};
 
-/// The most hyper buffers of a response it reads (its read buffer starts at 8 KiB and
-/// grows only for a head or a chunk that needs it); beyond it the response fails.
-const MAX_READ_BUFFER: usize = 1024 * 1024 + 64 * 1024;
 /// At most this many body frames are read, without waiting, from an exchange dropped
 /// before its end, to see whether its connection can be kept.
 const FINISH_FRAMES: usize = 8;
@@ -140,8 +137,9 @@ impl Client {
 }
 
 async fn handshake(io: connect::Io) -> Result<Conn, ClientError> {
+    // hyper's defaults, as reqwest had them: a read buffer of 8 KiB that grows for a
+    // long head (a body is handed on in pieces whatever its chunks' sizes).
     let (sender, driver) = hyper::client::conn::http1::Builder::new()
-        .max_buf_size(MAX_READ_BUFFER)
         .handshake(TokioIo::new(io))
         .await
         .map_err(ClientError::Http)?;
