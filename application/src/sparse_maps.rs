@@ -14,15 +14,29 @@ const KEPT_SLOTS: usize = 1024;
 /// it). Shrinking to fit halves the slots at least, so a map emptying entry by entry is
 /// shrunk a logarithmic number of times.
 pub(crate) fn shrink_if_sparse<K: Eq + Hash + Clone, V>(map: &DashMap<K, V>) {
-    let capacity = map.capacity();
-    if capacity > KEPT_SLOTS && map.len().saturating_mul(4) < capacity {
+    if is_sparse(map.len(), map.capacity()) {
         map.shrink_to_fit();
     }
+}
+
+/// More than [`KEPT_SLOTS`] slots, and less than a quarter of them used.
+const fn is_sparse(len: usize, capacity: usize) -> bool {
+    capacity > KEPT_SLOTS && len.saturating_mul(4) < capacity
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_map_is_sparse_past_the_kept_slots_and_under_a_quarter_used() {
+        assert!(is_sparse(0, KEPT_SLOTS + 1));
+        assert!(!is_sparse(0, KEPT_SLOTS), "the kept slots are left alone, even empty");
+        assert!(is_sparse(1024, 4097), "a quarter of 4,097 is more than 1,024");
+        assert!(!is_sparse(1024, 4096), "exactly a quarter used: kept");
+        assert!(!is_sparse(3000, 4096));
+        assert!(!is_sparse(usize::MAX, usize::MAX), "no overflow");
+    }
 
     #[test]
     fn a_map_that_emptied_gives_its_slots_back_and_a_small_one_is_left_alone() {
