@@ -76,7 +76,8 @@ impl SseDecoder {
                 bytes = &bytes[1..];
                 continue;
             }
-            let Some(end) = bytes.iter().position(|&byte| byte == b'\n' || byte == b'\r') else {
+            // Searched a word at a time: a provider's lines are a few hundred bytes each.
+            let Some(end) = memchr::memchr2(b'\n', b'\r', bytes) else {
                 self.gather(bytes)?;
                 break;
             };
