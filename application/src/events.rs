@@ -155,6 +155,20 @@ pub struct Frame {
     first_token_at: Option<Duration>,
 }
 
+impl ServerEvent {
+    /// The `error` event for `error`, concerning `session_id`: its code, its client-safe
+    /// text and, for limits, when to retry.
+    #[must_use]
+    pub fn error(error: &crate::error::ChatError, session_id: Option<SessionId>) -> Self {
+        Self::Error {
+            session_id,
+            code: error.code(),
+            message: error.to_string(),
+            retry_after: error.retry_after(),
+        }
+    }
+}
+
 impl Frame {
     /// A shareable frame.
     #[must_use]

@@ -9,7 +9,8 @@
 //!
 //! Every answer that starts ends with exactly one `done` frame, whatever happens: the
 //! model finishes, the user stops it, the provider fails or stalls, the server shuts
-//! down, or the actor itself dies (a panic in an adapter: see `Drop for Actor`). The text streamed so far is stored once, at the end, never per token.
+//! down, or the actor itself dies (a panic in an adapter: see `Drop for Actor`). The
+//! text streamed so far is stored once, at the end, never per token.
 
 mod context;
 mod finish;
@@ -146,17 +147,11 @@ pub(crate) async fn run(live: Arc<LiveSession>, deps: Arc<Deps>) {
 /// senders may send them again), and the answer it streamed is ended, unstored.
 impl Drop for Actor {
     fn drop(&mut self) {
-        let internal = crate::error::ChatError::Internal;
-        let refused = self.live.refuse_stranded_turns(|| {
-            self.frame(ServerEvent::Error {
-                session_id: Some(self.live.id().clone()),
-                code: internal.code(),
-                message: internal.to_string(),
-                retry_after: None,
-            })
-        });
-        let abandoned =
-            self.live.abandon_answer(internal.code(), &internal.to_string(), self.deps.clock.now());
+        // Made at every actor's end, the rare one that died included: a session's actor
+        // ends once, when the session leaves memory.
+        let internal = self.error_frame(&crate::error::ChatError::Internal);
+        let refused = self.live.refuse_stranded_turns(&internal);
+        let abandoned = self.live.abandon_answer(&internal);
         if self.live.actor_ended() {
             error!(session_id = %self.live.id(), refused_turns = refused, abandoned_answer = ?abandoned.map(|id| id.to_string()), held_answer_lost = self.held.is_some(), "the session's actor died; its next message loads the session again, with a new actor");
         }
@@ -193,13 +188,12 @@ impl Actor {
 
     /// The writer's lease could not be reached: the sender may send again shortly.
     fn shared_state_error(&self) -> Arc<Frame> {
-        let error = crate::error::ChatError::SharedStateUnavailable;
-        self.frame(ServerEvent::Error {
-            session_id: Some(self.live.id().clone()),
-            code: error.code(),
-            message: error.to_string(),
-            retry_after: error.retry_after(),
-        })
+        self.error_frame(&crate::error::ChatError::SharedStateUnavailable)
+    }
+
+    /// The `error` frame for `error`, concerning this session.
+    fn error_frame(&self, error: &crate::error::ChatError) -> Arc<Frame> {
+        self.frame(ServerEvent::error(error, Some(self.live.id().clone())))
     }
 
     fn storage_error(&self) -> Arc<Frame> {

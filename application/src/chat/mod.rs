@@ -253,12 +253,7 @@ impl ChatService {
     /// The error frame for `error`, concerning `session_id`.
     #[must_use]
     pub fn error_frame(&self, error: &ChatError, session_id: Option<SessionId>) -> Arc<Frame> {
-        self.frame(ServerEvent::Error {
-            session_id,
-            code: error.code(),
-            message: error.to_string(),
-            retry_after: error.retry_after(),
-        })
+        self.frame(ServerEvent::error(error, session_id))
     }
 
     /// A socket connected. Sends `connection_status` first; when `requested` is a

@@ -31,8 +31,7 @@ use http_body_util::Full;
 use hyper::body::{Body, Incoming};
 use hyper_util::rt::TokioIo;
 
-use connect::Connector;
-pub use connect::Origin;
+use connect::{Connector, Origin};
 use pool::{Conn, Pool};
 
 /// At most this many body frames are read, without waiting, from an exchange dropped
@@ -129,9 +128,9 @@ impl Client {
         (parts.status, parts.headers, exchange)
     }
 
-    /// How many connections wait idle (for tests).
-    #[must_use]
-    pub fn idle_connections(&self) -> usize {
+    /// How many connections wait idle.
+    #[cfg(test)]
+    fn idle_connections(&self) -> usize {
         self.pool.idle()
     }
 }

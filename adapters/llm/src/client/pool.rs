@@ -104,7 +104,8 @@ impl Pool {
         idle.push_back(Idle { origin, conn, since: now });
     }
 
-    /// How many connections are idle (for tests).
+    /// How many connections are idle.
+    #[cfg(test)]
     pub fn idle(&self) -> usize {
         self.lock().len()
     }

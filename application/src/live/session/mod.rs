@@ -248,24 +248,13 @@ impl LiveSession {
     }
 
     /// The actor stopped without ending the answer it streams here (it panicked): every
-    /// socket gets `error` (`code`, `message`) and a `done` with nothing stored, so no
-    /// client waits for an end that would never come. A mirror, or an answer another
-    /// replica took over, is left alone: it is ended where it runs. Returns the ended
-    /// answer's id.
-    pub(crate) fn abandon_answer(
-        &self,
-        code: chatbox_domain::ErrorCode,
-        message: &str,
-        now: Timestamp,
-    ) -> Option<MessageId> {
+    /// socket gets `error` and a `done` with nothing stored, so no client waits for an
+    /// end that would never come. A mirror, or an answer another replica took over, is
+    /// left alone: it is ended where it runs. Returns the ended answer's id.
+    pub(crate) fn abandon_answer(&self, error: &Arc<Frame>) -> Option<MessageId> {
+        let now = self.now();
         let mut state = self.lock();
         let answer = state.streaming.take_if(|answer| !answer.is_mirror() && !answer.is_taken_over())?;
-        let error = ServerEvent::Error {
-            session_id: Some(self.id.clone()),
-            code,
-            message: message.to_owned(),
-            retry_after: None,
-        };
         let done = ServerEvent::AnswerDone {
             session_id: self.id.clone(),
             message_id: answer.message_id().clone(),
@@ -276,10 +265,9 @@ impl LiveSession {
             timing: chatbox_domain::AnswerTiming::default(),
             style: answer.style(),
         };
-        state.last_activity = self.now();
-        for event in [error, done] {
-            state.publish(&Frame::new(event, now), None, &*self.clock);
-        }
+        state.last_activity = now;
+        state.publish(error, None, &*self.clock);
+        state.publish(&Frame::new(done, error.timestamp), None, &*self.clock);
         Some(answer.message_id().clone())
     }
 

@@ -357,7 +357,9 @@ fn an_answer_left_open_by_a_dead_actor_is_ended_only_where_it_runs() {
     let (live, _) = copy();
     let (phone, mut queue) = socket("owner");
     assert!(live.join(&phone, now()));
-    let abandon = || live.abandon_answer(chatbox_domain::ErrorCode::ServiceError, "failed", now());
+    let failed =
+        Frame::new(ServerEvent::error(&ChatError::Internal, Some(SessionId::parse("s").expect("id"))), now());
+    let abandon = || live.abandon_answer(&failed);
     live.apply_remote(loading("theirs"), Seq(0));
     assert_eq!(abandon(), None, "a mirror is ended by the replica that streams it");
     assert!(live.mirrors_an_answer());

@@ -336,7 +336,7 @@ fn a_session_whose_actor_abandoned_its_answer_is_idle_from_that_end() {
         live.start_answer(message_id, AnswerStyle::AiResponse, CancellationToken::new(), &note("loading"));
     clock.set(secs(100));
     assert!(!live.evict_if_idle(secs(1)), "an answer streams");
-    assert!(live.abandon_answer(chatbox_domain::ErrorCode::ServiceError, "failed", now()).is_some());
+    assert!(live.abandon_answer(&note("failed")).is_some());
     assert!(!live.evict_if_idle(secs(50)), "idle only since the answer ended");
     clock.set(secs(150));
     assert!(live.evict_if_idle(secs(50)));
@@ -356,7 +356,7 @@ fn a_session_whose_actor_died_takes_no_socket_and_holds_nothing_once_its_sockets
     live.hold_answer();
     drain(&mut alice_queue);
 
-    assert_eq!(live.refuse_stranded_turns(|| note("refused")), 1, "the second turn still waited");
+    assert_eq!(live.refuse_stranded_turns(&note("refused")), 1, "the second turn still waited");
     assert_eq!(contents(&drain(&mut alice_queue)), ["refused"]);
     assert!(live.actor_ended(), "its session was not retired: the actor died");
     assert!(live.is_evicted(), "the next message loads the session again");
@@ -380,5 +380,5 @@ fn an_actor_that_ends_after_its_session_was_retired_did_not_die() {
     retired.cancel();
     assert!(!live.actor_ended());
     assert!(!live.is_evicted(), "at shutdown, a session stays as it is");
-    assert_eq!(live.refuse_stranded_turns(|| unreachable!("no turn waits")), 0);
+    assert_eq!(live.refuse_stranded_turns(&note("refused")), 0, "no turn waits");
 }

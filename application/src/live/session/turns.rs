@@ -97,20 +97,16 @@ impl LiveSession {
     /// For an actor that is gone (it died): closes the queue and refuses every turn
     /// still waiting in it with `error`, so their senders (and whoever repeated their
     /// keys) may send them again instead of waiting for an acknowledgement that would
-    /// never come. `error` is made only when a turn waits. Returns how many were refused.
-    pub(crate) fn refuse_stranded_turns(&self, error: impl FnOnce() -> Arc<Frame>) -> usize {
+    /// never come. Returns how many were refused.
+    pub(crate) fn refuse_stranded_turns(&self, error: &Arc<Frame>) -> usize {
         let stranded: Vec<Box<Turn>> = {
             let mut state = self.lock();
             state.turns.close();
             std::iter::from_fn(|| state.turns.pop()).collect()
         };
         self.turn_queued.wake();
-        if stranded.is_empty() {
-            return 0;
-        }
-        let error = error();
         for turn in &stranded {
-            self.refuse_turn(turn, &error);
+            self.refuse_turn(turn, error);
         }
         stranded.len()
     }
