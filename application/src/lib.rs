@@ -22,7 +22,9 @@
 //! - [`local_sockets`]: the sockets of this process, a session's and a user's, as both
 //!   fan-outs keep them;
 //! - [`events`], [`socket`]: what the server tells clients, serialised once per frame by
-//!   the inbound adapter, and each socket's outbound queue, bounded in bytes.
+//!   the inbound adapter, and each socket's outbound queue, bounded in bytes;
+//! - [`wait`]: waits that take no lock while they wait, for futures polled at every
+//!   frame.
 //!
 //! Invariants: no lock is held across an `.await`; every queue is bounded; storage is
 //! written once per message, never per token.
@@ -45,6 +47,7 @@ pub mod shared_state;
 pub mod socket;
 mod sparse_maps;
 pub mod turn;
+pub mod wait;
 
 pub use chat::{ChatService, MessagePage, SharedConversation};
 pub use error::ChatError;

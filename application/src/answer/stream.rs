@@ -11,6 +11,7 @@ use tracing::{debug, warn};
 
 use crate::events::{Frame, ServerEvent};
 use crate::ports::{ChatRequest, LlmErrorKind, StreamEvent};
+use crate::wait::Dormant;
 
 use super::start::Started;
 use super::{Actor, Answer, Outcome, PROVIDER_TIMEOUT, PROVIDER_UNAVAILABLE};
@@ -80,8 +81,8 @@ impl Actor {
         };
         let (mut armed, _) = due(last_event, self.live.unattended_since());
         let mut timer = std::pin::pin!(tokio::time::sleep_until(self.deps.timer_deadline(armed)));
-        let cancelled = answer.cancel.cancelled();
-        let mut cancelled = std::pin::pin!(cancelled);
+        // Polled at every token otherwise, and a token's wait takes two locks each time.
+        let mut cancelled = std::pin::pin!(Dormant::new(answer.cancel.cancelled()));
         loop {
             tokio::select! {
                 biased;

@@ -13,7 +13,7 @@
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::task::Poll;
 
@@ -21,6 +21,7 @@ use chatbox_domain::UserId;
 use futures::task::AtomicWaker;
 
 use crate::events::{Frame, Outbound};
+use crate::wait::Signal;
 
 /// A process-unique socket number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -144,9 +145,8 @@ pub struct SocketHandle {
     /// Wakes the replay waiting for room (one at a time: the socket's own commands run
     /// in turn): the writer is done with some bytes, or the socket closes.
     room: AtomicWaker,
-    closing: AtomicBool,
-    /// Wakes the writer (the one task that waits for the close).
-    closed: AtomicWaker,
+    /// Raised when the socket should close; waited for by the writer.
+    closing: Signal,
     close_reason: OnceLock<CloseReason>,
 }
 
@@ -173,8 +173,7 @@ impl SocketHandle {
             queued_bytes: AtomicUsize::new(0),
             queued: AtomicWaker::new(),
             room: AtomicWaker::new(),
-            closing: AtomicBool::new(false),
-            closed: AtomicWaker::new(),
+            closing: Signal::default(),
             close_reason: OnceLock::new(),
         });
         let queue = OutboundQueue { socket: Arc::clone(&handle) };
@@ -303,8 +302,7 @@ impl SocketHandle {
     /// Asks the adapter to close the socket; the first reason given wins.
     pub fn close(&self, reason: CloseReason) {
         let _ = self.close_reason.set(reason);
-        if !self.closing.swap(true, Ordering::AcqRel) {
-            self.closed.wake();
+        if self.closing.raise() {
             self.room.wake();
         }
     }
@@ -312,16 +310,13 @@ impl SocketHandle {
     /// True once the socket is being closed.
     #[must_use]
     pub fn is_closing(&self) -> bool {
-        self.closing.load(Ordering::Acquire)
+        self.closing.is_raised()
     }
 
     /// Completes when the socket should close. One task waits for it (the socket's
     /// writer): a wait from another task would take its place.
     pub fn closed(&self) -> impl Future<Output = ()> + Send + '_ {
-        std::future::poll_fn(|cx| {
-            self.closed.register(cx.waker());
-            if self.is_closing() { Poll::Ready(()) } else { Poll::Pending }
-        })
+        self.closing.raised()
     }
 
     /// Why the server closes it, if it does.

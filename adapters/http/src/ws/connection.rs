@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime};
 use chatbox_application::limits::ConnectionPermit;
 use chatbox_application::ports::SocketSlot;
 use chatbox_application::socket::{SocketBudget, SocketHandle};
+use chatbox_application::wait::Dormant;
 use chatbox_domain::{Seq, SessionId};
 use futures::StreamExt;
 use tokio::time::{Instant, timeout};
@@ -82,7 +83,10 @@ pub(super) fn serve(
             halves.reader_stopped(end);
         };
         let writer = write_loop(&state, sink, queue, &handle, expiry, &halves);
-        let ((), close) = tokio::join!(reader, writer);
+        // The writer wakes the task for every frame; the reader is polled only when it
+        // woke the task itself (a frame from the client, the writer's end), not down to
+        // the socket's readiness for each frame written.
+        let ((), close) = tokio::join!(Dormant::new(reader), writer);
         let read_end = halves.read_end();
         if close.is_some() && !matches!(read_end, ReadEnd::ClientClosed | ReadEnd::Broken) {
             // The server closed a connection that still works: complete the closing

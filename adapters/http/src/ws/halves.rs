@@ -6,6 +6,7 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use chatbox_application::wait::Signal;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_tungstenite::WebSocketStream;
@@ -14,7 +15,6 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 use super::last_heard::LastHeard;
-use super::signal::Signal;
 
 /// An upgraded connection.
 pub(super) type Socket = WebSocketStream<TcpStream>;

@@ -10,7 +10,6 @@ mod connection;
 mod halves;
 mod last_heard;
 mod reader;
-mod signal;
 mod writer;
 
 use std::collections::HashMap;

@@ -10,12 +10,14 @@ use std::task::Poll;
 
 use chatbox_application::events::{Frame, ServerEvent};
 use chatbox_application::socket::{CloseReason, Dequeued, OutboundQueue, SocketHandle};
+use chatbox_application::wait::Dormant;
 use chatbox_domain::ErrorCode;
 use futures::SinkExt;
 use futures::stream::SplitSink;
 use tokio::time::{Instant, Sleep, sleep, sleep_until, timeout};
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::frame::Frame as WsFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
 use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
 
 use crate::frame_type::sent_type;
@@ -48,7 +50,9 @@ pub(super) fn write_loop<'a>(
         // The rare ends are waited for by futures made once, not once per frame: each
         // would register with its signal, or with the timer wheel, and leave it again.
         let mut reader_stopped = pin!(halves.reader_done());
-        let mut shutting_down = pin!(state.shutdown.cancelled());
+        // The shutdown wait is polled only when shutdown wakes it: polled at every
+        // frame, tokio-util's token would take two locks each time.
+        let mut shutting_down = pin!(Dormant::new(state.shutdown.cancelled()));
         let close = loop {
             match next_duty(
                 handle,
@@ -262,9 +266,10 @@ async fn write_frames(
     frames: &[Arc<Frame>],
 ) -> Result<(), tungstenite::Error> {
     for frame in frames {
-        let bytes = frame.encoded(wire::encode);
-        let text = Utf8Bytes::try_from(bytes).map_err(|_| tungstenite::Error::Utf8(String::new()))?;
-        sink.feed(Message::Text(text)).await?;
+        // A text frame made from the encoded bytes as they are: they were a `String`
+        // when encoded, and `Message::Text` would check them for UTF-8 once per socket.
+        let text = WsFrame::message(frame.encoded(wire::encode), OpCode::Data(Data::Text), true);
+        sink.feed(Message::Frame(text)).await?;
     }
     sink.flush().await
 }

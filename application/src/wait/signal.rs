@@ -1,7 +1,7 @@
-//! A one-shot signal between the two halves of one socket's task (its reader and its
-//! writer): raised once, awaited by one side. Waiting costs no lock and no allocation:
-//! both halves are polled whenever the socket's task wakes (for every frame it writes),
-//! so the wait is polled far more often than it ends.
+//! A one-shot signal: raised once, awaited by one waiter at a time. Waiting costs no
+//! lock and no allocation, for waits polled far more often than they end: the two
+//! halves of a socket's task wait for each other's end, and its writer for the socket's
+//! close, at every frame it writes.
 
 use std::future::poll_fn;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -11,20 +11,29 @@ use futures::task::AtomicWaker;
 
 /// Raised once; then every wait ends at once.
 #[derive(Debug, Default)]
-pub(super) struct Signal {
+pub struct Signal {
     raised: AtomicBool,
     waiter: AtomicWaker,
 }
 
 impl Signal {
-    /// Raises it and wakes the side waiting for it.
-    pub(super) fn raise(&self) {
-        self.raised.store(true, Ordering::Release);
-        self.waiter.wake();
+    /// Raises it and wakes the waiter; true the first time, when it was not yet raised.
+    pub fn raise(&self) -> bool {
+        let first = !self.raised.swap(true, Ordering::AcqRel);
+        if first {
+            self.waiter.wake();
+        }
+        first
+    }
+
+    /// True once raised.
+    #[must_use]
+    pub fn is_raised(&self) -> bool {
+        self.raised.load(Ordering::Acquire)
     }
 
     /// Completes once raised. One side waits at a time: the last to poll is woken.
-    pub(super) async fn raised(&self) {
+    pub async fn raised(&self) {
         poll_fn(|cx| {
             if self.raised.load(Ordering::Acquire) {
                 return Poll::Ready(());
