@@ -2,7 +2,7 @@
 //! buffer: the general encoder (`outbound.rs`) builds a map for the metadata, a string
 //! for the timestamp and walks a struct of mostly absent fields, which is most of the
 //! cost of a frame this small. The text is byte for byte what the general encoder
-//! writes (the tests compare the two), strings escaped by the same serializer.
+//! writes (the tests compare the two), strings escaped by serde_json's rules.
 
 use chatbox_domain::Timestamp;
 use chrono::{Datelike, Timelike};
@@ -23,62 +23,116 @@ pub(super) fn encode(
     const FIXED: usize = 170;
     let length =
         [kind, session_id, content, model_id, message_id].iter().map(|text| text.len()).sum::<usize>();
-    let mut out = Vec::with_capacity(length.saturating_add(FIXED));
-    out.extend_from_slice(b"{\"type\":\"");
-    out.extend_from_slice(kind.as_bytes());
-    out.extend_from_slice(b"\",\"session_id\":");
+    let mut out = String::with_capacity(length.saturating_add(FIXED));
+    out.push_str("{\"type\":\"");
+    out.push_str(kind);
+    out.push_str("\",\"session_id\":");
     string(&mut out, session_id);
-    out.extend_from_slice(b",\"content\":");
+    out.push_str(",\"content\":");
     string(&mut out, content);
-    out.extend_from_slice(b",\"model_id\":");
+    out.push_str(",\"model_id\":");
     string(&mut out, model_id);
-    out.extend_from_slice(b",\"timestamp\":\"");
+    out.push_str(",\"timestamp\":\"");
     rfc3339_millis(&mut out, timestamp)?;
-    out.extend_from_slice(
-        b"\",\"sender\":\"ai\",\"metadata\":{\"done\":\"false\",\"streaming\":\"true\"},\"message_id\":",
+    out.push_str(
+        "\",\"sender\":\"ai\",\"metadata\":{\"done\":\"false\",\"streaming\":\"true\"},\"message_id\":",
     );
     string(&mut out, message_id);
-    out.push(b'}');
-    String::from_utf8(out).ok()
+    out.push('}');
+    Some(out)
 }
 
-/// A JSON string, quoted and escaped as serde_json escapes it.
-fn string(out: &mut Vec<u8>, text: &str) {
-    // Writing into a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut *out, text);
+/// A JSON string, quoted and escaped as serde_json escapes it: `"` and `\\`, the
+/// control characters (by their short escape where JSON has one, else `\u00xx`), and
+/// nothing else. Runs without escapes are found a word at a time and copied whole.
+fn string(out: &mut String, text: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.push('"');
+    let bytes = text.as_bytes();
+    let mut copied: usize = 0;
+    loop {
+        let at = copied.saturating_add(plain_prefix(&bytes[copied..]));
+        // `at` is the end or an ASCII byte, so a character boundary.
+        out.push_str(&text[copied..at]);
+        let Some(&byte) = bytes.get(at) else { break };
+        match byte {
+            b'"' => out.push_str("\\\""),
+            b'\\' => out.push_str("\\\\"),
+            b'\n' => out.push_str("\\n"),
+            b'\r' => out.push_str("\\r"),
+            b'\t' => out.push_str("\\t"),
+            0x08 => out.push_str("\\b"),
+            0x0c => out.push_str("\\f"),
+            _ => {
+                out.push_str("\\u00");
+                out.push(char::from(HEX[usize::from(byte >> 4)]));
+                out.push(char::from(HEX[usize::from(byte & 0xf)]));
+            }
+        }
+        copied = at.saturating_add(1);
+    }
+    out.push('"');
+}
+
+/// How many bytes from the start need no escape: eight at a time while a word holds
+/// none (no byte under 0x20, no `"`, no `\\`), then byte by byte.
+fn plain_prefix(bytes: &[u8]) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    // True when a byte of `word` is under `limit` (at most 0x80).
+    let has_under = |word: u64, limit: u8| word.wrapping_sub(ONES * u64::from(limit)) & !word & HIGHS != 0;
+    let has_byte = |word: u64, byte: u8| has_under(word ^ (ONES * u64::from(byte)), 1);
+    let mut plain = 0;
+    for chunk in bytes.chunks_exact(8) {
+        let Ok(word) = <[u8; 8]>::try_from(chunk).map(u64::from_le_bytes) else { break };
+        if has_under(word, 0x20) || has_byte(word, b'"') || has_byte(word, b'\\') {
+            break;
+        }
+        plain += 8;
+    }
+    let rest = &bytes[plain..];
+    plain + rest.iter().position(|&byte| byte < 0x20 || byte == b'"' || byte == b'\\').unwrap_or(rest.len())
 }
 
 /// `2027-01-15T08:00:00.123Z`, as chrono writes it with millisecond precision; `None`
 /// outside years 0 to 9999 and for a leap second, which chrono writes differently.
-fn rfc3339_millis(out: &mut Vec<u8>, at: Timestamp) -> Option<()> {
+fn rfc3339_millis(out: &mut String, at: Timestamp) -> Option<()> {
+    // Read as the naive date and time it holds: each field of a `DateTime` would add its
+    // offset (zero) to it first, overflow checks and all.
+    let at = at.naive_utc();
     let year = u32::try_from(at.year()).ok().filter(|year| *year <= 9999)?;
     let nanos = at.nanosecond();
     if nanos >= 1_000_000_000 {
         return None;
     }
-    digits(out, year, 4);
-    out.push(b'-');
-    digits(out, at.month(), 2);
-    out.push(b'-');
-    digits(out, at.day(), 2);
-    out.push(b'T');
-    digits(out, at.hour(), 2);
-    out.push(b':');
-    digits(out, at.minute(), 2);
-    out.push(b':');
-    digits(out, at.second(), 2);
-    out.push(b'.');
-    digits(out, nanos / 1_000_000, 3);
-    out.push(b'Z');
+    let millis = nanos / 1_000_000;
+    for (value, separator) in [
+        (year / 100, None),
+        (year % 100, Some('-')),
+        (at.month(), Some('-')),
+        (at.day(), Some('T')),
+        (at.hour(), Some(':')),
+        (at.minute(), Some(':')),
+        (at.second(), Some('.')),
+    ] {
+        two_digits(out, value);
+        out.extend(separator);
+    }
+    out.push(digit(millis / 100));
+    two_digits(out, millis % 100);
+    out.push('Z');
     Some(())
 }
 
-/// `value` in `width` decimal digits, zero-padded (`value` has no more digits).
-fn digits(out: &mut Vec<u8>, value: u32, width: u32) {
-    for place in (0..width).rev() {
-        let digit = value / 10u32.pow(place) % 10;
-        out.push(b'0' + u8::try_from(digit).unwrap_or(0));
-    }
+/// `value` (under 100) in two decimal digits.
+fn two_digits(out: &mut String, value: u32) {
+    out.push(digit(value / 10));
+    out.push(digit(value));
+}
+
+/// The last decimal digit of `value`.
+fn digit(value: u32) -> char {
+    char::from_digit(value % 10, 10).unwrap_or('0')
 }
 
 #[cfg(test)]
@@ -144,8 +198,28 @@ mod tests {
     }
 
     #[test]
+    fn strings_are_escaped_as_serde_json_escapes_them() {
+        let mut every_ascii: String = (0u8..=0x7f).map(char::from).collect();
+        every_ascii.push_str("é🦀\u{2028}");
+        let mut samples = vec![String::new(), "plain".to_owned(), every_ascii, "\"\\\u{0}".repeat(3)];
+        // Each escape at every place in and across the eight-byte words.
+        for escape in ['"', '\\', '\n', '\u{1f}', '\u{0}'] {
+            for at in 0..20 {
+                let mut sample = "abcdefghijklmnopqrst".to_owned();
+                sample.insert(at, escape);
+                samples.push(sample);
+            }
+        }
+        for sample in samples {
+            let mut ours = String::new();
+            super::string(&mut ours, &sample);
+            assert_eq!(ours, serde_json::to_string(&sample).expect("a string"), "{sample:?}");
+        }
+    }
+
+    #[test]
     fn timestamps_this_writer_does_not_handle_are_left_to_the_general_encoder() {
-        let mut out = Vec::new();
+        let mut out = String::new();
         assert!(super::rfc3339_millis(&mut out, at(253_402_300_800, 0)).is_none(), "year 10000");
         assert!(super::rfc3339_millis(&mut out, at(-62_167_219_201, 0)).is_none(), "before year 0");
         let leap = at(1_800_000_059, 1_500_000_000);
