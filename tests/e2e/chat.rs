@@ -300,3 +300,34 @@ async fn a_question_at_the_content_limit_arrives_whole_though_far_larger_than_a_
     assert!(phone.until_done().await.iter().all(|f| f["type"] != "error"), "no error for the asker");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_protocol_ping_is_answered_between_whole_frames_of_a_streaming_answer() {
+    use futures::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+
+    let app = spawn_app(&[]).await;
+    let mut client = app.connect("alice", "").await;
+    client.send(json!({"type": "user_message", "content": "Ping me while you answer"})).await;
+    // The pings go out while the answer streams: their pongs are written by the reader's
+    // protocol layer and must land between the writer's frames, whole.
+    for n in 0..3 {
+        client.socket.send(Message::Ping(format!("p{n}").into_bytes().into())).await.expect("ping");
+    }
+    let deadline = crate::ws::deadline_in(crate::ws::WAIT);
+    let (mut pongs, mut frames) = (Vec::new(), Vec::new());
+    while !frames.last().is_some_and(|frame: &serde_json::Value| frame["metadata"]["done"] == "true") {
+        match crate::ws::next_message(&mut client.socket, deadline).await {
+            Some(Message::Pong(payload)) => pongs.push(String::from_utf8(payload.to_vec()).expect("text")),
+            Some(Message::Text(text)) => {
+                frames.push(serde_json::from_str(&text).expect("every frame whole JSON"))
+            }
+            Some(Message::Close(close)) => panic!("closed: {close:?}"),
+            Some(_) => {}
+            None => panic!("the answer did not end in time; pongs {pongs:?}"),
+        }
+    }
+    assert_eq!(pongs, ["p0", "p1", "p2"], "each ping answered, in order");
+    assert!(answer_text(&frames).contains("Ping me while you answer"), "the answer arrived whole");
+    app.stop().await;
+}

@@ -19,6 +19,7 @@ use crate::state::HttpState;
 use crate::wire;
 
 use super::halves::{CLOSE_TIMEOUT, Halves, ReadEnd, Socket};
+use super::outgoing::Outgoing;
 use super::reader::read_loop;
 use super::writer::write_loop;
 
@@ -32,7 +33,10 @@ const SHUTDOWN_CLOSE_WAIT: Duration = Duration::from_millis(250);
 /// for the socket's whole life, in every idle socket's task.
 pub(super) fn serve(
     state: Arc<HttpState>,
-    socket: Socket,
+    // Boxed: tungstenite's state lives as long as the socket, and inline it would put the
+    // socket's task past its allocation size class (see `SOCKET_TASK_MAX_BYTES`).
+    mut stream: Box<Socket>,
+    outgoing: Outgoing,
     user: AuthenticatedUser,
     requested: Option<SessionId>,
     last_seq: Option<Seq>,
@@ -46,7 +50,6 @@ pub(super) fn serve(
     state.metrics.recorder.socket_opened();
     tracing::Span::current().record("socket_id", tracing::field::display(handle.id()));
     info!("socket connected");
-    let (sink, mut stream) = socket.split();
     let is_admin = user.is_admin();
     let deadline = state.config.enforce_token_expiry.then(|| state.jwt.socket_deadline(&user)).flatten();
     // The deadline comes from a token: convert it without arithmetic that could
@@ -82,7 +85,7 @@ pub(super) fn serve(
             state.chat.disconnect(connection);
             halves.reader_stopped(end);
         };
-        let writer = write_loop(&state, sink, queue, &handle, expiry, &halves);
+        let writer = write_loop(&state, outgoing, queue, &handle, expiry, &halves);
         // The writer wakes the task for every frame; the reader is polled only when it
         // woke the task itself (a frame from the client, the writer's end), not down to
         // the socket's readiness for each frame written.

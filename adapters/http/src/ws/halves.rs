@@ -7,17 +7,17 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use chatbox_application::wait::Signal;
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
+use super::control::ReadSide;
 use super::last_heard::LastHeard;
 
-/// An upgraded connection.
-pub(super) type Socket = WebSocketStream<TcpStream>;
+/// An upgraded connection's reading side (the writer owns the write half: `Outgoing`).
+pub(super) type Socket = WebSocketStream<ReadSide>;
 
 /// How long closing a socket may take before it is dropped.
 pub(super) const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);

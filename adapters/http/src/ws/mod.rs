@@ -4,11 +4,15 @@
 //! socket caps), then the upgrade is answered by hand so each socket gets small buffers
 //! (a few KiB instead of tungstenite's 128 KiB default), and one task per socket serves it
 //! (`connection.rs`): its reader (`reader.rs`) and writer (`writer.rs`), which share
-//! `Halves` (`halves.rs`).
+//! `Halves` (`halves.rs`). The reader reads through tungstenite; the writer owns the write
+//! half and writes frames by hand (`outgoing.rs`), with the control frames tungstenite
+//! makes while reading relayed to it (`control.rs`).
 
 mod connection;
+mod control;
 mod halves;
 mod last_heard;
+mod outgoing;
 mod reader;
 mod writer;
 
@@ -37,6 +41,8 @@ use crate::routes::route::SocketRequest;
 use crate::state::HttpState;
 
 use connection::serve;
+use control::{CONTROL_MAX_BYTES, Control, ReadSide};
+use outgoing::Outgoing;
 
 /// The socket's read buffer, held for the socket's whole life (tungstenite allocates it
 /// up front and keeps it): small, because idle sockets are the common case and a
@@ -45,9 +51,6 @@ use connection::serve;
 /// default limit. With 512 bytes an idle socket costs the server about 3.7 KiB in all;
 /// see `docs/benchmarks.md`.
 const READ_BUFFER_BYTES: usize = 512;
-/// Frames are gathered up to this many bytes before they are written, so the frames a
-/// writer takes from its queue at once leave in one system call, not one each.
-const WRITE_BATCH_BYTES: usize = 8 * 1024;
 /// The most a socket's task may hold, checked in debug builds. tokio allocates a task as
 /// its future plus about 100 bytes of its own, rounded up to 128, and jemalloc then
 /// rounds up to its size class: up to this size that is 1,536 bytes, a few bytes more
@@ -126,22 +129,32 @@ pub(crate) async fn upgrade(request: SocketRequest) -> HttpResponse {
             error!("the upgraded connection is not a TCP stream: the socket is dropped");
             return None;
         };
+        // tungstenite only reads: what it writes itself (pongs, the reply to a close) is
+        // handed to the writer at once, which owns the write half.
         let config = WebSocketConfig::default()
             .read_buffer_size(READ_BUFFER_BYTES)
-            .write_buffer_size(WRITE_BATCH_BYTES)
-            .max_write_buffer_size(task_state.config.max_message_size.saturating_mul(2).max(64 * 1024))
+            .write_buffer_size(0)
+            .max_write_buffer_size(CONTROL_MAX_BYTES)
             .max_message_size(Some(task_state.config.max_message_size))
             .max_frame_size(Some(task_state.config.max_message_size));
-        let stream = parts.io.into_inner();
+        let (read, write) = parts.io.into_inner().into_split();
+        let control = Arc::new(Control::default());
+        let read_side = ReadSide::new(read, Arc::clone(&control));
         // What the client sent right behind its handshake (nothing, for a browser) is
         // the start of its first frame.
         let socket = if parts.read_buf.is_empty() {
-            WebSocketStream::from_raw_socket(stream, Role::Server, Some(config)).await
+            WebSocketStream::from_raw_socket(read_side, Role::Server, Some(config)).await
         } else {
-            WebSocketStream::from_partially_read(stream, parts.read_buf.to_vec(), Role::Server, Some(config))
-                .await
+            WebSocketStream::from_partially_read(
+                read_side,
+                parts.read_buf.to_vec(),
+                Role::Server,
+                Some(config),
+            )
+            .await
         };
-        Some(serve(task_state, socket, user, requested, last_seq, (permit, shared_slot)))
+        let outgoing = Outgoing::new(write, control);
+        Some(serve(task_state, Box::new(socket), outgoing, user, requested, last_seq, (permit, shared_slot)))
     });
     let task = upgrading.map(OptionFuture::from).flatten().instrument(span);
     debug_assert!(

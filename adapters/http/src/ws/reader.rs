@@ -9,7 +9,6 @@ use chatbox_application::commands::ClientCommand;
 use chatbox_application::events::ServerEvent;
 use chatbox_domain::command_budget::CommandKind;
 use futures::StreamExt;
-use futures::stream::SplitStream;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tracing::debug;
 
@@ -37,7 +36,7 @@ enum Step {
 /// parsed frame or command: only the boxed command in flight.
 pub(super) async fn read_loop(
     state: &HttpState,
-    stream: &mut SplitStream<Socket>,
+    stream: &mut Socket,
     connection: &mut Connection,
     halves: &Halves,
 ) -> ReadEnd {

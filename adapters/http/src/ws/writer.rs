@@ -12,19 +12,17 @@ use chatbox_application::events::{Frame, ServerEvent};
 use chatbox_application::socket::{CloseReason, Dequeued, OutboundQueue, SocketHandle};
 use chatbox_application::wait::Dormant;
 use chatbox_domain::ErrorCode;
-use futures::SinkExt;
-use futures::stream::SplitSink;
 use tokio::time::{Instant, Sleep, sleep, sleep_until, timeout};
+use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-use tokio_tungstenite::tungstenite::protocol::frame::Frame as WsFrame;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
-use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 use crate::frame_type::sent_type;
 use crate::state::HttpState;
-use crate::wire;
 
-use super::halves::{CLOSE_TIMEOUT, Halves, ReadEnd, Socket};
+use super::control::Control;
+use super::halves::{CLOSE_TIMEOUT, Halves, ReadEnd};
+use super::outgoing::Outgoing;
 
 /// Writes what the socket's queue holds, pings the client, closes a silent socket or
 /// one whose token expired, and ends the socket; returns the close frame it sent for a
@@ -34,7 +32,7 @@ use super::halves::{CLOSE_TIMEOUT, Halves, ReadEnd, Socket};
 /// state is part of every idle socket's task.
 pub(super) fn write_loop<'a>(
     state: &'a HttpState,
-    mut sink: SplitSink<Socket, Message>,
+    mut outgoing: Outgoing,
     mut queue: OutboundQueue,
     handle: &'a SocketHandle,
     expiry: Option<Instant>,
@@ -57,6 +55,7 @@ pub(super) fn write_loop<'a>(
             match next_duty(
                 handle,
                 &mut queue,
+                outgoing.control(),
                 timer.as_mut(),
                 reader_stopped.as_mut(),
                 shutting_down.as_mut(),
@@ -67,10 +66,20 @@ pub(super) fn write_loop<'a>(
                 Duty::Write(item) => {
                     // Everything queued goes in one write; its bytes count against the
                     // socket's budget until written.
-                    match write_queued(state, &mut sink, item.frames(), handle).await {
+                    match write_queued(state, &mut outgoing, item.frames(), handle).await {
                         Written::Done => {}
                         Written::Failed => break None,
                         Written::Closed => break Some(handle.close_reason()),
+                    }
+                }
+                Duty::Control => {
+                    // Pongs (or the reply to a client's close) the reader's protocol
+                    // layer made while no frames were queued.
+                    if !matches!(
+                        timeout(state.config.write_timeout, outgoing.send_control()).await,
+                        Ok(Ok(()))
+                    ) {
+                        break None;
                     }
                 }
                 Duty::ReaderStopped => break None,
@@ -84,7 +93,7 @@ pub(super) fn write_loop<'a>(
                             message: "Authentication token expired".into(),
                             retry_after: None,
                         });
-                        Box::pin(write_within(state, &mut sink, &[expired])).await;
+                        Box::pin(write_within(state, &mut outgoing, &[expired])).await;
                         break Some(Some(CloseReason::TokenExpired));
                     }
                     if halves.silent_at(state.config.pong_timeout).is_some_and(|at| at <= now) {
@@ -94,8 +103,10 @@ pub(super) fn write_loop<'a>(
                         break None;
                     }
                     if next_ping <= now {
-                        let ping = sink.send(Message::Ping(Default::default()));
-                        if !matches!(timeout(state.config.write_timeout, ping).await, Ok(Ok(()))) {
+                        if !matches!(
+                            timeout(state.config.write_timeout, outgoing.send_ping()).await,
+                            Ok(Ok(()))
+                        ) {
                             break None;
                         }
                         next_ping = Instant::now() + state.config.ping_interval;
@@ -116,7 +127,7 @@ pub(super) fn write_loop<'a>(
             None => matches!(read_end, ReadEnd::Internal | ReadEnd::Flooding),
         };
         if deliver_queue && let Some(pending) = queue.try_recv_all() {
-            Box::pin(write_within(state, &mut sink, pending.frames())).await;
+            Box::pin(write_within(state, &mut outgoing, pending.frames())).await;
         }
         let frame = match close {
             Some(reason) => Some(close_frame(reason)),
@@ -124,13 +135,10 @@ pub(super) fn write_loop<'a>(
         };
         // From here on the use-cases see the socket as gone.
         handle.close(CloseReason::Disconnected);
-        let _ = timeout(CLOSE_TIMEOUT, async {
-            if let Some(frame) = &frame {
-                sink.send(Message::Close(Some(frame.clone()))).await?;
-            }
-            sink.close().await
-        })
-        .await;
+        // The reply to a client's close, if it sent one, goes first; then the server's own
+        // close frame, unless a close frame went already. Dropping the write half ends it
+        // (the reader still waits for the client's close frame).
+        let _ = timeout(CLOSE_TIMEOUT, outgoing.send_close(frame.as_ref())).await;
         halves.writer_stopped();
         frame
     }
@@ -144,6 +152,8 @@ enum Duty {
     Timer,
     /// Frames are queued.
     Write(Dequeued),
+    /// Control frames from the reader's protocol layer wait to be written.
+    Control,
     /// The reader has stopped.
     ReaderStopped,
     /// The process is shutting down.
@@ -159,6 +169,7 @@ enum Duty {
 async fn next_duty(
     handle: &SocketHandle,
     queue: &mut OutboundQueue,
+    control: &Control,
     timer: Pin<&mut Sleep>,
     reader_stopped: Pin<&mut impl Future<Output = ()>>,
     shutting_down: Pin<&mut impl Future<Output = ()>>,
@@ -168,6 +179,7 @@ async fn next_duty(
         () = handle.closed() => Duty::Close,
         () = timer => Duty::Timer,
         item = queue.recv() => Duty::Write(item),
+        () = control.pending() => Duty::Control,
         () = reader_stopped => Duty::ReaderStopped,
         () = shutting_down => Duty::ShutDown,
     }
@@ -220,12 +232,12 @@ enum Written {
 #[expect(clippy::manual_async_fn)]
 fn write_queued<'a>(
     state: &'a HttpState,
-    sink: &'a mut SplitSink<Socket, Message>,
+    outgoing: &'a mut Outgoing,
     frames: &'a [Arc<Frame>],
     handle: &'a SocketHandle,
 ) -> impl Future<Output = Written> + Send + 'a {
     async move {
-        let mut write = pin!(write_frames(sink, frames));
+        let mut write = pin!(outgoing.send_frames(frames));
         let result = match poll_fn(|cx| Poll::Ready(write.as_mut().poll(cx))).await {
             Poll::Ready(result) => result,
             Poll::Pending => {
@@ -254,26 +266,13 @@ fn write_queued<'a>(
 /// Writes frames on the way to a close (the token's expiry, what shutdown delivers),
 /// within the write timeout. Called boxed: it happens once in a socket's life, and its
 /// timer inline would be part of every idle socket's task.
-async fn write_within(state: &HttpState, sink: &mut SplitSink<Socket, Message>, frames: &[Arc<Frame>]) {
-    if let Ok(Ok(())) = timeout(state.config.write_timeout, write_frames(sink, frames)).await {
+async fn write_within(state: &HttpState, outgoing: &mut Outgoing, frames: &[Arc<Frame>]) {
+    if let Ok(Ok(())) = timeout(state.config.write_timeout, outgoing.send_frames(frames)).await {
         record_written(state, frames);
     }
 }
 
 /// Writes frames in one go: fed to the socket, then flushed.
-async fn write_frames(
-    sink: &mut SplitSink<Socket, Message>,
-    frames: &[Arc<Frame>],
-) -> Result<(), tungstenite::Error> {
-    for frame in frames {
-        // A text frame made from the encoded bytes as they are: they were a `String`
-        // when encoded, and `Message::Text` would check them for UTF-8 once per socket.
-        let text = WsFrame::message(frame.encoded(wire::encode), OpCode::Data(Data::Text), true);
-        sink.feed(Message::Frame(text)).await?;
-    }
-    sink.flush().await
-}
-
 /// Counts frames written to the client, and for an answer's first chunk the gateway's
 /// own latency: from its token's arrival from the provider to now, written.
 fn record_written(state: &HttpState, frames: &[Arc<Frame>]) {
@@ -307,15 +306,24 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_due_timer_comes_before_queued_frames_and_a_closed_socket_before_both() {
-        let budget = chatbox_application::socket::SocketBudget { max_bytes: 1 << 20, encode: wire::encode };
+        let budget =
+            chatbox_application::socket::SocketBudget { max_bytes: 1 << 20, encode: crate::wire::encode };
         let user = chatbox_domain::UserId::parse("busy-reader").expect("a user id");
         let (handle, mut queue) = SocketHandle::new(user, budget);
+        let control = Control::default();
         let mut timer = pin!(tokio::time::sleep(Duration::from_secs(1)));
         let mut never_stops = pin!(std::future::pending::<()>());
         let mut never_shuts_down = pin!(std::future::pending::<()>());
         let mut next = async || {
-            next_duty(&handle, &mut queue, timer.as_mut(), never_stops.as_mut(), never_shuts_down.as_mut())
-                .await
+            next_duty(
+                &handle,
+                &mut queue,
+                &control,
+                timer.as_mut(),
+                never_stops.as_mut(),
+                never_shuts_down.as_mut(),
+            )
+            .await
         };
 
         assert!(handle.send(notice()));
