@@ -180,7 +180,7 @@ fn frames(mut bytes: &[u8]) -> impl Iterator<Item = (u8, &[u8])> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::io::AsyncWriteExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio_tungstenite::tungstenite::Utf8Bytes;
     use tokio_tungstenite::tungstenite::protocol::frame::Frame as WsFrame;
     use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
@@ -228,9 +228,19 @@ mod tests {
         tungstenite_bytes(WsFrame::message(payload, OpCode::Data(Data::Text), true))
     }
 
+    /// Ends the write side, and returns everything the client received, within a deadline.
+    async fn received_by(client: &mut tokio::net::TcpStream, outgoing: Outgoing) -> Vec<u8> {
+        drop(outgoing);
+        let mut received = Vec::new();
+        tokio::time::timeout(std::time::Duration::from_secs(10), client.read_to_end(&mut received))
+            .await
+            .expect("the write half ends")
+            .expect("read");
+        received
+    }
+
     #[tokio::test]
     async fn control_frames_follow_the_batch_and_nothing_follows_a_close() {
-        use tokio::io::AsyncReadExt;
         let (mut outgoing, mut read_side, mut client) = connected().await;
         let (first, second) = (notice("one"), notice("two"));
         let pong = tungstenite_bytes(WsFrame::pong(b"p".to_vec()));
@@ -244,18 +254,12 @@ mod tests {
         let away =
             CloseFrame { code: CloseCode::Away, reason: Utf8Bytes::from_static("Server shutting down") };
         outgoing.send_close(Some(&away)).await.expect("nothing to write");
-        drop(outgoing);
-        let mut received = Vec::new();
-        tokio::time::timeout(std::time::Duration::from_secs(10), client.read_to_end(&mut received))
-            .await
-            .expect("the write half ends")
-            .expect("read");
+        let received = received_by(&mut client, outgoing).await;
         assert_eq!(received, [text_frame(&first), pong, reply].concat());
     }
 
     #[tokio::test]
     async fn a_close_is_written_after_the_control_frames_waiting_and_only_once() {
-        use tokio::io::AsyncReadExt;
         let (mut outgoing, mut read_side, mut client) = connected().await;
         let pong = tungstenite_bytes(WsFrame::pong(Vec::new()));
         read_side.write_all(&pong).await.expect("kept");
@@ -267,18 +271,12 @@ mod tests {
         let reply = tungstenite_bytes(WsFrame::close(None));
         read_side.write_all(&reply).await.expect("kept");
         outgoing.send_control().await.expect("nothing to write");
-        drop(outgoing);
-        let mut received = Vec::new();
-        tokio::time::timeout(std::time::Duration::from_secs(10), client.read_to_end(&mut received))
-            .await
-            .expect("the write half ends")
-            .expect("read");
+        let received = received_by(&mut client, outgoing).await;
         assert_eq!(received, [pong, tungstenite_bytes(WsFrame::close(Some(away)))].concat());
     }
 
     #[tokio::test]
     async fn a_write_given_up_on_is_finished_before_the_next_so_no_frame_is_cut() {
-        use tokio::io::AsyncReadExt;
         let (mut outgoing, _read_side, mut client) = connected().await;
         // More than the connection's buffers hold while the client reads nothing.
         let big: Vec<_> = (0..32).map(|n| notice(&format!("{n}{}", "x".repeat(1 << 20)))).collect();
@@ -287,18 +285,21 @@ mod tests {
         assert!(given_up.is_err(), "the client reads nothing: the write cannot finish");
         let away =
             CloseFrame { code: CloseCode::Away, reason: Utf8Bytes::from_static("Server shutting down") };
-        let (closed, received) = tokio::join!(
-            async {
-                outgoing.send_close(Some(&away)).await.expect("written");
-                drop(outgoing);
-            },
-            async {
-                let mut received = Vec::new();
-                client.read_to_end(&mut received).await.expect("read");
-                received
-            }
-        );
-        let () = closed;
+        // The client reads while the close is written: what was left goes first.
+        let closing = async {
+            outgoing.send_close(Some(&away)).await.expect("written");
+            drop(outgoing);
+        };
+        let reading = async {
+            let mut received = Vec::new();
+            let read = client.read_to_end(&mut received);
+            tokio::time::timeout(std::time::Duration::from_secs(10), read)
+                .await
+                .expect("in time")
+                .expect("read");
+            received
+        };
+        let ((), received) = tokio::join!(closing, reading);
         // Every frame begun went whole (the write stopped after the first chunks, at a
         // frame's end or inside one), then the close.
         let close = tungstenite_bytes(WsFrame::close(Some(away)));
