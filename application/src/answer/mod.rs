@@ -27,6 +27,7 @@ use chatbox_domain::{
     ErrorCode, FinishReason, MessageId, MessageKind, ModelId, ProviderConversation, Sender, StoredMessage,
     Usage,
 };
+use futures::future::OptionFuture;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, warn};
 
@@ -88,8 +89,9 @@ const STORAGE_UNAVAILABLE: &str = "Storage is temporarily unavailable";
 pub(crate) struct Actor {
     live: Arc<LiveSession>,
     deps: Arc<Deps>,
-    /// An answer that finished while storage was failing (see `outbox.rs`).
-    held: Option<outbox::HeldAnswer>,
+    /// An answer that finished while storage was failing (see `outbox.rs`). Boxed: it is
+    /// rare, and inline it would be most of every waiting session's actor.
+    held: Option<Box<outbox::HeldAnswer>>,
     /// The session's writer lease, while there is work (see `lease.rs`).
     lease: Option<AnswerLease>,
 }
@@ -100,6 +102,11 @@ pub(crate) async fn run(live: Arc<LiveSession>, deps: Arc<Deps>) {
     let mut retiring = false;
     loop {
         let watching_orphan = actor.lease.is_none() && actor.live.mirrors_an_answer();
+        // Made, and boxed, only while an answer is held: `select!` makes every branch's
+        // future, and the timer inline would be part of every waiting session's actor.
+        let retry = OptionFuture::from(
+            actor.held.is_some().then(|| Box::pin(tokio::time::sleep(outbox::RETRY_INTERVAL))),
+        );
         let turn = tokio::select! {
             biased;
             () = actor.live.retired(), if !retiring => {
@@ -108,7 +115,7 @@ pub(crate) async fn run(live: Arc<LiveSession>, deps: Arc<Deps>) {
                 actor.live.close_turns();
                 continue;
             }
-            () = tokio::time::sleep(outbox::RETRY_INTERVAL), if actor.held.is_some() => {
+            Some(()) = retry, if actor.held.is_some() => {
                 Box::pin(actor.flush()).await;
                 actor.release_if_idle();
                 continue;

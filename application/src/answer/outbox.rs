@@ -35,7 +35,7 @@ impl Actor {
     pub(super) fn hold(&mut self, message: StoredMessage, effects: MessageEffects) {
         warn!(session_id = %self.live.id(), seq = %message.seq, "answer held in the outbox until storage returns");
         self.live.hold_answer();
-        self.held = Some(HeldAnswer { message, effects });
+        self.held = Some(Box::new(HeldAnswer { message, effects }));
     }
 
     /// Writes the held answer, if any; true when nothing is held any more.

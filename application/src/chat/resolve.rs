@@ -14,6 +14,12 @@ use crate::answer::{self};
 use crate::error::ChatError;
 use crate::live::{LiveSession, StoredKey};
 
+/// The most a session actor's future may take. Every live session holds one, waiting for
+/// its next turn (most of them, most of the time); tokio adds its header and trailer and
+/// rounds the task up to 128 bytes, so up to this size the task stays within 512 bytes
+/// (it took 896 while an answer held for storage was kept inline).
+const ACTOR_FUTURE_MAX_BYTES: usize = 384;
+
 /// What a client-supplied session id resolves to.
 pub(super) enum Target {
     Live(Arc<LiveSession>),
@@ -73,7 +79,13 @@ impl ChatService {
         if created {
             // The actor's lines carry the session id; it outlives any one socket.
             let span = tracing::info_span!(parent: None, "session", session_id = %live.id());
-            self.deps.actors.spawn(answer::run(Arc::clone(&live), Arc::clone(&self.deps)).instrument(span));
+            let actor = answer::run(Arc::clone(&live), Arc::clone(&self.deps)).instrument(span);
+            debug_assert!(
+                size_of_val(&actor) <= ACTOR_FUTURE_MAX_BYTES,
+                "a session actor's future grew to {} bytes, past {ACTOR_FUTURE_MAX_BYTES}: every live session would cost more",
+                size_of_val(&actor)
+            );
+            self.deps.actors.spawn(actor);
         }
         live
     }
