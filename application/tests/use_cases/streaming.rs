@@ -51,12 +51,7 @@ async fn the_idle_timeout_bounds_each_silence_not_the_whole_answer() {
     let mut s = settings();
     s.idle_timeout = Duration::from_millis(150);
     let h = harness_with(s);
-    let mut script = Vec::new();
-    for word in ["one ", "two ", "three ", "four"] {
-        script.push(Step::Say(word));
-        script.push(Step::Wait(Duration::from_millis(100)));
-    }
-    h.provider.push(script);
+    h.provider.push(paced(["one ", "two ", "three ", "four"], Duration::from_millis(100)));
     let mut client = h.connect("u1", None, None).await;
     h.say(&mut client, "slow but steady").await.expect("accepted");
     let events = client.until_done().await;
@@ -69,12 +64,7 @@ async fn the_whole_answer_deadline_applies_even_while_chunks_keep_coming() {
     let mut s = settings();
     s.stream_timeout = Duration::from_millis(300);
     let h = harness_with(s);
-    let mut script = Vec::new();
-    for _ in 0..100 {
-        script.push(Step::Say("x"));
-        script.push(Step::Wait(Duration::from_millis(20)));
-    }
-    h.provider.push(script);
+    h.provider.push(paced(["x"; 100], Duration::from_millis(20)));
     let mut client = h.connect("u1", None, None).await;
     h.say(&mut client, "long").await.expect("accepted");
     let events = client.until_done().await;
@@ -198,4 +188,9 @@ async fn the_first_non_empty_chunk_is_stamped_as_the_first_token() {
     );
     assert!(second.first_token_at().is_none());
     assert_eq!(done_of(&client.until_done().await).1, FinishReason::Stop);
+}
+
+/// A script saying each of `words` with `gap` after it.
+fn paced(words: impl IntoIterator<Item = &'static str>, gap: Duration) -> Vec<Step> {
+    words.into_iter().flat_map(|word| [Step::Say(word), Step::Wait(gap)]).collect()
 }

@@ -111,15 +111,20 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn kept_frames_wake_the_writer_and_are_taken_once() {
-        let control = Control::default();
+        let control = Arc::new(Control::default());
         assert!(control.take().is_none(), "nothing kept");
-        let waiting = tokio::time::timeout(std::time::Duration::from_secs(1), control.pending());
-        assert!(waiting.await.is_err(), "nothing kept: the writer waits");
-        let (woken, ()) = tokio::join!(control.pending(), async {
-            tokio::task::yield_now().await;
-            control.keep(&[0x8a, 0x00]).expect("room");
+        // The writer waits in a task of its own: only a wake-up moves it on.
+        let writer = tokio::spawn({
+            let control = Arc::clone(&control);
+            async move { control.pending().await }
         });
-        let () = woken;
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        assert!(!writer.is_finished(), "nothing kept: the writer waits");
+        control.keep(&[0x8a, 0x00]).expect("room");
+        tokio::time::timeout(std::time::Duration::from_secs(1), writer)
+            .await
+            .expect("the writer is woken")
+            .expect("the writer's task");
         control.keep(&[0x8a, 0x01, b'x']).expect("room");
         assert_eq!(control.take(), Some(vec![0x8a, 0x00, 0x8a, 0x01, b'x']), "in order, whole");
         assert!(control.take().is_none(), "taken once");

@@ -75,10 +75,7 @@ pub(super) fn write_loop<'a>(
                 Duty::Control => {
                     // Pongs (or the reply to a client's close) the reader's protocol
                     // layer made while no frames were queued.
-                    if !matches!(
-                        timeout(state.config.write_timeout, outgoing.send_control()).await,
-                        Ok(Ok(()))
-                    ) {
+                    if !in_time(state, outgoing.send_control()).await {
                         break None;
                     }
                 }
@@ -103,10 +100,7 @@ pub(super) fn write_loop<'a>(
                         break None;
                     }
                     if next_ping <= now {
-                        if !matches!(
-                            timeout(state.config.write_timeout, outgoing.send_ping()).await,
-                            Ok(Ok(()))
-                        ) {
+                        if !in_time(state, outgoing.send_ping()).await {
                             break None;
                         }
                         next_ping = Instant::now() + state.config.ping_interval;
@@ -267,12 +261,16 @@ fn write_queued<'a>(
 /// within the write timeout. Called boxed: it happens once in a socket's life, and its
 /// timer inline would be part of every idle socket's task.
 async fn write_within(state: &HttpState, outgoing: &mut Outgoing, frames: &[Arc<Frame>]) {
-    if let Ok(Ok(())) = timeout(state.config.write_timeout, outgoing.send_frames(frames)).await {
+    if in_time(state, outgoing.send_frames(frames)).await {
         record_written(state, frames);
     }
 }
 
-/// Writes frames in one go: fed to the socket, then flushed.
+/// True when `write` succeeded within the write timeout.
+async fn in_time(state: &HttpState, write: impl Future<Output = std::io::Result<()>>) -> bool {
+    matches!(timeout(state.config.write_timeout, write).await, Ok(Ok(())))
+}
+
 /// Counts frames written to the client, and for an answer's first chunk the gateway's
 /// own latency: from its token's arrival from the provider to now, written.
 fn record_written(state: &HttpState, frames: &[Arc<Frame>]) {
